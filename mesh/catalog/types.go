@@ -1,0 +1,145 @@
+package catalog
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Kind is the type of a replicated record.
+type Kind uint8
+
+const (
+	KindHost Kind = iota + 1
+	KindOrg
+	KindNetwork
+	KindApp
+	KindMachine
+	KindPeer
+)
+
+// Kinds lists every record kind, in dependency order.
+var Kinds = []Kind{KindHost, KindOrg, KindNetwork, KindApp, KindMachine, KindPeer}
+
+func (k Kind) String() string {
+	switch k {
+	case KindHost:
+		return "host"
+	case KindOrg:
+		return "org"
+	case KindNetwork:
+		return "network"
+	case KindApp:
+		return "app"
+	case KindMachine:
+		return "machine"
+	case KindPeer:
+		return "peer"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Valid reports whether k is a known kind (gossip input is checked with it).
+func (k Kind) Valid() bool { return k >= KindHost && k <= KindPeer }
+
+// Host is a server running `dogwood agent`. Written only by that host.
+type Host struct {
+	Name   string `json:"name"`
+	ID     uint32 `json:"host_id"`
+	Region string `json:"region"`
+	// Addr is the underlay address other hosts reach this one on (gossip and WireGuard).
+	Addr       netip.Addr `json:"addr"`
+	GossipPort uint16     `json:"gossip_port"`
+	WGPort     uint16     `json:"wg_port"`
+	// PublicKey is the host's WireGuard public key, base64; empty with --wireguard off.
+	PublicKey string `json:"public_key"`
+	Gateway   bool   `json:"gateway"`
+	// PublicEndpoint is where user peers reach a gateway ("host:port"); empty if not a gateway.
+	PublicEndpoint string `json:"public_endpoint,omitempty"`
+}
+
+// Org is a tenant.
+type Org struct {
+	Slug      string    `json:"slug"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Network is a private /48 inside an org. Its key is "<org>/<name>".
+type Network struct {
+	Org  string `json:"org"`
+	Name string `json:"name"`
+	ID   uint32 `json:"id"`
+}
+
+// App is a named group of machines in one network. Names are unique in the cluster.
+type App struct {
+	Name      string `json:"name"`
+	Org       string `json:"org"`
+	Network   string `json:"network"`
+	NetworkID uint32 `json:"network_id"`
+}
+
+// Machine states.
+const (
+	StateStarted = "started"
+	StateStopped = "stopped"
+)
+
+// Service is a port a machine registers for SRV lookups.
+type Service struct {
+	Name  string `json:"name"`
+	Proto string `json:"proto"`
+	Port  uint16 `json:"port"`
+}
+
+// Machine is one instance of an app on one host. Written only by that host.
+type Machine struct {
+	ID           string            `json:"id"`
+	App          string            `json:"app"`
+	Org          string            `json:"org"`
+	Network      string            `json:"network"`
+	NetworkID    uint32            `json:"network_id"`
+	Host         string            `json:"host"`
+	HostID       uint32            `json:"host_id"`
+	Region       string            `json:"region"`
+	Field        uint32            `json:"field"`
+	Address      netip.Addr        `json:"address"`
+	State        string            `json:"state"`
+	ProcessGroup string            `json:"process_group"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	Services     []Service         `json:"services,omitempty"`
+	// Netns is the network namespace the host attached the machine to, if any.
+	Netns     string    `json:"netns,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Started reports whether the machine is in the started state.
+func (m *Machine) Started() bool { return m.State == StateStarted }
+
+// Peer is a user's WireGuard device attached to one gateway. Written only by the gateway.
+// Its key is "<org>/<name>".
+type Peer struct {
+	Name      string `json:"name"`
+	Org       string `json:"org"`
+	Network   string `json:"network"`
+	NetworkID uint32 `json:"network_id"`
+	Region    string `json:"region"`
+	Gateway   string `json:"gateway"`
+	GatewayID uint32 `json:"gateway_id"`
+	// Address is the peer's address (…:<slot>02); it owns the /120 around it.
+	Address   netip.Addr `json:"address"`
+	PublicKey string     `json:"public_key"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// Member states as `dogwood members` prints them.
+const (
+	StatusAlive   = "alive"
+	StatusSuspect = "suspect"
+	StatusFailed  = "failed"
+	StatusLeft    = "left"
+)
+
+// Live reports whether machines on a host in this status belong in DNS address answers.
+func Live(status string) bool { return status == StatusAlive || status == StatusSuspect }
