@@ -1,0 +1,124 @@
+package catalog
+
+// Snapshot returns the latest immutable snapshot, rebuilding only the parts that
+// changed since the previous one: unchanged network and app views are shared.
+func (c *Catalog) Snapshot() *Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.snap != nil && c.snap.Seq == c.seq {
+		return c.snap
+	}
+	prev := c.snap
+	if prev == nil {
+		prev = Empty(c.self)
+		c.dirtyHosts, c.dirtyOrgs, c.dirtyLocal = true, true, true
+		for id := range c.nets {
+			c.dirtyNets[id] = struct{}{}
+		}
+	}
+	s := &Snapshot{
+		Seq: c.seq, Self: c.self,
+		Hosts: prev.Hosts, HostsByID: prev.HostsByID, Orgs: prev.Orgs,
+		Networks: prev.Networks, NetworkByName: prev.NetworkByName, Apps: prev.Apps,
+		LocalMachines: prev.LocalMachines, LocalPeers: prev.LocalPeers,
+	}
+	if c.dirtyHosts {
+		s.Hosts = make(map[string]*HostView, len(c.hosts))
+		s.HostsByID = make(map[uint32]*HostView, len(c.hosts))
+		for name, h := range c.hosts {
+			hv := &HostView{Host: *h, Status: c.statusLocked(name)}
+			s.Hosts[name] = hv
+			s.HostsByID[h.ID] = hv
+		}
+		c.dirtyHosts = false
+	}
+	if c.dirtyOrgs {
+		s.Orgs = make(map[string]*Org, len(c.orgs))
+		for k, o := range c.orgs {
+			s.Orgs[k] = o
+		}
+		c.dirtyOrgs = false
+	}
+	if len(c.dirtyNets) > 0 || len(c.dirtyApps) > 0 {
+		s.Networks = make(map[uint32]*NetworkView, len(c.nets))
+		for id, nv := range prev.Networks {
+			s.Networks[id] = nv
+		}
+		for id := range c.dirtyNets {
+			idx := c.nets[id]
+			old := prev.Networks[id]
+			if idx == nil || idx.net == nil {
+				delete(s.Networks, id)
+				continue
+			}
+			s.Networks[id] = c.buildNetwork(idx, old)
+		}
+		// Apps whose machines changed without their network being marked (cannot
+		// happen today, but keep the invariant cheap to check).
+		s.NetworkByName = make(map[string]*NetworkView, len(s.Networks))
+		s.Apps = make(map[string]*AppView, len(prev.Apps))
+		for _, nv := range s.Networks {
+			s.NetworkByName[NetworkKey(nv.Org, nv.Name)] = nv
+			for name, a := range nv.Apps {
+				s.Apps[name] = a
+			}
+		}
+		clear(c.dirtyNets)
+		clear(c.dirtyApps)
+	}
+	if c.dirtyLocal {
+		s.LocalMachines = nil
+		s.LocalPeers = nil
+		for _, idx := range c.nets {
+			for _, ms := range idx.machines {
+				for _, m := range ms {
+					if m.Host == c.self {
+						s.LocalMachines = append(s.LocalMachines, m)
+					}
+				}
+			}
+			for _, p := range idx.peers {
+				if p.Gateway == c.self {
+					s.LocalPeers = append(s.LocalPeers, p)
+				}
+			}
+		}
+		sortMachines(s.LocalMachines)
+		sortPeers(s.LocalPeers)
+		c.dirtyLocal = false
+	}
+	c.snap = s
+	return s
+}
+
+func (c *Catalog) buildNetwork(idx *netIndex, old *NetworkView) *NetworkView {
+	nv := &NetworkView{
+		Network:    *idx.net,
+		Apps:       make(map[string]*AppView, len(idx.apps)),
+		Peers:      make(map[string]*Peer, len(idx.peers)),
+		HostCounts: make(map[uint32]int, len(idx.hostCounts)),
+	}
+	for name, a := range idx.apps {
+		if _, dirty := c.dirtyApps[name]; !dirty && old != nil {
+			if ov := old.Apps[name]; ov != nil && ov.App == *a {
+				nv.Apps[name] = ov
+				continue
+			}
+		}
+		av := &AppView{App: *a, ByID: make(map[string]*Machine, len(idx.machines[name]))}
+		for id, m := range idx.machines[name] {
+			av.Machines = append(av.Machines, m)
+			av.ByID[id] = m
+		}
+		sortMachines(av.Machines)
+		nv.Apps[name] = av
+	}
+	for name, p := range idx.peers {
+		nv.Peers[name] = p
+	}
+	for h, n := range idx.hostCounts {
+		nv.HostCounts[h] = n
+	}
+	nv.finish()
+	return nv
+}

@@ -1,0 +1,548 @@
+package catalog
+
+import (
+	"net/netip"
+
+	"github.com/dogwood/dogwood/mesh/sixpn"
+	"sort"
+	"sync"
+)
+
+// Catalog is the in-memory replicated catalog of one host. Every record, tombstones
+// included, stays here; Apply merges a record under the merge order and reports whether
+// it changed anything. It keeps the anti-entropy digest and the indexes snapshots are
+// built from up to date incrementally, so a change costs O(1) plus the size of the
+// app or network it touched, never the size of the whole catalog.
+type Catalog struct {
+	mu      sync.Mutex
+	self    string
+	selfID  uint32
+	clock   uint64
+	records map[ID]*Record
+
+	buckets  [Buckets]uint64
+	byBucket [Buckets]map[ID]struct{}
+
+	// Uniqueness indexes; they include tombstones because ids are never reused.
+	hostIDs    map[uint32]map[string]struct{}    // host id -> host names claiming it
+	networkIDs map[uint32]map[string]struct{}    // network id -> network keys
+	fields     map[uint32]map[uint32]struct{}    // host id -> machine fields
+	addrs      map[netip.Addr]ID                 // live machine and peer addresses
+	peersOn    map[uint32]map[uint32]map[int]int // gateway -> network -> peer index -> count
+
+	status map[string]string
+
+	// Live objects for snapshots.
+	hosts map[string]*Host
+	orgs  map[string]*Org
+	nets  map[uint32]*netIndex
+
+	seq        uint64
+	snap       *Snapshot
+	dirtyHosts bool
+	dirtyOrgs  bool
+	dirtyNets  map[uint32]struct{}
+	dirtyApps  map[string]struct{}
+	dirtyLocal bool
+
+	watchers map[chan struct{}]struct{}
+}
+
+type netIndex struct {
+	net        *Network
+	apps       map[string]*App
+	machines   map[string]map[string]*Machine // app -> id -> machine
+	peers      map[string]*Peer
+	hostCounts map[uint32]int
+}
+
+// New returns an empty catalog for the host named self.
+func New(self string) *Catalog {
+	c := &Catalog{
+		self:       self,
+		records:    map[ID]*Record{},
+		hostIDs:    map[uint32]map[string]struct{}{},
+		networkIDs: map[uint32]map[string]struct{}{},
+		fields:     map[uint32]map[uint32]struct{}{},
+		addrs:      map[netip.Addr]ID{},
+		peersOn:    map[uint32]map[uint32]map[int]int{},
+		status:     map[string]string{self: StatusAlive},
+		hosts:      map[string]*Host{},
+		orgs:       map[string]*Org{},
+		nets:       map[uint32]*netIndex{},
+		dirtyNets:  map[uint32]struct{}{},
+		dirtyApps:  map[string]struct{}{},
+		watchers:   map[chan struct{}]struct{}{},
+		dirtyHosts: true,
+	}
+	for i := range c.byBucket {
+		c.byBucket[i] = map[ID]struct{}{}
+	}
+	return c
+}
+
+// Self is the name of the host holding the catalog.
+func (c *Catalog) Self() string { return c.self }
+
+// SetSelfID sets the host id used in stamps this catalog issues.
+func (c *Catalog) SetSelfID(id uint32) {
+	c.mu.Lock()
+	c.selfID = id
+	c.mu.Unlock()
+}
+
+// Tick advances the Lamport clock for a local write and returns its stamp.
+func (c *Catalog) Tick() Stamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clock++
+	return Stamp{Clock: c.clock, Node: c.selfID}
+}
+
+// Clock returns the current Lamport clock.
+func (c *Catalog) Clock() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clock
+}
+
+// Get returns the record with this id, tombstones included, or nil. Records are
+// immutable once applied: callers must not modify them.
+func (c *Catalog) Get(id ID) *Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.records[id]
+}
+
+// Live returns the live record with this id or nil.
+func (c *Catalog) Live(id ID) *Record {
+	r := c.Get(id)
+	if r == nil || r.Deleted {
+		return nil
+	}
+	return r
+}
+
+// List returns the live records of one kind, sorted by key.
+func (c *Catalog) List(kind Kind) []*Record {
+	c.mu.Lock()
+	out := make([]*Record, 0)
+	for id, r := range c.records {
+		if id.Kind == kind && !r.Deleted {
+			out = append(out, r)
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// All returns every record, tombstones included (for tests and full dumps).
+func (c *Catalog) All() []*Record {
+	c.mu.Lock()
+	out := make([]*Record, 0, len(c.records))
+	for _, r := range c.records {
+		out = append(out, r)
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Key < out[j].Key
+	})
+	return out
+}
+
+// Len counts records by kind (tombstones included under their kind).
+func (c *Catalog) Len() (live map[Kind]int, tombstones int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live = map[Kind]int{}
+	for _, r := range c.records {
+		if r.Deleted {
+			tombstones++
+		} else {
+			live[r.Kind]++
+		}
+	}
+	return live, tombstones
+}
+
+// Apply merges r. It returns true when r replaced what the catalog had (and so must be
+// persisted and may be passed on). r must not be modified afterwards.
+func (c *Catalog) Apply(r *Record) bool {
+	c.mu.Lock()
+	changed := c.applyLocked(r)
+	c.mu.Unlock()
+	if changed {
+		c.notify()
+	}
+	return changed
+}
+
+// ApplyAll merges records and returns those that changed the catalog.
+func (c *Catalog) ApplyAll(rs []*Record) []*Record {
+	var changed []*Record
+	c.mu.Lock()
+	for _, r := range rs {
+		if c.applyLocked(r) {
+			changed = append(changed, r)
+		}
+	}
+	c.mu.Unlock()
+	if len(changed) > 0 {
+		c.notify()
+	}
+	return changed
+}
+
+func (c *Catalog) applyLocked(r *Record) bool {
+	if r.Version.Clock > c.clock {
+		c.clock = r.Version.Clock
+	}
+	if r.Created.Clock > c.clock {
+		c.clock = r.Created.Clock
+	}
+	id := r.ID()
+	old := c.records[id]
+	if !r.Wins(old) {
+		return false
+	}
+	b := Bucket(id)
+	if old != nil {
+		c.buckets[b] ^= old.Header().Hash()
+		c.unindex(old)
+	}
+	c.records[id] = r
+	c.buckets[b] ^= r.Header().Hash()
+	c.byBucket[b][id] = struct{}{}
+	c.index(r)
+	c.seq++
+	return true
+}
+
+func (c *Catalog) net(id uint32) *netIndex {
+	n := c.nets[id]
+	if n == nil {
+		n = &netIndex{
+			apps:       map[string]*App{},
+			machines:   map[string]map[string]*Machine{},
+			peers:      map[string]*Peer{},
+			hostCounts: map[uint32]int{},
+		}
+		c.nets[id] = n
+	}
+	return n
+}
+
+func addTo[K comparable, V comparable](m map[K]map[V]struct{}, k K, v V) {
+	s := m[k]
+	if s == nil {
+		s = map[V]struct{}{}
+		m[k] = s
+	}
+	s[v] = struct{}{}
+}
+
+// index adds what r contributes to the indexes. Uniqueness indexes see tombstones too.
+func (c *Catalog) index(r *Record) {
+	switch {
+	case r.Host != nil:
+		addTo(c.hostIDs, r.Host.ID, r.Host.Name)
+		if !r.Deleted {
+			c.hosts[r.Key] = r.Host
+		}
+		c.dirtyHosts = true
+	case r.Org != nil:
+		if !r.Deleted {
+			c.orgs[r.Key] = r.Org
+		}
+		c.dirtyOrgs = true
+	case r.Network != nil:
+		addTo(c.networkIDs, r.Network.ID, r.Key)
+		if !r.Deleted {
+			c.net(r.Network.ID).net = r.Network
+		}
+		c.dirtyNets[r.Network.ID] = struct{}{}
+	case r.App != nil:
+		if !r.Deleted {
+			c.net(r.App.NetworkID).apps[r.Key] = r.App
+		}
+		c.dirtyNets[r.App.NetworkID] = struct{}{}
+		c.dirtyApps[r.Key] = struct{}{}
+	case r.Machine != nil:
+		m := r.Machine
+		addTo(c.fields, m.HostID, m.Field)
+		if !r.Deleted {
+			n := c.net(m.NetworkID)
+			ms := n.machines[m.App]
+			if ms == nil {
+				ms = map[string]*Machine{}
+				n.machines[m.App] = ms
+			}
+			ms[m.ID] = m
+			n.hostCounts[m.HostID]++
+			c.addrs[m.Address] = r.ID()
+		}
+		c.dirtyNets[m.NetworkID] = struct{}{}
+		c.dirtyApps[m.App] = struct{}{}
+		if m.Host == c.self {
+			c.dirtyLocal = true
+		}
+	case r.Peer != nil:
+		p := r.Peer
+		if !r.Deleted {
+			n := c.net(p.NetworkID)
+			n.peers[p.Name] = p
+			n.hostCounts[p.GatewayID]++
+			c.addrs[p.Address] = r.ID()
+			if i, ok := peerIndex(p); ok {
+				c.peerSlot(p.GatewayID, p.NetworkID)[i]++
+			}
+		}
+		c.dirtyNets[p.NetworkID] = struct{}{}
+		if p.Gateway == c.self {
+			c.dirtyLocal = true
+		}
+	}
+}
+
+func (c *Catalog) unindex(r *Record) {
+	if r.Deleted {
+		return // tombstones only ever added to the uniqueness indexes, which keep them
+	}
+	switch {
+	case r.Host != nil:
+		delete(c.hosts, r.Key)
+		c.dirtyHosts = true
+	case r.Org != nil:
+		delete(c.orgs, r.Key)
+		c.dirtyOrgs = true
+	case r.Network != nil:
+		if n := c.nets[r.Network.ID]; n != nil && n.net == r.Network {
+			n.net = nil
+		}
+		c.dirtyNets[r.Network.ID] = struct{}{}
+	case r.App != nil:
+		if n := c.nets[r.App.NetworkID]; n != nil {
+			delete(n.apps, r.Key)
+		}
+		c.dirtyNets[r.App.NetworkID] = struct{}{}
+		c.dirtyApps[r.Key] = struct{}{}
+	case r.Machine != nil:
+		m := r.Machine
+		if n := c.nets[m.NetworkID]; n != nil {
+			delete(n.machines[m.App], m.ID)
+			if len(n.machines[m.App]) == 0 {
+				delete(n.machines, m.App)
+			}
+			decr(n.hostCounts, m.HostID)
+		}
+		if c.addrs[m.Address] == r.ID() {
+			delete(c.addrs, m.Address)
+		}
+		c.dirtyNets[m.NetworkID] = struct{}{}
+		c.dirtyApps[m.App] = struct{}{}
+		if m.Host == c.self {
+			c.dirtyLocal = true
+		}
+	case r.Peer != nil:
+		p := r.Peer
+		if n := c.nets[p.NetworkID]; n != nil {
+			delete(n.peers, p.Name)
+			decr(n.hostCounts, p.GatewayID)
+		}
+		if c.addrs[p.Address] == r.ID() {
+			delete(c.addrs, p.Address)
+		}
+		if i, ok := peerIndex(p); ok {
+			slots := c.peerSlot(p.GatewayID, p.NetworkID)
+			if slots[i]--; slots[i] <= 0 {
+				delete(slots, i)
+			}
+		}
+		c.dirtyNets[p.NetworkID] = struct{}{}
+		if p.Gateway == c.self {
+			c.dirtyLocal = true
+		}
+	}
+}
+
+func decr(m map[uint32]int, k uint32) {
+	if m[k]--; m[k] <= 0 {
+		delete(m, k)
+	}
+}
+
+func (c *Catalog) peerSlot(gw, net uint32) map[int]int {
+	g := c.peersOn[gw]
+	if g == nil {
+		g = map[uint32]map[int]int{}
+		c.peersOn[gw] = g
+	}
+	s := g[net]
+	if s == nil {
+		s = map[int]int{}
+		g[net] = s
+	}
+	return s
+}
+
+// SetStatus records what membership says about a host. It returns true on a change.
+func (c *Catalog) SetStatus(name, status string) bool {
+	c.mu.Lock()
+	if c.status[name] == status {
+		c.mu.Unlock()
+		return false
+	}
+	c.status[name] = status
+	c.dirtyHosts = true
+	c.seq++
+	c.mu.Unlock()
+	c.notify()
+	return true
+}
+
+// Status returns a host's membership status; hosts membership has never reported are
+// failed until it does.
+func (c *Catalog) Status(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.statusLocked(name)
+}
+
+func (c *Catalog) statusLocked(name string) string {
+	if s, ok := c.status[name]; ok {
+		return s
+	}
+	return StatusFailed
+}
+
+// HostIDClaims returns the names of hosts (live or removed) whose records carry id.
+func (c *Catalog) HostIDClaims(id uint32) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for n := range c.hostIDs[id] {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NetworkIDClaims returns the keys of networks (live or removed) with this id.
+func (c *Catalog) NetworkIDClaims(id uint32) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for n := range c.networkIDs[id] {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// FieldUsed reports whether a machine field was ever used on a host (tombstones count).
+func (c *Catalog) FieldUsed(host, field uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.fields[host][field]
+	return ok
+}
+
+// AddressOwner returns the live record owning a 6PN address.
+func (c *Catalog) AddressOwner(a netip.Addr) (ID, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.addrs[a]
+	return id, ok
+}
+
+// FreePeerIndex returns the lowest peer index on gateway gw in network net that no live
+// peer uses, skipping those in reserved.
+func (c *Catalog) FreePeerIndex(gw, net uint32, reserved map[int]bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	used := c.peersOn[gw][net]
+	for i := 0; ; i++ {
+		if used[i] == 0 && !reserved[i] {
+			return i
+		}
+	}
+}
+
+// Digest returns the XOR digest of every bucket and of the whole catalog.
+func (c *Catalog) Digest() (root uint64, buckets [Buckets]uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.buckets {
+		root ^= b
+	}
+	return root, c.buckets
+}
+
+// Headers returns the headers of every record in the given buckets.
+func (c *Catalog) Headers(buckets []int) []Header {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Header
+	for _, b := range buckets {
+		if b < 0 || b >= Buckets {
+			continue
+		}
+		for id := range c.byBucket[b] {
+			out = append(out, c.records[id].Header())
+		}
+	}
+	return out
+}
+
+// Records returns the current records for these ids (unknown ids are skipped).
+func (c *Catalog) Records(ids []ID) []*Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Record, 0, len(ids))
+	for _, id := range ids {
+		if r := c.records[id]; r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Watch returns a level-triggered signal: the channel holds at most one pending
+// notification, so a slow consumer sees "something changed" once and then reads the
+// latest snapshot instead of a backlog of events.
+func (c *Catalog) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	c.watchers[ch] = struct{}{}
+	c.mu.Unlock()
+	ch <- struct{}{}
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.watchers, ch)
+		c.mu.Unlock()
+	}
+}
+
+func (c *Catalog) notify() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ch := range c.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Seq is the change counter; equal Seq means equal content.
+func (c *Catalog) Seq() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq
+}
+
+func peerIndex(p *Peer) (int, bool) { return sixpn.PeerIndex(p.Address) }
