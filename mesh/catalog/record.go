@@ -243,3 +243,6 @@ func addrOf(r *Record) netip.Addr {
 	}
 	return netip.Addr{}
 }
+
+// ID returns the header's record identity.
+func (h Header) ID() ID { return ID{h.Kind, h.Key} }

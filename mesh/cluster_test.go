@@ -1,0 +1,451 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// partition is a memberlist transport that drops traffic to and from blocked IPs, so
+// tests can cut hosts apart. Each test host gets its own 127.0.0.x address for it.
+type partition struct {
+	inner   *memberlist.NetTransport
+	blocked *sync.Map // ip string -> true
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	done    chan struct{}
+}
+
+func newPartition(t *testing.T, ip string, blocked *sync.Map) *partition {
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, BindPort: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &partition{inner: nt, blocked: blocked, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case pk := <-nt.PacketCh():
+				if p.isBlocked(pk.From.String()) {
+					continue
+				}
+				select {
+				case p.packets <- pk:
+				case <-p.done:
+					return
+				}
+			case c := <-nt.StreamCh():
+				if p.isBlocked(c.RemoteAddr().String()) {
+					c.Close()
+					continue
+				}
+				select {
+				case p.streams <- c:
+				case <-p.done:
+					c.Close()
+					return
+				}
+			case <-p.done:
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *partition) isBlocked(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	_, ok := p.blocked.Load(host)
+	return ok
+}
+
+func (p *partition) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	return p.inner.FinalAdvertiseAddr(ip, p.inner.GetAutoBindPort())
+}
+func (p *partition) WriteTo(b []byte, addr string) (time.Time, error) {
+	if p.isBlocked(addr) {
+		return time.Now(), nil
+	}
+	return p.inner.WriteTo(b, addr)
+}
+func (p *partition) PacketCh() <-chan *memberlist.Packet { return p.packets }
+func (p *partition) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
+	if p.isBlocked(addr) {
+		return nil, fmt.Errorf("partitioned from %s", addr)
+	}
+	return p.inner.DialTimeout(addr, d)
+}
+func (p *partition) StreamCh() <-chan net.Conn { return p.streams }
+func (p *partition) Shutdown() error {
+	close(p.done)
+	return p.inner.Shutdown()
+}
+
+type testHost struct {
+	*Node
+	ip      string
+	dir     string
+	blocked *sync.Map
+	name    string
+	key     []byte
+}
+
+type cluster struct {
+	t     *testing.T
+	hosts []*testHost
+}
+
+var ipCounter atomic.Int32
+
+func (c *cluster) start(name string, key []byte, dir string, ip string, join []string) *testHost {
+	c.t.Helper()
+	blocked := &sync.Map{}
+	tr := newPartition(c.t, ip, blocked)
+	port := tr.inner.GetAutoBindPort()
+	lvl := slog.LevelError
+	if os.Getenv("DOGWOOD_TEST_LOG") != "" {
+		lvl = slog.LevelDebug
+	}
+	n, err := Start(Config{
+		Name: name, DataDir: dir, Region: "ord", GossipAddr: fmt.Sprintf("%s:%d", ip, port),
+		Join: join, GossipKey: key, AEInterval: 200 * time.Millisecond, Transport: tr,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("host", name),
+	})
+	if err != nil {
+		tr.Shutdown()
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	h := &testHost{Node: n, ip: ip, dir: dir, blocked: blocked, name: name, key: key}
+	return h
+}
+
+func newCluster(t *testing.T, size int) *cluster {
+	c := &cluster{t: t}
+	var join []string
+	for i := 0; i < size; i++ {
+		ip := fmt.Sprintf("127.0.%d.%d", 10+ipCounter.Add(1)/200, 1+ipCounter.Load()%200)
+		h := c.start(fmt.Sprintf("h%d", i), testKey, t.TempDir(), ip, join)
+		if i == 0 {
+			a, p := h.gossip.LocalAddr()
+			join = []string{fmt.Sprintf("%s:%d", a, p)}
+		}
+		c.hosts = append(c.hosts, h)
+	}
+	t.Cleanup(func() {
+		for _, h := range c.hosts {
+			h.Close()
+		}
+	})
+	c.waitMembers(size)
+	return c
+}
+
+func (c *cluster) waitMembers(n int) {
+	c.t.Helper()
+	c.eventually(10*time.Second, "membership", func() bool {
+		for _, h := range c.hosts {
+			alive := 0
+			for _, m := range h.Members() {
+				if m.Status == catalog.StatusAlive {
+					alive++
+				}
+			}
+			if alive < n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (c *cluster) eventually(d time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// converged reports whether the given hosts hold identical catalogs.
+func converged(hosts ...*testHost) bool {
+	r0, _ := hosts[0].cat.Digest()
+	for _, h := range hosts[1:] {
+		if r, _ := h.cat.Digest(); r != r0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *cluster) waitConverged(hosts ...*testHost) {
+	c.t.Helper()
+	if len(hosts) == 0 {
+		hosts = c.hosts
+	}
+	c.eventually(10*time.Second, "convergence", func() bool { return converged(hosts...) })
+	want := hosts[0].cat.All()
+	for _, h := range hosts[1:] {
+		if got := h.cat.All(); !reflect.DeepEqual(jsonish(got), jsonish(want)) {
+			c.t.Fatalf("%s: digests equal but catalogs differ", h.name)
+		}
+	}
+}
+
+func jsonish(rs []*catalog.Record) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%v %v %v %v %v %+v %+v %+v %+v", r.ID(), r.Gen, r.Created, r.Version, r.Deleted, r.Org, r.App, r.Network, r.Machine))
+	}
+	return out
+}
+
+func (c *cluster) cut(a, b *testHost) {
+	a.blocked.Store(b.ip, true)
+	b.blocked.Store(a.ip, true)
+}
+
+func (c *cluster) heal(a, b *testHost) {
+	a.blocked.Delete(b.ip)
+	b.blocked.Delete(a.ip)
+}
+
+func TestClusterConvergence(t *testing.T) {
+	c := newCluster(t, 3)
+	ctx := context.Background()
+	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
+	org, err := h0.CreateOrg(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(org.Networks) != 1 || org.Networks[0].Name != "default" || org.Networks[0].ID == 0 {
+		t.Fatalf("org networks %+v", org.Networks)
+	}
+	// The confirmation round already delivered the org everywhere.
+	for _, h := range c.hosts {
+		if h.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: "acme"}) == nil {
+			t.Fatalf("%s lacks the org right after create returned", h.name)
+		}
+	}
+	if _, err := h1.CreateApp(ctx, "web", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	var ms []*catalog.Machine
+	for _, h := range c.hosts {
+		for i := 0; i < 5; i++ {
+			m, err := h.CreateMachine(ctx, MachineSpec{App: "web", Metadata: map[string]string{"role": "primary"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms = append(ms, m)
+		}
+	}
+	c.waitConverged()
+	for _, h := range c.hosts {
+		list, _ := h.ListMachines("web")
+		if len(list) != 15 {
+			t.Fatalf("%s sees %d machines", h.name, len(list))
+		}
+	}
+	// Stop on h2 through h0 (forwarded to the owner), visible everywhere.
+	target := ms[len(ms)-1]
+	if target.Host != "h2" {
+		t.Fatalf("machine on %s", target.Host)
+	}
+	if _, err := h0.MachineAction(ctx, target.ID, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(5*time.Second, "stop to propagate", func() bool {
+		m, _ := h1.Machine(target.ID)
+		return m != nil && m.State == catalog.StateStopped
+	})
+	if _, err := h1.MachineAction(ctx, target.ID, "destroy"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	if _, err := h0.Machine(target.ID); StatusCode(err) != 404 {
+		t.Fatalf("destroyed machine: %v", err)
+	}
+	// Bad input gets clear errors.
+	for _, err := range []error{
+		func() error { _, err := h0.CreateOrg(ctx, "Bad_Slug"); return err }(),
+		func() error { _, err := h0.CreateApp(ctx, "x", "nope", ""); return err }(),
+		func() error { _, err := h0.CreateApp(ctx, "web", "acme", ""); return err }(),
+		func() error { _, err := h0.CreateMachine(ctx, MachineSpec{App: "ghost"}); return err }(),
+	} {
+		if err == nil {
+			t.Error("bad input accepted")
+		}
+	}
+	_ = h2
+}
+
+func TestConcurrentCreateOneWinner(t *testing.T) {
+	c := newCluster(t, 3)
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		slug := fmt.Sprintf("race%d", round)
+		var wg sync.WaitGroup
+		errs := make([]error, len(c.hosts))
+		for i, h := range c.hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = h.CreateOrg(ctx, slug)
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d creates reported success: %v", round, ok, errs)
+		}
+		c.waitConverged()
+	}
+}
+
+func TestConcurrentMachinesNoCollision(t *testing.T) {
+	c := newCluster(t, 1)
+	h := c.hosts[0]
+	ctx := context.Background()
+	h.CreateOrg(ctx, "acme")
+	h.CreateApp(ctx, "web", "acme", "")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				m, err := h.CreateMachine(ctx, MachineSpec{App: "web"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if seen[m.Address.String()] {
+					t.Errorf("address %s handed out twice", m.Address)
+				}
+				seen[m.Address.String()] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 200 {
+		t.Fatalf("%d machines", len(seen))
+	}
+}
+
+func TestPartitionAndHeal(t *testing.T) {
+	c := newCluster(t, 3)
+	ctx := context.Background()
+	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
+	h0.CreateOrg(ctx, "acme")
+	h0.CreateApp(ctx, "web", "acme", "")
+	c.waitConverged()
+	c.cut(h2, h0)
+	c.cut(h2, h1)
+	// Both sides write while apart.
+	m0, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.CreateApp(ctx, "db", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := h1.Machine(m2.ID); err == nil {
+		t.Fatal("partition leaked a write")
+	}
+	c.heal(h2, h0)
+	c.heal(h2, h1)
+	c.waitConverged()
+	for _, h := range c.hosts {
+		for _, id := range []string{m0.ID, m2.ID} {
+			if _, err := h.Machine(id); err != nil {
+				t.Errorf("%s after heal: %v", h.name, err)
+			}
+		}
+	}
+}
+
+func TestRestartKeepsEverything(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx := context.Background()
+	h0, h1 := c.hosts[0], c.hosts[1]
+	h0.CreateOrg(ctx, "acme")
+	h0.CreateApp(ctx, "web", "acme", "")
+	m, err := h1.CreateMachine(ctx, MachineSpec{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, key := h1.HostID(), h1.PrivateKey()
+	// Close without leaving: as close to kill -9 as an in-process test gets (the
+	// process test in cmd/dogwood does the real kill -9).
+	h1.Close()
+	a, p := h0.gossip.LocalAddr()
+	h1b := c.start("h1", testKey, h1.dir, h1.ip, []string{fmt.Sprintf("%s:%d", a, p)})
+	c.hosts[1] = h1b
+	if h1b.HostID() != id || h1b.PrivateKey() != key {
+		t.Fatal("identity changed across restart")
+	}
+	got, err := h1b.Machine(m.ID)
+	if err != nil || got.Address != m.Address {
+		t.Fatalf("machine after restart: %+v %v", got, err)
+	}
+	c.waitConverged()
+}
+
+func TestWrongKeyCannotJoin(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx := context.Background()
+	c.hosts[0].CreateOrg(ctx, "acme")
+	a, p := c.hosts[0].gossip.LocalAddr()
+	bad := c.start("intruder", []byte("ffffffffffffffffffffffffffffffff"), t.TempDir(), "127.0.9.9", []string{fmt.Sprintf("%s:%d", a, p)})
+	defer bad.Close()
+	time.Sleep(1500 * time.Millisecond)
+	if len(bad.ListOrgs()) != 0 {
+		t.Fatal("host with the wrong key read the catalog")
+	}
+	for _, m := range c.hosts[0].Members() {
+		if m.Name == "intruder" {
+			t.Fatal("host with the wrong key joined")
+		}
+	}
+}
+
+func TestSecondAgentSameDataDir(t *testing.T) {
+	c := newCluster(t, 1)
+	_, err := Start(Config{Name: "h0", DataDir: c.hosts[0].dir, GossipAddr: "127.0.0.1:0", GossipKey: testKey})
+	if err == nil {
+		t.Fatal("second agent on the same data dir started")
+	}
+}

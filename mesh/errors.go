@@ -1,0 +1,45 @@
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/dogwood/dogwood/mesh/gossip"
+)
+
+// Error is an operation error with the HTTP status the API answers with. The CLI turns
+// StatusBadRequest into exit code 2 (invalid input) and everything else into 1.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+func (e *Error) Error() string   { return e.Msg }
+func (e *Error) StatusCode() int { return e.Code }
+
+func invalid(format string, a ...any) error {
+	return &Error{http.StatusBadRequest, fmt.Sprintf(format, a...)}
+}
+func notFound(format string, a ...any) error {
+	return &Error{http.StatusNotFound, fmt.Sprintf(format, a...)}
+}
+func conflict(format string, a ...any) error {
+	return &Error{http.StatusConflict, fmt.Sprintf(format, a...)}
+}
+func unavailable(format string, a ...any) error {
+	return &Error{http.StatusServiceUnavailable, fmt.Sprintf(format, a...)}
+}
+
+// StatusCode returns the HTTP status that fits err (500 for unknown errors).
+func StatusCode(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	var re *gossip.RemoteError
+	if errors.As(err, &re) && re.Code != 0 {
+		return re.Code
+	}
+	return http.StatusInternalServerError
+}

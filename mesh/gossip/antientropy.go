@@ -1,0 +1,113 @@
+package gossip
+
+import (
+	"math/rand"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// recordBatch bounds one records message so no single TCP message grows with the
+// catalog.
+const recordBatch = 500
+
+func (g *Gossip) aeLoop() {
+	defer g.wg.Done()
+	for {
+		// Jitter keeps hosts that started together from probing in lockstep.
+		d := g.cfg.AEInterval/2 + time.Duration(rand.Int63n(int64(g.cfg.AEInterval)))
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		peers := g.alive(false)
+		if len(peers) == 0 {
+			continue
+		}
+		g.startAE(peers[rand.Intn(len(peers))].Name)
+	}
+}
+
+// startAE opens an exchange with one member by sending our root digest.
+func (g *Gossip) startAE(name string) {
+	if g.closed.Load() {
+		return
+	}
+	root, _ := g.cat.Digest()
+	g.metrics.aeRounds.Inc()
+	_ = g.sendTo(name, msgAERoot, aeRoot{From: g.cfg.Name, Root: root})
+}
+
+func (g *Gossip) onAERoot(m aeRoot) {
+	root, buckets := g.cat.Digest()
+	if root == m.Root || m.From == g.cfg.Name {
+		return
+	}
+	_ = g.sendTo(m.From, msgAEBuckets, aeBuckets{From: g.cfg.Name, Buckets: buckets})
+}
+
+func (g *Gossip) onAEBuckets(m aeBuckets) {
+	_, mine := g.cat.Digest()
+	var diff []int
+	for i := range mine {
+		if mine[i] != m.Buckets[i] {
+			diff = append(diff, i)
+		}
+	}
+	if len(diff) == 0 {
+		return
+	}
+	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{From: g.cfg.Name, Buckets: diff, Headers: g.cat.Headers(diff)})
+}
+
+// onAEHeaders finishes the comparison: we know both sides' headers for the differing
+// buckets, so we send what we have that wins and ask for what they have that wins.
+func (g *Gossip) onAEHeaders(m aeHeaders) {
+	mine := map[catalog.ID]catalog.Header{}
+	for _, h := range g.cat.Headers(m.Buckets) {
+		mine[h.ID()] = h
+	}
+	var want, give []catalog.ID
+	for _, th := range m.Headers {
+		if !th.Kind.Valid() {
+			g.drop("invalid_header", nil)
+			continue
+		}
+		id := th.ID()
+		mh, ok := mine[id]
+		delete(mine, id)
+		switch {
+		case !ok:
+			want = append(want, id)
+		case th.Record().Wins(mh.Record()):
+			want = append(want, id)
+		case mh.Record().Wins(th.Record()):
+			give = append(give, id)
+		}
+	}
+	for id := range mine {
+		give = append(give, id)
+	}
+	if len(want) > 0 {
+		_ = g.sendTo(m.From, msgAEWant, aeWant{From: g.cfg.Name, IDs: want})
+	}
+	g.sendRecords(m.From, give)
+}
+
+func (g *Gossip) onAEWant(m aeWant) { g.sendRecords(m.From, m.IDs) }
+
+func (g *Gossip) sendRecords(to string, ids []catalog.ID) {
+	for len(ids) > 0 {
+		n := min(len(ids), recordBatch)
+		rs := g.cat.Records(ids[:n])
+		ids = ids[n:]
+		if len(rs) == 0 {
+			continue
+		}
+		if err := g.sendTo(to, msgRecords, rs); err != nil {
+			return
+		}
+		g.metrics.aeRecords.Add(float64(len(rs)))
+	}
+}

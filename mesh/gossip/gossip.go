@@ -1,0 +1,478 @@
+// Package gossip owns how catalog records travel between hosts: membership and
+// failure detection (hashicorp/memberlist, encrypted with the cluster's gossip key),
+// the push of every change to every member, anti-entropy by digest, request/response
+// calls between agents, and round-trip-time coordinates (serf/coordinate) for
+// "nearest" answers.
+//
+// Dissemination has three layers, each covering the one before:
+//  1. Publish sends a change straight to every alive member (UDP when it fits a
+//     packet, TCP otherwise): one hop, so propagation is one network round trip.
+//  2. The same change rides memberlist's gossip broadcasts a few times, in case a
+//     packet was lost.
+//  3. Anti-entropy: every interval a host sends its catalog digest (8 bytes) to one
+//     random member; only when digests differ do they exchange bucket digests, then
+//     the headers of differing buckets, then just the records that differ. Idle cost
+//     is constant whatever the catalog size; a host that was away catches up by
+//     receiving what it missed.
+package gossip
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/coordinate"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// Config is everything a Gossip needs; zero timings take defaults.
+type Config struct {
+	Name   string
+	HostID uint32
+	// BindAddr/BindPort is where memberlist listens (UDP and TCP).
+	BindAddr string
+	BindPort int
+	// AdvertiseAddr/Port is what other hosts dial; empty means BindAddr.
+	AdvertiseAddr string
+	AdvertisePort int
+	// Key is the AES gossip key (16, 24 or 32 bytes). Nil runs unencrypted, which
+	// the agent only allows with an explicit insecure flag.
+	Key  []byte
+	Join []string
+
+	Catalog *catalog.Catalog
+	// Persist is called with records from other hosts that changed the catalog, so
+	// they reach disk. It may batch; it must not block for long.
+	Persist func([]*catalog.Record)
+
+	Logger  *slog.Logger
+	Metrics *Metrics
+
+	// AEInterval is how often the digest goes to one random member (default 1s).
+	AEInterval time.Duration
+	// RPCTimeout bounds Call when the context has no deadline (default 3s).
+	RPCTimeout time.Duration
+	// Transport replaces memberlist's network transport (tests use MockNetwork).
+	Transport memberlist.Transport
+}
+
+// Handler serves one RPC op. It returns a value to encode as the response body.
+type Handler func(ctx context.Context, from string, body json.RawMessage) (any, error)
+
+// Gossip is a running cluster member.
+type Gossip struct {
+	cfg     Config
+	log     *slog.Logger
+	cat     *catalog.Catalog
+	ml      *memberlist.Memberlist
+	queue   *memberlist.TransmitLimitedQueue
+	metrics *Metrics
+	coords  *coordinate.Client
+
+	mu        sync.Mutex
+	handlers  map[string]Handler
+	pending   map[uint64]chan rpcResponse
+	peerCoord map[string]*coordinate.Coordinate
+	nextID    atomic.Uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New starts memberlist and the background loops. Joining happens in the background
+// and retries until one target answers.
+func New(cfg Config) (*Gossip, error) {
+	if cfg.Name == "" || cfg.Catalog == nil {
+		return nil, errors.New("gossip: name and catalog are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.AEInterval == 0 {
+		cfg.AEInterval = time.Second
+	}
+	if cfg.RPCTimeout == 0 {
+		cfg.RPCTimeout = 3 * time.Second
+	}
+	if cfg.Persist == nil {
+		cfg.Persist = func([]*catalog.Record) {}
+	}
+	cc, err := coordinate.NewClient(coordinate.DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Gossip{
+		cfg: cfg, log: cfg.Logger, cat: cfg.Catalog, metrics: cfg.Metrics, coords: cc,
+		handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{},
+		peerCoord: map[string]*coordinate.Coordinate{},
+		ctx:       ctx, cancel: cancel,
+	}
+	g.handlers[opConfirm] = g.handleConfirm
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.BindPort
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = cfg.BindPort
+	}
+	if cfg.Key != nil {
+		mc.SecretKey = cfg.Key
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
+	mc.Delegate = (*delegate)(g)
+	mc.Events = (*events)(g)
+	mc.Ping = (*pings)(g)
+	mc.Logger = log.New(&mlLog{g: g}, "", 0)
+	if cfg.Transport != nil {
+		mc.Transport = cfg.Transport
+	}
+	// Records travel by direct push, so memberlist's own gossip can stay at its
+	// defaults; the probe settings decide how fast failures show (≈5 s on LAN).
+	g.queue = &memberlist.TransmitLimitedQueue{NumNodes: g.numNodes, RetransmitMult: 3}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	g.ml = ml
+	g.cat.SetStatus(cfg.Name, catalog.StatusAlive)
+
+	g.wg.Add(2)
+	go g.aeLoop()
+	go g.statusLoop()
+	if len(cfg.Join) > 0 {
+		g.wg.Add(1)
+		go g.joinLoop(cfg.Join)
+	}
+	return g, nil
+}
+
+func (g *Gossip) numNodes() int {
+	if g.ml == nil {
+		return 1
+	}
+	return g.ml.NumMembers()
+}
+
+// LocalAddr is the address and port memberlist advertises.
+func (g *Gossip) LocalAddr() (net.IP, uint16) {
+	n := g.ml.LocalNode()
+	return n.Addr, n.Port
+}
+
+func (g *Gossip) joinLoop(targets []string) {
+	defer g.wg.Done()
+	backoff := 200 * time.Millisecond
+	for {
+		n, err := g.ml.Join(targets)
+		if n > 0 {
+			g.log.Info("joined cluster", "contacted", n)
+			return
+		}
+		g.log.Warn("join failed, retrying", "targets", strings.Join(targets, ","), "err", err, "in", backoff)
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// Member is one host as membership sees it.
+type Member struct {
+	Name   string
+	Addr   net.IP
+	Port   uint16
+	Status string
+}
+
+// Members lists hosts memberlist knows, dead and left ones included while it keeps them.
+func (g *Gossip) Members() []Member {
+	var out []Member
+	for _, n := range g.ml.Members() {
+		out = append(out, Member{Name: n.Name, Addr: n.Addr, Port: n.Port, Status: g.cat.Status(n.Name)})
+	}
+	return out
+}
+
+func (g *Gossip) alive(self bool) []*memberlist.Node {
+	var out []*memberlist.Node
+	for _, n := range g.ml.Members() {
+		if n.Name == g.cfg.Name && !self {
+			continue
+		}
+		if n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (g *Gossip) node(name string) *memberlist.Node {
+	for _, n := range g.ml.Members() {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Publish disseminates local changes: straight to every alive member now, and into the
+// gossip queue as a backup.
+func (g *Gossip) Publish(rs ...*catalog.Record) {
+	if len(rs) == 0 || g.closed.Load() {
+		return
+	}
+	msg, err := encode(msgRecords, rs)
+	if err != nil {
+		g.log.Error("encode records", "err", err)
+		return
+	}
+	for _, n := range g.alive(false) {
+		g.send(n, msgRecords, msg)
+	}
+	for _, r := range rs {
+		if one, err := encode(msgRecords, []*catalog.Record{r}); err == nil {
+			g.queue.QueueBroadcast(&broadcast{name: r.ID().String(), msg: one})
+		}
+	}
+}
+
+// bestEffortLimit keeps a message inside one UDP packet with memberlist's framing and
+// encryption overhead.
+const bestEffortLimit = 1100
+
+func (g *Gossip) send(n *memberlist.Node, t msgType, msg []byte) {
+	var err error
+	if len(msg) <= bestEffortLimit {
+		err = g.ml.SendBestEffort(n, msg)
+	} else {
+		err = g.ml.SendReliable(n, msg)
+	}
+	if err != nil {
+		g.log.Debug("send failed", "to", n.Name, "type", t, "err", err)
+		g.metrics.sendErrors.WithLabelValues(t.String()).Inc()
+		return
+	}
+	g.metrics.sent.WithLabelValues(t.String()).Inc()
+	if t >= msgAERoot && t <= msgAEWant {
+		g.metrics.aeBytes.WithLabelValues("sent").Add(float64(len(msg)))
+	}
+}
+
+func (g *Gossip) sendTo(name string, t msgType, v any) error {
+	n := g.node(name)
+	if n == nil {
+		return fmt.Errorf("host %q is not a member", name)
+	}
+	msg, err := encode(t, v)
+	if err != nil {
+		return err
+	}
+	g.send(n, t, msg)
+	return nil
+}
+
+// receive dispatches one user message. It never panics on input and counts drops.
+func (g *Gossip) receive(buf []byte) {
+	t, body, err := decode(buf)
+	if err != nil {
+		g.drop("malformed", err)
+		return
+	}
+	g.metrics.received.WithLabelValues(t.String()).Inc()
+	if t >= msgAERoot && t <= msgAEWant {
+		g.metrics.aeBytes.WithLabelValues("received").Add(float64(len(buf)))
+	}
+	switch t {
+	case msgRecords:
+		rs, err := decodeRecords(body)
+		if err != nil {
+			g.drop("invalid_record", err)
+			return
+		}
+		g.merge(rs)
+	case msgAERoot:
+		var m aeRoot
+		if g.unmarshal(body, &m) {
+			g.onAERoot(m)
+		}
+	case msgAEBuckets:
+		var m aeBuckets
+		if g.unmarshal(body, &m) {
+			g.onAEBuckets(m)
+		}
+	case msgAEHeaders:
+		var m aeHeaders
+		if g.unmarshal(body, &m) {
+			g.onAEHeaders(m)
+		}
+	case msgAEWant:
+		var m aeWant
+		if g.unmarshal(body, &m) {
+			g.onAEWant(m)
+		}
+	case msgRPCReq:
+		var m rpcRequest
+		if g.unmarshal(body, &m) {
+			g.wg.Add(1)
+			go g.serveRPC(m)
+		}
+	case msgRPCResp:
+		var m rpcResponse
+		if g.unmarshal(body, &m) {
+			g.mu.Lock()
+			ch := g.pending[m.ID]
+			delete(g.pending, m.ID)
+			g.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		}
+	}
+}
+
+func (g *Gossip) unmarshal(b []byte, v any) bool {
+	if err := json.Unmarshal(b, v); err != nil {
+		g.drop("malformed", err)
+		return false
+	}
+	return true
+}
+
+func (g *Gossip) drop(reason string, err error) {
+	g.metrics.dropped.WithLabelValues(reason).Inc()
+	g.log.Debug("dropped gossip message", "reason", reason, "err", err)
+}
+
+// merge applies records from other hosts and persists what changed.
+func (g *Gossip) merge(rs []*catalog.Record) []*catalog.Record {
+	changed := g.cat.ApplyAll(rs)
+	if len(changed) > 0 {
+		g.cfg.Persist(changed)
+	}
+	return changed
+}
+
+func (g *Gossip) statusLoop() {
+	defer g.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, n := range g.ml.Members() {
+			if n.Name == g.cfg.Name {
+				continue
+			}
+			switch n.State {
+			case memberlist.StateSuspect:
+				g.cat.SetStatus(n.Name, catalog.StatusSuspect)
+			case memberlist.StateAlive:
+				g.cat.SetStatus(n.Name, catalog.StatusAlive)
+			}
+		}
+	}
+}
+
+// Leave announces a graceful departure and waits up to timeout for it to spread.
+func (g *Gossip) Leave(timeout time.Duration) error {
+	return g.ml.Leave(timeout)
+}
+
+// Close stops everything. Call Leave first for a graceful exit.
+func (g *Gossip) Close() error {
+	if g.closed.Swap(true) {
+		return nil
+	}
+	g.cancel()
+	err := g.ml.Shutdown()
+	g.wg.Wait()
+	return err
+}
+
+// RTT estimates the round-trip time to a host from network coordinates.
+func (g *Gossip) RTT(name string) (time.Duration, bool) {
+	if name == g.cfg.Name {
+		return 0, true
+	}
+	g.mu.Lock()
+	c := g.peerCoord[name]
+	g.mu.Unlock()
+	if c == nil {
+		return 0, false
+	}
+	return g.coords.DistanceTo(c), true
+}
+
+// mlLog adapts memberlist's log.Logger output to slog and counts the messages that
+// mean bad input was dropped (wrong key, garbage, unknown types).
+type mlLog struct{ g *Gossip }
+
+func (w *mlLog) Write(p []byte) (int, error) {
+	s := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(s, "[ERR]"):
+		reason := "memberlist"
+		if strings.Contains(s, "ecrypt") || strings.Contains(s, "No installed keys") {
+			reason = "decrypt"
+		}
+		w.g.metrics.dropped.WithLabelValues(reason).Inc()
+		w.g.log.Warn(s)
+	case strings.Contains(s, "[WARN]"):
+		w.g.log.Warn(s)
+	case strings.Contains(s, "[DEBUG]"):
+		w.g.log.Debug(s)
+	default:
+		w.g.log.Info(s)
+	}
+	return len(p), nil
+}
+
+// Key parsing lives here because it is memberlist's format.
+
+// ParseKey decodes a gossip key file's content: base64 of 16, 24 or 32 bytes.
+func ParseKey(s string) ([]byte, error) {
+	b, err := decodeBase64(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("gossip key is not base64: %w", err)
+	}
+	switch len(b) {
+	case 16, 24, 32:
+		return b, nil
+	}
+	return nil, fmt.Errorf("gossip key must be 16, 24 or 32 bytes, got %d", len(b))
+}
+
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+var _ = rand.Intn

@@ -1,0 +1,118 @@
+package gossip
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// Every user message starts with a type byte (as serf does) followed by JSON. JSON
+// costs some bytes but keeps foreign or garbled input easy to reject with a reason.
+type msgType byte
+
+const (
+	msgRecords   msgType = 1 // []*Record: a change, pushed to every member
+	msgAERoot    msgType = 2 // aeRoot: "my digest is X"
+	msgAEBuckets msgType = 3 // aeBuckets: bucket digests, sent back when roots differ
+	msgAEHeaders msgType = 4 // aeHeaders: the headers of differing buckets
+	msgAEWant    msgType = 5 // aeWant: ids to send
+	msgRPCReq    msgType = 6
+	msgRPCResp   msgType = 7
+)
+
+func (t msgType) String() string {
+	switch t {
+	case msgRecords:
+		return "records"
+	case msgAERoot:
+		return "ae_root"
+	case msgAEBuckets:
+		return "ae_buckets"
+	case msgAEHeaders:
+		return "ae_headers"
+	case msgAEWant:
+		return "ae_want"
+	case msgRPCReq:
+		return "rpc_request"
+	case msgRPCResp:
+		return "rpc_response"
+	}
+	return "unknown"
+}
+
+type aeRoot struct {
+	From string `json:"from"`
+	Root uint64 `json:"root"`
+}
+
+type aeBuckets struct {
+	From    string                  `json:"from"`
+	Buckets [catalog.Buckets]uint64 `json:"buckets"`
+}
+
+type aeHeaders struct {
+	From    string           `json:"from"`
+	Buckets []int            `json:"buckets"`
+	Headers []catalog.Header `json:"headers"`
+}
+
+type aeWant struct {
+	From string       `json:"from"`
+	IDs  []catalog.ID `json:"ids"`
+}
+
+type rpcRequest struct {
+	ID   uint64          `json:"id"`
+	From string          `json:"from"`
+	Op   string          `json:"op"`
+	Body json.RawMessage `json:"body"`
+}
+
+type rpcResponse struct {
+	ID    uint64          `json:"id"`
+	Error string          `json:"error,omitempty"`
+	Code  int             `json:"code,omitempty"`
+	Body  json.RawMessage `json:"body,omitempty"`
+}
+
+func encode(t msgType, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{byte(t)}, b...), nil
+}
+
+var errEmpty = errors.New("empty message")
+
+// decode splits a message; unknown types are an error so they are dropped and counted.
+func decode(buf []byte) (msgType, []byte, error) {
+	if len(buf) == 0 {
+		return 0, nil, errEmpty
+	}
+	t := msgType(buf[0])
+	if t < msgRecords || t > msgRPCResp {
+		return 0, nil, fmt.Errorf("unknown message type %d", buf[0])
+	}
+	return t, buf[1:], nil
+}
+
+// decodeRecords parses and validates a record batch; one bad record rejects the batch,
+// since a sender that produces it is broken or hostile.
+func decodeRecords(b []byte) ([]*catalog.Record, error) {
+	var rs []*catalog.Record
+	if err := json.Unmarshal(b, &rs); err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		if r == nil {
+			return nil, errors.New("null record")
+		}
+		if err := r.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return rs, nil
+}

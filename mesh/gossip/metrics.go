@@ -1,0 +1,29 @@
+package gossip
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the gossip layer's Prometheus collectors.
+type Metrics struct {
+	sent, received, dropped, sendErrors *prometheus.CounterVec
+	events                              *prometheus.CounterVec
+	aeBytes                             *prometheus.CounterVec
+	aeRounds, aeRecords                 prometheus.Counter
+}
+
+// NewMetrics registers the collectors on reg (nil: unregistered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sent:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_messages_sent_total", Help: "Gossip messages sent, by type."}, []string{"type"}),
+		received:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_messages_received_total", Help: "Gossip messages received, by type."}, []string{"type"}),
+		dropped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_messages_dropped_total", Help: "Gossip input dropped: undecryptable, malformed or invalid."}, []string{"reason"}),
+		sendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_send_errors_total", Help: "Gossip sends that failed, by type."}, []string{"type"}),
+		events:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_member_events_total", Help: "Membership events."}, []string{"event"}),
+		aeBytes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_antientropy_bytes_total", Help: "Anti-entropy bytes, by direction."}, []string{"direction"}),
+		aeRounds:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_antientropy_rounds_total", Help: "Anti-entropy exchanges started."}),
+		aeRecords:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_antientropy_records_sent_total", Help: "Records sent to repair a peer's catalog."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sent, m.received, m.dropped, m.sendErrors, m.events, m.aeBytes, m.aeRounds, m.aeRecords)
+	}
+	return m
+}

@@ -1,0 +1,170 @@
+package gossip
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// RemoteError is an error a remote handler returned; Code carries an HTTP-like status
+// so the API can pass "not found" or "conflict" through unchanged.
+type RemoteError struct {
+	Host    string
+	Code    int
+	Message string
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// Coded lets handlers choose the status code a caller sees.
+type Coded interface{ StatusCode() int }
+
+// Handle registers an RPC handler. Register before other hosts may call.
+func (g *Gossip) Handle(op string, h Handler) {
+	g.mu.Lock()
+	g.handlers[op] = h
+	g.mu.Unlock()
+}
+
+// Call sends a request to one host and decodes its response into resp (may be nil).
+func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.cfg.RPCTimeout)
+		defer cancel()
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	id := g.nextID.Add(1)
+	ch := make(chan rpcResponse, 1)
+	g.mu.Lock()
+	g.pending[id] = ch
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.pending, id)
+		g.mu.Unlock()
+	}()
+	n := g.node(host)
+	if n == nil {
+		return fmt.Errorf("host %q is not reachable (not a cluster member)", host)
+	}
+	msg, err := encode(msgRPCReq, rpcRequest{ID: id, From: g.cfg.Name, Op: op, Body: body})
+	if err != nil {
+		return err
+	}
+	if err := g.ml.SendReliable(n, msg); err != nil {
+		return fmt.Errorf("host %q: %w", host, err)
+	}
+	g.metrics.sent.WithLabelValues(msgRPCReq.String()).Inc()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("host %q did not answer %s: %w", host, op, ctx.Err())
+	case r := <-ch:
+		if r.Error != "" {
+			return &RemoteError{Host: host, Code: r.Code, Message: r.Error}
+		}
+		if resp != nil && len(r.Body) > 0 {
+			return json.Unmarshal(r.Body, resp)
+		}
+		return nil
+	}
+}
+
+func (g *Gossip) serveRPC(m rpcRequest) {
+	defer g.wg.Done()
+	g.mu.Lock()
+	h := g.handlers[m.Op]
+	g.mu.Unlock()
+	var resp rpcResponse
+	resp.ID = m.ID
+	if h == nil {
+		resp.Error, resp.Code = fmt.Sprintf("unknown operation %q", m.Op), 400
+	} else {
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RPCTimeout)
+		out, err := h(ctx, m.From, m.Body)
+		cancel()
+		if err != nil {
+			resp.Error, resp.Code = err.Error(), 500
+			var c Coded
+			if errors.As(err, &c) {
+				resp.Code = c.StatusCode()
+			}
+		} else if out != nil {
+			b, err := json.Marshal(out)
+			if err != nil {
+				resp.Error, resp.Code = err.Error(), 500
+			}
+			resp.Body = b
+		}
+	}
+	n := g.node(m.From)
+	if n == nil {
+		return
+	}
+	msg, err := encode(msgRPCResp, resp)
+	if err == nil {
+		if err := g.ml.SendReliable(n, msg); err == nil {
+			g.metrics.sent.WithLabelValues(msgRPCResp.String()).Inc()
+		}
+	}
+}
+
+const opConfirm = "confirm"
+
+type confirmReply struct {
+	Records []*catalog.Record `json:"records"`
+}
+
+// handleConfirm merges the caller's fresh record and answers with what we now hold for
+// that id, plus any network claiming the same network id, so the caller learns about
+// a concurrent winner before it reports success.
+func (g *Gossip) handleConfirm(_ context.Context, _ string, body json.RawMessage) (any, error) {
+	rs, err := decodeRecords(body)
+	if err != nil || len(rs) != 1 {
+		return nil, fmt.Errorf("bad confirm request: %v", err)
+	}
+	r := rs[0]
+	g.merge(rs)
+	ids := []catalog.ID{r.ID()}
+	if r.Network != nil {
+		for _, k := range g.cat.NetworkIDClaims(r.Network.ID) {
+			ids = append(ids, catalog.ID{Kind: catalog.KindNetwork, Key: k})
+		}
+	}
+	return confirmReply{Records: g.cat.Records(ids)}, nil
+}
+
+// Confirm runs a confirmation round for a freshly written record: every alive member
+// merges it and replies with its view. Replies are merged here, so when this returns
+// the local catalog knows every concurrent competitor that a reachable host knew.
+// Members that do not answer in time are skipped (they are failing or partitioned;
+// merge order still converges once they return).
+func (g *Gossip) Confirm(ctx context.Context, r *catalog.Record) {
+	var wg sync.WaitGroup
+	for _, n := range g.alive(false) {
+		wg.Add(1)
+		go func(name string) {
+			defer wg.Done()
+			var reply confirmReply
+			if err := g.Call(ctx, name, opConfirm, []*catalog.Record{r}, &reply); err != nil {
+				g.log.Debug("confirm", "host", name, "err", err)
+				return
+			}
+			for _, x := range reply.Records {
+				if x == nil || x.Validate() != nil {
+					g.drop("invalid_record", nil)
+					return
+				}
+			}
+			g.merge(reply.Records)
+		}(n.Name)
+	}
+	wg.Wait()
+}

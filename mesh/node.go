@@ -1,0 +1,387 @@
+// Package mesh owns a host's place in the cluster: its identity, the replicated
+// catalog with its persistence and dissemination, 6PN allocation, and every operation
+// the API offers on orgs, networks, apps, machines, peers and members. It wires
+// mesh/catalog (state), mesh/store (disk) and mesh/gossip (network) together; the
+// data plane and DNS only read its snapshots.
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+	"github.com/dogwood/dogwood/mesh/store"
+)
+
+// Config is what a host is told at start; identity comes from the data dir.
+type Config struct {
+	// Name is the host's name; empty means the stored one, or the OS hostname on first start.
+	Name    string
+	DataDir string
+	Region  string
+	// GossipAddr is the memberlist bind address "ip:port".
+	GossipAddr string
+	// Advertise is "ip" or "ip:port" other hosts use; empty means GossipAddr's.
+	Advertise string
+	Join      []string
+	GossipKey []byte
+
+	WGPort         uint16
+	WireGuard      bool // false with --wireguard off: no public key is advertised
+	Gateway        bool
+	PublicEndpoint string
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Clock      func() time.Time
+
+	AEInterval time.Duration
+	Transport  memberlist.Transport
+
+	// Apply, when set, brings the data plane in line with the catalog now. Machine and
+	// peer operations call it so they return only once the change is installed.
+	Apply func(ctx context.Context) error
+	// PeerStats, when set, reports the data plane's view of WireGuard peers by key.
+	PeerStats func() map[string]PeerStat
+}
+
+// Node is a running host.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	store   *store.Store
+	cat     *catalog.Catalog
+	gossip  *gossip.Gossip
+	id      store.Identity
+	wgKey   wgtypes.Key
+	metrics *metrics
+	advAddr netip.Addr
+
+	createMu sync.Mutex // serializes name checks with their writes
+	allocMu  sync.Mutex // serializes machine-field and peer-slot allocation
+	reserved map[int]bool
+
+	persistCh chan []*catalog.Record
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	closeOnce sync.Once
+}
+
+// Start opens the data dir, restores identity and catalog, and joins the cluster.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Region == "" {
+		cfg.Region = "local"
+	}
+	if err := ValidRegion(cfg.Region); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st, reserved: map[int]bool{},
+		persistCh: make(chan []*catalog.Record, 1024), stop: make(chan struct{})}
+	if err := n.start(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	cfg := n.cfg
+	id, ok, err := n.store.Identity()
+	if err != nil {
+		return err
+	}
+	records, err := n.store.Load()
+	if err != nil {
+		return err
+	}
+	if ok && cfg.Name != "" && cfg.Name != id.Name {
+		return invalid("data dir %s belongs to host %q, not %q", cfg.DataDir, id.Name, cfg.Name)
+	}
+	if !ok {
+		name := cfg.Name
+		if name == "" {
+			if name, err = os.Hostname(); err != nil {
+				return err
+			}
+		}
+		if err := ValidHostName(name); err != nil {
+			return err
+		}
+		key, err := wgtypes.GeneratePrivateKey()
+		if err != nil {
+			return err
+		}
+		id = store.Identity{Name: name, HostID: sixpn.Random32(), PrivateKey: key.String(), Gen: 1}
+	}
+	if n.wgKey, err = wgtypes.ParseKey(id.PrivateKey); err != nil {
+		return fmt.Errorf("stored WireGuard key: %w", err)
+	}
+	n.cat = catalog.New(id.Name)
+	n.cat.ApplyAll(records)
+	if !ok {
+		// Never take an id the catalog we restored already knows (tombstones too).
+		for len(n.cat.HostIDClaims(id.HostID)) > 0 {
+			id.HostID = sixpn.Random32()
+		}
+		id.Created = catalog.Stamp{Clock: n.cat.Clock() + 1, Node: id.HostID}
+		if err := n.store.SaveIdentity(id); err != nil {
+			return err
+		}
+	}
+	n.id = id
+	n.cat.SetSelfID(id.HostID)
+	n.metrics = newMetrics(cfg.Registerer, n)
+
+	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
+	if err != nil {
+		return invalid("invalid --gossip-addr %q: want IP:PORT", cfg.GossipAddr)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return invalid("invalid --gossip-addr port %q", portStr)
+	}
+	advHost, advPort := host, port
+	if cfg.Advertise != "" {
+		if h, p, err := net.SplitHostPort(cfg.Advertise); err == nil {
+			advHost = h
+			if advPort, err = strconv.Atoi(p); err != nil {
+				return invalid("invalid --advertise %q", cfg.Advertise)
+			}
+		} else {
+			advHost = cfg.Advertise
+		}
+	}
+	if advHost == "" || advHost == "0.0.0.0" || advHost == "::" {
+		return invalid("--advertise is required when --gossip-addr binds every address")
+	}
+	if n.advAddr, err = netip.ParseAddr(advHost); err != nil {
+		return invalid("invalid advertise address %q: want an IP address", advHost)
+	}
+
+	n.wg.Add(1)
+	go n.persistLoop()
+	g, err := gossip.New(gossip.Config{
+		Name: id.Name, HostID: id.HostID,
+		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
+		Key: cfg.GossipKey, Join: cfg.Join, Catalog: n.cat,
+		Persist: n.persistAsync, Logger: n.log.With("component", "gossip"),
+		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
+		Transport: cfg.Transport,
+	})
+	if err != nil {
+		close(n.stop)
+		n.wg.Wait()
+		return err
+	}
+	n.gossip = g
+	n.registerRPC()
+	if err := n.writeHostRecord(); err != nil {
+		n.Close()
+		return err
+	}
+	n.wg.Add(1)
+	go n.expiryLoop()
+	return nil
+}
+
+// writeHostRecord (re)publishes this host's record when anything in it changed.
+func (n *Node) writeHostRecord() error {
+	h := &catalog.Host{
+		Name: n.id.Name, ID: n.id.HostID, Region: n.cfg.Region, Addr: n.advAddr,
+		WGPort: n.cfg.WGPort, Gateway: n.cfg.Gateway, PublicEndpoint: n.cfg.PublicEndpoint,
+	}
+	if _, port := n.gossip.LocalAddr(); port != 0 {
+		h.GossipPort = port
+	}
+	if n.cfg.WireGuard {
+		h.PublicKey = n.wgKey.PublicKey().String()
+	}
+	cur := n.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: n.id.Name})
+	if cur != nil && !cur.Deleted && cur.Host != nil && *cur.Host == *h && cur.Created == n.id.Created {
+		return nil
+	}
+	gen := n.id.Gen
+	if cur != nil && cur.Deleted && cur.Gen >= gen {
+		// We were removed with `members remove` and came back: start a new generation
+		// so the tombstone cannot hide us.
+		gen = cur.Gen + 1
+		n.id.Gen = gen
+		n.id.Created = n.cat.Tick()
+		if err := n.store.SaveIdentity(n.id); err != nil {
+			return err
+		}
+	}
+	r := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: gen, Created: n.id.Created, Version: n.cat.Tick(), Host: h}
+	return n.commit(r)
+}
+
+// commit makes a local write durable, applies it and disseminates it. The order is
+// what the durability guarantee rests on: synced to disk before anyone is told.
+func (n *Node) commit(rs ...*catalog.Record) error {
+	if err := n.store.Put(rs...); err != nil {
+		return fmt.Errorf("persist: %w", err)
+	}
+	var lost []*catalog.Record
+	for _, r := range rs {
+		if !n.cat.Apply(r) {
+			lost = append(lost, r)
+		}
+	}
+	if len(lost) > 0 {
+		// Something newer arrived between our write and our apply; make sure disk
+		// ends with the winner, not with our record.
+		n.persistAsync(lost)
+	}
+	n.gossip.Publish(rs...)
+	n.metrics.writes.Add(float64(len(rs)))
+	return nil
+}
+
+// persistAsync queues records for the batching writer. Remote records that are lost
+// in a crash before this writes them come back through anti-entropy.
+func (n *Node) persistAsync(rs []*catalog.Record) {
+	select {
+	case n.persistCh <- rs:
+	case <-n.stop:
+	}
+}
+
+func (n *Node) persistLoop() {
+	defer n.wg.Done()
+	for {
+		var batch []catalog.ID
+		select {
+		case rs := <-n.persistCh:
+			for _, r := range rs {
+				batch = append(batch, r.ID())
+			}
+		case <-n.stop:
+			return
+		}
+	drain:
+		for len(batch) < 5000 {
+			select {
+			case rs := <-n.persistCh:
+				for _, r := range rs {
+					batch = append(batch, r.ID())
+				}
+			default:
+				break drain
+			}
+		}
+		// Write what the catalog holds now, so a batch never puts a stale version
+		// over a newer one.
+		if err := n.store.Put(n.cat.Records(batch)...); err != nil {
+			n.log.Error("persist remote records", "err", err, "records", len(batch))
+		}
+	}
+}
+
+// Close leaves nothing running. Call Leave first for a graceful exit.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.gossip != nil {
+			n.gossip.Close()
+		}
+		close(n.stop)
+		n.wg.Wait()
+		// Flush what is still queued.
+		for {
+			select {
+			case rs := <-n.persistCh:
+				var ids []catalog.ID
+				for _, r := range rs {
+					ids = append(ids, r.ID())
+				}
+				_ = n.store.Put(n.cat.Records(ids)...)
+				continue
+			default:
+			}
+			break
+		}
+		n.store.Close()
+	})
+	return nil
+}
+
+// Leave tells the cluster this host is going away on purpose.
+func (n *Node) Leave(timeout time.Duration) error { return n.gossip.Leave(timeout) }
+
+// Identity accessors.
+func (n *Node) Name() string                          { return n.id.Name }
+func (n *Node) HostID() uint32                        { return n.id.HostID }
+func (n *Node) Region() string                        { return n.cfg.Region }
+func (n *Node) PrivateKey() wgtypes.Key               { return n.wgKey }
+func (n *Node) Catalog() *catalog.Catalog             { return n.cat }
+func (n *Node) Snapshot() *catalog.Snapshot           { return n.cat.Snapshot() }
+func (n *Node) Gossip() *gossip.Gossip                { return n.gossip }
+func (n *Node) RTT(host string) (time.Duration, bool) { return n.gossip.RTT(host) }
+
+// checkHostID resolves a host-id collision before any allocation uses the id: of two
+// hosts claiming one id, the one created first keeps it; the other takes a new id,
+// which is only possible while it has allocated nothing.
+func (n *Node) checkHostID() error {
+	for _, other := range n.cat.HostIDClaims(n.id.HostID) {
+		if other == n.id.Name {
+			continue
+		}
+		r := n.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: other})
+		if r == nil {
+			continue
+		}
+		if !r.Deleted && r.Created.Compare(n.id.Created) > 0 {
+			continue // we were first; the other host moves
+		}
+		for _, m := range n.cat.Snapshot().LocalMachines {
+			if m.HostID == n.id.HostID {
+				return conflict("host id %08x collides with host %q and this host already has machines", n.id.HostID, other)
+			}
+		}
+		for len(n.cat.HostIDClaims(n.id.HostID)) > 0 {
+			n.id.HostID = sixpn.Random32()
+		}
+		n.log.Warn("host id collision resolved: took a new id", "other", other, "new_id", fmt.Sprintf("%08x", n.id.HostID))
+		if err := n.store.SaveIdentity(n.id); err != nil {
+			return err
+		}
+		n.cat.SetSelfID(n.id.HostID)
+		return n.writeHostRecord()
+	}
+	return nil
+}
+
+var errClosed = errors.New("agent is shutting down")
+
+// applyPlane runs the data-plane hook, if any.
+func (n *Node) applyPlane(ctx context.Context) error {
+	if n.cfg.Apply == nil {
+		return nil
+	}
+	return n.cfg.Apply(ctx)
+}

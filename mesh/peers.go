@@ -1,0 +1,426 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+)
+
+// PeerSpec asks for a user peer. Only the public key ever reaches the agent.
+type PeerSpec struct {
+	Org       string     `json:"org"`
+	Network   string     `json:"network,omitempty"`
+	Region    string     `json:"region,omitempty"`
+	Name      string     `json:"name"`
+	PublicKey string     `json:"public_key"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// PeerInfo is a peer plus what a config file needs from its gateway.
+type PeerInfo struct {
+	Name          string     `json:"name"`
+	Org           string     `json:"org"`
+	Network       string     `json:"network"`
+	Region        string     `json:"region"`
+	Gateway       string     `json:"gateway"`
+	Address       string     `json:"address"`
+	PublicKey     string     `json:"public_key"`
+	CreatedAt     time.Time  `json:"created_at"`
+	ExpiresAt     *time.Time `json:"expires_at"`
+	LastHandshake *time.Time `json:"last_handshake"`
+
+	AddressPrefix    string `json:"address_prefix"` // the /120, as the config's Address
+	NetworkPrefix    string `json:"network_prefix"` // the /48, as AllowedIPs
+	DNS              string `json:"dns"`
+	GatewayPublicKey string `json:"gateway_public_key"`
+	GatewayEndpoint  string `json:"gateway_endpoint"`
+	Endpoint         string `json:"endpoint,omitempty"` // where the gateway last saw the peer
+	RxBytes          int64  `json:"rx_bytes"`
+	TxBytes          int64  `json:"tx_bytes"`
+}
+
+// PeerStat is what the data plane knows about one WireGuard peer.
+type PeerStat struct {
+	PublicKey     string    `json:"public_key"`
+	Endpoint      string    `json:"endpoint"`
+	LastHandshake time.Time `json:"last_handshake"`
+	RxBytes       int64     `json:"rx_bytes"`
+	TxBytes       int64     `json:"tx_bytes"`
+}
+
+func (n *Node) peerInfo(p *catalog.Peer) PeerInfo {
+	info := PeerInfo{
+		Name: p.Name, Org: p.Org, Network: p.Network, Region: p.Region, Gateway: p.Gateway,
+		Address: p.Address.String(), PublicKey: p.PublicKey, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt,
+		AddressPrefix: fmt.Sprintf("%s/120", p.Address), NetworkPrefix: sixpn.NetworkPrefix(p.NetworkID).String(),
+		DNS: sixpn.NetworkDNS(p.NetworkID).String(),
+	}
+	if h := n.cat.Snapshot().Hosts[p.Gateway]; h != nil {
+		info.GatewayPublicKey = h.PublicKey
+		info.GatewayEndpoint = h.PublicEndpoint
+	}
+	return info
+}
+
+// gateways returns live gateway hosts, nearest first (this host, then by RTT, then name).
+func (n *Node) gateways(region string) []*catalog.HostView {
+	var out []*catalog.HostView
+	for _, h := range n.cat.Snapshot().Hosts {
+		if h.Gateway && h.Live() && h.PublicKey != "" && h.PublicEndpoint != "" && (region == "" || h.Region == region) {
+			out = append(out, h)
+		}
+	}
+	dist := func(h *catalog.HostView) float64 {
+		if h.Name == n.id.Name {
+			return -1
+		}
+		if d, ok := n.RTT(h.Name); ok {
+			return float64(d)
+		}
+		return math.MaxFloat64
+	}
+	sort.Slice(out, func(i, j int) bool {
+		di, dj := dist(out[i]), dist(out[j])
+		if di != dj {
+			return di < dj
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+func (n *Node) checkPeerSpec(spec *PeerSpec) error {
+	if err := ValidPeerName(spec.Name); err != nil {
+		return err
+	}
+	if err := n.requireOrg(spec.Org); err != nil {
+		return err
+	}
+	if spec.Network == "" {
+		spec.Network = DefaultNetwork
+	}
+	if err := ValidNetwork(spec.Network); err != nil {
+		return err
+	}
+	if _, err := n.networkByName(spec.Org, spec.Network); err != nil {
+		return err
+	}
+	if spec.Region != "" {
+		if err := ValidRegion(spec.Region); err != nil {
+			return err
+		}
+	}
+	k, err := wgtypes.ParseKey(spec.PublicKey)
+	if err != nil || k == (wgtypes.Key{}) {
+		return invalid("invalid WireGuard public key %q", spec.PublicKey)
+	}
+	if spec.ExpiresAt != nil && !spec.ExpiresAt.After(n.now()) {
+		return invalid("expiry %s is in the past", spec.ExpiresAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// CreatePeer registers a user peer on a gateway and returns once the gateway has
+// installed it. On any failure nothing is left registered.
+func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error) {
+	start := n.now()
+	if err := n.checkPeerSpec(&spec); err != nil {
+		return nil, err
+	}
+	if n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(spec.Org, spec.Name)}) != nil {
+		return nil, conflict("peer %q already exists in org %q", spec.Name, spec.Org)
+	}
+	gws := n.gateways(spec.Region)
+	if len(gws) == 0 {
+		if spec.Region != "" {
+			return nil, notFound("no live gateway in region %q", spec.Region)
+		}
+		return nil, unavailable("no live gateway in the cluster (start an agent with --gateway --public-endpoint)")
+	}
+	gw := gws[0]
+	var info *PeerInfo
+	if gw.Name == n.id.Name {
+		p, err := n.createPeerLocal(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		i := n.peerInfo(p)
+		info = &i
+	} else {
+		var p catalog.Peer
+		if err := n.gossip.Call(ctx, gw.Name, opPeerCreate, spec, &p); err != nil {
+			var re *gossip.RemoteError
+			if !errors.As(err, &re) {
+				// The gateway may have acted before we stopped waiting: undo.
+				cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = n.gossip.Call(cctx, gw.Name, opPeerRemove, peerRef{Org: spec.Org, Name: spec.Name}, nil)
+				cancel()
+			}
+			return nil, fmt.Errorf("gateway %s: %w", gw.Name, err)
+		}
+		i := n.peerInfo(&p)
+		i.GatewayPublicKey, i.GatewayEndpoint = gw.PublicKey, gw.PublicEndpoint
+		info = &i
+	}
+	n.metrics.peerCreates.Inc()
+	n.metrics.peerCreateSeconds.Observe(n.now().Sub(start).Seconds())
+	return info, nil
+}
+
+func (n *Node) createPeerLocal(ctx context.Context, spec PeerSpec) (*catalog.Peer, error) {
+	if err := n.checkPeerSpec(&spec); err != nil {
+		return nil, err
+	}
+	if spec.Region != "" && spec.Region != n.cfg.Region {
+		return nil, invalid("gateway %q is in region %q, not %q", n.id.Name, n.cfg.Region, spec.Region)
+	}
+	if !n.cfg.Gateway {
+		return nil, invalid("host %q is not a gateway", n.id.Name)
+	}
+	for _, r := range n.cat.List(catalog.KindPeer) {
+		if r.Peer.PublicKey == spec.PublicKey {
+			return nil, conflict("public key already used by peer %q in org %q", r.Peer.Name, r.Peer.Org)
+		}
+	}
+	nw, _ := n.networkByName(spec.Org, spec.Network)
+	n.allocMu.Lock()
+	if err := n.checkHostID(); err != nil {
+		n.allocMu.Unlock()
+		return nil, err
+	}
+	idx := n.cat.FreePeerIndex(n.id.HostID, nw.ID, n.reserved)
+	addr, err := sixpn.PeerAddr(nw.ID, n.id.HostID, idx)
+	if err != nil {
+		n.allocMu.Unlock()
+		return nil, unavailable("network %q has no free peer address on gateway %q", spec.Network, n.id.Name)
+	}
+	n.reserved[idx] = true
+	n.allocMu.Unlock()
+	defer func() {
+		n.allocMu.Lock()
+		delete(n.reserved, idx)
+		n.allocMu.Unlock()
+	}()
+	p := &catalog.Peer{
+		Name: spec.Name, Org: spec.Org, Network: spec.Network, NetworkID: nw.ID, Region: n.cfg.Region,
+		Gateway: n.id.Name, GatewayID: n.id.HostID, Address: addr, PublicKey: spec.PublicKey,
+		CreatedAt: n.now().UTC(), ExpiresAt: spec.ExpiresAt,
+	}
+	key := catalog.PeerKey(spec.Org, spec.Name)
+	if _, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+		return &catalog.Record{Kind: catalog.KindPeer, Key: key, Peer: p}
+	}, catalog.ID{Kind: catalog.KindPeer, Key: key}, fmt.Sprintf("peer %q in org %q", spec.Name, spec.Org)); err != nil {
+		return nil, err
+	}
+	if err := n.applyPlane(ctx); err != nil {
+		// Not installed: take the record back so nothing half-created remains.
+		if r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: key}); r != nil {
+			_ = n.tombstone(r)
+		}
+		return nil, fmt.Errorf("installing peer on gateway %q: %w", n.id.Name, err)
+	}
+	return p, nil
+}
+
+type peerRef struct {
+	Org  string `json:"org"`
+	Name string `json:"name"`
+}
+
+// RemovePeer removes a peer on its gateway (which cuts the tunnel at once) and frees
+// its address.
+func (n *Node) RemovePeer(ctx context.Context, org, name string) error {
+	r, err := n.livePeer(org, name)
+	if err != nil {
+		return err
+	}
+	if r.Peer.Gateway == n.id.Name {
+		return n.removePeerLocal(ctx, peerRef{org, name})
+	}
+	if !n.cat.Snapshot().HostLive(r.Peer.Gateway) {
+		// A dead gateway cannot carry traffic; the tombstone reaches it when it returns.
+		return n.tombstone(r)
+	}
+	if err := n.gossip.Call(ctx, r.Peer.Gateway, opPeerRemove, peerRef{org, name}, nil); err != nil {
+		return err
+	}
+	n.waitFor(ctx, r.ID(), func(x *catalog.Record) bool { return x.Deleted })
+	n.metrics.peerRemoves.Inc()
+	return nil
+}
+
+func (n *Node) livePeer(org, name string) (*catalog.Record, error) {
+	if err := ValidOrg(org); err != nil {
+		return nil, err
+	}
+	if err := ValidPeerName(name); err != nil {
+		return nil, err
+	}
+	r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(org, name)})
+	if r == nil {
+		return nil, notFound("peer %q not found in org %q", name, org)
+	}
+	return r, nil
+}
+
+func (n *Node) removePeerLocal(ctx context.Context, ref peerRef) error {
+	r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(ref.Org, ref.Name)})
+	if r == nil {
+		return nil // already gone: removal is idempotent
+	}
+	if r.Peer.Gateway != n.id.Name {
+		return invalid("peer %q is on gateway %q", ref.Name, r.Peer.Gateway)
+	}
+	if err := n.tombstone(r); err != nil {
+		return err
+	}
+	return n.applyPlane(ctx)
+}
+
+// ListPeers lists peers (of one org if set) with their gateways' handshake data.
+func (n *Node) ListPeers(ctx context.Context, org string) ([]PeerInfo, error) {
+	if org != "" {
+		if err := n.requireOrg(org); err != nil {
+			return nil, err
+		}
+	}
+	out := []PeerInfo{}
+	byGW := map[string][]string{}
+	for _, r := range n.cat.List(catalog.KindPeer) {
+		if org == "" || r.Peer.Org == org {
+			out = append(out, n.peerInfo(r.Peer))
+			byGW[r.Peer.Gateway] = append(byGW[r.Peer.Gateway], r.Peer.PublicKey)
+		}
+	}
+	stats := map[string]PeerStat{}
+	for gw, keys := range byGW {
+		for _, s := range n.peerStats(ctx, gw, keys) {
+			stats[s.PublicKey] = s
+		}
+	}
+	for i := range out {
+		if s, ok := stats[out[i].PublicKey]; ok {
+			applyStat(&out[i], s)
+		}
+	}
+	return out, nil
+}
+
+func applyStat(p *PeerInfo, s PeerStat) {
+	if !s.LastHandshake.IsZero() {
+		t := s.LastHandshake.UTC()
+		p.LastHandshake = &t
+	}
+	p.Endpoint, p.RxBytes, p.TxBytes = s.Endpoint, s.RxBytes, s.TxBytes
+}
+
+// PeerStatus returns one peer with live data from its gateway.
+func (n *Node) PeerStatus(ctx context.Context, org, name string) (*PeerInfo, error) {
+	r, err := n.livePeer(org, name)
+	if err != nil {
+		return nil, err
+	}
+	info := n.peerInfo(r.Peer)
+	for _, s := range n.peerStats(ctx, r.Peer.Gateway, []string{r.Peer.PublicKey}) {
+		applyStat(&info, s)
+	}
+	return &info, nil
+}
+
+func (n *Node) peerStats(ctx context.Context, gw string, keys []string) []PeerStat {
+	if gw == n.id.Name {
+		return n.localPeerStats(keys)
+	}
+	if !n.cat.Snapshot().HostLive(gw) {
+		return nil
+	}
+	var out []PeerStat
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := n.gossip.Call(cctx, gw, opPeerStatus, keys, &out); err != nil {
+		n.log.Debug("peer status", "gateway", gw, "err", err)
+	}
+	return out
+}
+
+func (n *Node) localPeerStats(keys []string) []PeerStat {
+	if n.cfg.PeerStats == nil {
+		return nil
+	}
+	all := n.cfg.PeerStats()
+	var out []PeerStat
+	for _, k := range keys {
+		if s, ok := all[k]; ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// expiryLoop removes this gateway's peers when they expire.
+func (n *Node) expiryLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		now := n.now()
+		for _, p := range n.cat.Snapshot().LocalPeers {
+			if p.ExpiresAt != nil && !p.ExpiresAt.After(now) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := n.removePeerLocal(ctx, peerRef{p.Org, p.Name}); err != nil {
+					n.log.Error("expire peer", "peer", p.Name, "org", p.Org, "err", err)
+				} else {
+					n.log.Info("peer expired", "peer", p.Name, "org", p.Org)
+					n.metrics.peerExpiries.Inc()
+				}
+				cancel()
+			}
+		}
+	}
+}
+
+func (n *Node) registerRPC() {
+	n.gossip.Handle(opMachine, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var op machineOp
+		if err := json.Unmarshal(body, &op); err != nil {
+			return nil, invalid("bad machine request: %v", err)
+		}
+		return n.machineAction(ctx, op)
+	})
+	n.gossip.Handle(opPeerCreate, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var spec PeerSpec
+		if err := json.Unmarshal(body, &spec); err != nil {
+			return nil, invalid("bad peer request: %v", err)
+		}
+		return n.createPeerLocal(ctx, spec)
+	})
+	n.gossip.Handle(opPeerRemove, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var ref peerRef
+		if err := json.Unmarshal(body, &ref); err != nil {
+			return nil, invalid("bad peer request: %v", err)
+		}
+		return nil, n.removePeerLocal(ctx, ref)
+	})
+	n.gossip.Handle(opPeerStatus, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var keys []string
+		if err := json.Unmarshal(body, &keys); err != nil {
+			return nil, invalid("bad peer status request: %v", err)
+		}
+		return n.localPeerStats(keys), nil
+	})
+}

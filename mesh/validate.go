@@ -1,0 +1,144 @@
+package mesh
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+var (
+	reSlug    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	reRegion  = regexp.MustCompile(`^[a-z0-9]{2,16}$`)
+	reHost    = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+	rePeer    = regexp.MustCompile(`^[a-zA-Z0-9-]{1,63}$`)
+	reLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+	reMachine = regexp.MustCompile(`^[0-9a-f]{14}$`)
+	reNetns   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+)
+
+// Names are DNS labels because they appear in .internal names; the messages spell the
+// rule out so a user can fix the input without reading the source.
+func checkSlug(what, s string) error {
+	if !reSlug.MatchString(s) {
+		return invalid("invalid %s %q: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit", what, s)
+	}
+	return nil
+}
+
+// ValidOrg, ValidApp, … are exported for the CLI to check input before calling the agent.
+func ValidOrg(s string) error     { return checkSlug("org slug", s) }
+func ValidNetwork(s string) error { return checkSlug("network name", s) }
+func ValidApp(s string) error     { return checkSlug("app name", s) }
+
+func ValidRegion(s string) error {
+	if !reRegion.MatchString(s) {
+		return invalid("invalid region %q: use 2-16 lowercase letters and digits", s)
+	}
+	return nil
+}
+
+func ValidHostName(s string) error {
+	if !reHost.MatchString(s) {
+		return invalid("invalid host name %q: use 1-63 letters, digits and '-'", s)
+	}
+	return nil
+}
+
+func ValidPeerName(s string) error {
+	if !rePeer.MatchString(s) {
+		return invalid("invalid peer name %q: use 1-63 letters, digits and '-'", s)
+	}
+	return nil
+}
+
+func ValidMachineID(s string) error {
+	if !reMachine.MatchString(s) {
+		return invalid("invalid machine id %q: machine ids are 14 lowercase hex digits", s)
+	}
+	return nil
+}
+
+func validLabel(what, s string) error {
+	if !reLabel.MatchString(s) {
+		return invalid("invalid %s %q: use 1-63 lowercase letters, digits, '-' and '_'", what, s)
+	}
+	return nil
+}
+
+func validNetns(s string) error {
+	if !reNetns.MatchString(s) {
+		return invalid("invalid network namespace %q", s)
+	}
+	return nil
+}
+
+// ParseService parses NAME:PROTO:PORT as given to --service.
+func ParseService(s string) (catalog.Service, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return catalog.Service{}, invalid("invalid service %q: want NAME:PROTO:PORT, e.g. http:tcp:8080", s)
+	}
+	if err := checkSlug("service name", parts[0]); err != nil {
+		return catalog.Service{}, err
+	}
+	proto := strings.ToLower(parts[1])
+	if proto != "tcp" && proto != "udp" {
+		return catalog.Service{}, invalid("invalid service %q: protocol must be tcp or udp", s)
+	}
+	port, err := strconv.Atoi(parts[2])
+	if err != nil || port < 1 || port > 65535 {
+		return catalog.Service{}, invalid("invalid service %q: port must be 1-65535", s)
+	}
+	return catalog.Service{Name: parts[0], Proto: proto, Port: uint16(port)}, nil
+}
+
+// ParseMetadata parses K=V as given to --metadata.
+func ParseMetadata(s string) (string, string, error) {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok {
+		return "", "", invalid("invalid metadata %q: want KEY=VALUE", s)
+	}
+	if err := validLabel("metadata key", k); err != nil {
+		return "", "", err
+	}
+	if err := validLabel("metadata value", v); err != nil {
+		return "", "", err
+	}
+	return k, v, nil
+}
+
+func checkMachineSpec(s *MachineSpec) error {
+	if err := ValidApp(s.App); err != nil {
+		return err
+	}
+	if s.ProcessGroup != "" {
+		if err := validLabel("process group", s.ProcessGroup); err != nil {
+			return err
+		}
+	}
+	for k, v := range s.Metadata {
+		if err := validLabel("metadata key", k); err != nil {
+			return err
+		}
+		if err := validLabel("metadata value", v); err != nil {
+			return err
+		}
+	}
+	if len(s.Metadata) > 32 {
+		return invalid("at most 32 metadata entries")
+	}
+	for _, sv := range s.Services {
+		if _, err := ParseService(fmt.Sprintf("%s:%s:%d", sv.Name, sv.Proto, sv.Port)); err != nil {
+			return err
+		}
+	}
+	if s.Netns != "" {
+		if err := validNetns(s.Netns); err != nil {
+			return err
+		}
+	}
+	return nil
+}
