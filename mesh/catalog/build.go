@@ -88,6 +88,7 @@ func (c *Catalog) Snapshot() *Snapshot {
 		c.dirtyLocal = false
 	}
 	c.snap = s
+	c.latest.Store(s)
 	return s
 }
 

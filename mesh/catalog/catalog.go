@@ -2,10 +2,11 @@ package catalog
 
 import (
 	"net/netip"
-
-	"github.com/dogwood/dogwood/mesh/sixpn"
 	"sort"
 	"sync"
+	"sync/atomic"
+
+	"github.com/dogwood/dogwood/mesh/sixpn"
 )
 
 // Catalog is the in-memory replicated catalog of one host. Every record, tombstones
@@ -46,6 +47,7 @@ type Catalog struct {
 	dirtyLocal bool
 
 	watchers map[chan struct{}]struct{}
+	latest   atomic.Pointer[Snapshot]
 }
 
 type netIndex struct {
@@ -527,7 +529,18 @@ func (c *Catalog) Watch() (<-chan struct{}, func()) {
 	}
 }
 
+// Latest returns the newest published snapshot without taking the catalog lock, so
+// readers on hot paths (DNS) never wait behind gossip writes.
+func (c *Catalog) Latest() *Snapshot {
+	if s := c.latest.Load(); s != nil {
+		return s
+	}
+	return c.Snapshot()
+}
+
+// notify publishes a fresh snapshot (built incrementally) and wakes watchers.
 func (c *Catalog) notify() {
+	c.Snapshot()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for ch := range c.watchers {

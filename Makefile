@@ -1,0 +1,51 @@
+# Dogwood — `make help` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/dogwood
+PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps
+# Commands that show whether each package above is installed (same order).
+CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill
+
+.PHONY: help build deps test test-unit test-netns bench fuzz demo demo-down clean
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/dogwood
+	$(GO) build -o $(BIN) ./cmd/dogwood
+
+deps: ## install the system tools tests and demo use (apt-get, only what is missing)
+	@missing=""; pkgs=($(PKGS)); cmds=($(CMDS)); \
+	for i in "$${!cmds[@]}"; do command -v "$${cmds[$$i]}" >/dev/null 2>&1 || missing="$$missing $${pkgs[$$i]}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (run as root or install them)"; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: deps build ## run every test (network-namespace tests need root; they skip otherwise)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-unit: ## tests that need no root and no tools
+	$(GO) test -count=1 -short ./...
+
+bench: deps build ## benchmarks: propagation, DNS vs Knot, WireGuard reconcile, peer create latency
+	DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'Bench' -v -timeout 20m ./mesh/meshbench/ | grep -E '^(BENCH|---|ok|FAIL|\s+bench)' || true
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 20x ./peers/wgsync ./peers/device
+	bash dns/bench/run.sh
+
+fuzz: ## run the fuzzers for a while (FUZZTIME=60s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./dns/qname
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $${FUZZTIME:-60s} ./dns/server
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./peers/config
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./mesh/sixpn
+
+demo: deps build ## run three hosts, two orgs and a developer tunnel in network namespaces
+	bash testdata/demo/demo.sh
+
+demo-down: ## remove anything a demo left behind
+	bash testdata/demo/demo.sh down
+
+clean: ## remove build output
+	rm -rf bin

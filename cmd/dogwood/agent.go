@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/urfave/cli/v2"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/gossip"
+)
+
+// agentOptions are the agent's flags as plain values; nothing below sees *cli.Context.
+type agentOptions struct {
+	Name, DataDir, Region   string
+	GossipAddr, Advertise   string
+	Join                    []string
+	GossipKeyFile           string
+	InsecureNoKey           bool
+	WireGuard               string
+	WGInterface             string
+	WGPort                  int
+	Gateway                 bool
+	PublicEndpoint          string
+	DNSListen               []string
+	UpstreamDNS             []string
+	ResolvConf              string
+	APISocket               string
+	APIListen, APITokenFile string
+	MetricsAddr             string
+	LogLevel                string
+	AEInterval              time.Duration
+}
+
+func agentCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "run the host agent (gossip, catalog, WireGuard, DNS, API)",
+		Description: `Runs until SIGINT/SIGTERM, then leaves the cluster gracefully. State (identity,
+WireGuard key, catalog) lives in --data-dir and survives kill -9.
+
+Example:
+  dogwood agent --name host1 --region ord --gossip-addr 198.18.0.1:7946 \
+    --gossip-key-file /etc/dogwood/gossip.key --join 198.18.0.2:7946 \
+    --gateway --public-endpoint 203.0.113.10:51820 --dns-listen 127.0.0.1:5353`,
+		OnUsageError: usageHook,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "host name (default: stored name, else the OS hostname)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "state directory (bbolt)", Value: "/var/lib/dogwood"},
+			&cli.StringFlag{Name: "region", Usage: "region code, [a-z0-9]{2,16}", Value: "local"},
+			&cli.StringFlag{Name: "gossip-addr", Usage: "gossip bind address IP:PORT (UDP and TCP)", Value: "0.0.0.0:7946"},
+			&cli.StringFlag{Name: "advertise", Usage: "underlay IP[:PORT] other hosts reach this one on (gossip and WireGuard)"},
+			&cli.StringSliceFlag{Name: "join", Usage: "IP:PORT of a cluster member (repeatable; retried in the background)"},
+			&cli.StringFlag{Name: "gossip-key-file", Usage: "file with the base64 gossip key (dogwood keygen)"},
+			&cli.BoolFlag{Name: "insecure-no-gossip-key", Usage: "run gossip unencrypted (tests only)"},
+			&cli.StringFlag{Name: "wireguard", Usage: "auto|kernel|userspace|off", Value: "auto"},
+			&cli.StringFlag{Name: "wg-interface", Usage: "WireGuard interface name", Value: "dogwood0"},
+			&cli.IntFlag{Name: "wg-port", Usage: "WireGuard UDP port", Value: 51820},
+			&cli.BoolFlag{Name: "gateway", Usage: "accept user peers (developer tunnels)"},
+			&cli.StringFlag{Name: "public-endpoint", Usage: "HOST:PORT user peers reach this gateway on (default: advertise address and --wg-port)"},
+			&cli.StringSliceFlag{Name: "dns-listen", Usage: "extra DNS listener IP:PORT, UDP and TCP (repeatable); loopback listeners accept EDNS Client Subnet scoping"},
+			&cli.StringSliceFlag{Name: "upstream-dns", Usage: "upstream resolver IP[:PORT] for names outside .internal (repeatable; default: /etc/resolv.conf)"},
+			&cli.StringFlag{Name: "resolv-conf", Usage: "resolv.conf to read upstreams from", Value: "/etc/resolv.conf", Hidden: true},
+			&cli.StringFlag{Name: "api-socket", Usage: "API unix socket (mode 0600)", Value: "/run/dogwood/api.sock"},
+			&cli.StringFlag{Name: "api-listen", Usage: "optional TCP API listener IP:PORT (requires --api-token-file)"},
+			&cli.StringFlag{Name: "api-token-file", Usage: "bearer token file for --api-listen"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on IP:PORT at /metrics"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug|info|warn|error", Value: "info"},
+			&cli.DurationFlag{Name: "anti-entropy-interval", Usage: "how often the catalog digest goes to a random member", Value: time.Second, Hidden: true},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() > 0 {
+				return usagef("agent takes no arguments, got %q", c.Args().First())
+			}
+			o := agentOptions{
+				Name: c.String("name"), DataDir: c.String("data-dir"), Region: c.String("region"),
+				GossipAddr: c.String("gossip-addr"), Advertise: c.String("advertise"), Join: c.StringSlice("join"),
+				GossipKeyFile: c.String("gossip-key-file"), InsecureNoKey: c.Bool("insecure-no-gossip-key"),
+				WireGuard: c.String("wireguard"), WGInterface: c.String("wg-interface"), WGPort: c.Int("wg-port"),
+				Gateway: c.Bool("gateway"), PublicEndpoint: c.String("public-endpoint"),
+				DNSListen: c.StringSlice("dns-listen"), UpstreamDNS: c.StringSlice("upstream-dns"), ResolvConf: c.String("resolv-conf"),
+				APISocket: c.String("api-socket"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
+				MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), AEInterval: c.Duration("anti-entropy-interval"),
+			}
+			return runAgent(c.Context, o, e)
+		},
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, usagef("invalid --log-level %q: debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (o *agentOptions) validate() error {
+	switch o.WireGuard {
+	case "auto", "kernel", "userspace", "off":
+	default:
+		return usagef("invalid --wireguard %q: auto, kernel, userspace or off", o.WireGuard)
+	}
+	if o.WGPort < 1 || o.WGPort > 65535 {
+		return usagef("invalid --wg-port %d", o.WGPort)
+	}
+	if len(o.WGInterface) == 0 || len(o.WGInterface) > 15 || strings.ContainsAny(o.WGInterface, "/ ") {
+		return usagef("invalid --wg-interface %q: 1-15 characters, no '/' or spaces", o.WGInterface)
+	}
+	if o.GossipKeyFile == "" && !o.InsecureNoKey {
+		return usagef("--gossip-key-file is required (make one with `dogwood keygen`), or pass --insecure-no-gossip-key for a throwaway test cluster")
+	}
+	if o.APIListen != "" && o.APITokenFile == "" {
+		return usagef("--api-listen requires --api-token-file")
+	}
+	if o.Gateway && o.WireGuard == "off" {
+		return usagef("--gateway needs WireGuard; it cannot be combined with --wireguard off")
+	}
+	for _, j := range o.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return usagef("invalid --join %q: want IP:PORT", j)
+		}
+	}
+	return nil
+}
+
+func readKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gossip key file: %w", err)
+	}
+	k, err := gossip.ParseKey(string(b))
+	if err != nil {
+		return nil, &usageError{fmt.Sprintf("gossip key file %s: %v", path, err)}
+	}
+	return k, nil
+}
+
+func runAgent(ctx context.Context, o agentOptions, e *env) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	level, err := parseLevel(o.LogLevel)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	var key []byte
+	if o.GossipKeyFile != "" {
+		if key, err = readKeyFile(o.GossipKeyFile); err != nil {
+			return err
+		}
+	} else {
+		logger.Warn("gossip is NOT encrypted (--insecure-no-gossip-key)")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	dp := &dataPlane{opts: o, log: logger.With("component", "wireguard"), reg: reg}
+	publicEndpoint := o.PublicEndpoint
+	if o.Gateway && publicEndpoint == "" {
+		adv := o.Advertise
+		if adv == "" {
+			adv, _, _ = net.SplitHostPort(o.GossipAddr)
+		} else if h, _, err := net.SplitHostPort(adv); err == nil {
+			adv = h
+		}
+		publicEndpoint = net.JoinHostPort(adv, fmt.Sprint(o.WGPort))
+	}
+	node, err := mesh.Start(mesh.Config{
+		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
+		Join: o.Join, GossipKey: key, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
+		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
+		AEInterval: o.AEInterval, Apply: dp.applyNow, PeerStats: dp.peerStats,
+	})
+	if err != nil {
+		var me *mesh.Error
+		if errors.As(err, &me) && me.Code == http.StatusBadRequest {
+			return &usageError{err.Error()}
+		}
+		return err
+	}
+	logger = logger.With("host", node.Name())
+	logger.Info("agent started", "host_id", fmt.Sprintf("%08x", node.HostID()), "region", o.Region)
+	closeNode := func(leave bool) {
+		if leave {
+			if err := node.Leave(2 * time.Second); err != nil {
+				logger.Warn("leave", "err", err)
+			}
+		}
+		node.Close()
+	}
+
+	if err := dp.start(ctx, node); err != nil {
+		closeNode(true)
+		return err
+	}
+	dnsSrv, err := startDNS(ctx, o, node, dp, logger.With("component", "dns"), reg)
+	if err != nil {
+		dp.close()
+		closeNode(true)
+		return err
+	}
+
+	srv := &api.Server{Node: node, Version: version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve}
+	ln, err := api.ListenUnix(o.APISocket)
+	if err != nil {
+		dnsSrv.close()
+		dp.close()
+		closeNode(true)
+		return fmt.Errorf("API socket: %w", err)
+	}
+	servers := []*http.Server{{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	listeners := []net.Listener{ln}
+	if o.APIListen != "" {
+		tok, err := os.ReadFile(o.APITokenFile)
+		if err != nil || strings.TrimSpace(string(tok)) == "" {
+			return usagef("--api-token-file %s: unreadable or empty", o.APITokenFile)
+		}
+		tl, err := net.Listen("tcp", o.APIListen)
+		if err != nil {
+			return err
+		}
+		tsrv := &api.Server{Node: node, Version: version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve, Token: strings.TrimSpace(string(tok))}
+		servers = append(servers, &http.Server{Handler: tsrv.Handler(), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, tl)
+	}
+	if o.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, ml)
+	}
+	for i := range servers {
+		go servers[i].Serve(listeners[i])
+	}
+	logger.Info("api listening", "socket", o.APISocket)
+
+	<-ctx.Done()
+	logger.Info("shutting down: leaving the cluster")
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		s.Shutdown(sctx)
+	}
+	os.Remove(o.APISocket)
+	dnsSrv.close()
+	closeNode(true)
+	// Interfaces and machine namespaces stay so a restarted agent adopts them without
+	// a flap; `dogwood agent cleanup` removes them for good.
+	dp.close()
+	return nil
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dogwood/dogwood/mesh/api"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// usageError marks bad usage or invalid input: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// exitCode maps an error to SPEC §7's exit status: 2 for bad usage or invalid input
+// (including the agent's 400 answers), 1 for operations that failed.
+func exitCode(err error) int {
+	var ue *usageError
+	var ae *api.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	case errors.As(err, &ae) && ae.Status == 400:
+		return 2
+	}
+	return 1
+}
+
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	app := newApp(e)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	if err != nil {
+		fmt.Fprintf(stderr, "dogwood: %s\n", err)
+	}
+	return exitCode(err)
+}
+
+func newApp(e *env) *cli.App {
+	return &cli.App{
+		Name:  "dogwood",
+		Usage: "private IPv6 networking for a fleet of hosts (6PN), WireGuard and .internal DNS",
+		Description: `Every host runs "dogwood agent". The agents gossip a catalog of orgs, apps,
+machines and peers, give every machine an address in fdaa::/16, connect hosts with
+WireGuard and answer .internal DNS. Everything else in this CLI talks to the local
+agent through its API socket (--agent, $DOGWOOD_AGENT, default /run/dogwood/api.sock).
+
+Examples:
+  dogwood keygen > /etc/dogwood/gossip.key
+  dogwood agent --name host1 --region ord --gossip-addr 198.18.0.1:7946 --gossip-key-file /etc/dogwood/gossip.key
+  dogwood orgs create acme
+  dogwood apps create web --org acme
+  dogwood machines create --app web --service http:tcp:8080
+  dogwood wireguard create acme ord laptop laptop.conf
+  dogwood dig --org acme web.internal`,
+		Version:              version,
+		EnableBashCompletion: true,
+		HideHelpCommand:      false,
+		Writer:               e.stdout,
+		ErrWriter:            e.stderr,
+		Reader:               e.stdin,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "agent", Usage: "path of the agent's API socket", EnvVars: []string{"DOGWOOD_AGENT"}, Value: "/run/dogwood/api.sock"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} },
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(e.stderr, "dogwood: unknown command %q; see 'dogwood --help'\n", name)
+			cli.OsExiter(2)
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and maps errors
+		Commands: []*cli.Command{
+			agentCommand(e),
+			keygenCommand(e),
+			membersCommand(e),
+			statusCommand(e),
+			orgsCommand(e),
+			networksCommand(e),
+			appsCommand(e),
+			machinesCommand(e),
+			wireguardCommand(e),
+			digCommand(e),
+			pingCommand(e),
+			proxyCommand(e),
+			versionCommand(e),
+			completionCommand(e),
+		},
+	}
+}
+
+// subcommand usage errors: urfave's OnUsageError is per command.
+func usageHook(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} }
+
+func client(c *cli.Context) *api.Client {
+	return api.NewClient(c.String("agent"))
+}
+
+// args checks the positional argument count.
+func args(c *cli.Context, min, max int, usage string) ([]string, error) {
+	a := c.Args().Slice()
+	if len(a) < min || (max >= 0 && len(a) > max) {
+		return nil, usagef("usage: dogwood %s %s", c.Command.FullName(), usage)
+	}
+	return a, nil
+}

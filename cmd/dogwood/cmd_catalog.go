@@ -1,0 +1,387 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+func checkInput(err error) error {
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	return nil
+}
+
+func orgsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "orgs",
+		Usage: "create, list and remove orgs (tenants)",
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "create an org with its default network", ArgsUsage: "SLUG",
+				Description: "Example: dogwood orgs create acme",
+				Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 1, 1, "SLUG")
+					if err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
+						return err
+					}
+					var org mesh.OrgInfo
+					if err := client(c).Do(c.Context, "POST", "/v1/orgs", map[string]string{"slug": a[0]}, &org); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, org)
+					}
+					for _, n := range org.Networks {
+						fmt.Fprintf(e.stdout, "created org %s (network %s %s)\n", org.Slug, n.Name, n.Prefix)
+					}
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list orgs and their networks", Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					if _, err := args(c, 0, 0, "[--json]"); err != nil {
+						return err
+					}
+					var orgs []mesh.OrgInfo
+					if err := client(c).Do(c.Context, "GET", "/v1/orgs", nil, &orgs); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, orgs)
+					}
+					var rows [][]string
+					for _, o := range orgs {
+						var nets []string
+						for _, n := range o.Networks {
+							nets = append(nets, n.Name+"="+n.Prefix)
+						}
+						rows = append(rows, []string{o.Slug, strings.Join(nets, " ")})
+					}
+					table(e.stdout, []string{"SLUG", "NETWORKS"}, rows)
+					return nil
+				},
+			},
+			{
+				Name: "remove", Usage: "remove an org that has no apps or peers", ArgsUsage: "SLUG", OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 1, 1, "SLUG")
+					if err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
+						return err
+					}
+					if err := client(c).Do(c.Context, "DELETE", "/v1/orgs/"+url.PathEscape(a[0]), nil, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "removed org %s\n", a[0])
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func networksCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "networks",
+		Usage: "create and list an org's private networks (/48 each)",
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "create a network in an org", ArgsUsage: "NAME --org SLUG",
+				Description: "Example: dogwood networks create staging --org acme",
+				Flags:       []cli.Flag{&cli.StringFlag{Name: "org", Usage: "org slug", Required: true}, jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 1, 1, "NAME --org SLUG")
+					if err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidNetwork(a[0])); err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidOrg(c.String("org"))); err != nil {
+						return err
+					}
+					var n mesh.NetworkInfo
+					if err := client(c).Do(c.Context, "POST", "/v1/networks", map[string]string{"org": c.String("org"), "name": a[0]}, &n); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, n)
+					}
+					fmt.Fprintf(e.stdout, "created network %s in org %s: %s\n", n.Name, n.Org, n.Prefix)
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list networks", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org"}, jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					if _, err := args(c, 0, 0, "[--org SLUG] [--json]"); err != nil {
+						return err
+					}
+					var nets []mesh.NetworkInfo
+					if err := client(c).Do(c.Context, "GET", "/v1/networks?org="+url.QueryEscape(c.String("org")), nil, &nets); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, nets)
+					}
+					var rows [][]string
+					for _, n := range nets {
+						rows = append(rows, []string{n.Org, n.Name, fmt.Sprintf("%08x", n.ID), n.Prefix})
+					}
+					table(e.stdout, []string{"ORG", "NAME", "ID", "PREFIX"}, rows)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func appsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "apps",
+		Usage: "create, list and remove apps",
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "create an app in an org's network", ArgsUsage: "NAME --org SLUG [--network NAME]",
+				Description: "Example: dogwood apps create web --org acme",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "org", Usage: "org slug", Required: true},
+					&cli.StringFlag{Name: "network", Usage: "network name", Value: mesh.DefaultNetwork},
+					jsonFlag,
+				}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 1, 1, "NAME --org SLUG [--network NAME]")
+					if err != nil {
+						return err
+					}
+					for _, err := range []error{mesh.ValidApp(a[0]), mesh.ValidOrg(c.String("org")), mesh.ValidNetwork(c.String("network"))} {
+						if err := checkInput(err); err != nil {
+							return err
+						}
+					}
+					var app catalog.App
+					if err := client(c).Do(c.Context, "POST", "/v1/apps", map[string]string{"name": a[0], "org": c.String("org"), "network": c.String("network")}, &app); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, appJSON(app))
+					}
+					fmt.Fprintf(e.stdout, "created app %s in %s/%s\n", app.Name, app.Org, app.Network)
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list apps", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org"}, jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					if _, err := args(c, 0, 0, "[--org SLUG] [--json]"); err != nil {
+						return err
+					}
+					var apps []catalog.App
+					if err := client(c).Do(c.Context, "GET", "/v1/apps?org="+url.QueryEscape(c.String("org")), nil, &apps); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						out := make([]map[string]any, 0, len(apps))
+						for _, a := range apps {
+							out = append(out, appJSON(a))
+						}
+						return printJSON(e.stdout, out)
+					}
+					var rows [][]string
+					for _, a := range apps {
+						rows = append(rows, []string{a.Name, a.Org, a.Network})
+					}
+					table(e.stdout, []string{"NAME", "ORG", "NETWORK"}, rows)
+					return nil
+				},
+			},
+			{
+				Name: "remove", Usage: "remove an app that has no machines", ArgsUsage: "NAME", OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 1, 1, "NAME")
+					if err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidApp(a[0])); err != nil {
+						return err
+					}
+					if err := client(c).Do(c.Context, "DELETE", "/v1/apps/"+url.PathEscape(a[0]), nil, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "removed app %s\n", a[0])
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func appJSON(a catalog.App) map[string]any {
+	return map[string]any{"name": a.Name, "org": a.Org, "network": a.Network, "network_id": a.NetworkID}
+}
+
+// machineJSON is the SPEC §7 machine object.
+func machineJSON(m catalog.Machine) map[string]any {
+	services := []string{}
+	for _, s := range m.Services {
+		services = append(services, fmt.Sprintf("%s:%s:%d", s.Name, s.Proto, s.Port))
+	}
+	md := m.Metadata
+	if md == nil {
+		md = map[string]string{}
+	}
+	return map[string]any{
+		"id": m.ID, "app": m.App, "org": m.Org, "network": m.Network, "region": m.Region, "host": m.Host,
+		"address": m.Address.String(), "state": m.State, "process_group": m.ProcessGroup,
+		"metadata": md, "services": services, "netns": m.Netns, "created_at": m.CreatedAt,
+	}
+}
+
+func machinesCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "machines",
+		Usage: "create, list, start, stop and destroy machines",
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "create a machine of an app on this agent's host; prints its id and address",
+				Description: `Examples:
+  dogwood machines create --app web --service http:tcp:8080 --metadata role=primary
+  dogwood machines create --app db --process-group worker --netns db-1`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "app", Usage: "app name", Required: true},
+					&cli.StringFlag{Name: "region", Usage: "must match this host's region (checked)"},
+					&cli.StringFlag{Name: "process-group", Usage: "process group", Value: "app"},
+					&cli.StringSliceFlag{Name: "metadata", Usage: "KEY=VALUE (repeatable)"},
+					&cli.StringSliceFlag{Name: "service", Usage: "NAME:PROTO:PORT for SRV lookups (repeatable)"},
+					&cli.StringFlag{Name: "netns", Usage: "attach the machine to this network namespace (veth, address, route, resolv.conf)"},
+					&cli.BoolFlag{Name: "stopped", Usage: "create it stopped"},
+					jsonFlag,
+				}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					if _, err := args(c, 0, 0, "--app APP [flags]"); err != nil {
+						return err
+					}
+					spec := mesh.MachineSpec{App: c.String("app"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
+						Netns: c.String("netns"), Stopped: c.Bool("stopped")}
+					if err := checkInput(mesh.ValidApp(spec.App)); err != nil {
+						return err
+					}
+					if spec.Region != "" {
+						if err := checkInput(mesh.ValidRegion(spec.Region)); err != nil {
+							return err
+						}
+					}
+					for _, kv := range c.StringSlice("metadata") {
+						k, v, err := mesh.ParseMetadata(kv)
+						if err != nil {
+							return checkInput(err)
+						}
+						if spec.Metadata == nil {
+							spec.Metadata = map[string]string{}
+						}
+						spec.Metadata[k] = v
+					}
+					for _, s := range c.StringSlice("service") {
+						sv, err := mesh.ParseService(s)
+						if err != nil {
+							return checkInput(err)
+						}
+						spec.Services = append(spec.Services, sv)
+					}
+					var m catalog.Machine
+					if err := client(c).Do(c.Context, "POST", "/v1/machines", spec, &m); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, machineJSON(m))
+					}
+					fmt.Fprintf(e.stdout, "%s %s\n", m.ID, m.Address)
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list machines", Flags: []cli.Flag{&cli.StringFlag{Name: "app", Usage: "only this app"}, jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					if _, err := args(c, 0, 0, "[--app APP] [--json]"); err != nil {
+						return err
+					}
+					if a := c.String("app"); a != "" {
+						if err := checkInput(mesh.ValidApp(a)); err != nil {
+							return err
+						}
+					}
+					var ms []catalog.Machine
+					if err := client(c).Do(c.Context, "GET", "/v1/machines?app="+url.QueryEscape(c.String("app")), nil, &ms); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						out := make([]map[string]any, 0, len(ms))
+						for _, m := range ms {
+							out = append(out, machineJSON(m))
+						}
+						return printJSON(e.stdout, out)
+					}
+					var rows [][]string
+					for _, m := range ms {
+						rows = append(rows, []string{m.ID, m.App, m.Region, m.Host, m.Address.String(), m.State, m.ProcessGroup})
+					}
+					table(e.stdout, []string{"ID", "APP", "REGION", "HOST", "ADDRESS", "STATE", "PROCESS"}, rows)
+					return nil
+				},
+			},
+			machineAction(e, "start", "POST", "/start"),
+			machineAction(e, "stop", "POST", "/stop"),
+			machineAction(e, "destroy", "DELETE", ""),
+		},
+	}
+}
+
+func machineAction(e *env, name, method, suffix string) *cli.Command {
+	return &cli.Command{
+		Name: name, Usage: name + " a machine (forwarded to the host that runs it)", ArgsUsage: "ID", OnUsageError: usageHook,
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 1, "ID")
+			if err != nil {
+				return err
+			}
+			if err := checkInput(mesh.ValidMachineID(a[0])); err != nil {
+				return err
+			}
+			var m catalog.Machine
+			if err := client(c).Do(c.Context, method, "/v1/machines/"+a[0]+suffix, nil, &m); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, machineJSON(m))
+			}
+			past := map[string]string{"start": "started", "stop": "stopped", "destroy": "destroyed"}[name]
+			fmt.Fprintf(e.stdout, "%s %s\n", past, a[0])
+			return nil
+		},
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/api"
+)
+
+func keygenCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name: "keygen", Usage: "print a new gossip key (base64 of 32 random bytes)", OnUsageError: usageHook,
+		Description: "Example: dogwood keygen > /etc/dogwood/gossip.key && chmod 600 /etc/dogwood/gossip.key",
+		Action: func(c *cli.Context) error {
+			if _, err := args(c, 0, 0, ""); err != nil {
+				return err
+			}
+			var b [32]byte
+			if _, err := rand.Read(b[:]); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(b[:]))
+			return nil
+		},
+	}
+}
+
+func membersCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name: "members", Usage: "list the cluster's hosts with their status (alive, suspect, failed, left)",
+		Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+		Action: func(c *cli.Context) error {
+			if _, err := args(c, 0, 0, "[--json]"); err != nil {
+				return err
+			}
+			var ms []mesh.MemberInfo
+			if err := client(c).Do(c.Context, "GET", "/v1/members", nil, &ms); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, ms)
+			}
+			var rows [][]string
+			for _, m := range ms {
+				gw := ""
+				if m.Gateway {
+					gw = "gateway " + m.Endpoint
+				}
+				rows = append(rows, []string{m.Name, m.HostIDHex, m.Region, m.Addr, m.Status, orDash(gw), orDash(m.PublicKey)})
+			}
+			table(e.stdout, []string{"NAME", "HOST ID", "REGION", "ADDR", "STATUS", "GATEWAY", "PUBLIC KEY"}, rows)
+			return nil
+		},
+		Subcommands: []*cli.Command{{
+			Name: "remove", Usage: "remove a host that is gone for good (tombstones its machines and peers)", ArgsUsage: "NAME", OnUsageError: usageHook,
+			Action: func(c *cli.Context) error {
+				a, err := args(c, 1, 1, "NAME")
+				if err != nil {
+					return err
+				}
+				if err := checkInput(mesh.ValidHostName(a[0])); err != nil {
+					return err
+				}
+				if err := client(c).Do(c.Context, "DELETE", "/v1/members/"+url.PathEscape(a[0]), nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "removed host %s\n", a[0])
+				return nil
+			},
+		}},
+	}
+}
+
+func statusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name: "status", Usage: "this host: identity, catalog counts, WireGuard peers with handshake ages",
+		Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+		Action: func(c *cli.Context) error {
+			if _, err := args(c, 0, 0, "[--json]"); err != nil {
+				return err
+			}
+			var st api.Status
+			if err := client(c).Do(c.Context, "GET", "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, st)
+			}
+			fmt.Fprintf(e.stdout, "host       %s (id %s, region %s)\n", st.Name, st.HostIDHex, st.Region)
+			fmt.Fprintf(e.stdout, "public key %s\n", orDash(st.PublicKey))
+			var counts []string
+			for _, k := range sortedKeys(st.Catalog) {
+				counts = append(counts, fmt.Sprintf("%s=%d", k, st.Catalog[k]))
+			}
+			fmt.Fprintf(e.stdout, "catalog    %s\n", strings.Join(counts, " "))
+			var members []string
+			for _, k := range sortedKeys(st.Members) {
+				members = append(members, fmt.Sprintf("%s=%d", k, st.Members[k]))
+			}
+			fmt.Fprintf(e.stdout, "members    %s\n", strings.Join(members, " "))
+			if st.WireGuard == nil {
+				fmt.Fprintln(e.stdout, "wireguard  off")
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "wireguard  %s (%s, port %d), %d peers\n", st.WireGuard.Interface, st.WireGuard.Mode, st.WireGuard.Port, len(st.WireGuard.Peers))
+			var rows [][]string
+			for _, p := range st.WireGuard.Peers {
+				rows = append(rows, []string{orDash(p.Host), p.PublicKey, orDash(p.Endpoint), ago(p.LastHandshake),
+					fmt.Sprint(p.RxBytes), fmt.Sprint(p.TxBytes)})
+			}
+			if len(rows) > 0 {
+				table(e.stdout, []string{"PEER", "PUBLIC KEY", "ENDPOINT", "HANDSHAKE", "RX", "TX"}, rows)
+			}
+			return nil
+		},
+	}
+}
+
+func versionCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name: "version", Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintf(e.stdout, "dogwood %s\n", version)
+			return nil
+		},
+	}
+}
+
+func completionCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name: "completion", Usage: "print a shell completion script (bash or zsh)", ArgsUsage: "bash|zsh",
+		Description: "Example: source <(dogwood completion bash)",
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 1, "bash|zsh")
+			if err != nil {
+				return err
+			}
+			switch a[0] {
+			case "bash":
+				fmt.Fprint(e.stdout, bashCompletion)
+			case "zsh":
+				fmt.Fprint(e.stdout, "autoload -U compinit && compinit\nautoload -U bashcompinit && bashcompinit\n"+bashCompletion)
+			default:
+				return usagef("unknown shell %q: bash or zsh", a[0])
+			}
+			return nil
+		},
+	}
+}
+
+// bashCompletion asks the binary itself (urfave's --generate-bash-completion), so it
+// never goes stale when commands change.
+const bashCompletion = `_dogwood_complete() {
+  local cur opts
+  COMPREPLY=()
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  if [[ "$cur" == "-"* ]]; then
+    opts=$( "${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null )
+  else
+    opts=$( "${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null )
+  fi
+  COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+  return 0
+}
+complete -o bashdefault -o default -F _dogwood_complete dogwood
+`
+
+var _ = time.Second

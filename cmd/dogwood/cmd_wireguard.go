@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/peers/config"
+)
+
+func peerJSON(p mesh.PeerInfo) map[string]any {
+	return map[string]any{
+		"name": p.Name, "org": p.Org, "network": p.Network, "region": p.Region, "gateway": p.Gateway,
+		"address": p.Address, "public_key": p.PublicKey, "created_at": p.CreatedAt, "expires_at": p.ExpiresAt,
+		"last_handshake": p.LastHandshake, "endpoint": p.Endpoint, "rx_bytes": p.RxBytes, "tx_bytes": p.TxBytes,
+	}
+}
+
+// defaultPeerName is <user>-<host>-<random>, cleaned to the peer name grammar.
+func defaultPeerName() string {
+	u := "user"
+	if cu, err := user.Current(); err == nil && cu.Username != "" {
+		u = cu.Username
+	}
+	h, _ := os.Hostname()
+	var b [3]byte
+	rand.Read(b[:])
+	clean := func(s string) string {
+		var out strings.Builder
+		for _, r := range s {
+			if r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+				out.WriteRune(r)
+			}
+		}
+		if out.Len() == 0 {
+			return "x"
+		}
+		return out.String()
+	}
+	name := clean(u) + "-" + clean(h)
+	if len(name) > 56 {
+		name = name[:56]
+	}
+	return name + "-" + hex.EncodeToString(b[:])
+}
+
+func wireguardCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "wireguard",
+		Usage: "developer tunnels: WireGuard peers that put a laptop inside an org's network",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a peer and write its WireGuard config (the private key never leaves this machine)",
+				ArgsUsage: "[ORG] [REGION] [NAME] [FILE]",
+				Description: `ORG defaults to the only org if there is one; REGION to $DOGWOOD_WG_REGION, else the
+gateway nearest this agent; NAME to <user>-<host>-<random>; FILE to stdout ("-").
+FILE is created with mode 0600 and never overwritten. The command returns once the
+gateway has installed the peer, so the config works immediately.
+
+Examples:
+  dogwood wireguard create acme ord laptop laptop.conf && wg-quick up ./laptop.conf
+  dogwood wireguard create acme "" ci-job - --expires 2h
+  dogwood wireguard create acme ord phone phone.conf --qr`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "network", Usage: "network of the org", Value: mesh.DefaultNetwork},
+					&cli.BoolFlag{Name: "qr", Usage: "also print the config as a QR code (WireGuard mobile apps)"},
+					&cli.DurationFlag{Name: "expires", Usage: "remove the peer after this long (e.g. 24h)"},
+					jsonFlag,
+				},
+				OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 0, 4, "[ORG] [REGION] [NAME] [FILE]")
+					if err != nil {
+						return err
+					}
+					for len(a) < 4 {
+						a = append(a, "")
+					}
+					org, region, name, file := a[0], a[1], a[2], a[3]
+					return createPeer(c.Context, c, e, org, region, name, file)
+				},
+			},
+			{
+				Name: "list", Usage: "list peers with their gateways and last handshakes", ArgsUsage: "[ORG]",
+				Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 0, 1, "[ORG] [--json]")
+					if err != nil {
+						return err
+					}
+					org := ""
+					if len(a) == 1 {
+						org = a[0]
+						if err := checkInput(mesh.ValidOrg(org)); err != nil {
+							return err
+						}
+					}
+					var ps []mesh.PeerInfo
+					if err := client(c).Do(c.Context, "GET", "/v1/peers?org="+url.QueryEscape(org), nil, &ps); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						out := make([]map[string]any, 0, len(ps))
+						for _, p := range ps {
+							out = append(out, peerJSON(p))
+						}
+						return printJSON(e.stdout, out)
+					}
+					var rows [][]string
+					for _, p := range ps {
+						exp := "-"
+						if p.ExpiresAt != nil {
+							exp = p.ExpiresAt.Format(time.RFC3339)
+						}
+						rows = append(rows, []string{p.Org, p.Name, p.Network, p.Region, p.Gateway, p.Address, ago(p.LastHandshake), exp})
+					}
+					table(e.stdout, []string{"ORG", "NAME", "NETWORK", "REGION", "GATEWAY", "ADDRESS", "HANDSHAKE", "EXPIRES"}, rows)
+					return nil
+				},
+			},
+			{
+				Name: "remove", Usage: "remove a peer; its tunnel stops at once", ArgsUsage: "ORG NAME", OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 2, 2, "ORG NAME")
+					if err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidPeerName(a[1])); err != nil {
+						return err
+					}
+					if err := client(c).Do(c.Context, "DELETE", "/v1/peers/"+url.PathEscape(a[0])+"/"+url.PathEscape(a[1]), nil, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "removed peer %s from org %s\n", a[1], a[0])
+					return nil
+				},
+			},
+			{
+				Name: "status", Usage: "a peer's gateway, endpoint seen, handshake age and traffic", ArgsUsage: "ORG NAME",
+				Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Action: func(c *cli.Context) error {
+					a, err := args(c, 2, 2, "ORG NAME")
+					if err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
+						return err
+					}
+					if err := checkInput(mesh.ValidPeerName(a[1])); err != nil {
+						return err
+					}
+					var p mesh.PeerInfo
+					if err := client(c).Do(c.Context, "GET", "/v1/peers/"+url.PathEscape(a[0])+"/"+url.PathEscape(a[1]), nil, &p); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, peerJSON(p))
+					}
+					fmt.Fprintf(e.stdout, "peer       %s (org %s, network %s)\n", p.Name, p.Org, p.Network)
+					fmt.Fprintf(e.stdout, "address    %s\n", p.Address)
+					fmt.Fprintf(e.stdout, "gateway    %s (region %s, endpoint %s)\n", p.Gateway, p.Region, p.GatewayEndpoint)
+					fmt.Fprintf(e.stdout, "seen from  %s\n", orDash(p.Endpoint))
+					fmt.Fprintf(e.stdout, "handshake  %s\n", ago(p.LastHandshake))
+					fmt.Fprintf(e.stdout, "traffic    rx %d bytes, tx %d bytes\n", p.RxBytes, p.TxBytes)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, file string) error {
+	cl := client(c)
+	if org == "" {
+		var orgs []mesh.OrgInfo
+		if err := cl.Do(ctx, "GET", "/v1/orgs", nil, &orgs); err != nil {
+			return err
+		}
+		if len(orgs) != 1 {
+			return usagef("name the org: dogwood wireguard create ORG [REGION] [NAME] [FILE]")
+		}
+		org = orgs[0].Slug
+	}
+	if region == "" {
+		region = os.Getenv("DOGWOOD_WG_REGION")
+	}
+	if name == "" {
+		name = defaultPeerName()
+	}
+	if file == "" {
+		file = "-"
+	}
+	if err := checkInput(mesh.ValidOrg(org)); err != nil {
+		return err
+	}
+	if region != "" {
+		if err := checkInput(mesh.ValidRegion(region)); err != nil {
+			return err
+		}
+	}
+	if err := checkInput(mesh.ValidPeerName(name)); err != nil {
+		return err
+	}
+	// Check the file before anything is registered: a bad path must not leave a peer.
+	if err := config.Check(file); err != nil {
+		return &usageError{err.Error()}
+	}
+	priv, pub, err := config.GenerateKey()
+	if err != nil {
+		return err
+	}
+	spec := mesh.PeerSpec{Org: org, Network: c.String("network"), Region: region, Name: name, PublicKey: pub.String()}
+	if d := c.Duration("expires"); d != 0 {
+		if d < 0 {
+			return usagef("--expires must be positive")
+		}
+		t := time.Now().Add(d).UTC()
+		spec.ExpiresAt = &t
+	}
+	var p mesh.PeerInfo
+	if err := cl.Do(ctx, "POST", "/v1/peers", spec, &p); err != nil {
+		return err
+	}
+	undo := func(cause error) error {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := cl.Do(uctx, "DELETE", "/v1/peers/"+url.PathEscape(org)+"/"+url.PathEscape(name), nil, nil); err != nil {
+			return fmt.Errorf("%w (and removing the half-created peer failed: %v)", cause, err)
+		}
+		return cause
+	}
+	cfg, err := buildPeerConfig(priv, p)
+	if err != nil {
+		return undo(err)
+	}
+	if err := config.Write(file, cfg, e.stdout); err != nil {
+		return undo(err)
+	}
+	if c.Bool("qr") {
+		if err := config.WriteQR(e.stdout, cfg); err != nil {
+			return err
+		}
+	}
+	if !config.IsStdout(file) {
+		if c.Bool("json") {
+			return printJSON(e.stdout, peerJSON(p))
+		}
+		fmt.Fprintf(e.stderr, "created peer %s in org %s on gateway %s (%s), config in %s\n", p.Name, p.Org, p.Gateway, p.Address, file)
+	}
+	return nil
+}
+
+func buildPeerConfig(priv wgtypes.Key, p mesh.PeerInfo) (config.Config, error) {
+	addr, err := netip.ParseAddr(p.Address)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("agent returned a bad peer address %q", p.Address)
+	}
+	dns, err := netip.ParseAddr(p.DNS)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("agent returned a bad DNS address %q", p.DNS)
+	}
+	gw, err := wgtypes.ParseKey(p.GatewayPublicKey)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("gateway %s has no valid public key", p.Gateway)
+	}
+	prefix, err := netip.ParsePrefix(p.NetworkPrefix)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("agent returned a bad network prefix %q", p.NetworkPrefix)
+	}
+	return config.New(priv, addr, dns, gw, prefix, p.GatewayEndpoint)
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dogwood/dogwood/dns/server"
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// latestSource hands DNS the lock-free latest snapshot.
+type latestSource struct{ c *catalog.Catalog }
+
+func (s latestSource) Snapshot() *catalog.Snapshot { return s.c.Latest() }
+
+type dnsService struct {
+	srv    *server.Server
+	cancel func()
+	log    *slog.Logger
+}
+
+// startDNS serves .internal on --dns-listen and, with WireGuard, on fdaa::3 and
+// fdaa:<net>::3 (port 53) as the data plane puts those addresses on the host.
+func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, log *slog.Logger, reg prometheus.Registerer) (*dnsService, error) {
+	var listen []netip.AddrPort
+	for _, l := range o.DNSListen {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil {
+			return nil, usagef("invalid --dns-listen %q: want IP:PORT", l)
+		}
+		listen = append(listen, ap)
+	}
+	for _, u := range o.UpstreamDNS {
+		if _, err := netip.ParseAddrPort(u); err != nil {
+			if _, err := netip.ParseAddr(u); err != nil {
+				return nil, usagef("invalid --upstream-dns %q: want IP or IP:PORT", u)
+			}
+		}
+	}
+	ch, cancel := n.Catalog().Watch()
+	srv, err := server.New(server.Config{
+		Source: latestSource{n.Catalog()}, Changed: ch, Nearness: n, Listen: listen,
+		Upstreams: o.UpstreamDNS, ResolvConf: o.ResolvConf, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	s := &dnsService{srv: srv, cancel: cancel, log: log}
+	dp.setDNSHook(func(addrs []netip.Addr) {
+		var aps []netip.AddrPort
+		for _, a := range addrs {
+			aps = append(aps, netip.AddrPortFrom(a, 53))
+		}
+		if err := srv.SyncListeners(aps); err != nil {
+			log.Warn("dns listeners", "err", err)
+		}
+	})
+	return s, nil
+}
+
+func (s *dnsService) resolve(ctx context.Context, network uint32, name string, qtype uint16) (*dns.Msg, error) {
+	return s.srv.Dig(ctx, network, name, qtype)
+}
+
+func (s *dnsService) close() {
+	s.cancel()
+	s.srv.Close()
+}

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Dogwood .internal DNS vs Knot DNS, same catalog, same queries, loopback only.
+#
+#   dns/bench/run.sh            (from the repository root; `make bench` calls it)
+#
+# Catalog: 1,000 apps x 10 machines over 4 regions in one network (fdaa:0:18::/48).
+# Queries: a shuffled mix of <app>.internal AAAA, <region>.<app>.internal AAAA and
+# regions.<app>.internal TXT, every one carrying EDNS Client Subnet fdaa:0:18::/48
+# (dnsperf -E 8:...), so Dogwood scopes them with SPEC §4 rule 3 exactly as in
+# production. Knot serves a zone file generated from the same catalog and ignores ECS.
+#
+# Both servers get the same CPU budget: with taskset, servers run on the first half
+# of the CPUs and dnsperf on the rest (Knot gets as many UDP workers as the servers'
+# CPUs; Go sees the same count through its affinity mask). PIN=0 disables pinning.
+# Runs alternate Knot/Dogwood for ROUNDS rounds and report medians, so noise from
+# other work on the machine hits both alike.
+#
+# Knobs: DURATION (s per run, 5), ROUNDS (3), CLIENTS (dnsperf -c, 4), PIN (1).
+set -euo pipefail
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-4}
+PIN=${PIN:-1}
+ECS="8:00023000fdaa00000018" # family 2, source /48, scope 0, fdaa:0000:0018
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+for tool in dnsperf knotd dig go; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d -t dogwood-dns-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NCPU=$(nproc)
+SRV_N=$(( NCPU / 2 )); [ "$SRV_N" -ge 1 ] || SRV_N=1
+SRV_PIN=() ; CLI_PIN=()
+if [ "$PIN" = 1 ] && [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null; then
+	SRV_PIN=(taskset -c "0-$(( SRV_N - 1 ))")
+	CLI_PIN=(taskset -c "$SRV_N-$(( NCPU - 1 ))")
+else
+	SRV_N=$NCPU
+fi
+
+echo "== building"
+(cd "$ROOT" && go build -o "$TMP/bench" ./dns/bench)
+B="$TMP/bench"
+"$B" gen -dir "$TMP" | sed 's/^/   /'
+OURS_PORT=$("$B" freeport)
+KNOT_PORT=$("$B" freeport)
+while [ "$KNOT_PORT" = "$OURS_PORT" ]; do KNOT_PORT=$("$B" freeport); done
+
+echo "== starting Knot DNS on 127.0.0.1:$KNOT_PORT (${SRV_N} UDP workers) and Dogwood on 127.0.0.1:$OURS_PORT"
+mkdir -p "$TMP/knot/run" "$TMP/knot/db"
+USER_LINE=""
+if [ "$(id -u)" = 0 ]; then
+	# Never run the benchmark's Knot as root.
+	USER_LINE="    user: nobody:nogroup"
+	chmod 755 "$TMP"
+	chown -R nobody:nogroup "$TMP/knot"
+	chmod 644 "$TMP/internal.zone"
+fi
+cat >"$TMP/knot/knot.conf" <<EOF
+server:
+    rundir: "$TMP/knot/run"
+$USER_LINE
+    listen: 127.0.0.1@$KNOT_PORT
+    udp-workers: $SRV_N
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$TMP/knot/db"
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: "$TMP"
+    semantic-checks: off
+    journal-content: none
+    zonefile-sync: -1
+zone:
+  - domain: internal
+    file: internal.zone
+EOF
+"${SRV_PIN[@]}" knotd -c "$TMP/knot/knot.conf" >"$TMP/knot.log" 2>&1 &
+KNOT_PID=$!
+PIDS+=("$KNOT_PID")
+"${SRV_PIN[@]}" "$B" serve -addr "127.0.0.1:$OURS_PORT" >"$TMP/ours.log" 2>&1 &
+OURS_PID=$!
+PIDS+=("$OURS_PID")
+
+ready() { # port, extra dig args
+	local port=$1; shift
+	for _ in $(seq 100); do
+		if dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short "$@" app1.internal AAAA 2>/dev/null | grep -q fdaa; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "bench: server on port $port did not come up" >&2
+	cat "$TMP/knot.log" "$TMP/ours.log" >&2
+	exit 1
+}
+ready "$KNOT_PORT"
+ready "$OURS_PORT" +subnet=fdaa:0:18::/48
+
+echo "== verifying answers (sample, TCP, compared as sets)"
+"$B" verify -ours "127.0.0.1:$OURS_PORT" -knot "127.0.0.1:$KNOT_PORT" -n 400 | sed 's/^/   /'
+
+perf() { # port, extra args...
+	local port=$1; shift
+	"${CLI_PIN[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$TMP/queries.txt" -c "$CLIENTS" -q 200 -E "$ECS" "$@" 2>&1
+}
+qps() { awk '/Queries per second/ {printf "%d\n", $4}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "== throughput: $ROUNDS alternating rounds of ${DURATION}s, dnsperf -c $CLIENTS"
+: >"$TMP/knot.qps"; : >"$TMP/ours.qps"
+for r in $(seq "$ROUNDS"); do
+	k=$(perf "$KNOT_PORT" -l "$DURATION" | qps)
+	o=$(perf "$OURS_PORT" -l "$DURATION" | qps)
+	echo "$k" >>"$TMP/knot.qps"; echo "$o" >>"$TMP/ours.qps"
+	echo "   round $r: knot $k qps, dogwood $o qps"
+done
+KQ=$(median <"$TMP/knot.qps"); OQ=$(median <"$TMP/ours.qps")
+
+p99() { # port, rate
+	perf "$1" -l "$DURATION" -Q "$2" -v | awk '/^> / {print $NF}' | sort -g |
+		awk '{a[NR]=$1} END {if (NR == 0) {print "n/a"} else {i=int(NR*0.99); if (i < 1) i=1; printf "%.3f ms (p50 %.3f ms, %d queries)\n", a[i]*1000, a[int(NR/2)]*1000, NR}}'
+}
+echo "== latency at half of each server's peak"
+KL=$(p99 "$KNOT_PORT" $(( KQ / 2 )))
+OL=$(p99 "$OURS_PORT" $(( OQ / 2 )))
+
+rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+echo "== memory"
+MEM=$("$B" mem)
+MEM_BIG=$("$B" mem -apps 10000)
+
+cat <<EOF
+
+================ results ================
+catalog           1000 apps x 10 machines, 4 regions, 1 network ($(grep -c . "$TMP/internal.zone") zone lines)
+cpus              $NCPU ($( [ ${#SRV_PIN[@]} -gt 0 ] && echo "servers pinned to $SRV_N, dnsperf to the rest" || echo "unpinned"))
+knot qps          $KQ   (median of $ROUNDS)
+dogwood qps       $OQ   (median of $ROUNDS)
+ratio             $(awk -v o="$OQ" -v k="$KQ" 'BEGIN {printf "%.2f", o/k}') x Knot (target >= 0.60)
+p99 @ half peak   knot $KL
+                  dogwood $OL
+rss after runs    knot $(rss "$KNOT_PID"), dogwood $(rss "$OURS_PID")
+dogwood index     $(echo "$MEM" | tail -1)
+  at 10x scale    $(echo "$MEM_BIG" | tail -1)
+==========================================
+EOF

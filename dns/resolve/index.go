@@ -1,0 +1,273 @@
+package resolve
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+)
+
+// appIndex is everything precomputed for one app. It depends only on the AppView and
+// on the liveness of the hosts its machines run on, so it is reused across snapshots
+// while both stay the same.
+type appIndex struct {
+	view  *catalog.AppView
+	hosts []hostLive
+	// live are the started machines on live hosts, sorted by id.
+	live  []*catalog.Machine
+	addrs rrset // AAAA of live, same order
+	// byRegion has every region where the app has a machine in any state; the set holds
+	// the live ones (empty: the name exists, NODATA).
+	byRegion map[string]rrset
+	vms      rrset // TXT
+	allVMs   rrset
+	regions  rrset
+	allRegs  rrset
+	// rot turns multi-record address answers between queries.
+	rot atomic.Uint32
+}
+
+type hostLive struct {
+	name string
+	live bool
+}
+
+func (a *appIndex) valid(av *catalog.AppView, snap *catalog.Snapshot) bool {
+	if a.view != av {
+		return false
+	}
+	for _, h := range a.hosts {
+		if snap.HostLive(h.name) != h.live {
+			return false
+		}
+	}
+	return true
+}
+
+func buildApp(av *catalog.AppView, snap *catalog.Snapshot) *appIndex {
+	a := &appIndex{view: av, byRegion: map[string]rrset{}}
+	seen := map[string]bool{}
+	var all []*catalog.Machine
+	regionMachines := map[string][]*catalog.Machine{}
+	for _, m := range av.Machines {
+		live, ok := seen[m.Host]
+		if !ok {
+			live = snap.HostLive(m.Host)
+			seen[m.Host] = live
+			a.hosts = append(a.hosts, hostLive{m.Host, live})
+		}
+		region := strings.ToLower(m.Region)
+		if _, ok := regionMachines[region]; !ok {
+			regionMachines[region] = nil
+		}
+		all = append(all, m)
+		if m.Started() && live && m.Address.Is6() {
+			a.live = append(a.live, m)
+			regionMachines[region] = append(regionMachines[region], m)
+		}
+	}
+	a.addrs = aaaaSet(a.live)
+	for r, ms := range regionMachines {
+		a.byRegion[r] = aaaaSet(ms)
+	}
+	a.vms = vmsTXT(a.live)
+	a.allVMs = vmsTXT(all)
+	a.regions = regionsTXT(a.live)
+	a.allRegs = regionsTXT(all)
+	return a
+}
+
+func aaaaSet(ms []*catalog.Machine) rrset {
+	var b setBuilder
+	b.wire = make([]byte, 0, 28*len(ms))
+	for _, m := range ms {
+		b.aaaa(m.Address.As16())
+	}
+	return b.set()
+}
+
+func vmsTXT(ms []*catalog.Machine) rrset {
+	if len(ms) == 0 {
+		return rrset{}
+	}
+	var sb strings.Builder
+	for i, m := range ms {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(m.ID)
+		sb.WriteByte(' ')
+		sb.WriteString(m.Region)
+	}
+	var b setBuilder
+	b.txt(capTXT(sb.String(), ','))
+	return b.set()
+}
+
+func regionsTXT(ms []*catalog.Machine) rrset {
+	if len(ms) == 0 {
+		return rrset{}
+	}
+	set := map[string]bool{}
+	var rs []string
+	for _, m := range ms {
+		if !set[m.Region] {
+			set[m.Region] = true
+			rs = append(rs, m.Region)
+		}
+	}
+	sort.Strings(rs)
+	var b setBuilder
+	b.txt(strings.Join(rs, ","))
+	return b.set()
+}
+
+// maxTXT keeps a listing inside one DNS message. Longer listings (tens of thousands
+// of machines) are cut at an item boundary; the name-based lookups stay complete.
+const maxTXT = 60000
+
+func capTXT(s string, sep byte) string {
+	if len(s) <= maxTXT {
+		return s
+	}
+	s = s[:maxTXT]
+	if i := strings.LastIndexByte(s, sep); i > 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// netIndex is one network's view. It is immutable once built except for the lazily
+// computed listings, which are guarded by sync.Once.
+type netIndex struct {
+	view    *catalog.NetworkView
+	liveSig uint64
+	prefix  netip.Prefix
+	soa     []byte
+	apps    map[string]*appIndex // by lowercase name
+	peers   map[string]rrset     // AAAA by lowercase peer name
+
+	listOnce  sync.Once
+	appsTXT   rrset
+	peersTXT  rrset
+	instances rrset
+	allInst   rrset
+
+	revOnce sync.Once
+	reverse map[netip.Addr]rrset
+}
+
+func buildNet(nv *catalog.NetworkView, st *state, prev *netIndex) *netIndex {
+	n := &netIndex{
+		view:    nv,
+		liveSig: st.liveSig(),
+		prefix:  sixpn.NetworkPrefix(nv.ID),
+		soa:     soaRdata(uint32(st.snap.Seq)),
+		apps:    make(map[string]*appIndex, len(nv.Apps)),
+		peers:   make(map[string]rrset, len(nv.Peers)),
+	}
+	for name, av := range nv.Apps {
+		key := strings.ToLower(name)
+		if prev != nil {
+			if a := prev.apps[key]; a != nil && a.valid(av, st.snap) {
+				n.apps[key] = a
+				continue
+			}
+		}
+		n.apps[key] = buildApp(av, st.snap)
+	}
+	for name, p := range nv.Peers {
+		if !p.Address.Is6() {
+			continue
+		}
+		var b setBuilder
+		b.aaaa(p.Address.As16())
+		n.peers[strings.ToLower(name)] = b.set()
+	}
+	return n
+}
+
+// listings builds the network-wide TXT listings on first use: they are rare queries
+// and can be large, so rebuilding them on every catalog change would be waste.
+func (n *netIndex) listings() {
+	n.listOnce.Do(func() {
+		var b setBuilder
+		if len(n.view.AppNames) > 0 {
+			b.txt(capTXT(strings.Join(n.view.AppNames, ","), ','))
+			n.appsTXT = b.set()
+		}
+		if len(n.view.PeerNames) > 0 {
+			b = setBuilder{}
+			b.txt(capTXT(strings.Join(n.view.PeerNames, ","), ','))
+			n.peersTXT = b.set()
+		}
+		var live, all strings.Builder
+		for _, name := range n.view.AppNames {
+			a := n.apps[strings.ToLower(name)]
+			if a == nil {
+				continue
+			}
+			for _, m := range a.view.Machines {
+				writeInstance(&all, m)
+			}
+			for _, m := range a.live {
+				writeInstance(&live, m)
+			}
+		}
+		if live.Len() > 0 {
+			b = setBuilder{}
+			b.txt(capTXT(live.String(), ';'))
+			n.instances = b.set()
+		}
+		if all.Len() > 0 {
+			b = setBuilder{}
+			b.txt(capTXT(all.String(), ';'))
+			n.allInst = b.set()
+		}
+	})
+}
+
+func writeInstance(sb *strings.Builder, m *catalog.Machine) {
+	if sb.Len() > 0 {
+		sb.WriteByte(';')
+	}
+	sb.WriteString("instance=")
+	sb.WriteString(m.ID)
+	sb.WriteString(",app=")
+	sb.WriteString(m.App)
+	sb.WriteString(",ip=")
+	sb.WriteString(m.Address.String())
+	sb.WriteString(",region=")
+	sb.WriteString(m.Region)
+}
+
+// ptr returns the PTR set for an address of this network, building the reverse map on
+// first use. Machines in any state keep their reverse name: an address seen in a log
+// should still say whose it was.
+func (n *netIndex) ptr(a netip.Addr) (rrset, bool) {
+	n.revOnce.Do(func() {
+		n.reverse = map[netip.Addr]rrset{}
+		for _, ai := range n.apps {
+			for _, m := range ai.view.Machines {
+				if n.prefix.Contains(m.Address) {
+					var b setBuilder
+					b.ptr(m.ID + ".vm." + strings.ToLower(m.App) + ".internal.")
+					n.reverse[m.Address] = b.set()
+				}
+			}
+		}
+		for name, p := range n.view.Peers {
+			if n.prefix.Contains(p.Address) {
+				var b setBuilder
+				b.ptr(strings.ToLower(name) + "._peer.internal.")
+				n.reverse[p.Address] = b.set()
+			}
+		}
+	})
+	s, ok := n.reverse[a]
+	return s, ok
+}

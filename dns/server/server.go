@@ -1,0 +1,383 @@
+// Package server owns Dogwood's DNS service on the wire (SPEC §4): the UDP and TCP
+// listeners (static --dns-listen ones and the fdaa::3 / fdaa:<net>::3 addresses the
+// WireGuard layer brings and takes away), deciding which network each query is for,
+// EDNS and truncation, forwarding names that are not ours, metrics, and the
+// `dogwood dig` entry point with its dig-like formatter.
+//
+// Answers come from package resolve, upstream traffic from package forward; this
+// package only wires them to sockets. It uses miekg/dns servers with its own
+// handler (never the global mux).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dogwood/dogwood/dns/forward"
+	"github.com/dogwood/dogwood/dns/resolve"
+)
+
+// Config configures a Server. Build it whole before New; it is not read afterwards.
+type Config struct {
+	// Source hands out the latest catalog snapshot (required).
+	Source resolve.Source
+	// Changed, if set, signals catalog changes; the server then prebuilds indexes so
+	// the first query after a change does not pay for it. Answers never wait for it.
+	Changed <-chan struct{}
+	// Nearness orders top<N>.nearest.of answers; nil orders remote hosts by name.
+	Nearness resolve.Nearness
+	// Listen are the static --dns-listen addresses, served over UDP and TCP. A
+	// loopback one honours EDNS Client Subnet for scoping. Port 0 picks a free port
+	// (the same one for UDP and TCP); Addrs reports it.
+	Listen []netip.AddrPort
+	// Upstreams, ResolvConf: see forward.Config.
+	Upstreams  []string
+	ResolvConf string
+	// ForwardAttempt and ForwardTimeout bound one upstream try and the whole
+	// failover (defaults 1.5 s and 4 s).
+	ForwardAttempt, ForwardTimeout time.Duration
+	// MaxUDPSize caps UDP responses whatever the client's EDNS buffer says (default
+	// 1232, the size that avoids IP fragmentation on any path).
+	MaxUDPSize int
+	// MaxTCPConns caps open TCP connections per listener (default 256).
+	MaxTCPConns int
+	Logger      *slog.Logger
+	// Registerer receives the dogwood_dns_* metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Server serves .internal over UDP and TCP on a changing set of addresses.
+type Server struct {
+	res     *resolve.Resolver
+	fwd     *forward.Forwarder
+	log     *slog.Logger
+	met     *metrics
+	maxUDP  int
+	maxConn int
+	static  []netip.AddrPort
+	changed <-chan struct{}
+
+	scratch sync.Pool
+
+	mu        sync.Mutex
+	listeners map[netip.AddrPort]*listener
+	closed    bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New builds a server; nothing listens until Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("dns: Config.Source is required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("dns: metrics: %w", err)
+	}
+	var exclude []netip.AddrPort
+	for _, a := range cfg.Listen {
+		if a.Port() != 0 {
+			exclude = append(exclude, a)
+		}
+	}
+	fwd, err := forward.New(forward.Config{
+		Upstreams: cfg.Upstreams, ResolvConf: cfg.ResolvConf, Exclude: exclude,
+		Attempt: cfg.ForwardAttempt, Total: cfg.ForwardTimeout,
+		OnFailure: func(up string, err error) {
+			met.upstream.WithLabelValues(up).Inc()
+			log.Debug("upstream failed", "upstream", up, "err", err)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	s := &Server{
+		res:       resolve.New(cfg.Source, cfg.Nearness),
+		fwd:       fwd,
+		log:       log,
+		met:       met,
+		maxUDP:    cfg.MaxUDPSize,
+		maxConn:   cfg.MaxTCPConns,
+		static:    append([]netip.AddrPort(nil), cfg.Listen...),
+		changed:   cfg.Changed,
+		listeners: map[netip.AddrPort]*listener{},
+		stop:      make(chan struct{}),
+	}
+	if s.maxUDP < 512 {
+		s.maxUDP = 1232
+	}
+	if s.maxUDP > resolve.MaxMsg {
+		s.maxUDP = resolve.MaxMsg
+	}
+	if s.maxConn <= 0 {
+		s.maxConn = 256
+	}
+	s.scratch.New = newScratch
+	if len(fwd.Upstreams()) == 0 {
+		log.Warn("no upstream resolvers: names outside .internal will get SERVFAIL")
+	}
+	return s, nil
+}
+
+// Resolver exposes the resolver (for tests and the agent's own lookups).
+func (s *Server) Resolver() *resolve.Resolver { return s.res }
+
+// Start binds the static listeners and, with Config.Changed, starts prebuilding
+// indexes on changes. A static address that cannot be bound is an error.
+func (s *Server) Start() error {
+	if s.changed != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for {
+				select {
+				case <-s.stop:
+					return
+				case _, ok := <-s.changed:
+					if !ok {
+						return
+					}
+					s.res.Refresh()
+				}
+			}
+		}()
+	}
+	return s.SyncListeners(nil)
+}
+
+// SyncListeners makes the server listen on exactly the static addresses plus addrs
+// (typically fdaa::3:53 and fdaa:<net>::3:53 for the networks this host serves):
+// new ones are bound, gone ones closed, the rest untouched. It is level-triggered:
+// call it with the whole wanted set whenever it may have changed; addresses that
+// failed to bind are retried on the next call. The error joins every failure.
+func (s *Server) SyncListeners(addrs []netip.AddrPort) error {
+	want := map[netip.AddrPort]bool{}
+	static := map[netip.AddrPort]bool{}
+	for _, a := range s.static {
+		want[a], static[a] = true, true
+	}
+	for _, a := range addrs {
+		want[a] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("dns: server closed")
+	}
+	var errs []error
+	for a, l := range s.listeners {
+		if !want[a] {
+			l.close()
+			delete(s.listeners, a)
+		}
+	}
+	for a := range want {
+		if s.listeners[a] != nil {
+			continue
+		}
+		l, err := s.listen(a, static[a])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.listeners[a] = l
+	}
+	return errors.Join(errs...)
+}
+
+// Addrs returns the bound addresses (UDP; TCP uses the same ones), sorted.
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []netip.AddrPort
+	for _, l := range s.listeners {
+		out = append(out, l.bound)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Compare(out[j]) < 0 })
+	return out
+}
+
+// Close stops every listener and waits for in-flight queries (bounded by the
+// forward timeout).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for a, l := range s.listeners {
+		l.close()
+		delete(s.listeners, a)
+	}
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	return nil
+}
+
+// listener is one address served over UDP and TCP.
+type listener struct {
+	bound    netip.AddrPort
+	udp, tcp *dns.Server
+	wg       sync.WaitGroup
+	log      *slog.Logger
+}
+
+func (s *Server) listen(a netip.AddrPort, static bool) (*listener, error) {
+	lc := net.ListenConfig{Control: freebind}
+	ctx := context.Background()
+	pc, err := lc.ListenPacket(ctx, "udp", a.String())
+	if err != nil {
+		return nil, fmt.Errorf("dns: listen udp %s: %w", a, err)
+	}
+	bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	bound = netip.AddrPortFrom(a.Addr(), bound.Port())
+	ln, err := lc.Listen(ctx, "tcp", bound.String())
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("dns: listen tcp %s: %w", bound, err)
+	}
+	h := &handler{s: s, l: Listener{Addr: a.Addr(), Static: static}}
+	l := &listener{bound: bound, log: s.log}
+	var conn net.PacketConn = pc
+	if !a.Addr().IsUnspecified() {
+		// Bound to one address, replies leave from it anyway: hiding the *net.UDPConn
+		// makes miekg/dns use plain recvfrom/sendto instead of parsing and building
+		// per-packet control messages. Wildcard sockets keep them, so a reply leaves
+		// from the address the query was sent to.
+		conn = plainConn{pc}
+	}
+	l.udp = &dns.Server{
+		PacketConn:     conn,
+		Handler:        h,
+		UDPSize:        resolve.MaxMsg, // read buffer: never cut a large EDNS query
+		MsgInvalidFunc: s.invalid,
+	}
+	l.tcp = &dns.Server{
+		Listener:       newLimitListener(ln, s.maxConn),
+		Handler:        h,
+		ReadTimeout:    2 * time.Second,
+		IdleTimeout:    func() time.Duration { return 8 * time.Second },
+		MsgInvalidFunc: s.invalid,
+	}
+	if err := l.start(); err != nil {
+		return nil, fmt.Errorf("dns: serve %s: %w", bound, err)
+	}
+	s.log.Info("dns listening", "addr", bound.String(), "static", static)
+	return l, nil
+}
+
+func (l *listener) start() error {
+	errs := make(chan error, 2)
+	for _, srv := range []*dns.Server{l.udp, l.tcp} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		}()
+		select {
+		case <-started:
+		case err := <-errs:
+			l.close()
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *listener) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, srv := range []*dns.Server{l.udp, l.tcp} {
+		if err := srv.ShutdownContext(ctx); err != nil && !isNotStarted(err) {
+			l.log.Warn("dns listener shutdown", "addr", l.bound.String(), "err", err)
+		}
+	}
+	// A server that never started still owns its socket.
+	if l.udp.PacketConn != nil {
+		l.udp.PacketConn.Close()
+	}
+	if l.tcp.Listener != nil {
+		l.tcp.Listener.Close()
+	}
+	l.wg.Wait()
+}
+
+func isNotStarted(err error) bool { return err != nil && err.Error() == "dns: server not started" }
+
+func (s *Server) invalid(_ []byte, _ error) { s.met.malformed.Inc() }
+
+// plainConn is a net.PacketConn that is not a *net.UDPConn.
+type plainConn struct{ net.PacketConn }
+
+// limitListener caps concurrent TCP connections: miekg/dns spawns a goroutine per
+// connection and idle clients would otherwise hold them without bound.
+type limitListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newLimitListener(ln net.Listener, n int) *limitListener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	err := net.ErrClosed
+	l.closeOnce.Do(func() {
+		close(l.done)
+		err = l.Listener.Close()
+	})
+	return err
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

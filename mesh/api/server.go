@@ -1,0 +1,337 @@
+// Package api owns the agent's local HTTP+JSON API: the server the agent exposes on
+// its unix socket (and, with a bearer token, optionally on TCP) and the client the
+// CLI uses. Every error is JSON {"error": "..."} with a status code that says whose
+// fault it was: 400 invalid input, 404 unknown object, 409 conflict, 503 a host or
+// gateway is unavailable, 500 anything else.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// WireGuardStatus is the data plane's state as `dogwood status` shows it.
+type WireGuardStatus struct {
+	Interface string          `json:"interface"`
+	Mode      string          `json:"mode"`
+	Port      int             `json:"port"`
+	Peers     []WireGuardPeer `json:"peers"`
+}
+
+// WireGuardPeer is one peer of the host's interface.
+type WireGuardPeer struct {
+	PublicKey     string     `json:"public_key"`
+	Host          string     `json:"host,omitempty"` // the host or user peer it belongs to
+	Endpoint      string     `json:"endpoint"`
+	AllowedIPs    []string   `json:"allowed_ips"`
+	LastHandshake *time.Time `json:"last_handshake"`
+	HandshakeAge  *float64   `json:"handshake_age_seconds"`
+	RxBytes       int64      `json:"rx_bytes"`
+	TxBytes       int64      `json:"tx_bytes"`
+}
+
+// Status is this host's identity, catalog counts and WireGuard peers.
+type Status struct {
+	Name      string           `json:"name"`
+	HostID    uint32           `json:"host_id"`
+	HostIDHex string           `json:"host_id_hex"`
+	Region    string           `json:"region"`
+	PublicKey string           `json:"public_key"`
+	Gateway   bool             `json:"gateway"`
+	Version   string           `json:"version"`
+	Catalog   map[string]int   `json:"catalog"`
+	Members   map[string]int   `json:"members"`
+	WireGuard *WireGuardStatus `json:"wireguard"`
+}
+
+// DigRequest asks the agent's DNS resolver for a network's view.
+type DigRequest struct {
+	Org     string `json:"org"`
+	Network string `json:"network,omitempty"`
+	Name    string `json:"name"`
+	Type    string `json:"type,omitempty"`
+}
+
+// DigResponse carries the DNS answer in wire format, so the CLI prints exactly what
+// a resolver would have received.
+type DigResponse struct {
+	Msg string `json:"msg"` // base64 of the DNS message
+}
+
+// Server serves the API for one node.
+type Server struct {
+	Node    *mesh.Node
+	Version string
+	// WireGuard returns the data plane status; nil when WireGuard is off.
+	WireGuard func() (*WireGuardStatus, error)
+	// Resolve answers a DNS question in one network; nil when DNS is off.
+	Resolve func(ctx context.Context, network uint32, name string, qtype uint16) (*dns.Msg, error)
+	Logger  *slog.Logger
+	// Token, when set, is required as a bearer token (for the TCP listener).
+	Token string
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	h := func(pattern string, f func(r *http.Request) (any, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, f) })
+	}
+	h("GET /v1/health", func(*http.Request) (any, error) { return map[string]string{"status": "ok"}, nil })
+	h("GET /v1/status", s.status)
+	h("GET /v1/members", func(*http.Request) (any, error) { return s.Node.Members(), nil })
+	h("DELETE /v1/members/{name}", func(r *http.Request) (any, error) {
+		return nil, s.Node.RemoveMember(r.Context(), r.PathValue("name"))
+	})
+	h("GET /v1/orgs", func(*http.Request) (any, error) { return s.Node.ListOrgs(), nil })
+	h("POST /v1/orgs", func(r *http.Request) (any, error) {
+		var req struct {
+			Slug string `json:"slug"`
+		}
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return s.Node.CreateOrg(r.Context(), req.Slug)
+	})
+	h("DELETE /v1/orgs/{slug}", func(r *http.Request) (any, error) {
+		return nil, s.Node.RemoveOrg(r.Context(), r.PathValue("slug"))
+	})
+	h("GET /v1/networks", func(r *http.Request) (any, error) { return s.Node.ListNetworks(r.URL.Query().Get("org")) })
+	h("POST /v1/networks", func(r *http.Request) (any, error) {
+		var req struct {
+			Org  string `json:"org"`
+			Name string `json:"name"`
+		}
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return s.Node.CreateNetwork(r.Context(), req.Org, req.Name)
+	})
+	h("GET /v1/apps", func(r *http.Request) (any, error) { return s.Node.ListApps(r.URL.Query().Get("org")) })
+	h("POST /v1/apps", func(r *http.Request) (any, error) {
+		var req struct {
+			Name    string `json:"name"`
+			Org     string `json:"org"`
+			Network string `json:"network"`
+		}
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return s.Node.CreateApp(r.Context(), req.Name, req.Org, req.Network)
+	})
+	h("DELETE /v1/apps/{name}", func(r *http.Request) (any, error) {
+		return nil, s.Node.RemoveApp(r.Context(), r.PathValue("name"))
+	})
+	h("GET /v1/machines", func(r *http.Request) (any, error) { return s.Node.ListMachines(r.URL.Query().Get("app")) })
+	h("POST /v1/machines", func(r *http.Request) (any, error) {
+		var spec mesh.MachineSpec
+		if err := decode(r, &spec); err != nil {
+			return nil, err
+		}
+		return s.Node.CreateMachine(r.Context(), spec)
+	})
+	h("GET /v1/machines/{id}", func(r *http.Request) (any, error) { return s.Node.Machine(r.PathValue("id")) })
+	h("POST /v1/machines/{id}/{action}", func(r *http.Request) (any, error) {
+		a := r.PathValue("action")
+		if a != "start" && a != "stop" {
+			return nil, &mesh.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("unknown machine action %q", a)}
+		}
+		return s.Node.MachineAction(r.Context(), r.PathValue("id"), a)
+	})
+	h("DELETE /v1/machines/{id}", func(r *http.Request) (any, error) {
+		return s.Node.MachineAction(r.Context(), r.PathValue("id"), "destroy")
+	})
+	h("GET /v1/peers", func(r *http.Request) (any, error) { return s.Node.ListPeers(r.Context(), r.URL.Query().Get("org")) })
+	h("POST /v1/peers", func(r *http.Request) (any, error) {
+		var spec mesh.PeerSpec
+		if err := decode(r, &spec); err != nil {
+			return nil, err
+		}
+		return s.Node.CreatePeer(r.Context(), spec)
+	})
+	h("GET /v1/peers/{org}/{name}", func(r *http.Request) (any, error) {
+		return s.Node.PeerStatus(r.Context(), r.PathValue("org"), r.PathValue("name"))
+	})
+	h("DELETE /v1/peers/{org}/{name}", func(r *http.Request) (any, error) {
+		return nil, s.Node.RemovePeer(r.Context(), r.PathValue("org"), r.PathValue("name"))
+	})
+	h("POST /v1/dig", s.dig)
+	h("GET /v1/catalog", func(*http.Request) (any, error) { return s.Node.Catalog().All(), nil })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, f func(*http.Request) (any, error)) {
+	if s.Token != "" {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+	}
+	out, err := f(r)
+	if err != nil {
+		code := mesh.StatusCode(err)
+		if code >= 500 && s.Logger != nil {
+			s.Logger.Error("api", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if out == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path != "/v1/dig" && !strings.Contains(r.URL.Path, "/machines/") {
+		w.WriteHeader(http.StatusCreated)
+	}
+	json.NewEncoder(w).Encode(out)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are errors, so
+// a typo in a script fails loudly instead of being ignored.
+func decode(r *http.Request, v any) error {
+	d := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return &mesh.Error{Code: http.StatusBadRequest, Msg: "invalid request body: " + err.Error()}
+	}
+	if d.More() {
+		return &mesh.Error{Code: http.StatusBadRequest, Msg: "invalid request body: trailing data"}
+	}
+	return nil
+}
+
+func (s *Server) status(*http.Request) (any, error) {
+	n := s.Node
+	live, tomb := n.Catalog().Len()
+	counts := map[string]int{"tombstones": tomb}
+	for _, k := range catalog.Kinds {
+		counts[k.String()+"s"] = live[k]
+	}
+	members := map[string]int{}
+	for _, m := range n.Members() {
+		members[m.Status]++
+	}
+	st := &Status{
+		Name: n.Name(), HostID: n.HostID(), HostIDHex: fmt.Sprintf("%08x", n.HostID()), Region: n.Region(),
+		Version: s.Version, Catalog: counts, Members: members,
+	}
+	if h := n.Snapshot().Hosts[n.Name()]; h != nil {
+		st.PublicKey, st.Gateway = h.PublicKey, h.Gateway
+	}
+	if s.WireGuard != nil {
+		wg, err := s.WireGuard()
+		if err != nil {
+			return nil, err
+		}
+		st.WireGuard = wg
+	}
+	return st, nil
+}
+
+func (s *Server) dig(r *http.Request) (any, error) {
+	var req DigRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if s.Resolve == nil {
+		return nil, &mesh.Error{Code: http.StatusServiceUnavailable, Msg: "DNS is not running on this agent"}
+	}
+	if req.Network == "" {
+		req.Network = mesh.DefaultNetwork
+	}
+	if err := mesh.ValidOrg(req.Org); err != nil {
+		return nil, err
+	}
+	nets, err := s.Node.ListNetworks(req.Org)
+	if err != nil {
+		return nil, err
+	}
+	var netID uint32
+	for _, nw := range nets {
+		if nw.Name == req.Network {
+			netID = nw.ID
+		}
+	}
+	if netID == 0 {
+		return nil, &mesh.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("network %q not found in org %q", req.Network, req.Org)}
+	}
+	qtype := dns.TypeAAAA
+	if req.Type != "" {
+		t, ok := dns.StringToType[strings.ToUpper(req.Type)]
+		if !ok {
+			return nil, &mesh.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("unknown DNS type %q", req.Type)}
+		}
+		qtype = t
+	}
+	if _, ok := dns.IsDomainName(req.Name); !ok || req.Name == "" {
+		return nil, &mesh.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("invalid DNS name %q", req.Name)}
+	}
+	resp, err := s.Resolve(r.Context(), netID, dns.Fqdn(req.Name), qtype)
+	if err != nil {
+		return nil, err
+	}
+	b, err := resp.Pack()
+	if err != nil {
+		return nil, err
+	}
+	return DigResponse{Msg: base64.StdEncoding.EncodeToString(b)}, nil
+}
+
+// ListenUnix listens on a unix socket with mode 0600, replacing a stale socket file
+// but refusing to steal one a running agent still answers on.
+func ListenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(dirOf(path), 0o755); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("API socket %s is in use by another agent", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func dirOf(p string) string {
+	if i := strings.LastIndex(p, "/"); i > 0 {
+		return p[:i]
+	}
+	return "."
+}
+
+// ErrNoAgent is returned by the client when nothing listens on the socket.
+var ErrNoAgent = errors.New("no agent is running")

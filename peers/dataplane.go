@@ -1,0 +1,266 @@
+package peers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/peers/attach"
+	"github.com/dogwood/dogwood/peers/device"
+	"github.com/dogwood/dogwood/peers/filter"
+	"github.com/dogwood/dogwood/peers/link"
+	"github.com/dogwood/dogwood/peers/plan"
+	"github.com/dogwood/dogwood/peers/wgsync"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Defaults of SPEC §5 and §7.
+const (
+	DefaultInterface = "dogwood0"
+	DefaultPort      = 51820
+)
+
+// Config is everything the data plane needs; the agent builds it from its flags.
+type Config struct {
+	// Interface is --wg-interface (default dogwood0).
+	Interface string
+	// Mode is --wireguard: auto, kernel or userspace ("off" means: do not call New).
+	Mode device.Mode
+	// ListenPort is --wg-port (default 51820).
+	ListenPort int
+	// PrivateKey is the host's WireGuard key, persisted by the agent.
+	PrivateKey wgtypes.Key
+	// MTU of the WireGuard interface and the machine veths (default 1420).
+	MTU int
+	// Table is the nftables table (family inet) for isolation (default "dogwood").
+	Table string
+	// EtcNetns is where machines' resolv.conf files go (default /etc/netns).
+	EtcNetns string
+	// Logger is required.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil disables them.
+	Registerer prometheus.Registerer
+	// Now is the clock for handshake ages (default time.Now).
+	Now func() time.Time
+}
+
+// DataPlane is one host's WireGuard data plane. Its methods are safe for concurrent
+// use; Apply calls are serialized.
+type DataPlane struct {
+	cfg     Config
+	log     *slog.Logger
+	dev     *device.Device
+	sync    *wgsync.Reconciler
+	links   *link.Links
+	attach  *attach.Attacher
+	filter  *filter.Filter
+	metrics *metrics
+
+	mu          sync.Mutex // serializes Apply, Close, Teardown
+	closed      bool
+	desired     plan.Desired
+	lastSkipped []string
+
+	stateMu sync.RWMutex // guards names, dns
+	names   map[wgtypes.Key]plan.Peer
+	dns     []netip.Addr
+}
+
+// New creates (or adopts) the WireGuard interface, installs the isolation filter
+// (admitting no network until the first Apply) and enables IPv6 forwarding.
+func New(cfg Config) (*DataPlane, error) {
+	if cfg.Logger == nil {
+		return nil, errors.New("peers: Config.Logger is required")
+	}
+	if cfg.Interface == "" {
+		cfg.Interface = DefaultInterface
+	}
+	if cfg.ListenPort == 0 {
+		cfg.ListenPort = DefaultPort
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = device.DefaultMTU
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = device.Auto
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.PrivateKey == (wgtypes.Key{}) {
+		return nil, errors.New("peers: Config.PrivateKey is required (the agent persists it)")
+	}
+	d := &DataPlane{cfg: cfg, log: cfg.Logger.With("component", "wireguard", "interface", cfg.Interface),
+		filter: filter.New(cfg.Table)}
+
+	// Filter before forwarding before the interface: no moment where the host
+	// forwards 6PN without isolation.
+	if _, err := d.filter.Sync(filter.Spec{WGIface: cfg.Interface}); err != nil {
+		return nil, err
+	}
+	if err := link.EnableForwarding(); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.links, err = link.New(d.log); err != nil {
+		return nil, err
+	}
+	if d.attach, err = attach.New(attach.Config{MTU: cfg.MTU, Logger: d.log, EtcNetns: cfg.EtcNetns}); err != nil {
+		d.links.Close()
+		return nil, err
+	}
+	d.dev, err = device.Open(device.Config{Name: cfg.Interface, Mode: cfg.Mode, MTU: cfg.MTU,
+		PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Logger: d.log})
+	if err != nil {
+		d.links.Close()
+		d.attach.Close()
+		return nil, err
+	}
+	d.sync = wgsync.NewReconciler(d.dev, wgsync.DefaultMaxAge, cfg.Now)
+	d.metrics = newMetrics(d)
+	if cfg.Registerer != nil {
+		if err := d.metrics.register(cfg.Registerer); err != nil {
+			d.dev.Close()
+			d.links.Close()
+			d.attach.Close()
+			return nil, fmt.Errorf("register wireguard metrics: %w", err)
+		}
+	}
+	d.log.Info("wireguard data plane up", "mode", d.dev.Mode(), "port", cfg.ListenPort,
+		"public_key", cfg.PrivateKey.PublicKey().String())
+	return d, nil
+}
+
+// Apply converges the data plane to snapshot s. Call it with the latest snapshot
+// whenever the catalog or membership changed; calls with an unchanged snapshot are
+// cheap no-ops. Each stage runs even if an earlier one failed; the errors are joined
+// and the next Apply retries everything.
+func (d *DataPlane) Apply(s *catalog.Snapshot) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("peers: data plane closed")
+	}
+	start := time.Now()
+	want := plan.Compute(s)
+	if !slices.Equal(want.Skipped, d.lastSkipped) {
+		for _, why := range want.Skipped {
+			d.log.Warn("catalog record not applied", "reason", why)
+		}
+		d.lastSkipped = want.Skipped
+	}
+
+	var errs []error
+	stage := func(name string, err error) {
+		if err != nil {
+			d.metrics.errors.WithLabelValues(name).Inc()
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if changed, err := d.filter.Sync(filter.Spec{WGIface: d.cfg.Interface, Networks: want.Networks, Machines: want.Machines}); changed && err == nil {
+		d.log.Debug("isolation filter updated", "networks", len(want.Networks), "machines", len(want.Machines))
+	} else {
+		stage("filter", err)
+	}
+	stage("forwarding", link.EnableForwarding())
+
+	key, port := d.cfg.PrivateKey, d.cfg.ListenPort
+	ch, err := d.sync.Reconcile(want.Peers, wgsync.Settings{PrivateKey: &key, ListenPort: &port})
+	stage("peers", err)
+	if !ch.Empty() {
+		d.metrics.changes.WithLabelValues("add").Add(float64(ch.Added))
+		d.metrics.changes.WithLabelValues("update").Add(float64(ch.Updated))
+		d.metrics.changes.WithLabelValues("remove").Add(float64(ch.Removed))
+		d.log.Info("wireguard peers reconciled", "added", ch.Added, "updated", ch.Updated, "removed", ch.Removed)
+	}
+	added, removed, err := d.links.SyncRoutes(d.cfg.Interface, want.Routes)
+	stage("routes", err)
+	if added+removed > 0 {
+		d.log.Debug("routes reconciled", "added", added, "removed", removed)
+	}
+	stage("dns_addresses", d.links.SyncDNS(want.DNS))
+	res, err := d.attach.Sync(want.Machines)
+	stage("machines", err)
+	if res.Attached+res.Detached > 0 {
+		d.log.Info("machines reconciled", "attached", res.Attached, "detached", res.Detached, "adopted", res.Adopted)
+	}
+
+	names := make(map[wgtypes.Key]plan.Peer, len(want.Peers))
+	for _, p := range want.Peers {
+		names[p.PublicKey] = plan.Peer{Kind: p.Kind, Name: p.Name}
+	}
+	d.stateMu.Lock()
+	d.names, d.dns = names, want.DNS
+	d.stateMu.Unlock()
+	d.desired = want
+
+	d.metrics.duration.Observe(time.Since(start).Seconds())
+	err = errors.Join(errs...)
+	if err != nil {
+		d.metrics.runs.WithLabelValues("error").Inc()
+	} else {
+		d.metrics.runs.WithLabelValues("ok").Inc()
+	}
+	return err
+}
+
+// DNSAddrs returns the addresses the DNS server must listen on (port 53): fdaa::3 for
+// machines and fdaa:<net>::3 for every network with local machines or peers. They are
+// on the loopback interface once Apply returned; the agent passes the list to the DNS
+// server after every Apply (it changes only when a network appears or disappears).
+func (d *DataPlane) DNSAddrs() []netip.Addr {
+	d.stateMu.RLock()
+	defer d.stateMu.RUnlock()
+	return slices.Clone(d.dns)
+}
+
+// PublicKey is the host's WireGuard public key.
+func (d *DataPlane) PublicKey() wgtypes.Key { return d.cfg.PrivateKey.PublicKey() }
+
+// Mode is the WireGuard implementation running: "kernel" or "userspace".
+func (d *DataPlane) Mode() device.Mode { return d.dev.Mode() }
+
+// Close stops the agent's use of the data plane, leaving machines attached, the
+// filter installed and (in kernel mode) the interface and its tunnels up, so a
+// restarted agent adopts everything without disruption. A userspace interface ends
+// with the process that runs it. Idempotent.
+func (d *DataPlane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	d.metrics.unregister()
+	err := d.dev.Close()
+	d.links.Close()
+	d.attach.Close()
+	return err
+}
+
+// Teardown removes everything the data plane created: machine attachments (veths,
+// resolv.conf files, namespaces Dogwood created), DNS addresses, routes, the
+// interface and the nftables table. For a host that leaves the cluster for good.
+func (d *DataPlane) Teardown() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	if !d.closed {
+		errs = append(errs, d.attach.DetachAll(), d.links.SyncDNS(nil))
+		if _, _, err := d.links.SyncRoutes(d.cfg.Interface, nil); err != nil {
+			errs = append(errs, err)
+		}
+		d.closed = true
+		d.metrics.unregister()
+		d.links.Close()
+		d.attach.Close()
+	}
+	errs = append(errs, d.dev.Destroy(), d.filter.Delete())
+	return errors.Join(errs...)
+}

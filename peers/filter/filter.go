@@ -1,0 +1,279 @@
+// Package filter owns 6PN isolation in nftables: one table of its own (family inet,
+// default name "dogwood"), never touching any other table. It enforces SPEC §5:
+//
+//   - a packet is forwarded between 6PN addresses only when source and destination
+//     are in the same network /48 (machine↔machine on one host or across hosts,
+//     peer↔machine, peer↔peer), and the host's own per-network 6PN addresses
+//     (fdaa:<net>::3, veth gateways) only answer their own network;
+//   - a machine may only send from its /112 (checked on its veth before routing, so
+//     it covers forwarded traffic and traffic to the local DNS server alike);
+//   - WireGuard ingress must come from 6PN. Which 6PN source each remote host or
+//     user peer may use is enforced by WireGuard itself: its cryptokey routing drops
+//     any packet whose source is outside the sending peer's allowed IPs, which the
+//     planner sets to exactly that host's /80s or that peer's /120.
+//
+// The rule count is constant. What grows is two sets: one element per local network
+// ("same network" is a lookup of saddr/48 . daddr/48 in a set of fdaa:N:: . fdaa:N::
+// pairs, since nftables cannot compare two packet fields directly) and one per
+// attached machine (veth name . source /112). The whole table is replaced in one
+// netlink transaction, so a change never opens a window without filtering.
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/dogwood/dogwood/mesh/sixpn"
+	"github.com/dogwood/dogwood/peers/plan"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultTable is the name of Dogwood's table in family inet.
+const DefaultTable = "dogwood"
+
+// Spec is what the filter enforces.
+type Spec struct {
+	// WGIface is the WireGuard interface.
+	WGIface string
+	// Networks are the ids of networks with local machines or peers.
+	Networks []uint32
+	// Machines are the local attachments (veth name and /112).
+	Machines []plan.Machine
+}
+
+func (s Spec) equal(o Spec) bool {
+	return s.WGIface == o.WGIface && slices.Equal(s.Networks, o.Networks) &&
+		slices.EqualFunc(s.Machines, o.Machines, func(a, b plan.Machine) bool {
+			return a.HostIface == b.HostIface && a.Prefix == b.Prefix
+		})
+}
+
+// Filter programs the table in the network namespace it was created in.
+type Filter struct {
+	table string
+	mu    sync.Mutex
+	last  *Spec
+}
+
+// New returns a Filter for table name (DefaultTable if empty).
+func New(table string) *Filter {
+	if table == "" {
+		table = DefaultTable
+	}
+	return &Filter{table: table}
+}
+
+// Table is the table's name.
+func (f *Filter) Table() string { return f.table }
+
+// Sync installs spec, replacing the table atomically when spec changed or the table
+// disappeared (someone ran `nft flush ruleset`).
+func (f *Filter) Sync(spec Spec) (changed bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	defer c.CloseLasting()
+	if f.last != nil && f.last.equal(spec) {
+		if _, err := c.ListTableOfFamily(f.table, nftables.TableFamilyINet); err == nil {
+			return false, nil
+		}
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: f.table}
+	// add+delete+add is nft's idiom for "replace whether or not it exists", all in
+	// the one transaction that Flush commits.
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	if err := build(c, t, spec); err != nil {
+		return false, err
+	}
+	if err := c.Flush(); err != nil {
+		return false, fmt.Errorf("install nftables table inet %s: %w", f.table, err)
+	}
+	s := spec
+	s.Networks = slices.Clone(spec.Networks)
+	s.Machines = slices.Clone(spec.Machines)
+	f.last = &s
+	return true, nil
+}
+
+// Delete removes the table (full teardown). A missing table is not an error.
+func (f *Filter) Delete() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.last = nil
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	if _, err := c.ListTableOfFamily(f.table, nftables.TableFamilyINet); err != nil {
+		return nil
+	}
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: f.table})
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete nftables table inet %s: %w", f.table, err)
+	}
+	return nil
+}
+
+const (
+	regA = 1 // NFT_REG_1: 16 bytes, followed in memory by regB, so A.B is a concat key
+	regB = 2
+)
+
+var (
+	mask48  = net.CIDRMask(48, 128)
+	mask112 = net.CIDRMask(112, 128)
+	mask16  = net.CIDRMask(16, 128)
+	mask10  = net.CIDRMask(10, 128)
+	zero16  = make([]byte, 16)
+	sixpn16 = sixpn.Prefix.Addr().AsSlice()
+	svcNet  = netip.MustParseAddr("fdaa::").AsSlice() // network 0: services such as fdaa::3
+	ll      = netip.MustParseAddr("fe80::").AsSlice()
+)
+
+func ifname(s string) []byte {
+	b := make([]byte, 16)
+	copy(b, s)
+	return b
+}
+
+func isIPv6() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: regA},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: []byte{unix.NFPROTO_IPV6}},
+	}
+}
+
+func notIPv6() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: regA},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regA, Data: []byte{unix.NFPROTO_IPV6}},
+	}
+}
+
+// addr loads ip6 saddr (src) or daddr, masked, into reg.
+func addr(src bool, mask net.IPMask, reg uint32) []expr.Any {
+	off := uint32(24)
+	if src {
+		off = 8
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 16},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 16, Mask: mask, Xor: zero16},
+	}
+}
+
+func addrIs(src bool, mask net.IPMask, value []byte, eq bool) []expr.Any {
+	op := expr.CmpOpEq
+	if !eq {
+		op = expr.CmpOpNeq
+	}
+	return append(addr(src, mask, regA), &expr.Cmp{Op: op, Register: regA, Data: value})
+}
+
+func iifnamePrefix(p string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regA},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: []byte(p)},
+	}
+}
+
+func iifname(name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regA},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: ifname(name)},
+	}
+}
+
+func sameNet(set *nftables.Set, invert bool) []expr.Any {
+	return append(append(addr(true, mask48, regA), addr(false, mask48, regB)...),
+		&expr.Lookup{SourceRegister: regA, SetName: set.Name, SetID: set.ID, Invert: invert})
+}
+
+func verdict(k expr.VerdictKind) []expr.Any {
+	return []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: k}}
+}
+
+func cat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func build(c *nftables.Conn, t *nftables.Table, spec Spec) error {
+	samenet := &nftables.Set{Table: t, Name: "samenet", Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr)}
+	var nets []nftables.SetElement
+	for _, n := range spec.Networks {
+		a := sixpn.NetworkPrefix(n).Addr().AsSlice()
+		nets = append(nets, nftables.SetElement{Key: append(slices.Clone(a), a...)})
+	}
+	if err := c.AddSet(samenet, nets); err != nil {
+		return fmt.Errorf("samenet set: %w", err)
+	}
+	msrc := &nftables.Set{Table: t, Name: "machine_src", Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr)}
+	var ms []nftables.SetElement
+	for _, m := range spec.Machines {
+		ms = append(ms, nftables.SetElement{Key: append(ifname(m.HostIface), m.Prefix.Masked().Addr().AsSlice()...)})
+	}
+	if err := c.AddSet(msrc, ms); err != nil {
+		return fmt.Errorf("machine_src set: %w", err)
+	}
+
+	accept := nftables.ChainPolicyAccept
+	chain := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: hook, Priority: prio, Policy: &accept})
+	}
+	rule := func(ch *nftables.Chain, e ...[]expr.Any) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(e...)})
+	}
+
+	// Sources, before routing decides between forward and input. Policy accept: we
+	// only drop what is ours to judge.
+	pre := chain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityRef(-150))
+	veth := iifnamePrefix(plan.VethPrefix)
+	rule(pre, veth, notIPv6(), verdict(expr.VerdictDrop))
+	// Neighbour discovery uses link-local sources and DAD the unspecified one; the
+	// kernel never forwards either, so letting them in gives a machine nothing.
+	rule(pre, veth, isIPv6(), addrIs(true, mask10, ll, true), verdict(expr.VerdictAccept))
+	rule(pre, veth, isIPv6(), addrIs(true, net.CIDRMask(128, 128), zero16, true), verdict(expr.VerdictAccept))
+	rule(pre, veth, isIPv6(), []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regA},
+	}, addr(true, mask112, regB), []expr.Any{
+		&expr.Lookup{SourceRegister: regA, SetName: msrc.Name, SetID: msrc.ID, Invert: true},
+	}, verdict(expr.VerdictDrop))
+	if spec.WGIface != "" {
+		wg := iifname(spec.WGIface)
+		rule(pre, wg, notIPv6(), verdict(expr.VerdictDrop))
+		rule(pre, wg, isIPv6(), addrIs(true, mask16, sixpn16, false), verdict(expr.VerdictDrop))
+	}
+
+	fwd := chain("forward", nftables.ChainHookForward, nftables.ChainPriorityFilter)
+	rule(fwd, isIPv6(), sameNet(samenet, false), verdict(expr.VerdictAccept))
+	rule(fwd, isIPv6(), addrIs(true, mask16, sixpn16, true), verdict(expr.VerdictDrop))
+	rule(fwd, isIPv6(), addrIs(false, mask16, sixpn16, true), verdict(expr.VerdictDrop))
+
+	in := chain("input", nftables.ChainHookInput, nftables.ChainPriorityFilter)
+	rule(in, iifname("lo"), verdict(expr.VerdictAccept))
+	// Network 0 holds services every network may use (fdaa::3); the DNS server
+	// tells networks apart by the (anti-spoofed) source.
+	rule(in, isIPv6(), addrIs(false, mask48, svcNet, true), verdict(expr.VerdictAccept))
+	rule(in, isIPv6(), sameNet(samenet, false), verdict(expr.VerdictAccept))
+	rule(in, isIPv6(), addrIs(true, mask16, sixpn16, true), addrIs(false, mask16, sixpn16, true), verdict(expr.VerdictDrop))
+	return nil
+}

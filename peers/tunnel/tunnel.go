@@ -1,0 +1,236 @@
+// Package tunnel owns the rootless developer tunnel behind `dogwood dig|ping|proxy
+// --config FILE` (SPEC §6): it brings up a userspace WireGuard device
+// (wireguard-go) whose "interface" is a gVisor TCP/IP stack inside the process
+// (tun/netstack), so no TUN device, no kernel module and no root are needed,
+// and then speaks DNS, ICMPv6 echo and TCP through it.
+//
+// A Tunnel lives as long as one CLI command. Everything it starts is stopped
+// by Close or by the cancellation of the context given to the method that
+// started it.
+package tunnel
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/dogwood/dogwood/mesh/sixpn"
+	"github.com/dogwood/dogwood/peers/config"
+)
+
+// DefaultMTU matches wg-quick's default for an IPv6 underlay (1500 minus the
+// 80 bytes of IPv6+UDP+WireGuard overhead), so one config behaves the same
+// under wg-quick and here.
+const DefaultMTU = 1420
+
+// Options tunes a Tunnel. The zero value is ready to use.
+type Options struct {
+	// Logger receives the tunnel's own messages and wireguard-go's (at
+	// Debug); nil discards them.
+	Logger *slog.Logger
+	// Resolver resolves an endpoint given as a host name; nil means
+	// net.DefaultResolver.
+	Resolver *net.Resolver
+	// Bind carries WireGuard's UDP packets; nil means conn.NewDefaultBind().
+	// A Bind belongs to one tunnel: Close closes it.
+	Bind conn.Bind
+	// DNSTimeout bounds one DNS attempt over the tunnel (default 2 s); a
+	// query makes at most two UDP attempts per server and one TCP attempt.
+	DNSTimeout time.Duration
+	// PingInterval is the gap between echo requests (default 1 s).
+	PingInterval time.Duration
+	// PingWait is how long Ping waits for outstanding replies after its
+	// last request (default 2 s).
+	PingWait time.Duration
+	// DialTimeout bounds each TCP connection attempt of the proxy (default 10 s).
+	DialTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	if o.Bind == nil {
+		o.Bind = conn.NewDefaultBind()
+	}
+	if o.DNSTimeout <= 0 {
+		o.DNSTimeout = 2 * time.Second
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = time.Second
+	}
+	if o.PingWait <= 0 {
+		o.PingWait = 2 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+}
+
+// Tunnel is a running userspace WireGuard device with its own TCP/IP stack.
+// Its methods may be called concurrently.
+type Tunnel struct {
+	opts      Options
+	log       *slog.Logger
+	dev       *device.Device
+	net       *netstack.Net
+	dnsServer []netip.Addr
+	closeOnce sync.Once
+}
+
+// Up starts a tunnel for cfg. ctx bounds only the start (endpoint name
+// resolution); the tunnel runs until Close.
+func Up(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error) {
+	opts.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("tunnel: %w", err)
+	}
+	dnsServers := cfg.DNS
+	if len(dnsServers) == 0 {
+		// An older or hand-trimmed file: every 6PN network has its
+		// resolver at fdaa:<net>::3 (SPEC §2).
+		if id, ok := sixpn.NetworkOf(cfg.Address[0].Addr()); ok {
+			dnsServers = []netip.Addr{sixpn.NetworkDNS(id)}
+		}
+	}
+	endpoint, err := resolveEndpoint(ctx, opts.Resolver, cfg.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: %w", err)
+	}
+	local := make([]netip.Addr, len(cfg.Address))
+	for i, p := range cfg.Address {
+		local[i] = p.Addr()
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	tdev, tnet, err := netstack.CreateNetTUN(local, dnsServers, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: creating userspace network stack: %w", err)
+	}
+	log := opts.Logger
+	dev := device.NewDevice(tdev, opts.Bind, &device.Logger{
+		Verbosef: func(f string, a ...any) { log.Debug("wireguard: " + fmt.Sprintf(f, a...)) },
+		// wireguard-go's "errors" are mostly transient (a lost handshake
+		// packet); the user sees real failures as timeouts of the command.
+		Errorf: func(f string, a ...any) { log.Debug("wireguard error: " + fmt.Sprintf(f, a...)) },
+	})
+	if err := dev.IpcSet(uapiConfig(cfg, endpoint)); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("tunnel: configuring WireGuard: %w", err)
+	}
+	if err := dev.Up(); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("tunnel: starting WireGuard: %w", err)
+	}
+	log.Debug("tunnel up", "address", local, "endpoint", endpoint, "dns", dnsServers)
+	return &Tunnel{opts: opts, log: log, dev: dev, net: tnet, dnsServer: dnsServers}, nil
+}
+
+// Close stops the WireGuard device and the network stack; connections made
+// through the tunnel fail afterwards. It is safe to call more than once.
+func (t *Tunnel) Close() error {
+	t.closeOnce.Do(t.dev.Close)
+	return nil
+}
+
+// Net exposes the tunnel's network stack, for dialing or listening on
+// anything the methods here do not cover.
+func (t *Tunnel) Net() *netstack.Net { return t.net }
+
+// uapiConfig renders cfg in wireguard-go's UAPI "set" syntax. It must not
+// start with a blank line: the UAPI parser treats an empty line as the end of
+// the operation and would silently apply nothing.
+func uapiConfig(cfg config.Config, endpoint netip.AddrPort) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\n", hex.EncodeToString(cfg.PrivateKey[:]))
+	if cfg.ListenPort != 0 {
+		fmt.Fprintf(&b, "listen_port=%d\n", cfg.ListenPort)
+	}
+	b.WriteString("replace_peers=true\n")
+	fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(cfg.PublicKey[:]))
+	if cfg.PresharedKey != [32]byte{} {
+		fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(cfg.PresharedKey[:]))
+	}
+	fmt.Fprintf(&b, "endpoint=%s\n", endpoint)
+	fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", cfg.PersistentKeepalive)
+	b.WriteString("replace_allowed_ips=true\n")
+	for _, p := range cfg.AllowedIPs {
+		fmt.Fprintf(&b, "allowed_ip=%s\n", p.Masked())
+	}
+	return b.String()
+}
+
+// resolveEndpoint turns host:port into an address, since the UAPI only takes
+// literal addresses.
+func resolveEndpoint(ctx context.Context, r *net.Resolver, ep string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(ep); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("endpoint %q: %w", ep, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("endpoint %q: bad port", ep)
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("resolving endpoint %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolving endpoint %s: no addresses", host)
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(p)), nil
+}
+
+// Dig brings a tunnel up for cfg, sends one query and tears the tunnel down.
+func Dig(ctx context.Context, cfg config.Config, name string, qtype uint16) (*dns.Msg, error) {
+	t, err := Up(ctx, cfg, Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	return t.Dig(ctx, name, qtype)
+}
+
+// Ping brings a tunnel up for cfg and pings target through it (see
+// Tunnel.Ping).
+func Ping(ctx context.Context, cfg config.Config, target string, count int, out io.Writer) error {
+	t, err := Up(ctx, cfg, Options{})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	return t.Ping(ctx, target, count, out)
+}
+
+// Proxy brings a tunnel up for cfg and forwards listen to name:remotePort
+// until ctx is cancelled (see Tunnel.Proxy). It logs nothing; use Up with a
+// Logger and Tunnel.Proxy to see the listening address.
+func Proxy(ctx context.Context, cfg config.Config, listen, name string, remotePort int) error {
+	t, err := Up(ctx, cfg, Options{})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	return t.Proxy(ctx, listen, name, remotePort)
+}

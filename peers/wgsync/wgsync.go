@@ -1,0 +1,301 @@
+// Package wgsync owns the reconciliation of a WireGuard device's peers with a
+// planned set: it reads the device's actual state, computes the smallest wgtypes.Config
+// that moves it to the desired state, and applies it. The config never uses
+// ReplacePeers: each changed peer is added, updated in place (UpdateOnly, with
+// ReplaceAllowedIPs only when its allowed IPs moved) or removed, so unrelated peers
+// and their sessions are never touched. It is level-triggered: call Reconcile with
+// the latest plan after any change and it converges, whatever happened in between.
+//
+// The device is reached through the two-method Device interface that *wgctrl.Client
+// satisfies via Bind, so the logic is tested against Fake without root.
+package wgsync
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dogwood/dogwood/peers/plan"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Device is one WireGuard interface as wgctrl sees it.
+type Device interface {
+	// Device returns the device's current configuration and peers.
+	Device() (*wgtypes.Device, error)
+	// ConfigureDevice applies a partial configuration (nil fields are left alone).
+	ConfigureDevice(cfg wgtypes.Config) error
+}
+
+// Client is the part of *wgctrl.Client that Bind needs.
+type Client interface {
+	Device(name string) (*wgtypes.Device, error)
+	ConfigureDevice(name string, cfg wgtypes.Config) error
+}
+
+type bound struct {
+	c    Client
+	name string
+}
+
+func (b bound) Device() (*wgtypes.Device, error)         { return b.c.Device(b.name) }
+func (b bound) ConfigureDevice(cfg wgtypes.Config) error { return b.c.ConfigureDevice(b.name, cfg) }
+
+// Bind returns the Device named name of a wgctrl client (kernel or userspace alike).
+func Bind(c Client, name string) Device { return bound{c, name} }
+
+// Settings are the device-wide values the reconciler enforces; nil means unmanaged.
+type Settings struct {
+	PrivateKey *wgtypes.Key
+	ListenPort *int
+}
+
+// Changes counts what a reconcile did.
+type Changes struct {
+	Added, Updated, Removed int
+	// Device is true when the private key or listen port was (re)set.
+	Device bool
+}
+
+// Empty reports whether nothing needed to change.
+func (c Changes) Empty() bool { return c == Changes{} }
+
+func (c Changes) String() string {
+	return fmt.Sprintf("added=%d updated=%d removed=%d device=%v", c.Added, c.Updated, c.Removed, c.Device)
+}
+
+// Reconcile brings dev to the desired peers and settings, touching only what differs.
+func Reconcile(dev Device, want []plan.Peer, s Settings) (Changes, error) {
+	actual, err := dev.Device()
+	if err != nil {
+		return Changes{}, fmt.Errorf("read wireguard device: %w", err)
+	}
+	cfg, ch := Diff(actual, want, s)
+	if ch.Empty() {
+		return ch, nil
+	}
+	if err := dev.ConfigureDevice(cfg); err != nil {
+		return Changes{}, fmt.Errorf("configure wireguard device (%s): %w", ch, err)
+	}
+	return ch, nil
+}
+
+// Diff returns the configuration that turns actual into the desired state, and what
+// it changes. When Changes is empty the config is a no-op and need not be applied.
+func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config, Changes) {
+	var cfg wgtypes.Config
+	var ch Changes
+	if s.PrivateKey != nil && actual.PrivateKey != *s.PrivateKey {
+		k := *s.PrivateKey
+		cfg.PrivateKey = &k
+		ch.Device = true
+	}
+	if s.ListenPort != nil && actual.ListenPort != *s.ListenPort {
+		p := *s.ListenPort
+		cfg.ListenPort = &p
+		ch.Device = true
+	}
+	ownKey := actual.PublicKey
+	if cfg.PrivateKey != nil {
+		ownKey = cfg.PrivateKey.PublicKey()
+	}
+
+	have := make(map[wgtypes.Key]*wgtypes.Peer, len(actual.Peers))
+	for i := range actual.Peers {
+		have[actual.Peers[i].PublicKey] = &actual.Peers[i]
+	}
+	wanted := make(map[wgtypes.Key]bool, len(want))
+	for i := range want {
+		w := &want[i]
+		if w.PublicKey == ownKey {
+			// WireGuard silently ignores a peer with the device's own key; asking
+			// for it would show up as a change on every run.
+			continue
+		}
+		wanted[w.PublicKey] = true
+		a := have[w.PublicKey]
+		if a == nil {
+			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{
+				PublicKey:         w.PublicKey,
+				Endpoint:          udpAddr(w.Endpoint),
+				ReplaceAllowedIPs: true,
+				AllowedIPs:        ipNets(w.AllowedIPs),
+			})
+			ch.Added++
+			continue
+		}
+		pc := wgtypes.PeerConfig{PublicKey: w.PublicKey, UpdateOnly: true}
+		changed := false
+		// A user peer's endpoint is whatever it last handshook from: not ours to set.
+		if w.Endpoint.IsValid() && endpointOf(a.Endpoint) != w.Endpoint {
+			pc.Endpoint = udpAddr(w.Endpoint)
+			changed = true
+		}
+		if !samePrefixes(a.AllowedIPs, w.AllowedIPs) {
+			pc.ReplaceAllowedIPs = true
+			pc.AllowedIPs = ipNets(w.AllowedIPs)
+			changed = true
+		}
+		if changed {
+			cfg.Peers = append(cfg.Peers, pc)
+			ch.Updated++
+		}
+	}
+	for i := range actual.Peers {
+		k := actual.Peers[i].PublicKey
+		if !wanted[k] {
+			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: k, Remove: true})
+			ch.Removed++
+		}
+	}
+	// Removals first: an allowed IP that moves from a removed peer to a new one
+	// must not be taken away from the new one by the later removal.
+	slices.SortStableFunc(cfg.Peers, func(a, b wgtypes.PeerConfig) int {
+		switch {
+		case a.Remove == b.Remove:
+			return 0
+		case a.Remove:
+			return -1
+		}
+		return 1
+	})
+	return cfg, ch
+}
+
+func udpAddr(ap netip.AddrPort) *net.UDPAddr {
+	if !ap.IsValid() {
+		return nil
+	}
+	return net.UDPAddrFromAddrPort(ap)
+}
+
+func endpointOf(u *net.UDPAddr) netip.AddrPort {
+	if u == nil {
+		return netip.AddrPort{}
+	}
+	ap := u.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func ipNets(ps []netip.Prefix) []net.IPNet {
+	out := make([]net.IPNet, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+	}
+	return out
+}
+
+// PrefixOf converts a wgtypes allowed IP to a canonical prefix.
+func PrefixOf(n net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, bits := n.Mask.Size()
+	if bits == 32 && a.Is4In6() {
+		a = a.Unmap()
+	}
+	if bits != a.BitLen() {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, ones).Masked(), true
+}
+
+// samePrefixes compares as sets; want is sorted and unique (plan guarantees it).
+func samePrefixes(have []net.IPNet, want []netip.Prefix) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	if len(want) == 1 { // the common case for user peers: no allocation
+		p, ok := PrefixOf(have[0])
+		return ok && p == want[0]
+	}
+	got := make([]netip.Prefix, 0, len(have))
+	for _, n := range have {
+		p, ok := PrefixOf(n)
+		if !ok {
+			return false
+		}
+		got = append(got, p)
+	}
+	slices.SortFunc(got, plan.ComparePrefix)
+	return slices.Equal(got, want)
+}
+
+// DefaultMaxAge bounds how long a Reconciler trusts its memory of the device.
+const DefaultMaxAge = 30 * time.Second
+
+// Reconciler is Reconcile with a memory: after reading the device once it keeps a
+// model of what the device holds (updated with every config it successfully
+// applies), so a run on an 11,000-peer device costs a diff, not a full UAPI or
+// netlink dump. The model is dropped and the device read again after any error and
+// whenever it is older than MaxAge, which also catches changes made behind the
+// agent's back (`wg set` by hand, a roamed endpoint). Not safe for concurrent use.
+type Reconciler struct {
+	dev    Device
+	maxAge time.Duration
+	now    func() time.Time
+
+	model  *Fake
+	readAt time.Time
+}
+
+// NewReconciler returns a Reconciler for dev; maxAge ≤ 0 means DefaultMaxAge.
+func NewReconciler(dev Device, maxAge time.Duration, now func() time.Time) *Reconciler {
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Reconciler{dev: dev, maxAge: maxAge, now: now}
+}
+
+// Invalidate forces the next Reconcile to read the device.
+func (r *Reconciler) Invalidate() { r.model = nil }
+
+// Reconcile brings the device to the desired peers and settings.
+func (r *Reconciler) Reconcile(want []plan.Peer, s Settings) (Changes, error) {
+	if r.model == nil || r.now().Sub(r.readAt) > r.maxAge {
+		actual, err := r.dev.Device()
+		if err != nil {
+			r.model = nil
+			return Changes{}, fmt.Errorf("read wireguard device: %w", err)
+		}
+		r.model, r.readAt = modelOf(actual), r.now()
+	}
+	r.model.mu.Lock()
+	cfg, ch := Diff(&r.model.dev, want, s)
+	r.model.mu.Unlock()
+	if ch.Empty() {
+		return ch, nil
+	}
+	if err := r.dev.ConfigureDevice(cfg); err != nil {
+		// The device may have applied part of it: trust nothing.
+		r.model = nil
+		return Changes{}, fmt.Errorf("configure wireguard device (%s): %w", ch, err)
+	}
+	if err := r.model.ConfigureDevice(cfg); err != nil {
+		r.model = nil
+	}
+	return ch, nil
+}
+
+// modelOf makes a Fake holding exactly d, to replay configs on.
+func modelOf(d *wgtypes.Device) *Fake {
+	f := NewFake(d.Name, d.PrivateKey)
+	f.noRecord = true
+	f.dev = *d
+	f.dev.Peers = slices.Clone(d.Peers)
+	for i, p := range f.dev.Peers {
+		f.index[p.PublicKey] = i
+		for _, n := range p.AllowedIPs {
+			if pfx, ok := PrefixOf(n); ok {
+				f.owner[pfx] = p.PublicKey
+			}
+		}
+	}
+	return f
+}
