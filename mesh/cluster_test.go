@@ -449,3 +449,65 @@ func TestSecondAgentSameDataDir(t *testing.T) {
 		t.Fatal("second agent on the same data dir started")
 	}
 }
+
+func TestGarbageOnGossipPortIsDropped(t *testing.T) {
+	c := newCluster(t, 2)
+	h0 := c.hosts[0]
+	a, p := h0.gossip.LocalAddr()
+	conn, err := net.Dial("udp", fmt.Sprintf("%s:%d", a, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := 0; i < 50; i++ {
+		conn.Write([]byte(fmt.Sprintf("garbage %d \x00\xff\x01", i)))
+	}
+	tc, err := net.Dial("tcp", fmt.Sprintf("%s:%d", a, p))
+	if err == nil {
+		tc.Write([]byte("\x01\x02\x03 not memberlist"))
+		tc.Close()
+	}
+	c.eventually(5*time.Second, "drops counted", func() bool { return h0.gossip.Dropped() > 0 })
+	// The agent still works.
+	if _, err := h0.CreateOrg(context.Background(), "still-alive"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+}
+
+func TestKeyRotation(t *testing.T) {
+	newKey := []byte("NEWKEYNEWKEYNEWKEYNEWKEYNEWKEY!!")
+	start := func(name, ip string, primary []byte, extra [][]byte, join []string) *Node {
+		tr := newPartition(t, ip, &sync.Map{})
+		n, err := Start(Config{
+			Name: name, DataDir: t.TempDir(), GossipAddr: fmt.Sprintf("%s:%d", ip, tr.inner.GetAutoBindPort()),
+			GossipKey: primary, GossipExtraKeys: extra, Transport: tr, Join: join, AEInterval: 200 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	// Mid-rotation: one host still encrypts with the old key and accepts the new one,
+	// the other already encrypts with the new key and accepts the old one.
+	oldFirst := start("old-first", "127.0.8.1", testKey, [][]byte{newKey}, nil)
+	a, p := oldFirst.gossip.LocalAddr()
+	newFirst := start("new-first", "127.0.8.2", newKey, [][]byte{testKey}, []string{fmt.Sprintf("%s:%d", a, p)})
+	deadline := time.Now().Add(5 * time.Second)
+	for oldFirst.Catalog().Status("new-first") != catalog.StatusAlive || newFirst.Catalog().Status("old-first") != catalog.StatusAlive {
+		if time.Now().After(deadline) {
+			t.Fatal("hosts mid-rotation did not see each other")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := oldFirst.CreateOrg(context.Background(), "rotating"); err != nil {
+		t.Fatal(err)
+	}
+	for newFirst.Catalog().Live(catalog.ID{Kind: catalog.KindOrg, Key: "rotating"}) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("record did not cross mid-rotation")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -40,6 +40,8 @@ type Config struct {
 	Advertise string
 	Join      []string
 	GossipKey []byte
+	// GossipExtraKeys are accepted but not used to encrypt (key rotation).
+	GossipExtraKeys [][]byte
 
 	WGPort         uint16
 	WireGuard      bool // false with --wireguard off: no public key is advertised
@@ -189,7 +191,7 @@ func (n *Node) start() error {
 	g, err := gossip.New(gossip.Config{
 		Name: id.Name, HostID: id.HostID,
 		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
-		Key: cfg.GossipKey, Join: cfg.Join, Catalog: n.cat,
+		Key: cfg.GossipKey, ExtraKeys: cfg.GossipExtraKeys, Join: cfg.Join, Catalog: n.cat,
 		Persist: n.persistAsync, Logger: n.log.With("component", "gossip"),
 		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
 		Transport: cfg.Transport,

@@ -135,16 +135,16 @@ func (o *agentOptions) validate() error {
 	return nil
 }
 
-func readKeyFile(path string) ([]byte, error) {
+func readKeyFile(path string) ([]byte, [][]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("gossip key file: %w", err)
+		return nil, nil, fmt.Errorf("gossip key file: %w", err)
 	}
-	k, err := gossip.ParseKey(string(b))
+	k, extra, err := gossip.ParseKeys(string(b))
 	if err != nil {
-		return nil, &usageError{fmt.Sprintf("gossip key file %s: %v", path, err)}
+		return nil, nil, &usageError{fmt.Sprintf("gossip key file %s: %v", path, err)}
 	}
-	return k, nil
+	return k, extra, nil
 }
 
 func runAgent(ctx context.Context, o agentOptions, e *env) error {
@@ -157,8 +157,9 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	var key []byte
+	var extraKeys [][]byte
 	if o.GossipKeyFile != "" {
-		if key, err = readKeyFile(o.GossipKeyFile); err != nil {
+		if key, extraKeys, err = readKeyFile(o.GossipKeyFile); err != nil {
 			return err
 		}
 	} else {
@@ -180,7 +181,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	node, err := mesh.Start(mesh.Config{
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
-		Join: o.Join, GossipKey: key, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
+		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
 		AEInterval: o.AEInterval, Apply: dp.applyNow, PeerStats: dp.peerStats,
 	})

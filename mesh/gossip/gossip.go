@@ -24,9 +24,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"math/rand"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,8 +48,11 @@ type Config struct {
 	AdvertisePort int
 	// Key is the AES gossip key (16, 24 or 32 bytes). Nil runs unencrypted, which
 	// the agent only allows with an explicit insecure flag.
-	Key  []byte
-	Join []string
+	Key []byte
+	// ExtraKeys are accepted for decryption but never used to encrypt: during a key
+	// rotation hosts hold the old and the new key at once.
+	ExtraKeys [][]byte
+	Join      []string
 
 	Catalog *catalog.Catalog
 	// Persist is called with records from other hosts that changed the catalog, so
@@ -87,6 +88,7 @@ type Gossip struct {
 	pending   map[uint64]chan rpcResponse
 	peerCoord map[string]*coordinate.Coordinate
 	nextID    atomic.Uint64
+	drops     atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -138,7 +140,12 @@ func New(cfg Config) (*Gossip, error) {
 		mc.AdvertisePort = cfg.BindPort
 	}
 	if cfg.Key != nil {
-		mc.SecretKey = cfg.Key
+		kr, err := memberlist.NewKeyring(cfg.ExtraKeys, cfg.Key)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
@@ -366,7 +373,11 @@ func (g *Gossip) unmarshal(b []byte, v any) bool {
 	return true
 }
 
+// Dropped counts gossip input rejected so far (also exported as a metric).
+func (g *Gossip) Dropped() uint64 { return g.drops.Load() }
+
 func (g *Gossip) drop(reason string, err error) {
+	g.drops.Add(1)
 	g.metrics.dropped.WithLabelValues(reason).Inc()
 	g.log.Debug("dropped gossip message", "reason", reason, "err", err)
 }
@@ -446,6 +457,7 @@ func (w *mlLog) Write(p []byte) (int, error) {
 		if strings.Contains(s, "ecrypt") || strings.Contains(s, "No installed keys") {
 			reason = "decrypt"
 		}
+		w.g.drops.Add(1)
 		w.g.metrics.dropped.WithLabelValues(reason).Inc()
 		w.g.log.Warn(s)
 	case strings.Contains(s, "[WARN]"):
@@ -460,7 +472,32 @@ func (w *mlLog) Write(p []byte) (int, error) {
 
 // Key parsing lives here because it is memberlist's format.
 
-// ParseKey decodes a gossip key file's content: base64 of 16, 24 or 32 bytes.
+// ParseKeys decodes a gossip key file: one base64 key per line (blank lines and
+// '#' comments ignored). The first key encrypts; the others are only accepted, which
+// is how a key is rotated without a flag day.
+func ParseKeys(s string) (primary []byte, extra [][]byte, err error) {
+	for i, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := ParseKey(line)
+		if err != nil {
+			return nil, nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		if primary == nil {
+			primary = k
+		} else {
+			extra = append(extra, k)
+		}
+	}
+	if primary == nil {
+		return nil, nil, errors.New("no key in the file")
+	}
+	return primary, extra, nil
+}
+
+// ParseKey decodes one gossip key: base64 of 16, 24 or 32 bytes.
 func ParseKey(s string) ([]byte, error) {
 	b, err := decodeBase64(strings.TrimSpace(s))
 	if err != nil {
@@ -472,7 +509,3 @@ func ParseKey(s string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("gossip key must be 16, 24 or 32 bytes, got %d", len(b))
 }
-
-func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
-
-var _ = rand.Intn

@@ -1,0 +1,57 @@
+package gossip
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+func TestDecodeRejectsBadInput(t *testing.T) {
+	for _, in := range [][]byte{nil, {99, '{', '}'}, {0}} {
+		if _, _, err := decode(in); err == nil {
+			t.Errorf("decoded %v", in)
+		}
+	}
+	bad := []string{
+		`not json`,
+		`[null]`,
+		`[{"k":1,"key":"h","cr":{"c":1,"n":1},"v":{"c":1,"n":1}}]`,
+		`[{"k":9,"key":"x","cr":{"c":1,"n":1},"v":{"c":1,"n":1},"org":{"slug":"x"}}]`,
+		`[{"k":2,"key":"x","cr":{"c":1,"n":1},"v":{"c":1,"n":1},"org":{"slug":"other"}}]`,
+		`[{"k":2,"key":"x","cr":{"c":0,"n":0},"v":{"c":1,"n":1},"org":{"slug":"x"}}]`,
+		`[{"k":2,"key":"x","cr":{"c":1,"n":1},"v":{"c":1,"n":1},"org":{"slug":"x"},"app":{}}]`,
+	}
+	for _, b := range bad {
+		if _, err := decodeRecords([]byte(b)); err == nil {
+			t.Errorf("accepted %s", b)
+		}
+	}
+	good := `[{"k":2,"key":"x","cr":{"c":1,"n":1},"v":{"c":1,"n":1},"org":{"slug":"x"}}]`
+	if rs, err := decodeRecords([]byte(good)); err != nil || len(rs) != 1 {
+		t.Fatalf("good batch: %v", err)
+	}
+}
+
+func TestParseKeys(t *testing.T) {
+	k1 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("a", 32)))
+	k2 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("b", 16)))
+	p, extra, err := ParseKeys("# rotation in progress\n" + k1 + "\n\n" + k2 + "\n")
+	if err != nil || string(p) != strings.Repeat("a", 32) || len(extra) != 1 {
+		t.Fatalf("got %q %d %v", p, len(extra), err)
+	}
+	for _, in := range []string{"", "# only a comment\n", "not base64!", base64.StdEncoding.EncodeToString([]byte("short"))} {
+		if _, _, err := ParseKeys(in); err == nil {
+			t.Errorf("accepted %q", in)
+		}
+	}
+}
+
+func FuzzReceive(f *testing.F) {
+	f.Add([]byte{1, '[', ']'})
+	f.Add([]byte{2, '{', '}'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if typ, body, err := decode(b); err == nil && typ == msgRecords {
+			decodeRecords(body)
+		}
+	})
+}
