@@ -454,7 +454,7 @@ func TestGarbageOnGossipPortIsDropped(t *testing.T) {
 	c := newCluster(t, 2)
 	h0 := c.hosts[0]
 	a, p := h0.gossip.LocalAddr()
-	conn, err := net.Dial("udp", fmt.Sprintf("%s:%d", a, p))
+	conn, err := net.Dial("udp", net.JoinHostPort(a.String(), fmt.Sprint(p)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestGarbageOnGossipPortIsDropped(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		conn.Write([]byte(fmt.Sprintf("garbage %d \x00\xff\x01", i)))
 	}
-	tc, err := net.Dial("tcp", fmt.Sprintf("%s:%d", a, p))
+	tc, err := net.Dial("tcp", net.JoinHostPort(a.String(), fmt.Sprint(p)))
 	if err == nil {
 		tc.Write([]byte("\x01\x02\x03 not memberlist"))
 		tc.Close()

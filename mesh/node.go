@@ -387,3 +387,6 @@ func (n *Node) applyPlane(ctx context.Context) error {
 	}
 	return n.cfg.Apply(ctx)
 }
+
+// Backup streams a consistent copy of this host's data file.
+func (n *Node) Backup(w io.Writer) (int64, error) { return n.store.Backup(w) }

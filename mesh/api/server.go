@@ -173,6 +173,17 @@ func (s *Server) Handler() http.Handler {
 	})
 	h("POST /v1/dig", s.dig)
 	h("GET /v1/catalog", func(*http.Request) (any, error) { return s.Node.Catalog().All(), nil })
+	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {
+		if s.Token != "" && subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), []byte(s.Token)) != 1 {
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="dogwood.db"`)
+		if _, err := s.Node.Backup(w); err != nil && s.Logger != nil {
+			s.Logger.Error("backup", "err", err)
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

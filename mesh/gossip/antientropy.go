@@ -36,7 +36,7 @@ func (g *Gossip) startAE(name string) {
 	}
 	root, _ := g.cat.Digest()
 	g.metrics.aeRounds.Inc()
-	_ = g.sendTo(name, msgAERoot, aeRoot{From: g.cfg.Name, Root: root})
+	_ = g.sendTo(name, msgAERoot, aeRoot{From: g.cfg.Name, Addr: g.selfAddr(), Root: root})
 }
 
 func (g *Gossip) onAERoot(m aeRoot) {
@@ -44,7 +44,7 @@ func (g *Gossip) onAERoot(m aeRoot) {
 	if root == m.Root || m.From == g.cfg.Name {
 		return
 	}
-	_ = g.sendTo(m.From, msgAEBuckets, aeBuckets{From: g.cfg.Name, Buckets: buckets})
+	_ = g.sendTo(m.From, msgAEBuckets, aeBuckets{From: g.cfg.Name, Addr: g.selfAddr(), Buckets: buckets})
 }
 
 func (g *Gossip) onAEBuckets(m aeBuckets) {
@@ -58,7 +58,7 @@ func (g *Gossip) onAEBuckets(m aeBuckets) {
 	if len(diff) == 0 {
 		return
 	}
-	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{From: g.cfg.Name, Buckets: diff, Headers: g.cat.Headers(diff)})
+	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{From: g.cfg.Name, Addr: g.selfAddr(), Buckets: diff, Headers: g.cat.Headers(diff)})
 }
 
 // onAEHeaders finishes the comparison: we know both sides' headers for the differing
@@ -90,7 +90,7 @@ func (g *Gossip) onAEHeaders(m aeHeaders) {
 		give = append(give, id)
 	}
 	if len(want) > 0 {
-		_ = g.sendTo(m.From, msgAEWant, aeWant{From: g.cfg.Name, IDs: want})
+		_ = g.sendTo(m.From, msgAEWant, aeWant{From: g.cfg.Name, Addr: g.selfAddr(), IDs: want})
 	}
 	g.sendRecords(m.From, give)
 }

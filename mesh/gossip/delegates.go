@@ -46,7 +46,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 // whole catalog.
 func (d *delegate) LocalState(join bool) []byte {
 	root, _ := d.cat.Digest()
-	b, _ := json.Marshal(aeRoot{From: d.cfg.Name, Root: root})
+	b, _ := json.Marshal(aeRoot{From: d.cfg.Name, Addr: (*Gossip)(d).selfAddr(), Root: root})
 	return b
 }
 
@@ -59,6 +59,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	if m.From == "" || m.From == d.cfg.Name {
 		return
 	}
+	(*Gossip)(d).learn(m.From, m.Addr)
 	root, _ := d.cat.Digest()
 	if root != m.Root {
 		g := (*Gossip)(d)
@@ -86,6 +87,7 @@ type events Gossip
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	g := (*Gossip)(e)
+	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
 	g.cat.SetStatus(n.Name, catalog.StatusAlive)
 	g.metrics.events.WithLabelValues("join").Inc()
 	if n.Name != g.cfg.Name && !g.closed.Load() {
@@ -97,8 +99,10 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	g := (*Gossip)(e)
+	// n.State is not usable here: memberlist never updates the embedded Node's State
+	// (nodeState.State shadows it). The leave intent (msgLeaving) tells left apart.
 	status := catalog.StatusFailed
-	if n.State == memberlist.StateLeft {
+	if g.takeLeaving(n.Name) {
 		status = catalog.StatusLeft
 	}
 	g.cat.SetStatus(n.Name, status)

@@ -25,6 +25,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,6 +88,8 @@ type Gossip struct {
 	handlers  map[string]Handler
 	pending   map[uint64]chan rpcResponse
 	peerCoord map[string]*coordinate.Coordinate
+	learned   map[string]netip.AddrPort
+	leaving   map[string]bool // hosts that announced a graceful leave
 	nextID    atomic.Uint64
 	drops     atomic.Uint64
 
@@ -126,6 +129,8 @@ func New(cfg Config) (*Gossip, error) {
 		cfg: cfg, log: cfg.Logger, cat: cfg.Catalog, metrics: cfg.Metrics, coords: cc,
 		handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{},
 		peerCoord: map[string]*coordinate.Coordinate{},
+		learned:   map[string]netip.AddrPort{},
+		leaving:   map[string]bool{},
 		ctx:       ctx, cancel: cancel,
 	}
 	g.handlers[opConfirm] = g.handleConfirm
@@ -247,7 +252,45 @@ func (g *Gossip) node(name string) *memberlist.Node {
 			return n
 		}
 	}
+	// Membership spreads by gossip, so a host can hear from a newcomer before it
+	// hears about it; answer it at the address it told us.
+	g.mu.Lock()
+	ap, ok := g.learned[name]
+	g.mu.Unlock()
+	if ok {
+		return &memberlist.Node{Name: name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}
+	}
 	return nil
+}
+
+// learn remembers the gossip address a host sent from (bounded: only names that are
+// or were hosts of the cluster matter, and the map is cleared when it grows large).
+func (g *Gossip) learn(name, addr string) {
+	if name == "" || addr == "" || name == g.cfg.Name {
+		return
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return
+	}
+	g.mu.Lock()
+	if len(g.learned) > 4096 {
+		clear(g.learned)
+	}
+	g.learned[name] = ap
+	g.mu.Unlock()
+}
+
+func (g *Gossip) selfAddr() string {
+	if g.ml == nil {
+		return ""
+	}
+	n := g.ml.LocalNode()
+	ip, ok := netip.AddrFromSlice(n.Addr)
+	if !ok {
+		return ""
+	}
+	return netip.AddrPortFrom(ip.Unmap(), n.Port).String()
 }
 
 // Publish disseminates local changes: straight to every alive member now, and into the
@@ -328,28 +371,38 @@ func (g *Gossip) receive(buf []byte) {
 	case msgAERoot:
 		var m aeRoot
 		if g.unmarshal(body, &m) {
+			g.learn(m.From, m.Addr)
 			g.onAERoot(m)
 		}
 	case msgAEBuckets:
 		var m aeBuckets
 		if g.unmarshal(body, &m) {
+			g.learn(m.From, m.Addr)
 			g.onAEBuckets(m)
 		}
 	case msgAEHeaders:
 		var m aeHeaders
 		if g.unmarshal(body, &m) {
+			g.learn(m.From, m.Addr)
 			g.onAEHeaders(m)
 		}
 	case msgAEWant:
 		var m aeWant
 		if g.unmarshal(body, &m) {
+			g.learn(m.From, m.Addr)
 			g.onAEWant(m)
 		}
 	case msgRPCReq:
 		var m rpcRequest
 		if g.unmarshal(body, &m) {
+			g.learn(m.From, m.Addr)
 			g.wg.Add(1)
 			go g.serveRPC(m)
+		}
+	case msgLeaving:
+		var name string
+		if g.unmarshal(body, &name) && name != "" && name != g.cfg.Name {
+			g.markLeaving(name)
 		}
 	case msgRPCResp:
 		var m rpcResponse
@@ -416,8 +469,37 @@ func (g *Gossip) statusLoop() {
 }
 
 // Leave announces a graceful departure and waits up to timeout for it to spread.
+// Every member is told first (reliably), so it records the host as left rather than
+// failed when memberlist reports it gone.
 func (g *Gossip) Leave(timeout time.Duration) error {
+	if msg, err := encode(msgLeaving, g.cfg.Name); err == nil {
+		for _, n := range g.alive(false) {
+			if err := g.ml.SendReliable(n, msg); err != nil {
+				g.log.Debug("send leave intent", "to", n.Name, "err", err)
+			}
+		}
+	}
 	return g.ml.Leave(timeout)
+}
+
+// markLeaving records a leave intent. If memberlist already reported the host gone
+// (the intent arrived late), its status is corrected to left.
+func (g *Gossip) markLeaving(name string) {
+	g.mu.Lock()
+	g.leaving[name] = true
+	g.mu.Unlock()
+	if g.node(name) == nil && g.cat.Status(name) == catalog.StatusFailed {
+		g.cat.SetStatus(name, catalog.StatusLeft)
+	}
+}
+
+// takeLeaving reports and clears whether name announced a graceful leave.
+func (g *Gossip) takeLeaving(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ok := g.leaving[name]
+	delete(g.leaving, name)
+	return ok
 }
 
 // Close stops everything. Call Leave first for a graceful exit.

@@ -20,6 +20,10 @@ const (
 	msgAEWant    msgType = 5 // aeWant: ids to send
 	msgRPCReq    msgType = 6
 	msgRPCResp   msgType = 7
+	// msgLeaving: "I am leaving on purpose", sent to every member right before
+	// memberlist's Leave. memberlist hands NotifyLeave a Node whose State field is
+	// never updated (nodeState.State shadows it), so it cannot tell left from failed.
+	msgLeaving msgType = 8
 )
 
 func (t msgType) String() string {
@@ -38,34 +42,41 @@ func (t msgType) String() string {
 		return "rpc_request"
 	case msgRPCResp:
 		return "rpc_response"
+	case msgLeaving:
+		return "leaving"
 	}
 	return "unknown"
 }
 
 type aeRoot struct {
 	From string `json:"from"`
+	Addr string `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
 	Root uint64 `json:"root"`
 }
 
 type aeBuckets struct {
 	From    string                  `json:"from"`
+	Addr    string                  `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
 	Buckets [catalog.Buckets]uint64 `json:"buckets"`
 }
 
 type aeHeaders struct {
 	From    string           `json:"from"`
+	Addr    string           `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
 	Buckets []int            `json:"buckets"`
 	Headers []catalog.Header `json:"headers"`
 }
 
 type aeWant struct {
 	From string       `json:"from"`
+	Addr string       `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
 	IDs  []catalog.ID `json:"ids"`
 }
 
 type rpcRequest struct {
 	ID   uint64          `json:"id"`
 	From string          `json:"from"`
+	Addr string          `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
 	Op   string          `json:"op"`
 	Body json.RawMessage `json:"body"`
 }
@@ -93,7 +104,7 @@ func decode(buf []byte) (msgType, []byte, error) {
 		return 0, nil, errEmpty
 	}
 	t := msgType(buf[0])
-	if t < msgRecords || t > msgRPCResp {
+	if t < msgRecords || t > msgLeaving {
 		return 0, nil, fmt.Errorf("unknown message type %d", buf[0])
 	}
 	return t, buf[1:], nil

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -185,4 +186,15 @@ func (s *Store) Load() ([]*catalog.Record, error) {
 		})
 	})
 	return out, err
+}
+
+// Backup writes a consistent copy of the database to w while the agent keeps running.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }
