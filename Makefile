@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/dogwood
-PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps
+PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps busybox iputils-ping bc
 # Commands that show whether each package above is installed (same order).
-CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill
+CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill busybox ping bc
 
 .PHONY: help build deps test test-unit test-netns bench fuzz demo demo-down clean
 

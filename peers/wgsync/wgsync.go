@@ -21,6 +21,9 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
+// HostKeepalive is the persistent keepalive of host-to-host peers.
+const HostKeepalive = 25 * time.Second
+
 // Device is one WireGuard interface as wgctrl sees it.
 type Device interface {
 	// Device returns the device's current configuration and peers.
@@ -117,12 +120,20 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 		wanted[w.PublicKey] = true
 		a := have[w.PublicKey]
 		if a == nil {
-			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{
+			pc := wgtypes.PeerConfig{
 				PublicKey:         w.PublicKey,
 				Endpoint:          udpAddr(w.Endpoint),
 				ReplaceAllowedIPs: true,
 				AllowedIPs:        ipNets(w.AllowedIPs),
-			})
+			}
+			if w.Endpoint.IsValid() {
+				// Host peers keep their tunnel warm: the first packet between two
+				// machines never waits for a handshake, `dogwood status` shows every
+				// host's handshake, and stateful middleboxes keep the path open.
+				ka := HostKeepalive
+				pc.PersistentKeepaliveInterval = &ka
+			}
+			cfg.Peers = append(cfg.Peers, pc)
 			ch.Added++
 			continue
 		}
@@ -131,6 +142,11 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 		// A user peer's endpoint is whatever it last handshook from: not ours to set.
 		if w.Endpoint.IsValid() && endpointOf(a.Endpoint) != w.Endpoint {
 			pc.Endpoint = udpAddr(w.Endpoint)
+			changed = true
+		}
+		if w.Endpoint.IsValid() && a.PersistentKeepaliveInterval != HostKeepalive {
+			ka := HostKeepalive
+			pc.PersistentKeepaliveInterval = &ka
 			changed = true
 		}
 		if !samePrefixes(a.AllowedIPs, w.AllowedIPs) {
