@@ -30,10 +30,12 @@ test: deps build ## run every test (network-namespace tests need root; they skip
 test-unit: ## tests that need no root and no tools
 	$(GO) test -count=1 -short ./...
 
-bench: deps build ## benchmarks: propagation, DNS vs Knot, WireGuard reconcile, peer create latency
-	DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'Bench' -v -timeout 20m ./mesh/meshbench/ | grep -E '^(BENCH|---|ok|FAIL|\s+bench)' || true
+bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, WireGuard reconcile, iperf3, peer create
+	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'Bench' -v -timeout 20m ./mesh/meshbench/ | grep -E '^(BENCH|--- |ok|FAIL)'
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 20x ./peers/wgsync ./peers/device
 	bash dns/bench/run.sh
+	bash testdata/bench/iperf.sh
+	bash testdata/bench/peer_create.sh
 
 fuzz: ## run the fuzzers for a while (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./dns/qname

@@ -94,7 +94,23 @@ func (p *partition) DialTimeout(addr string, d time.Duration) (net.Conn, error) 
 func (p *partition) StreamCh() <-chan net.Conn { return p.streams }
 func (p *partition) Shutdown() error {
 	close(p.done)
-	return p.inner.Shutdown()
+	// NetTransport's listeners block sending to their channels; keep draining them
+	// until its Shutdown has waited them out.
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-p.inner.PacketCh():
+			case c := <-p.inner.StreamCh():
+				c.Close()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := p.inner.Shutdown()
+	close(stop)
+	return err
 }
 
 type testHost struct {
@@ -113,6 +129,17 @@ type cluster struct {
 
 var ipCounter atomic.Int32
 
+// fastFailureDetection scales memberlist's LAN timings down ~5x so tests of failure,
+// partition and reconnect run in seconds; the protocol is the same.
+func fastFailureDetection(c *memberlist.Config) {
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.SuspicionMult = 2
+	c.GossipInterval = 50 * time.Millisecond
+	c.GossipToTheDeadTime = time.Second
+	c.PushPullInterval = 2 * time.Second
+}
+
 func (c *cluster) start(name string, key []byte, dir string, ip string, join []string) *testHost {
 	c.t.Helper()
 	blocked := &sync.Map{}
@@ -125,6 +152,7 @@ func (c *cluster) start(name string, key []byte, dir string, ip string, join []s
 	n, err := Start(Config{
 		Name: name, DataDir: dir, Region: "ord", GossipAddr: fmt.Sprintf("%s:%d", ip, port),
 		Join: join, GossipKey: key, AEInterval: 200 * time.Millisecond, Transport: tr,
+		TuneMemberlist: fastFailureDetection, ReconnectInterval: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("host", name),
 	})
 	if err != nil {
@@ -510,4 +538,53 @@ func TestKeyRotation(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestLongPartitionHeals cuts a host off for longer than memberlist keeps gossiping to
+// dead nodes; the reconnect loop must still bring it back, with its writes.
+func TestLongPartitionHeals(t *testing.T) {
+	c := newCluster(t, 3)
+	ctx := context.Background()
+	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
+	h0.CreateOrg(ctx, "acme")
+	h0.CreateApp(ctx, "web", "acme", "")
+	c.waitConverged()
+	c.cut(h2, h0)
+	c.cut(h2, h1)
+	c.eventually(10*time.Second, "h2 declared failed", func() bool {
+		return h0.cat.Status("h2") == catalog.StatusFailed && h2.cat.Status("h0") == catalog.StatusFailed
+	})
+	m, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // well past GossipToTheDeadTime
+	c.heal(h2, h0)
+	c.heal(h2, h1)
+	c.eventually(10*time.Second, "h2 alive again everywhere", func() bool {
+		return h0.cat.Status("h2") == catalog.StatusAlive && h1.cat.Status("h2") == catalog.StatusAlive && h2.cat.Status("h0") == catalog.StatusAlive
+	})
+	c.waitConverged()
+	if _, err := h1.Machine(m.ID); err != nil {
+		t.Fatalf("write made during the partition: %v", err)
+	}
+}
+
+// TestSuspectThenFailed checks the member states a cut host goes through on the host
+// that probes it: alive → suspect → failed, and alive again after healing.
+func TestSuspectThenFailed(t *testing.T) {
+	c := newCluster(t, 2)
+	h0, h1 := c.hosts[0], c.hosts[1]
+	c.cut(h0, h1)
+	seen := map[string]bool{}
+	c.eventually(10*time.Second, "failed", func() bool {
+		st := h0.cat.Status("h1")
+		seen[st] = true
+		return st == catalog.StatusFailed
+	})
+	if !seen[catalog.StatusSuspect] {
+		t.Errorf("never saw suspect; saw %v", seen)
+	}
+	c.heal(h0, h1)
+	c.eventually(10*time.Second, "alive again", func() bool { return h0.cat.Status("h1") == catalog.StatusAlive })
 }

@@ -54,6 +54,9 @@ type Config struct {
 
 	AEInterval time.Duration
 	Transport  memberlist.Transport
+	// Gossip tuning for tests: memberlist timings and the reconnect interval.
+	TuneMemberlist    func(*memberlist.Config)
+	ReconnectInterval time.Duration
 
 	// Apply, when set, brings the data plane in line with the catalog now. Machine and
 	// peer operations call it so they return only once the change is installed.
@@ -194,7 +197,7 @@ func (n *Node) start() error {
 		Key: cfg.GossipKey, ExtraKeys: cfg.GossipExtraKeys, Join: cfg.Join, Catalog: n.cat,
 		Persist: n.persistAsync, Logger: n.log.With("component", "gossip"),
 		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
-		Transport: cfg.Transport,
+		Transport: cfg.Transport, TuneMemberlist: cfg.TuneMemberlist, ReconnectInterval: cfg.ReconnectInterval,
 	})
 	if err != nil {
 		close(n.stop)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -58,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func newApp(e *env) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "dogwood",
 		Usage: "private IPv6 networking for a fleet of hosts (6PN), WireGuard and .internal DNS",
 		Description: `Every host runs "dogwood agent". The agents gossip a catalog of orgs, apps,
@@ -106,6 +107,52 @@ Examples:
 			completionCommand(e),
 		},
 	}
+	checkRequiredFlags(app.Commands)
+	return app
+}
+
+// checkRequiredFlags replaces urfave's handling of Required flags with our own check.
+// urfave answers a missing required flag by running its help action on the
+// positional arguments ("dogwood apps create web" printed `unknown command "web"`)
+// and returns an error that is not a usage error (exit 1 instead of SPEC §7's 2).
+func checkRequiredFlags(cmds []*cli.Command) {
+	for _, c := range cmds {
+		checkRequiredFlags(c.Subcommands)
+		var names []string
+		for _, f := range c.Flags {
+			if sf, ok := f.(*cli.StringFlag); ok && sf.Required {
+				sf.Required = false
+				names = append(names, sf.Name)
+			}
+		}
+		if len(names) == 0 {
+			continue
+		}
+		prev := c.Before
+		c.Before = func(cc *cli.Context) error {
+			for _, n := range names {
+				if !cc.IsSet(n) {
+					return usagef("missing required flag --%s; see 'dogwood %s --help'", n, commandPath(cc))
+				}
+			}
+			if prev != nil {
+				return prev(cc)
+			}
+			return nil
+		}
+	}
+}
+
+// commandPath is the command's full name ("orgs create"); urfave's FullName drops
+// the parent of a subcommand.
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, x := range c.Lineage() {
+		if x.Command != nil && x.Command.Name != "" && x.Command.Name != c.App.Name {
+			names = append([]string{x.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 // subcommand usage errors: urfave's OnUsageError is per command.
@@ -119,7 +166,7 @@ func client(c *cli.Context) *api.Client {
 func args(c *cli.Context, min, max int, usage string) ([]string, error) {
 	a := c.Args().Slice()
 	if len(a) < min || (max >= 0 && len(a) > max) {
-		return nil, usagef("usage: dogwood %s %s", c.Command.FullName(), usage)
+		return nil, usagef("usage: dogwood %s %s", commandPath(c), usage)
 	}
 	return a, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,9 @@ type dnsService struct {
 	srv    *server.Server
 	cancel func()
 	log    *slog.Logger
+	// closed stops the data plane's hook from resyncing listeners of a closed
+	// server (the data plane keeps applying while the agent leaves the cluster).
+	closed atomic.Bool
 }
 
 // startDNS serves .internal on --dns-listen and, with WireGuard, on fdaa::3 and
@@ -58,6 +62,9 @@ func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, 
 	}
 	s := &dnsService{srv: srv, cancel: cancel, log: log}
 	dp.setDNSHook(func(addrs []netip.Addr) {
+		if s.closed.Load() {
+			return
+		}
 		var aps []netip.AddrPort
 		for _, a := range addrs {
 			aps = append(aps, netip.AddrPortFrom(a, 53))
@@ -74,6 +81,7 @@ func (s *dnsService) resolve(ctx context.Context, network uint32, name string, q
 }
 
 func (s *dnsService) close() {
+	s.closed.Store(true)
 	s.cancel()
 	s.srv.Close()
 }

@@ -484,22 +484,6 @@ func (c *Catalog) Digest() (root uint64, buckets [Buckets]uint64) {
 	return root, c.buckets
 }
 
-// Headers returns the headers of every record in the given buckets.
-func (c *Catalog) Headers(buckets []int) []Header {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []Header
-	for _, b := range buckets {
-		if b < 0 || b >= Buckets {
-			continue
-		}
-		for id := range c.byBucket[b] {
-			out = append(out, c.records[id].Header())
-		}
-	}
-	return out
-}
-
 // Records returns the current records for these ids (unknown ids are skipped).
 func (c *Catalog) Records(ids []ID) []*Record {
 	c.mu.Lock()
@@ -559,3 +543,65 @@ func (c *Catalog) Seq() uint64 {
 }
 
 func peerIndex(p *Peer) (int, bool) { return sixpn.PeerIndex(p.Address) }
+
+// SubBuckets is the fan-out of the second digest level: each bucket splits into this
+// many leaves, so anti-entropy narrows a difference to ~1/65536 of the catalog before
+// it exchanges any headers.
+const SubBuckets = 256
+
+// Leaf is the digest leaf (bucket*SubBuckets + sub-bucket) of a record id.
+func Leaf(id ID) int {
+	h := fnvID(id)
+	return Bucket(id)*SubBuckets + int((h>>8)%SubBuckets)
+}
+
+func fnvID(id ID) uint64 {
+	// FNV-1a 64 inline: a second, independent hash of the id for the sub-bucket.
+	h := uint64(14695981039346656037)
+	h = (h ^ uint64(id.Kind)) * 1099511628211
+	for i := 0; i < len(id.Key); i++ {
+		h = (h ^ uint64(id.Key[i])) * 1099511628211
+	}
+	return h
+}
+
+// SubDigests returns, for each bucket, the XOR digests of its SubBuckets leaves.
+// It costs a pass over the records of those buckets only.
+func (c *Catalog) SubDigests(buckets []int) [][]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([][]uint64, len(buckets))
+	for i, b := range buckets {
+		out[i] = make([]uint64, SubBuckets)
+		if b < 0 || b >= Buckets {
+			continue
+		}
+		for id := range c.byBucket[b] {
+			out[i][Leaf(id)%SubBuckets] ^= c.records[id].Header().Hash()
+		}
+	}
+	return out
+}
+
+// LeafHeaders returns the headers of every record in the given leaves.
+func (c *Catalog) LeafHeaders(leaves []int) []Header {
+	want := map[int]bool{}
+	byBucket := map[int]bool{}
+	for _, l := range leaves {
+		if l >= 0 && l < Buckets*SubBuckets {
+			want[l] = true
+			byBucket[l/SubBuckets] = true
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Header
+	for b := range byBucket {
+		for id := range c.byBucket[b] {
+			if want[Leaf(id)] {
+				out = append(out, c.records[id].Header())
+			}
+		}
+	}
+	return out
+}

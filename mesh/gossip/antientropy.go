@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"encoding/binary"
 	"math/rand"
 	"time"
 
@@ -29,11 +30,23 @@ func (g *Gossip) aeLoop() {
 	}
 }
 
+// aeDedupe is how long an exchange with one peer suppresses another: a rejoining
+// host triggers several (join event, push/pull, the periodic loop) and each would
+// resend the same missing records.
+const aeDedupe = 2 * time.Second
+
 // startAE opens an exchange with one member by sending our root digest.
 func (g *Gossip) startAE(name string) {
 	if g.closed.Load() {
 		return
 	}
+	g.mu.Lock()
+	if t, ok := g.aeStarted[name]; ok && time.Since(t) < aeDedupe {
+		g.mu.Unlock()
+		return
+	}
+	g.aeStarted[name] = time.Now()
+	g.mu.Unlock()
 	root, _ := g.cat.Digest()
 	g.metrics.aeRounds.Inc()
 	_ = g.sendTo(name, msgAERoot, aeRoot{From: g.cfg.Name, Addr: g.selfAddr(), Root: root})
@@ -58,14 +71,47 @@ func (g *Gossip) onAEBuckets(m aeBuckets) {
 	if len(diff) == 0 {
 		return
 	}
-	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{From: g.cfg.Name, Addr: g.selfAddr(), Buckets: diff, Headers: g.cat.Headers(diff)})
+	subs := g.cat.SubDigests(diff)
+	enc := make([][]byte, len(subs))
+	for i, s := range subs {
+		enc[i] = make([]byte, 8*len(s))
+		for j, v := range s {
+			binary.BigEndian.PutUint64(enc[i][8*j:], v)
+		}
+	}
+	_ = g.sendTo(m.From, msgAESubs, aeSubs{From: g.cfg.Name, Addr: g.selfAddr(), Buckets: diff, Subs: enc})
+}
+
+// onAESubs narrows differing buckets to differing leaves and sends our headers there.
+func (g *Gossip) onAESubs(m aeSubs) {
+	if len(m.Subs) != len(m.Buckets) {
+		g.drop("malformed", nil)
+		return
+	}
+	mine := g.cat.SubDigests(m.Buckets)
+	var leaves []int
+	for i, b := range m.Buckets {
+		if b < 0 || b >= catalog.Buckets || len(m.Subs[i]) != 8*catalog.SubBuckets {
+			g.drop("malformed", nil)
+			return
+		}
+		for j := 0; j < catalog.SubBuckets; j++ {
+			if binary.BigEndian.Uint64(m.Subs[i][8*j:]) != mine[i][j] {
+				leaves = append(leaves, b*catalog.SubBuckets+j)
+			}
+		}
+	}
+	if len(leaves) == 0 {
+		return
+	}
+	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{From: g.cfg.Name, Addr: g.selfAddr(), Leaves: leaves, Headers: g.cat.LeafHeaders(leaves)})
 }
 
 // onAEHeaders finishes the comparison: we know both sides' headers for the differing
 // buckets, so we send what we have that wins and ask for what they have that wins.
 func (g *Gossip) onAEHeaders(m aeHeaders) {
 	mine := map[catalog.ID]catalog.Header{}
-	for _, h := range g.cat.Headers(m.Buckets) {
+	for _, h := range g.cat.LeafHeaders(m.Leaves) {
 		mine[h.ID()] = h
 	}
 	var want, give []catalog.ID

@@ -90,9 +90,10 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
 	g.cat.SetStatus(n.Name, catalog.StatusAlive)
 	g.metrics.events.WithLabelValues("join").Inc()
-	if n.Name != g.cfg.Name && !g.closed.Load() {
+	if n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() {
 		// A host that (re)appears may have missed changes, or have changes we
 		// missed: compare digests right away rather than waiting for the next round.
+		// One exchange repairs both sides, so only the lower name starts it.
 		go g.startAE(n.Name)
 	}
 }
@@ -121,6 +122,9 @@ func (p *pings) AckPayload() []byte {
 }
 
 func (p *pings) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	if p.cat.Status(other.Name) == catalog.StatusSuspect {
+		p.cat.SetStatus(other.Name, catalog.StatusAlive) // it answered: suspicion over
+	}
 	if len(payload) == 0 {
 		return
 	}

@@ -65,10 +65,15 @@ type Config struct {
 
 	// AEInterval is how often the digest goes to one random member (default 1s).
 	AEInterval time.Duration
+	// ReconnectInterval is how often failed hosts are dialed again (default 10s).
+	ReconnectInterval time.Duration
 	// RPCTimeout bounds Call when the context has no deadline (default 3s).
 	RPCTimeout time.Duration
 	// Transport replaces memberlist's network transport (tests use MockNetwork).
 	Transport memberlist.Transport
+	// TuneMemberlist, if set, adjusts memberlist's configuration before it starts
+	// (tests shorten failure-detection timings with it).
+	TuneMemberlist func(*memberlist.Config)
 }
 
 // Handler serves one RPC op. It returns a value to encode as the response body.
@@ -89,6 +94,7 @@ type Gossip struct {
 	pending   map[uint64]chan rpcResponse
 	peerCoord map[string]*coordinate.Coordinate
 	learned   map[string]netip.AddrPort
+	aeStarted map[string]time.Time
 	leaving   map[string]bool // hosts that announced a graceful leave
 	nextID    atomic.Uint64
 	drops     atomic.Uint64
@@ -114,6 +120,9 @@ func New(cfg Config) (*Gossip, error) {
 	if cfg.AEInterval == 0 {
 		cfg.AEInterval = time.Second
 	}
+	if cfg.ReconnectInterval == 0 {
+		cfg.ReconnectInterval = ReconnectInterval
+	}
 	if cfg.RPCTimeout == 0 {
 		cfg.RPCTimeout = 3 * time.Second
 	}
@@ -130,6 +139,7 @@ func New(cfg Config) (*Gossip, error) {
 		handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{},
 		peerCoord: map[string]*coordinate.Coordinate{},
 		learned:   map[string]netip.AddrPort{},
+		aeStarted: map[string]time.Time{},
 		leaving:   map[string]bool{},
 		ctx:       ctx, cancel: cancel,
 	}
@@ -164,6 +174,9 @@ func New(cfg Config) (*Gossip, error) {
 	// Records travel by direct push, so memberlist's own gossip can stay at its
 	// defaults; the probe settings decide how fast failures show (≈5 s on LAN).
 	g.queue = &memberlist.TransmitLimitedQueue{NumNodes: g.numNodes, RetransmitMult: 3}
+	if cfg.TuneMemberlist != nil {
+		cfg.TuneMemberlist(mc)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		cancel()
@@ -174,7 +187,7 @@ func New(cfg Config) (*Gossip, error) {
 
 	g.wg.Add(2)
 	go g.aeLoop()
-	go g.statusLoop()
+	go g.reconnectLoop()
 	if len(cfg.Join) > 0 {
 		g.wg.Add(1)
 		go g.joinLoop(cfg.Join)
@@ -212,6 +225,49 @@ func (g *Gossip) joinLoop(targets []string) {
 		}
 		if backoff < 5*time.Second {
 			backoff *= 2
+		}
+	}
+}
+
+// ReconnectInterval is how often we try to reach hosts the catalog knows but
+// membership has declared failed. memberlist stops gossiping to dead nodes after
+// GossipToTheDeadTime (30 s), so without this a partition longer than that would
+// never heal on its own (serf does the same).
+const ReconnectInterval = 10 * time.Second
+
+func (g *Gossip) reconnectLoop() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		}
+		snap := g.cat.Latest()
+		live := map[string]bool{}
+		for _, n := range g.alive(false) {
+			live[n.Name] = true
+		}
+		var targets []string
+		for _, h := range snap.Hosts {
+			if h.Name == g.cfg.Name || h.Status != catalog.StatusFailed || h.GossipPort == 0 || !h.Addr.IsValid() {
+				continue
+			}
+			if live[h.Name] {
+				continue
+			}
+			targets = append(targets, netip.AddrPortFrom(h.Addr, h.GossipPort).String())
+		}
+		if len(targets) == 0 {
+			continue
+		}
+		// Join contacts each target over TCP (push/pull); unreachable ones just fail.
+		if n, err := g.ml.Join(targets); n > 0 {
+			g.log.Info("reconnected to failed hosts", "contacted", n)
+		} else {
+			g.log.Debug("reconnect", "targets", len(targets), "err", err)
 		}
 	}
 }
@@ -331,7 +387,7 @@ func (g *Gossip) send(n *memberlist.Node, t msgType, msg []byte) {
 		return
 	}
 	g.metrics.sent.WithLabelValues(t.String()).Inc()
-	if t >= msgAERoot && t <= msgAEWant {
+	if (t >= msgAERoot && t <= msgAEWant) || t == msgAESubs {
 		g.metrics.aeBytes.WithLabelValues("sent").Add(float64(len(msg)))
 	}
 }
@@ -357,7 +413,7 @@ func (g *Gossip) receive(buf []byte) {
 		return
 	}
 	g.metrics.received.WithLabelValues(t.String()).Inc()
-	if t >= msgAERoot && t <= msgAEWant {
+	if (t >= msgAERoot && t <= msgAEWant) || t == msgAESubs {
 		g.metrics.aeBytes.WithLabelValues("received").Add(float64(len(buf)))
 	}
 	switch t {
@@ -379,6 +435,12 @@ func (g *Gossip) receive(buf []byte) {
 		if g.unmarshal(body, &m) {
 			g.learn(m.From, m.Addr)
 			g.onAEBuckets(m)
+		}
+	case msgAESubs:
+		var m aeSubs
+		if g.unmarshal(body, &m) {
+			g.learn(m.From, m.Addr)
+			g.onAESubs(m)
 		}
 	case msgAEHeaders:
 		var m aeHeaders
@@ -444,30 +506,6 @@ func (g *Gossip) merge(rs []*catalog.Record) []*catalog.Record {
 	return changed
 }
 
-func (g *Gossip) statusLoop() {
-	defer g.wg.Done()
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-g.ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, n := range g.ml.Members() {
-			if n.Name == g.cfg.Name {
-				continue
-			}
-			switch n.State {
-			case memberlist.StateSuspect:
-				g.cat.SetStatus(n.Name, catalog.StatusSuspect)
-			case memberlist.StateAlive:
-				g.cat.SetStatus(n.Name, catalog.StatusAlive)
-			}
-		}
-	}
-}
-
 // Leave announces a graceful departure and waits up to timeout for it to spread.
 // Every member is told first (reliably), so it records the host as left rather than
 // failed when memberlist reports it gone.
@@ -488,9 +526,20 @@ func (g *Gossip) markLeaving(name string) {
 	g.mu.Lock()
 	g.leaving[name] = true
 	g.mu.Unlock()
-	if g.node(name) == nil && g.cat.Status(name) == catalog.StatusFailed {
+	if !g.isMember(name) && g.cat.Status(name) == catalog.StatusFailed {
 		g.cat.SetStatus(name, catalog.StatusLeft)
 	}
+}
+
+// isMember reports whether memberlist counts name as a live member (g.node also
+// answers hosts only learned from their messages).
+func (g *Gossip) isMember(name string) bool {
+	for _, n := range g.ml.Members() {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // takeLeaving reports and clears whether name announced a graceful leave.
@@ -542,6 +591,16 @@ func (w *mlLog) Write(p []byte) (int, error) {
 		w.g.drops.Add(1)
 		w.g.metrics.dropped.WithLabelValues(reason).Inc()
 		w.g.log.Warn(s)
+	case strings.Contains(s, "memberlist: Suspect "):
+		// memberlist has no event for suspicion and never updates the State of the
+		// Nodes it hands out, so its own log line is the only signal. The next
+		// acknowledged probe (pings.NotifyPingComplete) or a failure event ends it.
+		if f := strings.Fields(s[strings.Index(s, "memberlist: Suspect ")+len("memberlist: Suspect "):]); len(f) > 0 {
+			if w.g.cat.Status(f[0]) == catalog.StatusAlive {
+				w.g.cat.SetStatus(f[0], catalog.StatusSuspect)
+			}
+		}
+		w.g.log.Info(s)
 	case strings.Contains(s, "[WARN]"):
 		w.g.log.Warn(s)
 	case strings.Contains(s, "[DEBUG]"):

@@ -24,6 +24,8 @@ const (
 	// memberlist's Leave. memberlist hands NotifyLeave a Node whose State field is
 	// never updated (nodeState.State shadows it), so it cannot tell left from failed.
 	msgLeaving msgType = 8
+	// msgAESubs: the leaf digests of the buckets that differ (second digest level).
+	msgAESubs msgType = 9
 )
 
 func (t msgType) String() string {
@@ -44,6 +46,8 @@ func (t msgType) String() string {
 		return "rpc_response"
 	case msgLeaving:
 		return "leaving"
+	case msgAESubs:
+		return "ae_subs"
 	}
 	return "unknown"
 }
@@ -60,10 +64,17 @@ type aeBuckets struct {
 	Buckets [catalog.Buckets]uint64 `json:"buckets"`
 }
 
+type aeSubs struct {
+	From    string   `json:"from"`
+	Addr    string   `json:"addr,omitempty"`
+	Buckets []int    `json:"buckets"`
+	Subs    [][]byte `json:"subs"` // per bucket, SubBuckets big-endian uint64 digests
+}
+
 type aeHeaders struct {
 	From    string           `json:"from"`
 	Addr    string           `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
-	Buckets []int            `json:"buckets"`
+	Leaves  []int            `json:"leaves"`
 	Headers []catalog.Header `json:"headers"`
 }
 
@@ -104,7 +115,7 @@ func decode(buf []byte) (msgType, []byte, error) {
 		return 0, nil, errEmpty
 	}
 	t := msgType(buf[0])
-	if t < msgRecords || t > msgLeaving {
+	if t < msgRecords || t > msgAESubs {
 		return 0, nil, fmt.Errorf("unknown message type %d", buf[0])
 	}
 	return t, buf[1:], nil

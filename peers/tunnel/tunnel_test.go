@@ -415,3 +415,24 @@ func TestUpRejectsBadConfig(t *testing.T) {
 		t.Fatal("Up accepted an empty config")
 	}
 }
+
+// TestBackToBackTunnels is `dogwood dig --config F … && dogwood ping --config F …`:
+// two tunnels with one key, the second started right after the first. The gateway
+// drops the second's first handshake initiation (WireGuard's flood and replay
+// protection: one initiation per peer per ~20 ms); the tunnel must re-initiate at
+// once rather than after wireguard-go's 5 s REKEY_TIMEOUT.
+func TestBackToBackTunnels(t *testing.T) {
+	e := newEnv(t)
+	first := e.up(t, Options{})
+	if _, err := first.Dig(testCtx(t), "web.internal", dns.TypeAAAA); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	second := e.up(t, Options{DNSTimeout: 700 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := second.Dig(ctx, "web.internal", dns.TypeAAAA); err != nil {
+		t.Fatalf("second tunnel right after the first: %v (after %v)", err, time.Since(start))
+	}
+}

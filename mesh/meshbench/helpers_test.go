@@ -1,0 +1,258 @@
+package meshbench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+var benchKey = []byte("meshbench-gossip-key-32-bytes!!!")
+
+// benchOn skips the test unless DOGWOOD_BENCH=1.
+func benchOn(t *testing.T) {
+	t.Helper()
+	if os.Getenv("DOGWOOD_BENCH") != "1" {
+		t.Skip("benchmark: set DOGWOOD_BENCH=1 (make bench)")
+	}
+}
+
+func envInts(name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return def
+	}
+	return out
+}
+
+// Every host gets its own loopback address; 127.0.0.0/8 is all local on Linux.
+var ipSeq atomic.Int32
+
+func nextIP() string {
+	k := int(ipSeq.Add(1)) - 1
+	return fmt.Sprintf("127.0.%d.%d", 100+k/250, 1+k%250)
+}
+
+type benchNode struct {
+	*mesh.Node
+	tr   *CountingTransport
+	reg  *prometheus.Registry
+	ip   string
+	dir  string
+	addr string
+}
+
+type cluster struct {
+	t     testing.TB
+	nodes []*benchNode
+}
+
+// startNode starts one agent with mesh.Config defaults except what running several
+// in one process needs: its own data dir, its own loopback address, and a
+// transport handle (memberlist's NetTransport, wrapped to count bytes).
+func (c *cluster) startNode(name string, gated bool, join []string) *benchNode {
+	c.t.Helper()
+	ip := nextIP()
+	tr, err := NewCountingTransport(ip, gated)
+	if err != nil {
+		c.t.Fatalf("transport on %s: %v", ip, err)
+	}
+	dir := c.t.TempDir()
+	reg := prometheus.NewRegistry()
+	cfg := mesh.Config{
+		Name: name, DataDir: dir, GossipAddr: fmt.Sprintf("%s:%d", ip, tr.Port()),
+		Join: join, GossipKey: benchKey, Transport: tr, Registerer: reg,
+	}
+	if os.Getenv("DOGWOOD_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", name)
+	}
+	n, err := mesh.Start(cfg)
+	if err != nil {
+		tr.Shutdown()
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	bn := &benchNode{Node: n, tr: tr, reg: reg, ip: ip, dir: dir, addr: fmt.Sprintf("%s:%d", ip, tr.Port())}
+	c.nodes = append(c.nodes, bn)
+	return bn
+}
+
+// newCluster starts size agents; all but the first join the first. With gated set
+// every transport starts closed (see CountingTransport) and the caller opens them.
+func newCluster(t testing.TB, size int, gated bool) *cluster {
+	c := &cluster{t: t}
+	t.Cleanup(c.close)
+	var join []string
+	for i := 0; i < size; i++ {
+		n := c.startNode(fmt.Sprintf("b%02d", i), gated, join)
+		if i == 0 {
+			join = []string{n.addr}
+		}
+	}
+	return c
+}
+
+func (c *cluster) close() {
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.Close()
+		}()
+	}
+	wg.Wait()
+	c.nodes = nil
+}
+
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// aliveCount is how many members (self included) n's memberlist sees alive.
+func aliveCount(n *benchNode) int {
+	alive := 0
+	for _, m := range n.Gossip().Members() {
+		if m.Status == catalog.StatusAlive {
+			alive++
+		}
+	}
+	return alive
+}
+
+func (c *cluster) waitMembers(d time.Duration, nodes ...*benchNode) time.Duration {
+	if len(nodes) == 0 {
+		nodes = c.nodes
+	}
+	return eventually(c.t, d, fmt.Sprintf("%d members alive everywhere", len(nodes)), func() bool {
+		for _, n := range nodes {
+			if aliveCount(n) < len(nodes) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func root(n *benchNode) uint64 {
+	r, _ := n.Catalog().Digest()
+	return r
+}
+
+func converged(nodes []*benchNode) bool {
+	r0 := root(nodes[0])
+	for _, n := range nodes[1:] {
+		if root(n) != r0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *cluster) waitConverged(d time.Duration, nodes ...*benchNode) time.Duration {
+	if len(nodes) == 0 {
+		nodes = c.nodes
+	}
+	return eventually(c.t, d, "catalog convergence", func() bool { return converged(nodes) })
+}
+
+func (c *cluster) traffic() []Traffic {
+	out := make([]Traffic, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.tr.Traffic()
+	}
+	return out
+}
+
+// counter sums a Prometheus counter family on n's registry, optionally only the
+// series with label=value.
+func counter(n *benchNode, name, label, value string) float64 {
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ok := label == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					ok = true
+				}
+			}
+			if ok {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// setupApp creates org "bench" and app "bench" on the first node and waits until
+// every node has the app.
+func (c *cluster) setupApp(ctx context.Context, d time.Duration) {
+	c.t.Helper()
+	if _, err := c.nodes[0].CreateOrg(ctx, "bench"); err != nil {
+		c.t.Fatalf("create org: %v", err)
+	}
+	if _, err := c.nodes[0].CreateApp(ctx, "bench", "bench", ""); err != nil {
+		c.t.Fatalf("create app: %v", err)
+	}
+	eventually(c.t, d, "app on every node", func() bool {
+		for _, n := range c.nodes {
+			if n.Catalog().Live(catalog.ID{Kind: catalog.KindApp, Key: "bench"}) == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// startNodeIn starts a lone agent (no join) on an existing data dir.
+func (c *cluster) startNodeIn(name, dir string) *benchNode {
+	c.t.Helper()
+	ip := nextIP()
+	tr, err := NewCountingTransport(ip, false)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n, err := mesh.Start(mesh.Config{Name: name, DataDir: dir, GossipAddr: fmt.Sprintf("%s:%d", ip, tr.Port()), GossipKey: benchKey, Transport: tr})
+	if err != nil {
+		tr.Shutdown()
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	bn := &benchNode{Node: n, tr: tr, ip: ip, dir: dir, addr: fmt.Sprintf("%s:%d", ip, tr.Port())}
+	c.nodes = append(c.nodes, bn)
+	return bn
+}

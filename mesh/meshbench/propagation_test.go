@@ -1,0 +1,214 @@
+package meshbench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh"
+)
+
+// arrivals records, per node, when each machine of app "bench" first showed up in its
+// catalog. One goroutine per node waits on Catalog().Watch() (no polling) and stamps
+// new machines when woken.
+type arrivals struct {
+	mu   sync.Mutex
+	seen []map[string]time.Time // per node
+	wake chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func watchArrivals(nodes []*benchNode) *arrivals {
+	a := &arrivals{wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	for i, n := range nodes {
+		a.seen = append(a.seen, map[string]time.Time{})
+		ch, stop := n.Catalog().Watch()
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer stop()
+			for {
+				select {
+				case <-ch:
+				case <-a.stop:
+					return
+				}
+				now := time.Now()
+				app := n.Catalog().Latest().Apps["bench"]
+				if app == nil {
+					continue
+				}
+				added := false
+				a.mu.Lock()
+				for id := range app.ByID {
+					if _, ok := a.seen[i][id]; !ok {
+						a.seen[i][id] = now
+						added = true
+					}
+				}
+				a.mu.Unlock()
+				if added {
+					select {
+					case a.wake <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	return a
+}
+
+func (a *arrivals) close() {
+	close(a.stop)
+	a.wg.Wait()
+}
+
+// all returns every node's arrival time for id, or ok=false if some node lacks it.
+func (a *arrivals) all(id string) ([]time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]time.Time, len(a.seen))
+	for i, s := range a.seen {
+		t, ok := s[id]
+		if !ok {
+			return nil, false
+		}
+		out[i] = t
+	}
+	return out, true
+}
+
+type propResult struct {
+	agents, creates int
+	// everyHost: CreateMachine return -> the last other host has it (0 if all had it
+	// before the call returned). fromCall: the same measured from the call's start.
+	everyHost, fromCall []time.Duration
+	// perHost: return -> arrival, one sample per (create, other host).
+	perHost   []time.Duration
+	createDur []time.Duration
+	early     int // (create, host) pairs where the machine arrived before the call returned
+	timeouts  int
+	bytesOut  int64
+	wall      time.Duration
+	setup     time.Duration
+}
+
+// runPropagation makes creates machines, round-robin over the hosts, one at a time,
+// and waits for each to be on every host (up to perCreate) before the next.
+func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, waitConverged bool) propResult {
+	t0 := time.Now()
+	ctx := context.Background()
+	c := newCluster(t, agents, false)
+	c.waitMembers(30*time.Second + time.Duration(agents)*time.Second)
+	if waitConverged {
+		c.waitConverged(60 * time.Second)
+	}
+	c.setupApp(ctx, 30*time.Second)
+	res := propResult{agents: agents, creates: creates, setup: time.Since(t0)}
+	a := watchArrivals(c.nodes)
+	defer a.close()
+	tr0 := c.traffic()
+	start := time.Now()
+	for k := 0; k < creates; k++ {
+		hi := k % agents
+		h := c.nodes[hi]
+		callStart := time.Now()
+		m, err := h.CreateMachine(ctx, mesh.MachineSpec{App: "bench", Metadata: map[string]string{"k": fmt.Sprint(k)}})
+		ret := time.Now()
+		if err != nil {
+			t.Fatalf("create %d on %s: %v", k, h.Name(), err)
+		}
+		res.createDur = append(res.createDur, ret.Sub(callStart))
+		deadline := time.NewTimer(perCreate)
+		var times []time.Time
+		for {
+			var ok bool
+			if times, ok = a.all(m.ID); ok {
+				break
+			}
+			select {
+			case <-a.wake:
+				continue
+			case <-deadline.C:
+			}
+			break
+		}
+		deadline.Stop()
+		if times == nil {
+			res.timeouts++
+			t.Errorf("create %d (%s on %s) not on every host within %v", k, m.ID, h.Name(), perCreate)
+			continue
+		}
+		var last time.Time
+		for i, at := range times {
+			if i == hi {
+				continue
+			}
+			d := at.Sub(ret)
+			if d <= 0 {
+				res.early++
+				d = 0
+			}
+			res.perHost = append(res.perHost, d)
+			if at.After(last) {
+				last = at
+			}
+		}
+		res.everyHost = append(res.everyHost, max(0, last.Sub(ret)))
+		res.fromCall = append(res.fromCall, max(0, last.Sub(callStart)))
+	}
+	res.wall = time.Since(start)
+	for i, tr := range c.traffic() {
+		res.bytesOut += tr.Sub(tr0[i]).BytesOut()
+	}
+	return res
+}
+
+func (r propResult) print() {
+	label := fmt.Sprintf("propagation agents=%d creates=%d", r.agents, r.creates)
+	Line("%s every-host p50=%s p99=%s max=%s (CreateMachine return -> last other host's catalog has it)",
+		label, Ms(Percentile(r.everyHost, 50)), Ms(Percentile(r.everyHost, 99)), Ms(Percentile(r.everyHost, 100)))
+	Line("%s from-call-start p50=%s p99=%s max=%s", label,
+		Ms(Percentile(r.fromCall, 50)), Ms(Percentile(r.fromCall, 99)), Ms(Percentile(r.fromCall, 100)))
+	Line("%s per-host p50=%s p99=%s (%d samples, %d arrived before CreateMachine returned)", label,
+		Ms(Percentile(r.perHost, 50)), Ms(Percentile(r.perHost, 99)), len(r.perHost), r.early)
+	Line("%s CreateMachine p50=%s p99=%s; timeouts=%d; wire bytes out per create (all hosts)=%s; creates took %v; setup %v",
+		label, Ms(Percentile(r.createDur, 50)), Ms(Percentile(r.createDur, 99)), r.timeouts,
+		Bytes(float64(r.bytesOut)/float64(max(1, r.creates))), r.wall.Round(time.Millisecond), r.setup.Round(time.Millisecond))
+}
+
+// TestBenchPropagation: SPEC §3 speed, issue target p99 <= 300 ms at 50 agents.
+func TestBenchPropagation(t *testing.T) {
+	benchOn(t)
+	creates := envInts("DOGWOOD_BENCH_CREATES", []int{200})[0]
+	Section("Propagation", fmt.Sprintf("Agents in one process, real memberlist on loopback (own 127.0.x.y each), gossip key set, "+
+		"mesh.Config defaults (AEInterval 1s, memberlist DefaultLANConfig). %d CreateMachine calls round-robin over the hosts, "+
+		"one at a time; arrival stamped by a Catalog().Watch() goroutine per host. Target: every-host p99 <= 300ms at 50 agents.", creates))
+	for _, agents := range envInts("DOGWOOD_BENCH_AGENTS", []int{5, 50}) {
+		t.Run(fmt.Sprintf("agents=%d", agents), func(t *testing.T) {
+			r := runPropagation(t, agents, creates, 5*time.Second, true)
+			r.print()
+			p99 := Percentile(r.everyHost, 99)
+			verdict := "MET"
+			if p99 > 300*time.Millisecond || r.timeouts > 0 {
+				verdict = "MISSED"
+			}
+			Line("propagation agents=%d target every-host p99<=300ms: %s (p99=%s)", agents, verdict, Ms(p99))
+		})
+	}
+}
+
+// TestPropagationRegression runs in `go test ./...`: five hosts, twenty creates spread
+// over them, each visible on every host within 2 s. A correctness bound, not the
+// speed target.
+func TestPropagationRegression(t *testing.T) {
+	r := runPropagation(t, 5, 20, 2*time.Second, false)
+	if r.timeouts > 0 {
+		t.Fatalf("%d of %d creates were not on every host within 2s", r.timeouts, r.creates)
+	}
+	t.Logf("every-host p50=%s max=%s", Ms(Percentile(r.everyHost, 50)), Ms(Percentile(r.everyHost, 100)))
+}

@@ -1,0 +1,74 @@
+package meshbench
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+)
+
+// Shape of the synthetic catalog: machines spread over Apps apps in Orgs orgs (one
+// network each) on Hosts hosts. Hosts are not given host records: the machines
+// belong to hosts that are not running, which the catalog does not mind.
+const (
+	SynthOrgs  = 100
+	SynthApps  = 1000
+	SynthHosts = 50
+)
+
+var synthTime = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func synthNetID(org int) uint32 { return 0x00b00000 + uint32(org) }
+func synthHostID(h int) uint32  { return 0x0be00000 + uint32(h) }
+func synthOrg(org int) string   { return fmt.Sprintf("org%03d", org) }
+func synthApp(app int) string   { return fmt.Sprintf("app%04d", app) }
+func synthHost(h int) string    { return fmt.Sprintf("synth-h%02d", h) }
+func synthStamp(i int, node uint32) catalog.Stamp {
+	return catalog.Stamp{Clock: uint64(10 + i), Node: node}
+}
+
+// ParentRecords are the orgs, networks and apps the synthetic machines live in
+// (SynthOrgs + SynthOrgs + SynthApps records).
+func ParentRecords() []*catalog.Record {
+	var out []*catalog.Record
+	for o := 0; o < SynthOrgs; o++ {
+		st := synthStamp(o, 1)
+		out = append(out, &catalog.Record{Kind: catalog.KindOrg, Key: synthOrg(o), Gen: 1, Created: st, Version: st,
+			Org: &catalog.Org{Slug: synthOrg(o), CreatedAt: synthTime}})
+		nw := &catalog.Network{Org: synthOrg(o), Name: "default", ID: synthNetID(o)}
+		out = append(out, &catalog.Record{Kind: catalog.KindNetwork, Key: catalog.NetworkKey(nw.Org, nw.Name), Gen: 1, Created: st, Version: st, Network: nw})
+	}
+	for a := 0; a < SynthApps; a++ {
+		o := a % SynthOrgs
+		st := synthStamp(SynthOrgs+a, 1)
+		out = append(out, &catalog.Record{Kind: catalog.KindApp, Key: synthApp(a), Gen: 1, Created: st, Version: st,
+			App: &catalog.App{Name: synthApp(a), Org: synthOrg(o), Network: "default", NetworkID: synthNetID(o)}})
+	}
+	return out
+}
+
+// MachineRecords returns machine records number from..to-1. Each is what
+// CreateMachine writes, with one metadata pair and one service; ids are 14 hex
+// digits spread like random ones.
+func MachineRecords(from, to int) []*catalog.Record {
+	out := make([]*catalog.Record, 0, to-from)
+	for i := from; i < to; i++ {
+		a, h := i%SynthApps, i%SynthHosts
+		o := a % SynthOrgs
+		hid := synthHostID(h)
+		field := sixpn.MinMachineField + uint32(i)
+		// Multiplying by an odd constant is a bijection mod 2^56: unique, random-looking ids.
+		id := fmt.Sprintf("%014x", (uint64(i)*0x9E3779B97F4A7C15)&(1<<56-1))
+		m := &catalog.Machine{
+			ID: id, App: synthApp(a), Org: synthOrg(o), Network: "default", NetworkID: synthNetID(o),
+			Host: synthHost(h), HostID: hid, Region: "ord", Field: field,
+			Address: sixpn.MachineAddr(synthNetID(o), hid, field), State: catalog.StateStarted,
+			ProcessGroup: "app", Metadata: map[string]string{"role": "web"},
+			Services: []catalog.Service{{Name: "http", Proto: "tcp", Port: 8080}}, CreatedAt: synthTime,
+		}
+		st := synthStamp(SynthOrgs+SynthApps+i, hid)
+		out = append(out, &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: st, Version: st, Machine: m})
+	}
+	return out
+}
