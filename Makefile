@@ -26,6 +26,10 @@ deps: ## install the system tools tests and demo use (apt-get, only what is miss
 test: deps build ## run every test (network-namespace tests need root; they skip otherwise)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+	@echo "short fuzz runs (make fuzz runs them longer)"
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime 10s ./dns/server
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5s ./dns/qname
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5s ./peers/config
 
 test-unit: ## tests that need no root and no tools
 	$(GO) test -count=1 -short ./...
@@ -42,6 +46,7 @@ fuzz: ## run the fuzzers for a while (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $${FUZZTIME:-60s} ./dns/server
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./peers/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./mesh/sixpn
+	$(GO) test -run '^$$' -fuzz '^FuzzReceive$$' -fuzztime $${FUZZTIME:-60s} ./mesh/gossip
 
 demo: deps build ## run three hosts, two orgs and a developer tunnel in network namespaces
 	bash testdata/demo/demo.sh

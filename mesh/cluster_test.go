@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/store"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -587,4 +589,45 @@ func TestSuspectThenFailed(t *testing.T) {
 	}
 	c.heal(h0, h1)
 	c.eventually(10*time.Second, "alive again", func() bool { return h0.cat.Status("h1") == catalog.StatusAlive })
+}
+
+// TestHostIDCollisionResolved gives a new host the id of an existing one: before its
+// first allocation it must notice and take a fresh id, and the older host keeps its.
+func TestHostIDCollisionResolved(t *testing.T) {
+	c := newCluster(t, 1)
+	h0 := c.hosts[0]
+	ctx := context.Background()
+	h0.CreateOrg(ctx, "acme")
+	h0.CreateApp(ctx, "web", "acme", "")
+	if _, err := h0.CreateMachine(ctx, MachineSpec{App: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := wgtypes.GeneratePrivateKey()
+	// Created far in the future: the newcomer is the later host and must move.
+	st.SaveIdentity(store.Identity{Name: "dup", HostID: h0.HostID(), PrivateKey: key.String(), Gen: 1,
+		Created: catalog.Stamp{Clock: 1 << 40, Node: h0.HostID()}})
+	st.Close()
+	a, p := h0.gossip.LocalAddr()
+	dup := c.start("dup", testKey, dir, "127.0.7.7", []string{net.JoinHostPort(a.String(), fmt.Sprint(p))})
+	c.hosts = append(c.hosts, dup)
+	c.waitConverged()
+	m, err := dup.CreateMachine(ctx, MachineSpec{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup.HostID() == h0.HostID() || m.HostID != dup.HostID() {
+		t.Fatalf("collision not resolved: h0 %08x dup %08x machine %08x", h0.HostID(), dup.HostID(), m.HostID)
+	}
+	c.waitConverged()
+	if got := h0.cat.HostIDClaims(h0.HostID()); len(got) != 1 || got[0] != "h0" {
+		// The dup's first record claimed the id and stays as history; it must not be live.
+		if r := h0.cat.Live(catalog.ID{Kind: catalog.KindHost, Key: "dup"}); r == nil || r.Host.ID == h0.HostID() {
+			t.Fatalf("dup still claims h0's id: %v", got)
+		}
+	}
 }
