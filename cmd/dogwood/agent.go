@@ -15,10 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/api"
 	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/peers"
+	"github.com/dogwood/dogwood/peers/device"
 )
 
 // agentOptions are the agent's flags as plain values; nothing below sees *cli.Context.
@@ -79,6 +82,7 @@ Example:
 			&cli.StringFlag{Name: "log-level", Usage: "debug|info|warn|error", Value: "info"},
 			&cli.DurationFlag{Name: "anti-entropy-interval", Usage: "how often the catalog digest goes to a random member", Value: time.Second, Hidden: true},
 		},
+		Subcommands: []*cli.Command{agentCleanupCommand(e)},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
 				return usagef("agent takes no arguments, got %q", c.Args().First())
@@ -266,4 +270,47 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	// a flap; `dogwood agent cleanup` removes them for good.
 	dp.close()
 	return nil
+}
+
+// agentCleanupCommand removes what an agent's data plane left on this host on
+// purpose (a stopped agent keeps interface, filter and machine namespaces so a restart
+// does not interrupt traffic): for a host that leaves the cluster for good.
+func agentCleanupCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "cleanup",
+		Usage: "remove the WireGuard interface, routes, DNS addresses, nftables table and machine veths a stopped agent left",
+		Description: `Run it after stopping the agent on a host that leaves for good (and after
+"dogwood members remove NAME" on another host).
+
+Example:
+  systemctl stop dogwood && dogwood agent cleanup --wg-interface dogwood0`,
+		OnUsageError: usageHook,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "wg-interface", Usage: "WireGuard interface name", Value: "dogwood0"},
+			&cli.StringFlag{Name: "wireguard", Usage: "auto|kernel|userspace", Value: "auto"},
+		},
+		Action: func(c *cli.Context) error {
+			if _, err := args(c, 0, 0, "[--wg-interface NAME]"); err != nil {
+				return err
+			}
+			mode, err := device.ParseMode(c.String("wireguard"))
+			if err != nil {
+				return &usageError{err.Error()}
+			}
+			key, err := wgtypes.GeneratePrivateKey() // the interface is destroyed: any key will do
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			dp, err := peers.New(peers.Config{Interface: c.String("wg-interface"), Mode: mode, ListenPort: 0, PrivateKey: key, Logger: log})
+			if err != nil {
+				return err
+			}
+			if err := dp.Teardown(); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed %s, its routes, DNS addresses, nftables table and machine attachments\n", c.String("wg-interface"))
+			return nil
+		},
+	}
 }
