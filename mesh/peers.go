@@ -168,6 +168,9 @@ func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error)
 			}
 			return nil, fmt.Errorf("gateway %s: %w", gw.Name, err)
 		}
+		// The gateway has written and pushed the record; make sure ours has it before
+		// answering, so `wireguard list/status` here right after create shows it.
+		n.waitFor(ctx, catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(p.Org, p.Name)}, func(r *catalog.Record) bool { return !r.Deleted })
 		i := n.peerInfo(&p)
 		i.GatewayPublicKey, i.GatewayEndpoint = gw.PublicKey, gw.PublicEndpoint
 		info = &i

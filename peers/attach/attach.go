@@ -243,6 +243,9 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 			return false, fmt.Errorf("create veth %s: %w", m.HostIface, err)
 		}
 		created = true
+		if err := disableDAD(m.HostIface); err != nil {
+			a.log.Warn("new machines may be unreachable from other hosts for a second or two", "veth", m.HostIface, "err", err)
+		}
 		a.log.Info("attached machine", "machine", m.ID, "netns", m.Netns, "veth", m.HostIface, "addr", m.Addr)
 	}
 	host, err = a.h.LinkByName(m.HostIface)
@@ -278,6 +281,17 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 }
 
 var errLinkGone = errors.New("link removed")
+
+// disableDAD turns off duplicate address detection on a new host-side veth, before
+// it goes up. To resolve the neighbor for a packet it forwards (from WireGuard or
+// another veth), the kernel sends its solicitation from the outgoing link's
+// link-local address, and sends none while that address is tentative; DAD keeps it
+// tentative for a second or two, during which a new machine answered local
+// traffic but not traffic from other hosts and peers. Nothing else can hold an
+// address on this point-to-point link.
+func disableDAD(iface string) error {
+	return os.WriteFile(filepath.Join("/proc/sys/net/ipv6/conf", iface, "accept_dad"), []byte("0\n"), 0o644)
+}
 
 // pairedWith reports whether veth inner (in the machine netns) is host's peer. A
 // veth's IFLA_LINK is its peer's index in the peer's namespace; checking both

@@ -92,11 +92,10 @@ type Tunnel struct {
 	net       *netstack.Net
 	dnsServer []netip.Addr
 	closeOnce sync.Once
-	done      chan struct{} // closed by Close
 }
 
-// Up starts a tunnel for cfg. ctx bounds only the start (endpoint name
-// resolution); the tunnel runs until Close.
+// Up starts a tunnel for cfg and waits (at most 2 s) for the first handshake
+// with the gateway. ctx bounds only the start; the tunnel runs until Close.
 func Up(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error) {
 	opts.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -142,53 +141,66 @@ func Up(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error) {
 		return nil, fmt.Errorf("tunnel: starting WireGuard: %w", err)
 	}
 	log.Debug("tunnel up", "address", local, "endpoint", endpoint, "dns", dnsServers)
-	t := &Tunnel{opts: opts, log: log, dev: dev, net: tnet, dnsServer: dnsServers, done: make(chan struct{})}
-	go t.kickHandshake(cfg, endpoint)
+	t := &Tunnel{opts: opts, log: log, dev: dev, net: tnet, dnsServer: dnsServers}
+	t.awaitHandshake(ctx, cfg, endpoint)
 	return t, nil
 }
 
-// handshakeRetries are the delays after which a tunnel that has no handshake yet
-// initiates a new one.
-var handshakeRetries = []time.Duration{300 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second}
+// handshakeWait bounds how long Up waits for the first handshake; handshakeKicks
+// are the times (since Up) at which it re-initiates one that got no answer.
+var (
+	handshakeWait  = 2 * time.Second
+	handshakeKicks = []time.Duration{250 * time.Millisecond, 600 * time.Millisecond, 1200 * time.Millisecond}
+)
 
-// kickHandshake re-initiates the first handshake quickly when it got no answer.
+// awaitHandshake waits, bounded by handshakeWait and ctx, until the first
+// handshake with the gateway completed, so the command's first packets are not
+// queued behind it, and re-initiates it quickly when it got no answer.
+//
 // Every `dogwood dig|ping|proxy --config` is a new WireGuard instance with the
 // same key, and a gateway drops an initiation that comes within ~20 ms of the
 // previous one from that key (WireGuard's flood protection, and replay
 // protection: wireguard-go rounds handshake timestamps to ~16 ms), which is what
-// back to back commands in a script do. wireguard-go itself would retry only after
-// 5 s (REKEY_TIMEOUT), longer than a dig or a ping waits. Re-creating the peer
-// resets its handshake timers, and with persistent keepalive on (as in every
-// config Dogwood writes) it sends a fresh initiation at once.
-func (t *Tunnel) kickHandshake(cfg config.Config, endpoint netip.AddrPort) {
+// back to back commands in a script do. wireguard-go itself would retry only
+// after 5 s (REKEY_TIMEOUT), longer than a dig or a ping waits. Re-creating the
+// peer resets its handshake timers, and with persistent keepalive on (as in every
+// config Dogwood writes) it sends a fresh initiation at once. A gateway that
+// never answers costs the wait once; the command then times out as before.
+func (t *Tunnel) awaitHandshake(ctx context.Context, cfg config.Config, endpoint netip.AddrPort) {
+	if cfg.PersistentKeepalive == 0 {
+		return // nothing initiates a handshake before the first packet
+	}
 	pub := hex.EncodeToString(cfg.PublicKey[:])
 	full := uapiConfig(cfg, endpoint)
 	peer := full[strings.Index(full, "public_key="):]
-	for _, d := range handshakeRetries {
-		select {
-		case <-t.done:
-			return
-		case <-time.After(d):
-		}
+	start := time.Now()
+	kicks := handshakeKicks
+	for time.Since(start) < handshakeWait {
 		st, err := t.dev.IpcGet()
 		if err != nil || !strings.Contains(st, "last_handshake_time_sec=0\n") {
-			return // handshake done (or device closed)
+			return // handshake done (or the device is gone)
 		}
-		t.log.Debug("no handshake yet: initiating a new one")
-		if err := t.dev.IpcSet("public_key=" + pub + "\nremove=true\n" + peer); err != nil {
-			t.log.Debug("re-initiating handshake", "err", err)
+		if len(kicks) > 0 && time.Since(start) >= kicks[0] {
+			kicks = kicks[1:]
+			t.log.Debug("no handshake yet: initiating a new one")
+			if err := t.dev.IpcSet("public_key=" + pub + "\nremove=true\n" + peer); err != nil {
+				t.log.Debug("re-initiating handshake", "err", err)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
 			return
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	t.log.Debug("no handshake with the gateway yet", "waited", handshakeWait)
 }
 
 // Close stops the WireGuard device and the network stack; connections made
 // through the tunnel fail afterwards. It is safe to call more than once.
 func (t *Tunnel) Close() error {
-	t.closeOnce.Do(func() {
-		close(t.done)
-		t.dev.Close()
-	})
+	t.closeOnce.Do(t.dev.Close)
 	return nil
 }
 
