@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -47,6 +50,14 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if len(blocks) < 3 {
 		t.Fatalf("README has %d runnable blocks", len(blocks))
 	}
+	// The walkthrough uses fixed ports, as a reader would; fail clearly if they are taken.
+	for _, p := range []string{"17901", "17902", "17903", "17951", "17952", "17953"} {
+		if l, err := net.Listen("tcp", "127.0.0.1:"+p); err != nil {
+			t.Fatalf("port %s, which the README walkthrough uses, is taken: %v", p, err)
+		} else {
+			l.Close()
+		}
+	}
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "dogwood"), ".")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -58,8 +69,21 @@ func TestReadmeWalkthrough(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "DOGWOOD_AGENT=")
-	out, err := cmd.CombinedOutput()
+	cmd.Env = append(os.Environ(), "DOGWOOD_AGENT=", "TMPDIR="+dir) // mktemp stays inside the test's dir
+	// The script starts agents in the background: on timeout kill the whole process
+	// group, and do not wait forever for pipes they may still hold.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err = cmd.Run()
+	out := buf.Bytes()
+	t.Cleanup(func() {
+		if cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)
 	}
