@@ -243,16 +243,28 @@ type listener struct {
 func (s *Server) listen(a netip.AddrPort, static bool) (*listener, error) {
 	lc := net.ListenConfig{Control: freebind}
 	ctx := context.Background()
-	pc, err := lc.ListenPacket(ctx, "udp", a.String())
-	if err != nil {
-		return nil, fmt.Errorf("dns: listen udp %s: %w", a, err)
-	}
-	bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	bound = netip.AddrPortFrom(a.Addr(), bound.Port())
-	ln, err := lc.Listen(ctx, "tcp", bound.String())
-	if err != nil {
+	var (
+		pc    net.PacketConn
+		ln    net.Listener
+		bound netip.AddrPort
+		err   error
+	)
+	// With port 0 the kernel picks a free UDP port, which TCP may already use:
+	// try a few ports rather than fail.
+	for attempt := 0; ; attempt++ {
+		pc, err = lc.ListenPacket(ctx, "udp", a.String())
+		if err != nil {
+			return nil, fmt.Errorf("dns: listen udp %s: %w", a, err)
+		}
+		bound = netip.AddrPortFrom(a.Addr(), pc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		ln, err = lc.Listen(ctx, "tcp", bound.String())
+		if err == nil {
+			break
+		}
 		pc.Close()
-		return nil, fmt.Errorf("dns: listen tcp %s: %w", bound, err)
+		if a.Port() != 0 || attempt == 20 {
+			return nil, fmt.Errorf("dns: listen tcp %s: %w", bound, err)
+		}
 	}
 	h := &handler{s: s, l: Listener{Addr: a.Addr(), Static: static}}
 	l := &listener{bound: bound, log: s.log}
