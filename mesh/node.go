@@ -61,6 +61,11 @@ type Config struct {
 	// Apply, when set, brings the data plane in line with the catalog now. Machine and
 	// peer operations call it so they return only once the change is installed.
 	Apply func(ctx context.Context) error
+	// OnIdentity, when set, runs once the host's identity is loaded and before the
+	// host joins or announces itself. The agent brings WireGuard up here, so no other
+	// host ever sends a handshake to a port that is not listening yet (a lost first
+	// handshake costs a 5 s retry).
+	OnIdentity func(name string, key wgtypes.Key) error
 	// PeerStats, when set, reports the data plane's view of WireGuard peers by key.
 	PeerStats func() map[string]PeerStat
 }
@@ -161,6 +166,11 @@ func (n *Node) start() error {
 	}
 	n.id = id
 	n.cat.SetSelfID(id.HostID)
+	if cfg.OnIdentity != nil {
+		if err := cfg.OnIdentity(id.Name, n.wgKey); err != nil {
+			return err
+		}
+	}
 	n.metrics = newMetrics(cfg.Registerer, n)
 
 	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)

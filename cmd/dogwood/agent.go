@@ -187,9 +187,10 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
-		AEInterval: o.AEInterval, Apply: dp.applyNow, PeerStats: dp.peerStats,
+		AEInterval: o.AEInterval, Apply: dp.applyNow, PeerStats: dp.peerStats, OnIdentity: dp.open,
 	})
 	if err != nil {
+		dp.abort()
 		var me *mesh.Error
 		if errors.As(err, &me) && me.Code == http.StatusBadRequest {
 			return &usageError{err.Error()}

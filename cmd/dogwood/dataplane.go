@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/api"
@@ -34,8 +35,9 @@ type dataPlane struct {
 	done   chan struct{}
 }
 
-func (d *dataPlane) start(ctx context.Context, n *mesh.Node) error {
-	d.node = n
+// open brings the WireGuard interface up with the host's key, before the host
+// announces itself to the cluster.
+func (d *dataPlane) open(_ string, key wgtypes.Key) error {
 	if d.opts.WireGuard == "off" {
 		return nil
 	}
@@ -45,12 +47,22 @@ func (d *dataPlane) start(ctx context.Context, n *mesh.Node) error {
 	}
 	dp, err := peers.New(peers.Config{
 		Interface: d.opts.WGInterface, Mode: mode, ListenPort: d.opts.WGPort,
-		PrivateKey: n.PrivateKey(), Logger: d.log, Registerer: d.reg,
+		PrivateKey: key, Logger: d.log, Registerer: d.reg,
 	})
 	if err != nil {
 		return err
 	}
 	d.dp = dp
+	return nil
+}
+
+// start reconciles the opened interface with the catalog, now and on every change.
+func (d *dataPlane) start(ctx context.Context, n *mesh.Node) error {
+	d.node = n
+	if d.dp == nil {
+		return nil
+	}
+	dp := d.dp
 	if err := dp.Apply(n.Snapshot()); err != nil {
 		d.log.Warn("initial apply", "err", err)
 	}
@@ -78,11 +90,18 @@ func (d *dataPlane) loop(ctx context.Context) {
 	// The ticker retries failed stages and repairs drift (someone ran `ip route del`).
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
+	// A second pass shortly after each change finishes what the first one starts on
+	// purpose (see wgsync.keepsWarm: the higher-keyed host of a new pair starts its
+	// keepalive then).
+	followUp := time.NewTimer(time.Hour)
+	followUp.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
+			followUp.Reset(time.Second)
+		case <-followUp.C:
 		case <-t.C:
 		}
 		d.apply()
@@ -157,9 +176,14 @@ func (d *dataPlane) close() {
 	if d.dp == nil {
 		return
 	}
-	d.cancel()
-	<-d.done
+	if d.cancel != nil {
+		d.cancel()
+		<-d.done
+	}
 	if err := d.dp.Close(); err != nil {
 		d.log.Warn("close data plane", "err", err)
 	}
 }
+
+// abort releases an interface opened for a node that then failed to start.
+func (d *dataPlane) abort() { d.close() }

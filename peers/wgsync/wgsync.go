@@ -11,6 +11,7 @@
 package wgsync
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -23,6 +24,23 @@ import (
 
 // HostKeepalive is the persistent keepalive of host-to-host peers.
 const HostKeepalive = 25 * time.Second
+
+// keepsWarm reports whether this side keeps the tunnel to a host peer warm with a
+// persistent keepalive. Warm tunnels mean the first packet between two machines never
+// waits for a handshake, `dogwood status` shows every host's handshake, and stateful
+// middleboxes keep the path open.
+//
+// Setting a keepalive sends a handshake at once. When two hosts that just learned of
+// each other both do, their initiations cross, each side rejects the other's response
+// and the tunnel waits for WireGuard's 5 s retry; when only one does, its initiation
+// may reach a host that has not added it yet and is dropped, with the same wait. So
+// the side with the lower public key starts at once, and the other side only on a
+// later reconcile of a peer it already has (the agent re-applies a second after every
+// change): by then it has the peer, and if the first handshake was lost its own
+// succeeds.
+func keepsWarm(own wgtypes.Key, w *plan.Peer, existing bool) bool {
+	return w.Endpoint.IsValid() && (existing || bytes.Compare(own[:], w.PublicKey[:]) < 0)
+}
 
 // Device is one WireGuard interface as wgctrl sees it.
 type Device interface {
@@ -126,10 +144,7 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 				ReplaceAllowedIPs: true,
 				AllowedIPs:        ipNets(w.AllowedIPs),
 			}
-			if w.Endpoint.IsValid() {
-				// Host peers keep their tunnel warm: the first packet between two
-				// machines never waits for a handshake, `dogwood status` shows every
-				// host's handshake, and stateful middleboxes keep the path open.
+			if keepsWarm(ownKey, w, false) {
 				ka := HostKeepalive
 				pc.PersistentKeepaliveInterval = &ka
 			}
@@ -144,7 +159,7 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 			pc.Endpoint = udpAddr(w.Endpoint)
 			changed = true
 		}
-		if w.Endpoint.IsValid() && a.PersistentKeepaliveInterval != HostKeepalive {
+		if keepsWarm(ownKey, w, true) && a.PersistentKeepaliveInterval != HostKeepalive {
 			ka := HostKeepalive
 			pc.PersistentKeepaliveInterval = &ka
 			changed = true

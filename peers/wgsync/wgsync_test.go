@@ -14,7 +14,10 @@ import (
 
 func testKey(i uint32) wgtypes.Key {
 	var k wgtypes.Key
-	binary.BigEndian.PutUint32(k[:4], i)
+	// 0xff first: above the test device's public key, so the device starts
+	// keepalives on add (keepsWarm) and one reconcile converges.
+	k[0] = 0xff
+	binary.BigEndian.PutUint32(k[1:5], i)
 	k[31] = 0x40
 	return k
 }
@@ -39,6 +42,30 @@ var priv = func() wgtypes.Key {
 	k[31] = (k[31] & 127) | 64
 	return k
 }()
+
+func TestKeepsWarm(t *testing.T) {
+	low, high := testKey(1), testKey(9)
+	low[0] = 0
+	host := hostPeer(5, 0x18)
+	user := userPeer(1, 0)
+	cases := []struct {
+		own      wgtypes.Key
+		p        plan.Peer
+		existing bool
+		want     bool
+	}{
+		{low, host, false, true},   // lower key starts at once
+		{high, host, false, false}, // higher key waits for the second pass…
+		{high, host, true, true},   // …and then starts
+		{low, user, false, false},  // user peers roam: never ours to keep warm
+		{high, user, true, false},
+	}
+	for i, c := range cases {
+		if got := keepsWarm(c.own, &c.p, c.existing); got != c.want {
+			t.Errorf("case %d: got %v", i, got)
+		}
+	}
+}
 
 func mustReconcile(t *testing.T, f *Fake, want []plan.Peer, s Settings) Changes {
 	t.Helper()
