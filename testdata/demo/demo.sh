@@ -143,7 +143,7 @@ mkdir -p "$STATE/wg" "/etc/netns/$P-lap"
 grep -v '^DNS = ' "$STATE/laptop.conf" >"$STATE/wg/$LAPIF.conf"
 chmod 600 "$STATE/wg/$LAPIF.conf"
 echo "nameserver $DNS" >"/etc/netns/$P-lap/resolv.conf"
-run ip netns exec "$P-lap" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wg-quick up "$STATE/wg/$LAPIF.conf" 2>&1 | sed 's/^/  /'
+run ip netns exec "$P-lap" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wg-quick up "$STATE/wg/$LAPIF.conf" 2>&1 | grep -v '[│┌└]' | sed 's/^/  /'
 in_ns lap wg show "$LAPIF" | sed 's/^/  /'
 
 step "Proof: .internal DNS through the tunnel — every name form (dig @$DNS)"
@@ -215,6 +215,12 @@ ok "web3 on h3 gone from web.internal (asked through the gateway h1) ${ms} ms af
 step "Proof: every host has a WireGuard handshake with the others (dogwood status on h3)"
 run in_ns web1 ping -6 -c 2 -i 0.2 -W 2 "$WEB3ADDR"
 "$BIN" --agent "$STATE/h3.sock" status | sed 's/^/  /'
+for _ in $(seq 50); do
+	[ "$("$BIN" --agent "$STATE/h3.sock" status --json | grep -c '"last_handshake": "')" -ge 2 ] && break
+	sleep 0.1
+done
+[ "$("$BIN" --agent "$STATE/h3.sock" status --json | grep -c '"last_handshake": "')" -ge 2 ] || fail "h3 lacks a handshake"
+ok "h3 has WireGuard sessions with h1 and h2"
 
 END=$(date +%s.%N)
 printf '\n%sDemo finished in %.1f s. Tearing down.%s\n' "$bold" "$(echo "$END - $START" | bc)" "$off"
