@@ -64,6 +64,8 @@ type DataPlane struct {
 
 	mu          sync.Mutex // serializes Apply, Close, Teardown
 	closed      bool
+	warmup      *time.Timer
+	firstSeen   map[wgtypes.Key]time.Time // when each peer was first wanted (warm-up)
 	desired     plan.Desired
 	lastSkipped []string
 
@@ -170,9 +172,21 @@ func (d *DataPlane) Apply(s *catalog.Snapshot) error {
 	}
 	stage("forwarding", link.EnableForwarding())
 
-	key, port := d.cfg.PrivateKey, d.cfg.ListenPort
-	ch, err := d.sync.Reconcile(want.Peers, wgsync.Settings{PrivateKey: &key, ListenPort: &port})
+	now := time.Now()
+	seen := make(map[wgtypes.Key]time.Time, len(want.Peers))
+	for _, p := range want.Peers {
+		if t, ok := d.firstSeen[p.PublicKey]; ok {
+			seen[p.PublicKey] = t
+		} else {
+			seen[p.PublicKey] = now
+		}
+	}
+	d.firstSeen = seen
+	ch, err := d.sync.Reconcile(want.Peers, d.settings())
 	stage("peers", err)
+	if ch.Added > 0 {
+		d.scheduleWarmup()
+	}
 	if !ch.Empty() {
 		d.metrics.changes.WithLabelValues("add").Add(float64(ch.Added))
 		d.metrics.changes.WithLabelValues("update").Add(float64(ch.Updated))
@@ -242,6 +256,37 @@ func (d *DataPlane) Close() error {
 	d.links.Close()
 	d.attach.Close()
 	return err
+}
+
+// warmupDelay is when the second peer pass runs after peers were added: the
+// higher-keyed side of a new host pair starts its keepalive (and so its handshake)
+// then, by which time the other side has surely added it too (wgsync.keepsWarm).
+const warmupDelay = time.Second
+
+// settings are the device settings plus the warm-up rule for host peers.
+func (d *DataPlane) settings() wgsync.Settings {
+	key, port := d.cfg.PrivateKey, d.cfg.ListenPort
+	return wgsync.Settings{PrivateKey: &key, ListenPort: &port, Warm: func(k wgtypes.Key) bool {
+		t, ok := d.firstSeen[k]
+		return ok && time.Since(t) >= warmupDelay
+	}}
+}
+
+func (d *DataPlane) scheduleWarmup() {
+	if d.warmup != nil {
+		d.warmup.Stop()
+	}
+	d.warmup = time.AfterFunc(warmupDelay+50*time.Millisecond, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.closed {
+			return
+		}
+		if _, err := d.sync.Reconcile(d.desired.Peers, d.settings()); err != nil {
+			d.metrics.errors.WithLabelValues("peers").Inc()
+			d.log.Warn("wireguard warm-up pass", "err", err)
+		}
+	})
 }
 
 // Teardown removes everything the data plane created: machine attachments (veths,

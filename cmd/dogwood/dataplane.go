@@ -90,18 +90,11 @@ func (d *dataPlane) loop(ctx context.Context) {
 	// The ticker retries failed stages and repairs drift (someone ran `ip route del`).
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
-	// A second pass shortly after each change finishes what the first one starts on
-	// purpose (see wgsync.keepsWarm: the higher-keyed host of a new pair starts its
-	// keepalive then).
-	followUp := time.NewTimer(time.Hour)
-	followUp.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
-			followUp.Reset(time.Second)
-		case <-followUp.C:
 		case <-t.C:
 		}
 		d.apply()

@@ -34,12 +34,12 @@ const HostKeepalive = 25 * time.Second
 // each other both do, their initiations cross, each side rejects the other's response
 // and the tunnel waits for WireGuard's 5 s retry; when only one does, its initiation
 // may reach a host that has not added it yet and is dropped, with the same wait. So
-// the side with the lower public key starts at once, and the other side only on a
-// later reconcile of a peer it already has (the agent re-applies a second after every
-// change): by then it has the peer, and if the first handshake was lost its own
-// succeeds.
-func keepsWarm(own wgtypes.Key, w *plan.Peer, existing bool) bool {
-	return w.Endpoint.IsValid() && (existing || bytes.Compare(own[:], w.PublicKey[:]) < 0)
+// the side with the lower public key starts at once, and the other side only once
+// the peer has been wanted for a while (Settings.Warm; the data plane runs a pass a
+// second after adding peers): by then the other side has the peer, and if the first
+// handshake was lost this one succeeds.
+func keepsWarm(own wgtypes.Key, w *plan.Peer, warm bool) bool {
+	return w.Endpoint.IsValid() && (warm || bytes.Compare(own[:], w.PublicKey[:]) < 0)
 }
 
 // Device is one WireGuard interface as wgctrl sees it.
@@ -71,7 +71,12 @@ func Bind(c Client, name string) Device { return bound{c, name} }
 type Settings struct {
 	PrivateKey *wgtypes.Key
 	ListenPort *int
+	// Warm reports whether a host peer with a higher key than ours may start its
+	// keepalive now (see keepsWarm); nil means always.
+	Warm func(wgtypes.Key) bool
 }
+
+func (s Settings) warm(k wgtypes.Key) bool { return s.Warm == nil || s.Warm(k) }
 
 // Changes counts what a reconcile did.
 type Changes struct {
@@ -144,7 +149,7 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 				ReplaceAllowedIPs: true,
 				AllowedIPs:        ipNets(w.AllowedIPs),
 			}
-			if keepsWarm(ownKey, w, false) {
+			if keepsWarm(ownKey, w, s.warm(w.PublicKey)) {
 				ka := HostKeepalive
 				pc.PersistentKeepaliveInterval = &ka
 			}
@@ -159,7 +164,7 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 			pc.Endpoint = udpAddr(w.Endpoint)
 			changed = true
 		}
-		if keepsWarm(ownKey, w, true) && a.PersistentKeepaliveInterval != HostKeepalive {
+		if keepsWarm(ownKey, w, s.warm(w.PublicKey)) && a.PersistentKeepaliveInterval != HostKeepalive {
 			ka := HostKeepalive
 			pc.PersistentKeepaliveInterval = &ka
 			changed = true
