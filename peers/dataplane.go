@@ -64,7 +64,7 @@ type DataPlane struct {
 
 	mu          sync.Mutex // serializes Apply, Close, Teardown
 	closed      bool
-	warmup      *time.Timer
+	warmup      []*time.Timer
 	firstSeen   map[wgtypes.Key]time.Time // when each peer was first wanted (warm-up)
 	desired     plan.Desired
 	lastSkipped []string
@@ -258,25 +258,28 @@ func (d *DataPlane) Close() error {
 	return err
 }
 
-// warmupDelay is when the second peer pass runs after peers were added: the
-// higher-keyed side of a new host pair starts its keepalive (and so its handshake)
-// then, by which time the other side has surely added it too (wgsync.keepsWarm).
-const warmupDelay = time.Second
-
 // settings are the device settings plus the warm-up rule for host peers.
 func (d *DataPlane) settings() wgsync.Settings {
 	key, port := d.cfg.PrivateKey, d.cfg.ListenPort
-	return wgsync.Settings{PrivateKey: &key, ListenPort: &port, Warm: func(k wgtypes.Key) bool {
-		t, ok := d.firstSeen[k]
-		return ok && time.Since(t) >= warmupDelay
+	return wgsync.Settings{PrivateKey: &key, ListenPort: &port, Age: func(k wgtypes.Key) time.Duration {
+		if t, ok := d.firstSeen[k]; ok {
+			return time.Since(t)
+		}
+		return 0
 	}}
 }
 
+// scheduleWarmup runs the peer passes that start keepalives on new host peers, one
+// for each side of a pair (wgsync.keepsWarm).
 func (d *DataPlane) scheduleWarmup() {
-	if d.warmup != nil {
-		d.warmup.Stop()
+	for _, t := range d.warmup {
+		t.Stop()
 	}
-	d.warmup = time.AfterFunc(warmupDelay+50*time.Millisecond, func() {
+	d.warmup = []*time.Timer{d.warmupPass(wgsync.WarmupDelay), d.warmupPass(2 * wgsync.WarmupDelay)}
+}
+
+func (d *DataPlane) warmupPass(after time.Duration) *time.Timer {
+	return time.AfterFunc(after+50*time.Millisecond, func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if d.closed {

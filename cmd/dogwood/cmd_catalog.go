@@ -74,23 +74,7 @@ func orgsCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
-			{
-				Name: "remove", Usage: "remove an org that has no apps or peers", ArgsUsage: "SLUG", OnUsageError: usageHook,
-				Action: func(c *cli.Context) error {
-					a, err := args(c, 1, 1, "SLUG")
-					if err != nil {
-						return err
-					}
-					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
-						return err
-					}
-					if err := client(c).Do(c.Context, "DELETE", "/v1/orgs/"+url.PathEscape(a[0]), nil, nil); err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "removed org %s\n", a[0])
-					return nil
-				},
-			},
+			removeCommand(e, "remove an org that has no apps or peers", "SLUG", mesh.ValidOrg, "/v1/orgs/", "org"),
 		},
 	}
 }
@@ -210,23 +194,7 @@ func appsCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
-			{
-				Name: "remove", Usage: "remove an app that has no machines", ArgsUsage: "NAME", OnUsageError: usageHook,
-				Action: func(c *cli.Context) error {
-					a, err := args(c, 1, 1, "NAME")
-					if err != nil {
-						return err
-					}
-					if err := checkInput(mesh.ValidApp(a[0])); err != nil {
-						return err
-					}
-					if err := client(c).Do(c.Context, "DELETE", "/v1/apps/"+url.PathEscape(a[0]), nil, nil); err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "removed app %s\n", a[0])
-					return nil
-				},
-			},
+			removeCommand(e, "remove an app that has no machines", "NAME", mesh.ValidApp, "/v1/apps/", "app"),
 		},
 	}
 }
@@ -384,4 +352,25 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// removeCommand is `… remove NAME` for objects that are removed by name.
+func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefix, noun string) *cli.Command {
+	return &cli.Command{
+		Name: "remove", Usage: usage, ArgsUsage: arg, OnUsageError: usageHook,
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 1, arg)
+			if err != nil {
+				return err
+			}
+			if err := checkInput(valid(a[0])); err != nil {
+				return err
+			}
+			if err := client(c).Do(c.Context, "DELETE", apiPrefix+url.PathEscape(a[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed %s %s\n", noun, a[0])
+			return nil
+		},
+	}
 }

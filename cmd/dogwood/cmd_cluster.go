@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -58,23 +57,7 @@ func membersCommand(e *env) *cli.Command {
 			table(e.stdout, []string{"NAME", "HOST ID", "REGION", "ADDR", "STATUS", "GATEWAY", "PUBLIC KEY"}, rows)
 			return nil
 		},
-		Subcommands: []*cli.Command{{
-			Name: "remove", Usage: "remove a host that is gone for good (tombstones its machines and peers)", ArgsUsage: "NAME", OnUsageError: usageHook,
-			Action: func(c *cli.Context) error {
-				a, err := args(c, 1, 1, "NAME")
-				if err != nil {
-					return err
-				}
-				if err := checkInput(mesh.ValidHostName(a[0])); err != nil {
-					return err
-				}
-				if err := client(c).Do(c.Context, "DELETE", "/v1/members/"+url.PathEscape(a[0]), nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.stdout, "removed host %s\n", a[0])
-				return nil
-			},
-		}},
+		Subcommands: []*cli.Command{removeCommand(e, "remove a host that is gone for good (tombstones its machines and peers)", "NAME", mesh.ValidHostName, "/v1/members/", "host")},
 	}
 }
 

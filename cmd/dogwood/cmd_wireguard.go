@@ -133,17 +133,11 @@ Examples:
 			{
 				Name: "remove", Usage: "remove a peer; its tunnel stops at once", ArgsUsage: "ORG NAME", OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := args(c, 2, 2, "ORG NAME")
+					a, path, err := peerArgs(c)
 					if err != nil {
 						return err
 					}
-					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
-						return err
-					}
-					if err := checkInput(mesh.ValidPeerName(a[1])); err != nil {
-						return err
-					}
-					if err := client(c).Do(c.Context, "DELETE", "/v1/peers/"+url.PathEscape(a[0])+"/"+url.PathEscape(a[1]), nil, nil); err != nil {
+					if err := client(c).Do(c.Context, "DELETE", path, nil, nil); err != nil {
 						return err
 					}
 					fmt.Fprintf(e.stdout, "removed peer %s from org %s\n", a[1], a[0])
@@ -154,18 +148,12 @@ Examples:
 				Name: "status", Usage: "a peer's gateway, endpoint seen, handshake age and traffic", ArgsUsage: "ORG NAME",
 				Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := args(c, 2, 2, "ORG NAME")
+					_, path, err := peerArgs(c)
 					if err != nil {
 						return err
 					}
-					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
-						return err
-					}
-					if err := checkInput(mesh.ValidPeerName(a[1])); err != nil {
-						return err
-					}
 					var p mesh.PeerInfo
-					if err := client(c).Do(c.Context, "GET", "/v1/peers/"+url.PathEscape(a[0])+"/"+url.PathEscape(a[1]), nil, &p); err != nil {
+					if err := client(c).Do(c.Context, "GET", path, nil, &p); err != nil {
 						return err
 					}
 					if c.Bool("json") {
@@ -283,4 +271,19 @@ func buildPeerConfig(priv wgtypes.Key, p mesh.PeerInfo) (config.Config, error) {
 		return config.Config{}, fmt.Errorf("agent returned a bad network prefix %q", p.NetworkPrefix)
 	}
 	return config.New(priv, addr, dns, gw, prefix, p.GatewayEndpoint)
+}
+
+// peerArgs checks ORG NAME and returns them with the peer's API path.
+func peerArgs(c *cli.Context) ([]string, string, error) {
+	a, err := args(c, 2, 2, "ORG NAME")
+	if err != nil {
+		return nil, "", err
+	}
+	if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
+		return nil, "", err
+	}
+	if err := checkInput(mesh.ValidPeerName(a[1])); err != nil {
+		return nil, "", err
+	}
+	return a, "/v1/peers/" + url.PathEscape(a[0]) + "/" + url.PathEscape(a[1]), nil
 }

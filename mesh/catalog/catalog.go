@@ -422,23 +422,16 @@ func (c *Catalog) statusLocked(name string) string {
 }
 
 // HostIDClaims returns the names of hosts (live or removed) whose records carry id.
-func (c *Catalog) HostIDClaims(id uint32) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for n := range c.hostIDs[id] {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (c *Catalog) HostIDClaims(id uint32) []string { return c.claims(c.hostIDs, id) }
 
 // NetworkIDClaims returns the keys of networks (live or removed) with this id.
-func (c *Catalog) NetworkIDClaims(id uint32) []string {
+func (c *Catalog) NetworkIDClaims(id uint32) []string { return c.claims(c.networkIDs, id) }
+
+func (c *Catalog) claims(index map[uint32]map[string]struct{}, id uint32) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
-	for n := range c.networkIDs[id] {
+	out := make([]string, 0, len(index[id]))
+	for n := range index[id] {
 		out = append(out, n)
 	}
 	sort.Strings(out)

@@ -49,7 +49,7 @@ func (g *Gossip) startAE(name string) {
 	g.mu.Unlock()
 	root, _ := g.cat.Digest()
 	g.metrics.aeRounds.Inc()
-	_ = g.sendTo(name, msgAERoot, aeRoot{From: g.cfg.Name, Addr: g.selfAddr(), Root: root})
+	_ = g.sendTo(name, msgAERoot, aeRoot{origin: g.origin(), Root: root})
 }
 
 func (g *Gossip) onAERoot(m aeRoot) {
@@ -57,7 +57,7 @@ func (g *Gossip) onAERoot(m aeRoot) {
 	if root == m.Root || m.From == g.cfg.Name {
 		return
 	}
-	_ = g.sendTo(m.From, msgAEBuckets, aeBuckets{From: g.cfg.Name, Addr: g.selfAddr(), Buckets: buckets})
+	_ = g.sendTo(m.From, msgAEBuckets, aeBuckets{origin: g.origin(), Buckets: buckets})
 }
 
 func (g *Gossip) onAEBuckets(m aeBuckets) {
@@ -79,7 +79,7 @@ func (g *Gossip) onAEBuckets(m aeBuckets) {
 			binary.BigEndian.PutUint64(enc[i][8*j:], v)
 		}
 	}
-	_ = g.sendTo(m.From, msgAESubs, aeSubs{From: g.cfg.Name, Addr: g.selfAddr(), Buckets: diff, Subs: enc})
+	_ = g.sendTo(m.From, msgAESubs, aeSubs{origin: g.origin(), Buckets: diff, Subs: enc})
 }
 
 // onAESubs narrows differing buckets to differing leaves and sends our headers there.
@@ -104,7 +104,7 @@ func (g *Gossip) onAESubs(m aeSubs) {
 	if len(leaves) == 0 {
 		return
 	}
-	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{From: g.cfg.Name, Addr: g.selfAddr(), Leaves: leaves, Headers: g.cat.LeafHeaders(leaves)})
+	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{origin: g.origin(), Leaves: leaves, Headers: g.cat.LeafHeaders(leaves)})
 }
 
 // onAEHeaders finishes the comparison: we know both sides' headers for the differing
@@ -136,7 +136,7 @@ func (g *Gossip) onAEHeaders(m aeHeaders) {
 		give = append(give, id)
 	}
 	if len(want) > 0 {
-		_ = g.sendTo(m.From, msgAEWant, aeWant{From: g.cfg.Name, Addr: g.selfAddr(), IDs: want})
+		_ = g.sendTo(m.From, msgAEWant, aeWant{origin: g.origin(), IDs: want})
 	}
 	g.sendRecords(m.From, give)
 }

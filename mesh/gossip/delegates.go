@@ -46,7 +46,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 // whole catalog.
 func (d *delegate) LocalState(join bool) []byte {
 	root, _ := d.cat.Digest()
-	b, _ := json.Marshal(aeRoot{From: d.cfg.Name, Addr: (*Gossip)(d).selfAddr(), Root: root})
+	b, _ := json.Marshal(aeRoot{origin: (*Gossip)(d).origin(), Root: root})
 	return b
 }
 

@@ -425,42 +425,20 @@ func (g *Gossip) receive(buf []byte) {
 		}
 		g.merge(rs)
 	case msgAERoot:
-		var m aeRoot
-		if g.unmarshal(body, &m) {
-			g.learn(m.From, m.Addr)
-			g.onAERoot(m)
-		}
+		dispatch(g, body, g.onAERoot)
 	case msgAEBuckets:
-		var m aeBuckets
-		if g.unmarshal(body, &m) {
-			g.learn(m.From, m.Addr)
-			g.onAEBuckets(m)
-		}
+		dispatch(g, body, g.onAEBuckets)
 	case msgAESubs:
-		var m aeSubs
-		if g.unmarshal(body, &m) {
-			g.learn(m.From, m.Addr)
-			g.onAESubs(m)
-		}
+		dispatch(g, body, g.onAESubs)
 	case msgAEHeaders:
-		var m aeHeaders
-		if g.unmarshal(body, &m) {
-			g.learn(m.From, m.Addr)
-			g.onAEHeaders(m)
-		}
+		dispatch(g, body, g.onAEHeaders)
 	case msgAEWant:
-		var m aeWant
-		if g.unmarshal(body, &m) {
-			g.learn(m.From, m.Addr)
-			g.onAEWant(m)
-		}
+		dispatch(g, body, g.onAEWant)
 	case msgRPCReq:
-		var m rpcRequest
-		if g.unmarshal(body, &m) {
-			g.learn(m.From, m.Addr)
+		dispatch(g, body, func(m rpcRequest) {
 			g.wg.Add(1)
 			go g.serveRPC(m)
-		}
+		})
 	case msgLeaving:
 		var name string
 		if g.unmarshal(body, &name) && name != "" && name != g.cfg.Name {
@@ -479,6 +457,19 @@ func (g *Gossip) receive(buf []byte) {
 		}
 	}
 }
+
+// dispatch decodes a message that names its sender, remembers the sender's address
+// and hands the message on.
+func dispatch[T interface{ sender() origin }](g *Gossip, body []byte, f func(T)) {
+	var m T
+	if g.unmarshal(body, &m) {
+		o := m.sender()
+		g.learn(o.From, o.Addr)
+		f(m)
+	}
+}
+
+func (g *Gossip) origin() origin { return origin{From: g.cfg.Name, Addr: g.selfAddr()} }
 
 func (g *Gossip) unmarshal(b []byte, v any) bool {
 	if err := json.Unmarshal(b, v); err != nil {

@@ -52,42 +52,45 @@ func (t msgType) String() string {
 	return "unknown"
 }
 
-type aeRoot struct {
+// origin is who sent a message and the gossip address to answer on: lets us answer
+// a host membership has not told us about yet.
+type origin struct {
 	From string `json:"from"`
-	Addr string `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
+	Addr string `json:"addr,omitempty"`
+}
+
+func (o origin) sender() origin { return o }
+
+type aeRoot struct {
+	origin
 	Root uint64 `json:"root"`
 }
 
 type aeBuckets struct {
-	From    string                  `json:"from"`
-	Addr    string                  `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
+	origin
 	Buckets [catalog.Buckets]uint64 `json:"buckets"`
 }
 
 type aeSubs struct {
-	From    string   `json:"from"`
-	Addr    string   `json:"addr,omitempty"`
+	origin
 	Buckets []int    `json:"buckets"`
 	Subs    [][]byte `json:"subs"` // per bucket, SubBuckets big-endian uint64 digests
 }
 
 type aeHeaders struct {
-	From    string           `json:"from"`
-	Addr    string           `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
+	origin
 	Leaves  []int            `json:"leaves"`
 	Headers []catalog.Header `json:"headers"`
 }
 
 type aeWant struct {
-	From string       `json:"from"`
-	Addr string       `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
-	IDs  []catalog.ID `json:"ids"`
+	origin
+	IDs []catalog.ID `json:"ids"`
 }
 
 type rpcRequest struct {
-	ID   uint64          `json:"id"`
-	From string          `json:"from"`
-	Addr string          `json:"addr,omitempty"` // sender's gossip address: lets us answer a host membership has not told us about yet
+	ID uint64 `json:"id"`
+	origin
 	Op   string          `json:"op"`
 	Body json.RawMessage `json:"body"`
 }

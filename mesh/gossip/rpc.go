@@ -55,7 +55,7 @@ func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error
 	if n == nil {
 		return fmt.Errorf("host %q is not reachable (not a cluster member)", host)
 	}
-	msg, err := encode(msgRPCReq, rpcRequest{ID: id, From: g.cfg.Name, Addr: g.selfAddr(), Op: op, Body: body})
+	msg, err := encode(msgRPCReq, rpcRequest{ID: id, origin: g.origin(), Op: op, Body: body})
 	if err != nil {
 		return err
 	}

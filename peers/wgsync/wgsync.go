@@ -25,21 +25,31 @@ import (
 // HostKeepalive is the persistent keepalive of host-to-host peers.
 const HostKeepalive = 25 * time.Second
 
+// WarmupDelay is how long a new host peer goes without a persistent keepalive on the
+// side with the lower public key; the other side waits twice as long.
+const WarmupDelay = time.Second
+
 // keepsWarm reports whether this side keeps the tunnel to a host peer warm with a
-// persistent keepalive. Warm tunnels mean the first packet between two machines never
+// persistent keepalive. Warm tunnels mean the first packet between two machines rarely
 // waits for a handshake, `dogwood status` shows every host's handshake, and stateful
 // middleboxes keep the path open.
 //
-// Setting a keepalive sends a handshake at once. When two hosts that just learned of
-// each other both do, their initiations cross, each side rejects the other's response
-// and the tunnel waits for WireGuard's 5 s retry; when only one does, its initiation
-// may reach a host that has not added it yet and is dropped, with the same wait. So
-// the side with the lower public key starts at once, and the other side only once
-// the peer has been wanted for a while (Settings.Warm; the data plane runs a pass a
-// second after adding peers): by then the other side has the peer, and if the first
-// handshake was lost this one succeeds.
-func keepsWarm(own wgtypes.Key, w *plan.Peer, warm bool) bool {
-	return w.Endpoint.IsValid() && (warm || bytes.Compare(own[:], w.PublicKey[:]) < 0)
+// Setting a keepalive sends a handshake at once, which is what the timing is about:
+// a handshake sent the moment a peer is added often reaches a host that has not added
+// us yet and is dropped, and two hosts that start together send crossing initiations
+// that both fail; either way the tunnel then waits for WireGuard's 5 s retry. So a
+// new peer gets no keepalive (traffic still handshakes on demand); after WarmupDelay
+// the lower-keyed side starts it, after twice that the other side, by when both
+// sides surely have the peer. It also keeps handshake work out of the reconcile that
+// adds peers, so a full resync stays fast.
+func keepsWarm(own wgtypes.Key, w *plan.Peer, age time.Duration) bool {
+	if !w.Endpoint.IsValid() {
+		return false
+	}
+	if bytes.Compare(own[:], w.PublicKey[:]) < 0 {
+		return age >= WarmupDelay
+	}
+	return age >= 2*WarmupDelay
 }
 
 // Device is one WireGuard interface as wgctrl sees it.
@@ -71,12 +81,16 @@ func Bind(c Client, name string) Device { return bound{c, name} }
 type Settings struct {
 	PrivateKey *wgtypes.Key
 	ListenPort *int
-	// Warm reports whether a host peer with a higher key than ours may start its
-	// keepalive now (see keepsWarm); nil means always.
-	Warm func(wgtypes.Key) bool
+	// Age says how long a peer has been wanted (see keepsWarm); nil means long ago.
+	Age func(wgtypes.Key) time.Duration
 }
 
-func (s Settings) warm(k wgtypes.Key) bool { return s.Warm == nil || s.Warm(k) }
+func (s Settings) age(k wgtypes.Key) time.Duration {
+	if s.Age == nil {
+		return time.Duration(1<<63 - 1)
+	}
+	return s.Age(k)
+}
 
 // Changes counts what a reconcile did.
 type Changes struct {
@@ -149,7 +163,7 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 				ReplaceAllowedIPs: true,
 				AllowedIPs:        ipNets(w.AllowedIPs),
 			}
-			if keepsWarm(ownKey, w, s.warm(w.PublicKey)) {
+			if keepsWarm(ownKey, w, s.age(w.PublicKey)) {
 				ka := HostKeepalive
 				pc.PersistentKeepaliveInterval = &ka
 			}
@@ -164,7 +178,7 @@ func Diff(actual *wgtypes.Device, want []plan.Peer, s Settings) (wgtypes.Config,
 			pc.Endpoint = udpAddr(w.Endpoint)
 			changed = true
 		}
-		if keepsWarm(ownKey, w, s.warm(w.PublicKey)) && a.PersistentKeepaliveInterval != HostKeepalive {
+		if keepsWarm(ownKey, w, s.age(w.PublicKey)) && a.PersistentKeepaliveInterval != HostKeepalive {
 			ka := HostKeepalive
 			pc.PersistentKeepaliveInterval = &ka
 			changed = true

@@ -49,19 +49,20 @@ func TestKeepsWarm(t *testing.T) {
 	host := hostPeer(5, 0x18)
 	user := userPeer(1, 0)
 	cases := []struct {
-		own      wgtypes.Key
-		p        plan.Peer
-		existing bool
-		want     bool
+		own  wgtypes.Key
+		p    plan.Peer
+		age  time.Duration
+		want bool
 	}{
-		{low, host, false, true},   // lower key starts at once
-		{high, host, false, false}, // higher key waits for the second pass…
-		{high, host, true, true},   // …and then starts
-		{low, user, false, false},  // user peers roam: never ours to keep warm
-		{high, user, true, false},
+		{low, host, 0, false},                       // nobody sends a handshake the moment a peer appears
+		{low, host, WarmupDelay, true},              // the lower key starts first…
+		{high, host, WarmupDelay, false},            // …the higher key waits…
+		{high, host, 2 * WarmupDelay, true},         // …and then starts
+		{low, user, time.Duration(1 << 62), false},  // user peers roam: never ours to keep warm
+		{high, user, time.Duration(1 << 62), false}, //
 	}
 	for i, c := range cases {
-		if got := keepsWarm(c.own, &c.p, c.existing); got != c.want {
+		if got := keepsWarm(c.own, &c.p, c.age); got != c.want {
 			t.Errorf("case %d: got %v", i, got)
 		}
 	}
