@@ -7,7 +7,6 @@ package mesh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -391,7 +390,6 @@ func (n *Node) checkHostID() error {
 	return nil
 }
 
-var errClosed = errors.New("agent is shutting down")
 
 // applyPlane runs the data-plane hook, if any.
 func (n *Node) applyPlane(ctx context.Context) error {

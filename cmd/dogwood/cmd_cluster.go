@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -155,4 +154,3 @@ const bashCompletion = `_dogwood_complete() {
 complete -o bashdefault -o default -F _dogwood_complete dogwood
 `
 
-var _ = time.Second

@@ -53,8 +53,6 @@ func (c *Catalog) Snapshot() *Snapshot {
 			}
 			s.Networks[id] = c.buildNetwork(idx, old)
 		}
-		// Apps whose machines changed without their network being marked (cannot
-		// happen today, but keep the invariant cheap to check).
 		s.NetworkByName = make(map[string]*NetworkView, len(s.Networks))
 		s.Apps = make(map[string]*AppView, len(prev.Apps))
 		for _, nv := range s.Networks {
