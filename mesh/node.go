@@ -390,7 +390,6 @@ func (n *Node) checkHostID() error {
 	return nil
 }
 
-
 // applyPlane runs the data-plane hook, if any.
 func (n *Node) applyPlane(ctx context.Context) error {
 	if n.cfg.Apply == nil {

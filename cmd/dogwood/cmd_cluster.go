@@ -153,4 +153,3 @@ const bashCompletion = `_dogwood_complete() {
 }
 complete -o bashdefault -o default -F _dogwood_complete dogwood
 `
-

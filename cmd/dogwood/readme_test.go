@@ -85,6 +85,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	})
 	if err != nil {
+		logs, _ := filepath.Glob(filepath.Join(dir, "tmp.*", "host*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, b)
+		}
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)
 	}
 	for _, want := range []string{"host1", "created org acme", "created app web", "fdaa:", "stopped "} {
