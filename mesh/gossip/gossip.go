@@ -99,6 +99,9 @@ type Gossip struct {
 	nextID    atomic.Uint64
 	drops     atomic.Uint64
 
+	// ready is closed once ml is set: memberlist calls our delegates (a host joining
+	// us, a message) as soon as its listeners run, before Create has returned.
+	ready  chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -141,7 +144,7 @@ func New(cfg Config) (*Gossip, error) {
 		learned:   map[string]netip.AddrPort{},
 		aeStarted: map[string]time.Time{},
 		leaving:   map[string]bool{},
-		ctx:       ctx, cancel: cancel,
+		ctx:       ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 	g.handlers[opConfirm] = g.handleConfirm
 
@@ -183,6 +186,7 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	g.ml = ml
+	close(g.ready)
 	g.cat.SetStatus(cfg.Name, catalog.StatusAlive)
 
 	g.wg.Add(2)
@@ -196,10 +200,12 @@ func New(cfg Config) (*Gossip, error) {
 }
 
 func (g *Gossip) numNodes() int {
-	if g.ml == nil {
+	select {
+	case <-g.ready:
+		return g.ml.NumMembers()
+	default:
 		return 1
 	}
-	return g.ml.NumMembers()
 }
 
 // LocalAddr is the address and port memberlist advertises.
@@ -290,6 +296,7 @@ func (g *Gossip) Members() []Member {
 }
 
 func (g *Gossip) alive(self bool) []*memberlist.Node {
+	<-g.ready
 	var out []*memberlist.Node
 	for _, n := range g.ml.Members() {
 		if n.Name == g.cfg.Name && !self {
@@ -303,6 +310,7 @@ func (g *Gossip) alive(self bool) []*memberlist.Node {
 }
 
 func (g *Gossip) node(name string) *memberlist.Node {
+	<-g.ready
 	for _, n := range g.ml.Members() {
 		if n.Name == name {
 			return n
@@ -338,9 +346,7 @@ func (g *Gossip) learn(name, addr string) {
 }
 
 func (g *Gossip) selfAddr() string {
-	if g.ml == nil {
-		return ""
-	}
+	<-g.ready
 	n := g.ml.LocalNode()
 	ip, ok := netip.AddrFromSlice(n.Addr)
 	if !ok {
@@ -525,6 +531,7 @@ func (g *Gossip) markLeaving(name string) {
 // isMember reports whether memberlist counts name as a live member (g.node also
 // answers hosts only learned from their messages).
 func (g *Gossip) isMember(name string) bool {
+	<-g.ready
 	for _, n := range g.ml.Members() {
 		if n.Name == name {
 			return true
