@@ -65,21 +65,13 @@ func (c *Catalog) Snapshot() *Snapshot {
 		clear(c.dirtyApps)
 	}
 	if c.dirtyLocal {
-		s.LocalMachines = nil
-		s.LocalPeers = nil
-		for _, idx := range c.nets {
-			for _, ms := range idx.machines {
-				for _, m := range ms {
-					if m.Host == c.self {
-						s.LocalMachines = append(s.LocalMachines, m)
-					}
-				}
-			}
-			for _, p := range idx.peers {
-				if p.Gateway == c.self {
-					s.LocalPeers = append(s.LocalPeers, p)
-				}
-			}
+		s.LocalMachines = make([]*Machine, 0, len(c.localM))
+		for _, m := range c.localM {
+			s.LocalMachines = append(s.LocalMachines, m)
+		}
+		s.LocalPeers = make([]*Peer, 0, len(c.localP))
+		for _, p := range c.localP {
+			s.LocalPeers = append(s.LocalPeers, p)
 		}
 		sortMachines(s.LocalMachines)
 		sortPeers(s.LocalPeers)

@@ -20,6 +20,9 @@ type Catalog struct {
 	selfID  uint32
 	clock   uint64
 	records map[ID]*Record
+	// byKind holds the live records of each kind, so listing orgs or peers does
+	// not walk every machine.
+	byKind map[Kind]map[string]*Record
 
 	buckets  [Buckets]uint64
 	byBucket [Buckets]map[ID]struct{}
@@ -37,6 +40,9 @@ type Catalog struct {
 	hosts map[string]*Host
 	orgs  map[string]*Org
 	nets  map[uint32]*netIndex
+	// Machines and peers on this host, for Snapshot.LocalMachines/LocalPeers.
+	localM map[string]*Machine
+	localP map[string]*Peer
 
 	seq        uint64
 	snap       *Snapshot
@@ -63,6 +69,9 @@ func New(self string) *Catalog {
 	c := &Catalog{
 		self:       self,
 		records:    map[ID]*Record{},
+		byKind:     map[Kind]map[string]*Record{},
+		localM:     map[string]*Machine{},
+		localP:     map[string]*Peer{},
 		hostIDs:    map[uint32]map[string]struct{}{},
 		networkIDs: map[uint32]map[string]struct{}{},
 		fields:     map[uint32]map[uint32]struct{}{},
@@ -128,11 +137,9 @@ func (c *Catalog) Live(id ID) *Record {
 // List returns the live records of one kind, sorted by key.
 func (c *Catalog) List(kind Kind) []*Record {
 	c.mu.Lock()
-	out := make([]*Record, 0)
-	for id, r := range c.records {
-		if id.Kind == kind && !r.Deleted {
-			out = append(out, r)
-		}
+	out := make([]*Record, 0, len(c.byKind[kind]))
+	for _, r := range c.byKind[kind] {
+		out = append(out, r)
 	}
 	c.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
@@ -217,6 +224,16 @@ func (c *Catalog) applyLocked(r *Record) bool {
 		c.unindex(old)
 	}
 	c.records[id] = r
+	live := c.byKind[r.Kind]
+	if live == nil {
+		live = map[string]*Record{}
+		c.byKind[r.Kind] = live
+	}
+	if r.Deleted {
+		delete(live, r.Key)
+	} else {
+		live[r.Key] = r
+	}
 	c.buckets[b] ^= r.Header().Hash()
 	c.byBucket[b][id] = struct{}{}
 	c.index(r)
@@ -286,6 +303,9 @@ func (c *Catalog) index(r *Record) {
 			ms[m.ID] = m
 			n.hostCounts[m.HostID]++
 			c.addrs[m.Address] = r.ID()
+			if m.Host == c.self {
+				c.localM[m.ID] = m
+			}
 		}
 		c.dirtyNets[m.NetworkID] = struct{}{}
 		c.dirtyApps[m.App] = struct{}{}
@@ -301,6 +321,9 @@ func (c *Catalog) index(r *Record) {
 			c.addrs[p.Address] = r.ID()
 			if i, ok := peerIndex(p); ok {
 				c.peerSlot(p.GatewayID, p.NetworkID)[i]++
+			}
+			if p.Gateway == c.self {
+				c.localP[r.Key] = p
 			}
 		}
 		c.dirtyNets[p.NetworkID] = struct{}{}
@@ -344,6 +367,7 @@ func (c *Catalog) unindex(r *Record) {
 		if c.addrs[m.Address] == r.ID() {
 			delete(c.addrs, m.Address)
 		}
+		delete(c.localM, m.ID)
 		c.dirtyNets[m.NetworkID] = struct{}{}
 		c.dirtyApps[m.App] = struct{}{}
 		if m.Host == c.self {
@@ -358,6 +382,7 @@ func (c *Catalog) unindex(r *Record) {
 		if c.addrs[p.Address] == r.ID() {
 			delete(c.addrs, p.Address)
 		}
+		delete(c.localP, r.Key)
 		if i, ok := peerIndex(p); ok {
 			slots := c.peerSlot(p.GatewayID, p.NetworkID)
 			if slots[i]--; slots[i] <= 0 {
