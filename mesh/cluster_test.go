@@ -390,15 +390,21 @@ func TestConcurrentMachinesNoCollision(t *testing.T) {
 	}
 }
 
-func TestPartitionAndHeal(t *testing.T) {
-	c := newCluster(t, 3)
-	ctx := context.Background()
-	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
+// cutOffThird starts three hosts sharing an org and an app, then cuts h2 off.
+func cutOffThird(t *testing.T) (c *cluster, h0, h1, h2 *testHost) {
+	c = newCluster(t, 3)
+	h0, h1, h2 = c.hosts[0], c.hosts[1], c.hosts[2]
+	h0.CreateOrg(context.Background(), "acme")
+	h0.CreateApp(context.Background(), "web", "acme", "")
 	c.waitConverged()
 	c.cut(h2, h0)
 	c.cut(h2, h1)
+	return c, h0, h1, h2
+}
+
+func TestPartitionAndHeal(t *testing.T) {
+	c, h0, h1, h2 := cutOffThird(t)
+	ctx := context.Background()
 	// Both sides write while apart.
 	m0, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
 	if err != nil {
@@ -545,14 +551,8 @@ func TestKeyRotation(t *testing.T) {
 // TestLongPartitionHeals cuts a host off for longer than memberlist keeps gossiping to
 // dead nodes; the reconnect loop must still bring it back, with its writes.
 func TestLongPartitionHeals(t *testing.T) {
-	c := newCluster(t, 3)
+	c, h0, h1, h2 := cutOffThird(t)
 	ctx := context.Background()
-	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
-	c.waitConverged()
-	c.cut(h2, h0)
-	c.cut(h2, h1)
 	c.eventually(10*time.Second, "h2 declared failed", func() bool {
 		return h0.cat.Status("h2") == catalog.StatusFailed && h2.cat.Status("h0") == catalog.StatusFailed
 	})

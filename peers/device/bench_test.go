@@ -86,9 +86,7 @@ func BenchmarkUserspaceReconcileNoChange(b *testing.B) {
 // 11,000-peer device.
 func BenchmarkUserspaceReconcileAddOne(b *testing.B) {
 	fleet := benchFleet()
-	extra, _ := wgtypes.GeneratePrivateKey()
-	plus := append(append([]plan.Peer{}, fleet...), plan.Peer{PublicKey: extra.PublicKey(), Kind: plan.KindHost,
-		AllowedIPs: []netip.Prefix{sixpn.HostPrefix(0x18, 5000)}})
+	plus := plusOneHost(fleet)
 	d := benchDevice(b)
 	if _, err := wgsync.Reconcile(d, fleet, quiet); err != nil {
 		b.Fatal(err)
@@ -122,9 +120,7 @@ func BenchmarkUserspaceReconcilerNoChange(b *testing.B) {
 
 func BenchmarkUserspaceReconcilerAddOne(b *testing.B) {
 	fleet := benchFleet()
-	extra, _ := wgtypes.GeneratePrivateKey()
-	plus := append(append([]plan.Peer{}, fleet...), plan.Peer{PublicKey: extra.PublicKey(), Kind: plan.KindHost,
-		AllowedIPs: []netip.Prefix{sixpn.HostPrefix(0x18, 5000)}})
+	plus := plusOneHost(fleet)
 	r := wgsync.NewReconciler(benchDevice(b), time.Hour, nil)
 	if _, err := r.Reconcile(fleet, quiet); err != nil {
 		b.Fatal(err)
@@ -145,3 +141,10 @@ func BenchmarkUserspaceReconcilerAddOne(b *testing.B) {
 // ever sent: the fleet's endpoints are benchmarking-range addresses outside any
 // namespace of ours, and a benchmark must not send them a packet.
 var quiet = wgsync.Settings{Age: func(wgtypes.Key) time.Duration { return 0 }}
+
+// plusOneHost is the fleet with one more host peer.
+func plusOneHost(fleet []plan.Peer) []plan.Peer {
+	extra, _ := wgtypes.GeneratePrivateKey()
+	return append(append([]plan.Peer{}, fleet...), plan.Peer{PublicKey: extra.PublicKey(), Kind: plan.KindHost,
+		AllowedIPs: []netip.Prefix{sixpn.HostPrefix(0x18, 5000)}})
+}

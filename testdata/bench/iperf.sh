@@ -10,34 +10,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${DOGWOOD_BIN:-$ROOT/bin/dogwood}
 S=$(mktemp -d /tmp/dogwood-iperf.XXXX)
 
-down() {
-	set +e
-	for f in "$S"/*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
-	for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do
-		ip netns pids "$ns" | xargs -r kill -9
-		ip netns del "$ns"
-	done
-	rm -rf /etc/netns/"$P"-*
-	rm -f /var/run/wireguard/"$P"*.sock
-	rm -rf "$S"
-}
+. "$(dirname "$0")/lib.sh"
 trap down EXIT
 [ "$(id -u)" = 0 ] || { echo "iperf.sh: needs root, skipped"; exit 0; }
 
-underlay() { # two hosts $P-$1{1,2} on a bridge
-	ip netns add "$P-$1net"
-	ip netns exec "$P-$1net" ip link add br0 type bridge
-	ip netns exec "$P-$1net" ip link set br0 up
-	for i in 1 2; do
-		ip netns add "$P-$1$i"
-		ip link add "${P}$1$i" type veth peer name eth0 netns "$P-$1$i"
-		ip link set "${P}$1$i" netns "$P-$1net"
-		ip netns exec "$P-$1net" ip link set "${P}$1$i" master br0 up
-		ip netns exec "$P-$1$i" ip addr add 198.18.$2.$i/24 dev eth0
-		ip netns exec "$P-$1$i" ip link set eth0 up
-		ip netns exec "$P-$1$i" ip link set lo up
-	done
-}
 reach() { # ns addr: wait until the path is up (first handshake, attach)
 	for _ in $(seq 50); do ip netns exec "$1" ping -6 -c 1 -W 1 "$2" >/dev/null 2>&1 && return 0; sleep 0.1; done
 	echo "no path from $1 to $2" >&2
@@ -47,21 +23,7 @@ gbps() { sed -n 's/.*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail 
 
 # Dogwood.
 underlay h 0
-"$BIN" keygen >"$S/key"
-for i in 1 2; do
-	extra=()
-	[ $i = 2 ] && extra=(--join 198.18.0.1:7946)
-	ip netns exec "$P-h$i" "$BIN" agent --name h$i --region ord --data-dir "$S/h$i" \
-		--gossip-addr 198.18.0.$i:7946 --gossip-key-file "$S/key" --wireguard userspace \
-		--wg-interface "${P}w$i" --api-socket "$S/h$i.sock" --upstream-dns 127.0.0.1:1 \
-		--log-level error "${extra[@]}" >"$S/h$i.log" 2>&1 &
-	echo $! >"$S/h$i.pid"
-	disown
-done
-for _ in $(seq 100); do
-	[ "$("$BIN" --agent "$S/h2.sock" members --json 2>/dev/null | grep -c '"alive"')" = 2 ] && break
-	sleep 0.1
-done
+agents
 "$BIN" --agent "$S/h1.sock" orgs create bench >/dev/null
 "$BIN" --agent "$S/h1.sock" apps create perf --org bench >/dev/null
 for i in 1 2; do

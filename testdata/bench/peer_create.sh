@@ -12,43 +12,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${DOGWOOD_BIN:-$ROOT/bin/dogwood}
 S=$(mktemp -d /tmp/dogwood-peerbench.XXXX)
 
-down() {
-	set +e
-	for f in "$S"/*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
-	for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do ip netns del "$ns"; done
-	rm -f /var/run/wireguard/"$P"*.sock
-	rm -rf "$S"
-}
+. "$(dirname "$0")/lib.sh"
 trap down EXIT
 [ "$(id -u)" = 0 ] || { echo "peer_create.sh: needs root, skipped"; exit 0; }
 
-ip netns add "$P-net"
-ip netns exec "$P-net" ip link add br0 type bridge
-ip netns exec "$P-net" ip link set br0 up
-for i in 1 2; do
-	ip netns add "$P-h$i"
-	ip link add "${P}u$i" type veth peer name eth0 netns "$P-h$i"
-	ip link set "${P}u$i" netns "$P-net"
-	ip netns exec "$P-net" ip link set "${P}u$i" master br0 up
-	ip netns exec "$P-h$i" ip addr add 198.18.0.$i/24 dev eth0
-	ip netns exec "$P-h$i" ip link set eth0 up
-	ip netns exec "$P-h$i" ip link set lo up
-done
-"$BIN" keygen >"$S/key"
-for i in 1 2; do
-	extra=(--join 198.18.0.1:7946)
-	[ $i = 1 ] && extra=(--gateway --public-endpoint 198.18.0.1:51820)
-	ip netns exec "$P-h$i" "$BIN" agent --name h$i --region ord --data-dir "$S/h$i" \
-		--gossip-addr 198.18.0.$i:7946 --gossip-key-file "$S/key" --wireguard userspace \
-		--wg-interface "${P}w$i" --api-socket "$S/h$i.sock" --upstream-dns 127.0.0.1:1 \
-		--log-level error "${extra[@]}" >"$S/h$i.log" 2>&1 &
-	echo $! >"$S/h$i.pid"
-	disown
-done
-for _ in $(seq 100); do
-	[ "$("$BIN" --agent "$S/h2.sock" members --json 2>/dev/null | grep -c '"alive"')" = 2 ] && break
-	sleep 0.1
-done
+underlay h 0
+agents --gateway --public-endpoint 198.18.0.1:51820
 "$BIN" --agent "$S/h1.sock" orgs create bench >/dev/null
 
 echo "preloading $PRELOAD peers on the gateway…"
