@@ -174,8 +174,7 @@ func (s *Server) Handler() http.Handler {
 	h("POST /v1/dig", s.dig)
 	h("GET /v1/catalog", func(*http.Request) (any, error) { return s.Node.Catalog().All(), nil })
 	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {
-		if s.Token != "" && subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), []byte(s.Token)) != 1 {
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		if !s.authorized(w, r) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -191,12 +190,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, f func(*http.Request) (any, error)) {
-	if s.Token != "" {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return
-		}
+	if !s.authorized(w, r) {
+		return
 	}
 	out, err := f(r)
 	if err != nil {
@@ -216,6 +211,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, f func(*http.Requ
 		w.WriteHeader(http.StatusCreated)
 	}
 	json.NewEncoder(w).Encode(out)
+}
+
+// authorized checks the bearer token (when one is set) and answers 401 if it is wrong.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if s.Token == "" {
+		return true
+	}
+	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return false
+	}
+	return true
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
