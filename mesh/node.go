@@ -84,7 +84,7 @@ type Node struct {
 
 	createMu sync.Mutex // serializes name checks with their writes
 	allocMu  sync.Mutex // serializes machine-field and peer-slot allocation
-	reserved map[int]bool
+	gw       *gatewayPeers
 
 	persistCh chan []*catalog.Record
 	wg        sync.WaitGroup
@@ -110,8 +110,9 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st, reserved: map[int]bool{},
+	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st,
 		persistCh: make(chan []*catalog.Record, 1024), stop: make(chan struct{})}
+	n.gw = &gatewayPeers{n: n, reserved: map[int]bool{}}
 	if err := n.start(); err != nil {
 		st.Close()
 		return nil, err
@@ -220,101 +221,8 @@ func (n *Node) start() error {
 		return err
 	}
 	n.wg.Add(1)
-	go n.expiryLoop()
+	go n.gw.expiryLoop()
 	return nil
-}
-
-// writeHostRecord (re)publishes this host's record when anything in it changed.
-func (n *Node) writeHostRecord() error {
-	h := &catalog.Host{
-		Name: n.id.Name, ID: n.id.HostID, Region: n.cfg.Region, Addr: n.advAddr,
-		WGPort: n.cfg.WGPort, Gateway: n.cfg.Gateway, PublicEndpoint: n.cfg.PublicEndpoint,
-	}
-	if _, port := n.gossip.LocalAddr(); port != 0 {
-		h.GossipPort = port
-	}
-	if n.cfg.WireGuard {
-		h.PublicKey = n.wgKey.PublicKey().String()
-	}
-	cur := n.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: n.id.Name})
-	if cur != nil && !cur.Deleted && cur.Host != nil && *cur.Host == *h && cur.Created == n.id.Created {
-		return nil
-	}
-	gen := n.id.Gen
-	if cur != nil && cur.Deleted && cur.Gen >= gen {
-		// We were removed with `members remove` and came back: start a new generation
-		// so the tombstone cannot hide us.
-		gen = cur.Gen + 1
-		n.id.Gen = gen
-		n.id.Created = n.cat.Tick()
-		if err := n.store.SaveIdentity(n.id); err != nil {
-			return err
-		}
-	}
-	r := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: gen, Created: n.id.Created, Version: n.cat.Tick(), Host: h}
-	return n.commit(r)
-}
-
-// commit makes a local write durable, applies it and disseminates it. The order is
-// what the durability guarantee rests on: synced to disk before anyone is told.
-func (n *Node) commit(rs ...*catalog.Record) error {
-	if err := n.store.Put(rs...); err != nil {
-		return fmt.Errorf("persist: %w", err)
-	}
-	var lost []*catalog.Record
-	for _, r := range rs {
-		if !n.cat.Apply(r) {
-			lost = append(lost, r)
-		}
-	}
-	if len(lost) > 0 {
-		// Something newer arrived between our write and our apply; make sure disk
-		// ends with the winner, not with our record.
-		n.persistAsync(lost)
-	}
-	n.gossip.Publish(rs...)
-	n.metrics.writes.Add(float64(len(rs)))
-	return nil
-}
-
-// persistAsync queues records for the batching writer. Remote records that are lost
-// in a crash before this writes them come back through anti-entropy.
-func (n *Node) persistAsync(rs []*catalog.Record) {
-	select {
-	case n.persistCh <- rs:
-	case <-n.stop:
-	}
-}
-
-func (n *Node) persistLoop() {
-	defer n.wg.Done()
-	for {
-		var batch []catalog.ID
-		select {
-		case rs := <-n.persistCh:
-			for _, r := range rs {
-				batch = append(batch, r.ID())
-			}
-		case <-n.stop:
-			return
-		}
-	drain:
-		for len(batch) < 5000 {
-			select {
-			case rs := <-n.persistCh:
-				for _, r := range rs {
-					batch = append(batch, r.ID())
-				}
-			default:
-				break drain
-			}
-		}
-		// Write what the catalog holds now, so a batch never puts a stale version
-		// over a newer one.
-		if err := n.store.Put(n.cat.Records(batch)...); err != nil {
-			n.log.Error("persist remote records", "err", err, "records", len(batch))
-		}
-	}
 }
 
 // Close leaves nothing running. Call Leave first for a graceful exit.
@@ -356,39 +264,6 @@ func (n *Node) Catalog() *catalog.Catalog             { return n.cat }
 func (n *Node) Snapshot() *catalog.Snapshot           { return n.cat.Snapshot() }
 func (n *Node) Gossip() *gossip.Gossip                { return n.gossip }
 func (n *Node) RTT(host string) (time.Duration, bool) { return n.gossip.RTT(host) }
-
-// checkHostID resolves a host-id collision before any allocation uses the id: of two
-// hosts claiming one id, the one created first keeps it; the other takes a new id,
-// which is only possible while it has allocated nothing.
-func (n *Node) checkHostID() error {
-	for _, other := range n.cat.HostIDClaims(n.id.HostID) {
-		if other == n.id.Name {
-			continue
-		}
-		r := n.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: other})
-		if r == nil {
-			continue
-		}
-		if !r.Deleted && r.Created.Compare(n.id.Created) > 0 {
-			continue // we were first; the other host moves
-		}
-		for _, m := range n.cat.Snapshot().LocalMachines {
-			if m.HostID == n.id.HostID {
-				return conflict("host id %08x collides with host %q and this host already has machines", n.id.HostID, other)
-			}
-		}
-		for len(n.cat.HostIDClaims(n.id.HostID)) > 0 {
-			n.id.HostID = sixpn.Random32()
-		}
-		n.log.Warn("host id collision resolved: took a new id", "other", other, "new_id", fmt.Sprintf("%08x", n.id.HostID))
-		if err := n.store.SaveIdentity(n.id); err != nil {
-			return err
-		}
-		n.cat.SetSelfID(n.id.HostID)
-		return n.writeHostRecord()
-	}
-	return nil
-}
 
 // applyPlane runs the data-plane hook, if any.
 func (n *Node) applyPlane(ctx context.Context) error {

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -150,7 +149,7 @@ func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error)
 	gw := gws[0]
 	var info *PeerInfo
 	if gw.Name == n.id.Name {
-		p, err := n.createPeerLocal(ctx, spec)
+		p, err := n.gw.create(ctx, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -180,61 +179,6 @@ func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error)
 	return info, nil
 }
 
-func (n *Node) createPeerLocal(ctx context.Context, spec PeerSpec) (*catalog.Peer, error) {
-	if err := n.checkPeerSpec(&spec); err != nil {
-		return nil, err
-	}
-	if spec.Region != "" && spec.Region != n.cfg.Region {
-		return nil, invalid("gateway %q is in region %q, not %q", n.id.Name, n.cfg.Region, spec.Region)
-	}
-	if !n.cfg.Gateway {
-		return nil, invalid("host %q is not a gateway", n.id.Name)
-	}
-	for _, r := range n.cat.List(catalog.KindPeer) {
-		if r.Peer.PublicKey == spec.PublicKey {
-			return nil, conflict("public key already used by peer %q in org %q", r.Peer.Name, r.Peer.Org)
-		}
-	}
-	nw, _ := n.networkByName(spec.Org, spec.Network)
-	n.allocMu.Lock()
-	if err := n.checkHostID(); err != nil {
-		n.allocMu.Unlock()
-		return nil, err
-	}
-	idx := n.cat.FreePeerIndex(n.id.HostID, nw.ID, n.reserved)
-	addr, err := sixpn.PeerAddr(nw.ID, n.id.HostID, idx)
-	if err != nil {
-		n.allocMu.Unlock()
-		return nil, unavailable("network %q has no free peer address on gateway %q", spec.Network, n.id.Name)
-	}
-	n.reserved[idx] = true
-	n.allocMu.Unlock()
-	defer func() {
-		n.allocMu.Lock()
-		delete(n.reserved, idx)
-		n.allocMu.Unlock()
-	}()
-	p := &catalog.Peer{
-		Name: spec.Name, Org: spec.Org, Network: spec.Network, NetworkID: nw.ID, Region: n.cfg.Region,
-		Gateway: n.id.Name, GatewayID: n.id.HostID, Address: addr, PublicKey: spec.PublicKey,
-		CreatedAt: n.now().UTC(), ExpiresAt: spec.ExpiresAt,
-	}
-	key := catalog.PeerKey(spec.Org, spec.Name)
-	if _, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
-		return &catalog.Record{Kind: catalog.KindPeer, Key: key, Peer: p}
-	}, catalog.ID{Kind: catalog.KindPeer, Key: key}, fmt.Sprintf("peer %q in org %q", spec.Name, spec.Org)); err != nil {
-		return nil, err
-	}
-	if err := n.applyPlane(ctx); err != nil {
-		// Not installed: take the record back so nothing half-created remains.
-		if r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: key}); r != nil {
-			_ = n.tombstone(r)
-		}
-		return nil, fmt.Errorf("installing peer on gateway %q: %w", n.id.Name, err)
-	}
-	return p, nil
-}
-
 type peerRef struct {
 	Org  string `json:"org"`
 	Name string `json:"name"`
@@ -248,7 +192,7 @@ func (n *Node) RemovePeer(ctx context.Context, org, name string) error {
 		return err
 	}
 	if r.Peer.Gateway == n.id.Name {
-		return n.removePeerLocal(ctx, peerRef{org, name})
+		return n.gw.remove(ctx, peerRef{org, name})
 	}
 	if !n.cat.Snapshot().HostLive(r.Peer.Gateway) {
 		// A dead gateway cannot carry traffic; the tombstone reaches it when it returns.
@@ -274,20 +218,6 @@ func (n *Node) livePeer(org, name string) (*catalog.Record, error) {
 		return nil, notFound("peer %q not found in org %q", name, org)
 	}
 	return r, nil
-}
-
-func (n *Node) removePeerLocal(ctx context.Context, ref peerRef) error {
-	r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(ref.Org, ref.Name)})
-	if r == nil {
-		return nil // already gone: removal is idempotent
-	}
-	if r.Peer.Gateway != n.id.Name {
-		return invalid("peer %q is on gateway %q", ref.Name, r.Peer.Gateway)
-	}
-	if err := n.tombstone(r); err != nil {
-		return err
-	}
-	return n.applyPlane(ctx)
 }
 
 // ListPeers lists peers (of one org if set) with their gateways' handshake data.
@@ -342,7 +272,7 @@ func (n *Node) PeerStatus(ctx context.Context, org, name string) (*PeerInfo, err
 
 func (n *Node) peerStats(ctx context.Context, gw string, keys []string) []PeerStat {
 	if gw == n.id.Name {
-		return n.localPeerStats(keys)
+		return n.gw.stats(keys)
 	}
 	if !n.cat.Snapshot().HostLive(gw) {
 		return nil
@@ -354,76 +284,4 @@ func (n *Node) peerStats(ctx context.Context, gw string, keys []string) []PeerSt
 		n.log.Debug("peer status", "gateway", gw, "err", err)
 	}
 	return out
-}
-
-func (n *Node) localPeerStats(keys []string) []PeerStat {
-	if n.cfg.PeerStats == nil {
-		return nil
-	}
-	all := n.cfg.PeerStats()
-	var out []PeerStat
-	for _, k := range keys {
-		if s, ok := all[k]; ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// expiryLoop removes this gateway's peers when they expire.
-func (n *Node) expiryLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
-		now := n.now()
-		for _, p := range n.cat.Snapshot().LocalPeers {
-			if p.ExpiresAt != nil && !p.ExpiresAt.After(now) {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				if err := n.removePeerLocal(ctx, peerRef{p.Org, p.Name}); err != nil {
-					n.log.Error("expire peer", "peer", p.Name, "org", p.Org, "err", err)
-				} else {
-					n.log.Info("peer expired", "peer", p.Name, "org", p.Org)
-					n.metrics.peerExpiries.Inc()
-				}
-				cancel()
-			}
-		}
-	}
-}
-
-func (n *Node) registerRPC() {
-	n.gossip.Handle(opMachine, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
-		var op machineOp
-		if err := json.Unmarshal(body, &op); err != nil {
-			return nil, invalid("bad machine request: %v", err)
-		}
-		return n.machineAction(ctx, op)
-	})
-	n.gossip.Handle(opPeerCreate, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
-		var spec PeerSpec
-		if err := json.Unmarshal(body, &spec); err != nil {
-			return nil, invalid("bad peer request: %v", err)
-		}
-		return n.createPeerLocal(ctx, spec)
-	})
-	n.gossip.Handle(opPeerRemove, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
-		var ref peerRef
-		if err := json.Unmarshal(body, &ref); err != nil {
-			return nil, invalid("bad peer request: %v", err)
-		}
-		return nil, n.removePeerLocal(ctx, ref)
-	})
-	n.gossip.Handle(opPeerStatus, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
-		var keys []string
-		if err := json.Unmarshal(body, &keys); err != nil {
-			return nil, invalid("bad peer status request: %v", err)
-		}
-		return n.localPeerStats(keys), nil
-	})
 }

@@ -1,0 +1,189 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+)
+
+// MachineSpec is a machine to create on this host.
+type MachineSpec struct {
+	App          string            `json:"app"`
+	Region       string            `json:"region,omitempty"`
+	ProcessGroup string            `json:"process_group,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	Services     []catalog.Service `json:"services,omitempty"`
+	Netns        string            `json:"netns,omitempty"`
+	Stopped      bool              `json:"stopped,omitempty"`
+}
+
+// CreateMachine allocates a machine field and address on this host and records the
+// machine. Allocation is serialized on the host, so concurrent creates never collide.
+func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Machine, error) {
+	if err := checkMachineSpec(&spec); err != nil {
+		return nil, err
+	}
+	if spec.Region != "" && spec.Region != n.cfg.Region {
+		return nil, invalid("this host is in region %q; run the command on a host in region %q", n.cfg.Region, spec.Region)
+	}
+	ar := n.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: spec.App})
+	if ar == nil {
+		return nil, notFound("app %q not found", spec.App)
+	}
+	app := ar.App
+	if spec.ProcessGroup == "" {
+		spec.ProcessGroup = "app"
+	}
+	if spec.Netns != "" {
+		for _, m := range n.cat.Snapshot().LocalMachines {
+			if m.Netns == spec.Netns {
+				return nil, conflict("network namespace %q is already used by machine %s", spec.Netns, m.ID)
+			}
+		}
+	}
+	n.allocMu.Lock()
+	defer n.allocMu.Unlock()
+	if err := n.checkHostID(); err != nil {
+		return nil, err
+	}
+	var field uint32
+	for {
+		field = sixpn.RandomMachineField()
+		if !n.cat.FieldUsed(n.id.HostID, field) {
+			break
+		}
+	}
+	id := sixpn.NewMachineID()
+	for n.cat.Get(catalog.ID{Kind: catalog.KindMachine, Key: id}) != nil {
+		id = sixpn.NewMachineID()
+	}
+	state := catalog.StateStarted
+	if spec.Stopped {
+		state = catalog.StateStopped
+	}
+	m := &catalog.Machine{
+		ID: id, App: app.Name, Org: app.Org, Network: app.Network, NetworkID: app.NetworkID,
+		Host: n.id.Name, HostID: n.id.HostID, Region: n.cfg.Region, Field: field,
+		Address: sixpn.MachineAddr(app.NetworkID, n.id.HostID, field), State: state,
+		ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services,
+		Netns: spec.Netns, CreatedAt: n.now().UTC(),
+	}
+	stamp := n.cat.Tick()
+	r := &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: m}
+	if err := n.commit(r); err != nil {
+		return nil, err
+	}
+	if err := n.applyPlane(ctx); err != nil {
+		return m, fmt.Errorf("machine %s recorded, but attaching it failed: %w", id, err)
+	}
+	return m, nil
+}
+
+// ListMachines lists machines, of one app if app is set, sorted by app then id.
+func (n *Node) ListMachines(app string) ([]catalog.Machine, error) {
+	if app != "" {
+		if err := ValidApp(app); err != nil {
+			return nil, err
+		}
+		if n.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: app}) == nil {
+			return nil, notFound("app %q not found", app)
+		}
+	}
+	out := []catalog.Machine{}
+	for _, r := range n.cat.List(catalog.KindMachine) {
+		if app == "" || r.Machine.App == app {
+			out = append(out, *r.Machine)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].App != out[j].App {
+			return out[i].App < out[j].App
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Machine returns one machine.
+func (n *Node) Machine(id string) (*catalog.Machine, error) {
+	if err := ValidMachineID(id); err != nil {
+		return nil, err
+	}
+	r := n.cat.Live(catalog.ID{Kind: catalog.KindMachine, Key: id})
+	if r == nil {
+		return nil, notFound("machine %s not found", id)
+	}
+	return r.Machine, nil
+}
+
+type machineOp struct {
+	ID     string `json:"id"`
+	Action string `json:"action"` // start, stop, destroy
+}
+
+// MachineAction starts, stops or destroys a machine. Only the host that runs it
+// writes its record, so other hosts forward the request there.
+func (n *Node) MachineAction(ctx context.Context, id, action string) (*catalog.Machine, error) {
+	m, err := n.Machine(id)
+	if err != nil {
+		return nil, err
+	}
+	if m.Host == n.id.Name {
+		return n.machineAction(ctx, machineOp{ID: id, Action: action})
+	}
+	if !n.cat.Snapshot().HostLive(m.Host) {
+		return nil, unavailable("machine %s runs on host %q, which is %s", id, m.Host, n.cat.Status(m.Host))
+	}
+	var out catalog.Machine
+	if err := n.gossip.Call(ctx, m.Host, opMachine, machineOp{ID: id, Action: action}, &out); err != nil {
+		return nil, err
+	}
+	// The owner has written the change; make sure our catalog has it before we answer
+	// so a following `machines list` here shows it.
+	n.waitFor(ctx, catalog.ID{Kind: catalog.KindMachine, Key: id}, func(r *catalog.Record) bool {
+		if action == "destroy" {
+			return r.Deleted
+		}
+		return !r.Deleted && r.Machine.State == out.State
+	})
+	return &out, nil
+}
+
+func (n *Node) machineAction(ctx context.Context, op machineOp) (*catalog.Machine, error) {
+	n.allocMu.Lock()
+	r := n.cat.Live(catalog.ID{Kind: catalog.KindMachine, Key: op.ID})
+	if r == nil || r.Machine.Host != n.id.Name {
+		n.allocMu.Unlock()
+		return nil, notFound("machine %s not found on host %q", op.ID, n.id.Name)
+	}
+	var err error
+	m := *r.Machine
+	switch op.Action {
+	case "start", "stop":
+		state := catalog.StateStarted
+		if op.Action == "stop" {
+			state = catalog.StateStopped
+		}
+		if m.State != state {
+			m.State = state
+			next := *r
+			next.Machine, next.Version = &m, n.cat.Tick()
+			err = n.commit(&next)
+		}
+	case "destroy":
+		err = n.tombstone(r)
+	default:
+		err = invalid("unknown machine action %q", op.Action)
+	}
+	n.allocMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.applyPlane(ctx); err != nil {
+		return &m, fmt.Errorf("machine %s updated, but the data plane failed: %w", op.ID, err)
+	}
+	return &m, nil
+}

@@ -1,0 +1,173 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+)
+
+// DefaultNetwork is the network every org is created with.
+const DefaultNetwork = "default"
+
+func (n *Node) requireOrg(slug string) error {
+	if err := ValidOrg(slug); err != nil {
+		return err
+	}
+	if n.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: slug}) == nil {
+		return notFound("org %q not found", slug)
+	}
+	return nil
+}
+
+// OrgInfo is an org with its networks, as `orgs list` prints it.
+type OrgInfo struct {
+	Slug      string        `json:"slug"`
+	CreatedAt time.Time     `json:"created_at"`
+	Networks  []NetworkInfo `json:"networks"`
+}
+
+// NetworkInfo describes one network.
+type NetworkInfo struct {
+	Org    string `json:"org"`
+	Name   string `json:"name"`
+	ID     uint32 `json:"id"`
+	Prefix string `json:"prefix"`
+}
+
+func networkInfo(nw *catalog.Network) NetworkInfo {
+	return NetworkInfo{Org: nw.Org, Name: nw.Name, ID: nw.ID, Prefix: sixpn.NetworkPrefix(nw.ID).String()}
+}
+
+// CreateOrg creates an org with its default network.
+func (n *Node) CreateOrg(ctx context.Context, slug string) (*OrgInfo, error) {
+	if err := ValidOrg(slug); err != nil {
+		return nil, err
+	}
+	now := n.now().UTC()
+	if _, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+		return &catalog.Record{Kind: catalog.KindOrg, Key: slug, Org: &catalog.Org{Slug: slug, CreatedAt: now}}
+	}, catalog.ID{Kind: catalog.KindOrg, Key: slug}, fmt.Sprintf("org %q", slug)); err != nil {
+		return nil, err
+	}
+	nw, err := n.CreateNetwork(ctx, slug, DefaultNetwork)
+	if err != nil {
+		return nil, fmt.Errorf("org %q created but its default network failed: %w", slug, err)
+	}
+	return &OrgInfo{Slug: slug, CreatedAt: now, Networks: []NetworkInfo{*nw}}, nil
+}
+
+// ListOrgs lists orgs with their networks.
+func (n *Node) ListOrgs() []OrgInfo {
+	byOrg := map[string][]NetworkInfo{}
+	for _, r := range n.cat.List(catalog.KindNetwork) {
+		byOrg[r.Network.Org] = append(byOrg[r.Network.Org], networkInfo(r.Network))
+	}
+	out := []OrgInfo{}
+	for _, r := range n.cat.List(catalog.KindOrg) {
+		nets := byOrg[r.Key]
+		if nets == nil {
+			nets = []NetworkInfo{}
+		}
+		out = append(out, OrgInfo{Slug: r.Key, CreatedAt: r.Org.CreatedAt, Networks: nets})
+	}
+	return out
+}
+
+// RemoveOrg removes an org that has no apps and no peers, with its networks.
+func (n *Node) RemoveOrg(ctx context.Context, slug string) error {
+	if err := n.requireOrg(slug); err != nil {
+		return err
+	}
+	for _, r := range n.cat.List(catalog.KindApp) {
+		if r.App.Org == slug {
+			return conflict("org %q still has app %q; remove its apps first", slug, r.Key)
+		}
+	}
+	for _, r := range n.cat.List(catalog.KindPeer) {
+		if r.Peer.Org == slug {
+			return conflict("org %q still has peer %q; remove its peers first", slug, r.Peer.Name)
+		}
+	}
+	rs := []*catalog.Record{n.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: slug})}
+	for _, r := range n.cat.List(catalog.KindNetwork) {
+		if r.Network.Org == slug {
+			rs = append(rs, r)
+		}
+	}
+	return n.tombstone(rs...)
+}
+
+func (n *Node) networkByName(org, name string) (*catalog.Network, error) {
+	r := n.cat.Live(catalog.ID{Kind: catalog.KindNetwork, Key: catalog.NetworkKey(org, name)})
+	if r == nil {
+		return nil, notFound("network %q not found in org %q", name, org)
+	}
+	return r.Network, nil
+}
+
+// CreateNetwork creates a network with a fresh random id, unique in the cluster.
+func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInfo, error) {
+	if err := ValidNetwork(name); err != nil {
+		return nil, err
+	}
+	if err := n.requireOrg(org); err != nil {
+		return nil, err
+	}
+	key := catalog.NetworkKey(org, name)
+	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+		id := sixpn.Random32()
+		for len(n.cat.NetworkIDClaims(id)) > 0 {
+			id = sixpn.Random32()
+		}
+		return &catalog.Record{Kind: catalog.KindNetwork, Key: key, Network: &catalog.Network{Org: org, Name: name, ID: id}}
+	}, catalog.ID{Kind: catalog.KindNetwork, Key: key}, fmt.Sprintf("network %q in org %q", name, org))
+	if err != nil {
+		return nil, err
+	}
+	// The confirmation round told us about every network claiming our id. Of two
+	// claims the earlier create keeps the id; if that is not us, take another id
+	// now, before anything was allocated in the network.
+	for attempt := 0; attempt < 5; attempt++ {
+		lost := false
+		for _, k := range n.cat.NetworkIDClaims(r.Network.ID) {
+			if o := n.cat.Get(catalog.ID{Kind: catalog.KindNetwork, Key: k}); o != nil && k != key && o.Created.Compare(r.Created) < 0 {
+				lost = true
+			}
+		}
+		if !lost {
+			info := networkInfo(r.Network)
+			return &info, nil
+		}
+		nw := *r.Network
+		for len(n.cat.NetworkIDClaims(nw.ID)) > 0 {
+			nw.ID = sixpn.Random32()
+		}
+		next := *r
+		next.Network, next.Version = &nw, n.cat.Tick()
+		if err := n.commit(&next); err != nil {
+			return nil, err
+		}
+		n.gossip.Confirm(ctx, &next)
+		r = &next
+	}
+	return nil, conflict("could not find a unique network id")
+}
+
+// ListNetworks lists networks, of one org if org is set.
+func (n *Node) ListNetworks(org string) ([]NetworkInfo, error) {
+	if org != "" {
+		if err := n.requireOrg(org); err != nil {
+			return nil, err
+		}
+	}
+	out := []NetworkInfo{}
+	for _, r := range n.cat.List(catalog.KindNetwork) {
+		if org == "" || r.Network.Org == org {
+			out = append(out, networkInfo(r.Network))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,68 @@
+package mesh
+
+import (
+	"context"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// createNamed writes a new record under a name that must be unique, then runs a
+// confirmation round so a concurrent create of the same name on another host is
+// resolved before we answer: the merge order picks one winner everywhere and the
+// loser's caller gets an error instead of a silent success.
+func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created catalog.Stamp) *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
+	n.createMu.Lock()
+	cur := n.cat.Get(id)
+	if cur != nil && !cur.Deleted {
+		n.createMu.Unlock()
+		return nil, conflict("%s already exists", what)
+	}
+	gen := uint32(1)
+	if cur != nil {
+		gen = cur.Gen + 1
+	}
+	stamp := n.cat.Tick()
+	r := build(gen, stamp)
+	r.Gen, r.Created, r.Version = gen, stamp, stamp
+	err := n.commit(r)
+	n.createMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	n.gossip.Confirm(ctx, r)
+	if w := n.cat.Get(id); w == nil || !w.SameIdentity(r) {
+		return nil, conflict("%s was created concurrently on another host, which won", what)
+	}
+	return r, nil
+}
+
+// tombstone writes deletions for the given live records.
+func (n *Node) tombstone(rs ...*catalog.Record) error {
+	var out []*catalog.Record
+	for _, r := range rs {
+		t := *r
+		t.Deleted = true
+		t.Version = n.cat.Tick()
+		out = append(out, &t)
+	}
+	return n.commit(out...)
+}
+
+// waitFor polls the local catalog until cond holds for id or ctx ends (bounded at 2s).
+func (n *Node) waitFor(ctx context.Context, id catalog.ID, cond func(*catalog.Record) bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ch, stop := n.cat.Watch()
+	defer stop()
+	for {
+		if r := n.cat.Get(id); r != nil && cond(r) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}
