@@ -82,12 +82,19 @@ Examples:
 		ErrWriter:            e.stderr,
 		Reader:               e.stdin,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "agent", Usage: "path of the agent's API socket", EnvVars: []string{"DOGWOOD_AGENT"}, Value: "/run/dogwood/api.sock"},
+			&cli.StringFlag{Name: "agent", Usage: "the agent's API socket `PATH` (accepted anywhere on the command line)", EnvVars: []string{"DOGWOOD_AGENT"}, Value: "/run/dogwood/api.sock"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} },
+		// `dogwood help NAME` for a name that does not exist.
 		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(e.stderr, "dogwood: unknown command %q; see 'dogwood --help'\n", name)
+			fmt.Fprintf(e.stderr, "dogwood: %s\n", unknownCommand("", c.App.Commands, name))
 			cli.OsExiter(2)
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() == 0 {
+				return cli.ShowAppHelp(c)
+			}
+			return unknownCommand("", c.App.Commands, c.Args().First())
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and maps errors
 		Commands: []*cli.Command{
@@ -108,6 +115,7 @@ Examples:
 		},
 	}
 	checkRequiredFlags(app.Commands)
+	routeUnknownSubcommands(app.Commands, "")
 	return app
 }
 
@@ -165,6 +173,10 @@ func client(c *cli.Context) *api.Client {
 // args checks the positional argument count.
 func args(c *cli.Context, min, max int, usage string) ([]string, error) {
 	a := c.Args().Slice()
+	if max >= 0 && len(a) > max && len(c.Command.Subcommands) > 0 {
+		// `dogwood members rmove NAME`: a mistyped subcommand, not an argument.
+		return nil, unknownCommand(commandPath(c), c.Command.Subcommands, a[0])
+	}
 	if len(a) < min || (max >= 0 && len(a) > max) {
 		return nil, usagef("usage: dogwood %s %s", commandPath(c), usage)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -21,13 +22,14 @@ func checkInput(err error) error {
 
 func orgsCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "orgs",
-		Usage: "create, list and remove orgs (tenants)",
+		Name:        "orgs",
+		Usage:       "create, list and remove orgs (tenants)",
+		Description: "Examples:\n  dogwood orgs create acme\n  dogwood orgs list --json\n  dogwood orgs remove acme",
 		Subcommands: []*cli.Command{
 			{
 				Name: "create", Usage: "create an org with its default network", ArgsUsage: "SLUG",
-				Description: "Example: dogwood orgs create acme",
-				Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Description: "Example:\n  dogwood orgs create acme",
+				Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
 					a, err := args(c, 1, 1, "SLUG")
 					if err != nil {
@@ -51,6 +53,7 @@ func orgsCommand(e *env) *cli.Command {
 			},
 			{
 				Name: "list", Usage: "list orgs and their networks", Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Description: "Examples:\n  dogwood orgs list\n  dogwood orgs list --json",
 				Action: func(c *cli.Context) error {
 					if _, err := args(c, 0, 0, "[--json]"); err != nil {
 						return err
@@ -74,20 +77,21 @@ func orgsCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
-			removeCommand(e, "remove an org that has no apps or peers", "SLUG", mesh.ValidOrg, "/v1/orgs/", "org"),
+			removeCommand(e, "remove an org that has no apps or peers", "SLUG", mesh.ValidOrg, "/v1/orgs/", "org", "dogwood orgs remove acme"),
 		},
 	}
 }
 
 func networksCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "networks",
-		Usage: "create and list an org's private networks (/48 each)",
+		Name:        "networks",
+		Usage:       "create and list an org's private networks (/48 each)",
+		Description: "Examples:\n  dogwood networks create staging --org acme\n  dogwood networks list --org acme",
 		Subcommands: []*cli.Command{
 			{
 				Name: "create", Usage: "create a network in an org", ArgsUsage: "NAME --org SLUG",
-				Description: "Example: dogwood networks create staging --org acme",
-				Flags:       []cli.Flag{&cli.StringFlag{Name: "org", Usage: "org slug", Required: true}, jsonFlag}, OnUsageError: usageHook,
+				Description: "Example:\n  dogwood networks create staging --org acme",
+				Flags:       []cli.Flag{&cli.StringFlag{Name: "org", Usage: "org `SLUG`", Required: true}, jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
 					a, err := args(c, 1, 1, "NAME --org SLUG")
 					if err != nil {
@@ -111,7 +115,8 @@ func networksCommand(e *env) *cli.Command {
 				},
 			},
 			{
-				Name: "list", Usage: "list networks", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org"}, jsonFlag}, OnUsageError: usageHook,
+				Name: "list", Usage: "list networks", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org (`SLUG`)"}, jsonFlag}, OnUsageError: usageHook,
+				Description: "Examples:\n  dogwood networks list\n  dogwood networks list --org acme --json",
 				Action: func(c *cli.Context) error {
 					if _, err := args(c, 0, 0, "[--org SLUG] [--json]"); err != nil {
 						return err
@@ -137,16 +142,17 @@ func networksCommand(e *env) *cli.Command {
 
 func appsCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "apps",
-		Usage: "create, list and remove apps",
+		Name:        "apps",
+		Usage:       "create, list and remove apps",
+		Description: "Examples:\n  dogwood apps create web --org acme\n  dogwood apps list\n  dogwood apps remove web",
 		Subcommands: []*cli.Command{
 			{
 				Name: "create", Usage: "create an app in an org's network", ArgsUsage: "NAME --org SLUG [--network NAME]",
-				Description: "Example: dogwood apps create web --org acme",
+				Description: "Examples:\n  dogwood apps create web --org acme\n  dogwood apps create db --org acme --network staging",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "org", Usage: "org slug", Required: true},
-					&cli.StringFlag{Name: "network", Usage: "network name", Value: mesh.DefaultNetwork},
-					jsonFlag,
+					&cli.StringFlag{Name: "org", Usage: "org `SLUG`", Required: true},
+					&cli.StringFlag{Name: "network", Usage: "network `NAME`", Value: mesh.DefaultNetwork},
+					jsonObjectFlag,
 				}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
 					a, err := args(c, 1, 1, "NAME --org SLUG [--network NAME]")
@@ -170,7 +176,8 @@ func appsCommand(e *env) *cli.Command {
 				},
 			},
 			{
-				Name: "list", Usage: "list apps", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org"}, jsonFlag}, OnUsageError: usageHook,
+				Name: "list", Usage: "list apps", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org (`SLUG`)"}, jsonFlag}, OnUsageError: usageHook,
+				Description: "Examples:\n  dogwood apps list\n  dogwood apps list --org acme --json",
 				Action: func(c *cli.Context) error {
 					if _, err := args(c, 0, 0, "[--org SLUG] [--json]"); err != nil {
 						return err
@@ -194,7 +201,7 @@ func appsCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
-			removeCommand(e, "remove an app that has no machines", "NAME", mesh.ValidApp, "/v1/apps/", "app"),
+			removeCommand(e, "remove an app that has no machines", "NAME", mesh.ValidApp, "/v1/apps/", "app", "dogwood apps remove web"),
 		},
 	}
 }
@@ -223,7 +230,12 @@ func machineJSON(m catalog.Machine) map[string]any {
 func machinesCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "machines",
-		Usage: "create, list, start, stop and destroy machines",
+		Usage: "create, list, show, start, stop and destroy machines",
+		Description: `Examples:
+  dogwood machines create --app web --service http:tcp:8080
+  dogwood machines list --app web
+  dogwood machines show 3f9c2a1b7d0e44
+  dogwood machines stop 3f9c2a1b7d0e44`,
 		Subcommands: []*cli.Command{
 			{
 				Name: "create", Usage: "create a machine of an app on this agent's host; prints its id and address",
@@ -231,14 +243,14 @@ func machinesCommand(e *env) *cli.Command {
   dogwood machines create --app web --service http:tcp:8080 --metadata role=primary
   dogwood machines create --app db --process-group worker --netns db-1`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "app", Usage: "app name", Required: true},
-					&cli.StringFlag{Name: "region", Usage: "must match this host's region (checked)"},
-					&cli.StringFlag{Name: "process-group", Usage: "process group", Value: "app"},
-					&cli.StringSliceFlag{Name: "metadata", Usage: "KEY=VALUE (repeatable)"},
-					&cli.StringSliceFlag{Name: "service", Usage: "NAME:PROTO:PORT for SRV lookups (repeatable)"},
-					&cli.StringFlag{Name: "netns", Usage: "attach the machine to this network namespace (veth, address, route, resolv.conf)"},
+					&cli.StringFlag{Name: "app", Usage: "app `NAME`", Required: true},
+					&cli.StringFlag{Name: "region", Usage: "`REGION`; must match this host's region (checked)"},
+					&cli.StringFlag{Name: "process-group", Usage: "process `GROUP`", Value: "app"},
+					&cli.StringSliceFlag{Name: "metadata", Usage: "`KEY=VALUE` (repeatable)"},
+					&cli.StringSliceFlag{Name: "service", Usage: "`NAME:PROTO:PORT` for SRV lookups (repeatable)"},
+					&cli.StringFlag{Name: "netns", Usage: "attach the machine to network namespace `NS` (veth, address, route, resolv.conf)"},
 					&cli.BoolFlag{Name: "stopped", Usage: "create it stopped"},
-					jsonFlag,
+					jsonObjectFlag,
 				}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
 					if _, err := args(c, 0, 0, "--app APP [flags]"); err != nil {
@@ -283,7 +295,8 @@ func machinesCommand(e *env) *cli.Command {
 				},
 			},
 			{
-				Name: "list", Usage: "list machines", Flags: []cli.Flag{&cli.StringFlag{Name: "app", Usage: "only this app"}, jsonFlag}, OnUsageError: usageHook,
+				Name: "list", Usage: "list machines", Flags: []cli.Flag{&cli.StringFlag{Name: "app", Usage: "only this app (`NAME`)"}, jsonFlag}, OnUsageError: usageHook,
+				Description: "Examples:\n  dogwood machines list\n  dogwood machines list --app web --json",
 				Action: func(c *cli.Context) error {
 					if _, err := args(c, 0, 0, "[--app APP] [--json]"); err != nil {
 						return err
@@ -312,6 +325,7 @@ func machinesCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
+			machineShowCommand(e),
 			machineAction(e, "start", "POST", "/start"),
 			machineAction(e, "stop", "POST", "/stop"),
 			machineAction(e, "destroy", "DELETE", ""),
@@ -322,7 +336,8 @@ func machinesCommand(e *env) *cli.Command {
 func machineAction(e *env, name, method, suffix string) *cli.Command {
 	return &cli.Command{
 		Name: name, Usage: name + " a machine (forwarded to the host that runs it)", ArgsUsage: "ID", OnUsageError: usageHook,
-		Flags: []cli.Flag{jsonFlag},
+		Description: "Example:\n  dogwood machines " + name + " 3f9c2a1b7d0e44",
+		Flags:       []cli.Flag{jsonObjectFlag},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, "ID")
 			if err != nil {
@@ -355,9 +370,10 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // removeCommand is `… remove NAME` for objects that are removed by name.
-func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefix, noun string) *cli.Command {
+func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefix, noun, example string) *cli.Command {
 	return &cli.Command{
 		Name: "remove", Usage: usage, ArgsUsage: arg, OnUsageError: usageHook,
+		Description: "Example:\n  " + example,
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, arg)
 			if err != nil {
@@ -370,6 +386,49 @@ func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefi
 				return err
 			}
 			fmt.Fprintf(e.stdout, "removed %s %s\n", noun, a[0])
+			return nil
+		},
+	}
+}
+
+// machineShowCommand prints one machine, wherever it runs.
+func machineShowCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name: "show", Usage: "show one machine: app, host, address, state, services, metadata", ArgsUsage: "ID",
+		Description: "Examples:\n  dogwood machines show 3f9c2a1b7d0e44\n  dogwood machines show 3f9c2a1b7d0e44 --json",
+		Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 1, "ID")
+			if err != nil {
+				return err
+			}
+			if err := checkInput(mesh.ValidMachineID(a[0])); err != nil {
+				return err
+			}
+			var m catalog.Machine
+			if err := client(c).Do(c.Context, "GET", "/v1/machines/"+a[0], nil, &m); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, machineJSON(m))
+			}
+			var services, md []string
+			for _, s := range m.Services {
+				services = append(services, fmt.Sprintf("%s:%s:%d", s.Name, s.Proto, s.Port))
+			}
+			for _, k := range sortedKeys(m.Metadata) {
+				md = append(md, k+"="+m.Metadata[k])
+			}
+			fmt.Fprintf(e.stdout, "id         %s\n", m.ID)
+			fmt.Fprintf(e.stdout, "app        %s (org %s, network %s)\n", m.App, m.Org, m.Network)
+			fmt.Fprintf(e.stdout, "host       %s (region %s)\n", m.Host, m.Region)
+			fmt.Fprintf(e.stdout, "address    %s\n", m.Address)
+			fmt.Fprintf(e.stdout, "state      %s\n", m.State)
+			fmt.Fprintf(e.stdout, "process    %s\n", m.ProcessGroup)
+			fmt.Fprintf(e.stdout, "services   %s\n", orDash(strings.Join(services, " ")))
+			fmt.Fprintf(e.stdout, "metadata   %s\n", orDash(strings.Join(md, " ")))
+			fmt.Fprintf(e.stdout, "netns      %s\n", orDash(m.Netns))
+			fmt.Fprintf(e.stdout, "created    %s\n", m.CreatedAt.Format(time.RFC3339))
 			return nil
 		},
 	}

@@ -15,7 +15,7 @@ import (
 func keygenCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name: "keygen", Usage: "print a new gossip key (base64 of 32 random bytes)", OnUsageError: usageHook,
-		Description: "Example: dogwood keygen > /etc/dogwood/gossip.key && chmod 600 /etc/dogwood/gossip.key",
+		Description: "Example:\n  (umask 077; dogwood keygen > /etc/dogwood/gossip.key)",
 		Action: func(c *cli.Context) error {
 			if _, err := args(c, 0, 0, ""); err != nil {
 				return err
@@ -33,7 +33,8 @@ func keygenCommand(e *env) *cli.Command {
 func membersCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name: "members", Usage: "list the cluster's hosts with their status (alive, suspect, failed, left)",
-		Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+		Description: "Examples:\n  dogwood members\n  dogwood members --json\n  dogwood members remove host4",
+		Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
 			if _, err := args(c, 0, 0, "[--json]"); err != nil {
 				return err
@@ -56,14 +57,15 @@ func membersCommand(e *env) *cli.Command {
 			table(e.stdout, []string{"NAME", "HOST ID", "REGION", "ADDR", "STATUS", "GATEWAY", "PUBLIC KEY"}, rows)
 			return nil
 		},
-		Subcommands: []*cli.Command{removeCommand(e, "remove a host that is gone for good (tombstones its machines and peers)", "NAME", mesh.ValidHostName, "/v1/members/", "host")},
+		Subcommands: []*cli.Command{removeCommand(e, "remove a host that is gone for good (tombstones its machines and peers)", "NAME", mesh.ValidHostName, "/v1/members/", "host", "dogwood members remove host4")},
 	}
 }
 
 func statusCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name: "status", Usage: "this host: identity, catalog counts, WireGuard peers with handshake ages",
-		Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+		Description: "Examples:\n  dogwood status\n  dogwood status --json --agent /run/dogwood/api.sock",
+		Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
 			if _, err := args(c, 0, 0, "[--json]"); err != nil {
 				return err
@@ -118,7 +120,7 @@ func versionCommand(e *env) *cli.Command {
 func completionCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name: "completion", Usage: "print a shell completion script (bash or zsh)", ArgsUsage: "bash|zsh",
-		Description: "Example: source <(dogwood completion bash)",
+		Description: "Examples:\n  source <(dogwood completion bash)\n  dogwood completion zsh > ~/.zsh/_dogwood",
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, "bash|zsh")
 			if err != nil {

@@ -18,7 +18,12 @@ import (
 	"github.com/dogwood/dogwood/peers/tunnel"
 )
 
-var configFlag = &cli.StringFlag{Name: "config", Usage: "a peer config file (from `dogwood wireguard create`): use a userspace tunnel, no root needed"}
+// configFlag is --config FILE of dig, ping and proxy. (urfave takes a
+// back-quoted word in a usage string as the value's placeholder.)
+func configFlag(required bool) *cli.StringFlag {
+	return &cli.StringFlag{Name: "config", Required: required,
+		Usage: "peer config `FILE` (from dogwood wireguard create or join): through the tunnel, no root needed"}
+}
 
 func loadConfig(path string) (config.Config, error) {
 	cfg, err := config.ReadFile(path)
@@ -34,7 +39,9 @@ func digCommand(e *env) *cli.Command {
 		Usage:     "query .internal DNS as a machine of a network sees it",
 		ArgsUsage: "NAME [TYPE]",
 		Description: `With --org, the local agent answers for that org's network. With --config, the query
-goes through a userspace WireGuard tunnel to fdaa:<net>::3, exactly as a laptop's would.
+goes to fdaa:<net>::3 through the tunnel, exactly as a laptop's would: through the
+tunnel that is already up when the config's address is on this machine (wg-quick),
+else through a userspace WireGuard tunnel of its own (no root needed).
 TYPE defaults to what the name serves (TXT for listings, SRV for services, PTR for
 reverse names, else AAAA).
 
@@ -43,9 +50,9 @@ Examples:
   dogwood dig --org acme --short regions.web.internal
   dogwood dig --config laptop.conf top2.nearest.of.db.internal`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "org", Usage: "org whose network to query"},
-			&cli.StringFlag{Name: "network", Usage: "network of the org", Value: mesh.DefaultNetwork},
-			configFlag,
+			&cli.StringFlag{Name: "org", Usage: "org `SLUG` whose network to query"},
+			&cli.StringFlag{Name: "network", Usage: "network `NAME` of the org", Value: mesh.DefaultNetwork},
+			configFlag(false),
 			&cli.BoolFlag{Name: "short", Usage: "print only the answer values"},
 		},
 		OnUsageError: usageHook,
@@ -64,7 +71,7 @@ Examples:
 					return &usageError{err.Error()}
 				}
 			}
-			var msg *dns.Msg
+			var query func(name string, qtype uint16) (*dns.Msg, error)
 			switch {
 			case c.String("config") != "" && c.String("org") != "":
 				return usagef("use either --org or --config, not both")
@@ -73,32 +80,69 @@ Examples:
 				if err != nil {
 					return err
 				}
-				if msg, err = tunnel.Dig(c.Context, cfg, name, qtype); err != nil {
+				t, err := tunnel.Open(c.Context, cfg, tunnel.Options{})
+				if err != nil {
 					return err
 				}
+				defer t.Close()
+				query = func(name string, qtype uint16) (*dns.Msg, error) { return t.Dig(c.Context, name, qtype) }
 			case c.String("org") != "":
 				if err := checkInput(mesh.ValidOrg(c.String("org"))); err != nil {
 					return err
 				}
-				var resp api.DigResponse
-				req := api.DigRequest{Org: c.String("org"), Network: c.String("network"), Name: name, Type: dns.TypeToString[qtype]}
-				if err := client(c).Do(c.Context, "POST", "/v1/dig", req, &resp); err != nil {
-					return err
-				}
-				b, err := base64.StdEncoding.DecodeString(resp.Msg)
-				if err != nil {
-					return fmt.Errorf("agent returned a bad DNS message: %w", err)
-				}
-				msg = new(dns.Msg)
-				if err := msg.Unpack(b); err != nil {
-					return fmt.Errorf("agent returned a bad DNS message: %w", err)
+				query = func(name string, qtype uint16) (*dns.Msg, error) {
+					return agentDig(c, c.String("org"), c.String("network"), name, qtype)
 				}
 			default:
 				return usagef("say which network: --org ORG [--network NET], or --config FILE")
 			}
+			msg, err := query(name, qtype)
+			if err != nil {
+				return err
+			}
 			fmt.Fprint(e.stdout, dnsserver.Format(msg, c.Bool("short")))
+			ipv6OnlyHint(e, msg, name, qtype, query)
 			return nil
 		},
+	}
+}
+
+func agentDig(c *cli.Context, org, network, name string, qtype uint16) (*dns.Msg, error) {
+	var resp api.DigResponse
+	req := api.DigRequest{Org: org, Network: network, Name: name, Type: dns.TypeToString[qtype]}
+	if err := client(c).Do(c.Context, "POST", "/v1/dig", req, &resp); err != nil {
+		return nil, err
+	}
+	b, err := base64.StdEncoding.DecodeString(resp.Msg)
+	if err != nil {
+		return nil, fmt.Errorf("agent returned a bad DNS message: %w", err)
+	}
+	msg := new(dns.Msg)
+	if err := msg.Unpack(b); err != nil {
+		return nil, fmt.Errorf("agent returned a bad DNS message: %w", err)
+	}
+	return msg, nil
+}
+
+// ipv6OnlyHint explains an empty A answer for a .internal name that has AAAA
+// records: 6PN is IPv6-only, and `dig NAME` asks for A by habit.
+func ipv6OnlyHint(e *env, msg *dns.Msg, name string, qtype uint16, query func(string, uint16) (*dns.Msg, error)) {
+	if qtype != dns.TypeA || msg.Rcode != dns.RcodeSuccess || len(msg.Answer) != 0 ||
+		!strings.HasSuffix(strings.ToLower(dns.Fqdn(name)), ".internal.") {
+		return
+	}
+	r, err := query(name, dns.TypeAAAA)
+	if err != nil {
+		return
+	}
+	n := 0
+	for _, rr := range r.Answer {
+		if _, ok := rr.(*dns.AAAA); ok {
+			n++
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(e.stderr, ";; %s has no A record: 6PN is IPv6-only. It has %d AAAA record(s): ask for AAAA (dogwood dig ... %s AAAA)\n", name, n, name)
 	}
 }
 
@@ -109,8 +153,8 @@ func pingCommand(e *env) *cli.Command {
   dogwood ping --config laptop.conf web.internal
   dogwood ping --config laptop.conf -c 3 fdaa:0:18:a7b:7d:f066:b83b:2`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Usage: "peer config file", Required: true},
-			&cli.IntFlag{Name: "count", Aliases: []string{"c"}, Usage: "stop after this many replies (0: until interrupted)", Value: 4},
+			configFlag(true),
+			&cli.IntFlag{Name: "count", Aliases: []string{"c"}, Usage: "stop after `N` replies (0: until interrupted)", Value: 4},
 		},
 		OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
@@ -122,7 +166,7 @@ func pingCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			t, err := tunnel.Up(c.Context, cfg, tunnel.Options{})
+			t, err := tunnel.Open(c.Context, cfg, tunnel.Options{})
 			if err != nil {
 				return err
 			}
@@ -140,7 +184,7 @@ func proxyCommand(e *env) *cli.Command {
 
 Example:
   dogwood proxy --config laptop.conf 8080:web.internal:80 & curl http://127.0.0.1:8080/`,
-		Flags:        []cli.Flag{&cli.StringFlag{Name: "config", Usage: "peer config file", Required: true}},
+		Flags:        []cli.Flag{configFlag(true)},
 		OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, "--config FILE LOCAL_PORT:NAME:REMOTE_PORT")
@@ -156,11 +200,14 @@ Example:
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			t, err := tunnel.Up(c.Context, cfg, tunnel.Options{Logger: logger})
+			t, err := tunnel.Open(c.Context, cfg, tunnel.Options{Logger: logger})
 			if err != nil {
 				return err
 			}
 			defer t.Close()
+			if t.Shared() {
+				logger.Info("the config's tunnel is already up on this machine: proxying through it")
+			}
 			return t.Proxy(c.Context, net.JoinHostPort("127.0.0.1", strconv.Itoa(local)), name, remote)
 		},
 	}

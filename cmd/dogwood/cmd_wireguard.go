@@ -55,29 +55,51 @@ func defaultPeerName() string {
 	return name + "-" + hex.EncodeToString(b[:])
 }
 
+// dnsModeFlag is --dns of create and join (SPEC §6).
+var dnsModeFlag = &cli.StringFlag{Name: "dns", Value: "full",
+	Usage: "`MODE`: full (a DNS line: all DNS through the tunnel), split (only .internal, via systemd-resolved) or none"}
+
 func wireguardCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "wireguard",
 		Usage: "developer tunnels: WireGuard peers that put a laptop inside an org's network",
+		Description: `Examples:
+  dogwood wireguard create acme ord laptop laptop.conf
+  dogwood wireguard list acme
+  dogwood wireguard status acme laptop
+  dogwood wireguard remove acme laptop`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
-				Usage:     "create a peer and write its WireGuard config (the private key never leaves this machine)",
+				Usage:     "create a peer and write its WireGuard config (the key pair is made here; only the public key goes to the agent)",
 				ArgsUsage: "[ORG] [REGION] [NAME] [FILE]",
 				Description: `ORG defaults to the only org if there is one; REGION to $DOGWOOD_WG_REGION, else the
 gateway nearest this agent; NAME to <user>-<host>-<random>; FILE to stdout ("-").
 FILE is created with mode 0600 and never overwritten. The command returns once the
 gateway has installed the peer, so the config works immediately.
 
+This runs where an agent is (a fleet host). To give a developer a tunnel without
+root on any server, and without the private key ever leaving the laptop, use
+"dogwood wireguard invite" and "dogwood wireguard join" instead.
+
+--dns full (default) writes "DNS = fdaa:<net>::3": wg-quick then sends all of the
+laptop's DNS through the tunnel (needs resolvconf). --dns split sends only .internal
+there, through systemd-resolved (PostUp lines, no resolvconf). --dns none writes no
+DNS setting (use "dogwood dig --config" or dig @fdaa:<net>::3).
+
 Examples:
   dogwood wireguard create acme ord laptop laptop.conf && wg-quick up ./laptop.conf
   dogwood wireguard create acme "" ci-job - --expires 2h
-  dogwood wireguard create acme ord phone phone.conf --qr`,
+  dogwood wireguard create acme ord phone phone.conf --qr
+  dogwood wireguard create acme ord laptop laptop.conf --dns split
+  dogwood wireguard create acme ord laptop laptop.conf --public-key "$(wg pubkey < laptop.key)"`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "network", Usage: "network of the org", Value: mesh.DefaultNetwork},
+					&cli.StringFlag{Name: "network", Usage: "network `NAME` of the org", Value: mesh.DefaultNetwork},
 					&cli.BoolFlag{Name: "qr", Usage: "also print the config as a QR code (WireGuard mobile apps)"},
-					&cli.DurationFlag{Name: "expires", Usage: "remove the peer after this long (e.g. 24h)"},
-					jsonFlag,
+					expiresFlag("remove the peer after `DURATION` (e.g. 12h, 7d, 2w)", ""),
+					dnsModeFlag,
+					&cli.StringFlag{Name: "public-key", Usage: "register this WireGuard public `KEY` (made elsewhere); the file then has no private key"},
+					jsonObjectFlag,
 				},
 				OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
@@ -94,7 +116,8 @@ Examples:
 			},
 			{
 				Name: "list", Usage: "list peers with their gateways and last handshakes", ArgsUsage: "[ORG]",
-				Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Description: "Examples:\n  dogwood wireguard list\n  dogwood wireguard list acme --json",
+				Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
 					a, err := args(c, 0, 1, "[ORG] [--json]")
 					if err != nil {
@@ -132,6 +155,7 @@ Examples:
 			},
 			{
 				Name: "remove", Usage: "remove a peer; its tunnel stops at once", ArgsUsage: "ORG NAME", OnUsageError: usageHook,
+				Description: "Example:\n  dogwood wireguard remove acme laptop",
 				Action: func(c *cli.Context) error {
 					a, path, err := peerArgs(c)
 					if err != nil {
@@ -146,7 +170,8 @@ Examples:
 			},
 			{
 				Name: "status", Usage: "a peer's gateway, endpoint seen, handshake age and traffic", ArgsUsage: "ORG NAME",
-				Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
+				Description: "Examples:\n  dogwood wireguard status acme laptop\n  dogwood wireguard status acme laptop --json",
+				Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
 					_, path, err := peerArgs(c)
 					if err != nil {
@@ -208,16 +233,25 @@ func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, 
 	if err := config.Check(file); err != nil {
 		return &usageError{err.Error()}
 	}
-	priv, pub, err := config.GenerateKey()
+	mode, err := config.ParseDNSMode(c.String("dns"))
+	if err != nil {
+		return usagef("--dns: %v", err)
+	}
+	expires, err := durationArg(c, "expires")
 	if err != nil {
 		return err
 	}
-	spec := mesh.PeerSpec{Org: org, Network: c.String("network"), Region: region, Name: name, PublicKey: pub.String()}
-	if d := c.Duration("expires"); d != 0 {
-		if d < 0 {
-			return usagef("--expires must be positive")
+	var priv, pub wgtypes.Key
+	if k := c.String("public-key"); k != "" {
+		if pub, err = wgtypes.ParseKey(k); err != nil || pub == (wgtypes.Key{}) {
+			return usagef("--public-key %q is not a WireGuard public key (base64 of 32 bytes, from `wg pubkey`)", k)
 		}
-		t := time.Now().Add(d).UTC()
+	} else if priv, pub, err = config.GenerateKey(); err != nil {
+		return err
+	}
+	spec := mesh.PeerSpec{Org: org, Network: c.String("network"), Region: region, Name: name, PublicKey: pub.String()}
+	if expires != 0 {
+		t := time.Now().Add(expires).UTC()
 		spec.ExpiresAt = &t
 	}
 	var p mesh.PeerInfo
@@ -232,7 +266,7 @@ func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, 
 		}
 		return cause
 	}
-	cfg, err := buildPeerConfig(priv, p)
+	cfg, err := buildPeerConfig(priv, pub, p, mode)
 	if err != nil {
 		return undo(err)
 	}
@@ -250,10 +284,36 @@ func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, 
 		}
 		fmt.Fprintf(e.stderr, "created peer %s in org %s on gateway %s (%s), config in %s\n", p.Name, p.Org, p.Gateway, p.Address, file)
 	}
+	if priv == (wgtypes.Key{}) {
+		fmt.Fprintf(e.stderr, "the config has no private key: put the private key of %s where its first lines say\n", pub)
+	}
 	return nil
 }
 
-func buildPeerConfig(priv wgtypes.Key, p mesh.PeerInfo) (config.Config, error) {
+// buildPeerConfig renders the config of peer p for a key pair: priv is zero
+// when only the public key pub is known here (--public-key).
+func buildPeerConfig(priv, pub wgtypes.Key, p mesh.PeerInfo, mode config.DNSMode) (config.Config, error) {
+	cfg, err := baseConfig(priv, p)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.SetDNSMode(mode, cfg.DNS[0]); err != nil {
+		return cfg, err
+	}
+	if priv == (wgtypes.Key{}) {
+		cfg.WithoutPrivateKey(pub)
+	}
+	return cfg, nil
+}
+
+func baseConfig(priv wgtypes.Key, p mesh.PeerInfo) (config.Config, error) {
+	if priv == (wgtypes.Key{}) {
+		// config.New wants a key; WithoutPrivateKey drops this one.
+		var err error
+		if priv, _, err = config.GenerateKey(); err != nil {
+			return config.Config{}, err
+		}
+	}
 	addr, err := netip.ParseAddr(p.Address)
 	if err != nil {
 		return config.Config{}, fmt.Errorf("agent returned a bad peer address %q", p.Address)

@@ -11,7 +11,12 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON (an array of objects with snake_case fields)"}
+// jsonFlag is --json on listing commands, jsonObjectFlag on commands that
+// print one object.
+var (
+	jsonFlag       = &cli.BoolFlag{Name: "json", Usage: "print JSON: an array of objects with snake_case fields"}
+	jsonObjectFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON: one object with snake_case fields"}
+)
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -6,17 +6,21 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// reorderArgs moves flags that follow positional arguments in front of them.
-// urfave/cli v2 stops parsing flags at the first positional argument, but the
-// documented forms put them after (`dogwood apps create web --org acme`), as users of
-// flyctl and kubectl expect.
+// reorderArgs makes flags position-independent, as SPEC §7 and users of flyctl
+// and kubectl expect. urfave/cli v2 stops parsing flags at the first positional
+// argument and only knows a command's own flags, so:
+//   - a command's flags that follow positional arguments move in front of them
+//     (`dogwood apps create web --org acme`);
+//   - a global flag (--agent, …) given after the command moves to the front
+//     (`dogwood machines stop ID --agent /run/x.sock`), unless the command has a
+//     flag of the same name, which then wins.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) == 0 {
 		return args
 	}
-	out := []string{args[0]}
+	var global, out, pos []string
 	flags, cmds := app.Flags, app.Commands
-	var pos []string
+	atRoot := true
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -24,23 +28,32 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			out = append(out, a)
-			if !strings.Contains(a, "=") && takesValue(flags, a) && i+1 < len(args) {
+			set := &out
+			fl := flags
+			if _, ok := findFlag(flags, a); !ok && !atRoot {
+				if _, ok := findFlag(app.Flags, a); ok {
+					set, fl = &global, app.Flags
+				}
+			}
+			*set = append(*set, a)
+			if !strings.Contains(a, "=") && takesValue(fl, a) && i+1 < len(args) {
 				i++
-				out = append(out, args[i])
+				*set = append(*set, args[i])
 			}
 			continue
 		}
 		if len(pos) == 0 {
 			if c := findCommand(cmds, a); c != nil {
 				out = append(out, a)
-				flags, cmds = c.Flags, c.Subcommands
+				flags, cmds, atRoot = c.Flags, c.Subcommands, false
 				continue
 			}
 		}
 		pos = append(pos, a)
 	}
-	return append(out, pos...)
+	res := append([]string{args[0]}, global...)
+	res = append(res, out...)
+	return append(res, pos...)
 }
 
 func findCommand(cmds []*cli.Command, name string) *cli.Command {
@@ -57,15 +70,25 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 	return nil
 }
 
-func takesValue(flags []cli.Flag, arg string) bool {
+// findFlag finds the flag an argument ("--agent", "-c", "--agent=x") names.
+func findFlag(flags []cli.Flag, arg string) (cli.Flag, bool) {
 	name := strings.TrimLeft(arg, "-")
+	name, _, _ = strings.Cut(name, "=")
 	for _, f := range flags {
 		for _, n := range f.Names() {
 			if n == name {
-				_, isBool := f.(*cli.BoolFlag)
-				return !isBool
+				return f, true
 			}
 		}
 	}
-	return false
+	return nil, false
+}
+
+func takesValue(flags []cli.Flag, arg string) bool {
+	f, ok := findFlag(flags, arg)
+	if !ok {
+		return false
+	}
+	_, isBool := f.(*cli.BoolFlag)
+	return !isBool
 }

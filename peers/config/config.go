@@ -44,6 +44,14 @@ type Config struct {
 	// DNSSearch holds the non-address DNS entries (search domains), which
 	// wg-quick allows in the DNS key. Rendered after the addresses.
 	DNSSearch []string
+	// PostUp holds wg-quick PostUp commands, rendered in order after DNS
+	// (split DNS mode). Parse does not keep them: the userspace tunnel has
+	// no interface to run them on.
+	PostUp []string
+	// LocalPublicKey, set only when PrivateKey is zero, is the public key of
+	// a pair made elsewhere: the file then says where the private key goes
+	// instead of carrying it.
+	LocalPublicKey wgtypes.Key
 	// MTU and ListenPort are optional (0 = not set) and only kept when a
 	// hand-written file carries them.
 	MTU        int
@@ -134,7 +142,7 @@ func checkHost(h string) error {
 func (c Config) Validate() error {
 	var zero wgtypes.Key
 	switch {
-	case c.PrivateKey == zero:
+	case c.PrivateKey == zero && c.LocalPublicKey == zero:
 		return errors.New("missing private key")
 	case len(c.Address) == 0:
 		return errors.New("missing address")
@@ -166,6 +174,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("DNS search domain %q: %v", d, err)
 		}
 	}
+	for _, cmd := range c.PostUp {
+		if strings.ContainsAny(cmd, "\n\r#") {
+			return fmt.Errorf("PostUp command %q has a newline or '#'", cmd)
+		}
+	}
 	for _, p := range c.AllowedIPs {
 		if !p.IsValid() {
 			return errors.New("invalid allowed IP prefix")
@@ -189,7 +202,13 @@ func Marshal(c Config) ([]byte, error) {
 	}
 	var b bytes.Buffer
 	b.WriteString("[Interface]\n")
-	fmt.Fprintf(&b, "PrivateKey = %s\n", c.PrivateKey)
+	if c.PrivateKey == (wgtypes.Key{}) {
+		fmt.Fprintf(&b, "# PrivateKey = <the private key of %s>\n", c.LocalPublicKey)
+		b.WriteString("# This file was made without the private key: replace the line above with it\n")
+		b.WriteString("# (or keep the key in a file and add: PostUp = wg set %i private-key /path/to/key).\n")
+	} else {
+		fmt.Fprintf(&b, "PrivateKey = %s\n", c.PrivateKey)
+	}
 	if c.ListenPort != 0 {
 		fmt.Fprintf(&b, "ListenPort = %d\n", c.ListenPort)
 	}
@@ -201,6 +220,9 @@ func Marshal(c Config) ([]byte, error) {
 		}
 		dns = append(dns, c.DNSSearch...)
 		fmt.Fprintf(&b, "DNS = %s\n", strings.Join(dns, ", "))
+	}
+	for _, cmd := range c.PostUp {
+		fmt.Fprintf(&b, "PostUp = %s\n", cmd)
 	}
 	if c.MTU != 0 {
 		fmt.Fprintf(&b, "MTU = %d\n", c.MTU)

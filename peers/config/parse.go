@@ -100,8 +100,9 @@ func Parse(data []byte) (Config, error) {
 		if key == "" {
 			return Config{}, perr("empty key")
 		}
-		// List keys may repeat (wg-quick appends); scalar keys may not.
-		list := key == "address" || key == "dns" || key == "allowedips"
+		// List keys and hooks may repeat (wg-quick appends); scalar keys may not.
+		list := key == "address" || key == "dns" || key == "allowedips" ||
+			key == "preup" || key == "postup" || key == "predown" || key == "postdown"
 		if first, dup := seen[section+"."+key]; dup && !list {
 			return Config{}, perr("duplicate key %q (first at line %d)", key, first)
 		}

@@ -66,13 +66,13 @@ func (t *Tunnel) exchange(ctx context.Context, m *dns.Msg, server netip.Addr, ne
 	co := new(dns.Conn)
 	switch network {
 	case "udp":
-		c, err := t.net.DialUDPAddrPort(netip.AddrPort{}, addr)
+		c, err := t.stack.DialUDP(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
 		co.Conn = c
 	default:
-		c, err := t.net.DialContextTCPAddrPort(ctx, addr)
+		c, err := t.stack.DialTCP(ctx, addr)
 		if err != nil {
 			return nil, err
 		}

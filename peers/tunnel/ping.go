@@ -41,7 +41,7 @@ func (t *Tunnel) Ping(ctx context.Context, target string, count int, out io.Writ
 	}
 	// The netstack ping socket fills in the echo identifier (its "port")
 	// and the checksum, and only delivers replies carrying that identifier.
-	pc, err := t.net.DialPingAddr(netip.Addr{}, dst)
+	pc, err := t.stack.DialPing(dst)
 	if err != nil {
 		return fmt.Errorf("ping %s: %w", target, err)
 	}
@@ -84,10 +84,7 @@ func (t *Tunnel) Ping(ctx context.Context, target string, count int, out io.Writ
 			if !ok {
 				continue
 			}
-			var src netip.Addr
-			if pa, ok := from.(interface{ Addr() netip.Addr }); ok {
-				src = pa.Addr()
-			}
+			src := addrOf(from)
 			select {
 			case replies <- pingReply{seq: echo.Seq, from: src, size: n, rtt: now.Sub(t0)}:
 			case <-quit:

@@ -57,6 +57,9 @@ type Options struct {
 	PingWait time.Duration
 	// DialTimeout bounds each TCP connection attempt of the proxy (default 10 s).
 	DialTimeout time.Duration
+	// LocalAddrs lists this machine's interface addresses, for Open to find
+	// a tunnel that is already up; nil means the real interfaces.
+	LocalAddrs func() ([]netip.Addr, error)
 }
 
 func (o *Options) setDefaults() {
@@ -81,6 +84,9 @@ func (o *Options) setDefaults() {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 10 * time.Second
 	}
+	if o.LocalAddrs == nil {
+		o.LocalAddrs = localAddrs
+	}
 }
 
 // Tunnel is a running userspace WireGuard device with its own TCP/IP stack.
@@ -88,10 +94,46 @@ func (o *Options) setDefaults() {
 type Tunnel struct {
 	opts      Options
 	log       *slog.Logger
-	dev       *device.Device
-	net       *netstack.Net
+	dev       *device.Device // nil when the tunnel was already up (system stack)
+	net       *netstack.Net  // likewise
+	stack     stack
 	dnsServer []netip.Addr
 	closeOnce sync.Once
+}
+
+// Open is Up, unless the config's tunnel is already up on this machine (its
+// address is on an interface, as after `wg-quick up` of the same file): then
+// the returned Tunnel speaks through the machine's own routes and that
+// tunnel. A second WireGuard session with the same key would take the
+// gateway's session away from the live tunnel, which then stalls until its
+// next handshake.
+func Open(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error) {
+	opts.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("tunnel: %w", err)
+	}
+	if src, ok := liveAddress(cfg, opts.LocalAddrs); ok {
+		opts.Logger.Debug("tunnel already up on this machine: using its route", "address", src)
+		return &Tunnel{opts: opts, log: opts.Logger, stack: systemStack{src: src}, dnsServer: dnsServers(cfg)}, nil
+	}
+	return Up(ctx, cfg, opts)
+}
+
+// Shared reports whether the Tunnel uses a tunnel that was already up on
+// this machine instead of its own session.
+func (t *Tunnel) Shared() bool { return t.dev == nil }
+
+// dnsServers are the config's resolvers; an older or hand-trimmed file (or a
+// split or none DNS mode) has none, and every 6PN network has its resolver
+// at fdaa:<net>::3 (SPEC §2).
+func dnsServers(cfg config.Config) []netip.Addr {
+	if len(cfg.DNS) > 0 {
+		return cfg.DNS
+	}
+	if id, ok := sixpn.NetworkOf(cfg.Address[0].Addr()); ok {
+		return []netip.Addr{sixpn.NetworkDNS(id)}
+	}
+	return nil
 }
 
 // Up starts a tunnel for cfg and waits (at most 2 s) for the first handshake
@@ -101,14 +143,7 @@ func Up(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tunnel: %w", err)
 	}
-	dnsServers := cfg.DNS
-	if len(dnsServers) == 0 {
-		// An older or hand-trimmed file: every 6PN network has its
-		// resolver at fdaa:<net>::3 (SPEC §2).
-		if id, ok := sixpn.NetworkOf(cfg.Address[0].Addr()); ok {
-			dnsServers = []netip.Addr{sixpn.NetworkDNS(id)}
-		}
-	}
+	dnsServers := dnsServers(cfg)
 	endpoint, err := resolveEndpoint(ctx, opts.Resolver, cfg.Endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: %w", err)
@@ -141,7 +176,7 @@ func Up(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error) {
 		return nil, fmt.Errorf("tunnel: starting WireGuard: %w", err)
 	}
 	log.Debug("tunnel up", "address", local, "endpoint", endpoint, "dns", dnsServers)
-	t := &Tunnel{opts: opts, log: log, dev: dev, net: tnet, dnsServer: dnsServers}
+	t := &Tunnel{opts: opts, log: log, dev: dev, net: tnet, stack: userStack{tnet}, dnsServer: dnsServers}
 	t.awaitHandshake(ctx, cfg, endpoint)
 	return t, nil
 }
@@ -200,12 +235,14 @@ func (t *Tunnel) awaitHandshake(ctx context.Context, cfg config.Config, endpoint
 // Close stops the WireGuard device and the network stack; connections made
 // through the tunnel fail afterwards. It is safe to call more than once.
 func (t *Tunnel) Close() error {
-	t.closeOnce.Do(t.dev.Close)
+	if t.dev != nil {
+		t.closeOnce.Do(t.dev.Close)
+	}
 	return nil
 }
 
 // Net exposes the tunnel's network stack, for dialing or listening on
-// anything the methods here do not cover.
+// anything the methods here do not cover; nil when Shared.
 func (t *Tunnel) Net() *netstack.Net { return t.net }
 
 // uapiConfig renders cfg in wireguard-go's UAPI "set" syntax. It must not
@@ -255,9 +292,9 @@ func resolveEndpoint(ctx context.Context, r *net.Resolver, ep string) (netip.Add
 	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(p)), nil
 }
 
-// Dig brings a tunnel up for cfg, sends one query and tears the tunnel down.
+// Dig opens a tunnel for cfg, sends one query and tears the tunnel down.
 func Dig(ctx context.Context, cfg config.Config, name string, qtype uint16) (*dns.Msg, error) {
-	t, err := Up(ctx, cfg, Options{})
+	t, err := Open(ctx, cfg, Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -265,10 +302,10 @@ func Dig(ctx context.Context, cfg config.Config, name string, qtype uint16) (*dn
 	return t.Dig(ctx, name, qtype)
 }
 
-// Ping brings a tunnel up for cfg and pings target through it (see
+// Ping opens a tunnel for cfg and pings target through it (see
 // Tunnel.Ping).
 func Ping(ctx context.Context, cfg config.Config, target string, count int, out io.Writer) error {
-	t, err := Up(ctx, cfg, Options{})
+	t, err := Open(ctx, cfg, Options{})
 	if err != nil {
 		return err
 	}
@@ -276,11 +313,11 @@ func Ping(ctx context.Context, cfg config.Config, target string, count int, out 
 	return t.Ping(ctx, target, count, out)
 }
 
-// Proxy brings a tunnel up for cfg and forwards listen to name:remotePort
+// Proxy opens a tunnel for cfg and forwards listen to name:remotePort
 // until ctx is cancelled (see Tunnel.Proxy). It logs nothing; use Up with a
 // Logger and Tunnel.Proxy to see the listening address.
 func Proxy(ctx context.Context, cfg config.Config, listen, name string, remotePort int) error {
-	t, err := Up(ctx, cfg, Options{})
+	t, err := Open(ctx, cfg, Options{})
 	if err != nil {
 		return err
 	}
