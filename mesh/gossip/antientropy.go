@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math/rand"
 	"time"
 
@@ -155,5 +156,29 @@ func (g *Gossip) sendRecords(to string, ids []catalog.ID) {
 			return
 		}
 		g.metrics.aeRecords.Add(float64(len(rs)))
+	}
+}
+
+// pushPullState is what memberlist's push/pull (on join and periodically) carries for
+// us: only our digest root. It then starts a real anti-entropy exchange when roots
+// differ, instead of shipping the whole catalog.
+func (g *Gossip) pushPullState() []byte {
+	root, _ := g.cat.Digest()
+	b, _ := json.Marshal(aeRoot{origin: g.origin(), Root: root})
+	return b
+}
+
+func (g *Gossip) mergePushPull(buf []byte) {
+	var m aeRoot
+	if err := json.Unmarshal(buf, &m); err != nil {
+		g.drop("malformed", err)
+		return
+	}
+	if m.From == "" || m.From == g.cfg.Name {
+		return
+	}
+	g.learn(m.From, m.Addr)
+	if root, _ := g.cat.Digest(); root != m.Root && !g.closed.Load() {
+		go g.startAE(m.From)
 	}
 }

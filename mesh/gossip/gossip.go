@@ -24,9 +24,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,10 +168,24 @@ func New(cfg Config) (*Gossip, error) {
 	mc.Delegate = (*delegate)(g)
 	mc.Events = (*events)(g)
 	mc.Ping = (*pings)(g)
+	mc.Alive = (*alives)(g)
 	mc.Logger = log.New(&mlLog{g: g}, "", 0)
-	if cfg.Transport != nil {
-		mc.Transport = cfg.Transport
+	tr := cfg.Transport
+	if tr == nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+		if mc.BindPort == 0 {
+			mc.BindPort = nt.GetAutoBindPort()
+			if cfg.AdvertisePort == 0 {
+				mc.AdvertisePort = mc.BindPort
+			}
+		}
+		tr = nt
 	}
+	mc.Transport = &watchedTransport{Transport: tr, unreachable: g.onSuspect}
 	// Records travel by direct push, so memberlist's own gossip can stay at its
 	// defaults; the probe settings decide how fast failures show (≈5 s on LAN).
 	g.queue = &memberlist.TransmitLimitedQueue{NumNodes: g.numNodes, RetransmitMult: 3}
@@ -197,218 +209,6 @@ func New(cfg Config) (*Gossip, error) {
 		go g.joinLoop(cfg.Join)
 	}
 	return g, nil
-}
-
-func (g *Gossip) numNodes() int {
-	select {
-	case <-g.ready:
-		return g.ml.NumMembers()
-	default:
-		return 1
-	}
-}
-
-// LocalAddr is the address and port memberlist advertises.
-func (g *Gossip) LocalAddr() (net.IP, uint16) {
-	n := g.ml.LocalNode()
-	return n.Addr, n.Port
-}
-
-func (g *Gossip) joinLoop(targets []string) {
-	defer g.wg.Done()
-	backoff := 200 * time.Millisecond
-	for {
-		n, err := g.ml.Join(targets)
-		if n > 0 {
-			g.log.Info("joined cluster", "contacted", n)
-			return
-		}
-		g.log.Warn("join failed, retrying", "targets", strings.Join(targets, ","), "err", err, "in", backoff)
-		select {
-		case <-g.ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
-		}
-	}
-}
-
-// ReconnectInterval is how often we try to reach hosts the catalog knows but
-// membership has declared failed. memberlist stops gossiping to dead nodes after
-// GossipToTheDeadTime (30 s), so without this a partition longer than that would
-// never heal on its own (serf does the same).
-const ReconnectInterval = 10 * time.Second
-
-func (g *Gossip) reconnectLoop() {
-	defer g.wg.Done()
-	t := time.NewTicker(g.cfg.ReconnectInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-g.ctx.Done():
-			return
-		case <-t.C:
-		}
-		snap := g.cat.Latest()
-		live := map[string]bool{}
-		for _, n := range g.alive(false) {
-			live[n.Name] = true
-		}
-		var targets []string
-		for _, h := range snap.Hosts {
-			if h.Name == g.cfg.Name || h.Status != catalog.StatusFailed || h.GossipPort == 0 || !h.Addr.IsValid() {
-				continue
-			}
-			if live[h.Name] {
-				continue
-			}
-			targets = append(targets, netip.AddrPortFrom(h.Addr, h.GossipPort).String())
-		}
-		if len(targets) == 0 {
-			continue
-		}
-		// Join contacts each target over TCP (push/pull); unreachable ones just fail.
-		if n, err := g.ml.Join(targets); n > 0 {
-			g.log.Info("reconnected to failed hosts", "contacted", n)
-		} else {
-			g.log.Debug("reconnect", "targets", len(targets), "err", err)
-		}
-	}
-}
-
-// Member is one host as membership sees it.
-type Member struct {
-	Name   string
-	Addr   net.IP
-	Port   uint16
-	Status string
-}
-
-// Members lists hosts memberlist knows, dead and left ones included while it keeps them.
-func (g *Gossip) Members() []Member {
-	var out []Member
-	for _, n := range g.ml.Members() {
-		out = append(out, Member{Name: n.Name, Addr: n.Addr, Port: n.Port, Status: g.cat.Status(n.Name)})
-	}
-	return out
-}
-
-func (g *Gossip) alive(self bool) []*memberlist.Node {
-	<-g.ready
-	var out []*memberlist.Node
-	for _, n := range g.ml.Members() {
-		if n.Name == g.cfg.Name && !self {
-			continue
-		}
-		if n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-func (g *Gossip) node(name string) *memberlist.Node {
-	<-g.ready
-	for _, n := range g.ml.Members() {
-		if n.Name == name {
-			return n
-		}
-	}
-	// Membership spreads by gossip, so a host can hear from a newcomer before it
-	// hears about it; answer it at the address it told us.
-	g.mu.Lock()
-	ap, ok := g.learned[name]
-	g.mu.Unlock()
-	if ok {
-		return &memberlist.Node{Name: name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}
-	}
-	return nil
-}
-
-// learn remembers the gossip address a host sent from (bounded: only names that are
-// or were hosts of the cluster matter, and the map is cleared when it grows large).
-func (g *Gossip) learn(name, addr string) {
-	if name == "" || addr == "" || name == g.cfg.Name {
-		return
-	}
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return
-	}
-	g.mu.Lock()
-	if len(g.learned) > 4096 {
-		clear(g.learned)
-	}
-	g.learned[name] = ap
-	g.mu.Unlock()
-}
-
-func (g *Gossip) selfAddr() string {
-	<-g.ready
-	n := g.ml.LocalNode()
-	ip, ok := netip.AddrFromSlice(n.Addr)
-	if !ok {
-		return ""
-	}
-	return netip.AddrPortFrom(ip.Unmap(), n.Port).String()
-}
-
-// Publish disseminates local changes: straight to every alive member now, and into the
-// gossip queue as a backup.
-func (g *Gossip) Publish(rs ...*catalog.Record) {
-	if len(rs) == 0 || g.closed.Load() {
-		return
-	}
-	msg, err := encode(msgRecords, rs)
-	if err != nil {
-		g.log.Error("encode records", "err", err)
-		return
-	}
-	for _, n := range g.alive(false) {
-		g.send(n, msgRecords, msg)
-	}
-	for _, r := range rs {
-		if one, err := encode(msgRecords, []*catalog.Record{r}); err == nil {
-			g.queue.QueueBroadcast(&broadcast{name: r.ID().String(), msg: one})
-		}
-	}
-}
-
-// bestEffortLimit keeps a message inside one UDP packet with memberlist's framing and
-// encryption overhead.
-const bestEffortLimit = 1100
-
-func (g *Gossip) send(n *memberlist.Node, t msgType, msg []byte) {
-	var err error
-	if len(msg) <= bestEffortLimit {
-		err = g.ml.SendBestEffort(n, msg)
-	} else {
-		err = g.ml.SendReliable(n, msg)
-	}
-	if err != nil {
-		g.log.Debug("send failed", "to", n.Name, "type", t, "err", err)
-		g.metrics.sendErrors.WithLabelValues(t.String()).Inc()
-		return
-	}
-	g.metrics.sent.WithLabelValues(t.String()).Inc()
-	if (t >= msgAERoot && t <= msgAEWant) || t == msgAESubs {
-		g.metrics.aeBytes.WithLabelValues("sent").Add(float64(len(msg)))
-	}
-}
-
-func (g *Gossip) sendTo(name string, t msgType, v any) error {
-	n := g.node(name)
-	if n == nil {
-		return fmt.Errorf("host %q is not a member", name)
-	}
-	msg, err := encode(t, v)
-	if err != nil {
-		return err
-	}
-	g.send(n, t, msg)
-	return nil
 }
 
 // receive dispatches one user message. It never panics on input and counts drops.
@@ -471,6 +271,7 @@ func dispatch[T interface{ sender() origin }](g *Gossip, body []byte, f func(T))
 	if g.unmarshal(body, &m) {
 		o := m.sender()
 		g.learn(o.From, o.Addr)
+		g.onAlive(o.From)
 		f(m)
 	}
 }
@@ -517,38 +318,6 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 	return g.ml.Leave(timeout)
 }
 
-// markLeaving records a leave intent. If memberlist already reported the host gone
-// (the intent arrived late), its status is corrected to left.
-func (g *Gossip) markLeaving(name string) {
-	g.mu.Lock()
-	g.leaving[name] = true
-	g.mu.Unlock()
-	if !g.isMember(name) && g.cat.Status(name) == catalog.StatusFailed {
-		g.cat.SetStatus(name, catalog.StatusLeft)
-	}
-}
-
-// isMember reports whether memberlist counts name as a live member (g.node also
-// answers hosts only learned from their messages).
-func (g *Gossip) isMember(name string) bool {
-	<-g.ready
-	for _, n := range g.ml.Members() {
-		if n.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// takeLeaving reports and clears whether name announced a graceful leave.
-func (g *Gossip) takeLeaving(name string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ok := g.leaving[name]
-	delete(g.leaving, name)
-	return ok
-}
-
 // Close stops everything. Call Leave first for a graceful exit.
 func (g *Gossip) Close() error {
 	if g.closed.Swap(true) {
@@ -558,93 +327,4 @@ func (g *Gossip) Close() error {
 	err := g.ml.Shutdown()
 	g.wg.Wait()
 	return err
-}
-
-// RTT estimates the round-trip time to a host from network coordinates.
-func (g *Gossip) RTT(name string) (time.Duration, bool) {
-	if name == g.cfg.Name {
-		return 0, true
-	}
-	g.mu.Lock()
-	c := g.peerCoord[name]
-	g.mu.Unlock()
-	if c == nil {
-		return 0, false
-	}
-	return g.coords.DistanceTo(c), true
-}
-
-// mlLog adapts memberlist's log.Logger output to slog and counts the messages that
-// mean bad input was dropped (wrong key, garbage, unknown types).
-type mlLog struct{ g *Gossip }
-
-func (w *mlLog) Write(p []byte) (int, error) {
-	s := strings.TrimSpace(string(p))
-	switch {
-	case strings.Contains(s, "[ERR]"):
-		reason := "memberlist"
-		if strings.Contains(s, "ecrypt") || strings.Contains(s, "No installed keys") {
-			reason = "decrypt"
-		}
-		w.g.drops.Add(1)
-		w.g.metrics.dropped.WithLabelValues(reason).Inc()
-		w.g.log.Warn(s)
-	case strings.Contains(s, "memberlist: Suspect "):
-		// memberlist has no event for suspicion and never updates the State of the
-		// Nodes it hands out, so its own log line is the only signal. The next
-		// acknowledged probe (pings.NotifyPingComplete) or a failure event ends it.
-		if f := strings.Fields(s[strings.Index(s, "memberlist: Suspect ")+len("memberlist: Suspect "):]); len(f) > 0 {
-			if w.g.cat.Status(f[0]) == catalog.StatusAlive {
-				w.g.cat.SetStatus(f[0], catalog.StatusSuspect)
-			}
-		}
-		w.g.log.Info(s)
-	case strings.Contains(s, "[WARN]"):
-		w.g.log.Warn(s)
-	case strings.Contains(s, "[DEBUG]"):
-		w.g.log.Debug(s)
-	default:
-		w.g.log.Info(s)
-	}
-	return len(p), nil
-}
-
-// Key parsing lives here because it is memberlist's format.
-
-// ParseKeys decodes a gossip key file: one base64 key per line (blank lines and
-// '#' comments ignored). The first key encrypts; the others are only accepted, which
-// is how a key is rotated without a flag day.
-func ParseKeys(s string) (primary []byte, extra [][]byte, err error) {
-	for i, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, err := ParseKey(line)
-		if err != nil {
-			return nil, nil, fmt.Errorf("line %d: %w", i+1, err)
-		}
-		if primary == nil {
-			primary = k
-		} else {
-			extra = append(extra, k)
-		}
-	}
-	if primary == nil {
-		return nil, nil, errors.New("no key in the file")
-	}
-	return primary, extra, nil
-}
-
-// ParseKey decodes one gossip key: base64 of 16, 24 or 32 bytes.
-func ParseKey(s string) ([]byte, error) {
-	b, err := decodeBase64(strings.TrimSpace(s))
-	if err != nil {
-		return nil, fmt.Errorf("gossip key is not base64: %w", err)
-	}
-	switch len(b) {
-	case 16, 24, 32:
-		return b, nil
-	}
-	return nil, fmt.Errorf("gossip key must be 16, 24 or 32 bytes, got %d", len(b))
 }

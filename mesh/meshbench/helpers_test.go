@@ -152,14 +152,49 @@ func (c *cluster) waitMembers(d time.Duration, nodes ...*benchNode) time.Duratio
 	if len(nodes) == 0 {
 		nodes = c.nodes
 	}
-	return eventually(c.t, d, fmt.Sprintf("%d members alive everywhere", len(nodes)), func() bool {
+	start := time.Now()
+	for {
+		ok := true
 		for _, n := range nodes {
 			if aliveCount(n) < len(nodes) {
-				return false
+				ok = false
+				break
 			}
 		}
-		return true
-	})
+		if ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			c.t.Fatalf("timed out after %v waiting for %d members alive everywhere: %s", d, len(nodes), memberStates(nodes))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// memberStates summarizes what the nodes that do not see everyone alive see instead,
+// and what memberlist itself counts, so a membership timeout says why.
+func memberStates(nodes []*benchNode) string {
+	var b strings.Builder
+	short := 0
+	total := map[string]int{}
+	for _, n := range nodes {
+		seen := map[string]int{}
+		for _, m := range n.Gossip().Members() {
+			seen[m.Status]++
+		}
+		if seen[catalog.StatusAlive] >= len(nodes) {
+			continue
+		}
+		short++
+		for k, v := range seen {
+			total[k] += v
+		}
+		if short <= 5 {
+			fmt.Fprintf(&b, "%s sees %v (memberlist lists %d); ", n.Name(), seen, len(n.Gossip().Members()))
+		}
+	}
+	fmt.Fprintf(&b, "%d of %d nodes short; statuses summed over them: %v", short, len(nodes), total)
+	return b.String()
 }
 
 func root(n *benchNode) uint64 {

@@ -1,0 +1,269 @@
+package gossip
+
+import (
+	"encoding/json"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// Membership: who is in the cluster and in which state. memberlist owns failure
+// detection; this file turns its delegate callbacks (delegates.go) into host statuses
+// in the catalog, keeps joining and reconnecting, and answers "who is alive" for
+// dissemination, anti-entropy and RPC.
+//
+// Statuses come from events, never from memberlist's log text:
+//   - alive: NotifyJoin, and NotifyAlive (an alive message about the host: its join,
+//     or its refutation of a suspicion), an acknowledged probe, or any message from it;
+//   - suspect: our own probe of it failed (see suspicion.go);
+//   - failed / left: NotifyLeave, left when the host announced it was leaving.
+
+func (g *Gossip) numNodes() int {
+	select {
+	case <-g.ready:
+		return g.ml.NumMembers()
+	default:
+		return 1
+	}
+}
+
+// LocalAddr is the address and port memberlist advertises.
+func (g *Gossip) LocalAddr() (net.IP, uint16) {
+	n := g.ml.LocalNode()
+	return n.Addr, n.Port
+}
+
+func (g *Gossip) joinLoop(targets []string) {
+	defer g.wg.Done()
+	backoff := 200 * time.Millisecond
+	for {
+		n, err := g.ml.Join(targets)
+		if n > 0 {
+			g.log.Info("joined cluster", "contacted", n)
+			return
+		}
+		g.log.Warn("join failed, retrying", "targets", strings.Join(targets, ","), "err", err, "in", backoff)
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// ReconnectInterval is how often we try to reach hosts the catalog knows but
+// membership has declared failed. memberlist stops gossiping to dead nodes after
+// GossipToTheDeadTime (30 s), so without this a partition longer than that would
+// never heal on its own (serf does the same).
+const ReconnectInterval = 10 * time.Second
+
+func (g *Gossip) reconnectLoop() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		}
+		snap := g.cat.Latest()
+		live := map[string]bool{}
+		for _, n := range g.alive(false) {
+			live[n.Name] = true
+		}
+		var targets []string
+		for _, h := range snap.Hosts {
+			if h.Name == g.cfg.Name || h.Status != catalog.StatusFailed || h.GossipPort == 0 || !h.Addr.IsValid() {
+				continue
+			}
+			if live[h.Name] {
+				continue
+			}
+			targets = append(targets, netip.AddrPortFrom(h.Addr, h.GossipPort).String())
+		}
+		if len(targets) == 0 {
+			continue
+		}
+		// Join contacts each target over TCP (push/pull); unreachable ones just fail.
+		if n, err := g.ml.Join(targets); n > 0 {
+			g.log.Info("reconnected to failed hosts", "contacted", n)
+		} else {
+			g.log.Debug("reconnect", "targets", len(targets), "err", err)
+		}
+	}
+}
+
+// Member is one host as membership sees it.
+type Member struct {
+	Name   string
+	Addr   net.IP
+	Port   uint16
+	Status string
+}
+
+// Members lists hosts memberlist knows, dead and left ones included while it keeps them.
+func (g *Gossip) Members() []Member {
+	var out []Member
+	for _, n := range g.ml.Members() {
+		out = append(out, Member{Name: n.Name, Addr: n.Addr, Port: n.Port, Status: g.cat.Status(n.Name)})
+	}
+	return out
+}
+
+func (g *Gossip) alive(self bool) []*memberlist.Node {
+	<-g.ready
+	var out []*memberlist.Node
+	for _, n := range g.ml.Members() {
+		if n.Name == g.cfg.Name && !self {
+			continue
+		}
+		if n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (g *Gossip) node(name string) *memberlist.Node {
+	<-g.ready
+	for _, n := range g.ml.Members() {
+		if n.Name == name {
+			return n
+		}
+	}
+	// Membership spreads by gossip, so a host can hear from a newcomer before it
+	// hears about it; answer it at the address it told us.
+	g.mu.Lock()
+	ap, ok := g.learned[name]
+	g.mu.Unlock()
+	if ok {
+		return &memberlist.Node{Name: name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}
+	}
+	return nil
+}
+
+// learn remembers the gossip address a host sent from (bounded: only names that are
+// or were hosts of the cluster matter, and the map is cleared when it grows large).
+func (g *Gossip) learn(name, addr string) {
+	if name == "" || addr == "" || name == g.cfg.Name {
+		return
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return
+	}
+	g.mu.Lock()
+	if len(g.learned) > 4096 {
+		clear(g.learned)
+	}
+	g.learned[name] = ap
+	g.mu.Unlock()
+}
+
+func (g *Gossip) selfAddr() string {
+	<-g.ready
+	n := g.ml.LocalNode()
+	ip, ok := netip.AddrFromSlice(n.Addr)
+	if !ok {
+		return ""
+	}
+	return netip.AddrPortFrom(ip.Unmap(), n.Port).String()
+}
+
+// markLeaving records a leave intent. If memberlist already reported the host gone
+// (the intent arrived late), its status is corrected to left.
+func (g *Gossip) markLeaving(name string) {
+	g.mu.Lock()
+	g.leaving[name] = true
+	g.mu.Unlock()
+	if !g.isMember(name) && g.cat.Status(name) == catalog.StatusFailed {
+		g.cat.SetStatus(name, catalog.StatusLeft)
+	}
+}
+
+// isMember reports whether memberlist counts name as a live member (g.node also
+// answers hosts only learned from their messages).
+func (g *Gossip) isMember(name string) bool {
+	<-g.ready
+	for _, n := range g.ml.Members() {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// takeLeaving reports and clears whether name announced a graceful leave.
+func (g *Gossip) takeLeaving(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ok := g.leaving[name]
+	delete(g.leaving, name)
+	return ok
+}
+
+// nodeMeta is tiny and versioned: memberlist caps metadata at 512 bytes, and every
+// real attribute of a host travels as a catalog record instead.
+type nodeMeta struct {
+	V  int    `json:"v"`
+	ID uint32 `json:"id"`
+}
+
+func (g *Gossip) nodeMeta(limit int) []byte {
+	b, _ := json.Marshal(nodeMeta{V: 1, ID: g.cfg.HostID})
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+
+func (g *Gossip) onJoin(n *memberlist.Node) {
+	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
+	g.cat.SetStatus(n.Name, catalog.StatusAlive)
+	g.metrics.events.WithLabelValues("join").Inc()
+	g.memberChanged()
+	if n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() {
+		// A host that (re)appears may have missed changes, or have changes we
+		// missed: compare digests right away rather than waiting for the next round.
+		// One exchange repairs both sides, so only the lower name starts it.
+		go g.startAE(n.Name)
+	}
+}
+
+func (g *Gossip) onLeave(n *memberlist.Node) {
+	// n.State is not usable here: memberlist never updates the embedded Node's State
+	// (nodeState.State shadows it). The leave intent (msgLeaving) tells left apart.
+	status := catalog.StatusFailed
+	if g.takeLeaving(n.Name) {
+		status = catalog.StatusLeft
+	}
+	g.cat.SetStatus(n.Name, status)
+	g.metrics.events.WithLabelValues(status).Inc()
+	g.memberChanged()
+}
+
+func (g *Gossip) onUpdate(n *memberlist.Node) { g.onAlive(n.Name) }
+
+// onAlive ends a suspicion: the host answered a probe, refuted, or spoke to us. Only
+// suspect turns alive here; failed and left change on join events alone.
+func (g *Gossip) onAlive(name string) {
+	if g.cat.Status(name) == catalog.StatusSuspect {
+		g.cat.SetStatus(name, catalog.StatusAlive)
+	}
+}
+
+// onSuspect starts a suspicion; it only ever turns alive into suspect.
+func (g *Gossip) onSuspect(name string) {
+	if g.cat.Status(name) == catalog.StatusAlive {
+		g.cat.SetStatus(name, catalog.StatusSuspect)
+	}
+}
