@@ -29,6 +29,7 @@ type partition struct {
 	packets chan *memberlist.Packet
 	streams chan net.Conn
 	done    chan struct{}
+	once    sync.Once
 }
 
 func newPartition(t *testing.T, ip string, blocked *sync.Map) *partition {
@@ -95,6 +96,12 @@ func (p *partition) DialTimeout(addr string, d time.Duration) (net.Conn, error) 
 }
 func (p *partition) StreamCh() <-chan net.Conn { return p.streams }
 func (p *partition) Shutdown() error {
+	var err error
+	p.once.Do(func() { err = p.shutdown() })
+	return err
+}
+
+func (p *partition) shutdown() error {
 	close(p.done)
 	// NetTransport's listeners block sending to their channels; keep draining them
 	// until its Shutdown has waited them out.
@@ -144,6 +151,14 @@ func fastFailureDetection(c *memberlist.Config) {
 
 func (c *cluster) start(name string, key []byte, dir string, ip string, join []string) *testHost {
 	c.t.Helper()
+	h, err := c.tryStart(name, key, dir, ip, join)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	return h
+}
+
+func (c *cluster) tryStart(name string, key []byte, dir string, ip string, join []string) (*testHost, error) {
 	blocked := &sync.Map{}
 	tr := newPartition(c.t, ip, blocked)
 	port := tr.inner.GetAutoBindPort()
@@ -153,16 +168,15 @@ func (c *cluster) start(name string, key []byte, dir string, ip string, join []s
 	}
 	n, err := Start(Config{
 		Name: name, DataDir: dir, Region: "ord", GossipAddr: fmt.Sprintf("%s:%d", ip, port),
-		Join: join, GossipKey: key, AEInterval: 200 * time.Millisecond, Transport: tr,
+		Join: join, GossipKey: key, AEInterval: 200 * time.Millisecond, Transport: tr, WireGuard: true,
 		TuneMemberlist: fastFailureDetection, ReconnectInterval: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("host", name),
 	})
 	if err != nil {
 		tr.Shutdown()
-		c.t.Fatalf("start %s: %v", name, err)
+		return nil, err
 	}
-	h := &testHost{Node: n, ip: ip, dir: dir, blocked: blocked, name: name, key: key}
-	return h
+	return &testHost{Node: n, ip: ip, dir: dir, blocked: blocked, name: name, key: key}, nil
 }
 
 func newCluster(t *testing.T, size int) *cluster {

@@ -39,6 +39,10 @@ func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer
 		return nil, err // removed since checkPeerSpec looked
 	}
 	n.allocMu.Lock()
+	if err := n.Err(); err != nil {
+		n.allocMu.Unlock()
+		return nil, unavailable("%v", err)
+	}
 	if err := n.checkHostID(); err != nil {
 		n.allocMu.Unlock()
 		return nil, err

@@ -1,14 +1,31 @@
 package mesh
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
 
-// writeHostRecord (re)publishes this host's record when anything in it changed.
-func (n *Node) writeHostRecord() error {
+// A host is its host id and WireGuard key; its name is a label that a new incarnation
+// (the same name started on an empty data dir: a re-image) takes over. These errors
+// end an agent whose identity the cluster no longer accepts.
+var (
+	// ErrRemoved: this host was removed with `members remove`. It never runs half
+	// admitted; the operator wipes the data dir to join again as a new host.
+	ErrRemoved = errors.New("this host was removed from the cluster")
+	// ErrSuperseded: a newer incarnation (a re-image) holds this host's name.
+	ErrSuperseded = errors.New("this host's name belongs to a newer incarnation")
+)
+
+const opHostLookup = "host.lookup"
+
+// hostRecord builds what this host's record says now.
+func (n *Node) hostRecord() *catalog.Host {
 	h := &catalog.Host{
 		Name: n.id.Name, ID: n.id.HostID, Region: n.cfg.Region, Addr: n.advAddr,
 		WGPort: n.cfg.WGPort, Gateway: n.cfg.Gateway, PublicEndpoint: n.cfg.PublicEndpoint,
@@ -19,23 +36,241 @@ func (n *Node) writeHostRecord() error {
 	if n.cfg.WireGuard {
 		h.PublicKey = n.wgKey.PublicKey().String()
 	}
+	return h
+}
+
+// mine reports whether r is a record of this incarnation.
+func (n *Node) mine(r *catalog.Record) bool {
+	return r.Gen == n.id.Gen && r.Created == n.id.Created
+}
+
+// writeHostRecord (re)publishes this host's record when anything in it changed, and
+// settles who holds the name when another incarnation's record is in the catalog:
+// an unsettled (fresh) host takes the name over with the next generation; a settled
+// one that finds itself beaten was removed or superseded and must stop. Callers hold
+// allocMu.
+func (n *Node) writeHostRecord() error {
+	h := n.hostRecord()
 	cur := n.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: n.id.Name})
-	if cur != nil && !cur.Deleted && cur.Host != nil && *cur.Host == *h && cur.Created == n.id.Created {
-		return nil
-	}
-	gen := n.id.Gen
-	if cur != nil && cur.Deleted && cur.Gen >= gen {
-		// We were removed with `members remove` and came back: start a new generation
-		// so the tombstone cannot hide us.
-		gen = cur.Gen + 1
-		n.id.Gen = gen
-		n.id.Created = n.cat.Tick()
-		if err := n.store.SaveIdentity(n.id); err != nil {
-			return err
+	if cur != nil && n.mine(cur) {
+		if cur.Deleted {
+			return fmt.Errorf("%w (host %q, id %08x, `dogwood members remove`)", ErrRemoved, n.id.Name, n.id.HostID)
+		}
+		if cur.Host != nil && *cur.Host == *h {
+			return nil
 		}
 	}
-	r := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: gen, Created: n.id.Created, Version: n.cat.Tick(), Host: h}
+	if cur != nil && !n.mine(cur) {
+		ours := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: n.id.Gen, Created: n.id.Created, Version: n.id.Created}
+		if cur.Wins(ours) {
+			if n.id.Settled {
+				other := "a removed incarnation"
+				if !cur.Deleted && cur.Host != nil {
+					other = fmt.Sprintf("host id %08x", cur.Host.ID)
+				}
+				return fmt.Errorf("%w (%s holds %q; this data dir has id %08x)", ErrSuperseded, other, n.id.Name, n.id.HostID)
+			}
+			// A re-image: this host replaces the old incarnation everywhere, which
+			// needs a record that beats it under the merge order.
+			prev := "removed"
+			if !cur.Deleted && cur.Host != nil {
+				prev = fmt.Sprintf("%08x", cur.Host.ID)
+			}
+			n.id.Gen = cur.Gen + 1
+			n.id.Created = n.cat.Tick()
+			n.id.Settled = true
+			if err := n.store.SaveIdentity(n.id); err != nil {
+				return err
+			}
+			n.log.Warn("host name taken over from an older incarnation (re-image)",
+				"name", n.id.Name, "old_host_id", prev, "host_id", fmt.Sprintf("%08x", n.id.HostID), "gen", n.id.Gen)
+			n.metrics.conflicts.WithLabelValues("host").Inc()
+		}
+	}
+	r := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: n.id.Gen, Created: n.id.Created, Version: n.cat.Tick(), Host: h}
 	return n.commit(r)
+}
+
+// settle marks the identity as checked against the cluster.
+func (n *Node) settle() error {
+	if n.id.Settled {
+		return nil
+	}
+	n.id.Settled = true
+	return n.store.SaveIdentity(n.id)
+}
+
+// syncIdentity asks live hosts what they hold under this host's name before the host
+// writes anything, so a re-imaged host takes over its name at once and a removed or
+// superseded one refuses to start instead of running half admitted. With nobody to
+// ask (first host, or nobody reachable in time) it returns and the identity loop
+// settles the name when records arrive.
+func (n *Node) syncIdentity(timeout time.Duration) error {
+	if len(n.cfg.Join) == 0 {
+		return n.settle()
+	}
+	deadline := time.Now().Add(timeout)
+	asked := map[string]bool{}
+	for time.Now().Before(deadline) {
+		for _, m := range n.gossip.Members() {
+			if m.Name == n.id.Name || asked[m.Name] || !catalog.Live(m.Status) {
+				continue
+			}
+			asked[m.Name] = true
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			var r *catalog.Record
+			err := n.gossip.Call(ctx, m.Name, opHostLookup, n.id.Name, &r)
+			cancel()
+			if err != nil {
+				n.log.Debug("identity lookup", "host", m.Name, "err", err)
+				continue
+			}
+			if r != nil {
+				if err := r.Validate(); err != nil || r.Kind != catalog.KindHost || r.Key != n.id.Name {
+					continue
+				}
+				if n.cat.Apply(r) {
+					if err := n.store.Put(r); err != nil {
+						return err
+					}
+				}
+			}
+			if err := n.writeHostRecord(); err != nil {
+				return err
+			}
+			return n.settle()
+		}
+		select {
+		case <-n.stop:
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	n.log.Info("no host answered the identity check in time; settling when records arrive", "timeout", timeout)
+	return nil
+}
+
+// handleHostLookup answers syncIdentity: our record for a name, tombstones included.
+func (n *Node) handleHostLookup(_ context.Context, _ string, body json.RawMessage) (any, error) {
+	var name string
+	if err := json.Unmarshal(body, &name); err != nil {
+		return nil, invalid("bad host lookup: %v", err)
+	}
+	return n.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: name}), nil
+}
+
+// identityLoop keeps this host's claim on its name current as records arrive, and
+// retires what an older incarnation under the same name left: its machines and peers
+// lived on the wiped disk, so this host, their owner by name now, tombstones them.
+func (n *Node) identityLoop() {
+	defer n.wg.Done()
+	ch, stop := n.cat.Watch()
+	defer stop()
+	var seen uint64
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-ch:
+		}
+		snap := n.cat.Latest()
+		if snap.Seq == seen {
+			continue
+		}
+		seen = snap.Seq
+		if err := n.checkIdentity(snap); err != nil {
+			n.fail(err)
+			return
+		}
+		// Bounded cost under heavy churn: at most a few checks a second.
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) checkIdentity(snap *catalog.Snapshot) error {
+	n.allocMu.Lock()
+	err := n.writeHostRecord()
+	var stale []*catalog.Record
+	if err == nil {
+		stale = n.staleLocal(snap, func(hostID uint32) bool { return hostID != n.id.HostID })
+	}
+	n.allocMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if len(stale) > 0 {
+		n.log.Warn("retiring machines and peers of an older incarnation of this host", "records", len(stale))
+		return n.tombstone(stale...)
+	}
+	return nil
+}
+
+// staleLocal returns the live machine and peer records under this host's name whose
+// host id matches drop.
+func (n *Node) staleLocal(snap *catalog.Snapshot, drop func(hostID uint32) bool) []*catalog.Record {
+	var out []*catalog.Record
+	for _, m := range snap.LocalMachines {
+		if drop(m.HostID) {
+			if r := n.cat.Live(catalog.ID{Kind: catalog.KindMachine, Key: m.ID}); r != nil {
+				out = append(out, r)
+			}
+		}
+	}
+	for _, p := range snap.LocalPeers {
+		if drop(p.GatewayID) {
+			if r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(p.Org, p.Name)}); r != nil {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// fail ends the node for an identity the cluster no longer accepts. A removed host
+// first tombstones what it created after its removal, as their owner, so nothing of
+// it stays behind.
+func (n *Node) fail(err error) {
+	if errors.Is(err, ErrRemoved) {
+		if left := n.staleLocal(n.cat.Snapshot(), func(uint32) bool { return true }); len(left) > 0 {
+			if terr := n.tombstone(left...); terr != nil {
+				n.log.Error("retire records of a removed host", "err", terr)
+			}
+		}
+	}
+	n.log.Error("stopping: identity no longer valid", "err", err)
+	n.fatalOnce.Do(func() {
+		n.fatalErr = err
+		close(n.fatal)
+	})
+}
+
+// Fatal is closed when the node must stop because the cluster no longer accepts its
+// identity; Err then says why and what to do.
+func (n *Node) Fatal() <-chan struct{} { return n.fatal }
+
+// Err returns why the node stopped (nil while it runs).
+func (n *Node) Err() error {
+	select {
+	case <-n.fatal:
+		return identityAdvice(n.fatalErr, n.cfg.DataDir)
+	default:
+		return nil
+	}
+}
+
+// identityAdvice turns an identity error into what the operator should do.
+func identityAdvice(err error, dataDir string) error {
+	switch {
+	case errors.Is(err, ErrRemoved):
+		return fmt.Errorf("%w. Its data dir %s holds the removed identity: move it away and start the agent again to join as a new host (its old machines are gone)", err, dataDir)
+	case errors.Is(err, ErrSuperseded):
+		return fmt.Errorf("%w. A host was started under this name on an empty data dir (a re-image) and replaced this one; this data dir %s is stale: move it away, or start with another --name", err, dataDir)
+	}
+	return err
 }
 
 // checkHostID resolves a host-id collision before any allocation uses the id: of two

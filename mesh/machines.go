@@ -46,6 +46,9 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 	}
 	n.allocMu.Lock()
 	defer n.allocMu.Unlock()
+	if err := n.Err(); err != nil {
+		return nil, unavailable("%v", err)
+	}
 	if err := n.checkHostID(); err != nil {
 		return nil, err
 	}

@@ -67,6 +67,9 @@ type Config struct {
 	OnIdentity func(name string, key wgtypes.Key) error
 	// PeerStats, when set, reports the data plane's view of WireGuard peers by key.
 	PeerStats func() map[string]PeerStat
+	// IdentityTimeout bounds how long Start waits for a joined host to tell it what
+	// the cluster holds under its name (default 3s).
+	IdentityTimeout time.Duration
 }
 
 // Node is a running host.
@@ -87,6 +90,9 @@ type Node struct {
 	gw       *gatewayPeers
 
 	persistCh chan []*catalog.Record
+	fatal     chan struct{}
+	fatalOnce sync.Once
+	fatalErr  error
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -100,6 +106,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.IdentityTimeout == 0 {
+		cfg.IdentityTimeout = 3 * time.Second
+	}
 	if cfg.Region == "" {
 		cfg.Region = "local"
 	}
@@ -111,7 +120,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st,
-		persistCh: make(chan []*catalog.Record, 1024), stop: make(chan struct{})}
+		persistCh: make(chan []*catalog.Record, 1024), stop: make(chan struct{}), fatal: make(chan struct{})}
 	n.gw = &gatewayPeers{n: n, reserved: map[int]bool{}}
 	if err := n.start(); err != nil {
 		st.Close()
@@ -216,12 +225,20 @@ func (n *Node) start() error {
 	}
 	n.gossip = g
 	n.registerRPC()
-	if err := n.writeHostRecord(); err != nil {
+	if err := n.syncIdentity(cfg.IdentityTimeout); err != nil {
 		n.Close()
-		return err
+		return identityAdvice(err, cfg.DataDir)
 	}
-	n.wg.Add(1)
+	n.allocMu.Lock()
+	err = n.writeHostRecord()
+	n.allocMu.Unlock()
+	if err != nil {
+		n.Close()
+		return identityAdvice(err, cfg.DataDir)
+	}
+	n.wg.Add(2)
 	go n.gw.expiryLoop()
+	go n.identityLoop()
 	return nil
 }
 

@@ -16,6 +16,7 @@ const (
 
 // registerRPC installs the handlers other hosts call.
 func (n *Node) registerRPC() {
+	n.gossip.Handle(opHostLookup, n.handleHostLookup)
 	n.gossip.Handle(opMachine, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
 		var op machineOp
 		if err := json.Unmarshal(body, &op); err != nil {

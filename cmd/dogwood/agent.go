@@ -257,8 +257,14 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	logger.Info("api listening", "socket", o.APISocket)
 
-	<-ctx.Done()
-	logger.Info("shutting down: leaving the cluster")
+	var fatal error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: leaving the cluster")
+	case <-node.Fatal():
+		fatal = node.Err()
+		logger.Error("shutting down", "err", fatal)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for _, s := range servers {
@@ -270,7 +276,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	// Interfaces and machine namespaces stay so a restarted agent adopts them without
 	// a flap; `dogwood agent cleanup` removes them for good.
 	dp.close()
-	return nil
+	return fatal
 }
 
 // agentCleanupCommand removes what an agent's data plane left on this host on

@@ -39,8 +39,8 @@ func (a Stamp) IsZero() bool { return a == Stamp{} }
 //     generation, so a deleted name can be created again;
 //  2. within a generation, the lower Created stamp wins — first writer wins, which is
 //     how two concurrent creates of one name pick their deterministic winner;
-//  3. within one identity (same Gen and Created), the higher Version wins — updates and
-//     tombstones by the owner.
+//  3. within one identity (same Gen and Created), a tombstone beats every live version
+//     (deletes are final), then the higher Version wins.
 type Record struct {
 	Kind    Kind   `json:"k"`
 	Key     string `json:"key"`
@@ -82,18 +82,16 @@ func (r *Record) Compare(o *Record) int {
 	if c := r.Created.Compare(o.Created); c != 0 {
 		return -c
 	}
-	if c := r.Version.Compare(o.Version); c != 0 {
-		return c
-	}
-	// Identical stamps with different content can only come from a corrupt or
-	// malicious writer; break the tie on the tombstone so the outcome is still total.
+	// A delete is final for its identity: no update of the same create, however late
+	// its stamp, brings the object back (a removed host that restarts, an owner that
+	// writes a machine another host retired). Recreating takes a new generation.
 	if r.Deleted != o.Deleted {
 		if r.Deleted {
 			return 1
 		}
 		return -1
 	}
-	return 0
+	return r.Version.Compare(o.Version)
 }
 
 // Wins reports whether r should replace o.

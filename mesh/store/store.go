@@ -46,6 +46,11 @@ type Identity struct {
 	PrivateKey string        `json:"private_key"` // WireGuard, base64
 	Created    catalog.Stamp `json:"created"`
 	Gen        uint32        `json:"gen"`
+	// Settled is set once the host has checked its name's history with the cluster
+	// (or took the name over). Until then a different incarnation holding the name is
+	// an older one this host replaces (a re-image); afterwards it is a newer one that
+	// replaced this data dir.
+	Settled bool `json:"settled,omitempty"`
 }
 
 // Store is an open data dir.
