@@ -63,6 +63,7 @@ func (c *Catalog) Snapshot() *Snapshot {
 		}
 		clear(c.dirtyNets)
 		clear(c.dirtyApps)
+		clear(c.dirtyRecs)
 	}
 	if c.dirtyLocal {
 		s.LocalMachines = make([]*Machine, 0, len(c.localM))
@@ -109,6 +110,11 @@ func (c *Catalog) buildNetwork(idx *netIndex, old *NetworkView) *NetworkView {
 	}
 	for h, n := range idx.hostCounts {
 		nv.HostCounts[h] = n
+	}
+	if _, dirty := c.dirtyRecs[idx.net.ID]; !dirty && old != nil {
+		nv.Records = old.Records
+	} else {
+		nv.Records = newRecordSet(idx.records)
 	}
 	nv.finish()
 	return nv

@@ -50,6 +50,7 @@ type Catalog struct {
 	dirtyOrgs  bool
 	dirtyNets  map[uint32]struct{}
 	dirtyApps  map[string]struct{}
+	dirtyRecs  map[uint32]struct{} // networks whose custom DNS records changed
 	dirtyLocal bool
 
 	watchers map[chan struct{}]struct{}
@@ -62,6 +63,7 @@ type netIndex struct {
 	machines   map[string]map[string]*Machine // app -> id -> machine
 	peers      map[string]*Peer
 	hostCounts map[uint32]int
+	records    map[string]*DNSRecord // custom DNS records by key
 }
 
 // New returns an empty catalog for the host named self.
@@ -83,6 +85,7 @@ func New(self string) *Catalog {
 		nets:       map[uint32]*netIndex{},
 		dirtyNets:  map[uint32]struct{}{},
 		dirtyApps:  map[string]struct{}{},
+		dirtyRecs:  map[uint32]struct{}{},
 		watchers:   map[chan struct{}]struct{}{},
 		dirtyHosts: true,
 	}
@@ -249,6 +252,7 @@ func (c *Catalog) net(id uint32) *netIndex {
 			machines:   map[string]map[string]*Machine{},
 			peers:      map[string]*Peer{},
 			hostCounts: map[uint32]int{},
+			records:    map[string]*DNSRecord{},
 		}
 		c.nets[id] = n
 	}
@@ -330,6 +334,12 @@ func (c *Catalog) index(r *Record) {
 		if p.Gateway == c.self {
 			c.dirtyLocal = true
 		}
+	case r.DNS != nil:
+		if !r.Deleted {
+			c.net(r.DNS.NetworkID).records[r.Key] = r.DNS
+		}
+		c.dirtyNets[r.DNS.NetworkID] = struct{}{}
+		c.dirtyRecs[r.DNS.NetworkID] = struct{}{}
 	}
 }
 
@@ -393,6 +403,12 @@ func (c *Catalog) unindex(r *Record) {
 		if p.Gateway == c.self {
 			c.dirtyLocal = true
 		}
+	case r.DNS != nil:
+		if n := c.nets[r.DNS.NetworkID]; n != nil {
+			delete(n.records, r.Key)
+		}
+		c.dirtyNets[r.DNS.NetworkID] = struct{}{}
+		c.dirtyRecs[r.DNS.NetworkID] = struct{}{}
 	}
 }
 

@@ -49,12 +49,13 @@ type Record struct {
 	Version Stamp  `json:"v"`
 	Deleted bool   `json:"d,omitempty"`
 
-	Host    *Host    `json:"host,omitempty"`
-	Org     *Org     `json:"org,omitempty"`
-	Network *Network `json:"network,omitempty"`
-	App     *App     `json:"app,omitempty"`
-	Machine *Machine `json:"machine,omitempty"`
-	Peer    *Peer    `json:"peer,omitempty"`
+	Host    *Host      `json:"host,omitempty"`
+	Org     *Org       `json:"org,omitempty"`
+	Network *Network   `json:"network,omitempty"`
+	App     *App       `json:"app,omitempty"`
+	Machine *Machine   `json:"machine,omitempty"`
+	Peer    *Peer      `json:"peer,omitempty"`
+	DNS     *DNSRecord `json:"dns,omitempty"`
 }
 
 // ID identifies a record across the cluster.
@@ -160,7 +161,7 @@ func (r *Record) Validate() error {
 		return errors.New("record without stamps")
 	}
 	bodies := 0
-	for _, set := range []bool{r.Host != nil, r.Org != nil, r.Network != nil, r.App != nil, r.Machine != nil, r.Peer != nil} {
+	for _, set := range []bool{r.Host != nil, r.Org != nil, r.Network != nil, r.App != nil, r.Machine != nil, r.Peer != nil, r.DNS != nil} {
 		if set {
 			bodies++
 		}
@@ -218,6 +219,14 @@ func (r *Record) Validate() error {
 		if !r.Peer.Address.IsValid() {
 			return errors.New("peer without address")
 		}
+	case KindDNSRecord:
+		if r.DNS == nil {
+			return errors.New("dns record without dns body")
+		}
+		if err := r.DNS.check(r.Key); err != nil {
+			return err
+		}
+		want = r.Key
 	}
 	if want != r.Key {
 		return fmt.Errorf("%s record key %q does not match body %q", r.Kind, r.Key, want)

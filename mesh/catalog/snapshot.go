@@ -51,6 +51,9 @@ type NetworkView struct {
 	// HostCounts counts machines and peers per host id: the hosts that route a /80 of
 	// this network. WireGuard allowed IPs derive from it.
 	HostCounts map[uint32]int
+	// Records are the network's custom DNS records (nil when none); the pointer is
+	// shared between snapshots while they do not change.
+	Records *RecordSet
 }
 
 // AppView is one app and its machines.

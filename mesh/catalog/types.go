@@ -16,10 +16,11 @@ const (
 	KindApp
 	KindMachine
 	KindPeer
+	KindDNSRecord
 )
 
 // Kinds lists every record kind, in dependency order.
-var Kinds = []Kind{KindHost, KindOrg, KindNetwork, KindApp, KindMachine, KindPeer}
+var Kinds = []Kind{KindHost, KindOrg, KindNetwork, KindApp, KindMachine, KindPeer, KindDNSRecord}
 
 func (k Kind) String() string {
 	switch k {
@@ -35,12 +36,14 @@ func (k Kind) String() string {
 		return "machine"
 	case KindPeer:
 		return "peer"
+	case KindDNSRecord:
+		return "dns_record"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Valid reports whether k is a known kind (gossip input is checked with it).
-func (k Kind) Valid() bool { return k >= KindHost && k <= KindPeer }
+func (k Kind) Valid() bool { return k >= KindHost && k <= KindDNSRecord }
 
 // Host is a server running `dogwood agent`. Written only by that host.
 type Host struct {

@@ -1,0 +1,175 @@
+package catalog
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestNormalizeDNSRecord(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	cases := []struct {
+		name, typ, value string
+		ttl              int
+		want             DNSRecord // zero Name: an error containing err
+		err              string
+	}{
+		{"api", "alias", "api-green", -1, DNSRecord{Name: "api.internal", Type: "ALIAS", Value: "api-green.internal", TTL: 5}, ""},
+		{"API.Internal.", "AAAA", "FDAA:0:18::5", 30, DNSRecord{Name: "api.internal", Type: "AAAA", Value: "fdaa:0:18::5", TTL: 30}, ""},
+		{"db.internal", "A", "10.0.0.7", 0, DNSRecord{Name: "db.internal", Type: "A", Value: "10.0.0.7", TTL: 0}, ""},
+		{"ext", "CNAME", "DB.Example.COM.", -1, DNSRecord{Name: "ext.internal", Type: "CNAME", Value: "db.example.com", TTL: 5}, ""},
+		{"www", "CNAME", "web", -1, DNSRecord{Name: "www.internal", Type: "CNAME", Value: "web.internal", TTL: 5}, ""},
+		{"*.dev", "TXT", "hello world", -1, DNSRecord{Name: "*.dev.internal", Type: "TXT", Value: "hello world", TTL: 5}, ""},
+		{"_pg._tcp.db", "SRV", " 10  5 5432 db.example.com. ", -1, DNSRecord{Name: "_pg._tcp.db.internal", Type: "SRV", Value: "10 5 5432 db.example.com", TTL: 5}, ""},
+		{"_x._tcp.db", "SRV", "0 0 0 .", -1, DNSRecord{Name: "_x._tcp.db.internal", Type: "SRV", Value: "0 0 0 .", TTL: 5}, ""},
+		{"a.b.c.d.e.f.g", "AAAA", "::1", -1, DNSRecord{Name: "a.b.c.d.e.f.g.internal", Type: "AAAA", Value: "::1", TTL: 5}, ""},
+
+		{"", "A", "10.0.0.1", -1, DNSRecord{}, "empty"},
+		{"internal", "A", "10.0.0.1", -1, DNSRecord{}, "apex"},
+		{"a..b", "A", "10.0.0.1", -1, DNSRecord{}, "empty label"},
+		{"we b", "A", "10.0.0.1", -1, DNSRecord{}, "labels use"},
+		{long + "a", "A", "10.0.0.1", -1, DNSRecord{}, "longer than 63"},
+		{strings.Repeat(long+".", 4), "A", "10.0.0.1", -1, DNSRecord{}, "longer than 200"},
+		{"a.*.dev", "A", "10.0.0.1", -1, DNSRecord{}, "first label"},
+		{"*", "A", "10.0.0.1", -1, DNSRecord{}, "wildcard directly"},
+		{"_apps", "TXT", "x", -1, DNSRecord{}, "generated name _apps"},
+		{"x._peer", "AAAA", "::1", -1, DNSRecord{}, "generated name _peer"},
+		{"_instances", "TXT", "x", -1, DNSRecord{}, "generated name _instances"},
+		{"all._instances", "TXT", "x", -1, DNSRecord{}, "generated name _instances"},
+		{"_records", "TXT", "x", -1, DNSRecord{}, "generated name _records"},
+		{"vms.db", "TXT", "x", -1, DNSRecord{}, "shape of a generated name (vms"},
+		{"all.regions.db", "TXT", "x", -1, DNSRecord{}, "shape of a generated name (regions"},
+		{"global.db", "AAAA", "::1", -1, DNSRecord{}, "shape of a generated name (global"},
+		{"all.db", "AAAA", "::1", -1, DNSRecord{}, "shape of a generated name (all"},
+		{"*.vm.db", "AAAA", "::1", -1, DNSRecord{}, "shape of a generated name (vm"},
+		{"top1.nearest.of.db", "AAAA", "::1", -1, DNSRecord{}, "shape of a generated name (of"},
+		{"x.process.db", "AAAA", "::1", -1, DNSRecord{}, "shape of a generated name (process"},
+		{"v.k.kv._metadata.db", "AAAA", "::1", -1, DNSRecord{}, "shape of a generated name (_metadata"},
+
+		{"x", "MX", "10 mail", -1, DNSRecord{}, "use one of"},
+		{"x", "A", "::1", -1, DNSRecord{}, "not an IPv4"},
+		{"x", "A", "10.0.0", -1, DNSRecord{}, "not an IP"},
+		{"x", "AAAA", "10.0.0.1", -1, DNSRecord{}, "not an IPv6"},
+		{"x", "AAAA", "::ffff:10.0.0.1", -1, DNSRecord{}, "not an IPv6"},
+		{"x", "AAAA", "fe80::1%eth0", -1, DNSRecord{}, "not an IP"},
+		{"x", "CNAME", "x", -1, DNSRecord{}, "itself"},
+		{"x", "CNAME", "", -1, DNSRecord{}, "empty"},
+		{"x", "CNAME", "a b.com", -1, DNSRecord{}, "labels use"},
+		{"x", "ALIAS", "example.com", -1, DNSRecord{}, "use CNAME"},
+		{"x", "ALIAS", "x.internal", -1, DNSRecord{}, "itself"},
+		{"x", "ALIAS", "internal", -1, DNSRecord{}, "not a name under"},
+		{"x", "TXT", "", -1, DNSRecord{}, "empty"},
+		{"x", "TXT", strings.Repeat("t", MaxTXT+1), -1, DNSRecord{}, "more than"},
+		{"x", "TXT", "a\nb", -1, DNSRecord{}, "control"},
+		{"x", "TXT", "\xff", -1, DNSRecord{}, "UTF-8"},
+		{"x", "SRV", "10 5 5432", -1, DNSRecord{}, "PRIORITY WEIGHT PORT TARGET"},
+		{"x", "SRV", "10 5 65536 db", -1, DNSRecord{}, "port"},
+		{"x", "SRV", "-1 5 80 db", -1, DNSRecord{}, "priority"},
+		{"x", "SRV", "1 5 80 d_b!", -1, DNSRecord{}, "labels use"},
+		{"x", "A", "10.0.0.1", MaxDNSTTL + 1, DNSRecord{}, "ttl"},
+	}
+	for _, c := range cases {
+		got, err := NormalizeDNSRecord(c.name, c.typ, c.value, c.ttl)
+		if c.err != "" {
+			var de *DNSRecordError
+			if err == nil || !errors.As(err, &de) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q %s %q: err = %v, want one containing %q", c.name, c.typ, c.value, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q %s %q: got %+v, %v; want %+v", c.name, c.typ, c.value, got, err, c.want)
+		}
+	}
+}
+
+func TestCheckDNSCoexist(t *testing.T) {
+	rec := func(name, typ, value string) *DNSRecord {
+		r, err := NormalizeDNSRecord(name, typ, value, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	existing := []*DNSRecord{
+		rec("api", "ALIAS", "api-green"), rec("api", "TXT", "owner=team-a"),
+		rec("www", "CNAME", "web"), rec("db", "AAAA", "fdaa::1"), rec("db", "AAAA", "fdaa::2"),
+	}
+	cases := []struct {
+		r   *DNSRecord
+		err string
+	}{
+		{rec("api", "TXT", "second"), ""},
+		{rec("api", "SRV", "0 0 80 api"), ""},
+		{rec("db", "AAAA", "fdaa::3"), ""},
+		{rec("db", "A", "10.0.0.1"), ""},
+		{rec("other", "CNAME", "web"), ""},
+		{rec("db", "AAAA", "fdaa::1"), "already exists"},
+		{rec("api", "ALIAS", "api-blue"), "already an ALIAS"},
+		{rec("api", "AAAA", "fdaa::9"), "cannot share"},
+		{rec("db", "ALIAS", "web"), "cannot share"},
+		{rec("www", "TXT", "x"), "only record"},
+		{rec("db", "CNAME", "web"), "only record"},
+	}
+	for _, c := range cases {
+		err := CheckDNSCoexist(existing, c.r)
+		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%s %s %s: err = %v, want %q", c.r.Name, c.r.Type, c.r.Value, err, c.err)
+		}
+	}
+}
+
+func dnsRec(t *testing.T, net uint32, name, typ, value string, c Stamp, deleted bool) *Record {
+	t.Helper()
+	d, err := NormalizeDNSRecord(name, typ, value, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.NetworkID, d.Org, d.Network = net, "acme", "default"
+	return &Record{Kind: KindDNSRecord, Key: DNSRecordKey(net, d.Name, d.Type, d.Value), Gen: 1, Created: st(1, 1), Version: c, Deleted: deleted, DNS: &d}
+}
+
+func TestDNSRecordsInSnapshot(t *testing.T) {
+	c := New("h")
+	c.Apply(&Record{Kind: KindNetwork, Key: "acme/default", Gen: 1, Created: st(1, 1), Version: st(1, 1), Network: &Network{Org: "acme", Name: "default", ID: 7}})
+	c.Apply(&Record{Kind: KindNetwork, Key: "acme/other", Gen: 1, Created: st(1, 1), Version: st(1, 1), Network: &Network{Org: "acme", Name: "other", ID: 8}})
+	a := dnsRec(t, 7, "api", "ALIAS", "web", st(2, 1), false)
+	b := dnsRec(t, 7, "db", "AAAA", "fdaa::1", st(3, 1), false)
+	for _, r := range []*Record{a, b} {
+		if err := r.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		c.Apply(r)
+	}
+	s1 := c.Snapshot()
+	if rs := s1.Networks[7].Records; rs == nil || len(rs.List) != 2 || rs.List[0].Name != "api.internal" {
+		t.Fatalf("records = %+v", rs)
+	}
+	if s1.Networks[8].Records != nil {
+		t.Fatal("another network sees the records")
+	}
+	// An app change in the network keeps the record set (consumers cache by pointer).
+	c.Apply(&Record{Kind: KindApp, Key: "web", Gen: 1, Created: st(4, 1), Version: st(4, 1), App: &App{Name: "web", Org: "acme", Network: "default", NetworkID: 7}})
+	s2 := c.Snapshot()
+	if s2.Networks[7] == s1.Networks[7] || s2.Networks[7].Records != s1.Networks[7].Records {
+		t.Fatal("record set not shared across an unrelated change")
+	}
+	del := *b
+	del.Deleted, del.Version = true, st(5, 1)
+	c.Apply(&del)
+	s3 := c.Snapshot()
+	if rs := s3.Networks[7].Records; rs == nil || len(rs.List) != 1 || rs.List[0].Type != "ALIAS" {
+		t.Fatalf("after delete: %+v", rs)
+	}
+
+	bad := dnsRec(t, 7, "x", "AAAA", "fdaa::1", st(6, 1), false)
+	bad.DNS.Value = "FDAA::1"
+	if err := bad.Validate(); err == nil {
+		t.Fatal("non-canonical record validated")
+	}
+	bad = dnsRec(t, 7, "x", "AAAA", "fdaa::1", st(6, 1), false)
+	bad.Key = DNSRecordKey(8, "x.internal", "AAAA", "fdaa::1")
+	if err := bad.Validate(); err == nil {
+		t.Fatal("record with a key of another network validated")
+	}
+}
