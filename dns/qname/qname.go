@@ -6,7 +6,11 @@
 // Parsing is pure and allocation-light because it runs on every query; it knows
 // nothing about the catalog, so "does this app exist" is the resolver's business.
 // Reserved words (vms, regions, all, global, vm, process, of, nearest, _metadata,
-// kv, _apps, _peer, _instances) win over region or app names that spell the same.
+// kv, _apps, _peer, _instances, _records) win over region or app names that spell the same.
+//
+// Custom records (`dogwood dns add`) have no grammar of their own: a name that is
+// not a generated one (Unknown, or an App-rooted kind whose app does not exist) is
+// looked up among them by the resolver.
 package qname
 
 import (
@@ -70,10 +74,12 @@ const (
 	// ReverseInterior is a reverse name of fewer than 32 nibbles inside fdaa::/16;
 	// Prefix holds the bits it names.
 	ReverseInterior
+	// Records is _records.internal, the listing of the network's custom names.
+	Records
 )
 
 var kindNames = [...]string{"unknown", "apex", "app", "region", "nearest", "vm", "process", "meta",
-	"service", "peer", "vms", "regions", "apps", "peers", "instances", "interior", "ptr", "reverse-interior"}
+	"service", "peer", "vms", "regions", "apps", "peers", "instances", "interior", "ptr", "reverse-interior", "records"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -180,6 +186,8 @@ func parseInternal(rest string) Query {
 			q.Kind = Peers
 		case "_instances":
 			q.Kind = Instances
+		case "_records":
+			q.Kind = Records
 		default:
 			if isName(l[0]) {
 				q.Kind, q.App = App, l[0]
@@ -197,6 +205,8 @@ func parseInternal(rest string) Query {
 			if isName(l[1]) {
 				q.Kind, q.Peer = Peer, l[1]
 			}
+			return q
+		case "_records":
 			return q
 		}
 	}

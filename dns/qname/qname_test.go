@@ -50,6 +50,8 @@ func TestParse(t *testing.T) {
 		{"_instances.internal.", Query{Zone: Internal, Kind: Instances}},
 		{"all._instances.internal.", Query{Zone: Internal, Kind: Instances, All: true}},
 		{"x._instances.internal.", Query{Zone: Internal}},
+		{"_records.internal.", Query{Zone: Internal, Kind: Records}},
+		{"all._records.internal.", Query{Zone: Internal}},
 		{"a.b.c.d.e.web.internal.", Query{Zone: Internal}},
 		{"web..internal.", Query{Zone: Internal}},
 		{"w\\.b.internal.", Query{Zone: Internal}},

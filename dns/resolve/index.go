@@ -159,6 +159,13 @@ type netIndex struct {
 
 	revOnce sync.Once
 	reverse map[netip.Addr]rrset
+
+	recs *recIndex // custom records, shared between indexes while unchanged
+	// dyn caches chased answers (ALIAS, in-zone CNAME): they depend only on this
+	// index, which is rebuilt whenever an app, a record or a host's liveness changes.
+	dyn sync.Map // dynKey → *dynAnswer
+	// rot turns multi-record custom answers between queries.
+	rot atomic.Uint32
 }
 
 func buildNet(nv *catalog.NetworkView, st *state, prev *netIndex) *netIndex {
@@ -179,6 +186,11 @@ func buildNet(nv *catalog.NetworkView, st *state, prev *netIndex) *netIndex {
 			}
 		}
 		n.apps[key] = buildApp(av, st.snap)
+	}
+	if prev != nil && prev.recs.set == nv.Records {
+		n.recs = prev.recs
+	} else {
+		n.recs = buildRecs(nv.Records)
 	}
 	for name, p := range nv.Peers {
 		if !p.Address.Is6() {

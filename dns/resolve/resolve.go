@@ -207,12 +207,13 @@ func (r *Resolver) Answer(buf []byte, netID uint32, name string, req *Request) (
 		return AppendError(buf, req, RcodeRefused), RcodeRefused, true
 	}
 	var resp response
-	r.lookup(st, n, &q, req.QType, &resp)
+	r.lookup(st, n, &q, name, req.QType, &resp, &chase{})
 	return encode(buf, req, &resp, true), resp.rcode, true
 }
 
-// lookup fills resp for q in network n.
-func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, qtype uint16, resp *response) {
+// lookup fills resp for q (parsed from name) in network n. Names the grammar does
+// not give to an existing app or listing go to the custom records.
+func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, qtype uint16, resp *response, ch *chase) {
 	resp.soa = n.soa
 	if q.Zone == qname.Reverse {
 		resp.zone = zoneReverse
@@ -231,7 +232,7 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, qtype uint16, 
 	if q.App != "" {
 		app = n.apps[q.App]
 		if app == nil {
-			resp.rcode = RcodeNXDomain
+			r.lookupCustom(st, n, name, qtype, resp, ch)
 			return
 		}
 	}
@@ -249,6 +250,7 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, qtype uint16, 
 		}
 		set, typ, rotate = s, typeAAAA, true
 	case qname.Nearest:
+		ch.dynamic = true
 		if qtype == typeAAAA || qtype == typeANY {
 			set = aaaaSet(r.nearest(st.snap, app, q.N))
 		}
@@ -343,8 +345,13 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, qtype uint16, 
 		if q.All {
 			set = n.allInst
 		}
+	case qname.Records:
+		set, typ = n.recs.names, typeTXT
 	case qname.Interior:
 		// exists (the app does), no records of its own
+	case qname.Unknown:
+		r.lookupCustom(st, n, name, qtype, resp, ch)
+		return
 	default:
 		exists = false
 	}

@@ -17,6 +17,7 @@ const TTL = 5
 const (
 	typeA     = 1
 	typeNS    = 2
+	typeCNAME = 5
 	typeSOA   = 6
 	typePTR   = 12
 	typeTXT   = 16
@@ -79,6 +80,9 @@ func (s rrset) recLen(i int) int {
 type setBuilder struct {
 	wire []byte
 	offs []int32
+	// ttl replaces TTL when hasTTL (custom records carry their own).
+	ttl    uint32
+	hasTTL bool
 }
 
 // begin starts a record of type t and returns where its rdlength goes.
@@ -87,7 +91,11 @@ func (b *setBuilder) begin(t uint16) int {
 	b.wire = binary.BigEndian.AppendUint16(b.wire, ptrQName)
 	b.wire = binary.BigEndian.AppendUint16(b.wire, t)
 	b.wire = binary.BigEndian.AppendUint16(b.wire, classIN)
-	b.wire = binary.BigEndian.AppendUint32(b.wire, TTL)
+	ttl := uint32(TTL)
+	if b.hasTTL {
+		ttl = b.ttl
+	}
+	b.wire = binary.BigEndian.AppendUint32(b.wire, ttl)
 	b.wire = append(b.wire, 0, 0)
 	return len(b.wire) - 2
 }
@@ -117,17 +125,29 @@ func (b *setBuilder) txt(s string) {
 	b.end(at)
 }
 
-func (b *setBuilder) srv(port uint16, target string) {
+func (b *setBuilder) a(a [4]byte) {
+	at := b.begin(typeA)
+	b.wire = append(b.wire, a[:]...)
+	b.end(at)
+}
+
+// srv is a machine's SRV record: priority 0, weight 10 (SPEC §4).
+func (b *setBuilder) srv(port uint16, target string) { b.srvRR(0, 10, port, target) }
+
+func (b *setBuilder) srvRR(prio, weight, port uint16, target string) {
 	at := b.begin(typeSRV)
-	b.wire = binary.BigEndian.AppendUint16(b.wire, 0)  // priority
-	b.wire = binary.BigEndian.AppendUint16(b.wire, 10) // weight
+	b.wire = binary.BigEndian.AppendUint16(b.wire, prio)
+	b.wire = binary.BigEndian.AppendUint16(b.wire, weight)
 	b.wire = binary.BigEndian.AppendUint16(b.wire, port)
 	b.wire = appendName(b.wire, target)
 	b.end(at)
 }
 
-func (b *setBuilder) ptr(target string) {
-	at := b.begin(typePTR)
+func (b *setBuilder) ptr(target string) { b.name(typePTR, target) }
+
+// name adds a record whose rdata is one domain name (PTR, CNAME).
+func (b *setBuilder) name(t uint16, target string) {
+	at := b.begin(t)
 	b.wire = appendName(b.wire, target)
 	b.end(at)
 }

@@ -747,7 +747,10 @@ func FuzzHandler(f *testing.F) {
 	}
 	for _, name := range []string{"web.internal", "big.internal", "top2.nearest.of.web.internal", "_http._tcp.web.internal",
 		"all._instances.internal", "primary.role.kv._metadata.web.internal", "alice._peer.internal", "internal",
-		"2.0.0.0.1.0.0.0.1.0.0.0.d.7.0.0.b.7.a.0.8.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa", "example.com"} {
+		"2.0.0.0.1.0.0.0.1.0.0.0.d.7.0.0.b.7.a.0.8.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa", "example.com",
+		// custom records (dnstest.Records): aliases, chains, loops, wildcards, empty non-terminals
+		"www.internal", "chain.internal", "cloop1.internal", "loop1.internal", "bigcname.internal", "a.foo.dev.internal",
+		"b.deep.internal", "long.internal", "_records.internal", "_pg._tcp.db.internal", "gone.internal"} {
 		for _, q := range []uint16{dns.TypeAAAA, dns.TypeTXT, dns.TypeANY} {
 			b, _ := msg(name, q, 1232, ecsOpt("fdaa:0:18::/48")).Pack()
 			f.Add(b, false, uint8(0))

@@ -210,11 +210,15 @@ func NormalizeDNSRecord(name, typ, value string, ttl int) (DNSRecord, error) {
 			return r, dnsErr("CNAME %s points at itself", n)
 		}
 	case "ALIAS":
-		if v, err = normalizeTarget(value, "ALIAS target"); err != nil {
+		// Always in-zone, so every target is relative: "ord.api" is ord.api.internal.
+		if v, err = normalizeInZone(value, "ALIAS target"); err != nil {
 			return r, err
 		}
-		if !InZone(v) || v == "internal" {
-			return r, dnsErr("ALIAS target %q is not a name under .internal (use CNAME for outside names)", value)
+		if v == "internal" || strings.HasPrefix(v, "*.") {
+			return r, dnsErr("ALIAS target %q must name an app or a name under .internal", value)
+		}
+		if v, err = normalizeTarget(v, "ALIAS target"); err != nil {
+			return r, err
 		}
 		if v == n {
 			return r, dnsErr("ALIAS %s points at itself", n)

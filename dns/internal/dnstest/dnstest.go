@@ -6,6 +6,7 @@ package dnstest
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -126,8 +127,64 @@ func FixtureWith(status map[string]string) *catalog.Snapshot {
 		peer("carol", NetB, "h-ord1", 0),
 	}
 	s := catalog.Build("h-ord1", hosts, orgs, nets, apps, ms, peers)
+	catalog.AddRecords(s, Records())
 	s.Seq = seq.Add(1)
 	return s
+}
+
+// LongTXT is the fixture's TXT record longer than one 255-byte string.
+var LongTXT = strings.Repeat("0123456789", 60)
+
+// Records are the fixture's custom records: every type, chains, wildcards, empty
+// non-terminals, a loop two hosts could make in a race, and a record that lost a
+// race against the app "web" (generated names win).
+func Records() []catalog.DNSRecord {
+	type r struct {
+		net               uint32
+		name, typ, value string
+		ttl               int
+	}
+	in := []r{
+		{NetA, "db", "AAAA", "fdaa:0:18::db", 30},
+		{NetA, "db", "AAAA", "fdaa:0:18::db2", 30},
+		{NetA, "db", "A", "10.0.0.7", 30},
+		{NetA, "db", "TXT", "owner=data", 60},
+		{NetA, "_pg._tcp.db", "SRV", "10 5 5432 db", -1},
+		{NetA, "www", "ALIAS", "web", 20},
+		{NetA, "www", "TXT", "blue-green", -1},
+		{NetA, "blue", "ALIAS", "api", -1},
+		{NetA, "near", "ALIAS", "top1.nearest.of.web", -1},
+		{NetA, "viadb", "ALIAS", "alias-db", -1},
+		{NetA, "dangling", "ALIAS", "nothing-here", -1},
+		{NetA, "ext", "CNAME", "db.example.com", 300},
+		{NetA, "alias-db", "CNAME", "db", -1},
+		{NetA, "chain", "CNAME", "alias-db", -1},
+		{NetA, "toweb", "CNAME", "ams.web.internal", -1},
+		{NetA, "gone", "CNAME", "nothing-here", -1},
+		{NetA, "*.dev", "TXT", "wild", -1},
+		{NetA, "*.dev", "AAAA", "fdaa:0:18::d", -1},
+		{NetA, "x.dev", "TXT", "explicit", -1},
+		{NetA, "a.b.deep", "AAAA", "fdaa:0:18::dee", -1},
+		{NetA, "long", "TXT", LongTXT, -1},
+		{NetA, "bigalias", "ALIAS", "big", -1},
+		{NetA, "bigcname", "CNAME", "big.internal", -1},
+		{NetA, "loop1", "ALIAS", "loop2", -1},
+		{NetA, "loop2", "ALIAS", "loop1", -1},
+		{NetA, "cloop1", "CNAME", "cloop2", -1},
+		{NetA, "cloop2", "CNAME", "cloop1", -1},
+		{NetA, "web", "TXT", "lost a race", -1},
+		{NetB, "secretrec", "AAAA", "fdaa:0:19::1", -1},
+	}
+	out := make([]catalog.DNSRecord, 0, len(in))
+	for _, x := range in {
+		d, err := catalog.NormalizeDNSRecord(x.name, x.typ, x.value, x.ttl)
+		if err != nil {
+			panic(err)
+		}
+		d.NetworkID, d.Org = x.net, "acme"
+		out = append(out, d)
+	}
+	return out
 }
 
 var seq atomic.Uint64
