@@ -140,9 +140,9 @@ var LongTXT = strings.Repeat("0123456789", 60)
 // race against the app "web" (generated names win).
 func Records() []catalog.DNSRecord {
 	type r struct {
-		net               uint32
+		net              uint32
 		name, typ, value string
-		ttl               int
+		ttl              int
 	}
 	in := []r{
 		{NetA, "db", "AAAA", "fdaa:0:18::db", 30},
