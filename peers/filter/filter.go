@@ -10,7 +10,13 @@
 //   - WireGuard ingress must come from 6PN. Which 6PN source each remote host or
 //     user peer may use is enforced by WireGuard itself: its cryptokey routing drops
 //     any packet whose source is outside the sending peer's allowed IPs, which the
-//     planner sets to exactly that host's /80s or that peer's /120.
+//     planner sets to exactly that host's /80s or that peer's /120;
+//   - the tenant boundary (SPEC §3): whatever a packet addressed to the host itself
+//     arrives on (a machine's veth, the WireGuard interface) or comes from (any 6PN
+//     source), it reaches only DNS (UDP/TCP 53) on fdaa::3 or its own network's
+//     fdaa:<net>::3, plus the ICMPv6 that IPv6 needs. Metrics, the TCP API, gossip,
+//     invite redemption and anything an operator starts later are unreachable from
+//     tenants whatever address or port they bind.
 //
 // The rule count is constant. What grows is two sets: one element per local network
 // ("same network" is a lookup of saddr/48 . daddr/48 in a set of fdaa:N:: . fdaa:N::
@@ -20,6 +26,7 @@
 package filter
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -140,7 +147,42 @@ var (
 	sixpn16 = sixpn.Prefix.Addr().AsSlice()
 	svcNet  = netip.MustParseAddr("fdaa::").AsSlice() // network 0: services such as fdaa::3
 	ll      = netip.MustParseAddr("fe80::").AsSlice()
+	dnsAll  = netip.MustParseAddr("fdaa::3").AsSlice() // DNS as machines see it
+	dnsLow  = netip.MustParseAddr("::3").AsSlice()     // fdaa:<net>::3 below the /48
+	// hostPart48 keeps the 80 bits below a network's /48.
+	hostPart48 = net.IPMask{0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 )
+
+// allowedICMPv6 is what IPv6 needs from a tenant (RFC 4890): errors (path MTU
+// discovery needs packet-too-big), echo replies, and neighbour discovery. Echo
+// requests have rules of their own; router advertisements and redirects are not a
+// tenant's to send.
+var allowedICMPv6 = []byte{1, 2, 3, 4, 129, 133, 135, 136}
+
+func l4proto(p byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regA},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: []byte{p}},
+	}
+}
+
+// dport matches the TCP or UDP destination port (both sit at offset 2).
+func dport(p uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: regA, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: []byte{byte(p >> 8), byte(p)}},
+	}
+}
+
+// ctState matches when the connection-tracking state has any of bits.
+func ctState(bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: regA, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: regA, DestRegister: regA, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, bits), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regA, Data: []byte{0, 0, 0, 0}},
+	}
+}
 
 func ifname(s string) []byte {
 	b := make([]byte, 16)
@@ -268,12 +310,47 @@ func build(c *nftables.Conn, t *nftables.Table, spec Spec) error {
 	rule(fwd, isIPv6(), addrIs(true, mask16, sixpn16, true), verdict(expr.VerdictDrop))
 	rule(fwd, isIPv6(), addrIs(false, mask16, sixpn16, true), verdict(expr.VerdictDrop))
 
+	// The tenant boundary (SPEC §3): a packet to the host itself that comes from a
+	// machine (its veth), from WireGuard (a peer or another host's machine) or with
+	// any 6PN source reaches only DNS on fdaa::3 / its own fdaa:<net>::3, plus the
+	// ICMPv6 IPv6 needs. Matching by ingress interface as well as by source covers
+	// every address the host owns (underlay, veth gateways, link-local, fdaa::3) and
+	// every port a service binds, wildcard listeners included.
+	tenant := c.AddChain(&nftables.Chain{Name: "tenant", Table: t})
+	icmpOK := &nftables.Set{Table: t, Name: "icmp6_ok", Constant: true, KeyType: nftables.TypeICMP6Type}
+	var types []nftables.SetElement
+	for _, ty := range allowedICMPv6 {
+		types = append(types, nftables.SetElement{Key: []byte{ty}})
+	}
+	if err := c.AddSet(icmpOK, types); err != nil {
+		return fmt.Errorf("icmp6_ok set: %w", err)
+	}
+	// Replies to connections the host opened (an operator's curl to a machine).
+	rule(tenant, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
+	rule(tenant, l4proto(unix.IPPROTO_ICMPV6), []expr.Any{
+		&expr.Payload{DestRegister: regA, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Lookup{SourceRegister: regA, SetName: icmpOK.Name, SetID: icmpOK.ID},
+	}, verdict(expr.VerdictAccept))
+	// Echo (diagnostics) only toward addresses of the tenant's own network.
+	echo := cat(l4proto(unix.IPPROTO_ICMPV6), []expr.Any{
+		&expr.Payload{DestRegister: regA, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: []byte{128}},
+	})
+	rule(tenant, echo, addrIs(false, net.CIDRMask(128, 128), dnsAll, true), verdict(expr.VerdictAccept))
+	rule(tenant, echo, sameNet(samenet, false), verdict(expr.VerdictAccept))
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		rule(tenant, l4proto(proto), dport(53), addrIs(false, net.CIDRMask(128, 128), dnsAll, true), verdict(expr.VerdictAccept))
+		rule(tenant, l4proto(proto), dport(53), addrIs(false, hostPart48, dnsLow, true), sameNet(samenet, false), verdict(expr.VerdictAccept))
+	}
+	rule(tenant, verdict(expr.VerdictDrop))
+
 	in := chain("input", nftables.ChainHookInput, nftables.ChainPriorityFilter)
 	rule(in, iifname("lo"), verdict(expr.VerdictAccept))
-	// Network 0 holds services every network may use (fdaa::3); the DNS server
-	// tells networks apart by the (anti-spoofed) source.
-	rule(in, isIPv6(), addrIs(false, mask48, svcNet, true), verdict(expr.VerdictAccept))
-	rule(in, isIPv6(), sameNet(samenet, false), verdict(expr.VerdictAccept))
-	rule(in, isIPv6(), addrIs(true, mask16, sixpn16, true), addrIs(false, mask16, sixpn16, true), verdict(expr.VerdictDrop))
+	toTenant := []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: tenant.Name}}
+	rule(in, veth, toTenant)
+	if spec.WGIface != "" {
+		rule(in, iifname(spec.WGIface), toTenant)
+	}
+	rule(in, isIPv6(), addrIs(true, mask16, sixpn16, true), toTenant)
 	return nil
 }
