@@ -9,7 +9,7 @@ import (
 
 // CreateApp creates an app in a network of an org.
 func (n *Node) CreateApp(ctx context.Context, name, org, network string) (*catalog.App, error) {
-	if err := ValidApp(name); err != nil {
+	if err := validNewApp(name); err != nil {
 		return nil, err
 	}
 	if network == "" {

@@ -123,6 +123,9 @@ func (n *Node) checkPeerSpec(spec *PeerSpec) error {
 	if err != nil || k == (wgtypes.Key{}) {
 		return invalid("invalid WireGuard public key %q", spec.PublicKey)
 	}
+	if err := n.checkPeerKey(k.String()); err != nil {
+		return err
+	}
 	if spec.ExpiresAt != nil && !spec.ExpiresAt.After(n.now()) {
 		return invalid("expiry %s is in the past", spec.ExpiresAt.Format(time.RFC3339))
 	}

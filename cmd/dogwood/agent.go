@@ -41,6 +41,7 @@ type agentOptions struct {
 	ResolvConf              string
 	APISocket               string
 	APIListen, APITokenFile string
+	APITLSCert, APITLSKey   string
 	MetricsAddr             string
 	LogLevel                string
 	AEInterval              time.Duration
@@ -78,6 +79,8 @@ Example:
 			&cli.StringFlag{Name: "api-socket", Usage: "API unix socket (mode 0600)", Value: "/run/dogwood/api.sock"},
 			&cli.StringFlag{Name: "api-listen", Usage: "optional TCP API listener IP:PORT (requires --api-token-file)"},
 			&cli.StringFlag{Name: "api-token-file", Usage: "bearer token file for --api-listen"},
+			&cli.StringFlag{Name: "api-tls-cert", Usage: "TLS certificate (PEM) for --api-listen (default: a self-signed one kept in --data-dir)"},
+			&cli.StringFlag{Name: "api-tls-key", Usage: "TLS private key (PEM) for --api-tls-cert"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on IP:PORT at /metrics"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug|info|warn|error", Value: "info"},
 			&cli.DurationFlag{Name: "anti-entropy-interval", Usage: "how often the catalog digest goes to a random member", Value: time.Second, Hidden: true},
@@ -95,6 +98,7 @@ Example:
 				Gateway: c.Bool("gateway"), PublicEndpoint: c.String("public-endpoint"),
 				DNSListen: c.StringSlice("dns-listen"), UpstreamDNS: c.StringSlice("upstream-dns"), ResolvConf: c.String("resolv-conf"),
 				APISocket: c.String("api-socket"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
+				APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
 				MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), AEInterval: c.Duration("anti-entropy-interval"),
 			}
 			return runAgent(c.Context, o, e)
@@ -227,29 +231,37 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		closeNode(true)
 		return fmt.Errorf("API socket: %w", err)
 	}
-	servers := []*http.Server{{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	servers := []*http.Server{api.NewHTTPServer(srv.Handler(), api.UnixLimits(), logger)}
 	listeners := []net.Listener{ln}
 	if o.APIListen != "" {
 		tok, err := os.ReadFile(o.APITokenFile)
 		if err != nil || strings.TrimSpace(string(tok)) == "" {
 			return usagef("--api-token-file %s: unreadable or empty", o.APITokenFile)
 		}
-		tl, err := net.Listen("tcp", o.APIListen)
+		host, _, _ := net.SplitHostPort(o.APIListen)
+		cert, fp, err := api.LoadOrCreateCert(o.DataDir, o.APITLSCert, o.APITLSKey, []string{host, node.Name()})
 		if err != nil {
 			return err
 		}
-		tsrv := &api.Server{Node: node, Version: version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve, Token: strings.TrimSpace(string(tok))}
-		servers = append(servers, &http.Server{Handler: tsrv.Handler(), ReadHeaderTimeout: 10 * time.Second})
+		tl, err := api.Listen(o.APIListen, api.TCPAPILimits(), &cert)
+		if err != nil {
+			return err
+		}
+		srv.APIFingerprint = fp
+		tsrv := &api.Server{Node: node, Version: version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
+			Token: strings.TrimSpace(string(tok)), APIFingerprint: fp}
+		servers = append(servers, api.NewHTTPServer(tsrv.Handler(), api.TCPAPILimits(), logger))
 		listeners = append(listeners, tl)
+		logger.Info("TLS API listening", "addr", o.APIListen, "fingerprint", fp)
 	}
 	if o.MetricsAddr != "" {
-		ml, err := net.Listen("tcp", o.MetricsAddr)
+		ml, err := api.Listen(o.MetricsAddr, api.MetricsLimits(), nil)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, api.NewHTTPServer(mux, api.MetricsLimits(), logger))
 		listeners = append(listeners, ml)
 	}
 	for i := range servers {

@@ -82,7 +82,10 @@ Examples:
 		ErrWriter:            e.stderr,
 		Reader:               e.stdin,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "agent", Usage: "the agent's API socket `PATH` (accepted anywhere on the command line)", EnvVars: []string{"DOGWOOD_AGENT"}, Value: "/run/dogwood/api.sock"},
+			&cli.StringFlag{Name: "agent", Usage: "the agent's API socket `PATH`, or https://HOST:PORT of its TLS API (accepted anywhere on the command line)", EnvVars: []string{"DOGWOOD_AGENT"}, Value: "/run/dogwood/api.sock"},
+			&cli.StringFlag{Name: "token-file", Usage: "file with the bearer token of a remote agent (--agent https://…; or set DOGWOOD_TOKEN)", EnvVars: []string{"DOGWOOD_TOKEN_FILE"}},
+			&cli.StringFlag{Name: "agent-fingerprint", Usage: "pin the remote agent's certificate (sha256:… from `dogwood status` on its host)", EnvVars: []string{"DOGWOOD_AGENT_FINGERPRINT"}},
+			&cli.StringFlag{Name: "agent-ca", Usage: "CA certificate file (PEM) that signed the remote agent's certificate", EnvVars: []string{"DOGWOOD_AGENT_CA"}},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} },
 		// `dogwood help NAME` for a name that does not exist.
@@ -111,6 +114,7 @@ Examples:
 			pingCommand(e),
 			proxyCommand(e),
 			versionCommand(e),
+			backupCommand(e),
 			completionCommand(e),
 		},
 	}
@@ -167,7 +171,41 @@ func commandPath(c *cli.Context) string {
 func usageHook(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} }
 
 func client(c *cli.Context) *api.Client {
-	return api.NewClient(c.String("agent"))
+	agent := c.String("agent")
+	if !strings.Contains(agent, "://") {
+		return api.NewClient(agent)
+	}
+	cl, err := remoteClient(agent, c.String("token-file"), c.String("agent-fingerprint"), c.String("agent-ca"))
+	if err != nil {
+		return api.Failing(err)
+	}
+	return cl
+}
+
+// remoteClient is the client for --agent https://HOST:PORT: the token comes from
+// --token-file or DOGWOOD_TOKEN, the certificate check from --agent-fingerprint or
+// --agent-ca (else the system's roots).
+func remoteClient(agent, tokenFile, fingerprint, caFile string) (*api.Client, error) {
+	tok := os.Getenv("DOGWOOD_TOKEN")
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	if fingerprint != "" && caFile != "" {
+		return nil, usagef("--agent-fingerprint and --agent-ca are alternatives: give one")
+	}
+	tlsCfg, err := api.ClientTLS(fingerprint, caFile)
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	cl, err := api.NewRemoteClient(agent, tok, tlsCfg)
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	return cl, nil
 }
 
 // args checks the positional argument count.

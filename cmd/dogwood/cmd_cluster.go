@@ -79,6 +79,9 @@ func statusCommand(e *env) *cli.Command {
 			}
 			fmt.Fprintf(e.stdout, "host       %s (id %s, region %s)\n", st.Name, st.HostIDHex, st.Region)
 			fmt.Fprintf(e.stdout, "public key %s\n", orDash(st.PublicKey))
+			if st.APIFingerprint != "" {
+				fmt.Fprintf(e.stdout, "api cert   %s\n", st.APIFingerprint)
+			}
 			var counts []string
 			for _, k := range sortedKeys(st.Catalog) {
 				counts = append(counts, fmt.Sprintf("%s=%d", k, st.Catalog[k]))

@@ -25,6 +25,7 @@ import (
 
 	"github.com/dogwood/dogwood/dns/forward"
 	"github.com/dogwood/dogwood/dns/resolve"
+	"github.com/dogwood/dogwood/internal/netlimit"
 )
 
 // Config configures a Server. Build it whole before New; it is not read afterwards.
@@ -49,9 +50,13 @@ type Config struct {
 	// MaxUDPSize caps UDP responses whatever the client's EDNS buffer says (default
 	// 1232, the size that avoids IP fragmentation on any path).
 	MaxUDPSize int
-	// MaxTCPConns caps open TCP connections per listener (default 256).
-	MaxTCPConns int
-	Logger      *slog.Logger
+	// MaxTCPConns caps open TCP connections over all listeners together (default
+	// 512), and MaxTCPPerSource those from one source (a machine's /112, an IPv6
+	// /64, an IPv4 address; default 32): a new network's listener adds no file
+	// descriptors to the budget, and one client cannot hold the others out.
+	MaxTCPConns     int
+	MaxTCPPerSource int
+	Logger          *slog.Logger
 	// Registerer receives the dogwood_dns_* metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -63,7 +68,8 @@ type Server struct {
 	log     *slog.Logger
 	met     *metrics
 	maxUDP  int
-	maxConn int
+	tcpPool *netlimit.Pool
+	perSrc  int
 	static  []netip.AddrPort
 	changed <-chan struct{}
 
@@ -113,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 		log:       log,
 		met:       met,
 		maxUDP:    cfg.MaxUDPSize,
-		maxConn:   cfg.MaxTCPConns,
+		perSrc:    cfg.MaxTCPPerSource,
 		static:    append([]netip.AddrPort(nil), cfg.Listen...),
 		changed:   cfg.Changed,
 		listeners: map[netip.AddrPort]*listener{},
@@ -125,8 +131,12 @@ func New(cfg Config) (*Server, error) {
 	if s.maxUDP > resolve.MaxMsg {
 		s.maxUDP = resolve.MaxMsg
 	}
-	if s.maxConn <= 0 {
-		s.maxConn = 256
+	if cfg.MaxTCPConns <= 0 {
+		cfg.MaxTCPConns = 512
+	}
+	s.tcpPool = netlimit.NewPool(cfg.MaxTCPConns)
+	if s.perSrc <= 0 {
+		s.perSrc = 32
 	}
 	s.scratch.New = newScratch
 	if len(fwd.Upstreams()) == 0 {
@@ -283,9 +293,10 @@ func (s *Server) listen(a netip.AddrPort, static bool) (*listener, error) {
 		MsgInvalidFunc: s.invalid,
 	}
 	l.tcp = &dns.Server{
-		Listener:       newLimitListener(ln, s.maxConn),
+		Listener:       netlimit.Wrap(ln, s.tcpPool, s.perSrc),
 		Handler:        h,
 		ReadTimeout:    2 * time.Second,
+		WriteTimeout:   2 * time.Second,
 		IdleTimeout:    func() time.Duration { return 8 * time.Second },
 		MsgInvalidFunc: s.invalid,
 	}
@@ -345,51 +356,3 @@ func (s *Server) invalid(_ []byte, _ error) { s.met.malformed.Inc() }
 
 // plainConn is a net.PacketConn that is not a *net.UDPConn.
 type plainConn struct{ net.PacketConn }
-
-// limitListener caps concurrent TCP connections: miekg/dns spawns a goroutine per
-// connection and idle clients would otherwise hold them without bound.
-type limitListener struct {
-	net.Listener
-	sem       chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-}
-
-func newLimitListener(ln net.Listener, n int) *limitListener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-func (l *limitListener) Close() error {
-	err := net.ErrClosed
-	l.closeOnce.Do(func() {
-		close(l.done)
-		err = l.Listener.Close()
-	})
-	return err
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}

@@ -58,6 +58,8 @@ type Status struct {
 	Catalog   map[string]int   `json:"catalog"`
 	Members   map[string]int   `json:"members"`
 	WireGuard *WireGuardStatus `json:"wireguard"`
+	// APIFingerprint pins the TLS API's certificate (--agent-fingerprint).
+	APIFingerprint string `json:"api_fingerprint,omitempty"`
 }
 
 // DigRequest asks the agent's DNS resolver for a network's view.
@@ -85,6 +87,9 @@ type Server struct {
 	Logger  *slog.Logger
 	// Token, when set, is required as a bearer token (for the TCP listener).
 	Token string
+	// APIFingerprint is the TLS API certificate's fingerprint, shown by status so an
+	// operator can hand it to remote CLIs; empty without a TCP listener.
+	APIFingerprint string
 }
 
 // Handler returns the routes.
@@ -218,10 +223,55 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.Token == "" {
 		return true
 	}
-	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
-		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+	got, ok := bearerToken(r.Header.Values("Authorization"))
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+		// RFC 6750 §3: say which scheme, and whether a token was offered at all.
+		challenge := `Bearer realm="dogwood"`
+		if ok {
+			challenge += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
 		return false
+	}
+	return true
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer TOKEN" header as RFC
+// 9110 §11.4 reads credentials: the scheme is case-insensitive and separated from
+// the token68 by one or more spaces. Anything else (no scheme, another scheme,
+// several Authorization headers, a token with spaces) is not a bearer token.
+func bearerToken(values []string) (string, bool) {
+	if len(values) != 1 {
+		return "", false
+	}
+	scheme, rest, found := strings.Cut(values[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok := strings.TrimRight(strings.TrimLeft(rest, " "), " \t")
+	if tok == "" || !isToken68(tok) {
+		return "", false
+	}
+	return tok, true
+}
+
+// isToken68 is RFC 9110's token68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isToken68(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
 	}
 	return true
 }
@@ -259,7 +309,7 @@ func (s *Server) status(*http.Request) (any, error) {
 	}
 	st := &Status{
 		Name: n.Name(), HostID: n.HostID(), HostIDHex: fmt.Sprintf("%08x", n.HostID()), Region: n.Region(),
-		Version: s.Version, Catalog: counts, Members: members,
+		Version: s.Version, Catalog: counts, Members: members, APIFingerprint: s.APIFingerprint,
 	}
 	if h := n.Snapshot().Hosts[n.Name()]; h != nil {
 		st.PublicKey, st.Gateway = h.PublicKey, h.Gateway
