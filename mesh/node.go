@@ -70,6 +70,8 @@ type Config struct {
 	// IdentityTimeout bounds how long Start waits for a joined host to tell it what
 	// the cluster holds under its name (default 3s).
 	IdentityTimeout time.Duration
+	// Invites, when set on a gateway, issues and redeems invitations.
+	Invites *InviteConfig
 }
 
 // Node is a running host.
@@ -225,6 +227,7 @@ func (n *Node) start() error {
 	}
 	n.gossip = g
 	n.registerRPC()
+	n.registerInviteRPC()
 	if err := n.syncIdentity(cfg.IdentityTimeout); err != nil {
 		n.Close()
 		return identityAdvice(err, cfg.DataDir)

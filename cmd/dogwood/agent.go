@@ -45,6 +45,7 @@ type agentOptions struct {
 	MetricsAddr             string
 	LogLevel                string
 	AEInterval              time.Duration
+	InviteListen            string
 }
 
 func agentCommand(e *env) *cli.Command {
@@ -83,6 +84,7 @@ Example:
 			&cli.StringFlag{Name: "api-tls-key", Usage: "TLS private key (PEM) for --api-tls-cert"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on IP:PORT at /metrics"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug|info|warn|error", Value: "info"},
+			&cli.StringFlag{Name: "invite-listen", Usage: "on gateways, serve invitation redemption (TLS) on `IP:PORT`, or off (default: :51821)"},
 			&cli.DurationFlag{Name: "anti-entropy-interval", Usage: "how often the catalog digest goes to a random member", Value: time.Second, Hidden: true},
 		},
 		Subcommands: []*cli.Command{agentCleanupCommand(e)},
@@ -100,6 +102,7 @@ Example:
 				APISocket: c.String("api-socket"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
 				APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
 				MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), AEInterval: c.Duration("anti-entropy-interval"),
+				InviteListen: c.String("invite-listen"),
 			}
 			return runAgent(c.Context, o, e)
 		},
@@ -187,14 +190,21 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		}
 		publicEndpoint = net.JoinHostPort(adv, fmt.Sprint(o.WGPort))
 	}
+	invites, err := openInvites(o, publicEndpoint, logger.With("component", "invite"))
+	if err != nil {
+		dp.abort()
+		return err
+	}
 	node, err := mesh.Start(mesh.Config{
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
 		AEInterval: o.AEInterval, Apply: dp.applyNow, PeerStats: dp.peerStats, OnIdentity: dp.open,
+		Invites: invites.config(),
 	})
 	if err != nil {
 		dp.abort()
+		invites.close(context.Background())
 		var me *mesh.Error
 		if errors.As(err, &me) && me.Code == http.StatusBadRequest {
 			return &usageError{err.Error()}
@@ -268,6 +278,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		go servers[i].Serve(listeners[i])
 	}
 	logger.Info("api listening", "socket", o.APISocket)
+	invites.serve(node)
 
 	var fatal error
 	select {
@@ -279,6 +290,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	invites.close(sctx)
 	for _, s := range servers {
 		s.Shutdown(sctx)
 	}

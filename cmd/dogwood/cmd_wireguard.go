@@ -24,6 +24,7 @@ func peerJSON(p mesh.PeerInfo) map[string]any {
 		"name": p.Name, "org": p.Org, "network": p.Network, "region": p.Region, "gateway": p.Gateway,
 		"address": p.Address, "public_key": p.PublicKey, "created_at": p.CreatedAt, "expires_at": p.ExpiresAt,
 		"last_handshake": p.LastHandshake, "endpoint": p.Endpoint, "rx_bytes": p.RxBytes, "tx_bytes": p.TxBytes,
+		"state": "active",
 	}
 }
 
@@ -67,7 +68,9 @@ func wireguardCommand(e *env) *cli.Command {
   dogwood wireguard create acme ord laptop laptop.conf
   dogwood wireguard list acme
   dogwood wireguard status acme laptop
-  dogwood wireguard remove acme laptop`,
+  dogwood wireguard remove acme laptop
+  dogwood wireguard invite acme ord alice-laptop     # then, on the laptop:
+  dogwood wireguard join dwinv1_… alice.conf`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
@@ -114,9 +117,11 @@ Examples:
 					return createPeer(c.Context, c, e, org, region, name, file)
 				},
 			},
+			inviteCommand(e),
+			joinCommand(e),
 			{
 				Name: "list", Usage: "list peers with their gateways and last handshakes", ArgsUsage: "[ORG]",
-				Description: "Examples:\n  dogwood wireguard list\n  dogwood wireguard list acme --json",
+				Description: "Pending invitations show with state invited.\n\nExamples:\n  dogwood wireguard list\n  dogwood wireguard list acme --json",
 				Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
 					a, err := args(c, 0, 1, "[ORG] [--json]")
@@ -134,10 +139,17 @@ Examples:
 					if err := client(c).Do(c.Context, "GET", "/v1/peers?org="+url.QueryEscape(org), nil, &ps); err != nil {
 						return err
 					}
+					var invs []mesh.InviteInfo
+					if err := client(c).Do(c.Context, "GET", "/v1/invites?org="+url.QueryEscape(org), nil, &invs); err != nil {
+						return err
+					}
 					if c.Bool("json") {
-						out := make([]map[string]any, 0, len(ps))
+						out := make([]map[string]any, 0, len(ps)+len(invs))
 						for _, p := range ps {
 							out = append(out, peerJSON(p))
+						}
+						for _, inv := range invs {
+							out = append(out, inviteJSON(inv))
 						}
 						return printJSON(e.stdout, out)
 					}
@@ -147,25 +159,24 @@ Examples:
 						if p.ExpiresAt != nil {
 							exp = p.ExpiresAt.Format(time.RFC3339)
 						}
-						rows = append(rows, []string{p.Org, p.Name, p.Network, p.Region, p.Gateway, p.Address, ago(p.LastHandshake), exp})
+						rows = append(rows, []string{p.Org, p.Name, "active", p.Network, p.Region, p.Gateway, p.Address, ago(p.LastHandshake), exp})
 					}
-					table(e.stdout, []string{"ORG", "NAME", "NETWORK", "REGION", "GATEWAY", "ADDRESS", "HANDSHAKE", "EXPIRES"}, rows)
+					for _, inv := range invs {
+						rows = append(rows, []string{inv.Org, inv.Name, "invited", inv.Network, inv.Region, inv.Gateway, "-", "-", inv.ExpiresAt.Format(time.RFC3339)})
+					}
+					table(e.stdout, []string{"ORG", "NAME", "STATE", "NETWORK", "REGION", "GATEWAY", "ADDRESS", "HANDSHAKE", "EXPIRES"}, rows)
 					return nil
 				},
 			},
 			{
-				Name: "remove", Usage: "remove a peer; its tunnel stops at once", ArgsUsage: "ORG NAME", OnUsageError: usageHook,
+				Name: "remove", Usage: "remove a peer (its tunnel stops at once) or revoke a pending invitation", ArgsUsage: "ORG NAME", OnUsageError: usageHook,
 				Description: "Example:\n  dogwood wireguard remove acme laptop",
 				Action: func(c *cli.Context) error {
-					a, path, err := peerArgs(c)
+					a, _, err := peerArgs(c)
 					if err != nil {
 						return err
 					}
-					if err := client(c).Do(c.Context, "DELETE", path, nil, nil); err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "removed peer %s from org %s\n", a[1], a[0])
-					return nil
+					return removePeerOrInvite(c, e, a[0], a[1])
 				},
 			},
 			{

@@ -176,6 +176,7 @@ func (s *Server) Handler() http.Handler {
 	h("DELETE /v1/peers/{org}/{name}", func(r *http.Request) (any, error) {
 		return nil, s.Node.RemovePeer(r.Context(), r.PathValue("org"), r.PathValue("name"))
 	})
+	s.inviteRoutes(h)
 	h("POST /v1/dig", s.dig)
 	h("GET /v1/catalog", func(*http.Request) (any, error) { return s.Node.Catalog().All(), nil })
 	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {

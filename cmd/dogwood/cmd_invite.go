@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/invite"
+	"github.com/dogwood/dogwood/peers/config"
+)
+
+func inviteCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "invite",
+		Usage:     "issue a single-use code a developer redeems with `dogwood wireguard join` (no root, no agent on the laptop)",
+		ArgsUsage: "[ORG] [REGION] [NAME]",
+		Description: `Runs on any host with an agent. The code names the nearest gateway (in REGION if
+given) and pins its TLS certificate; the developer's laptop redeems it there with
+"dogwood wireguard join CODE FILE", which makes the key pair on the laptop: the
+private key never exists anywhere else. The code works once, until --expires
+(default 1h); "dogwood wireguard list" shows it as invited until then, and
+"dogwood wireguard remove ORG NAME" revokes it. NAME defaults to dev-<random>.
+
+Examples:
+  dogwood wireguard invite acme ord alice-laptop
+  dogwood wireguard invite acme "" ci-runner --expires 10m --dns none
+  dogwood wireguard invite acme --expires 2d --dns split`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "network", Usage: "network `NAME` of the org", Value: mesh.DefaultNetwork},
+			expiresFlag("the code is valid for `DURATION` (e.g. 30m, 1h, 7d)", "1h"),
+			dnsModeFlag,
+			jsonObjectFlag,
+		},
+		OnUsageError: usageHook,
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 0, 3, "[ORG] [REGION] [NAME]")
+			if err != nil {
+				return err
+			}
+			for len(a) < 3 {
+				a = append(a, "")
+			}
+			return createInvite(c, e, a[0], a[1], a[2])
+		},
+	}
+}
+
+func defaultInviteName() string {
+	var b [3]byte
+	rand.Read(b[:])
+	return "dev-" + hex.EncodeToString(b[:])
+}
+
+func createInvite(c *cli.Context, e *env, org, region, name string) error {
+	cl := client(c)
+	if org == "" {
+		var orgs []mesh.OrgInfo
+		if err := cl.Do(c.Context, "GET", "/v1/orgs", nil, &orgs); err != nil {
+			return err
+		}
+		if len(orgs) != 1 {
+			return usagef("name the org: dogwood wireguard invite ORG [REGION] [NAME]")
+		}
+		org = orgs[0].Slug
+	}
+	if name == "" {
+		name = defaultInviteName()
+	}
+	if err := checkInput(mesh.ValidOrg(org)); err != nil {
+		return err
+	}
+	if region != "" {
+		if err := checkInput(mesh.ValidRegion(region)); err != nil {
+			return err
+		}
+	}
+	if err := checkInput(mesh.ValidPeerName(name)); err != nil {
+		return err
+	}
+	mode, err := config.ParseDNSMode(c.String("dns"))
+	if err != nil {
+		return usagef("--dns: %v", err)
+	}
+	ttl, err := durationArg(c, "expires")
+	if err != nil {
+		return err
+	}
+	spec := mesh.InviteSpec{Org: org, Network: c.String("network"), Region: region, Name: name, DNS: string(mode),
+		ExpiresAt: time.Now().Add(ttl).UTC()}
+	var inv mesh.InviteInfo
+	if err := cl.Do(c.Context, "POST", "/v1/invites", spec, &inv); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(e.stdout, inviteJSON(inv))
+	}
+	fmt.Fprintln(e.stdout, inv.Code)
+	fmt.Fprintf(e.stderr, "invitation for peer %s in org %s (gateway %s, region %s), single use, valid until %s.\n"+
+		"On the laptop, as any user: dogwood wireguard join CODE %s.conf\n",
+		inv.Name, inv.Org, inv.Gateway, inv.Region, inv.ExpiresAt.Local().Format(time.RFC3339), inv.Name)
+	return nil
+}
+
+// inviteJSON is a pending invitation as `wireguard list --json` and `invite
+// --json` show it: the peer fields it will have, state "invited".
+func inviteJSON(inv mesh.InviteInfo) map[string]any {
+	m := map[string]any{
+		"name": inv.Name, "org": inv.Org, "network": inv.Network, "region": inv.Region, "gateway": inv.Gateway,
+		"address": nil, "public_key": nil, "created_at": inv.CreatedAt, "expires_at": inv.ExpiresAt,
+		"last_handshake": nil, "state": "invited", "dns": inv.DNS,
+	}
+	if inv.Code != "" {
+		m["code"] = inv.Code
+	}
+	return m
+}
+
+func joinCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "join",
+		Usage:     "redeem an invite code: make a key pair here and write the WireGuard config (no agent, no root)",
+		ArgsUsage: "CODE [FILE]",
+		Description: `Generates the key pair on this machine, sends only the public key to the gateway
+the code names (over TLS, trusting only the certificate the code pins), and writes
+FILE like "dogwood wireguard create" does: mode 0600, never over an existing file;
+"-" or no FILE prints it. A code that was used, expired, revoked or altered fails
+with exit status 1 and creates nothing.
+
+--dns overrides the DNS mode the invitation chose: full writes a DNS line (wg-quick
+then needs resolvconf and sends all DNS through the tunnel), split sends only
+.internal through systemd-resolved, none writes nothing.
+
+Examples:
+  dogwood wireguard join dwinv1_… laptop.conf && sudo wg-quick up ./laptop.conf
+  dogwood wireguard join "$CODE" ~/wg/acme.conf --dns split
+  dogwood dig --config laptop.conf web.internal`,
+		Flags:        []cli.Flag{&cli.StringFlag{Name: "dns", Usage: "`MODE` full, split or none (default: the invitation's)"}, jsonObjectFlag},
+		OnUsageError: usageHook,
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 2, "CODE [FILE]")
+			if err != nil {
+				return err
+			}
+			file := "-"
+			if len(a) == 2 {
+				file = a[1]
+			}
+			return joinInvite(c.Context, e, a[0], file, c.String("dns"), c.Bool("json"))
+		},
+	}
+}
+
+func joinInvite(ctx context.Context, e *env, codeText, file, dnsOverride string, asJSON bool) error {
+	code, err := invite.Decode(codeText)
+	if err != nil {
+		return err // SPEC §6: an altered code is a failed operation (1), like a used one
+	}
+	if dnsOverride != "" {
+		if _, err := config.ParseDNSMode(dnsOverride); err != nil {
+			return usagef("--dns: %v", err)
+		}
+	}
+	// Before redeeming: a code is single use, so a bad path must not spend it.
+	if err := config.Check(file); err != nil {
+		return &usageError{err.Error()}
+	}
+	priv, pub, err := config.GenerateKey()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	resp, err := invite.Redeem(rctx, code, pub.String())
+	if err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	mode, _ := config.ParseDNSMode(resp.DNSMode)
+	if dnsOverride != "" {
+		mode, _ = config.ParseDNSMode(dnsOverride)
+	}
+	p := mesh.PeerInfo{Name: resp.Name, Org: resp.Org, Network: resp.Network, Region: resp.Region, Gateway: resp.Gateway,
+		Address: resp.Address, DNS: resp.DNS, NetworkPrefix: resp.NetworkPrefix,
+		GatewayPublicKey: resp.GatewayPublicKey, GatewayEndpoint: resp.GatewayEndpoint, PublicKey: pub.String()}
+	cfg, err := buildPeerConfig(priv, pub, p, mode)
+	if err == nil {
+		err = config.Write(file, cfg, e.stdout)
+	}
+	if err != nil {
+		// The peer exists now and the code is spent; say so plainly.
+		return fmt.Errorf("peer %s was created in org %s, but its config could not be written: %v (ask for its removal with `dogwood wireguard remove %s %s` and a new invitation)",
+			p.Name, p.Org, err, p.Org, p.Name)
+	}
+	if !config.IsStdout(file) {
+		if asJSON {
+			return printJSON(e.stdout, map[string]any{"name": p.Name, "org": p.Org, "network": p.Network, "region": p.Region,
+				"gateway": p.Gateway, "address": p.Address, "public_key": p.PublicKey, "dns": string(mode), "file": file})
+		}
+		fmt.Fprintf(e.stderr, "joined org %s as peer %s (%s) through gateway %s; config in %s\n", p.Org, p.Name, p.Address, p.Gateway, file)
+		switch mode {
+		case config.DNSFull:
+			fmt.Fprintf(e.stderr, "next: sudo wg-quick up %s (its DNS line needs resolvconf; --dns split or none avoids that)\n", file)
+		default:
+			fmt.Fprintf(e.stderr, "next: sudo wg-quick up %s, or without root: dogwood dig --config %s web.internal\n", file, file)
+		}
+	}
+	return nil
+}
+
+// removePeerOrInvite is `wireguard remove`: a peer, else a pending invitation.
+func removePeerOrInvite(c *cli.Context, e *env, org, name string) error {
+	cl := client(c)
+	err := cl.Do(c.Context, "DELETE", "/v1/peers/"+url.PathEscape(org)+"/"+url.PathEscape(name), nil, nil)
+	var ae *api.Error
+	if err == nil {
+		fmt.Fprintf(e.stdout, "removed peer %s from org %s\n", name, org)
+		return nil
+	}
+	if !errors.As(err, &ae) || ae.Status != 404 {
+		return err
+	}
+	if ierr := cl.Do(c.Context, "DELETE", "/v1/invites/"+url.PathEscape(org)+"/"+url.PathEscape(name), nil, nil); ierr != nil {
+		if errors.As(ierr, &ae) && ae.Status == 404 {
+			return fmt.Errorf("no peer and no pending invitation named %q in org %q", name, org)
+		}
+		return ierr
+	}
+	fmt.Fprintf(e.stdout, "revoked the invitation for peer %s in org %s\n", name, org)
+	return nil
+}

@@ -1,0 +1,222 @@
+package invite
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/net/netutil"
+	"golang.org/x/time/rate"
+)
+
+// Request is what `join` sends: the code's secret and the laptop's public key.
+type Request struct {
+	Secret    string `json:"secret"` // base64url, no padding
+	PublicKey string `json:"public_key"`
+}
+
+// Response is everything the laptop needs to write its config.
+type Response struct {
+	Name             string `json:"name"`
+	Org              string `json:"org"`
+	Network          string `json:"network"`
+	Gateway          string `json:"gateway"`
+	Region           string `json:"region"`
+	Address          string `json:"address"`
+	DNS              string `json:"dns"`
+	DNSMode          string `json:"dns_mode"`
+	NetworkPrefix    string `json:"network_prefix"`
+	GatewayPublicKey string `json:"gateway_public_key"`
+	GatewayEndpoint  string `json:"gateway_endpoint"`
+}
+
+// Redeemer creates the invitation's peer with publicKey, claiming the
+// invitation in the gateway's Book.
+type Redeemer func(ctx context.Context, secret [SecretLen]byte, publicKey string) (*Response, error)
+
+// BadRequest marks an error in what the client sent (an invalid key).
+type BadRequest struct{ Msg string }
+
+func (e *BadRequest) Error() string { return e.Msg }
+
+// Limits bound what the listener accepts from the Internet.
+type Limits struct {
+	MaxConns     int           // concurrent connections (default 64)
+	PerIPBurst   int           // requests an address may make at once (default 5)
+	PerIPEvery   time.Duration // then one per this interval (default 10 s)
+	GlobalPerSec float64       // all addresses together (default 5/s, burst 20)
+	Timeout      time.Duration // whole request, TLS handshake included (default 10 s)
+	MaxAddrs     int           // addresses remembered by the limiter (default 10,000)
+}
+
+func (l *Limits) setDefaults() {
+	if l.MaxConns <= 0 {
+		l.MaxConns = 64
+	}
+	if l.PerIPBurst <= 0 {
+		l.PerIPBurst = 5
+	}
+	if l.PerIPEvery <= 0 {
+		l.PerIPEvery = 10 * time.Second
+	}
+	if l.GlobalPerSec <= 0 {
+		l.GlobalPerSec = 5
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = 10 * time.Second
+	}
+	if l.MaxAddrs <= 0 {
+		l.MaxAddrs = 10000
+	}
+}
+
+// Server is a gateway's invite listener. It serves one thing, POST
+// /v1/redeem, over TLS with the gateway's Identity.
+type Server struct {
+	Redeem   Redeemer
+	Identity *Identity
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Limits   Limits
+
+	mu     sync.Mutex
+	perIP  map[string]*rate.Limiter
+	global *rate.Limiter
+	srv    *http.Server
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.Limits.setDefaults()
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	s.mu.Lock()
+	s.perIP = map[string]*rate.Limiter{}
+	s.global = rate.NewLimiter(rate.Limit(s.Limits.GlobalPerSec), 4*int(s.Limits.GlobalPerSec))
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/redeem", s.redeem)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "unknown", "this listener only redeems invitations")
+	})
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: s.Limits.Timeout,
+		ReadTimeout:       s.Limits.Timeout,
+		WriteTimeout:      3 * s.Limits.Timeout, // redemption waits for the peer's install
+		IdleTimeout:       s.Limits.Timeout,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug),
+	}
+	srv := s.srv
+	s.mu.Unlock()
+	tl := tls.NewListener(netutil.LimitListener(ln, s.Limits.MaxConns), &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{s.Identity.Cert},
+	})
+	err := srv.Serve(tl)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops the listener, letting requests in flight finish within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
+
+// allow applies the per-address and global rate limits.
+func (s *Server) allow(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	now := s.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.perIP[host]
+	if l == nil {
+		if len(s.perIP) >= s.Limits.MaxAddrs {
+			// Forgetting everyone only lets each address start again with
+			// its burst; the global limit still holds.
+			s.perIP = map[string]*rate.Limiter{}
+		}
+		l = rate.NewLimiter(rate.Every(s.Limits.PerIPEvery), s.Limits.PerIPBurst)
+		s.perIP[host] = l
+	}
+	return l.AllowN(now, 1) && s.global.AllowN(now, 1)
+}
+
+func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
+	if !s.allow(r.RemoteAddr) {
+		w.Header().Set("Retry-After", "60")
+		writeErr(w, http.StatusTooManyRequests, "rate", "too many invitation attempts from this address: wait a minute and try again")
+		return
+	}
+	var req Request
+	d := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "bad", "invalid request: "+err.Error())
+		return
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(req.Secret)
+	if err != nil || len(raw) != SecretLen {
+		writeErr(w, http.StatusBadRequest, "bad", "invalid secret")
+		return
+	}
+	var secret [SecretLen]byte
+	copy(secret[:], raw)
+	resp, err := s.Redeem(r.Context(), secret, req.PublicKey)
+	var bad *BadRequest
+	switch {
+	case err == nil:
+		s.Logger.Info("invitation redeemed", "peer", resp.Name, "org", resp.Org, "from", r.RemoteAddr)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(resp)
+	case errors.Is(err, ErrUnknown):
+		s.Logger.Info("invitation refused: unknown code", "from", r.RemoteAddr)
+		writeErr(w, http.StatusNotFound, "unknown", ErrUnknown.Error())
+	case errors.Is(err, ErrUsed):
+		s.Logger.Info("invitation refused: already used", "from", r.RemoteAddr)
+		writeErr(w, http.StatusGone, "used", ErrUsed.Error())
+	case errors.Is(err, ErrExpired):
+		s.Logger.Info("invitation refused: expired", "from", r.RemoteAddr)
+		writeErr(w, http.StatusGone, "expired", ErrExpired.Error())
+	case errors.As(err, &bad):
+		writeErr(w, http.StatusBadRequest, "bad", bad.Msg)
+	default:
+		s.Logger.Error("invitation redemption failed", "from", r.RemoteAddr, "err", err)
+		writeErr(w, http.StatusServiceUnavailable, "failed", "the gateway could not create the peer: "+err.Error())
+	}
+}
+
+type errorBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason"` // unknown, used, expired, rate, bad, failed
+}
+
+func writeErr(w http.ResponseWriter, code int, reason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(errorBody{Error: msg, Reason: reason})
+}

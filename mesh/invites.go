@@ -1,0 +1,320 @@
+package mesh
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/invite"
+)
+
+// InviteConfig makes a gateway issue and redeem invitations (SPEC §6). The
+// agent sets it when the gateway's invite listener runs.
+type InviteConfig struct {
+	Book     *invite.Book
+	Endpoint string   // host:port of the invite listener, as codes name it
+	Pin      [32]byte // of the listener's certificate
+}
+
+// InviteSpec asks for an invitation; any agent takes it and forwards it to a
+// gateway, which issues the code.
+type InviteSpec struct {
+	Org       string    `json:"org"`
+	Network   string    `json:"network,omitempty"`
+	Region    string    `json:"region,omitempty"`
+	Name      string    `json:"name"`
+	DNS       string    `json:"dns,omitempty"` // full (default), split or none
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// InviteInfo is a pending invitation; Code is set only in the answer to its
+// creation (the gateway keeps only a hash of the secret).
+type InviteInfo struct {
+	Code      string    `json:"code,omitempty"`
+	Name      string    `json:"name"`
+	Org       string    `json:"org"`
+	Network   string    `json:"network"`
+	Region    string    `json:"region"`
+	Gateway   string    `json:"gateway"`
+	DNS       string    `json:"dns"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+const (
+	opInviteCreate = "invite.create"
+	opInviteList   = "invite.list"
+	opInviteRemove = "invite.remove"
+)
+
+// ValidDNSMode checks a config DNS mode name.
+func ValidDNSMode(s string) error {
+	switch s {
+	case "", "full", "split", "none":
+		return nil
+	}
+	return invalid("invalid DNS mode %q: full, split or none", s)
+}
+
+func (n *Node) checkInviteSpec(spec *InviteSpec) error {
+	if err := ValidPeerName(spec.Name); err != nil {
+		return err
+	}
+	if err := n.requireOrg(spec.Org); err != nil {
+		return err
+	}
+	if spec.Network == "" {
+		spec.Network = DefaultNetwork
+	}
+	if err := ValidNetwork(spec.Network); err != nil {
+		return err
+	}
+	if _, err := n.networkByName(spec.Org, spec.Network); err != nil {
+		return err
+	}
+	if spec.Region != "" {
+		if err := ValidRegion(spec.Region); err != nil {
+			return err
+		}
+	}
+	if err := ValidDNSMode(spec.DNS); err != nil {
+		return err
+	}
+	if spec.DNS == "" {
+		spec.DNS = "full"
+	}
+	if !spec.ExpiresAt.After(n.now()) {
+		return invalid("the invitation's expiry must be in the future")
+	}
+	if n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(spec.Org, spec.Name)}) != nil {
+		return conflict("peer %q already exists in org %q", spec.Name, spec.Org)
+	}
+	return nil
+}
+
+// CreateInvite issues a single-use invitation on the nearest gateway (in
+// spec.Region if set) that serves invitations, and returns its code.
+func (n *Node) CreateInvite(ctx context.Context, spec InviteSpec) (*InviteInfo, error) {
+	if err := n.checkInviteSpec(&spec); err != nil {
+		return nil, err
+	}
+	gws := n.gateways(spec.Region)
+	if len(gws) == 0 {
+		if spec.Region != "" {
+			return nil, notFound("no live gateway in region %q", spec.Region)
+		}
+		return nil, unavailable("no live gateway in the cluster (start an agent with --gateway --public-endpoint)")
+	}
+	var lastErr error
+	for _, gw := range gws {
+		var info *InviteInfo
+		var err error
+		if gw.Name == n.id.Name {
+			info, err = n.createInviteLocal(spec)
+		} else {
+			var out InviteInfo
+			if err = n.gossip.Call(ctx, gw.Name, opInviteCreate, spec, &out); err == nil {
+				info = &out
+			}
+		}
+		if err == nil {
+			return info, nil
+		}
+		if !errors.Is(err, errNoInvites) && !isRemoteNoInvites(err) {
+			return nil, fmt.Errorf("gateway %s: %w", gw.Name, err)
+		}
+		lastErr = err
+	}
+	return nil, unavailable("no gateway serves invitations (%v); start gateways with --invite-listen", lastErr)
+}
+
+var errNoInvites = &Error{Code: 503, Msg: "this gateway does not serve invitations (--invite-listen off)"}
+
+func isRemoteNoInvites(err error) bool {
+	var re *gossip.RemoteError
+	return errors.As(err, &re) && re.Message == errNoInvites.Msg
+}
+
+func (n *Node) createInviteLocal(spec InviteSpec) (*InviteInfo, error) {
+	ic := n.cfg.Invites
+	if ic == nil || !n.cfg.Gateway {
+		return nil, errNoInvites
+	}
+	if err := n.checkInviteSpec(&spec); err != nil {
+		return nil, err
+	}
+	if spec.Region != "" && spec.Region != n.cfg.Region {
+		return nil, invalid("gateway %q is in region %q, not %q", n.id.Name, n.cfg.Region, spec.Region)
+	}
+	var secret [invite.SecretLen]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return nil, err
+	}
+	now := n.now().UTC()
+	inv := invite.Invite{Hash: invite.Hash(secret), Org: spec.Org, Network: spec.Network, Name: spec.Name,
+		DNS: spec.DNS, CreatedAt: now, ExpiresAt: spec.ExpiresAt.UTC()}
+	if err := ic.Book.Add(inv); err != nil {
+		if errors.Is(err, invite.ErrNameTaken) {
+			return nil, conflict("an invitation for peer %q in org %q is already pending (remove it with `dogwood wireguard remove %s %s`)", spec.Name, spec.Org, spec.Org, spec.Name)
+		}
+		return nil, err
+	}
+	n.log.Info("invitation issued", "peer", spec.Name, "org", spec.Org, "expires", inv.ExpiresAt)
+	info := n.inviteInfo(inv)
+	info.Code = invite.Code{Endpoint: ic.Endpoint, Pin: ic.Pin, Secret: secret}.Encode()
+	return &info, nil
+}
+
+func (n *Node) inviteInfo(inv invite.Invite) InviteInfo {
+	return InviteInfo{Name: inv.Name, Org: inv.Org, Network: inv.Network, Region: n.cfg.Region, Gateway: n.id.Name,
+		DNS: inv.DNS, CreatedAt: inv.CreatedAt, ExpiresAt: inv.ExpiresAt}
+}
+
+func (n *Node) localInvites(org string) []InviteInfo {
+	if n.cfg.Invites == nil {
+		return nil
+	}
+	var out []InviteInfo
+	for _, inv := range n.cfg.Invites.Book.Pending(org) {
+		out = append(out, n.inviteInfo(inv))
+	}
+	return out
+}
+
+// ListInvites lists pending invitations of every live gateway (of one org if
+// set).
+func (n *Node) ListInvites(ctx context.Context, org string) ([]InviteInfo, error) {
+	if org != "" {
+		if err := n.requireOrg(org); err != nil {
+			return nil, err
+		}
+	}
+	out := []InviteInfo{}
+	for _, gw := range n.gateways("") {
+		if gw.Name == n.id.Name {
+			out = append(out, n.localInvites(org)...)
+			continue
+		}
+		var got []InviteInfo
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := n.gossip.Call(cctx, gw.Name, opInviteList, org, &got)
+		cancel()
+		if err != nil {
+			n.log.Debug("list invitations", "gateway", gw.Name, "err", err)
+			continue
+		}
+		out = append(out, got...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Org != out[j].Org {
+			return out[i].Org < out[j].Org
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// RemoveInvite revokes the pending invitation for peer name in org, on
+// whichever gateway issued it.
+func (n *Node) RemoveInvite(ctx context.Context, org, name string) error {
+	if err := ValidOrg(org); err != nil {
+		return err
+	}
+	if err := ValidPeerName(name); err != nil {
+		return err
+	}
+	removed := false
+	for _, gw := range n.gateways("") {
+		var ok bool
+		var err error
+		if gw.Name == n.id.Name {
+			ok, err = n.removeInviteLocal(peerRef{org, name})
+		} else {
+			err = n.gossip.Call(ctx, gw.Name, opInviteRemove, peerRef{org, name}, &ok)
+		}
+		if err != nil {
+			return fmt.Errorf("gateway %s: %w", gw.Name, err)
+		}
+		removed = removed || ok
+	}
+	if !removed {
+		return notFound("no pending invitation for peer %q in org %q", name, org)
+	}
+	return nil
+}
+
+func (n *Node) removeInviteLocal(ref peerRef) (bool, error) {
+	if n.cfg.Invites == nil {
+		return false, nil
+	}
+	ok, err := n.cfg.Invites.Book.Remove(ref.Org, ref.Name)
+	if ok {
+		n.log.Info("invitation revoked", "peer", ref.Name, "org", ref.Org)
+	}
+	return ok, err
+}
+
+// RedeemInvite is the gateway's side of `dogwood wireguard join`: it claims
+// the invitation (single use, on disk first) and creates its peer with the
+// laptop's public key; if the peer cannot be created the invitation stays
+// valid.
+func (n *Node) RedeemInvite(ctx context.Context, secret [invite.SecretLen]byte, publicKey string) (*invite.Response, error) {
+	ic := n.cfg.Invites
+	if ic == nil {
+		return nil, invite.ErrUnknown
+	}
+	k, err := wgtypes.ParseKey(publicKey)
+	if err != nil || k == (wgtypes.Key{}) {
+		return nil, &invite.BadRequest{Msg: fmt.Sprintf("invalid WireGuard public key %q", publicKey)}
+	}
+	inv, err := ic.Book.Claim(secret, publicKey)
+	if err != nil {
+		return nil, err
+	}
+	spec := PeerSpec{Org: inv.Org, Network: inv.Network, Name: inv.Name, PublicKey: publicKey}
+	p, err := n.gw.create(ctx, spec)
+	if err != nil {
+		if rerr := ic.Book.Release(secret); rerr != nil {
+			n.log.Error("releasing an invitation after a failed redemption", "peer", inv.Name, "err", rerr)
+		}
+		return nil, err
+	}
+	info := n.peerInfo(p)
+	n.metrics.peerCreates.Inc()
+	return &invite.Response{Name: p.Name, Org: p.Org, Network: p.Network, Gateway: p.Gateway, Region: p.Region,
+		Address: info.Address, DNS: info.DNS, DNSMode: inv.DNS, NetworkPrefix: info.NetworkPrefix,
+		GatewayPublicKey: info.GatewayPublicKey, GatewayEndpoint: info.GatewayEndpoint}, nil
+}
+
+// registerInviteRPC installs the gateway's invitation handlers.
+func (n *Node) registerInviteRPC() {
+	n.gossip.Handle(opInviteCreate, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var spec InviteSpec
+		if err := json.Unmarshal(body, &spec); err != nil {
+			return nil, invalid("bad invitation request: %v", err)
+		}
+		return n.createInviteLocal(spec)
+	})
+	n.gossip.Handle(opInviteList, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var org string
+		if err := json.Unmarshal(body, &org); err != nil {
+			return nil, invalid("bad invitation request: %v", err)
+		}
+		return n.localInvites(org), nil
+	})
+	n.gossip.Handle(opInviteRemove, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var ref peerRef
+		if err := json.Unmarshal(body, &ref); err != nil {
+			return nil, invalid("bad invitation request: %v", err)
+		}
+		return n.removeInviteLocal(ref)
+	})
+}
