@@ -1,0 +1,290 @@
+package netns
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// joinedConfigRE is a config written by `wireguard join --dns none`: SPEC §6's
+// layout without the DNS line.
+var joinedConfigRE = regexp.MustCompile(`\A\[Interface\]
+PrivateKey = ([A-Za-z0-9+/]{43}=)
+Address = ([0-9a-f:]+)/120
+
+\[Peer\]
+PublicKey = ([A-Za-z0-9+/]{43}=)
+AllowedIPs = ([0-9a-f:]+/48)
+Endpoint = 198\.19\.0\.1:51820
+PersistentKeepalive = 15
+\z`)
+
+// TestInvites is issue "A developer gets a working tunnel without root on any
+// server": an invitation made on a non-gateway host is redeemed from a laptop
+// namespace by an unprivileged user with no agent; the code works once, expires
+// and can be revoked; split DNS mode writes the resolvectl hooks; and `dogwood
+// dig|ping --config` next to a live wg-quick tunnel of the same config never
+// interrupts it.
+func TestInvites(t *testing.T) {
+	requireEnv(t, "wg-quick", "wireguard-go", "setpriv", "bash")
+	t0 := time.Now()
+	step := func(what string) { t.Logf("[%5.1fs] %s", time.Since(t0).Seconds(), what) }
+	w := newWorld(t, "i")
+	h1 := w.addHost(1, hostOpts{region: "ord", gateway: true, publicEndpoint: "198.19.0.1:51820"})
+	h2 := w.addHost(2, hostOpts{region: "ams"})
+	h3 := w.addHost(3, hostOpts{region: "fra"})
+	hosts := []*host{h1, h2, h3}
+	w.waitMembers(hosts, "h1", "h2", "h3")
+
+	// The gateway's public side, with the laptop on it (it reaches nothing else).
+	lan := w.name("lan")
+	nsMust(t, h1.ns, "ip", "link", "add", lan, "type", "bridge")
+	nsMust(t, h1.ns, "ip", "addr", "add", "198.19.0.1/24", "dev", lan)
+	nsMust(t, h1.ns, "ip", "link", "set", lan, "up")
+	lap := w.netns("lap")
+	in, out := w.name("l1"), w.name("q1")
+	must(t, "ip", "link", "add", in, "netns", lap, "type", "veth", "peer", "name", out, "netns", h1.ns)
+	nsMust(t, h1.ns, "ip", "link", "set", out, "master", lan, "up")
+	nsMust(t, lap, "ip", "addr", "add", "198.19.0.2/24", "dev", in)
+	nsMust(t, lap, "ip", "link", "set", in, "up")
+
+	w.cli(h1, "orgs", "create", "acme")
+	w.cli(h1, "apps", "create", "web", "--org", "acme")
+	var web []*machine
+	for i, h := range hosts {
+		web = append(web, w.createMachine(h, "web", fmt.Sprintf("a%d", i+1)))
+	}
+	acmeDNS := w.networkDNS(h2, "acme")
+	var webAddrs []string
+	for _, m := range web {
+		webAddrs = append(webAddrs, m.addr())
+	}
+	sortStrings(webAddrs)
+	step("cluster, gateway LAN, laptop and 3 machines ready")
+
+	// The developer: uid 65534 in the laptop namespace, a home only it can
+	// write, and no agent anywhere it could reach.
+	home := filepath.Join(w.dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	dev := func(args ...string) (string, error) {
+		a := inNS(lap, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin}, args...)...)
+		return runEnv(30*time.Second, []string{"HOME=" + home, "DOGWOOD_AGENT=" + filepath.Join(home, "no-agent.sock")}, a[0], a[1:]...)
+	}
+	invite := func(args ...string) string {
+		t.Helper()
+		// h2 is not a gateway. stdout is the code alone; stderr says what to do with it.
+		argv := append([]string{"-c", `"$@" 2>/dev/null`, "sh", w.bin, "wireguard", "invite"}, args...)
+		out, err := runEnv(30*time.Second, []string{"DOGWOOD_AGENT=" + h2.sock}, "sh", argv...)
+		code := strings.TrimSuffix(out, "\n")
+		if err != nil || strings.Contains(code, "\n") || !strings.HasPrefix(code, "dwinv1_") {
+			t.Fatalf("wireguard invite printed %q (%v), want one code line", out, err)
+		}
+		return code
+	}
+	exitCode := func(err error) int {
+		if err == nil {
+			return 0
+		}
+		var code int
+		if ee, ok := err.(interface{ ExitCode() int }); ok {
+			code = ee.ExitCode()
+		} else if _, scanErr := fmt.Sscanf(err.Error(), "exit status %d", &code); scanErr != nil {
+			return -1
+		}
+		return code
+	}
+
+	code := invite("acme", "ord", "laptop", "--dns", "none")
+	t.Run("pending invitation is listed as invited on every host", func(t *testing.T) {
+		for _, h := range hosts {
+			var ps []map[string]any
+			w.cliJSON(h, &ps, "wireguard", "list", "acme")
+			if len(ps) != 1 || ps[0]["name"] != "laptop" || ps[0]["state"] != "invited" || ps[0]["gateway"] != "h1" {
+				t.Errorf("wireguard list on %s: %v", h.name, ps)
+			}
+		}
+	})
+
+	cfg := filepath.Join(home, "laptop.conf")
+	var peerAddr string
+	t.Run("join as an unprivileged user without agent writes the config", func(t *testing.T) {
+		out, err := dev("wireguard", "join", code, cfg)
+		if err != nil {
+			t.Fatalf("wireguard join as uid 65534: %v\n%s", err, out)
+		}
+		st, err := os.Stat(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("mode %v, want 0600", st.Mode().Perm())
+		}
+		b, _ := os.ReadFile(cfg)
+		m := joinedConfigRE.FindStringSubmatch(string(b))
+		if m == nil {
+			t.Fatalf("joined config does not match the layout:\n%s", b)
+		}
+		priv, addr, gwPub, allowed := m[1], m[2], m[3], m[4]
+		peerAddr = addr
+		if gwPub != h1.pubKey {
+			t.Errorf("PublicKey = %s, want the gateway's %s", gwPub, h1.pubKey)
+		}
+		if netip.MustParsePrefix(allowed) != netip.PrefixFrom(acmeDNS, 48).Masked() {
+			t.Errorf("AllowedIPs = %s, want acme's /48", allowed)
+		}
+		if got := hostIDOf(netip.MustParseAddr(addr)); got != h1.hostID {
+			t.Errorf("address %s is not on the gateway h1", addr)
+		}
+		// The key pair was made on the laptop: the peer's public key is the
+		// one of the private key in the file, and no host has the private key.
+		pub, err := runEnv(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ps []map[string]any
+		w.cliJSON(h3, &ps, "wireguard", "list", "acme")
+		if len(ps) != 1 || ps[0]["state"] != "active" || ps[0]["public_key"] != strings.TrimSpace(pub) || ps[0]["address"] != addr {
+			t.Errorf("after join, wireguard list: %v, want laptop active with key %s", ps, pub)
+		}
+		for _, h := range hosts {
+			if out, _ := run(5*time.Second, "grep", "-rl", priv, h.dataDir); strings.TrimSpace(out) != "" {
+				t.Errorf("the laptop's private key is in %s's data dir: %s", h.name, out)
+			}
+		}
+	})
+	if peerAddr == "" {
+		t.FailNow()
+	}
+	step("invitation made on h2, redeemed by uid 65534 in the laptop namespace")
+
+	t.Run("used, expired, revoked and altered codes fail with 1 and create nothing", func(t *testing.T) {
+		expiring := invite("acme", "ord", "short", "--expires", "1s")
+		revoked := invite("acme", "", "gone")
+		w.cli(h3, "wireguard", "remove", "acme", "gone")
+		altered := []byte(invite("acme", "", "altered"))
+		altered[len(altered)/2] ^= 0x01
+		time.Sleep(1200 * time.Millisecond)
+		for _, tc := range []struct{ what, code, want string }{
+			{"reused", code, "already used"},
+			{"expired", expiring, "expired"},
+			{"revoked", revoked, "revoked"},
+			{"altered", string(altered), "altered"},
+		} {
+			file := filepath.Join(home, tc.what+".conf")
+			out, err := dev("wireguard", "join", tc.code, file)
+			if exitCode(err) != 1 || !strings.Contains(out, tc.want) || strings.Contains(out, "goroutine") {
+				t.Errorf("join with a %s code: exit %d (%v), want 1 and %q:\n%s", tc.what, exitCode(err), err, tc.want, out)
+			}
+			if _, err := os.Stat(file); err == nil {
+				t.Errorf("join with a %s code wrote %s", tc.what, file)
+			}
+		}
+		var ps []map[string]any
+		w.cliJSON(h2, &ps, "wireguard", "list", "acme")
+		names := map[string]any{}
+		for _, p := range ps {
+			names[p["name"].(string)] = p["state"]
+		}
+		if len(names) != 2 || names["laptop"] != "active" || names["altered"] != "invited" {
+			t.Errorf("peers and invitations after the failures: %v, want laptop active and altered still invited", names)
+		}
+		w.cli(h2, "wireguard", "remove", "acme", "altered")
+	})
+	step("reuse, expiry, revocation and alteration refused")
+
+	t.Run("split DNS mode writes the resolvectl hooks", func(t *testing.T) {
+		c := invite("acme", "", "split", "--dns", "split")
+		file := filepath.Join(home, "split.conf")
+		if out, err := dev("wireguard", "join", c, file); err != nil {
+			t.Fatalf("join: %v\n%s", err, out)
+		}
+		b, _ := os.ReadFile(file)
+		want := fmt.Sprintf("PostUp = resolvectl dns %%i %s\nPostUp = resolvectl domain %%i ~internal ~a.a.d.f.ip6.arpa\nPostUp = resolvectl default-route %%i false\n\n[Peer]\n", acmeDNS)
+		if !strings.Contains(string(b), want) || strings.Contains(string(b), "\nDNS = ") {
+			t.Errorf("split config:\n%s\nwant the lines:\n%s", b, want)
+		}
+		w.cli(h1, "wireguard", "remove", "acme", "split")
+	})
+
+	// The developer brings the tunnel up (root on the laptop only: wg-quick).
+	lapIf := w.name("lap")
+	w.wgQuickUp(lap, lapIf, cfg, "")
+	t.Run("laptop resolves and reaches machines on every host", func(t *testing.T) {
+		err := eventually(15*time.Second, 200*time.Millisecond, func() error {
+			got, status, err := digAAAA(lap, acmeDNS.String(), "web.internal")
+			if err != nil {
+				return err
+			}
+			if status != "NOERROR" || strings.Join(got, ",") != strings.Join(webAddrs, ",") {
+				return fmt.Errorf("dig @%s web.internal: %s %v, want %v", acmeDNS, status, got, webAddrs)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range web {
+			body, err := httpGet(lap, m.addr(), 3*time.Second)
+			if err != nil || strings.TrimSpace(body) != m.tag {
+				t.Errorf("laptop → %s: %q %v", m.tag, body, err)
+			}
+		}
+	})
+	step("wg-quick up; DNS and HTTP to every host")
+
+	t.Run("dig and ping --config never disturb the live tunnel", func(t *testing.T) {
+		target := web[2] // on h3: through the gateway and a host-to-host tunnel
+		loop := w.track(startProc(t, filepath.Join(w.dir, "curl-loop.log"), "curl-loop", nil, inNS(lap, "bash", "-c",
+			fmt.Sprintf(`while :; do if curl -g -sS --max-time 2 http://[%s]:8080/ >/dev/null 2>&1; then echo OK; else echo FAIL $(date +%%s.%%N); fi; sleep 0.05; done`, target.addr()))...))
+		if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+			if strings.Count(loop.output(), "OK") < 5 {
+				return fmt.Errorf("curl loop not running: %q", loop.output())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			out, err := dev("dig", "--config", cfg, "--short", "web.internal", "AAAA")
+			got := strings.Fields(out)
+			sortStrings(got)
+			if err != nil || strings.Join(got, ",") != strings.Join(webAddrs, ",") {
+				t.Errorf("dogwood dig --config #%d while wg-quick is up: %v\n%s", i+1, err, out)
+			}
+		}
+		out, err := dev("ping", "--config", cfg, "-c", "2", target.addr())
+		t.Logf("dogwood ping --config as uid 65534 beside wg-quick: %v\n%s", err, out)
+		if err != nil {
+			// An unprivileged ICMP socket needs net.ipv4.ping_group_range; the
+			// message then says to use ping itself.
+			if !strings.Contains(out, "ping_group_range") {
+				t.Errorf("dogwood ping --config while wg-quick is up: %v\n%s", err, out)
+			}
+		}
+		// Keep the loop running past the point a second session would have
+		// taken over (the gateway follows the newest handshake at once).
+		time.Sleep(3 * time.Second)
+		loop.stop(time.Second)
+		ok, fail := strings.Count(loop.output(), "OK"), strings.Count(loop.output(), "FAIL")
+		t.Logf("curl loop through the live tunnel: %d ok, %d failed", ok, fail)
+		if fail != 0 || ok < 20 {
+			t.Errorf("the live tunnel was disturbed: %d curl failures, %d successes\n%s", fail, ok, loop.output())
+		}
+		// The gateway still sees the laptop at its wg-quick endpoint only.
+		out = nsMust(t, h1.ns, "wg", "show", h1.iface, "endpoints")
+		if !strings.Contains(out, "198.19.0.2:") {
+			t.Errorf("gateway's endpoint for the laptop moved:\n%s", out)
+		}
+	})
+	step("dig/ping --config beside wg-quick: tunnel undisturbed")
+}
