@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Dogwood demo: three hosts as network namespaces in two regions (h1 is a gateway),
-# a laptop namespace wired only to the gateway, two orgs, a developer tunnel brought up
+# a laptop namespace wired only to the gateway, two orgs, a developer tunnel from an invitation, brought up
 # with the real wg-quick. Everything lives in namespaces named $P-* and in $STATE;
 # nothing outside them is touched. `demo.sh down` removes leftovers.
 set -euo pipefail
@@ -34,6 +34,7 @@ down() {
 	done
 	rm -rf /etc/netns/"$P"-* 2>/dev/null
 	rm -f /var/run/wireguard/"$P"*.sock 2>/dev/null
+	[ -f "$STATE/laphome" ] && rm -rf "$(cat "$STATE/laphome")"
 	rm -rf "$STATE"
 	set -e
 }
@@ -131,16 +132,28 @@ DNS=${NET%/48}3
 GDNS=${GNET%/48}3
 echo "acme network $NET (DNS $DNS); globex network $GNET"
 
-step "Developer tunnel: dogwood wireguard create (asked on h2; the ord gateway is h1)"
-run "$BIN" --agent "$STATE/h2.sock" wireguard create acme ord laptop "$STATE/laptop.conf"
-echo "${dim}--- $STATE/laptop.conf (private key hidden) ---${off}"
-sed 's/^PrivateKey = .*/PrivateKey = (hidden)/' "$STATE/laptop.conf"
+step "Developer tunnel: an invitation made on h2 (not a gateway), redeemed on the laptop by an unprivileged user"
+# --dns none: wg-quick must never touch the host's resolver; the laptop namespace
+# gets its own resolv.conf instead (ip netns exec bind-mounts it).
+printf '%s$ dogwood wireguard invite acme ord laptop --dns none%s\n' "$dim" "$off"
+CODE=$("$BIN" --agent "$STATE/h2.sock" wireguard invite acme ord laptop --dns none)
+echo "$CODE"
+# The developer: uid 65534 (nobody) with a home of its own, no agent, no root.
+LAPHOME=$(mktemp -d /tmp/dogwood-demo-laptop.XXXXXX)
+echo "$LAPHOME" >"$STATE/laphome"
+chown 65534:65534 "$LAPHOME"
+as_dev() { ip netns exec "$P-lap" setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$LAPHOME" DOGWOOD_AGENT=/nonexistent "$BIN" "$@"; }
+printf '%s$ (laptop, as nobody) dogwood wireguard join $CODE laptop.conf%s\n' "$dim" "$off"
+as_dev wireguard join "$CODE" "$LAPHOME/laptop.conf" 2>&1 | sed 's/^/  /'
+echo "${dim}--- laptop.conf (private key hidden) ---${off}"
+sed 's/^PrivateKey = .*/PrivateKey = (hidden)/' "$LAPHOME/laptop.conf"
 echo "${dim}---${off}"
-[ "$(stat -c %a "$STATE/laptop.conf")" = 600 ] || fail "config is not mode 0600"
-# wg-quick must never touch the host's resolver: drop the DNS line and give the laptop
-# namespace its own resolv.conf instead (ip netns exec bind-mounts it).
+[ "$(stat -c %a:%u "$LAPHOME/laptop.conf")" = 600:65534 ] || fail "config is not nobody's with mode 0600"
+if as_dev wireguard join "$CODE" "$LAPHOME/again.conf" 2>"$STATE/reuse.err"; then fail "the code worked twice"; fi
+echo "  a second join with the same code: $(cat "$STATE/reuse.err")"
+ok "key pair made on the laptop by nobody; only the public key went to the gateway; the code is spent"
 mkdir -p "$STATE/wg" "/etc/netns/$P-lap"
-grep -v '^DNS = ' "$STATE/laptop.conf" >"$STATE/wg/$LAPIF.conf"
+cp "$LAPHOME/laptop.conf" "$STATE/wg/$LAPIF.conf"
 chmod 600 "$STATE/wg/$LAPIF.conf"
 echo "nameserver $DNS" >"/etc/netns/$P-lap/resolv.conf"
 run ip netns exec "$P-lap" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wg-quick up "$STATE/wg/$LAPIF.conf" 2>&1 | grep -v '[│┌└]' | sed 's/^/  /'
