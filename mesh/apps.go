@@ -25,6 +25,9 @@ func (n *Node) CreateApp(ctx context.Context, name, org, network string) (*catal
 	if err != nil {
 		return nil, err
 	}
+	if err := n.appNameFree(nw.ID, name); err != nil {
+		return nil, err
+	}
 	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindApp, Key: name, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID}}
 	}, catalog.ID{Kind: catalog.KindApp, Key: name}, fmt.Sprintf("app %q", name))

@@ -110,6 +110,7 @@ Examples:
 			appsCommand(e),
 			machinesCommand(e),
 			wireguardCommand(e),
+			dnsCommand(e),
 			digCommand(e),
 			pingCommand(e),
 			proxyCommand(e),

@@ -4,7 +4,8 @@
 // server package decides which network a query is for and what to do with names
 // that are not ours.
 //
-// Answers come from a per-network index built from the snapshot. Indexes are built
+// Answers come from a per-network index built from the snapshot (custom records,
+// `dogwood dns add`, in records.go). Indexes are built
 // lazily on the first query that sees a new snapshot and are cached by the identity
 // of the catalog's NetworkView and AppView pointers (the catalog shares unchanged
 // views between consecutive snapshots), so a change rebuilds only what it touched.

@@ -177,6 +177,7 @@ func (s *Server) Handler() http.Handler {
 		return nil, s.Node.RemovePeer(r.Context(), r.PathValue("org"), r.PathValue("name"))
 	})
 	s.inviteRoutes(h)
+	s.dnsRoutes(h)
 	h("POST /v1/dig", s.dig)
 	h("GET /v1/catalog", func(*http.Request) (any, error) { return s.Node.Catalog().All(), nil })
 	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {

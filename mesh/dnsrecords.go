@@ -1,0 +1,308 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// Custom DNS records (`dogwood dns add|list|remove`): one catalog record per
+// (network, name, type, value), replicated like every other record. The checks here
+// are the ones that need the catalog (apps, other records, ALIAS targets); the pure
+// ones are catalog.NormalizeDNSRecord. A check and the write that follows are not
+// atomic across hosts: when an app and a record of the same name are created on two
+// hosts at once, DNS answers the app everywhere and the record stays listed.
+
+// DNSRecordSpec is a record to add, as the user typed it.
+type DNSRecordSpec struct {
+	Org     string `json:"org"`
+	Network string `json:"network,omitempty"`
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Value   string `json:"value"`
+	// TTL in seconds; nil is the default (5).
+	TTL *int `json:"ttl,omitempty"`
+}
+
+// DNSRecordFilter selects records to remove: Name always, Type and Value optionally.
+type DNSRecordFilter struct {
+	Org     string `json:"org"`
+	Network string `json:"network,omitempty"`
+	Name    string `json:"name"`
+	Type    string `json:"type,omitempty"`
+	Value   string `json:"value,omitempty"`
+}
+
+func dnsInvalid(err error) error {
+	var de *catalog.DNSRecordError
+	if errors.As(err, &de) {
+		return invalid("%s", de.Msg)
+	}
+	return err
+}
+
+func (n *Node) dnsNetwork(org, network string) (*catalog.Network, error) {
+	if network == "" {
+		network = DefaultNetwork
+	}
+	if err := ValidNetwork(network); err != nil {
+		return nil, err
+	}
+	if err := n.requireOrg(org); err != nil {
+		return nil, err
+	}
+	return n.networkByName(org, network)
+}
+
+// AddDNSRecord adds a custom record to a network.
+func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.DNSRecord, error) {
+	ttl := -1
+	if spec.TTL != nil {
+		if *spec.TTL < 0 {
+			return nil, invalid("ttl %d is negative", *spec.TTL)
+		}
+		ttl = *spec.TTL
+	}
+	rec, err := catalog.NormalizeDNSRecord(spec.Name, spec.Type, spec.Value, ttl)
+	if err != nil {
+		return nil, dnsInvalid(err)
+	}
+	nw, err := n.dnsNetwork(spec.Org, spec.Network)
+	if err != nil {
+		return nil, err
+	}
+	rec.Org, rec.Network, rec.NetworkID = nw.Org, nw.Name, nw.ID
+	rec.CreatedAt = n.now().UTC()
+
+	snap := n.cat.Snapshot()
+	nv := snap.Networks[nw.ID]
+	var existing []*catalog.DNSRecord
+	if nv != nil && nv.Records != nil {
+		existing = nv.Records.List
+	}
+	key := catalog.DNSRecordKey(rec.NetworkID, rec.Name, rec.Type, rec.Value)
+	if n.cat.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: key}) != nil {
+		return nil, conflict("%s %s %s already exists in network %s/%s", rec.Name, rec.Type, rec.Value, nw.Org, nw.Name)
+	}
+	// An ALIAS added to a name that has one replaces it in one write: the
+	// blue/green switch leaves no moment in which the name does not exist.
+	var replaced *catalog.DNSRecord
+	if rec.Type == "ALIAS" {
+		for i, e := range existing {
+			if e.Name == rec.Name && e.Type == "ALIAS" {
+				replaced = e
+				existing = append(existing[:i:i], existing[i+1:]...)
+				break
+			}
+		}
+	}
+	if label := catalog.DNSNameApp(rec.Name); nv != nil && nv.Apps[label] != nil {
+		return nil, invalid("record name %s collides with app %q: %s.internal and every name under it are generated for the app", rec.Name, label, label)
+	}
+	if err := catalog.CheckDNSCoexist(existing, &rec); err != nil {
+		return nil, dnsInvalid(err)
+	}
+	if rec.Type == "ALIAS" || (rec.Type == "CNAME" && catalog.InZone(rec.Value)) {
+		if err := checkTarget(snap, nv, existing, &rec); err != nil {
+			return nil, err
+		}
+	}
+	if replaced != nil {
+		return n.switchAlias(ctx, replaced, &rec, key)
+	}
+	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+		return &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: &rec}
+	}, catalog.ID{Kind: catalog.KindDNSRecord, Key: key}, fmt.Sprintf("%s %s %s", rec.Name, rec.Type, rec.Value))
+	if err != nil {
+		return nil, err
+	}
+	return r.DNS, nil
+}
+
+// switchAlias writes the old ALIAS's tombstone and the new ALIAS in one commit.
+func (n *Node) switchAlias(ctx context.Context, old, rec *catalog.DNSRecord, key string) (*catalog.DNSRecord, error) {
+	id := catalog.ID{Kind: catalog.KindDNSRecord, Key: key}
+	oldID := catalog.ID{Kind: catalog.KindDNSRecord, Key: catalog.DNSRecordKey(old.NetworkID, old.Name, old.Type, old.Value)}
+	n.createMu.Lock()
+	cur, prev := n.cat.Get(id), n.cat.Live(oldID)
+	if cur != nil && !cur.Deleted {
+		n.createMu.Unlock()
+		return nil, conflict("%s ALIAS %s already exists", rec.Name, rec.Value)
+	}
+	var writes []*catalog.Record
+	if prev != nil {
+		t := *prev
+		t.Deleted, t.Version = true, n.cat.Tick()
+		writes = append(writes, &t)
+	}
+	gen := uint32(1)
+	if cur != nil {
+		gen = cur.Gen + 1
+	}
+	stamp := n.cat.Tick()
+	r := &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec, Gen: gen, Created: stamp, Version: stamp}
+	err := n.commit(append(writes, r)...)
+	n.createMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	n.gossip.Confirm(ctx, r)
+	if w := n.cat.Get(id); w == nil || !w.SameIdentity(r) {
+		return nil, conflict("%s ALIAS %s was written concurrently on another host, which won", rec.Name, rec.Value)
+	}
+	return rec, nil
+}
+
+// checkTarget refuses an ALIAS whose target does not exist in the network, and an
+// ALIAS or in-zone CNAME that would close a loop.
+func checkTarget(snap *catalog.Snapshot, nv *catalog.NetworkView, existing []*catalog.DNSRecord, rec *catalog.DNSRecord) error {
+	chain := func(name string) string { // the ALIAS or CNAME target of a custom name, if any
+		for _, e := range existing {
+			if e.Name == name && (e.Type == "ALIAS" || e.Type == "CNAME") {
+				return e.Value
+			}
+		}
+		return ""
+	}
+	t := rec.Value
+	for i := 0; i < 16 && catalog.InZone(t); i++ {
+		if t == rec.Name {
+			return invalid("%s %s %s would make a loop", rec.Name, rec.Type, rec.Value)
+		}
+		if t = chain(t); t == "" {
+			break
+		}
+	}
+	if rec.Type != "ALIAS" {
+		return nil
+	}
+	target := rec.Value
+	if nv != nil {
+		if nv.Apps[catalog.DNSNameApp(target)] != nil {
+			return nil
+		}
+		if peer, ok := strings.CutSuffix(target, "._peer.internal"); ok && !strings.Contains(peer, ".") {
+			for name := range nv.Peers {
+				if strings.EqualFold(name, peer) {
+					return nil
+				}
+			}
+		}
+		for _, e := range existing {
+			if e.Name == target {
+				return nil
+			}
+		}
+	}
+	return invalid("ALIAS target %s does not exist in network %s/%s: name an app (api-green), a name generated for one (ord.api-green) or another record of the network", target, rec.Org, rec.Network)
+}
+
+// ListDNSRecords lists custom records, of one org if org is set, sorted by org,
+// network, name, type and value.
+func (n *Node) ListDNSRecords(org string) ([]catalog.DNSRecord, error) {
+	if org != "" {
+		if err := n.requireOrg(org); err != nil {
+			return nil, err
+		}
+	}
+	snap := n.cat.Snapshot()
+	out := []catalog.DNSRecord{}
+	for _, r := range n.cat.List(catalog.KindDNSRecord) {
+		d := r.DNS
+		if d == nil || (org != "" && d.Org != org) || snap.Networks[d.NetworkID] == nil {
+			continue
+		}
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := &out[i], &out[j]
+		switch {
+		case a.Org != b.Org:
+			return a.Org < b.Org
+		case a.Network != b.Network:
+			return a.Network < b.Network
+		case a.Name != b.Name:
+			return a.Name < b.Name
+		case a.Type != b.Type:
+			return a.Type < b.Type
+		}
+		return a.Value < b.Value
+	})
+	return out, nil
+}
+
+// RemoveDNSRecords removes the records of a name, or only those of one type, or the
+// one with a value. It returns what it removed; nothing matching is an error.
+func (n *Node) RemoveDNSRecords(ctx context.Context, f DNSRecordFilter) ([]catalog.DNSRecord, error) {
+	name, err := catalog.NormalizeDNSName(f.Name)
+	if err != nil {
+		return nil, dnsInvalid(err)
+	}
+	typ, value := strings.ToUpper(strings.TrimSpace(f.Type)), ""
+	if f.Value != "" {
+		if typ == "" {
+			return nil, invalid("a value needs a type: dogwood dns remove NAME TYPE VALUE")
+		}
+		rec, err := catalog.NormalizeDNSRecord(f.Name, typ, f.Value, -1)
+		if err != nil {
+			return nil, dnsInvalid(err)
+		}
+		value = rec.Value
+	} else if typ != "" && !validDNSType(typ) {
+		return nil, invalid("record type %q: use one of %s", f.Type, strings.Join(catalog.DNSTypes, ", "))
+	}
+	nw, err := n.dnsNetwork(f.Org, f.Network)
+	if err != nil {
+		return nil, err
+	}
+	var hit []*catalog.Record
+	var out []catalog.DNSRecord
+	if nv := n.cat.Snapshot().Networks[nw.ID]; nv != nil && nv.Records != nil {
+		for _, d := range nv.Records.List {
+			if d.Name != name || (typ != "" && d.Type != typ) || (value != "" && d.Value != value) {
+				continue
+			}
+			if r := n.cat.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: catalog.DNSRecordKey(d.NetworkID, d.Name, d.Type, d.Value)}); r != nil {
+				hit = append(hit, r)
+				out = append(out, *d)
+			}
+		}
+	}
+	if len(hit) == 0 {
+		what := strings.TrimSpace(strings.Join([]string{name, typ, value}, " "))
+		return nil, notFound("no record %s in network %s/%s", what, nw.Org, nw.Name)
+	}
+	if err := n.tombstone(hit...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func validDNSType(t string) bool {
+	for _, x := range catalog.DNSTypes {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// appNameFree refuses an app whose name a custom record of its network uses as its
+// last label (the app would take over the record's names).
+func (n *Node) appNameFree(netID uint32, app string) error {
+	nv := n.cat.Snapshot().Networks[netID]
+	if nv == nil || nv.Records == nil {
+		return nil
+	}
+	for _, d := range nv.Records.List {
+		if catalog.DNSNameApp(d.Name) == app {
+			return invalid("app name %q is taken by the DNS record %s %s in network %s/%s; remove it first (dogwood dns remove %s %s)",
+				app, d.Name, d.Type, nv.Org, nv.Name, nv.Org, d.Name)
+		}
+	}
+	return nil
+}

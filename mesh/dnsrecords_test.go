@@ -1,0 +1,115 @@
+package mesh
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDNSRecords(t *testing.T) {
+	c := newCluster(t, 2)
+	h0, h1 := c.hosts[0], c.hosts[1]
+	ctx := context.Background()
+	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h0.CreateNetwork(ctx, "acme", "staging"); err != nil {
+		t.Fatal(err)
+	}
+	for _, app := range []string{"api-blue", "api-green"} {
+		if _, err := h0.CreateApp(ctx, app, "acme", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitConverged()
+	ttl := 30
+	add := func(h *testHost, network, name, typ, value string) error {
+		_, err := h.AddDNSRecord(ctx, DNSRecordSpec{Org: "acme", Network: network, Name: name, Type: typ, Value: value, TTL: &ttl})
+		return err
+	}
+	if err := add(h1, "", "api", "ALIAS", "api-blue"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add(h1, "", "db", "AAAA", "fdaa::5"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		network, name, typ, value string
+		code                      int
+		msg                       string
+	}{
+		{"", "api-green", "AAAA", "fdaa::1", http.StatusBadRequest, "collides with app"},
+		{"", "x.api-green", "TXT", "t", http.StatusBadRequest, "collides with app"},
+		{"", "vms.x", "TXT", "t", http.StatusBadRequest, "generated"},
+		{"", "_apps", "TXT", "t", http.StatusBadRequest, "generated"},
+		{"", "x", "AAAA", "nope", http.StatusBadRequest, "not an IP"},
+		{"", "api", "ALIAS", "api-blue", http.StatusConflict, "already exists"},
+		{"", "api", "AAAA", "fdaa::1", http.StatusBadRequest, "cannot share"},
+		{"", "db", "AAAA", "fdaa::5", http.StatusConflict, "already exists"},
+		{"", "db", "CNAME", "web", http.StatusBadRequest, "only record"},
+		{"", "x", "ALIAS", "nothing", http.StatusBadRequest, "does not exist"},
+		{"", "db2", "CNAME", "db3", 0, ""},
+		{"", "db3", "ALIAS", "db2", http.StatusBadRequest, "loop"},
+		{"", "y", "ALIAS", "ord.api-green", 0, ""},
+		{"staging", "z", "ALIAS", "api-green", http.StatusBadRequest, "does not exist"},
+		{"nonet", "z", "AAAA", "fdaa::1", http.StatusNotFound, "not found"},
+	}
+	for _, tc := range cases {
+		err := add(h0, tc.network, tc.name, tc.typ, tc.value)
+		if tc.code == 0 {
+			if err != nil {
+				t.Errorf("%s %s %s: %v", tc.name, tc.typ, tc.value, err)
+			}
+			continue
+		}
+		if err == nil || StatusCode(err) != tc.code || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s %s %s: err %v (status %d), want %d %q", tc.name, tc.typ, tc.value, err, StatusCode(err), tc.code, tc.msg)
+		}
+	}
+	// Replicated: h0 sees h1's records in its snapshot, in the default network only.
+	c.eventually(5*time.Second, "records replicated", func() bool {
+		nw, _ := h0.networkByName("acme", "default")
+		nv := h0.cat.Snapshot().Networks[nw.ID]
+		return nv != nil && nv.Records != nil && len(nv.Records.List) == 4
+	})
+	st, _ := h0.networkByName("acme", "staging")
+	if h0.cat.Snapshot().Networks[st.ID].Records != nil {
+		t.Fatal("staging sees default's records")
+	}
+	// An app created later under a record's name is refused.
+	if _, err := h0.CreateApp(ctx, "db", "acme", ""); err == nil || StatusCode(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "taken by the DNS record db.internal") {
+		t.Fatalf("app over a record: %v", err)
+	}
+	if _, err := h0.CreateApp(ctx, "db", "acme", "staging"); err != nil {
+		t.Fatalf("the same name in another network: %v", err)
+	}
+	list, err := h0.ListDNSRecords("acme")
+	if err != nil || len(list) != 4 || list[0].Name != "api.internal" || list[0].TTL != 30 {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	// Blue/green: adding another ALIAS switches it in one write.
+	if err := add(h0, "", "api", "ALIAS", "api-green"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h0.RemoveDNSRecords(ctx, DNSRecordFilter{Org: "acme", Name: "db", Type: "AAAA", Value: "FDAA::5"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h0.RemoveDNSRecords(ctx, DNSRecordFilter{Org: "acme", Name: "db"}); StatusCode(err) != http.StatusNotFound {
+		t.Fatalf("removing nothing: %v", err)
+	}
+	c.waitConverged()
+	list, _ = h1.ListDNSRecords("")
+	var got []string
+	for _, r := range list {
+		got = append(got, r.Name+" "+r.Type+" "+r.Value)
+	}
+	want := "api.internal ALIAS api-green.internal,db2.internal CNAME db3.internal,y.internal ALIAS ord.api-green.internal"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("after the switch on h1: %q", got)
+	}
+	if _, err := h1.CreateApp(ctx, "db", "acme", ""); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("app after its record was removed: %v", err)
+	}
+}
