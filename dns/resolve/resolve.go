@@ -182,10 +182,6 @@ func (r *Resolver) HasNetwork(id uint32) bool {
 	return r.current().snap.Networks[id] != nil
 }
 
-// Ours reports whether a name is answered by the resolver (under internal. or a
-// reverse name in fdaa::/16); other names are forwarded.
-func Ours(name string) bool { return qname.Parse(name).Zone != qname.External }
-
 // Answer appends to buf the response to req for network netID. ok is false, and buf
 // is returned unchanged, when the name is not ours and should be forwarded.
 func (r *Resolver) Answer(buf []byte, netID uint32, name string, req *Request) (out []byte, rcode int, ok bool) {

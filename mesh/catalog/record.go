@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"net/netip"
 )
 
 // Stamp is a Lamport timestamp: a logical clock plus the writing host's id to break ties.
@@ -239,17 +238,6 @@ func NetworkKey(org, name string) string { return org + "/" + name }
 
 // PeerKey is a peer record's key.
 func PeerKey(org, name string) string { return org + "/" + name }
-
-// addrOf returns the 6PN address a record occupies, if any.
-func addrOf(r *Record) netip.Addr {
-	switch {
-	case r.Machine != nil:
-		return r.Machine.Address
-	case r.Peer != nil:
-		return r.Peer.Address
-	}
-	return netip.Addr{}
-}
 
 // ID returns the header's record identity.
 func (h Header) ID() ID { return ID{h.Kind, h.Key} }

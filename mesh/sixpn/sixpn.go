@@ -122,9 +122,6 @@ func NetworkOf(a netip.Addr) (uint32, bool) {
 	return p.Net, ok
 }
 
-// FormatPrefix prints a network prefix the way users see it: fdaa:0:18::/48.
-func FormatPrefix(p netip.Prefix) string { return p.String() }
-
 // Random32 returns a random non-zero 32-bit id (host ids, network ids).
 func Random32() uint32 {
 	for {

@@ -61,14 +61,6 @@ type wantPeer struct {
 	allowed  []string
 }
 
-func pfx(ss ...string) []netip.Prefix {
-	var out []netip.Prefix
-	for _, s := range ss {
-		out = append(out, netip.MustParsePrefix(s))
-	}
-	return out
-}
-
 func TestCompute(t *testing.T) {
 	// Host ids: a=1 (self), b=2, c=3, d=4. Networks 0x18 and 0x19.
 	cases := []struct {

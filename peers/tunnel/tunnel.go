@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -241,10 +240,6 @@ func (t *Tunnel) Close() error {
 	return nil
 }
 
-// Net exposes the tunnel's network stack, for dialing or listening on
-// anything the methods here do not cover; nil when Shared.
-func (t *Tunnel) Net() *netstack.Net { return t.net }
-
 // uapiConfig renders cfg in wireguard-go's UAPI "set" syntax. It must not
 // start with a blank line: the UAPI parser treats an empty line as the end of
 // the operation and would silently apply nothing.
@@ -300,27 +295,4 @@ func Dig(ctx context.Context, cfg config.Config, name string, qtype uint16) (*dn
 	}
 	defer t.Close()
 	return t.Dig(ctx, name, qtype)
-}
-
-// Ping opens a tunnel for cfg and pings target through it (see
-// Tunnel.Ping).
-func Ping(ctx context.Context, cfg config.Config, target string, count int, out io.Writer) error {
-	t, err := Open(ctx, cfg, Options{})
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	return t.Ping(ctx, target, count, out)
-}
-
-// Proxy opens a tunnel for cfg and forwards listen to name:remotePort
-// until ctx is cancelled (see Tunnel.Proxy). It logs nothing; use Up with a
-// Logger and Tunnel.Proxy to see the listening address.
-func Proxy(ctx context.Context, cfg config.Config, listen, name string, remotePort int) error {
-	t, err := Open(ctx, cfg, Options{})
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	return t.Proxy(ctx, listen, name, remotePort)
 }

@@ -60,23 +60,6 @@ type Device interface {
 	ConfigureDevice(cfg wgtypes.Config) error
 }
 
-// Client is the part of *wgctrl.Client that Bind needs.
-type Client interface {
-	Device(name string) (*wgtypes.Device, error)
-	ConfigureDevice(name string, cfg wgtypes.Config) error
-}
-
-type bound struct {
-	c    Client
-	name string
-}
-
-func (b bound) Device() (*wgtypes.Device, error)         { return b.c.Device(b.name) }
-func (b bound) ConfigureDevice(cfg wgtypes.Config) error { return b.c.ConfigureDevice(b.name, cfg) }
-
-// Bind returns the Device named name of a wgctrl client (kernel or userspace alike).
-func Bind(c Client, name string) Device { return bound{c, name} }
-
 // Settings are the device-wide values the reconciler enforces; nil means unmanaged.
 type Settings struct {
 	PrivateKey *wgtypes.Key

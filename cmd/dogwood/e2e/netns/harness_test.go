@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,7 +89,8 @@ func dogwoodBin(t *testing.T) string {
 		}
 		gobin, err := exec.LookPath("go")
 		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			binErr = fmt.Errorf("no go in PATH to build dogwood (or set DOGWOOD_BIN): %w", err)
+			return
 		}
 		cmd := exec.Command(gobin, "build", "-o", binPath, "github.com/dogwood/dogwood/cmd/dogwood")
 		if out, err := cmd.CombinedOutput(); err != nil {
