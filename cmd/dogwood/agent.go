@@ -233,7 +233,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		return err
 	}
 
-	srv := &api.Server{Node: node, Version: version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve}
+	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve}
 	ln, err := api.ListenUnix(o.APISocket)
 	if err != nil {
 		dnsSrv.close()
@@ -258,7 +258,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 			return err
 		}
 		srv.APIFingerprint = fp
-		tsrv := &api.Server{Node: node, Version: version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
+		tsrv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
 			Token: strings.TrimSpace(string(tok)), APIFingerprint: fp}
 		servers = append(servers, api.NewHTTPServer(tsrv.Handler(), api.TCPAPILimits(), logger))
 		listeners = append(listeners, tl)

@@ -15,9 +15,6 @@ import (
 	"github.com/dogwood/dogwood/mesh/api"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 // usageError marks bad usage or invalid input: exit status 2.
 type usageError struct{ msg string }
 
@@ -75,7 +72,9 @@ Examples:
   dogwood machines create --app web --service http:tcp:8080
   dogwood wireguard create acme ord laptop laptop.conf
   dogwood dig --org acme web.internal`,
-		Version:              version,
+		// urfave's own --version prints "NAME version X"; ours prints exactly what
+		// `dogwood version` does.
+		HideVersion:          true,
 		EnableBashCompletion: true,
 		HideHelpCommand:      false,
 		Writer:               e.stdout,
@@ -86,6 +85,7 @@ Examples:
 			&cli.StringFlag{Name: "token-file", Usage: "file with the bearer token of a remote agent (--agent https://…; or set DOGWOOD_TOKEN)", EnvVars: []string{"DOGWOOD_TOKEN_FILE"}},
 			&cli.StringFlag{Name: "agent-fingerprint", Usage: "pin the remote agent's certificate (sha256:… from `dogwood status` on its host)", EnvVars: []string{"DOGWOOD_AGENT_FINGERPRINT"}},
 			&cli.StringFlag{Name: "agent-ca", Usage: "CA certificate file (PEM) that signed the remote agent's certificate", EnvVars: []string{"DOGWOOD_AGENT_CA"}},
+			&cli.BoolFlag{Name: "version", Usage: "print the version (same as `dogwood version`)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} },
 		// `dogwood help NAME` for a name that does not exist.
@@ -94,6 +94,10 @@ Examples:
 			cli.OsExiter(2)
 		},
 		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				fmt.Fprintln(e.stdout, readBuildInfo().String())
+				return nil
+			}
 			if c.Args().Len() == 0 {
 				return cli.ShowAppHelp(c)
 			}

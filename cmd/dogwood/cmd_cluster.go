@@ -110,16 +110,6 @@ func statusCommand(e *env) *cli.Command {
 	}
 }
 
-func versionCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name: "version", Usage: "print the version",
-		Action: func(c *cli.Context) error {
-			fmt.Fprintf(e.stdout, "dogwood %s\n", version)
-			return nil
-		},
-	}
-}
-
 func completionCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name: "completion", Usage: "print a shell completion script (bash or zsh)", ArgsUsage: "bash|zsh",
