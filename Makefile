@@ -2,17 +2,24 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/dogwood
+# Build info (`dogwood version`): a tag v1.2.3 gives 1.2.3; untagged trees say 0.0.0-dev.
+# The date is the commit's, so rebuilding one commit gives the same binary.
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)),0.0.0-dev)
+DATE    ?= $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps busybox iputils-ping bc
 # Commands that show whether each package above is installed (same order).
 CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill busybox ping bc
 
-.PHONY: help build deps test test-unit test-netns bench fuzz demo demo-down clean
+.PHONY: lint help build deps test test-unit test-netns bench fuzz demo demo-down clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/dogwood
-	$(GO) build -o $(BIN) ./cmd/dogwood
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/dogwood
 
 deps: ## install the system tools tests and demo use (apt-get, only what is missing)
 	@missing=""; pkgs=($(PKGS)); cmds=($(CMDS)); \
@@ -23,7 +30,12 @@ deps: ## install the system tools tests and demo use (apt-get, only what is miss
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: deps build ## run every test (network-namespace tests need root; they skip otherwise)
+lint: ## hygiene gates: go.mod/go.sum tidy, staticcheck, govulncheck (skipped when offline)
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) ./...
+	bash testdata/ci/govulncheck.sh
+
+test: deps build lint ## run every test (network-namespace tests need root; they skip otherwise)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	@echo "short fuzz runs (make fuzz runs them longer); counted, not timed: a time limit"

@@ -43,7 +43,7 @@ type agentOptions struct {
 	APIListen, APITokenFile string
 	APITLSCert, APITLSKey   string
 	MetricsAddr             string
-	LogLevel                string
+	LogLevel, LogFormat     string
 	AEInterval              time.Duration
 	InviteListen            string
 }
@@ -60,7 +60,8 @@ Example:
     --gossip-key-file /etc/dogwood/gossip.key --join 198.18.0.2:7946 \
     --gateway --public-endpoint 203.0.113.10:51820 --dns-listen 127.0.0.1:5353`,
 		OnUsageError: usageHook,
-		Flags: []cli.Flag{
+		Before:       loadConfigFile,
+		Flags: withConfigFile([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "host name (default: stored name, else the OS hostname)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "state directory (bbolt)", Value: "/var/lib/dogwood"},
 			&cli.StringFlag{Name: "region", Usage: "region code, [a-z0-9]{2,16}", Value: "local"},
@@ -85,36 +86,33 @@ Example:
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on IP:PORT at /metrics"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug|info|warn|error", Value: "info"},
 			&cli.StringFlag{Name: "invite-listen", Usage: "on gateways, serve invitation redemption (TLS) on `IP:PORT`, or off (default: :51821)"},
+			&cli.StringFlag{Name: "log-format", Usage: "text|json", Value: "text"},
 			&cli.DurationFlag{Name: "anti-entropy-interval", Usage: "how often the catalog digest goes to a random member", Value: time.Second, Hidden: true},
-		},
+		}),
 		Subcommands: []*cli.Command{agentCleanupCommand(e)},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
 				return usagef("agent takes no arguments, got %q", c.Args().First())
 			}
-			o := agentOptions{
-				Name: c.String("name"), DataDir: c.String("data-dir"), Region: c.String("region"),
-				GossipAddr: c.String("gossip-addr"), Advertise: c.String("advertise"), Join: c.StringSlice("join"),
-				GossipKeyFile: c.String("gossip-key-file"), InsecureNoKey: c.Bool("insecure-no-gossip-key"),
-				WireGuard: c.String("wireguard"), WGInterface: c.String("wg-interface"), WGPort: c.Int("wg-port"),
-				Gateway: c.Bool("gateway"), PublicEndpoint: c.String("public-endpoint"),
-				DNSListen: c.StringSlice("dns-listen"), UpstreamDNS: c.StringSlice("upstream-dns"), ResolvConf: c.String("resolv-conf"),
-				APISocket: c.String("api-socket"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
-				APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
-				MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), AEInterval: c.Duration("anti-entropy-interval"),
-				InviteListen: c.String("invite-listen"),
-			}
-			return runAgent(c.Context, o, e)
+			return runAgent(c.Context, agentOptionsFrom(c), e)
 		},
 	}
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, usagef("invalid --log-level %q: debug, info, warn or error", s)
+// agentOptionsFrom reads the agent's flags (after --config filled them in).
+func agentOptionsFrom(c *cli.Context) agentOptions {
+	return agentOptions{
+		Name: c.String("name"), DataDir: c.String("data-dir"), Region: c.String("region"),
+		GossipAddr: c.String("gossip-addr"), Advertise: c.String("advertise"), Join: c.StringSlice("join"),
+		GossipKeyFile: c.String("gossip-key-file"), InsecureNoKey: c.Bool("insecure-no-gossip-key"),
+		WireGuard: c.String("wireguard"), WGInterface: c.String("wg-interface"), WGPort: c.Int("wg-port"),
+		Gateway: c.Bool("gateway"), PublicEndpoint: c.String("public-endpoint"),
+		DNSListen: c.StringSlice("dns-listen"), UpstreamDNS: c.StringSlice("upstream-dns"), ResolvConf: c.String("resolv-conf"),
+		APISocket: c.String("api-socket"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
+		APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
+		MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), LogFormat: c.String("log-format"), AEInterval: c.Duration("anti-entropy-interval"),
+		InviteListen: c.String("invite-listen"),
 	}
-	return l, nil
 }
 
 func (o *agentOptions) validate() error {
@@ -162,11 +160,12 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	level, err := parseLevel(o.LogLevel)
+	logger, err := newLogger(e.stderr, o.LogFormat, o.LogLevel)
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	build := readBuildInfo()
+	logger.Info("dogwood agent", build.logAttrs()...)
 	var key []byte
 	var extraKeys [][]byte
 	if o.GossipKeyFile != "" {
@@ -177,7 +176,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		logger.Warn("gossip is NOT encrypted (--insecure-no-gossip-key)")
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), build.collector())
 
 	dp := &dataPlane{opts: o, log: logger.With("component", "wireguard"), reg: reg}
 	publicEndpoint := o.PublicEndpoint

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+)
+
+// newLogger builds the agent's logger: --log-format text (logfmt, for journald and
+// people) or json (one object per line, for log shippers), at --log-level.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	l, err := parseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler
+	switch format {
+	case "text", "":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, usagef("invalid --log-format %q: text or json", format)
+	}
+	return slog.New(&componentHandler{h: h}), nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, usagef("invalid --log-level %q: debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// componentHandler keeps one "component" attribute per line, the innermost: a
+// package tags its own logger (peers: wireguard, wireguard-go below it) whatever
+// the caller already tagged, and a line never says component=a component=b. The
+// component is printed first so lines of one component line up.
+type componentHandler struct {
+	h    slog.Handler
+	comp string
+}
+
+func (c *componentHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return c.h.Enabled(ctx, l)
+}
+
+func (c *componentHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	comp := c.comp
+	rest := make([]slog.Attr, 0, len(as))
+	for _, a := range as {
+		if a.Key == "component" {
+			comp = a.Value.String()
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	h := c.h
+	if len(rest) > 0 {
+		h = h.WithAttrs(rest)
+	}
+	return &componentHandler{h: h, comp: comp}
+}
+
+func (c *componentHandler) WithGroup(name string) slog.Handler {
+	return &componentHandler{h: c.h.WithGroup(name), comp: c.comp}
+}
+
+func (c *componentHandler) Handle(ctx context.Context, r slog.Record) error {
+	comp := c.comp
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	if comp != "" || r.NumAttrs() > 0 {
+		var rest []slog.Attr
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "component" {
+				comp = a.Value.String()
+			} else {
+				rest = append(rest, a)
+			}
+			return true
+		})
+		if comp != "" {
+			out.AddAttrs(slog.String("component", comp))
+		}
+		out.AddAttrs(rest...)
+	}
+	return c.h.Handle(ctx, out)
+}
