@@ -145,7 +145,6 @@ var (
 	mask10  = net.CIDRMask(10, 128)
 	zero16  = make([]byte, 16)
 	sixpn16 = sixpn.Prefix.Addr().AsSlice()
-	svcNet  = netip.MustParseAddr("fdaa::").AsSlice() // network 0: services such as fdaa::3
 	ll      = netip.MustParseAddr("fe80::").AsSlice()
 	dnsAll  = netip.MustParseAddr("fdaa::3").AsSlice() // DNS as machines see it
 	dnsLow  = netip.MustParseAddr("::3").AsSlice()     // fdaa:<net>::3 below the /48
