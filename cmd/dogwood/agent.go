@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -232,6 +233,8 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		return err
 	}
 
+	reg.MustRegister(newMembersCollector(node))
+	ready := &readiness{node: node, dp: dp, dns: dnsSrv, wantsPeers: len(o.Join) > 0}
 	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve}
 	ln, err := api.ListenUnix(o.APISocket)
 	if err != nil {
@@ -270,6 +273,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ready.handlers(mux)
 		servers = append(servers, api.NewHTTPServer(mux, api.MetricsLimits(), logger))
 		listeners = append(listeners, ml)
 	}
@@ -278,6 +282,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	logger.Info("api listening", "socket", o.APISocket)
 	invites.serve(node)
+	notifySystemd(logger, daemon.SdNotifyReady)
 
 	var fatal error
 	select {
@@ -287,6 +292,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		fatal = node.Err()
 		logger.Error("shutting down", "err", fatal)
 	}
+	notifySystemd(logger, daemon.SdNotifyStopping)
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	invites.close(sctx)

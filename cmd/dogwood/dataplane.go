@@ -30,6 +30,8 @@ type dataPlane struct {
 	// onDNS receives the DNS addresses to serve after every apply.
 	mu    sync.Mutex
 	onDNS func([]netip.Addr)
+	// applyErr is the result of the latest apply, for /readyz and doctor.
+	applyErr error
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -108,11 +110,19 @@ func (d *dataPlane) apply() error {
 	}
 	d.mu.Lock()
 	f := d.onDNS
+	d.applyErr = err
 	d.mu.Unlock()
 	if f != nil {
 		f(d.dp.DNSAddrs())
 	}
 	return err
+}
+
+// lastApplyErr is the latest apply's error (nil once one succeeded since).
+func (d *dataPlane) lastApplyErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.applyErr
 }
 
 func (d *dataPlane) applyNow(ctx context.Context) error {

@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -94,4 +101,116 @@ func TestLogComponentOnce(t *testing.T) {
 	if _, err := newLogger(&bytes.Buffer{}, "xml", "info"); exitCode(err) != 2 {
 		t.Fatalf("--log-format xml: %v", err)
 	}
+}
+
+func freePort(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestAgentFromConfigFile starts an agent from a config file alone (no other
+// flags), as the packaged unit does, and checks what systemd and Prometheus see:
+// READY=1 on $NOTIFY_SOCKET, /healthz, /readyz, build info and member metrics.
+func TestAgentFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	notify := filepath.Join(dir, "notify.sock")
+	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	t.Setenv("NOTIFY_SOCKET", notify)
+	metrics := freePort(t, "tcp")
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+name: cfg1
+region: ord
+data-dir: %s
+gossip-addr: %s
+insecure-no-gossip-key: true
+wireguard: "off"
+dns-listen: [%s]
+upstream-dns: [127.0.0.1:9]
+api-socket: %s
+metrics-addr: %s
+invite-listen: "off"
+log-format: json
+`, filepath.Join(dir, "data"), freePort(t, "tcp"), freePort(t, "udp"), filepath.Join(dir, "api.sock"), metrics)), 0o600)
+
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		app := newApp(&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &logs})
+		done <- app.RunContext(ctx, []string{"dogwood", "agent", "--config", cfg})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v\n%s", err, logs.String())
+		}
+	}()
+
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 256)
+	n, err := nc.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("sd_notify: %q, %v\n%s", buf[:n], err, logs.String())
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + metrics + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "[+] dns") || !strings.Contains(body, "ready\n") {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	_, m := get("/metrics")
+	for _, want := range []string{`dogwood_build_info{commit=`, `dogwood_gossip_members{status="alive"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	first, _, _ := strings.Cut(logs.String(), "\n")
+	if !strings.Contains(first, `"msg":"dogwood agent"`) || !strings.Contains(first, `"version":`) {
+		t.Errorf("first log line %q: want the build info, as JSON", first)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the agent's goroutines may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
