@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
@@ -28,9 +29,10 @@ func (n *Node) CreateApp(ctx context.Context, name, org, network string) (*catal
 	if err := n.appNameFree(nw.ID, name); err != nil {
 		return nil, err
 	}
+	key := catalog.AppKey(org, name)
 	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
-		return &catalog.Record{Kind: catalog.KindApp, Key: name, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID}}
-	}, catalog.ID{Kind: catalog.KindApp, Key: name}, fmt.Sprintf("app %q", name))
+		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID}}
+	}, catalog.ID{Kind: catalog.KindApp, Key: key}, fmt.Sprintf("app %q", name))
 	if err != nil {
 		return nil, err
 	}
@@ -53,17 +55,51 @@ func (n *Node) ListApps(org string) ([]catalog.App, error) {
 	return out, nil
 }
 
-// RemoveApp removes an app that has no machines left.
-func (n *Node) RemoveApp(ctx context.Context, name string) error {
-	if err := ValidApp(name); err != nil {
+// RemoveApp removes an app that has no machines left. org may be empty when the
+// name is used in one org only.
+func (n *Node) RemoveApp(ctx context.Context, org, name string) error {
+	r, err := n.app(org, name)
+	if err != nil {
 		return err
 	}
-	r := n.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: name})
-	if r == nil {
-		return notFound("app %q not found", name)
-	}
-	if a := n.cat.Snapshot().Apps[name]; a != nil && len(a.Machines) > 0 {
+	if a := n.cat.Snapshot().Apps[r.Key]; a != nil && len(a.Machines) > 0 {
 		return conflict("app %q still has %d machines; destroy them first", name, len(a.Machines))
 	}
 	return n.tombstone(r)
+}
+
+// app finds the live app record for a name. App names are unique within an org, so
+// without an org the name must be used in exactly one org; otherwise the caller must
+// say which (a usage error, exit 2).
+func (n *Node) app(org, name string) (*catalog.Record, error) {
+	if err := ValidApp(name); err != nil {
+		return nil, err
+	}
+	if org != "" {
+		if err := ValidOrg(org); err != nil {
+			return nil, err
+		}
+		r := n.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.AppKey(org, name)})
+		if r == nil {
+			return nil, notFound("app %q not found in org %q", name, org)
+		}
+		return r, nil
+	}
+	var found []*catalog.Record
+	for _, r := range n.cat.List(catalog.KindApp) {
+		if r.App.Name == name {
+			found = append(found, r)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, notFound("app %q not found", name)
+	case 1:
+		return found[0], nil
+	}
+	orgs := make([]string, len(found))
+	for i, r := range found {
+		orgs[i] = r.App.Org
+	}
+	return nil, invalid("app %q exists in several orgs (%s): say which with --org", name, strings.Join(orgs, ", "))
 }

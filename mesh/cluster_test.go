@@ -304,7 +304,7 @@ func TestClusterConvergence(t *testing.T) {
 	}
 	c.waitConverged()
 	for _, h := range c.hosts {
-		list, _ := h.ListMachines("web")
+		list, _ := h.ListMachines("", "web")
 		if len(list) != 15 {
 			t.Fatalf("%s sees %d machines", h.name, len(list))
 		}

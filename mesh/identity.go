@@ -84,7 +84,6 @@ func (n *Node) writeHostRecord() error {
 			}
 			n.log.Warn("host name taken over from an older incarnation (re-image)",
 				"name", n.id.Name, "old_host_id", prev, "host_id", fmt.Sprintf("%08x", n.id.HostID), "gen", n.id.Gen)
-			n.metrics.conflicts.WithLabelValues("host").Inc()
 		}
 	}
 	r := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: n.id.Gen, Created: n.id.Created, Version: n.cat.Tick(), Host: h}

@@ -81,7 +81,7 @@ func TestReimageSupersedes(t *testing.T) {
 					}
 				}
 				c.waitConverged()
-				oldMachines, _ := c.hosts[2].ListMachines("web")
+				oldMachines, _ := c.hosts[2].ListMachines("", "web")
 				old, fresh := c.reimage(2, waitFailed)
 				newKey := fresh.PrivateKey().PublicKey().String()
 				if fresh.HostID() == old.HostID() {

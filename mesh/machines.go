@@ -11,7 +11,9 @@ import (
 
 // MachineSpec is a machine to create on this host.
 type MachineSpec struct {
-	App          string            `json:"app"`
+	App string `json:"app"`
+	// Org picks the app's org; it may be empty when the app name is used in one org.
+	Org          string            `json:"org,omitempty"`
 	Region       string            `json:"region,omitempty"`
 	ProcessGroup string            `json:"process_group,omitempty"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
@@ -29,9 +31,9 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 	if spec.Region != "" && spec.Region != n.cfg.Region {
 		return nil, invalid("this host is in region %q; run the command on a host in region %q", n.cfg.Region, spec.Region)
 	}
-	ar := n.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: spec.App})
-	if ar == nil {
-		return nil, notFound("app %q not found", spec.App)
+	ar, err := n.app(spec.Org, spec.App)
+	if err != nil {
+		return nil, err
 	}
 	app := ar.App
 	if spec.ProcessGroup == "" {
@@ -85,23 +87,31 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 	return m, nil
 }
 
-// ListMachines lists machines, of one app if app is set, sorted by app then id.
-func (n *Node) ListMachines(app string) ([]catalog.Machine, error) {
+// ListMachines lists machines, sorted by org, app, then id: of one app if app is set
+// (org may be empty when the name is used in one org), of one org if only org is set.
+func (n *Node) ListMachines(org, app string) ([]catalog.Machine, error) {
 	if app != "" {
-		if err := ValidApp(app); err != nil {
+		r, err := n.app(org, app)
+		if err != nil {
 			return nil, err
 		}
-		if n.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: app}) == nil {
-			return nil, notFound("app %q not found", app)
+		org = r.App.Org
+	} else if org != "" {
+		if err := n.requireOrg(org); err != nil {
+			return nil, err
 		}
 	}
 	out := []catalog.Machine{}
 	for _, r := range n.cat.List(catalog.KindMachine) {
-		if app == "" || r.Machine.App == app {
-			out = append(out, *r.Machine)
+		m := r.Machine
+		if (org == "" || m.Org == org) && (app == "" || m.App == app) {
+			out = append(out, *m)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if out[i].Org != out[j].Org {
+			return out[i].Org < out[j].Org
+		}
 		if out[i].App != out[j].App {
 			return out[i].App < out[j].App
 		}

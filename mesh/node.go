@@ -95,9 +95,12 @@ type Node struct {
 	fatal     chan struct{}
 	fatalOnce sync.Once
 	fatalErr  error
-	wg        sync.WaitGroup
-	stop      chan struct{}
-	closeOnce sync.Once
+
+	conflictMu   sync.Mutex
+	conflictSeen map[string]bool // conflicts already reported, so re-sent losers are not logged again
+	wg           sync.WaitGroup
+	stop         chan struct{}
+	closeOnce    sync.Once
 }
 
 // Start opens the data dir, restores identity and catalog, and joins the cluster.
@@ -183,6 +186,7 @@ func (n *Node) start() error {
 		}
 	}
 	n.metrics = newMetrics(cfg.Registerer, n)
+	n.cat.OnConflict(n.onConflict)
 
 	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
 	if err != nil {

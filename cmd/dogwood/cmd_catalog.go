@@ -201,7 +201,7 @@ func appsCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
-			removeCommand(e, "remove an app that has no machines", "NAME", mesh.ValidApp, "/v1/apps/", "app", "dogwood apps remove web"),
+			withOrgFlag(removeCommand(e, "remove an app that has no machines", "NAME", mesh.ValidApp, "/v1/apps/", "app", "dogwood apps remove web --org acme")),
 		},
 	}
 }
@@ -244,6 +244,7 @@ func machinesCommand(e *env) *cli.Command {
   dogwood machines create --app db --process-group worker --netns db-1`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "app", Usage: "app `NAME`", Required: true},
+					appOrgFlag,
 					&cli.StringFlag{Name: "region", Usage: "`REGION`; must match this host's region (checked)"},
 					&cli.StringFlag{Name: "process-group", Usage: "process `GROUP`", Value: "app"},
 					&cli.StringSliceFlag{Name: "metadata", Usage: "`KEY=VALUE` (repeatable)"},
@@ -256,7 +257,7 @@ func machinesCommand(e *env) *cli.Command {
 					if _, err := args(c, 0, 0, "--app APP [flags]"); err != nil {
 						return err
 					}
-					spec := mesh.MachineSpec{App: c.String("app"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
+					spec := mesh.MachineSpec{App: c.String("app"), Org: c.String("org"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
 						Netns: c.String("netns"), Stopped: c.Bool("stopped")}
 					if err := checkInput(mesh.ValidApp(spec.App)); err != nil {
 						return err
@@ -295,7 +296,7 @@ func machinesCommand(e *env) *cli.Command {
 				},
 			},
 			{
-				Name: "list", Usage: "list machines", Flags: []cli.Flag{&cli.StringFlag{Name: "app", Usage: "only this app (`NAME`)"}, jsonFlag}, OnUsageError: usageHook,
+				Name: "list", Usage: "list machines", Flags: []cli.Flag{&cli.StringFlag{Name: "app", Usage: "only this app (`NAME`)"}, &cli.StringFlag{Name: "org", Usage: "only this org (`SLUG`); picks the app's org when the name exists in several"}, jsonFlag}, OnUsageError: usageHook,
 				Description: "Examples:\n  dogwood machines list\n  dogwood machines list --app web --json",
 				Action: func(c *cli.Context) error {
 					if _, err := args(c, 0, 0, "[--app APP] [--json]"); err != nil {
@@ -307,7 +308,7 @@ func machinesCommand(e *env) *cli.Command {
 						}
 					}
 					var ms []catalog.Machine
-					if err := client(c).Do(c.Context, "GET", "/v1/machines?app="+url.QueryEscape(c.String("app")), nil, &ms); err != nil {
+					if err := client(c).Do(c.Context, "GET", "/v1/machines?app="+url.QueryEscape(c.String("app"))+"&org="+url.QueryEscape(c.String("org")), nil, &ms); err != nil {
 						return err
 					}
 					if c.Bool("json") {
@@ -382,13 +383,26 @@ func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefi
 			if err := checkInput(valid(a[0])); err != nil {
 				return err
 			}
-			if err := client(c).Do(c.Context, "DELETE", apiPrefix+url.PathEscape(a[0]), nil, nil); err != nil {
+			path := apiPrefix + url.PathEscape(a[0])
+			if o := c.String("org"); o != "" {
+				path += "?org=" + url.QueryEscape(o)
+			}
+			if err := client(c).Do(c.Context, "DELETE", path, nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "removed %s %s\n", noun, a[0])
 			return nil
 		},
 	}
+}
+
+// appOrgFlag picks the org of an app; needed only when the name exists in several orgs
+// (app names are unique within an org).
+var appOrgFlag = &cli.StringFlag{Name: "org", Usage: "the app's org (`SLUG`); required when the app name exists in several orgs"}
+
+func withOrgFlag(cmd *cli.Command) *cli.Command {
+	cmd.Flags = append(cmd.Flags, appOrgFlag)
+	return cmd
 }
 
 // machineShowCommand prints one machine, wherever it runs.

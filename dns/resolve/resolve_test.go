@@ -356,7 +356,7 @@ func TestTXTSplit(t *testing.T) {
 	}
 	joined := strings.Join(txt, "")
 	var want []string
-	for _, mm := range snap.Apps["big"].Machines {
+	for _, mm := range snap.Networks[dnstest.NetA].Apps["big"].Machines {
 		want = append(want, mm.ID+" "+mm.Region)
 	}
 	if joined != strings.Join(want, ",") {

@@ -141,9 +141,11 @@ func (s *Server) Handler() http.Handler {
 		return s.Node.CreateApp(r.Context(), req.Name, req.Org, req.Network)
 	})
 	h("DELETE /v1/apps/{name}", func(r *http.Request) (any, error) {
-		return nil, s.Node.RemoveApp(r.Context(), r.PathValue("name"))
+		return nil, s.Node.RemoveApp(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"))
 	})
-	h("GET /v1/machines", func(r *http.Request) (any, error) { return s.Node.ListMachines(r.URL.Query().Get("app")) })
+	h("GET /v1/machines", func(r *http.Request) (any, error) {
+		return s.Node.ListMachines(r.URL.Query().Get("org"), r.URL.Query().Get("app"))
+	})
 	h("POST /v1/machines", func(r *http.Request) (any, error) {
 		var spec mesh.MachineSpec
 		if err := decode(r, &spec); err != nil {

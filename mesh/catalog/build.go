@@ -57,8 +57,8 @@ func (c *Catalog) Snapshot() *Snapshot {
 		s.Apps = make(map[string]*AppView, len(prev.Apps))
 		for _, nv := range s.Networks {
 			s.NetworkByName[NetworkKey(nv.Org, nv.Name)] = nv
-			for name, a := range nv.Apps {
-				s.Apps[name] = a
+			for _, a := range nv.Apps {
+				s.Apps[AppKey(a.Org, a.Name)] = a
 			}
 		}
 		clear(c.dirtyNets)

@@ -54,7 +54,10 @@ type Catalog struct {
 	dirtyLocal bool
 
 	watchers map[chan struct{}]struct{}
-	latest   atomic.Pointer[Snapshot]
+
+	onConflict func(Conflict)
+	conflicts  []Conflict // decided under mu, reported after it is released
+	latest     atomic.Pointer[Snapshot]
 }
 
 type netIndex struct {
@@ -186,11 +189,49 @@ func (c *Catalog) Len() (live map[Kind]int, tombstones int) {
 func (c *Catalog) Apply(r *Record) bool {
 	c.mu.Lock()
 	changed := c.applyLocked(r)
+	conflicts := c.takeConflicts()
 	c.mu.Unlock()
+	c.report(conflicts)
 	if changed {
 		c.notify()
 	}
 	return changed
+}
+
+// Conflict is two different creates of one key (two live records with different
+// identities) that the merge order decided between.
+type Conflict struct {
+	Kept, Lost *Record
+}
+
+// OnConflict sets a function told about every conflict this catalog decides. It runs
+// on the applying goroutine (often a gossip callback), outside the catalog lock, and
+// must not block. Set it before records arrive.
+func (c *Catalog) OnConflict(f func(Conflict)) {
+	c.mu.Lock()
+	c.onConflict = f
+	c.mu.Unlock()
+}
+
+func (c *Catalog) takeConflicts() []Conflict {
+	out := c.conflicts
+	c.conflicts = nil
+	if c.onConflict == nil {
+		return nil
+	}
+	return out
+}
+
+func (c *Catalog) report(cs []Conflict) {
+	if len(cs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	f := c.onConflict
+	c.mu.Unlock()
+	for _, x := range cs {
+		f(x)
+	}
 }
 
 // ApplyAll merges records and returns those that changed the catalog.
@@ -202,7 +243,9 @@ func (c *Catalog) ApplyAll(rs []*Record) []*Record {
 			changed = append(changed, r)
 		}
 	}
+	conflicts := c.takeConflicts()
 	c.mu.Unlock()
+	c.report(conflicts)
 	if len(changed) > 0 {
 		c.notify()
 	}
@@ -218,7 +261,15 @@ func (c *Catalog) applyLocked(r *Record) bool {
 	}
 	id := r.ID()
 	old := c.records[id]
-	if !r.Wins(old) {
+	win := r.Wins(old)
+	if old != nil && !old.Deleted && !r.Deleted && !old.SameIdentity(r) {
+		if win {
+			c.conflicts = append(c.conflicts, Conflict{Kept: r, Lost: old})
+		} else {
+			c.conflicts = append(c.conflicts, Conflict{Kept: old, Lost: r})
+		}
+	}
+	if !win {
 		return false
 	}
 	b := Bucket(id)
@@ -290,10 +341,10 @@ func (c *Catalog) index(r *Record) {
 		c.dirtyNets[r.Network.ID] = struct{}{}
 	case r.App != nil:
 		if !r.Deleted {
-			c.net(r.App.NetworkID).apps[r.Key] = r.App
+			c.net(r.App.NetworkID).apps[r.App.Name] = r.App
 		}
 		c.dirtyNets[r.App.NetworkID] = struct{}{}
-		c.dirtyApps[r.Key] = struct{}{}
+		c.dirtyApps[r.App.Name] = struct{}{}
 	case r.Machine != nil:
 		m := r.Machine
 		addTo(c.fields, m.HostID, m.Field)
@@ -360,11 +411,11 @@ func (c *Catalog) unindex(r *Record) {
 		}
 		c.dirtyNets[r.Network.ID] = struct{}{}
 	case r.App != nil:
-		if n := c.nets[r.App.NetworkID]; n != nil {
-			delete(n.apps, r.Key)
+		if n := c.nets[r.App.NetworkID]; n != nil && n.apps[r.App.Name] == r.App {
+			delete(n.apps, r.App.Name)
 		}
 		c.dirtyNets[r.App.NetworkID] = struct{}{}
-		c.dirtyApps[r.Key] = struct{}{}
+		c.dirtyApps[r.App.Name] = struct{}{}
 	case r.Machine != nil:
 		m := r.Machine
 		if n := c.nets[m.NetworkID]; n != nil {

@@ -104,18 +104,18 @@ func TestSnapshotIncremental(t *testing.T) {
 	c.Apply(&Record{Kind: KindOrg, Key: "acme", Gen: 1, Created: st(1, 1), Version: st(1, 1), Org: &Org{Slug: "acme"}})
 	c.Apply(&Record{Kind: KindNetwork, Key: "acme/default", Gen: 1, Created: st(1, 1), Version: st(1, 1), Network: &Network{Org: "acme", Name: "default", ID: 0x18}})
 	for _, app := range []string{"web", "db"} {
-		c.Apply(&Record{Kind: KindApp, Key: app, Gen: 1, Created: st(2, 1), Version: st(2, 1), App: &App{Name: app, Org: "acme", Network: "default", NetworkID: 0x18}})
+		c.Apply(&Record{Kind: KindApp, Key: AppKey("acme", app), Gen: 1, Created: st(2, 1), Version: st(2, 1), App: &App{Name: app, Org: "acme", Network: "default", NetworkID: 0x18}})
 	}
 	c.Apply(machineRec("00000000000001", "web", 0x18, 1, 0x10001, "h1", StateStarted, 3, false))
 	s1 := c.Snapshot()
-	db1 := s1.Apps["db"]
+	db1 := s1.Apps["acme/db"]
 	c.Apply(machineRec("00000000000002", "web", 0x18, 2, 0x10002, "h2", StateStarted, 4, false))
 	s2 := c.Snapshot()
-	if s2.Apps["db"] != db1 {
+	if s2.Apps["acme/db"] != db1 {
 		t.Error("untouched app view was rebuilt")
 	}
-	if len(s2.Apps["web"].Machines) != 2 || len(s1.Apps["web"].Machines) != 1 {
-		t.Fatalf("web machines: old %d new %d", len(s1.Apps["web"].Machines), len(s2.Apps["web"].Machines))
+	if len(s2.Apps["acme/web"].Machines) != 2 || len(s1.Apps["acme/web"].Machines) != 1 {
+		t.Fatalf("web machines: old %d new %d", len(s1.Apps["acme/web"].Machines), len(s2.Apps["acme/web"].Machines))
 	}
 	if got := s2.Networks[0x18].HostCounts; got[1] != 1 || got[2] != 1 {
 		t.Errorf("host counts %v", got)

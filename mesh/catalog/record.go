@@ -201,7 +201,7 @@ func (r *Record) Validate() error {
 		if r.App == nil {
 			return errors.New("app record without app body")
 		}
-		want = r.App.Name
+		want = AppKey(r.App.Org, r.App.Name)
 	case KindMachine:
 		if r.Machine == nil {
 			return errors.New("machine record without machine body")
@@ -235,6 +235,9 @@ func (r *Record) Validate() error {
 
 // NetworkKey is a network record's key.
 func NetworkKey(org, name string) string { return org + "/" + name }
+
+// AppKey is an app record's key: app names are unique within their org.
+func AppKey(org, name string) string { return org + "/" + name }
 
 // PeerKey is a peer record's key.
 func PeerKey(org, name string) string { return org + "/" + name }

@@ -21,7 +21,7 @@ type Snapshot struct {
 	// Networks by id and by "<org>/<name>".
 	Networks      map[uint32]*NetworkView
 	NetworkByName map[string]*NetworkView
-	// Apps by name (unique in the cluster).
+	// Apps by key "<org>/<name>" (names are unique within an org).
 	Apps map[string]*AppView
 
 	// LocalMachines are the machines on Self (started or stopped), sorted by id.
@@ -64,10 +64,18 @@ type AppView struct {
 	ByID     map[string]*Machine
 }
 
-// Machine returns a machine of the snapshot by id (nil if unknown).
+// Machine returns a machine of the snapshot by id (nil if unknown). app is the app's
+// key ("<org>/<name>") or, for callers that know it is unambiguous, its bare name.
 func (s *Snapshot) Machine(app, id string) *Machine {
 	if a := s.Apps[app]; a != nil {
 		return a.ByID[id]
+	}
+	for _, a := range s.Apps {
+		if a.Name == app {
+			if m := a.ByID[id]; m != nil {
+				return m
+			}
+		}
 	}
 	return nil
 }
@@ -111,18 +119,20 @@ func Build(self string, hosts []HostView, orgs []Org, networks []Network, apps [
 	}
 	for i := range apps {
 		a := &AppView{App: apps[i], ByID: map[string]*Machine{}}
-		s.Apps[a.Name] = a
+		s.Apps[AppKey(a.Org, a.Name)] = a
 		if n := s.Networks[a.NetworkID]; n != nil {
 			n.Apps[a.Name] = a
 		}
 	}
 	for i := range machines {
 		m := &machines[i]
-		if a := s.Apps[m.App]; a != nil {
-			a.Machines = append(a.Machines, m)
-			a.ByID[m.ID] = m
-		}
 		if n := s.Networks[m.NetworkID]; n != nil {
+			// A machine belongs to the app of its name in its own network (app names
+			// are unique within an org, so at most one).
+			if a := n.Apps[m.App]; a != nil {
+				a.Machines = append(a.Machines, m)
+				a.ByID[m.ID] = m
+			}
 			n.HostCounts[m.HostID]++
 		}
 		if m.Host == self {

@@ -74,7 +74,8 @@ type Network struct {
 	ID   uint32 `json:"id"`
 }
 
-// App is a named group of machines in one network. Names are unique in the cluster.
+// App is a named group of machines in one network. Names are unique within the org
+// (two orgs may both have "web"); the record key is "<org>/<name>".
 type App struct {
 	Name      string `json:"name"`
 	Org       string `json:"org"`

@@ -266,7 +266,7 @@ func (c *cluster) setupApp(ctx context.Context, d time.Duration) {
 	}
 	eventually(c.t, d, "app on every node", func() bool {
 		for _, n := range c.nodes {
-			if n.Catalog().Live(catalog.ID{Kind: catalog.KindApp, Key: "bench"}) == nil {
+			if n.Catalog().Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.AppKey("bench", "bench")}) == nil {
 				return false
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
 // arrivals records, per node, when each machine of app "bench" first showed up in its
@@ -37,7 +38,7 @@ func watchArrivals(nodes []*benchNode) *arrivals {
 					return
 				}
 				now := time.Now()
-				app := n.Catalog().Latest().Apps["bench"]
+				app := n.Catalog().Latest().Apps[catalog.AppKey("bench", "bench")]
 				if app == nil {
 					continue
 				}

@@ -42,7 +42,7 @@ func ParentRecords() []*catalog.Record {
 	for a := 0; a < SynthApps; a++ {
 		o := a % SynthOrgs
 		st := synthStamp(SynthOrgs+a, 1)
-		out = append(out, &catalog.Record{Kind: catalog.KindApp, Key: synthApp(a), Gen: 1, Created: st, Version: st,
+		out = append(out, &catalog.Record{Kind: catalog.KindApp, Key: catalog.AppKey(synthOrg(o), synthApp(a)), Gen: 1, Created: st, Version: st,
 			App: &catalog.App{Name: synthApp(a), Org: synthOrg(o), Network: "default", NetworkID: synthNetID(o)}})
 	}
 	return out
