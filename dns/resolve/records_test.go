@@ -213,7 +213,7 @@ func TestAliasSwitch(t *testing.T) {
 		t.Fatalf("after the switch: %d records", len(m.Answer))
 	}
 	for _, rr := range m.Answer {
-		if ip := rr.(*dns.AAAA).AAAA.String(); snap.Apps["big"].Machines[0].Address.String() == ip {
+		if ip := rr.(*dns.AAAA).AAAA.String(); snap.Networks[dnstest.NetA].Apps["big"].Machines[0].Address.String() == ip {
 			return
 		}
 	}
