@@ -51,6 +51,7 @@ bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, 
 	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'Bench' -v -timeout 20m ./mesh/meshbench/ | grep -E '^(BENCH|--- |ok|FAIL)'
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 20x ./peers/wgsync ./peers/device
 	bash dns/bench/run.sh
+	bash dns/bench/records.sh
 	bash testdata/bench/iperf.sh
 	bash testdata/bench/peer_create.sh
 

@@ -5,6 +5,7 @@
 // that both servers give the same answers.
 //
 //	bench gen    -dir D            write D/internal.zone and D/queries.txt
+//	                               (-records N: also D/queries-records.txt, custom names)
 //	bench serve  -addr 127.0.0.1:P serve until SIGTERM or SIGINT
 //	bench mem                      heap of the DNS index per 100,000 records
 //	bench verify -ours A -knot B   compare answers for a sample of queries
@@ -54,8 +55,9 @@ func main() {
 	sample := fs.Int("n", 300, "queries to compare (verify)")
 	queries := fs.Int("queries", 30000, "lines in the query file (gen)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile while serving (serve)")
+	records := fs.Int("records", 0, "custom DNS records in the network (gen: also writes queries-records.txt)")
 	fs.Parse(os.Args[2:])
-	l := dnstest.Large{Apps: *apps, PerApp: *per, Regions: regions}
+	l := dnstest.Large{Apps: *apps, PerApp: *per, Regions: regions, Records: *records}
 	var err error
 	switch os.Args[1] {
 	case "gen":
@@ -150,6 +152,30 @@ func gen(l dnstest.Large, dir string, nq int) error {
 		return err
 	}
 	fmt.Printf("zone records: %d\n", records)
+	if err := q.Close(); err != nil {
+		return err
+	}
+	if l.Records == 0 {
+		return nil
+	}
+	// Custom names only, by type: what a records-heavy network's clients ask.
+	q, err = os.Create(filepath.Join(dir, "queries-records.txt"))
+	if err != nil {
+		return err
+	}
+	qw = bufio.NewWriter(q)
+	for i := 0; i < nq; i++ {
+		k := rng.IntN(l.Records)
+		_, name := dnstest.RecordName(k)
+		t := "AAAA"
+		if k%10 == 4 || k%10 == 5 || k%10 == 9 {
+			t = "TXT"
+		}
+		fmt.Fprintf(qw, "%s %s\n", name, t)
+	}
+	if err := qw.Flush(); err != nil {
+		return err
+	}
 	return q.Close()
 }
 

@@ -219,3 +219,40 @@ func TestAliasSwitch(t *testing.T) {
 	}
 	t.Fatal("answer does not hold big's addresses")
 }
+
+// BenchmarkAnswerRecords: the run.sh query of an app with and without 10,000 custom
+// records in the network, and custom names of each kind.
+func BenchmarkAnswerRecords(b *testing.B) {
+	base := dnstest.Large{Apps: 1000, PerApp: 10, Regions: []string{"ord", "ams", "syd", "fra"}}
+	with := base
+	with.Records = 10000
+	for _, c := range []struct {
+		name string
+		l    dnstest.Large
+		q    string
+		t    uint16
+	}{
+		{"app/0-records", base, "app500.internal.", dns.TypeAAAA},
+		{"app/10000-records", with, "app500.internal.", dns.TypeAAAA},
+		{"region/0-records", base, "ord.app500.internal.", dns.TypeAAAA},
+		{"region/10000-records", with, "ord.app500.internal.", dns.TypeAAAA},
+		{"custom-aaaa", with, "rec5000.internal.", dns.TypeAAAA},
+		{"custom-alias", with, "rec5006.internal.", dns.TypeAAAA},
+		{"custom-cname", with, "rec5008.internal.", dns.TypeAAAA},
+		{"custom-wildcard", with, "x.w5009.internal.", dns.TypeTXT},
+		{"custom-nxdomain", with, "nope.internal.", dns.TypeAAAA},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := New(StaticSource{c.l.Build()}, nil)
+			req := &Request{ID: 1, QType: c.t, QClass: dns.ClassINET, QName: appendName(nil, c.q), Limit: 1232, EDNS: true, UDPSize: 1232}
+			buf := make([]byte, 0, 1232)
+			if _, rcode, _ := r.Answer(buf, dnstest.NetA, c.q, req); rcode != 0 && c.name != "custom-nxdomain" {
+				b.Fatalf("rcode %d", rcode)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				buf, _, _ = r.Answer(buf[:0], dnstest.NetA, c.q, req)
+			}
+		})
+	}
+}

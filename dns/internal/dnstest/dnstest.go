@@ -205,6 +205,43 @@ var FixtureNear = Near{"h-ord2": 5 * time.Millisecond, "h-ams": 30 * time.Millis
 type Large struct {
 	Apps, PerApp int
 	Regions      []string
+	// Records custom records in the same network: 40 % AAAA, 20 % TXT, 20 % ALIAS
+	// to an app, 10 % CNAME to an app, 10 % wildcard TXT.
+	Records int
+}
+
+// RecordName is the owner of generated record i ("rec<i>.internal", or the wildcard
+// "*.w<i>.internal"), and a name that record answers.
+func RecordName(i int) (owner, query string) {
+	if i%10 == 9 {
+		return fmt.Sprintf("*.w%d.internal", i), fmt.Sprintf("x.w%d.internal", i)
+	}
+	n := fmt.Sprintf("rec%d.internal", i)
+	return n, n
+}
+
+// LargeRecords returns the custom records of l.
+func (l Large) LargeRecords() []catalog.DNSRecord {
+	out := make([]catalog.DNSRecord, 0, l.Records)
+	for i := 0; i < l.Records; i++ {
+		owner, _ := RecordName(i)
+		app := fmt.Sprintf("app%d.internal", i%max(l.Apps, 1))
+		r := catalog.DNSRecord{Org: "acme", Network: "default", NetworkID: NetA, Name: owner, TTL: 5}
+		switch i % 10 {
+		case 0, 1, 2, 3:
+			r.Type, r.Value = "AAAA", sixpn.MachineAddr(NetA, 0xffff, uint32(0x10000+i)).String()
+		case 4, 5:
+			r.Type, r.Value = "TXT", fmt.Sprintf("owner=team%d", i%37)
+		case 6, 7:
+			r.Type, r.Value = "ALIAS", app
+		case 8:
+			r.Type, r.Value = "CNAME", app
+		case 9:
+			r.Type, r.Value = "TXT", "wild"
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // Build generates one network (NetA, acme/default) with Apps apps named app<i> of
@@ -232,6 +269,9 @@ func (l Large) Build() *catalog.Snapshot {
 	}
 	s := catalog.Build(hosts[0].Name, hosts, []catalog.Org{{Slug: "acme"}},
 		[]catalog.Network{{Org: "acme", Name: "default", ID: NetA}}, apps, ms, nil)
+	if l.Records > 0 {
+		catalog.AddRecords(s, l.LargeRecords())
+	}
 	s.Seq = seq.Add(1)
 	return s
 }
