@@ -82,9 +82,9 @@ Examples:
 		Reader:               e.stdin,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "agent", Usage: "the agent's API socket `PATH`, or https://HOST:PORT of its TLS API (accepted anywhere on the command line)", EnvVars: []string{"DOGWOOD_AGENT"}, Value: "/run/dogwood/api.sock"},
-			&cli.StringFlag{Name: "token-file", Usage: "file with the bearer token of a remote agent (--agent https://…; or set DOGWOOD_TOKEN)", EnvVars: []string{"DOGWOOD_TOKEN_FILE"}},
-			&cli.StringFlag{Name: "agent-fingerprint", Usage: "pin the remote agent's certificate (sha256:… from `dogwood status` on its host)", EnvVars: []string{"DOGWOOD_AGENT_FINGERPRINT"}},
-			&cli.StringFlag{Name: "agent-ca", Usage: "CA certificate file (PEM) that signed the remote agent's certificate", EnvVars: []string{"DOGWOOD_AGENT_CA"}},
+			&cli.StringFlag{Name: "token-file", Usage: "`FILE` with the bearer token of a remote agent (--agent https://…; or set DOGWOOD_TOKEN)", EnvVars: []string{"DOGWOOD_TOKEN_FILE"}},
+			&cli.StringFlag{Name: "agent-fingerprint", Usage: "pin the remote agent's certificate to `FINGERPRINT` (sha256:… from dogwood status on its host)", EnvVars: []string{"DOGWOOD_AGENT_FINGERPRINT"}},
+			&cli.StringFlag{Name: "agent-ca", Usage: "CA certificate `FILE` (PEM) that signed the remote agent's certificate", EnvVars: []string{"DOGWOOD_AGENT_CA"}},
 			&cli.BoolFlag{Name: "version", Usage: "print the version (same as `dogwood version`)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} },

@@ -40,6 +40,14 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 		}
 	}
 	walk("", app.Commands)
+	for _, f := range app.Flags {
+		if _, isBool := f.(*cli.BoolFlag); isBool {
+			continue // no value, no placeholder
+		}
+		if df, ok := f.(cli.DocGenerationFlag); ok && (strings.Contains(df.GetUsage(), "`dogwood") || !strings.Contains(df.GetUsage(), "`")) {
+			t.Errorf("global flag --%s has no placeholder or a command as one: %q", f.Names()[0], df.GetUsage())
+		}
+	}
 }
 
 func TestReorderArgs(t *testing.T) {

@@ -216,6 +216,42 @@ func TestInvites(t *testing.T) {
 		w.cli(h1, "wireguard", "remove", "acme", "split")
 	})
 
+	t.Run("create --public-key registers a key made elsewhere", func(t *testing.T) {
+		priv := strings.TrimSpace(must(t, "wg", "genkey"))
+		pub, err := runEnv(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub = strings.TrimSpace(pub)
+		file := filepath.Join(w.dir, "ci.conf")
+		w.cli(h3, "wireguard", "create", "acme", "", "ci", file, "--public-key", pub, "--dns", "split")
+		b, _ := os.ReadFile(file)
+		s := string(b)
+		if !strings.HasPrefix(s, "[Interface]\n# PrivateKey = <the private key of "+pub+">\n") || strings.Contains(s, "\nPrivateKey") ||
+			!strings.Contains(s, "PostUp = resolvectl domain %i ~internal") {
+			t.Errorf("config made with --public-key:\n%s", s)
+		}
+		var ps []map[string]any
+		w.cliJSON(h3, &ps, "wireguard", "list", "acme")
+		found := false
+		for _, p := range ps {
+			found = found || (p["name"] == "ci" && p["public_key"] == pub)
+		}
+		if !found {
+			t.Errorf("wireguard list lacks ci with key %s: %v", pub, ps)
+		}
+		// Adding the key makes a config the CLI accepts.
+		fixed := strings.Replace(s, "# PrivateKey = <the private key of "+pub+">", "PrivateKey = "+priv, 1)
+		if err := os.WriteFile(file+".fixed", []byte(fixed), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := nsRun(20*time.Second, lap, w.bin, "dig", "--config", file+".fixed", "--short", "web.internal", "AAAA")
+		if got := strings.Fields(out); err != nil || len(got) != len(webAddrs) {
+			t.Errorf("dig --config with the key added: %v\n%s", err, out)
+		}
+		w.cli(h3, "wireguard", "remove", "acme", "ci")
+	})
+
 	// The developer brings the tunnel up (root on the laptop only: wg-quick).
 	lapIf := w.name("lap")
 	w.wgQuickUp(lap, lapIf, cfg, "")
@@ -262,14 +298,32 @@ func TestInvites(t *testing.T) {
 				t.Errorf("dogwood dig --config #%d while wg-quick is up: %v\n%s", i+1, err, out)
 			}
 		}
-		out, err := dev("ping", "--config", cfg, "-c", "2", target.addr())
-		t.Logf("dogwood ping --config as uid 65534 beside wg-quick: %v\n%s", err, out)
-		if err != nil {
-			// An unprivileged ICMP socket needs net.ipv4.ping_group_range; the
-			// message then says to use ping itself.
-			if !strings.Contains(out, "ping_group_range") {
-				t.Errorf("dogwood ping --config while wg-quick is up: %v\n%s", err, out)
+		// A proxy beside the live tunnel goes through it too.
+		px := w.track(startProc(t, filepath.Join(w.dir, "proxy-live.log"), "proxy-live", []string{"HOME=" + home},
+			inNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", cfg, "18081:web.internal:8080")...))
+		if err := eventually(10*time.Second, 200*time.Millisecond, func() error {
+			out, err := nsRun(5*time.Second, lap, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:18081/")
+			if err != nil || !strings.HasPrefix(out, "web@h") {
+				return fmt.Errorf("curl through dogwood proxy: %v %q\n%s", err, out, px.output())
 			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+		if !strings.Contains(px.output(), "already up on this machine") {
+			t.Errorf("proxy did not use the live tunnel:\n%s", px.output())
+		}
+		px.stop(time.Second)
+		// Through the live tunnel, ping needs an ICMP socket: unprivileged only
+		// where net.ipv4.ping_group_range allows it (per namespace; this one's
+		// starts with the kernel default, nobody), else a clear message.
+		out, err := dev("ping", "--config", cfg, "-c", "2", target.addr())
+		if exitCode(err) != 1 || !strings.Contains(out, "ping_group_range") {
+			t.Errorf("dogwood ping --config as nobody without ICMP sockets: %v\n%s", err, out)
+		}
+		nsMust(t, lap, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
+		if out, err := dev("ping", "--config", cfg, "-c", "2", target.addr()); err != nil || !strings.Contains(out, "2 received") {
+			t.Errorf("dogwood ping --config while wg-quick is up: %v\n%s", err, out)
 		}
 		// Keep the loop running past the point a second session would have
 		// taken over (the gateway follows the newest handshake at once).
