@@ -2,6 +2,7 @@ package peers_test
 
 import (
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"testing"
@@ -96,7 +97,14 @@ func TestApplyStatusMetrics(t *testing.T) {
 		"dogwood_wireguard_peers,host": 1, "dogwood_wireguard_peers,user": 1,
 		"dogwood_wireguard_peers_without_handshake": 2, "dogwood_wireguard_reconcile_runs_total,ok": 2,
 		"dogwood_wireguard_peer_changes_total,add": 2, "dogwood_wireguard_reconcile_duration_seconds": 2,
+		// Per peer, by host name or org/name; never handshaked is +Inf, so "> 180" alerts.
+		"dogwood_wireguard_peer_handshake_age_seconds,host,b":           math.Inf(1),
+		"dogwood_wireguard_peer_handshake_age_seconds,user,acme/laptop": math.Inf(1),
+		"dogwood_wireguard_peer_receive_bytes_total,host,b":             0,
 	} {
+		if _, ok := vals[k]; !ok {
+			t.Errorf("no series %s (all: %v)", k, vals)
+		}
 		if vals[k] != want {
 			t.Errorf("%s = %v, want %v (all: %v)", k, vals[k], want, vals)
 		}

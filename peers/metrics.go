@@ -1,14 +1,18 @@
 package peers
 
 import (
+	"math"
+
 	"github.com/dogwood/dogwood/peers/plan"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// metrics are registered on the agent's Registerer. Per-peer series would be
-// unbounded (10,000 user peers), so handshake ages are a histogram computed from
-// the device at scrape time.
+// metrics are registered on the agent's Registerer, computed from the device at
+// scrape time. Handshake ages come twice: a histogram over all peers, and one
+// series per peer (labelled with the host name or org/name of a user peer), so an
+// alert can say which host is stale. Per-peer series are bounded by the peers
+// this interface has: every host, plus the user peers of a gateway.
 type metrics struct {
 	d        *DataPlane
 	reg      prometheus.Registerer
@@ -18,6 +22,7 @@ type metrics struct {
 	duration prometheus.Histogram
 
 	peersDesc, ageDesc, neverDesc *prometheus.Desc
+	peerAge, peerRx, peerTx       *prometheus.Desc
 }
 
 func newMetrics(d *DataPlane) *metrics {
@@ -39,6 +44,12 @@ func newMetrics(d *DataPlane) *metrics {
 		peersDesc: prometheus.NewDesc("dogwood_wireguard_peers", "WireGuard peers on the interface, by kind (host, user, unknown).", []string{"kind"}, nil),
 		ageDesc:   prometheus.NewDesc("dogwood_wireguard_handshake_age_seconds", "Age of each peer's latest handshake (peers that have one).", nil, nil),
 		neverDesc: prometheus.NewDesc("dogwood_wireguard_peers_without_handshake", "Peers that never completed a handshake.", nil, nil),
+		peerAge: prometheus.NewDesc("dogwood_wireguard_peer_handshake_age_seconds",
+			"Seconds since the peer's latest handshake; +Inf if it never completed one.", []string{"kind", "peer"}, nil),
+		peerRx: prometheus.NewDesc("dogwood_wireguard_peer_receive_bytes_total",
+			"Bytes received from the peer (WireGuard's counter; it restarts with the interface).", []string{"kind", "peer"}, nil),
+		peerTx: prometheus.NewDesc("dogwood_wireguard_peer_transmit_bytes_total",
+			"Bytes sent to the peer (WireGuard's counter; it restarts with the interface).", []string{"kind", "peer"}, nil),
 	}
 }
 
@@ -71,6 +82,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.peersDesc
 	ch <- m.ageDesc
 	ch <- m.neverDesc
+	ch <- m.peerAge
+	ch <- m.peerRx
+	ch <- m.peerTx
 }
 
 // Collect reads the device once per scrape.
@@ -90,12 +104,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	var sum, never float64
 	for i := range dev.Peers {
 		p := &dev.Peers[i]
-		kinds[kindOf(names, p.PublicKey)]++
+		kind := kindOf(names, p.PublicKey)
+		kinds[kind]++
+		name := names[p.PublicKey].Name
+		if name == "" {
+			name = p.PublicKey.String()
+		}
+		ch <- prometheus.MustNewConstMetric(m.peerRx, prometheus.CounterValue, float64(p.ReceiveBytes), kind, name)
+		ch <- prometheus.MustNewConstMetric(m.peerTx, prometheus.CounterValue, float64(p.TransmitBytes), kind, name)
 		if p.LastHandshakeTime.IsZero() {
 			never++
+			ch <- prometheus.MustNewConstMetric(m.peerAge, prometheus.GaugeValue, math.Inf(1), kind, name)
 			continue
 		}
 		age := now.Sub(p.LastHandshakeTime).Seconds()
+		ch <- prometheus.MustNewConstMetric(m.peerAge, prometheus.GaugeValue, age, kind, name)
 		n++
 		sum += age
 		for _, b := range ageBuckets {
