@@ -47,7 +47,7 @@ func (g *Gossip) joinLoop(targets []string) {
 			g.log.Info("joined cluster", "contacted", n)
 			return
 		}
-		g.log.Warn("join failed, retrying", "targets", strings.Join(targets, ","), "err", err, "in", backoff)
+		g.log.Warn("join failed, retrying", "targets", strings.Join(targets, ","), errAttr(err), "in", backoff)
 		select {
 		case <-g.ctx.Done():
 			return
@@ -97,7 +97,7 @@ func (g *Gossip) reconnectLoop() {
 		if n, err := g.ml.Join(targets); n > 0 {
 			g.log.Info("reconnected to failed hosts", "contacted", n)
 		} else {
-			g.log.Debug("reconnect", "targets", len(targets), "err", err)
+			g.log.Debug("reconnect", "targets", len(targets), errAttr(err))
 		}
 	}
 }
@@ -230,6 +230,9 @@ func (g *Gossip) onJoin(n *memberlist.Node) {
 	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
 	g.cat.SetStatus(n.Name, catalog.StatusAlive)
 	g.metrics.events.WithLabelValues("join").Inc()
+	if n.Name != g.cfg.Name {
+		g.log.Info("member joined", "member", n.Name, "addr", n.Address())
+	}
 	g.memberChanged()
 	if n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() {
 		// A host that (re)appears may have missed changes, or have changes we
@@ -248,6 +251,11 @@ func (g *Gossip) onLeave(n *memberlist.Node) {
 	}
 	g.cat.SetStatus(n.Name, status)
 	g.metrics.events.WithLabelValues(status).Inc()
+	if status == catalog.StatusLeft {
+		g.log.Info("member left", "member", n.Name, "addr", n.Address())
+	} else {
+		g.log.Info("member failed", "member", n.Name, "addr", n.Address())
+	}
 	g.memberChanged()
 }
 

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"strings"
 )
 
@@ -10,22 +11,15 @@ import (
 type mlLog struct{ g *Gossip }
 
 func (w *mlLog) Write(p []byte) (int, error) {
-	s := strings.TrimSpace(string(p))
-	switch {
-	case strings.Contains(s, "[ERR]"):
+	level, msg, attrs := parseMemberlistLine(string(p))
+	if strings.Contains(string(p), "[ERR]") {
 		reason := "memberlist"
-		if strings.Contains(s, "ecrypt") || strings.Contains(s, "No installed keys") {
+		if strings.Contains(msg, "ecrypt") || strings.Contains(msg, "No installed keys") {
 			reason = "decrypt"
 		}
 		w.g.drops.Add(1)
 		w.g.metrics.dropped.WithLabelValues(reason).Inc()
-		w.g.log.Warn(s)
-	case strings.Contains(s, "[WARN]"):
-		w.g.log.Warn(s)
-	case strings.Contains(s, "[DEBUG]"):
-		w.g.log.Debug(s)
-	default:
-		w.g.log.Info(s)
 	}
+	w.g.log.Log(context.Background(), level, msg, attrs...)
 	return len(p), nil
 }
