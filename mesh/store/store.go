@@ -14,8 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,25 +61,139 @@ type Store struct {
 	db *bolt.DB
 }
 
-// Open opens (creating if needed) dir/dogwood.db.
+// ErrCorrupt means the data file is damaged: empty, truncated, or with pages bbolt
+// cannot make sense of. errors.Is works on the *CorruptError Open returns.
+var ErrCorrupt = errors.New("damaged data file")
+
+// CorruptError names the damaged file, says what is wrong and how to recover.
+type CorruptError struct {
+	Path  string
+	Cause string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("%s is damaged (%s). To recover, restore a copy taken with `dogwood backup` to this path, "+
+		"or move the file away to start this host as a new host (new host id and WireGuard key; "+
+		"then remove the old one with `dogwood members remove NAME` on another host)", e.Path, e.Cause)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// Open opens (creating if needed) dir/dogwood.db. An existing file is checked page
+// by page (bbolt's consistency check) before anything reads it: a damaged file ends
+// in a *CorruptError, never in a panic, and an empty file is never taken for a new
+// host (that would silently give the host a new identity).
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	path := filepath.Join(dir, "dogwood.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	fi, statErr := os.Stat(path)
+	existed := statErr == nil
+	if existed && fi.Size() == 0 {
+		return nil, &CorruptError{Path: path, Cause: "the file is empty"}
+	}
+	var file *os.File
+	db, err := guard(func() (*bolt.DB, error) {
+		return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second,
+			OpenFile: func(p string, flag int, mode os.FileMode) (*os.File, error) {
+				f, err := os.OpenFile(p, flag, mode)
+				file = f
+				return f, err
+			}})
+	})
+	var pe *panicError
+	if errors.As(err, &pe) && file != nil {
+		// bbolt panicked holding the file, its lock and a memory map (which keeps
+		// the open file, and so the lock, alive after Close): unlock explicitly.
+		syscall.Flock(int(file.Fd()), syscall.LOCK_UN)
+		file.Close()
+	}
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+		case errors.Is(err, fs.ErrPermission):
+			return nil, fmt.Errorf("%s: %w", path, err)
+		case existed:
+			return nil, &CorruptError{Path: path, Cause: err.Error()}
 		}
-		return nil, fmt.Errorf("%s: not a readable dogwood data file: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	s := &Store{db: db}
-	if err := s.init(); err != nil {
+	if existed {
+		if err := s.check(); err != nil {
+			db.Close()
+			return nil, &CorruptError{Path: path, Cause: err.Error()}
+		}
+	}
+	if _, err := guard(func() (struct{}, error) { return struct{}{}, s.init() }); err != nil {
 		db.Close()
+		var dm errDamagedMeta
+		var pe *panicError
+		if errors.As(err, &dm) || errors.As(err, &pe) {
+			return nil, &CorruptError{Path: path, Cause: err.Error()}
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
+}
+
+// guard turns a bbolt panic (it asserts on pages it cannot read: "invalid
+// freelist page", "Page expected to be …") into a *panicError.
+//
+// A scribbled element can also point outside the memory map; with panic-on-fault
+// the access is a panic here too rather than a crash of the process.
+func guard[T any](f func() (T, error)) (v T, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{fmt.Sprint(r)}
+		}
+	}()
+	return f()
+}
+
+type panicError struct{ msg string }
+
+type errDamagedMeta string
+
+func (e errDamagedMeta) Error() string { return string(e) }
+
+func (e *panicError) Error() string { return e.msg }
+
+func touch(b []byte) (s byte) {
+	for _, c := range b {
+		s += c
+	}
+	return s
+}
+
+// check reads every page reachable from the root: every bucket, key and value.
+// bbolt's own Tx.Check runs in a goroutine of its own, where a panic on a bad page
+// cannot be recovered, so the walk is ours; bbolt asserts on each page it loads,
+// which is what turns a scribbled page into an error here instead of a crash later.
+func (s *Store) check() error {
+	_, err := guard(func() (struct{}, error) {
+		return struct{}{}, s.db.View(func(tx *bolt.Tx) error {
+			var sum byte
+			var walk func(b *bolt.Bucket) error
+			walk = func(b *bolt.Bucket) error {
+				return b.ForEach(func(k, v []byte) error {
+					if v == nil {
+						if nb := b.Bucket(k); nb != nil {
+							return walk(nb)
+						}
+					}
+					sum += touch(k) + touch(v) // fault now, inside guard, if they point astray
+					return nil
+				})
+			}
+			return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
+		})
+	})
+	return err
 }
 
 func (s *Store) init() error {
@@ -102,12 +219,13 @@ func (s *Store) init() error {
 				return err
 			}
 		}
+		// A meta bucket with a wrong magic or schema field is our file, damaged.
 		if string(meta.Get(keyMagic)) != string(magic) {
-			return errors.New("not a dogwood data file")
+			return errDamagedMeta("the meta bucket's magic is wrong")
 		}
 		v := meta.Get(keySchema)
 		if len(v) != 4 {
-			return errors.New("data file without schema version")
+			return errDamagedMeta("the meta bucket has no schema version")
 		}
 		if got := binary.BigEndian.Uint32(v); got != SchemaVersion {
 			return fmt.Errorf("data file schema version %d, this dogwood reads %d", got, SchemaVersion)
@@ -122,18 +240,22 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Identity returns the stored identity; ok is false on a fresh data dir.
 func (s *Store) Identity() (id Identity, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	_, err = guard(func() (struct{}, error) { return struct{}{}, s.identity(&id, &ok) })
+	if err != nil {
+		err = &CorruptError{Path: s.db.Path(), Cause: "stored identity: " + err.Error()}
+	}
+	return id, ok, err
+}
+
+func (s *Store) identity(id *Identity, ok *bool) error {
+	return s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(keyIdentity)
 		if v == nil {
 			return nil
 		}
-		ok = true
-		return json.Unmarshal(v, &id)
+		*ok = true
+		return json.Unmarshal(v, id)
 	})
-	if err != nil {
-		err = fmt.Errorf("stored identity: %w", err)
-	}
-	return id, ok, err
 }
 
 // SaveIdentity stores the identity (synced).
@@ -177,7 +299,17 @@ func (s *Store) Put(rs ...*catalog.Record) error {
 // error: a damaged data file must be noticed, not silently shrink the catalog.
 func (s *Store) Load() ([]*catalog.Record, error) {
 	var out []*catalog.Record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	_, err := guard(func() (struct{}, error) { return struct{}{}, s.load(&out) })
+	if err != nil {
+		return nil, &CorruptError{Path: s.db.Path(), Cause: err.Error()}
+	}
+	return out, nil
+}
+
+func (s *Store) load(outp *[]*catalog.Record) error {
+	out := *outp
+	defer func() { *outp = out }()
+	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
 			r := &catalog.Record{}
 			if err := json.Unmarshal(v, r); err != nil {
@@ -190,7 +322,6 @@ func (s *Store) Load() ([]*catalog.Record, error) {
 			return nil
 		})
 	})
-	return out, err
 }
 
 // Backup writes a consistent copy of the database to w while the agent keeps running.

@@ -52,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 func TestBadFiles(t *testing.T) {
 	garbage := t.TempDir()
 	os.WriteFile(filepath.Join(garbage, "dogwood.db"), []byte(strings.Repeat("not a database ", 1000)), 0o600)
-	if _, err := Open(garbage); err == nil || !strings.Contains(err.Error(), "not a readable dogwood data file") {
+	if _, err := Open(garbage); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("garbage file: %v", err)
 	}
 	foreign := t.TempDir()
