@@ -89,6 +89,10 @@ func takesValue(flags []cli.Flag, arg string) bool {
 	if !ok {
 		return false
 	}
+	// Ask the flag: wrappers (altsrc's, for the agent's --config) hide the type.
+	if tv, ok := f.(interface{ TakesValue() bool }); ok {
+		return tv.TakesValue()
+	}
 	_, isBool := f.(*cli.BoolFlag)
 	return !isBool
 }
