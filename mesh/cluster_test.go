@@ -134,6 +134,7 @@ type testHost struct {
 type cluster struct {
 	t     *testing.T
 	hosts []*testHost
+	ttl   time.Duration // tombstone TTL; zero takes the default
 }
 
 var ipCounter atomic.Int32
@@ -169,7 +170,7 @@ func (c *cluster) tryStart(name string, key []byte, dir string, ip string, join 
 	n, err := Start(Config{
 		Name: name, DataDir: dir, Region: "ord", GossipAddr: fmt.Sprintf("%s:%d", ip, port),
 		Join: join, GossipKey: key, AEInterval: 200 * time.Millisecond, Transport: tr, WireGuard: true,
-		TuneMemberlist: fastFailureDetection, ReconnectInterval: 300 * time.Millisecond,
+		TuneMemberlist: fastFailureDetection, ReconnectInterval: 300 * time.Millisecond, TombstoneTTL: c.ttl,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("host", name),
 	})
 	if err != nil {
@@ -179,8 +180,10 @@ func (c *cluster) tryStart(name string, key []byte, dir string, ip string, join 
 	return &testHost{Node: n, ip: ip, dir: dir, blocked: blocked, name: name, key: key}, nil
 }
 
-func newCluster(t *testing.T, size int) *cluster {
-	c := &cluster{t: t}
+func newCluster(t *testing.T, size int) *cluster { return newClusterTTL(t, size, 0) }
+
+func newClusterTTL(t *testing.T, size int, ttl time.Duration) *cluster {
+	c := &cluster{t: t, ttl: ttl}
 	var join []string
 	for i := 0; i < size; i++ {
 		ip := fmt.Sprintf("127.0.%d.%d", 10+ipCounter.Add(1)/200, 1+ipCounter.Load()%200)

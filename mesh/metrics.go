@@ -14,6 +14,7 @@ type metrics struct {
 	peerCreateSeconds prometheus.Histogram
 	// conflicts counts conflict resolutions this host took part in, by record kind.
 	conflicts *prometheus.CounterVec
+	collected prometheus.Counter
 }
 
 // catalogCollector reads counts at scrape time instead of keeping gauges in sync.
@@ -53,11 +54,12 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		peerExpiries: prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_peer_expiries_total", Help: "User peers this gateway removed on expiry."}),
 		peerCreateSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dogwood_peer_create_seconds", Help: "Peer create latency, request to installed on the gateway.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+		collected: prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_tombstones_collected_total", Help: "Tombstones dropped after --tombstone-ttl."}),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_conflicts_resolved_total",
 			Help: "Conflicts this host resolved or lost: concurrent creates of one name, host names taken over by a re-image."}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.writes, m.conflicts, m.peerCreates, m.peerRemoves, m.peerExpiries, m.peerCreateSeconds, &catalogCollector{
+		reg.MustRegister(m.writes, m.conflicts, m.collected, m.peerCreates, m.peerRemoves, m.peerExpiries, m.peerCreateSeconds, &catalogCollector{
 			n:       n,
 			records: prometheus.NewDesc("dogwood_catalog_records", "Catalog records by kind (live), and tombstones.", []string{"kind"}, nil),
 			members: prometheus.NewDesc("dogwood_members", "Hosts by membership status.", []string{"status"}, nil),

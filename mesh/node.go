@@ -67,6 +67,8 @@ type Config struct {
 	OnIdentity func(name string, key wgtypes.Key) error
 	// PeerStats, when set, reports the data plane's view of WireGuard peers by key.
 	PeerStats func() map[string]PeerStat
+	// TombstoneTTL is how long tombstones are kept (--tombstone-ttl, default 72h).
+	TombstoneTTL time.Duration
 	// IdentityTimeout bounds how long Start waits for a joined host to tell it what
 	// the cluster holds under its name (default 3s).
 	IdentityTimeout time.Duration
@@ -110,6 +112,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.TombstoneTTL <= 0 {
+		cfg.TombstoneTTL = DefaultTombstoneTTL
 	}
 	if cfg.IdentityTimeout == 0 {
 		cfg.IdentityTimeout = 3 * time.Second
@@ -168,6 +173,15 @@ func (n *Node) start() error {
 	}
 	n.cat = catalog.New(id.Name)
 	n.cat.ApplyAll(records)
+	if ok {
+		if err := n.forgetIfAway(id); err != nil {
+			return err
+		}
+	}
+	n.cat.SetHorizon(func() time.Time { return n.now().Add(-cfg.TombstoneTTL) })
+	if err := n.store.Delete(n.cat.Collect()...); err != nil {
+		return err
+	}
 	if !ok {
 		// Never take an id the catalog we restored already knows (tombstones too).
 		for len(n.cat.HostIDClaims(id.HostID)) > 0 {
@@ -243,9 +257,10 @@ func (n *Node) start() error {
 		n.Close()
 		return identityAdvice(err, cfg.DataDir)
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.gw.expiryLoop()
 	go n.identityLoop()
+	go n.gcLoop()
 	return nil
 }
 
@@ -253,6 +268,10 @@ func (n *Node) start() error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		if n.gossip != nil {
+			// The contact time is what a restart compares with the tombstone horizon.
+			if n.inTouch() {
+				_ = n.store.SaveAliveAt(n.now())
+			}
 			n.gossip.Close()
 		}
 		close(n.stop)

@@ -44,6 +44,7 @@ func (n *Node) tombstone(rs ...*catalog.Record) error {
 		t := *r
 		t.Deleted = true
 		t.Version = n.cat.Tick()
+		t.DeletedAt = n.now().Unix()
 		out = append(out, &t)
 	}
 	return n.commit(out...)

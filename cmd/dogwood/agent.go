@@ -46,6 +46,7 @@ type agentOptions struct {
 	MetricsAddr             string
 	LogLevel, LogFormat     string
 	AEInterval              time.Duration
+	TombstoneTTL            time.Duration
 	InviteListen            string
 }
 
@@ -88,6 +89,7 @@ Example:
 			&cli.StringFlag{Name: "log-level", Usage: "debug|info|warn|error", Value: "info"},
 			&cli.StringFlag{Name: "invite-listen", Usage: "on gateways, serve invitation redemption (TLS) on `IP:PORT`, or off (default: :51821)"},
 			&cli.StringFlag{Name: "log-format", Usage: "text|json", Value: "text"},
+			&cli.DurationFlag{Name: "tombstone-ttl", Usage: "how long deletes are remembered; a host out of touch for longer forgets what others wrote and catches up", Value: mesh.DefaultTombstoneTTL},
 			&cli.DurationFlag{Name: "anti-entropy-interval", Usage: "how often the catalog digest goes to a random member", Value: time.Second, Hidden: true},
 		}),
 		Subcommands: []*cli.Command{agentCleanupCommand(e)},
@@ -111,12 +113,15 @@ func agentOptionsFrom(c *cli.Context) agentOptions {
 		DNSListen: c.StringSlice("dns-listen"), UpstreamDNS: c.StringSlice("upstream-dns"), ResolvConf: c.String("resolv-conf"),
 		APISocket: c.String("api-socket"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
 		APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
-		MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), LogFormat: c.String("log-format"), AEInterval: c.Duration("anti-entropy-interval"),
+		MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), LogFormat: c.String("log-format"), AEInterval: c.Duration("anti-entropy-interval"), TombstoneTTL: c.Duration("tombstone-ttl"),
 		InviteListen: c.String("invite-listen"),
 	}
 }
 
 func (o *agentOptions) validate() error {
+	if o.TombstoneTTL < time.Second {
+		return usagef("invalid --tombstone-ttl %s: at least 1s", o.TombstoneTTL)
+	}
 	switch o.WireGuard {
 	case "auto", "kernel", "userspace", "off":
 	default:
@@ -199,7 +204,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
-		AEInterval: o.AEInterval, Apply: dp.applyNow, PeerStats: dp.peerStats, OnIdentity: dp.open,
+		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Apply: dp.applyNow, PeerStats: dp.peerStats, OnIdentity: dp.open,
 		Invites: invites.config(),
 	})
 	if err != nil {

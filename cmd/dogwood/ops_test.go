@@ -67,7 +67,7 @@ log-format: json
 	want := agentOptions{Name: "h1", Region: "fra", Join: []string{"198.18.0.2:7946", "198.18.0.3:7946"},
 		GossipKeyFile: "/etc/dogwood/gossip.key", Gateway: true, WGPort: 51999, LogFormat: "json",
 		DataDir: "/var/lib/dogwood", GossipAddr: "0.0.0.0:7946", WireGuard: "auto", WGInterface: "dogwood0",
-		ResolvConf: "/etc/resolv.conf", APISocket: "/run/dogwood/api.sock", LogLevel: "info", AEInterval: o.AEInterval}
+		ResolvConf: "/etc/resolv.conf", APISocket: "/run/dogwood/api.sock", LogLevel: "info", AEInterval: o.AEInterval, TombstoneTTL: 72 * time.Hour}
 	if !reflect.DeepEqual(o, want) {
 		t.Fatalf("options from file + flags:\n got %+v\nwant %+v", o, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
@@ -55,6 +56,7 @@ type Catalog struct {
 
 	watchers map[chan struct{}]struct{}
 
+	horizon    func() time.Time // tombstones deleted before it are collected; nil: never
 	onConflict func(Conflict)
 	conflicts  []Conflict // decided under mu, reported after it is released
 	latest     atomic.Pointer[Snapshot]
@@ -261,6 +263,11 @@ func (c *Catalog) applyLocked(r *Record) bool {
 	}
 	id := r.ID()
 	old := c.records[id]
+	if old == nil && c.collected(r) {
+		// A tombstone past the horizon for something we do not hold (or already
+		// collected): accepting it would only bring garbage back.
+		return false
+	}
 	win := r.Wins(old)
 	if old != nil && !old.Deleted && !r.Deleted && !old.SameIdentity(r) {
 		if win {

@@ -47,6 +47,10 @@ type Record struct {
 	Created Stamp  `json:"cr"`
 	Version Stamp  `json:"v"`
 	Deleted bool   `json:"d,omitempty"`
+	// DeletedAt is when a tombstone was written (Unix seconds, the deleting host's
+	// clock). Tombstones are collected a horizon (--tombstone-ttl) after it; it is not
+	// part of the header, so it never splits digests.
+	DeletedAt int64 `json:"da,omitempty"`
 
 	Host    *Host      `json:"host,omitempty"`
 	Org     *Org       `json:"org,omitempty"`

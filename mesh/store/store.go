@@ -36,6 +36,7 @@ var (
 	keyMagic      = []byte("magic")
 	keySchema     = []byte("schema")
 	keyIdentity   = []byte("identity")
+	keyAliveAt    = []byte("alive_at")
 	magic         = []byte("dogwood")
 )
 
@@ -293,6 +294,45 @@ func (s *Store) Put(rs ...*catalog.Record) error {
 		}
 		return nil
 	})
+}
+
+// Delete removes records (collected tombstones, forgotten records) in one synced
+// transaction.
+func (s *Store) Delete(ids ...catalog.ID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		for _, id := range ids {
+			if err := b.Delete(recordKey(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AliveAt returns when this host last knew it was in touch with its cluster; ok is
+// false if it never recorded it.
+func (s *Store) AliveAt() (t time.Time, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyAliveAt)
+		if len(v) != 8 {
+			return nil
+		}
+		ok = true
+		t = time.Unix(int64(binary.BigEndian.Uint64(v)), 0)
+		return nil
+	})
+	return t, ok, err
+}
+
+// SaveAliveAt records that the host was in touch with its cluster at t.
+func (s *Store) SaveAliveAt(t time.Time) error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(t.Unix()))
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyAliveAt, v[:]) })
 }
 
 // Load returns every stored record. A record that does not decode or validate is an

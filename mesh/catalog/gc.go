@@ -1,0 +1,108 @@
+package catalog
+
+import "time"
+
+// Tombstone collection. A delete is a tombstone so a stale copy cannot resurrect the
+// object; once every host has had the horizon (--tombstone-ttl) to hear of it, the
+// tombstone is dropped and the catalog's size follows the live records. Hosts never
+// accept a tombstone that is already past the horizon for a record they do not hold,
+// so collected tombstones do not come back through anti-entropy. What a host that was
+// away longer than the horizon must do is the node's business (it forgets what others
+// wrote and catches up; see mesh).
+//
+// Host and network tombstones are kept: their ids are never reused, and a removed
+// host's tombstone is what refuses it if it returns.
+
+// SetHorizon sets the function that returns the collection horizon (now minus the
+// TTL). Set it before records arrive; nil never collects.
+func (c *Catalog) SetHorizon(f func() time.Time) {
+	c.mu.Lock()
+	c.horizon = f
+	c.mu.Unlock()
+}
+
+// Collectable reports whether tombstones of kind k are collected.
+func Collectable(k Kind) bool { return k != KindHost && k != KindNetwork }
+
+// collected reports whether r is a tombstone past the horizon. Callers hold mu.
+func (c *Catalog) collected(r *Record) bool {
+	if !r.Deleted || r.DeletedAt == 0 || c.horizon == nil || !Collectable(r.Kind) {
+		return false
+	}
+	return r.DeletedAt < c.horizon().Unix()
+}
+
+// Collect drops tombstones past the horizon and returns their ids (to delete from
+// disk).
+func (c *Catalog) Collect() []ID {
+	c.mu.Lock()
+	var out []ID
+	for id, r := range c.records {
+		if c.collected(r) {
+			c.dropLocked(id, r)
+			out = append(out, id)
+		}
+	}
+	c.mu.Unlock()
+	if len(out) > 0 {
+		c.notify()
+	}
+	return out
+}
+
+// Forget drops every record for which keep is false, tombstones and live ones, and
+// returns their ids. A host that was away longer than the horizon forgets what others
+// wrote (it may hold objects whose tombstones were collected meanwhile) and receives
+// the current catalog again from the cluster.
+func (c *Catalog) Forget(keep func(*Record) bool) []ID {
+	c.mu.Lock()
+	var out []ID
+	for id, r := range c.records {
+		if !keep(r) {
+			c.unindex(r)
+			c.dropLocked(id, r)
+			out = append(out, id)
+		}
+	}
+	c.mu.Unlock()
+	if len(out) > 0 {
+		c.notify()
+	}
+	return out
+}
+
+// dropLocked removes a record from the map, digests and uniqueness indexes. Live
+// indexes are the caller's (unindex) business.
+func (c *Catalog) dropLocked(id ID, r *Record) {
+	b := Bucket(id)
+	c.buckets[b] ^= r.Header().Hash()
+	delete(c.byBucket[b], id)
+	delete(c.records, id)
+	if live := c.byKind[r.Kind]; live != nil {
+		delete(live, r.Key)
+	}
+	// Uniqueness indexes hold tombstones; only a machine's field can be freed (host
+	// and network tombstones are never collected, and Forget keeps this host's own).
+	if m := r.Machine; m != nil {
+		if f := c.fields[m.HostID]; f != nil {
+			delete(f, m.Field)
+		}
+	}
+	if h := r.Host; h != nil {
+		if s := c.hostIDs[h.ID]; s != nil {
+			delete(s, h.Name)
+			if len(s) == 0 {
+				delete(c.hostIDs, h.ID)
+			}
+		}
+	}
+	if n := r.Network; n != nil {
+		if s := c.networkIDs[n.ID]; s != nil {
+			delete(s, r.Key)
+			if len(s) == 0 {
+				delete(c.networkIDs, n.ID)
+			}
+		}
+	}
+	c.seq++
+}
