@@ -42,6 +42,7 @@ test: deps build lint ## run every test (network-namespace tests need root; they
 	@echo "that expires while the fuzzer handles a new input is reported as a failure"
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime 100000x ./dns/server
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 200000x ./dns/qname
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeDNSRecord$$' -fuzztime 100000x ./mesh/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x ./peers/config
 
 test-unit: ## tests that need no root and no tools
@@ -57,6 +58,7 @@ bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, 
 
 fuzz: ## run the fuzzers for a while (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./dns/qname
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeDNSRecord$$' -fuzztime $${FUZZTIME:-60s} ./mesh/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $${FUZZTIME:-60s} ./dns/server
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./peers/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./mesh/sixpn

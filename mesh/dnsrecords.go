@@ -291,6 +291,17 @@ func validDNSType(t string) bool {
 	return false
 }
 
+// orgDNSRecords are the live custom records of an org, which go with its networks.
+func (n *Node) orgDNSRecords(org string) []*catalog.Record {
+	var out []*catalog.Record
+	for _, r := range n.cat.List(catalog.KindDNSRecord) {
+		if r.DNS != nil && r.DNS.Org == org {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // appNameFree refuses an app whose name a custom record of its network uses as its
 // last label (the app would take over the record's names).
 func (n *Node) appNameFree(netID uint32, app string) error {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
 func TestDNSRecords(t *testing.T) {
@@ -111,5 +113,20 @@ func TestDNSRecords(t *testing.T) {
 	}
 	if _, err := h1.CreateApp(ctx, "db", "acme", ""); err != nil && !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("app after its record was removed: %v", err)
+	}
+	// Removing an org takes its records with its networks.
+	if _, err := h0.CreateOrg(ctx, "tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h0.AddDNSRecord(ctx, DNSRecordSpec{Org: "tmp", Name: "x", Type: "TXT", Value: "y"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h0.RemoveOrg(ctx, "tmp"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range h0.cat.List(catalog.KindDNSRecord) {
+		if r.DNS.Org == "tmp" {
+			t.Fatalf("record of a removed org left: %s", r.Key)
+		}
 	}
 }

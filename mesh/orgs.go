@@ -97,6 +97,7 @@ func (n *Node) RemoveOrg(ctx context.Context, slug string) error {
 			rs = append(rs, r)
 		}
 	}
+	rs = append(rs, n.orgDNSRecords(slug)...)
 	return n.tombstone(rs...)
 }
 

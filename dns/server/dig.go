@@ -61,7 +61,7 @@ func NetworkID(snap *catalog.Snapshot, org, network string) (uint32, error) {
 func DefaultType(name string) uint16 {
 	q := qname.Parse(name)
 	switch q.Kind {
-	case qname.VMs, qname.Regions, qname.Apps, qname.Peers, qname.Instances:
+	case qname.VMs, qname.Regions, qname.Apps, qname.Peers, qname.Instances, qname.Records:
 		return dns.TypeTXT
 	case qname.Service:
 		return dns.TypeSRV

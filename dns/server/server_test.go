@@ -610,7 +610,7 @@ func TestDigAndFormat(t *testing.T) {
 		t.Error("external name with no upstream must fail")
 	}
 	for name, want := range map[string]uint16{"vms.web.internal": dns.TypeTXT, "_http._tcp.web.internal": dns.TypeSRV,
-		"_apps.internal": dns.TypeTXT, "web.internal": dns.TypeAAAA, "1.0.0.127.in-addr.arpa": dns.TypePTR} {
+		"_apps.internal": dns.TypeTXT, "_records.internal": dns.TypeTXT, "web.internal": dns.TypeAAAA, "1.0.0.127.in-addr.arpa": dns.TypePTR} {
 		if got := DefaultType(name); got != want {
 			t.Errorf("DefaultType(%s) = %d want %d", name, got, want)
 		}

@@ -174,3 +174,36 @@ func TestDNSRecordsInSnapshot(t *testing.T) {
 		t.Fatal("record with a key of another network validated")
 	}
 }
+
+// FuzzNormalizeDNSRecord: whatever the input, an accepted record is canonical (it
+// normalizes to itself, so gossip validation accepts it), fits a catalog key, and
+// never names a generated form.
+func FuzzNormalizeDNSRecord(f *testing.F) {
+	for _, s := range [][3]string{{"api", "ALIAS", "api-green"}, {"*.dev", "TXT", "x y"}, {"_pg._tcp.db", "SRV", "1 2 3 db.example.com."},
+		{"DB.internal.", "AAAA", "FDAA::1"}, {"x", "A", "10.0.0.1"}, {"ext", "CNAME", "Example.COM."}, {"vms.x", "TXT", "t"}} {
+		f.Add(s[0], s[1], s[2], 5)
+	}
+	f.Fuzz(func(t *testing.T, name, typ, value string, ttl int) {
+		r, err := NormalizeDNSRecord(name, typ, value, ttl)
+		if err != nil {
+			var de *DNSRecordError
+			if !errors.As(err, &de) {
+				t.Fatalf("error of another kind: %v", err)
+			}
+			return
+		}
+		again, err := NormalizeDNSRecord(r.Name, r.Type, r.Value, int(r.TTL))
+		if err != nil || again != r {
+			t.Fatalf("not idempotent: %+v → %+v, %v", r, again, err)
+		}
+		rec := &Record{Kind: KindDNSRecord, Key: DNSRecordKey(0xffffffff, r.Name, r.Type, r.Value), Created: st(1, 1), Version: st(1, 1), DNS: &r}
+		r.NetworkID = 0xffffffff
+		if err := rec.Validate(); err != nil {
+			t.Fatalf("accepted record does not validate: %v", err)
+		}
+		labels := strings.Split(strings.TrimSuffix(r.Name, ".internal"), ".")
+		if last := labels[len(labels)-1]; reservedLast[last] || last == "*" || (len(labels) > 1 && reservedUnder[labels[len(labels)-2]]) {
+			t.Fatalf("generated form accepted: %s", r.Name)
+		}
+	})
+}
