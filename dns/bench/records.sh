@@ -3,7 +3,7 @@
 # on the same catalog as run.sh (1,000 apps x 10 machines, 4 regions, one network),
 # one without custom records and one with RECORDS of them (40 % AAAA, 20 % TXT,
 # 20 % ALIAS, 10 % CNAME, 10 % wildcards), the same query mix as run.sh, alternating
-# rounds, medians. Target: the second within 5 % of the first. A last run asks
+# rounds (ABBA order), medians. Target: the second within 5 % of the first. A last run asks
 # only custom names, for reference.
 #
 #   dns/bench/records.sh        Knobs: RECORDS (10000), DURATION (5), ROUNDS (5), CLIENTS (4), PIN (1)
@@ -64,7 +64,12 @@ perf() { # port, query file
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 : >"$TMP/q0"; : >"$TMP/q1"
 for r in $(seq "$ROUNDS"); do
-	a=$(perf "$P0" "$TMP/queries.txt"); b=$(perf "$P1" "$TMP/queries.txt")
+	# ABBA order, so a load change during a round does not favour one server.
+	if [ $(( r % 2 )) = 1 ]; then
+		a=$(perf "$P0" "$TMP/queries.txt"); b=$(perf "$P1" "$TMP/queries.txt")
+	else
+		b=$(perf "$P1" "$TMP/queries.txt"); a=$(perf "$P0" "$TMP/queries.txt")
+	fi
 	echo "$a" >>"$TMP/q0"; echo "$b" >>"$TMP/q1"
 	echo "round $r: without records $a qps, with $RECORDS records $b qps"
 done
