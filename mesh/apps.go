@@ -10,8 +10,21 @@ import (
 
 // CreateApp creates an app in a network of an org.
 func (n *Node) CreateApp(ctx context.Context, name, org, network string) (*catalog.App, error) {
+	return n.CreateAppRequest(ctx, name, org, network, "")
+}
+
+// CreateAppRequest is CreateApp with the client's request id: a retry of a create
+// that may or may not have happened returns the app it made instead of failing or
+// creating it twice.
+func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, requestID string) (*catalog.App, error) {
 	if err := validNewApp(name); err != nil {
 		return nil, err
+	}
+	if err := ValidRequestID(requestID); err != nil {
+		return nil, err
+	}
+	if a, err := n.appByRequest(requestID); a != nil || err != nil {
+		return a, err
 	}
 	if network == "" {
 		network = DefaultNetwork
@@ -31,10 +44,25 @@ func (n *Node) CreateApp(ctx context.Context, name, org, network string) (*catal
 	}
 	key := catalog.AppKey(org, name)
 	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
-		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID}}
+		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID, RequestID: requestID}}
 	}, catalog.ID{Kind: catalog.KindApp, Key: key}, fmt.Sprintf("app %q", name))
 	if err != nil {
+		// A concurrent retry of the same request may have won the name.
+		if a, aerr := n.appByRequest(requestID); a != nil {
+			return a, aerr
+		}
 		return nil, err
+	}
+	return r.App, nil
+}
+
+func (n *Node) appByRequest(rid string) (*catalog.App, error) {
+	r := n.cat.ByRequest(catalog.KindApp, rid)
+	switch {
+	case r == nil:
+		return nil, nil
+	case r.Deleted:
+		return nil, conflict("request %s created app %q, which was removed since", rid, r.Key)
 	}
 	return r.App, nil
 }

@@ -20,6 +20,9 @@ type gatewayPeers struct {
 // create installs a peer on this gateway and returns once the data plane has it.
 func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer, error) {
 	n := g.n
+	if r := n.cat.ByRequest(catalog.KindPeer, spec.RequestID); r != nil && !r.Deleted && r.Peer.Gateway == n.id.Name {
+		return r.Peer, nil // a retry of a create that already happened
+	}
 	if err := n.checkPeerSpec(&spec); err != nil {
 		return nil, err
 	}
@@ -47,6 +50,10 @@ func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer
 		n.allocMu.Unlock()
 		return nil, err
 	}
+	if r := n.cat.ByRequest(catalog.KindPeer, spec.RequestID); r != nil && !r.Deleted && r.Peer.Gateway == n.id.Name {
+		n.allocMu.Unlock()
+		return r.Peer, nil // a retry of a create that already happened
+	}
 	idx := n.cat.FreePeerIndex(n.id.HostID, nw.ID, g.reserved)
 	addr, err := sixpn.PeerAddr(nw.ID, n.id.HostID, idx)
 	if err != nil {
@@ -63,7 +70,7 @@ func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer
 	p := &catalog.Peer{
 		Name: spec.Name, Org: spec.Org, Network: spec.Network, NetworkID: nw.ID, Region: n.cfg.Region,
 		Gateway: n.id.Name, GatewayID: n.id.HostID, Address: addr, PublicKey: spec.PublicKey,
-		CreatedAt: n.now().UTC(), ExpiresAt: spec.ExpiresAt,
+		CreatedAt: n.now().UTC(), ExpiresAt: spec.ExpiresAt, RequestID: spec.RequestID,
 	}
 	key := catalog.PeerKey(spec.Org, spec.Name)
 	if _, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {

@@ -20,6 +20,9 @@ type MachineSpec struct {
 	Services     []catalog.Service `json:"services,omitempty"`
 	Netns        string            `json:"netns,omitempty"`
 	Stopped      bool              `json:"stopped,omitempty"`
+	// RequestID is the client's id for this create: a retry returns the machine the
+	// first attempt made (the CLI sets one and retries when the agent connection fails).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // CreateMachine allocates a machine field and address on this host and records the
@@ -27,6 +30,12 @@ type MachineSpec struct {
 func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Machine, error) {
 	if err := checkMachineSpec(&spec); err != nil {
 		return nil, err
+	}
+	if err := ValidRequestID(spec.RequestID); err != nil {
+		return nil, err
+	}
+	if m, err := n.machineByRequest(ctx, spec.RequestID); m != nil || err != nil {
+		return m, err
 	}
 	if spec.Region != "" && spec.Region != n.cfg.Region {
 		return nil, invalid("this host is in region %q; run the command on a host in region %q", n.cfg.Region, spec.Region)
@@ -54,6 +63,9 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 	if err := n.checkHostID(); err != nil {
 		return nil, err
 	}
+	if r := n.cat.ByRequest(catalog.KindMachine, spec.RequestID); r != nil && !r.Deleted {
+		return r.Machine, nil // a concurrent retry of this request got here first
+	}
 	var field uint32
 	for {
 		field = sixpn.RandomMachineField()
@@ -74,7 +86,7 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 		Host: n.id.Name, HostID: n.id.HostID, Region: n.cfg.Region, Field: field,
 		Address: sixpn.MachineAddr(app.NetworkID, n.id.HostID, field), State: state,
 		ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services,
-		Netns: spec.Netns, CreatedAt: n.now().UTC(),
+		Netns: spec.Netns, CreatedAt: n.now().UTC(), RequestID: spec.RequestID,
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: m}
@@ -199,4 +211,23 @@ func (n *Node) machineAction(ctx context.Context, op machineOp) (*catalog.Machin
 		return &m, fmt.Errorf("machine %s updated, but the data plane failed: %w", op.ID, err)
 	}
 	return &m, nil
+}
+
+// machineByRequest returns the machine an earlier attempt of this request created
+// (attached now, if the first attempt failed after recording it), or nil.
+func (n *Node) machineByRequest(ctx context.Context, rid string) (*catalog.Machine, error) {
+	r := n.cat.ByRequest(catalog.KindMachine, rid)
+	switch {
+	case r == nil:
+		return nil, nil
+	case r.Deleted:
+		return nil, conflict("request %s created machine %s, which was destroyed since", rid, r.Key)
+	}
+	m := r.Machine
+	if m.Host == n.id.Name {
+		if err := n.applyPlane(ctx); err != nil {
+			return m, fmt.Errorf("machine %s recorded, but attaching it failed: %w", m.ID, err)
+		}
+	}
+	return m, nil
 }

@@ -23,6 +23,9 @@ type PeerSpec struct {
 	Name      string     `json:"name"`
 	PublicKey string     `json:"public_key"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// RequestID is the client's id for this create: a retry returns the peer the
+	// first attempt made.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // PeerInfo is a peer plus what a config file needs from its gateway.
@@ -119,6 +122,9 @@ func (n *Node) checkPeerSpec(spec *PeerSpec) error {
 			return err
 		}
 	}
+	if err := ValidRequestID(spec.RequestID); err != nil {
+		return err
+	}
 	k, err := wgtypes.ParseKey(spec.PublicKey)
 	if err != nil || k == (wgtypes.Key{}) {
 		return invalid("invalid WireGuard public key %q", spec.PublicKey)
@@ -136,6 +142,15 @@ func (n *Node) checkPeerSpec(spec *PeerSpec) error {
 // installed it. On any failure nothing is left registered.
 func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error) {
 	start := n.now()
+	// A retry of a create that happened returns its peer before the checks that
+	// peer itself would now fail (its name and key are taken).
+	if err := ValidRequestID(spec.RequestID); err != nil {
+		return nil, err
+	}
+	if r := n.cat.ByRequest(catalog.KindPeer, spec.RequestID); r != nil && !r.Deleted {
+		info := n.peerInfo(r.Peer)
+		return &info, nil
+	}
 	if err := n.checkPeerSpec(&spec); err != nil {
 		return nil, err
 	}

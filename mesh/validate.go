@@ -47,6 +47,16 @@ func ValidHostName(s string) error {
 	return nil
 }
 
+var reRequest = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidRequestID checks a client request id (empty means none).
+func ValidRequestID(s string) error {
+	if s != "" && !reRequest.MatchString(s) {
+		return invalid("invalid request id %q: use 1-64 letters, digits, '-' and '_'", s)
+	}
+	return nil
+}
+
 func ValidPeerName(s string) error {
 	if !rePeer.MatchString(s) {
 		return invalid("invalid peer name %q: use 1-63 letters, digits and '-'", s)

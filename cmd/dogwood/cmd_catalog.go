@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"sort"
@@ -152,6 +154,7 @@ func appsCommand(e *env) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "org", Usage: "org `SLUG`", Required: true},
 					&cli.StringFlag{Name: "network", Usage: "network `NAME`", Value: mesh.DefaultNetwork},
+					requestIDFlag,
 					jsonObjectFlag,
 				}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
@@ -164,8 +167,12 @@ func appsCommand(e *env) *cli.Command {
 							return err
 						}
 					}
+					rid, err := requestID(c)
+					if err != nil {
+						return err
+					}
 					var app catalog.App
-					if err := client(c).Do(c.Context, "POST", "/v1/apps", map[string]string{"name": a[0], "org": c.String("org"), "network": c.String("network")}, &app); err != nil {
+					if err := client(c).DoRetry(c.Context, "POST", "/v1/apps", map[string]string{"name": a[0], "org": c.String("org"), "network": c.String("network"), "request_id": rid}, &app); err != nil {
 						return err
 					}
 					if c.Bool("json") {
@@ -251,6 +258,7 @@ func machinesCommand(e *env) *cli.Command {
 					&cli.StringSliceFlag{Name: "service", Usage: "`NAME:PROTO:PORT` for SRV lookups (repeatable)"},
 					&cli.StringFlag{Name: "netns", Usage: "attach the machine to network namespace `NS` (veth, address, route, resolv.conf)"},
 					&cli.BoolFlag{Name: "stopped", Usage: "create it stopped"},
+					requestIDFlag,
 					jsonObjectFlag,
 				}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
@@ -284,8 +292,13 @@ func machinesCommand(e *env) *cli.Command {
 						}
 						spec.Services = append(spec.Services, sv)
 					}
+					rid, err := requestID(c)
+					if err != nil {
+						return err
+					}
+					spec.RequestID = rid
 					var m catalog.Machine
-					if err := client(c).Do(c.Context, "POST", "/v1/machines", spec, &m); err != nil {
+					if err := client(c).DoRetry(c.Context, "POST", "/v1/machines", spec, &m); err != nil {
 						return err
 					}
 					if c.Bool("json") {
@@ -394,6 +407,21 @@ func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefi
 			return nil
 		},
 	}
+}
+
+// requestIDFlag names a create so that sending it again returns the first result.
+var requestIDFlag = &cli.StringFlag{Name: "request-id", Usage: "client `ID` of this create (1-64 of [A-Za-z0-9_-]); a retry with the same id returns the first result. Default: a random id, and the command retries by itself if the agent connection fails"}
+
+// requestID returns --request-id or a fresh random one.
+func requestID(c *cli.Context) (string, error) {
+	if rid := c.String("request-id"); rid != "" {
+		return rid, checkInput(mesh.ValidRequestID(rid))
+	}
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // appOrgFlag picks the org of an app; needed only when the name exists in several orgs

@@ -102,6 +102,7 @@ Examples:
 					expiresFlag("remove the peer after `DURATION` (e.g. 12h, 7d, 2w)", ""),
 					dnsModeFlag,
 					&cli.StringFlag{Name: "public-key", Usage: "register this WireGuard public `KEY` (made elsewhere); the file then has no private key"},
+					requestIDFlag,
 					jsonObjectFlag,
 				},
 				OnUsageError: usageHook,
@@ -260,13 +261,17 @@ func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, 
 	} else if priv, pub, err = config.GenerateKey(); err != nil {
 		return err
 	}
-	spec := mesh.PeerSpec{Org: org, Network: c.String("network"), Region: region, Name: name, PublicKey: pub.String()}
+	rid, err := requestID(c)
+	if err != nil {
+		return err
+	}
+	spec := mesh.PeerSpec{Org: org, Network: c.String("network"), Region: region, Name: name, PublicKey: pub.String(), RequestID: rid}
 	if expires != 0 {
 		t := time.Now().Add(expires).UTC()
 		spec.ExpiresAt = &t
 	}
 	var p mesh.PeerInfo
-	if err := cl.Do(ctx, "POST", "/v1/peers", spec, &p); err != nil {
+	if err := cl.DoRetry(ctx, "POST", "/v1/peers", spec, &p); err != nil {
 		return err
 	}
 	undo := func(cause error) error {

@@ -127,6 +127,30 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// DoRetry is Do for creates that carry a client request id: when the agent cannot be
+// reached or the connection fails before an answer (the agent crashed or restarts),
+// it sends the same request again for up to a bound, and the agent returns the
+// first attempt's result if there was one. Answers from the agent are never retried.
+func (c *Client) DoRetry(ctx context.Context, method, path string, in, out any) error {
+	deadline := time.Now().Add(20 * time.Second)
+	wait := 200 * time.Millisecond
+	for {
+		err := c.Do(ctx, method, path, in, out)
+		var ae *Error
+		if err == nil || errors.As(err, &ae) || c.err != nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		if wait < 2*time.Second {
+			wait *= 2
+		}
+	}
+}
+
 // wrap turns transport errors into messages that say what to do.
 func (c *Client) wrap(err error) error {
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {

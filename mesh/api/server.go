@@ -131,14 +131,15 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/apps", func(r *http.Request) (any, error) { return s.Node.ListApps(r.URL.Query().Get("org")) })
 	h("POST /v1/apps", func(r *http.Request) (any, error) {
 		var req struct {
-			Name    string `json:"name"`
-			Org     string `json:"org"`
-			Network string `json:"network"`
+			Name      string `json:"name"`
+			Org       string `json:"org"`
+			Network   string `json:"network"`
+			RequestID string `json:"request_id"`
 		}
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		return s.Node.CreateApp(r.Context(), req.Name, req.Org, req.Network)
+		return s.Node.CreateAppRequest(r.Context(), req.Name, req.Org, req.Network, req.RequestID)
 	})
 	h("DELETE /v1/apps/{name}", func(r *http.Request) (any, error) {
 		return nil, s.Node.RemoveApp(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"))

@@ -57,6 +57,7 @@ type Catalog struct {
 	watchers map[chan struct{}]struct{}
 
 	horizon    func() time.Time // tombstones deleted before it are collected; nil: never
+	requests   map[string]ID    // kind byte + client request id -> record (tombstones too)
 	onConflict func(Conflict)
 	conflicts  []Conflict // decided under mu, reported after it is released
 	latest     atomic.Pointer[Snapshot]
@@ -92,6 +93,7 @@ func New(self string) *Catalog {
 		dirtyApps:  map[string]struct{}{},
 		dirtyRecs:  map[uint32]struct{}{},
 		watchers:   map[chan struct{}]struct{}{},
+		requests:   map[string]ID{},
 		dirtyHosts: true,
 	}
 	for i := range c.byBucket {
@@ -328,6 +330,9 @@ func addTo[K comparable, V comparable](m map[K]map[V]struct{}, k K, v V) {
 
 // index adds what r contributes to the indexes. Uniqueness indexes see tombstones too.
 func (c *Catalog) index(r *Record) {
+	if rid := requestID(r); rid != "" {
+		c.requests[string(rune(r.Kind))+rid] = r.ID()
+	}
 	switch {
 	case r.Host != nil:
 		addTo(c.hostIDs, r.Host.ID, r.Host.Name)
@@ -696,4 +701,37 @@ func (c *Catalog) LeafHeaders(leaves []int) []Header {
 		}
 	}
 	return out
+}
+
+// requestID is the client request id a create carried, if any.
+func requestID(r *Record) string {
+	switch {
+	case r.Machine != nil:
+		return r.Machine.RequestID
+	case r.App != nil:
+		return r.App.RequestID
+	case r.Peer != nil:
+		return r.Peer.RequestID
+	}
+	return ""
+}
+
+// ByRequest returns the record (tombstones included) a create with this client
+// request id made, or nil: a retried create returns the first result instead of
+// creating twice.
+func (c *Catalog) ByRequest(kind Kind, rid string) *Record {
+	if rid == "" {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.requests[string(rune(kind))+rid]
+	if !ok {
+		return nil
+	}
+	r := c.records[id]
+	if r == nil || requestID(r) != rid {
+		return nil
+	}
+	return r
 }

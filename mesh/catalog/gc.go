@@ -78,6 +78,9 @@ func (c *Catalog) dropLocked(id ID, r *Record) {
 	c.buckets[b] ^= r.Header().Hash()
 	delete(c.byBucket[b], id)
 	delete(c.records, id)
+	if rid := requestID(r); rid != "" && c.requests[string(rune(r.Kind))+rid] == id {
+		delete(c.requests, string(rune(r.Kind))+rid)
+	}
 	if live := c.byKind[r.Kind]; live != nil {
 		delete(live, r.Key)
 	}

@@ -81,6 +81,8 @@ type App struct {
 	Org       string `json:"org"`
 	Network   string `json:"network"`
 	NetworkID uint32 `json:"network_id"`
+	// RequestID is the client's id for the create, so a retry returns this app.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Machine states.
@@ -115,6 +117,8 @@ type Machine struct {
 	// Netns is the network namespace the host attached the machine to, if any.
 	Netns     string    `json:"netns,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// RequestID is the client's id for the create, so a retry returns this machine.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Started reports whether the machine is in the started state.
@@ -135,6 +139,8 @@ type Peer struct {
 	PublicKey string     `json:"public_key"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	// RequestID is the client's id for the create, so a retry returns this peer.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Member states as `dogwood members` prints them.
