@@ -200,7 +200,9 @@ Example:
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			t, err := tunnel.Open(c.Context, cfg, tunnel.Options{Logger: logger})
+			// Share: dig and ping of the same config while the proxy runs use
+			// its session instead of taking the gateway's away from it.
+			t, err := tunnel.Open(c.Context, cfg, tunnel.Options{Logger: logger, Share: true})
 			if err != nil {
 				return err
 			}

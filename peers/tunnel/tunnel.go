@@ -59,6 +59,12 @@ type Options struct {
 	// LocalAddrs lists this machine's interface addresses, for Open to find
 	// a tunnel that is already up; nil means the real interfaces.
 	LocalAddrs func() ([]netip.Addr, error)
+	// Share makes a tunnel Open starts serve its session to later Opens of
+	// the same config by the same user (see share.go); for long-running
+	// commands such as proxy.
+	Share bool
+	// ShareDir overrides where share sockets live (tests).
+	ShareDir string
 }
 
 func (o *Options) setDefaults() {
@@ -97,6 +103,7 @@ type Tunnel struct {
 	net       *netstack.Net  // likewise
 	stack     stack
 	dnsServer []netip.Addr
+	share     *shareServer // when this tunnel serves its session to others
 	closeOnce sync.Once
 }
 
@@ -115,11 +122,34 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error)
 		opts.Logger.Debug("tunnel already up on this machine: using its route", "address", src)
 		return &Tunnel{opts: opts, log: opts.Logger, stack: systemStack{src: src}, dnsServer: dnsServers(cfg)}, nil
 	}
-	return Up(ctx, cfg, opts)
+	dir := opts.ShareDir
+	if dir == "" {
+		var err error
+		if dir, err = shareDir(); err != nil {
+			opts.Logger.Debug("not sharing tunnels", "err", err)
+		}
+	}
+	if dir != "" {
+		if st, ok := findShared(dir, cfg); ok {
+			opts.Logger.Debug("using the tunnel another dogwood process runs for this config")
+			return &Tunnel{opts: opts, log: opts.Logger, stack: st, dnsServer: dnsServers(cfg)}, nil
+		}
+	}
+	t, err := Up(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Share && dir != "" {
+		if err := t.serveShare(dir, cfg); err != nil {
+			t.log.Debug("not sharing this tunnel", "err", err)
+		}
+	}
+	return t, nil
 }
 
 // Shared reports whether the Tunnel uses a tunnel that was already up on
-// this machine instead of its own session.
+// this machine (wg-quick, or another dogwood process) instead of its own
+// session.
 func (t *Tunnel) Shared() bool { return t.dev == nil }
 
 // dnsServers are the config's resolvers; an older or hand-trimmed file (or a
@@ -234,9 +264,14 @@ func (t *Tunnel) awaitHandshake(ctx context.Context, cfg config.Config, endpoint
 // Close stops the WireGuard device and the network stack; connections made
 // through the tunnel fail afterwards. It is safe to call more than once.
 func (t *Tunnel) Close() error {
-	if t.dev != nil {
-		t.closeOnce.Do(t.dev.Close)
-	}
+	t.closeOnce.Do(func() {
+		if t.share != nil {
+			t.share.close()
+		}
+		if t.dev != nil {
+			t.dev.Close()
+		}
+	})
 	return nil
 }
 

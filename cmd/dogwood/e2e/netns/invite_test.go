@@ -76,9 +76,11 @@ func TestInvites(t *testing.T) {
 	if err := os.Chown(home, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
+	// TMPDIR: where a userspace tunnel shares its session (without XDG_RUNTIME_DIR).
+	devEnv := []string{"HOME=" + home, "TMPDIR=" + home, "DOGWOOD_AGENT=" + filepath.Join(home, "no-agent.sock")}
 	dev := func(args ...string) (string, error) {
 		a := inNS(lap, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin}, args...)...)
-		return runEnv(30*time.Second, []string{"HOME=" + home, "DOGWOOD_AGENT=" + filepath.Join(home, "no-agent.sock")}, a[0], a[1:]...)
+		return runEnv(30*time.Second, devEnv, a[0], a[1:]...)
 	}
 	invite := func(args ...string) string {
 		t.Helper()
@@ -252,6 +254,49 @@ func TestInvites(t *testing.T) {
 		w.cli(h3, "wireguard", "remove", "acme", "ci")
 	})
 
+	// curlLoop fetches url from the laptop every 50 ms until stopped; its log
+	// has one OK or FAIL line per attempt. It returns once url answered.
+	curlLoop := func(name, url string) *proc {
+		if err := eventually(15*time.Second, 100*time.Millisecond, func() error {
+			_, err := nsRun(5*time.Second, lap, "curl", "-g", "-sS", "--max-time", "2", url)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		p := w.track(startProc(t, filepath.Join(w.dir, name+".log"), name, nil, inNS(lap, "bash", "-c",
+			fmt.Sprintf(`while :; do if curl -g -sS --max-time 2 %s >/dev/null 2>&1; then echo OK; else echo FAIL $(date +%%s.%%N) $(curl -g -sS --max-time 2 %s 2>&1 | head -c 200); fi; sleep 0.05; done`, url, url))...))
+		if err := eventually(15*time.Second, 100*time.Millisecond, func() error {
+			if strings.Count(p.output(), "OK") < 5 {
+				return fmt.Errorf("curl loop %s not running: %q", name, p.output())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	t.Run("dig --config beside a running userspace proxy shares its session", func(t *testing.T) {
+		px := w.track(startProc(t, filepath.Join(w.dir, "proxy-user.log"), "proxy-user", devEnv,
+			inNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", cfg, "18082:web.internal:8080")...))
+		defer px.stop(time.Second)
+		loop := curlLoop("curl-proxy", "http://127.0.0.1:18082/")
+		for i := 0; i < 3; i++ {
+			t.Logf("dig #%d at %.3f", i+1, float64(time.Now().UnixNano())/1e9)
+			out, err := dev("dig", "--config", cfg, "--short", "web.internal", "AAAA")
+			if got := strings.Fields(out); err != nil || len(got) != len(webAddrs) {
+				t.Errorf("dogwood dig --config #%d beside the proxy: %v\n%s", i+1, err, out)
+			}
+		}
+		time.Sleep(3 * time.Second)
+		loop.stop(time.Second)
+		ok, fail := strings.Count(loop.output(), "OK"), strings.Count(loop.output(), "FAIL")
+		t.Logf("curl loop through dogwood proxy while dig --config ran: %d ok, %d failed", ok, fail)
+		if fail != 0 || ok < 20 {
+			t.Errorf("the proxy's session was disturbed: %d curl failures, %d successes\n%s\nproxy log:\n%s", fail, ok, loop.output(), px.output())
+		}
+	})
+
 	// The developer brings the tunnel up (root on the laptop only: wg-quick).
 	lapIf := w.name("lap")
 	w.wgQuickUp(lap, lapIf, cfg, "")
@@ -280,16 +325,7 @@ func TestInvites(t *testing.T) {
 
 	t.Run("dig and ping --config never disturb the live tunnel", func(t *testing.T) {
 		target := web[2] // on h3: through the gateway and a host-to-host tunnel
-		loop := w.track(startProc(t, filepath.Join(w.dir, "curl-loop.log"), "curl-loop", nil, inNS(lap, "bash", "-c",
-			fmt.Sprintf(`while :; do if curl -g -sS --max-time 2 http://[%s]:8080/ >/dev/null 2>&1; then echo OK; else echo FAIL $(date +%%s.%%N); fi; sleep 0.05; done`, target.addr()))...))
-		if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
-			if strings.Count(loop.output(), "OK") < 5 {
-				return fmt.Errorf("curl loop not running: %q", loop.output())
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		loop := curlLoop("curl-live", fmt.Sprintf("http://[%s]:8080/", target.addr()))
 		for i := 0; i < 5; i++ {
 			out, err := dev("dig", "--config", cfg, "--short", "web.internal", "AAAA")
 			got := strings.Fields(out)
