@@ -3,6 +3,7 @@ package resolve
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -35,12 +36,29 @@ type recIndex struct {
 // recNode is one owner name.
 type recNode struct {
 	name  string
-	sets  map[uint16]rrset // static records by type (A, AAAA, TXT, SRV, CNAME)
-	any   rrset            // every static record
-	cname string           // CNAME target (canonical, no final dot)
+	// sets are the static records by type (A, AAAA, TXT, SRV, CNAME): a slice, not a
+	// map, because a name rarely has more than two types and a map per name would
+	// be most of the index's memory.
+	sets  []typedSet
+	any   rrset  // every static record
+	cname string // CNAME target (canonical, no final dot)
 	// ALIAS target and the alias's TTL.
 	alias    string
 	aliasTTL uint32
+}
+
+type typedSet struct {
+	t uint16
+	s rrset
+}
+
+func (n *recNode) set(t uint16) rrset {
+	for _, ts := range n.sets {
+		if ts.t == t {
+			return ts.s
+		}
+	}
+	return rrset{}
 }
 
 func (ri *recIndex) exists(name string) bool {
@@ -93,8 +111,7 @@ func buildRecs(rs *catalog.RecordSet) *recIndex {
 
 // buildNode packs the records of one name (all with that Name, sorted by type).
 func buildNode(recs []*catalog.DNSRecord) *recNode {
-	n := &recNode{name: recs[0].Name, sets: map[uint16]rrset{}}
-	var all setBuilder
+	n := &recNode{name: recs[0].Name}
 	for i := 0; i < len(recs); {
 		j := i
 		ttl := recs[i].TTL
@@ -135,15 +152,15 @@ func buildNode(recs []*catalog.DNSRecord) *recNode {
 			}
 		}
 		if s := b.set(); t != 0 && s.len() > 0 {
-			n.sets[t] = s
-			all.wire = append(all.wire, s.wire...)
-			for _, o := range s.offs {
-				all.offs = append(all.offs, o+int32(len(all.wire)-len(s.wire)))
+			if s.len() == 1 {
+				s.offs = singleOff
 			}
+			n.sets = append(n.sets, typedSet{t, s})
+			n.any = concat(n.any, s) // a single set is shared, not copied
 		}
 		i = j
 	}
-	n.any = all.set()
+	n.sets = slices.Clip(n.sets)
 	return n
 }
 
@@ -196,7 +213,7 @@ func (r *Resolver) lookupCustom(st *state, n *netIndex, name string, qtype uint1
 			}
 		}
 	default:
-		set := node.sets[qtype]
+		set := node.set(qtype)
 		if qtype == typeANY {
 			set = node.any
 		}
@@ -232,7 +249,7 @@ func (ri *recIndex) wildcard(name string) *recNode {
 // target's records of the asked type (as an authoritative server that holds the
 // target's zone does), following chains.
 func (r *Resolver) answerCNAME(st *state, n *netIndex, node *recNode, qtype uint16, resp *response, ch *chase) {
-	cname := node.sets[typeCNAME]
+	cname := node.set(typeCNAME)
 	if qtype == typeCNAME || !catalog.InZone(node.cname) {
 		resp.answer, resp.soa = cname, nil
 		return
