@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -255,4 +256,55 @@ func BenchmarkAnswerRecords(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestAliasConcurrentSwitch: readers of an ALIAS and a CNAME race record switches;
+// every answer is one of the two targets' (run with -race).
+func TestAliasConcurrentSwitch(t *testing.T) {
+	a := dnstest.Fixture()
+	b := dnstest.Fixture()
+	var recs []catalog.DNSRecord
+	for _, rec := range dnstest.Records() {
+		if rec.Name == "www.internal" && rec.Type == "ALIAS" {
+			rec.Value = "big.internal"
+		}
+		recs = append(recs, rec)
+	}
+	catalog.AddRecords(b, recs)
+	src := &swapSource{}
+	src.set(a)
+	r := New(src, nil)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := len(query(t, r, dnstest.NetA, "www.internal", dns.TypeAAAA, MaxMsg, false).Answer)
+				if n != 3 && n != dnstest.BigN {
+					t.Errorf("inconsistent ALIAS answer: %d records", n)
+					return
+				}
+				if m := query(t, r, dnstest.NetA, "chain.internal", dns.TypeAAAA, MaxMsg, false); len(m.Answer) != 4 {
+					t.Errorf("CNAME chain: %v", m.Answer)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 200; i++ {
+		if i%2 == 0 {
+			src.set(b)
+		} else {
+			src.set(a)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
