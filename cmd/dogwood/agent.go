@@ -195,7 +195,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		}
 		publicEndpoint = net.JoinHostPort(adv, fmt.Sprint(o.WGPort))
 	}
-	invites, err := openInvites(o, publicEndpoint, logger.With("component", "invite"))
+	invites, err := openInvites(o, publicEndpoint, logger.With("component", "invite"), reg)
 	if err != nil {
 		dp.abort()
 		return err

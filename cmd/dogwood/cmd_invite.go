@@ -214,6 +214,36 @@ func joinInvite(ctx context.Context, e *env, codeText, file, dnsOverride string,
 	return nil
 }
 
+// pendingInvite finds the pending invitation for a peer the agent did not
+// find (err is that 404).
+func pendingInvite(c *cli.Context, org, name string, err error) (mesh.InviteInfo, bool) {
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 404 {
+		return mesh.InviteInfo{}, false
+	}
+	var invs []mesh.InviteInfo
+	if client(c).Do(c.Context, "GET", "/v1/invites?org="+url.QueryEscape(org), nil, &invs) != nil {
+		return mesh.InviteInfo{}, false
+	}
+	for _, inv := range invs {
+		if inv.Name == name {
+			return inv, true
+		}
+	}
+	return mesh.InviteInfo{}, false
+}
+
+func showInvite(e *env, inv mesh.InviteInfo, asJSON bool) error {
+	if asJSON {
+		return printJSON(e.stdout, inviteJSON(inv))
+	}
+	fmt.Fprintf(e.stdout, "peer       %s (org %s, network %s)\n", inv.Name, inv.Org, inv.Network)
+	fmt.Fprintf(e.stdout, "state      invited: the code was not redeemed yet (DNS mode %s)\n", inv.DNS)
+	fmt.Fprintf(e.stdout, "gateway    %s (region %s)\n", inv.Gateway, inv.Region)
+	fmt.Fprintf(e.stdout, "expires    %s\n", inv.ExpiresAt.Format(time.RFC3339))
+	return nil
+}
+
 // removePeerOrInvite is `wireguard remove`: a peer, else a pending invitation.
 func removePeerOrInvite(c *cli.Context, e *env, org, name string) error {
 	cl := client(c)

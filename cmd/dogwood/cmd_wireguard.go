@@ -185,12 +185,15 @@ Examples:
 				Description: "Examples:\n  dogwood wireguard status acme laptop\n  dogwood wireguard status acme laptop --json",
 				Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					_, path, err := peerArgs(c)
+					a, path, err := peerArgs(c)
 					if err != nil {
 						return err
 					}
 					var p mesh.PeerInfo
 					if err := client(c).Do(c.Context, "GET", path, nil, &p); err != nil {
+						if inv, ok := pendingInvite(c, a[0], a[1], err); ok {
+							return showInvite(e, inv, c.Bool("json"))
+						}
 						return err
 					}
 					if c.Bool("json") {

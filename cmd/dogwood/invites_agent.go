@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/invite"
 )
@@ -31,7 +33,7 @@ type inviteListener struct {
 // host is not a gateway, --invite-listen is off, or the default port is taken
 // (then a warning says so; an explicit address that cannot be bound is an
 // error).
-func openInvites(o agentOptions, publicEndpoint string, log *slog.Logger) (*inviteListener, error) {
+func openInvites(o agentOptions, publicEndpoint string, log *slog.Logger, reg prometheus.Registerer) (*inviteListener, error) {
 	if !o.Gateway || o.InviteListen == "off" {
 		return nil, nil
 	}
@@ -66,7 +68,7 @@ func openInvites(o agentOptions, publicEndpoint string, log *slog.Logger) (*invi
 	port := ln.Addr().(*net.TCPAddr).Port
 	cfg := &mesh.InviteConfig{Book: book, Pin: id.Pin, Endpoint: net.JoinHostPort(pubHost, strconv.Itoa(port))}
 	return &inviteListener{cfg: cfg, ln: ln, log: log,
-		srv: &invite.Server{Identity: id, Logger: log}}, nil
+		srv: &invite.Server{Identity: id, Logger: log, Registerer: reg}}, nil
 }
 
 // serve starts redemption once the node runs.

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestCodeRoundTripAndTamper(t *testing.T) {
@@ -133,6 +136,11 @@ func TestBook(t *testing.T) {
 
 // testGateway runs a Server with a Book on loopback.
 func testGateway(t *testing.T, limits Limits) (*Book, *Identity, string, *clock) {
+	b, id, addr, clk, _ := testGatewayServer(t, limits)
+	return b, id, addr, clk
+}
+
+func testGatewayServer(t *testing.T, limits Limits) (*Book, *Identity, string, *clock, *Server) {
 	t.Helper()
 	dir := t.TempDir()
 	clk := &clock{t: time.Now()}
@@ -148,7 +156,7 @@ func testGateway(t *testing.T, limits Limits) (*Book, *Identity, string, *clock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Identity: id, Now: clk.now, Limits: limits,
+	srv := &Server{Identity: id, Now: clk.now, Limits: limits, Registerer: prometheus.NewRegistry(),
 		Redeem: func(ctx context.Context, secret [SecretLen]byte, pub string) (*Response, error) {
 			if pub == "" {
 				return nil, &BadRequest{Msg: "missing public key"}
@@ -171,7 +179,24 @@ func testGateway(t *testing.T, limits Limits) (*Book, *Identity, string, *clock)
 		srv.Shutdown(ctx)
 		<-done
 	})
-	return book, id, ln.Addr().String(), clk
+	if err := eventuallyServing(srv); err != nil {
+		t.Fatal(err)
+	}
+	return book, id, ln.Addr().String(), clk, srv
+}
+
+// eventuallyServing waits until Serve has set up its metrics.
+func eventuallyServing(s *Server) error {
+	for i := 0; i < 500; i++ {
+		s.mu.Lock()
+		up := s.srv != nil
+		s.mu.Unlock()
+		if up {
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return errors.New("server did not start")
 }
 
 func TestRedeemOverTLS(t *testing.T) {
@@ -226,7 +251,7 @@ func TestRedeemOverTLS(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	_, id, addr, clk := testGateway(t, Limits{PerIPBurst: 3, PerIPEvery: time.Minute})
+	_, id, addr, clk, srv := testGatewayServer(t, Limits{PerIPBurst: 3, PerIPEvery: time.Minute})
 	c := Code{Endpoint: addr, Pin: id.Pin, Secret: newSecret()}
 	for i := 0; i < 3; i++ {
 		if _, err := Redeem(context.Background(), c, "PUB"); !errors.Is(err, ErrUnknown) {
@@ -240,5 +265,8 @@ func TestRateLimit(t *testing.T) {
 	clk.add(time.Minute)
 	if _, err := Redeem(context.Background(), c, "PUB"); !errors.Is(err, ErrUnknown) {
 		t.Errorf("after the refill interval: %v", err)
+	}
+	if got, lim := testutil.ToFloat64(srv.results.WithLabelValues("unknown")), testutil.ToFloat64(srv.results.WithLabelValues("rate_limited")); got != 4 || lim != 1 {
+		t.Errorf("dogwood_invite_redemptions_total: unknown %v, rate_limited %v; want 4 and 1", got, lim)
 	}
 }

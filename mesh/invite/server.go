@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 )
@@ -86,6 +87,10 @@ type Server struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Limits   Limits
+	// Registerer, when set, gets dogwood_invite_redemptions_total{result}.
+	Registerer prometheus.Registerer
+
+	results *prometheus.CounterVec
 
 	mu     sync.Mutex
 	perIP  map[string]*rate.Limiter
@@ -101,6 +106,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	s.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_invite_redemptions_total",
+		Help: "Invitation redemption attempts by result: ok, unknown, used, expired, bad, failed, rate_limited."}, []string{"result"})
+	if s.Registerer != nil {
+		if err := s.Registerer.Register(s.results); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.perIP = map[string]*rate.Limiter{}
@@ -167,6 +179,7 @@ func (s *Server) allow(addr string) bool {
 
 func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 	if !s.allow(r.RemoteAddr) {
+		s.results.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", "60")
 		writeErr(w, http.StatusTooManyRequests, "rate", "too many invitation attempts from this address: wait a minute and try again")
 		return
@@ -175,12 +188,12 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 	d := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "bad", "invalid request: "+err.Error())
+		s.writeErr(w, http.StatusBadRequest, "bad", "invalid request: "+err.Error())
 		return
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(req.Secret)
 	if err != nil || len(raw) != SecretLen {
-		writeErr(w, http.StatusBadRequest, "bad", "invalid secret")
+		s.writeErr(w, http.StatusBadRequest, "bad", "invalid secret")
 		return
 	}
 	var secret [SecretLen]byte
@@ -190,29 +203,35 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		s.Logger.Info("invitation redeemed", "peer", resp.Name, "org", resp.Org, "from", r.RemoteAddr)
+		s.results.WithLabelValues("ok").Inc()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(resp)
 	case errors.Is(err, ErrUnknown):
 		s.Logger.Info("invitation refused: unknown code", "from", r.RemoteAddr)
-		writeErr(w, http.StatusNotFound, "unknown", ErrUnknown.Error())
+		s.writeErr(w, http.StatusNotFound, "unknown", ErrUnknown.Error())
 	case errors.Is(err, ErrUsed):
 		s.Logger.Info("invitation refused: already used", "from", r.RemoteAddr)
-		writeErr(w, http.StatusGone, "used", ErrUsed.Error())
+		s.writeErr(w, http.StatusGone, "used", ErrUsed.Error())
 	case errors.Is(err, ErrExpired):
 		s.Logger.Info("invitation refused: expired", "from", r.RemoteAddr)
-		writeErr(w, http.StatusGone, "expired", ErrExpired.Error())
+		s.writeErr(w, http.StatusGone, "expired", ErrExpired.Error())
 	case errors.As(err, &bad):
-		writeErr(w, http.StatusBadRequest, "bad", bad.Msg)
+		s.writeErr(w, http.StatusBadRequest, "bad", bad.Msg)
 	default:
 		s.Logger.Error("invitation redemption failed", "from", r.RemoteAddr, "err", err)
-		writeErr(w, http.StatusServiceUnavailable, "failed", "the gateway could not create the peer: "+err.Error())
+		s.writeErr(w, http.StatusServiceUnavailable, "failed", "the gateway could not create the peer: "+err.Error())
 	}
 }
 
 type errorBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason"` // unknown, used, expired, rate, bad, failed
+}
+
+func (s *Server) writeErr(w http.ResponseWriter, code int, reason, msg string) {
+	s.results.WithLabelValues(reason).Inc()
+	writeErr(w, code, reason, msg)
 }
 
 func writeErr(w http.ResponseWriter, code int, reason, msg string) {

@@ -115,6 +115,9 @@ func TestInvites(t *testing.T) {
 				t.Errorf("wireguard list on %s: %v", h.name, ps)
 			}
 		}
+		if out := w.cli(h3, "wireguard", "status", "acme", "laptop"); !strings.Contains(out, "state      invited") {
+			t.Errorf("wireguard status of a pending invitation:\n%s", out)
+		}
 	})
 
 	cfg := filepath.Join(home, "laptop.conf")
