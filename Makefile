@@ -63,6 +63,7 @@ fuzz: ## run the fuzzers for a while (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./peers/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./mesh/sixpn
 	$(GO) test -run '^$$' -fuzz '^FuzzReceive$$' -fuzztime $${FUZZTIME:-60s} ./mesh/gossip
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-60s} ./mesh/invite
 
 demo: deps build ## run three hosts, two orgs and a developer tunnel in network namespaces
 	bash testdata/demo/demo.sh
