@@ -85,7 +85,7 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 		existing = nv.Records.List
 	}
 	key := catalog.DNSRecordKey(rec.NetworkID, rec.Name, rec.Type, rec.Value)
-	if n.cat.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: key}) != nil {
+	if cur := n.cat.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: key}); cur != nil && cur.DNS != nil && cur.DNS.Value == rec.Value {
 		return nil, conflict("%s %s %s already exists in network %s/%s", rec.Name, rec.Type, rec.Value, nw.Org, nw.Name)
 	}
 	// An ALIAS added to a name that has one replaces it in one write: the
@@ -111,8 +111,8 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 			return nil, err
 		}
 	}
-	if replaced != nil {
-		return n.switchAlias(ctx, replaced, &rec, key)
+	if rec.Type == "ALIAS" {
+		return n.writeAlias(ctx, replaced, &rec, key)
 	}
 	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: &rec}
@@ -123,21 +123,17 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 	return r.DNS, nil
 }
 
-// switchAlias writes the old ALIAS's tombstone and the new ALIAS in one commit.
-func (n *Node) switchAlias(ctx context.Context, old, rec *catalog.DNSRecord, key string) (*catalog.DNSRecord, error) {
+// writeAlias creates an ALIAS or switches it to another target: the name's one
+// ALIAS record gets a new generation, which replaces the old target in one write
+// (no moment without the name). Two hosts switching one name at once meet on that
+// record; the merge order picks one and the other caller gets an error.
+func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key string) (*catalog.DNSRecord, error) {
 	id := catalog.ID{Kind: catalog.KindDNSRecord, Key: key}
-	oldID := catalog.ID{Kind: catalog.KindDNSRecord, Key: catalog.DNSRecordKey(old.NetworkID, old.Name, old.Type, old.Value)}
 	n.createMu.Lock()
-	cur, prev := n.cat.Get(id), n.cat.Live(oldID)
-	if cur != nil && !cur.Deleted {
+	cur := n.cat.Get(id)
+	if cur != nil && !cur.Deleted && cur.DNS != nil && cur.DNS.Value == rec.Value {
 		n.createMu.Unlock()
 		return nil, conflict("%s ALIAS %s already exists", rec.Name, rec.Value)
-	}
-	var writes []*catalog.Record
-	if prev != nil {
-		t := *prev
-		t.Deleted, t.Version = true, n.cat.Tick()
-		writes = append(writes, &t)
 	}
 	gen := uint32(1)
 	if cur != nil {
@@ -145,14 +141,17 @@ func (n *Node) switchAlias(ctx context.Context, old, rec *catalog.DNSRecord, key
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec, Gen: gen, Created: stamp, Version: stamp}
-	err := n.commit(append(writes, r)...)
+	err := n.commit(r)
 	n.createMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	n.gossip.Confirm(ctx, r)
 	if w := n.cat.Get(id); w == nil || !w.SameIdentity(r) {
-		return nil, conflict("%s ALIAS %s was written concurrently on another host, which won", rec.Name, rec.Value)
+		return nil, conflict("%s ALIAS was switched concurrently on another host, which won", rec.Name)
+	}
+	if old != nil {
+		n.log.Info("dns alias switched", "name", rec.Name, "from", old.Value, "to", rec.Value)
 	}
 	return rec, nil
 }

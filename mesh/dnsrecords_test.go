@@ -91,6 +91,40 @@ func TestDNSRecords(t *testing.T) {
 	if err != nil || len(list) != 4 || list[0].Name != "api.internal" || list[0].TTL != 30 {
 		t.Fatalf("list: %v %+v", err, list)
 	}
+	// Two hosts switching one ALIAS at once: they meet on one record, so one target
+	// wins everywhere and a loser is told (409).
+	for round, targets := range [][2]string{{"api-green", "y"}, {"api-blue", "api-green"}} {
+		errs := make([]error, 2)
+		done := make(chan int)
+		for i, h := range []*testHost{h0, h1} {
+			go func() { errs[i] = add(h, "", "api", "ALIAS", targets[i]); done <- i }()
+		}
+		<-done
+		<-done
+		c.waitConverged()
+		var aliases []string
+		for _, r := range h0.cat.List(catalog.KindDNSRecord) {
+			if r.DNS.Name == "api.internal" {
+				aliases = append(aliases, r.DNS.Value)
+			}
+		}
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			} else if StatusCode(err) != http.StatusConflict {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		// Both succeed when they did not overlap (two switches in a row); never
+		// two live ALIASes of one name.
+		if ok == 0 || len(aliases) != 1 {
+			t.Fatalf("round %d: %d switches reported success (%v), api.internal is %v", round, ok, errs, aliases)
+		}
+	}
+	if err := add(h0, "", "api", "ALIAS", "api-blue"); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatal(err)
+	}
 	// Blue/green: adding another ALIAS switches it in one write.
 	if err := add(h0, "", "api", "ALIAS", "api-green"); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,9 @@ import (
 
 // DNSRecord is a custom record in one network's .internal zone (`dogwood dns add`).
 // Its key is DNSRecordKey(NetworkID, Name, Type, Value): one catalog record per
-// (name, type, value), so adding and removing values of one name never conflict.
+// (name, type, value), so adding and removing values of one name never conflict;
+// ALIAS and CNAME, which have one value per name, key on (name, type) alone, so two
+// hosts writing one name at once meet on one key and the merge order picks a winner.
 // Name, Type and Value are stored in the canonical form NormalizeDNSRecord returns.
 type DNSRecord struct {
 	Org       string `json:"org"`
@@ -49,6 +51,9 @@ const (
 
 // DNSRecordKey is a custom record's catalog key.
 func DNSRecordKey(netID uint32, name, typ, value string) string {
+	if typ == "ALIAS" || typ == "CNAME" {
+		return fmt.Sprintf("%08x/%s/%s", netID, name, typ)
+	}
 	f := fnv.New64a()
 	f.Write([]byte(value))
 	return fmt.Sprintf("%08x/%s/%s/%016x", netID, name, typ, f.Sum64())
