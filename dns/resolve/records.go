@@ -35,7 +35,7 @@ type recIndex struct {
 
 // recNode is one owner name.
 type recNode struct {
-	name  string
+	name string
 	// sets are the static records by type (A, AAAA, TXT, SRV, CNAME): a slice, not a
 	// map, because a name rarely has more than two types and a map per name would
 	// be most of the index's memory.
