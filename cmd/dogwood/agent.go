@@ -200,6 +200,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		dp.abort()
 		return err
 	}
+	defer invites.close(context.Background()) // early returns; a no-op after the shutdown below
 	node, err := mesh.Start(mesh.Config{
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
@@ -209,7 +210,6 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	})
 	if err != nil {
 		dp.abort()
-		invites.close(context.Background())
 		var me *mesh.Error
 		if errors.As(err, &me) && me.Code == http.StatusBadRequest {
 			return &usageError{err.Error()}

@@ -35,6 +35,9 @@ type inviteListener struct {
 // error).
 func openInvites(o agentOptions, publicEndpoint string, log *slog.Logger, reg prometheus.Registerer) (*inviteListener, error) {
 	if !o.Gateway || o.InviteListen == "off" {
+		if !o.Gateway && o.InviteListen != "" && o.InviteListen != "off" {
+			log.Warn("--invite-listen is ignored: only gateways (--gateway) serve invitations")
+		}
 		return nil, nil
 	}
 	addr := o.InviteListen
@@ -85,11 +88,13 @@ func (l *inviteListener) serve(node *mesh.Node) {
 	}()
 }
 
-// close stops the listener (before the node closes).
+// close stops the listener (before the node closes); it may be called again.
 func (l *inviteListener) close(ctx context.Context) {
 	if l == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
 	l.srv.Shutdown(ctx)
 	l.ln.Close()
 }
