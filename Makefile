@@ -44,6 +44,7 @@ test: deps build lint ## run every test (network-namespace tests need root; they
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 200000x ./dns/qname
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeDNSRecord$$' -fuzztime 100000x ./mesh/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x ./peers/config
+	$(GO) test -run '^$$' -fuzz '^FuzzGossipReceive$$' -fuzztime 20000x ./mesh/gossip
 
 test-unit: ## tests that need no root and no tools
 	$(GO) test -count=1 -short ./...
@@ -64,6 +65,7 @@ fuzz: ## run the fuzzers for a while (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./mesh/sixpn
 	$(GO) test -run '^$$' -fuzz '^FuzzReceive$$' -fuzztime $${FUZZTIME:-60s} ./mesh/gossip
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-60s} ./mesh/invite
+	$(GO) test -run '^$$' -fuzz '^FuzzGossipReceive$$' -fuzztime $${FUZZTIME:-60s} ./mesh/gossip
 
 demo: deps build ## run three hosts, two orgs and a developer tunnel in network namespaces
 	bash testdata/demo/demo.sh

@@ -95,6 +95,7 @@ type Gossip struct {
 	aeStarted map[string]time.Time
 	leaving   map[string]bool // hosts that announced a graceful leave
 	nextID    atomic.Uint64
+	replay    *replayGuard
 	drops     atomic.Uint64
 
 	// ready is closed once ml is set: memberlist calls our delegates (a host joining
@@ -144,6 +145,8 @@ func New(cfg Config) (*Gossip, error) {
 		leaving:   map[string]bool{},
 		ctx:       ctx, cancel: cancel, ready: make(chan struct{}),
 	}
+	g.replay = newReplayGuard(nil)
+	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
 	g.handlers[opConfirm] = g.handleConfirm
 
 	mc := memberlist.DefaultLANConfig()
@@ -213,6 +216,10 @@ func New(cfg Config) (*Gossip, error) {
 
 // receive dispatches one user message. It never panics on input and counts drops.
 func (g *Gossip) receive(buf []byte) {
+	buf, ok := g.unseal(buf)
+	if !ok {
+		return
+	}
 	t, body, err := decode(buf)
 	if err != nil {
 		g.drop("malformed", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
@@ -102,12 +103,13 @@ type rpcResponse struct {
 	Body  json.RawMessage `json:"body,omitempty"`
 }
 
+// encode builds a message and seals it against replay (replay.go).
 func encode(t msgType, v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte{byte(t)}, b...), nil
+	return seal(time.Now(), append([]byte{byte(t)}, b...)), nil
 }
 
 var errEmpty = errors.New("empty message")
