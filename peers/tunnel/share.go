@@ -36,14 +36,16 @@ import (
 
 // shareDir is where share sockets live: $XDG_RUNTIME_DIR/dogwood, else
 // <tmp>/dogwood-<uid>; it must be a directory owned by the user with no
-// access for others.
-func shareDir() (string, error) {
+// access for others. Only a sharing tunnel creates it.
+func shareDir(create bool) (string, error) {
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("dogwood-%d", os.Getuid()))
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
 		dir = filepath.Join(x, "dogwood")
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return "", err
+	if create {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return "", err
+		}
 	}
 	st, err := os.Lstat(dir)
 	if err != nil {

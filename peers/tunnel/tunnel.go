@@ -125,7 +125,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error)
 	dir := opts.ShareDir
 	if dir == "" {
 		var err error
-		if dir, err = shareDir(); err != nil {
+		if dir, err = shareDir(opts.Share); err != nil {
 			opts.Logger.Debug("not sharing tunnels", "err", err)
 		}
 	}

@@ -336,7 +336,9 @@ func TestUserPeers(t *testing.T) {
 		if err := os.Chown(userCfg, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		px := w.track(startProc(t, filepath.Join(w.dir, "proxy.log"), "proxy", []string{"HOME=/"},
+		// TMPDIR: a directory nobody cannot write, so the proxy shares its
+		// session nowhere and leaves nothing in /tmp.
+		px := w.track(startProc(t, filepath.Join(w.dir, "proxy.log"), "proxy", []string{"HOME=/", "TMPDIR=" + w.dir},
 			inNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", userCfg, "18080:web.internal:8080")...))
 		if err := eventually(15*time.Second, 200*time.Millisecond, func() error {
 			if px.exited() {
