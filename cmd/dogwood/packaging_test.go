@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// The packaging files live in cmd/dogwood/packaging; these tests keep them honest:
+// the shipped config parses with the agent's own flags, the alert rules pass
+// promtool, the dashboard and rules name only metrics the code exports, and the
+// .deb installs in a fresh Debian root where systemd accepts its unit.
+
+func TestPackagedConfigParses(t *testing.T) {
+	o, err := parseAgent(t, "--config", "packaging/agent.yaml")
+	if err != nil {
+		t.Fatalf("packaging/agent.yaml: %v", err)
+	}
+	if o.GossipKeyFile != "/etc/dogwood/gossip.key" || o.DataDir != "/var/lib/dogwood" || o.APISocket != "/run/dogwood/api.sock" || o.MetricsAddr == "" {
+		t.Fatalf("packaged defaults: %+v", o)
+	}
+	// Every commented-out setting must be a real key too: uncomment them all.
+	b, _ := os.ReadFile("packaging/agent.yaml")
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if s, ok := strings.CutPrefix(l, "#"); ok && regexp.MustCompile(`^(  - |[a-z-]+:)`).MatchString(s) {
+			l = s
+		}
+		lines = append(lines, l)
+	}
+	all := filepath.Join(t.TempDir(), "all.yaml")
+	os.WriteFile(all, []byte(strings.Join(lines, "\n")), 0o600)
+	if o, err := parseAgent(t, "--config", all); err != nil || len(o.Join) != 2 || o.Advertise == "" {
+		t.Fatalf("agent.yaml with every example uncommented: %v %+v", err, o)
+	}
+}
+
+func TestAlertRulesPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("SKIP: promtool not installed (apt-get install prometheus, or make deps): alert rules not checked")
+	}
+	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = "packaging/monitoring"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func TestMonitoringNamesExportedMetrics(t *testing.T) {
+	var d struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	b, err := os.ReadFile("packaging/monitoring/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &d); err != nil || len(d.Panels) == 0 {
+		t.Fatalf("dashboard JSON: %v (%d panels)", err, len(d.Panels))
+	}
+	text := string(b)
+	rules, _ := os.ReadFile("packaging/monitoring/alerts.yml")
+	text += string(rules)
+	// The names the Go code registers (literal names, and Namespace+Subsystem+Name).
+	var src strings.Builder
+	filepath.WalkDir("../..", func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			b, _ := os.ReadFile(p)
+			src.Write(b)
+		}
+		return nil
+	})
+	code := regexp.MustCompile(`Subsystem: "(\w+)", Name: "(\w+)"`).ReplaceAllString(src.String(), `"dogwood_${1}_${2}"`)
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`dogwood_[a-z0-9_]+`).FindAllString(text, -1) {
+		names[regexp.MustCompile(`_(bucket|sum|count)$`).ReplaceAllString(m, "")] = true
+	}
+	if len(names) < 10 {
+		t.Fatalf("only %d metric names found: %v", len(names), names)
+	}
+	for n := range names {
+		if !strings.Contains(code, `"`+n+`"`) {
+			t.Errorf("dashboard or alerts use %s, which no code exports", n)
+		}
+	}
+}
+
+// TestDebInstall builds the .deb with the release script, installs it with dpkg
+// in a fresh Debian root (debootstrap, cached across runs in
+// /var/cache/dogwood-test) and checks the files, the binary and the unit
+// (systemd-analyze verify inside that root), then purges it.
+func TestDebInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a package and a Debian root")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: needs root (chroot, dpkg into a Debian root)")
+	}
+	for _, tool := range []string{"debootstrap", "dpkg-deb", "chroot"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIP: %s not installed (make deps)", tool)
+		}
+	}
+	base, err := debianRoot(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist := t.TempDir()
+	cmd := exec.Command("bash", "cmd/dogwood/packaging/dist.sh")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "DIST="+dist, "ARCHS=amd64", "VERSION=1.2.3-rc.1", "COMMIT=0123456789abcdef", "DATE=2026-01-02T03:04:05Z")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dist.sh: %v\n%s", err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(dist, "*.deb"))
+	tars, _ := filepath.Glob(filepath.Join(dist, "*.tar.gz"))
+	if len(debs) != 1 || len(tars) != 1 {
+		t.Fatalf("dist: debs %v, archives %v", debs, tars)
+	}
+
+	root := filepath.Join(t.TempDir(), "root")
+	if out, err := exec.Command("cp", "-a", base, root).CombinedOutput(); err != nil {
+		t.Fatalf("copy root: %v %s", err, out)
+	}
+	deb, _ := os.ReadFile(debs[0])
+	os.WriteFile(filepath.Join(root, "tmp/dogwood.deb"), deb, 0o644)
+	in := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("chroot", append([]string{root}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("in root: %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	in("dpkg", "-i", "/tmp/dogwood.deb")
+	if v := in("dogwood", "version"); !strings.HasPrefix(v, "dogwood 1.2.3-rc.1 (commit 0123456789ab, built 2026-01-02T03:04:05Z") {
+		t.Errorf("installed dogwood version: %q", v)
+	}
+	for path, mode := range map[string]os.FileMode{
+		"/etc/dogwood": os.ModeDir | 0o750, "/etc/dogwood/agent.yaml": 0o640, "/usr/bin/dogwood": 0o755,
+		"/usr/lib/systemd/system/dogwood.service": 0o644, "/usr/share/bash-completion/completions/dogwood": 0o644,
+		"/usr/share/doc/dogwood/copyright": 0o644, "/usr/share/doc/dogwood/monitoring/alerts.yml": 0o644,
+	} {
+		st, err := os.Stat(filepath.Join(root, path))
+		if err != nil || st.Mode() != mode {
+			t.Errorf("%s: %v, mode %v, want %v", path, err, st.Mode(), mode)
+		}
+	}
+	if conff := in("dpkg-query", "-W", "-f=${Conffiles}", "dogwood"); !strings.Contains(conff, "/etc/dogwood/agent.yaml") || !strings.Contains(conff, "/etc/default/dogwood") {
+		t.Errorf("conffiles: %q", conff)
+	}
+	// systemd-analyze verify inside the root: the unit's syntax, ExecStart's binary,
+	// and every referenced unit and directive as this Debian's systemd sees them.
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/systemd-analyze")); err != nil {
+		t.Fatalf("the Debian root has no systemd-analyze: %v", err)
+	}
+	out, err := exec.Command("chroot", root, "systemd-analyze", "verify", "dogwood.service").CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify dogwood.service: %v\n%s", err, out)
+	}
+	if sec := in("systemd-analyze", "security", "--offline=true", "--no-pager", "/usr/lib/systemd/system/dogwood.service"); !strings.Contains(sec, "Overall exposure level") {
+		t.Logf("systemd-analyze security: %s", sec)
+	} else {
+		t.Logf("systemd-analyze security: %s", lastLine(sec))
+	}
+
+	in("dpkg", "--purge", "dogwood")
+	for _, p := range []string{"/usr/bin/dogwood", "/etc/dogwood/agent.yaml", "/usr/lib/systemd/system/dogwood.service"} {
+		if _, err := os.Stat(filepath.Join(root, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after purge %s: %v", p, err)
+		}
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// debianRoot returns a minimal Debian root with systemd, made once by debootstrap
+// (about a minute, from the configured Debian mirror) and kept for later runs.
+func debianRoot(t *testing.T) (string, error) {
+	t.Helper()
+	dir := "/var/cache/dogwood-test/debian-bookworm-systemd"
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir, nil
+	}
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	mirror := "http://deb.debian.org/debian"
+	if b, err := os.ReadFile("/etc/apt/sources.list.d/debian.sources"); err == nil {
+		if m := regexp.MustCompile(`(?m)^URIs:\s*(\S+/debian)\s*$`).FindStringSubmatch(string(b)); m != nil {
+			mirror = m[1]
+		}
+	}
+	t.Logf("making a Debian root with debootstrap from %s (once; cached in %s)", mirror, dir)
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	out, err := exec.Command("debootstrap", "--variant=minbase", "--include=systemd", "bookworm", tmp, mirror).CombinedOutput()
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", errors.New("debootstrap: " + err.Error() + "\n" + lastLine(string(out)))
+	}
+	os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644)
+	return dir, os.Rename(tmp, dir)
+}
