@@ -83,6 +83,7 @@ type Gossip struct {
 	log     *slog.Logger
 	cat     *catalog.Catalog
 	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring // nil without encryption; see keyring.go
 	queue   *memberlist.TransmitLimitedQueue
 	metrics *Metrics
 	coords  *coordinate.Client
@@ -165,6 +166,7 @@ func New(cfg Config) (*Gossip, error) {
 			return nil, fmt.Errorf("gossip keyring: %w", err)
 		}
 		mc.Keyring = kr
+		g.keyring = kr
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
