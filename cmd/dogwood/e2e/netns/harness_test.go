@@ -426,6 +426,7 @@ type hostOpts struct {
 	region         string
 	gateway        bool
 	publicEndpoint string
+	extra          []string // more agent flags
 }
 
 // addHost creates host namespace hN with a veth to the underlay bridge
@@ -464,6 +465,7 @@ func (w *world) addHost(idx int, o hostOpts) *host {
 	if idx != 1 {
 		args = append(args, "--join", "198.18.0.1:7946")
 	}
+	args = append(args, o.extra...)
 	h.start(args)
 	return h
 }
