@@ -106,7 +106,9 @@ func TestInvites(t *testing.T) {
 		return code
 	}
 
+	start := time.Now()
 	code := invite("acme", "ord", "laptop", "--dns", "none")
+	t.Logf("wireguard invite through h2 (gateway h1) took %v", time.Since(start).Round(time.Millisecond))
 	t.Run("pending invitation is listed as invited on every host", func(t *testing.T) {
 		for _, h := range hosts {
 			var ps []map[string]any
@@ -123,7 +125,9 @@ func TestInvites(t *testing.T) {
 	cfg := filepath.Join(home, "laptop.conf")
 	var peerAddr string
 	t.Run("join as an unprivileged user without agent writes the config", func(t *testing.T) {
+		start := time.Now()
 		out, err := dev("wireguard", "join", code, cfg)
+		t.Logf("wireguard join (key pair, TLS redemption on the gateway, peer installed, file written) took %v", time.Since(start).Round(time.Millisecond))
 		if err != nil {
 			t.Fatalf("wireguard join as uid 65534: %v\n%s", err, out)
 		}
