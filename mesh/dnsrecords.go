@@ -107,7 +107,7 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 		return nil, dnsInvalid(err)
 	}
 	if rec.Type == "ALIAS" || (rec.Type == "CNAME" && catalog.InZone(rec.Value)) {
-		if err := checkTarget(snap, nv, existing, &rec); err != nil {
+		if err := checkTarget(nv, existing, &rec); err != nil {
 			return nil, err
 		}
 	}
@@ -158,7 +158,7 @@ func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key 
 
 // checkTarget refuses an ALIAS whose target does not exist in the network, and an
 // ALIAS or in-zone CNAME that would close a loop.
-func checkTarget(snap *catalog.Snapshot, nv *catalog.NetworkView, existing []*catalog.DNSRecord, rec *catalog.DNSRecord) error {
+func checkTarget(nv *catalog.NetworkView, existing []*catalog.DNSRecord, rec *catalog.DNSRecord) error {
 	chain := func(name string) string { // the ALIAS or CNAME target of a custom name, if any
 		for _, e := range existing {
 			if e.Name == name && (e.Type == "ALIAS" || e.Type == "CNAME") {
