@@ -20,7 +20,7 @@ import (
 func inviteCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "invite",
-		Usage:     "issue a single-use code a developer redeems with `dogwood wireguard join` (no root, no agent on the laptop)",
+		Usage:     "issue a single-use code a developer redeems with \"dogwood wireguard join\" (no root, no agent on the laptop)",
 		ArgsUsage: "[ORG] [REGION] [NAME]",
 		Description: `Runs on any host with an agent. The code names the nearest gateway (in REGION if
 given) and pins its TLS certificate; the developer's laptop redeems it there with
@@ -142,7 +142,7 @@ Examples:
   dogwood wireguard join dwinv1_… laptop.conf && sudo wg-quick up ./laptop.conf
   dogwood wireguard join "$CODE" ~/wg/acme.conf --dns split
   dogwood dig --config laptop.conf web.internal`,
-		Flags:        []cli.Flag{&cli.StringFlag{Name: "dns", Usage: "`MODE` full, split or none (default: the invitation's)"}, jsonObjectFlag},
+		Flags:        []cli.Flag{&cli.StringFlag{Name: "dns", Usage: "`MODE`: full, split or none (default: the invitation's)"}, jsonObjectFlag},
 		OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 2, "CODE [FILE]")

@@ -64,14 +64,19 @@ func wireguardCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "wireguard",
 		Usage: "developer tunnels: WireGuard peers that put a laptop inside an org's network",
-		Description: `Examples:
-  dogwood wireguard create acme ord laptop laptop.conf
+		Description: `A developer's tunnel starts with an invitation: no root on any server, and the
+private key exists only on the laptop.
+
+Examples:
+  dogwood wireguard invite acme ord alice-laptop     # on a host; then, on the laptop:
+  dogwood wireguard join dwinv1_… alice.conf
   dogwood wireguard list acme
-  dogwood wireguard status acme laptop
-  dogwood wireguard remove acme laptop
-  dogwood wireguard invite acme ord alice-laptop     # then, on the laptop:
-  dogwood wireguard join dwinv1_… alice.conf`,
+  dogwood wireguard status acme alice-laptop
+  dogwood wireguard remove acme alice-laptop
+  dogwood wireguard create acme ord ci-runner ci.conf`,
 		Subcommands: []*cli.Command{
+			inviteCommand(e),
+			joinCommand(e),
 			{
 				Name:      "create",
 				Usage:     "create a peer and write its WireGuard config (the key pair is made here; only the public key goes to the agent)",
@@ -118,10 +123,8 @@ Examples:
 					return createPeer(c.Context, c, e, org, region, name, file)
 				},
 			},
-			inviteCommand(e),
-			joinCommand(e),
 			{
-				Name: "list", Usage: "list peers with their gateways and last handshakes", ArgsUsage: "[ORG]",
+				Name: "list", Usage: "list peers (with gateways and last handshakes) and pending invitations", ArgsUsage: "[ORG]",
 				Description: "Pending invitations show with state invited.\n\nExamples:\n  dogwood wireguard list\n  dogwood wireguard list acme --json",
 				Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
