@@ -25,6 +25,12 @@ type Pool struct {
 // NewPool returns a budget of max connections (max <= 0: unlimited).
 func NewPool(max int) *Pool { return &Pool{max: max} }
 
+// Take reserves one connection; false when the budget is spent.
+func (p *Pool) Take() bool { return p.take() }
+
+// Release returns a connection reserved with Take.
+func (p *Pool) Release() { p.release() }
+
 func (p *Pool) take() bool {
 	if p.max <= 0 {
 		p.active.Add(1)

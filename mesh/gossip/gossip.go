@@ -188,7 +188,7 @@ func New(cfg Config) (*Gossip, error) {
 				mc.AdvertisePort = mc.BindPort
 			}
 		}
-		tr = nt
+		tr = newStreamLimiter(nt, maxStreams, maxStreamsPerSource, func() { g.drop("stream_cap", nil) })
 	}
 	mc.Transport = &watchedTransport{Transport: tr, unreachable: g.onSuspect}
 	// Records travel by direct push, so memberlist's own gossip can stay at its

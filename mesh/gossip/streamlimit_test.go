@@ -1,0 +1,63 @@
+package gossip
+
+import (
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+func TestStreamLimiter(t *testing.T) {
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var drops atomic.Int32
+	l := newStreamLimiter(nt, 3, 2, func() { drops.Add(1) })
+	defer l.Shutdown()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(nt.GetAutoBindPort()))
+	dial := func(src string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return closed{} // reset already: the limiter was quicker than the handshake
+		}
+		return c
+	}
+	var got []net.Conn
+	recv := func(want bool) {
+		t.Helper()
+		select {
+		case c := <-l.StreamCh():
+			if !want {
+				t.Fatal("a stream over the cap was delivered")
+			}
+			got = append(got, c)
+		case <-time.After(300 * time.Millisecond):
+			if want {
+				t.Fatal("a stream within the cap was not delivered")
+			}
+		}
+	}
+	for i := 0; i < 3; i++ {
+		defer dial("127.0.0.2").Close()
+		recv(i < 2) // per source: 2
+	}
+	defer dial("127.0.0.3").Close()
+	recv(true) // another source: total 3
+	defer dial("127.0.0.4").Close()
+	recv(false) // total cap
+	if drops.Load() != 2 {
+		t.Errorf("dropped %d, want 2", drops.Load())
+	}
+	got[0].Close() // frees a slot of 127.0.0.2 and of the total
+	defer dial("127.0.0.2").Close()
+	recv(true)
+}
+
+type closed struct{ net.Conn }
+
+func (closed) Close() error { return nil }
