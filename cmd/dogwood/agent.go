@@ -248,7 +248,12 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		closeNode(true)
 		return fmt.Errorf("API socket: %w", err)
 	}
-	servers := []*http.Server{api.NewHTTPServer(srv.Handler(), api.UnixLimits(), logger)}
+	kr := &keyring{node: node, keyFile: o.GossipKeyFile, log: logger.With("component", "gossip")}
+	kr.register()
+	doc := &doctor{opts: o, node: node, dp: dp, dns: dnsSrv}
+	doc.register()
+	local := localRoutes(srv.Handler(), map[string]http.HandlerFunc{"POST /v1/keyring": kr.serveHTTP, "GET /v1/doctor": doc.serveHTTP})
+	servers := []*http.Server{api.NewHTTPServer(local, api.UnixLimits(), logger)}
 	listeners := []net.Listener{ln}
 	if o.APIListen != "" {
 		tok, err := os.ReadFile(o.APITokenFile)

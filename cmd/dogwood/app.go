@@ -108,6 +108,8 @@ Examples:
 			agentCommand(e),
 			keygenCommand(e),
 			membersCommand(e),
+			keyringCommand(e),
+			doctorCommand(e),
 			statusCommand(e),
 			orgsCommand(e),
 			networksCommand(e),

@@ -164,11 +164,21 @@ log-format: json
 		}
 	}()
 
-	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-	buf := make([]byte, 256)
-	n, err := nc.Read(buf)
-	if err != nil || string(buf[:n]) != "READY=1" {
-		t.Fatalf("sd_notify: %q, %v\n%s", buf[:n], err, logs.String())
+	notified := make(chan string, 1)
+	go func() {
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 256)
+		n, err := nc.Read(buf)
+		notified <- fmt.Sprintf("%s%v", buf[:n], err)
+	}()
+	select {
+	case got := <-notified:
+		if got != "READY=1<nil>" {
+			t.Fatalf("sd_notify: %q\n%s", got, logs.String())
+		}
+	case err := <-done:
+		done <- err // for the deferred check
+		t.Fatalf("agent exited before READY=1: %v\n%s", err, logs.String())
 	}
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + metrics + path)

@@ -251,9 +251,11 @@ func (g *Gossip) onLeave(n *memberlist.Node) {
 	}
 	g.cat.SetStatus(n.Name, status)
 	g.metrics.events.WithLabelValues(status).Inc()
-	if status == catalog.StatusLeft {
+	switch {
+	case n.Name == g.cfg.Name: // our own leave: the agent logs it
+	case status == catalog.StatusLeft:
 		g.log.Info("member left", "member", n.Name, "addr", n.Address())
-	} else {
+	default:
 		g.log.Info("member failed", "member", n.Name, "addr", n.Address())
 	}
 	g.memberChanged()

@@ -1,0 +1,483 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/miekg/dns"
+	"github.com/urfave/cli/v2"
+	"github.com/vishvananda/netlink"
+
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/peers/filter"
+)
+
+// `dogwood doctor` asks the local agent to check itself and its host: the agent
+// knows its settings, listeners, members and WireGuard peers, so every check runs
+// there (GET /v1/doctor on the unix socket) and the CLI prints the list. Each
+// check says pass, warn or fail and, unless it passed, the next step.
+
+type doctorCheck struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // pass, warn, fail
+	Detail string `json:"detail"`
+	Next   string `json:"next,omitempty"`
+}
+
+const (
+	checkPass = "pass"
+	checkWarn = "warn"
+	checkFail = "fail"
+	// staleHandshake is WireGuard's REJECT_AFTER_TIME: a session older than this
+	// carries no traffic, and warm host tunnels re-handshake well within it.
+	staleHandshake = 180 * time.Second
+	// opTime answers a member's clock for the skew check.
+	opTime = "doctor.time"
+)
+
+func doctorCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "doctor",
+		Usage: "check this host and its agent: pass/warn/fail with the next step for each",
+		Description: `Checks the gossip key file's mode, the data dir, the listeners, every member's
+gossip port, the WireGuard interface and a fresh handshake with every live host, the
+DNS listeners, the upstream resolvers, clock skew against the other members, the
+nftables table and the MTU on the underlay path. Exit status 1 if any check fails.
+
+Example:
+  dogwood doctor
+  dogwood doctor --json | jq '.[] | select(.status != "pass")'`,
+		Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print a JSON array of checks"}},
+		OnUsageError: usageHook,
+		Action: func(c *cli.Context) error {
+			if _, err := args(c, 0, 0, "[--json]"); err != nil {
+				return err
+			}
+			var checks []doctorCheck
+			if err := client(c).Do(c.Context, "GET", "/v1/doctor", nil, &checks); err != nil {
+				checks = []doctorCheck{{Name: "agent", Status: checkFail,
+					Detail: fmt.Sprintf("cannot ask the agent at %s: %v", c.String("agent"), err),
+					Next:   "is it running? systemctl status dogwood; journalctl -u dogwood -n 50 (or pass --agent PATH)"}}
+			}
+			failed := 0
+			for _, ch := range checks {
+				if ch.Status == checkFail {
+					failed++
+				}
+			}
+			if c.Bool("json") {
+				if err := printJSON(e.stdout, checks); err != nil {
+					return err
+				}
+			} else {
+				printDoctor(e, checks)
+			}
+			if failed > 0 {
+				return fmt.Errorf("doctor: %d of %d checks failed", failed, len(checks))
+			}
+			return nil
+		},
+	}
+}
+
+func printDoctor(e *env, checks []doctorCheck) {
+	mark := map[string]string{checkPass: "PASS", checkWarn: "WARN", checkFail: "FAIL"}
+	counts := map[string]int{}
+	for _, c := range checks {
+		counts[c.Status]++
+		fmt.Fprintf(e.stdout, "%-4s  %-22s %s\n", mark[c.Status], c.Name, c.Detail)
+		if c.Next != "" && c.Status != checkPass {
+			fmt.Fprintf(e.stdout, "      %-22s → %s\n", "", c.Next)
+		}
+	}
+	fmt.Fprintf(e.stdout, "%d passed, %d warnings, %d failed\n", counts[checkPass], counts[checkWarn], counts[checkFail])
+}
+
+// doctor runs the checks inside the agent.
+type doctor struct {
+	opts agentOptions
+	node *mesh.Node
+	dp   *dataPlane
+	dns  *dnsService
+}
+
+func (d *doctor) register() {
+	d.node.Gossip().Handle(opTime, func(context.Context, string, json.RawMessage) (any, error) {
+		return time.Now().UTC(), nil
+	})
+}
+
+func (d *doctor) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(d.run(ctx))
+}
+
+// run executes the checks concurrently (each is bounded by a timeout) and returns
+// them in a fixed order.
+func (d *doctor) run(ctx context.Context) []doctorCheck {
+	groups := []func(context.Context) []doctorCheck{
+		d.keyFile, d.dataDir, d.listeners, d.members, d.wireguard, d.dnsListeners, d.upstreams, d.clock, d.nftables, d.mtu,
+	}
+	res := make([][]doctorCheck, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = g(ctx)
+		}()
+	}
+	wg.Wait()
+	var out []doctorCheck
+	for _, r := range res {
+		out = append(out, r...)
+	}
+	return out
+}
+
+func pass(name, detail string) doctorCheck {
+	return doctorCheck{Name: name, Status: checkPass, Detail: detail}
+}
+
+func warn(name, detail, next string) doctorCheck {
+	return doctorCheck{Name: name, Status: checkWarn, Detail: detail, Next: next}
+}
+
+func fail(name, detail, next string) doctorCheck {
+	return doctorCheck{Name: name, Status: checkFail, Detail: detail, Next: next}
+}
+
+func (d *doctor) keyFile(context.Context) []doctorCheck {
+	const name = "gossip key file"
+	f := d.opts.GossipKeyFile
+	if f == "" {
+		return []doctorCheck{warn(name, "gossip is not encrypted (--insecure-no-gossip-key)",
+			"dogwood keygen > /etc/dogwood/gossip.key on one host, copy it to all, set gossip-key-file and restart (rolling)")}
+	}
+	st, err := os.Stat(f)
+	if err != nil {
+		return []doctorCheck{fail(name, err.Error(), "restore the file: without it the agent cannot restart")}
+	}
+	if m := st.Mode().Perm(); m&0o077 != 0 {
+		return []doctorCheck{fail(name, fmt.Sprintf("%s has mode %04o: other users can read the cluster's key", f, m),
+			fmt.Sprintf("chmod 600 %s (and rotate the key with `dogwood keyring` if others may have read it)", f))}
+	}
+	keys, err := d.node.Gossip().Keys()
+	if err != nil {
+		return []doctorCheck{warn(name, err.Error(), "")}
+	}
+	return []doctorCheck{pass(name, fmt.Sprintf("%s, mode %04o, %d key(s)", f, st.Mode().Perm(), len(keys)))}
+}
+
+func (d *doctor) dataDir(context.Context) []doctorCheck {
+	const name = "data dir"
+	st, err := os.Stat(d.opts.DataDir)
+	if err != nil {
+		return []doctorCheck{fail(name, err.Error(), "the agent keeps its identity and WireGuard key there; restore it from `dogwood backup`")}
+	}
+	if m := st.Mode().Perm(); m&0o077 != 0 {
+		return []doctorCheck{warn(name, fmt.Sprintf("%s has mode %04o; it holds the WireGuard private key", d.opts.DataDir, m),
+			"chmod 700 "+d.opts.DataDir)}
+	}
+	return []doctorCheck{pass(name, fmt.Sprintf("%s, mode %04o", d.opts.DataDir, st.Mode().Perm()))}
+}
+
+// listeners checks what this agent should be listening on.
+func (d *doctor) listeners(ctx context.Context) []doctorCheck {
+	var out []doctorCheck
+	g := d.opts.GossipAddr
+	if ap, err := netip.ParseAddrPort(g); err == nil && ap.Addr().IsUnspecified() {
+		g = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port()).String()
+	}
+	if err := dialTCP(ctx, g); err != nil {
+		out = append(out, fail("gossip port", fmt.Sprintf("TCP %s: %v", g, err), "another process may hold the port; ss -ltnup | grep "+portOf(d.opts.GossipAddr)))
+	} else {
+		out = append(out, pass("gossip port", "listening on "+d.opts.GossipAddr+" (UDP and TCP)"))
+	}
+	if st, err := os.Stat(d.opts.APISocket); err != nil {
+		out = append(out, fail("API socket", err.Error(), "the agent creates it at start; is --api-socket's directory writable?"))
+	} else if st.Mode().Perm()&0o077 != 0 {
+		out = append(out, fail("API socket", fmt.Sprintf("%s has mode %04o", d.opts.APISocket, st.Mode().Perm()), "chmod 600 "+d.opts.APISocket))
+	} else {
+		out = append(out, pass("API socket", d.opts.APISocket+", mode 0600"))
+	}
+	return out
+}
+
+// members checks every other host: gossip status, and a TCP connection to its
+// gossip port (memberlist's push/pull and our RPCs ride TCP).
+func (d *doctor) members(ctx context.Context) []doctorCheck {
+	var out []doctorCheck
+	for _, m := range d.node.Members() {
+		if m.Name == d.node.Name() {
+			continue
+		}
+		name := "member " + m.Name
+		switch m.Status {
+		case catalog.StatusLeft:
+			out = append(out, warn(name, "left the cluster: its agent was stopped",
+				fmt.Sprintf("start it again (systemctl start dogwood on %s), or if it is gone for good: dogwood members remove %s", m.Name, m.Name)))
+		case catalog.StatusFailed:
+			out = append(out, fail(name, fmt.Sprintf("failed: no answer on gossip %s", m.Addr),
+				fmt.Sprintf("on %s: systemctl status dogwood; between the hosts open %s/udp and /tcp; gone for good? dogwood members remove %s", m.Name, portOf(m.Addr), m.Name)))
+		default:
+			if err := dialTCP(ctx, m.Addr); err != nil {
+				out = append(out, fail(name, fmt.Sprintf("%s, but TCP to its gossip port %s fails: %v", m.Status, m.Addr, err),
+					fmt.Sprintf("open %s/tcp from this host to %s", portOf(m.Addr), m.Name)))
+			} else if m.Status == catalog.StatusSuspect {
+				out = append(out, warn(name, "suspect: probes to it are failing", "packet loss on the gossip port, or the host is overloaded"))
+			} else {
+				out = append(out, pass(name, "alive, gossip TCP "+m.Addr+" reachable"))
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, warn("members", "no other member", "add join addresses (join: in the config file) if this host should have peers"))
+	}
+	return out
+}
+
+// wireguard checks the interface and a fresh handshake with every live host.
+func (d *doctor) wireguard(context.Context) []doctorCheck {
+	if d.dp.dp == nil {
+		return []doctorCheck{pass("wireguard", "off (--wireguard off)")}
+	}
+	var out []doctorCheck
+	ifc, err := net.InterfaceByName(d.opts.WGInterface)
+	switch {
+	case err != nil:
+		return []doctorCheck{fail("wireguard interface", err.Error(), "journalctl -u dogwood: the agent could not create "+d.opts.WGInterface)}
+	case ifc.Flags&net.FlagUp == 0:
+		out = append(out, fail("wireguard interface", d.opts.WGInterface+" is down", "ip link set "+d.opts.WGInterface+" up, then restart the agent"))
+	default:
+		out = append(out, pass("wireguard interface", fmt.Sprintf("%s up, MTU %d", d.opts.WGInterface, ifc.MTU)))
+	}
+	if err := d.dp.lastApplyErr(); err != nil {
+		out = append(out, fail("wireguard apply", err.Error(), "journalctl -u dogwood shows the failing stage"))
+	}
+	st, err := d.dp.dp.Status()
+	if err != nil {
+		return append(out, fail("wireguard peers", err.Error(), "wg show "+d.opts.WGInterface))
+	}
+	byKey := map[string]int{}
+	for i, p := range st.Peers {
+		byKey[p.PublicKey] = i
+	}
+	now := time.Now()
+	for _, m := range d.node.Members() {
+		if m.Name == d.node.Name() || !catalog.Live(m.Status) || m.PublicKey == "" {
+			continue
+		}
+		name := "handshake " + m.Name
+		i, ok := byKey[m.PublicKey]
+		if !ok {
+			out = append(out, fail(name, "not a WireGuard peer of this host", "the reconcile has not added it: journalctl -u dogwood"))
+			continue
+		}
+		p := st.Peers[i]
+		wgPort := portOf(p.Endpoint)
+		switch {
+		case p.LastHandshake == nil:
+			out = append(out, fail(name, fmt.Sprintf("never completed a handshake with %s (gossip reaches it)", p.Endpoint),
+				fmt.Sprintf("WireGuard UDP is blocked between the hosts: open %s/udp both ways to %s", wgPort, p.Endpoint)))
+		case now.Sub(*p.LastHandshake) > staleHandshake:
+			out = append(out, fail(name, fmt.Sprintf("last handshake %s ago with %s (gossip reaches it)", now.Sub(*p.LastHandshake).Round(time.Second), p.Endpoint),
+				fmt.Sprintf("WireGuard UDP is blocked between the hosts: open %s/udp both ways to %s", wgPort, p.Endpoint)))
+		default:
+			out = append(out, pass(name, fmt.Sprintf("%s ago via %s", now.Sub(*p.LastHandshake).Round(time.Second), p.Endpoint)))
+		}
+	}
+	return out
+}
+
+func (d *doctor) dnsListeners(ctx context.Context) []doctorCheck {
+	var out []doctorCheck
+	for _, a := range d.dns.srv.Addrs() {
+		if err := probeDNS(ctx, a); err != nil {
+			out = append(out, fail("dns "+a.String(), err.Error(), "journalctl -u dogwood | grep dns; another resolver may hold the port: ss -lunp | grep :"+fmt.Sprint(a.Port())))
+		} else {
+			out = append(out, pass("dns "+a.String(), "answers"))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, fail("dns", "no DNS listener", "set dns-listen, or enable WireGuard (fdaa::3)"))
+	}
+	return out
+}
+
+// upstreams asks each upstream resolver for the root's NS records.
+func (d *doctor) upstreams(ctx context.Context) []doctorCheck {
+	ups := d.opts.UpstreamDNS
+	if len(ups) == 0 {
+		if cfg, err := dns.ClientConfigFromFile(d.opts.ResolvConf); err == nil {
+			for _, s := range cfg.Servers {
+				ups = append(ups, net.JoinHostPort(s, cfg.Port))
+			}
+		}
+	}
+	if len(ups) == 0 {
+		return []doctorCheck{warn("upstream dns", "none configured: names outside .internal do not resolve", "set upstream-dns, or nameserver lines in "+d.opts.ResolvConf)}
+	}
+	var out []doctorCheck
+	for _, u := range ups {
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			u = net.JoinHostPort(u, "53")
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(".", dns.TypeNS)
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, _, err := (&dns.Client{Timeout: 2 * time.Second}).ExchangeContext(cctx, m, u)
+		cancel()
+		if err != nil {
+			out = append(out, warn("upstream "+u, err.Error(), "names outside .internal fail or wait for the next upstream; check routing and firewall to "+u))
+		} else {
+			out = append(out, pass("upstream "+u, "answers"))
+		}
+	}
+	return out
+}
+
+// clock compares the wall clock with every live member's (half the round trip
+// is the error bar). Peer expiry and invitation lifetimes use wall time.
+func (d *doctor) clock(ctx context.Context) []doctorCheck {
+	worst, worstHost, asked := 0.0, "", 0
+	var errs []string
+	for _, m := range d.node.Members() {
+		if m.Name == d.node.Name() || !catalog.Live(m.Status) {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		t0 := time.Now()
+		var theirs time.Time
+		err := d.node.Gossip().Call(cctx, m.Name, opTime, nil, &theirs)
+		t1 := time.Now()
+		cancel()
+		if err != nil {
+			errs = append(errs, m.Name+": "+err.Error())
+			continue
+		}
+		asked++
+		skew := theirs.Sub(t0.Add(t1.Sub(t0) / 2)).Seconds()
+		if math.Abs(skew) > math.Abs(worst) {
+			worst, worstHost = skew, m.Name
+		}
+	}
+	switch {
+	case asked == 0 && len(errs) == 0:
+		return []doctorCheck{pass("clock skew", "no other live member to compare with")}
+	case asked == 0:
+		return []doctorCheck{warn("clock skew", "no member answered: "+strings.Join(errs, "; "), "see the member checks")}
+	case math.Abs(worst) > 5:
+		return []doctorCheck{fail("clock skew", fmt.Sprintf("%s is %+.1fs off this host", worstHost, worst), "run NTP on every host (timedatectl set-ntp true): peer and invitation expiry use wall time")}
+	case math.Abs(worst) > 1:
+		return []doctorCheck{warn("clock skew", fmt.Sprintf("%s is %+.1fs off this host", worstHost, worst), "run NTP on every host (timedatectl set-ntp true)")}
+	}
+	return []doctorCheck{pass("clock skew", fmt.Sprintf("within %.0f ms of %d members", math.Abs(worst)*1000, asked))}
+}
+
+func (d *doctor) nftables(context.Context) []doctorCheck {
+	const name = "nftables"
+	if d.dp.dp == nil {
+		return []doctorCheck{pass(name, "not used (--wireguard off)")}
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return []doctorCheck{fail(name, err.Error(), "")}
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return []doctorCheck{fail(name, err.Error(), "is nf_tables available? modprobe nf_tables")}
+	}
+	for _, t := range tables {
+		if t.Name == filter.DefaultTable {
+			return []doctorCheck{pass(name, "table inet "+filter.DefaultTable+" present")}
+		}
+	}
+	return []doctorCheck{fail(name, "table inet "+filter.DefaultTable+" missing: tenant isolation is off",
+		"something flushed the ruleset (nft flush ruleset, a firewall reload); the next reconcile restores it: systemctl restart dogwood")}
+}
+
+// mtu checks that WireGuard's packets fit the underlay path to every host: the
+// interface MTU plus WireGuard's overhead (80 bytes over IPv6, 60 over IPv4) must
+// not exceed the MTU of the interface the route to the host's endpoint uses.
+func (d *doctor) mtu(context.Context) []doctorCheck {
+	if d.dp.dp == nil {
+		return nil
+	}
+	ifc, err := net.InterfaceByName(d.opts.WGInterface)
+	if err != nil {
+		return nil // the wireguard check reports it
+	}
+	st, err := d.dp.dp.Status()
+	if err != nil {
+		return nil
+	}
+	var bad []string
+	checked := 0
+	for _, p := range st.Peers {
+		if p.Kind != "host" || p.Endpoint == "" {
+			continue
+		}
+		ep, err := netip.ParseAddrPort(p.Endpoint)
+		if err != nil {
+			continue
+		}
+		routes, err := netlink.RouteGet(ep.Addr().AsSlice())
+		if err != nil || len(routes) == 0 {
+			continue
+		}
+		link, err := netlink.LinkByIndex(routes[0].LinkIndex)
+		if err != nil {
+			continue
+		}
+		overhead := 60
+		if ep.Addr().Is6() && !ep.Addr().Is4In6() {
+			overhead = 80
+		}
+		checked++
+		if under := link.Attrs().MTU; ifc.MTU+overhead > under {
+			bad = append(bad, fmt.Sprintf("%s via %s (MTU %d)", p.Name, link.Attrs().Name, under))
+		}
+	}
+	sort.Strings(bad)
+	if len(bad) > 0 {
+		return []doctorCheck{warn("mtu", fmt.Sprintf("%s MTU %d plus WireGuard overhead exceeds the path to %s: large packets fragment or drop",
+			d.opts.WGInterface, ifc.MTU, strings.Join(bad, ", ")), "lower the WireGuard MTU or raise the underlay MTU")}
+	}
+	if checked == 0 {
+		return []doctorCheck{pass("mtu", "no host endpoints to check")}
+	}
+	return []doctorCheck{pass("mtu", fmt.Sprintf("%s MTU %d fits the underlay path to %d hosts", d.opts.WGInterface, ifc.MTU, checked))}
+}
+
+func dialTCP(ctx context.Context, addr string) error {
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func portOf(hostport string) string {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "?"
+	}
+	return p
+}
