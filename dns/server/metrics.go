@@ -70,6 +70,11 @@ func typeLabel(t uint16) string {
 }
 
 func rcodeLabel(rc int) string {
+	// 16 is BADSIG only inside TSIG records; as a response code (the extended rcode
+	// of an OPT record, which is how a server answers) it is BADVERS (RFC 6891).
+	if rc == dns.RcodeBadVers {
+		return "BADVERS"
+	}
 	if s, ok := dns.RcodeToString[rc]; ok {
 		return s
 	}

@@ -793,3 +793,46 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
+
+func TestRcodeLabels(t *testing.T) {
+	for rc, want := range map[int]string{0: "NOERROR", 3: "NXDOMAIN", 5: "REFUSED", 16: "BADVERS", 4000: "4000"} {
+		if got := rcodeLabel(rc); got != want {
+			t.Errorf("rcodeLabel(%d) = %s, want %s", rc, got, want)
+		}
+	}
+}
+
+// TestTCPConnectionCaps: one source holding idle TCP connections gets at most
+// MaxTCPPerSource of them; another source is still answered over TCP.
+func TestTCPConnectionCaps(t *testing.T) {
+	e := start(t, func(c *Config) { c.MaxTCPPerSource = 2 })
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	open := 0
+	for i := 0; i < 4; i++ {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+		c, err := d.Dial("tcp", e.addr)
+		if err != nil {
+			continue // reset during the handshake: refused
+		}
+		held = append(held, c)
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				open++
+			}
+		}
+	}
+	if open != 2 {
+		t.Errorf("one source kept %d idle connections, want 2", open)
+	}
+	c := &dns.Client{Net: "tcp", Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}, Timeout: time.Second}
+	r, _, err := c.Exchange(msg("web.internal", dns.TypeAAAA, 1232, ecsOpt("fdaa:0:18::/48")), e.addr)
+	if err != nil || len(r.Answer) != 3 {
+		t.Fatalf("another source over TCP: %v %v", r, err)
+	}
+}
