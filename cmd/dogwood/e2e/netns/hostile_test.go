@@ -152,6 +152,28 @@ func TestHostileTenant(t *testing.T) {
 	})
 	step("boundary probed")
 
+	t.Run("validation at the door", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			msg  string
+		}{
+			{[]string{"wireguard", "create", "acme", "ord", "evil", filepath.Join(w.dir, "evil.conf"), "--public-key", h2.pubKey}, "WireGuard key of host h2"},
+			{[]string{"wireguard", "create", "acme", "ord", "evil", filepath.Join(w.dir, "evil2.conf"), "--public-key", h1.pubKey}, "WireGuard key of host h1"},
+			{[]string{"apps", "create", "vms", "--org", "acme"}, "reserved"},
+			{[]string{"apps", "create", "all", "--org", "acme"}, "reserved"},
+		} {
+			out, err := w.try(h2, tc.args...)
+			if err == nil || !strings.Contains(out, tc.msg) {
+				t.Errorf("dogwood %s: %v %q, want a refusal saying %q", strings.Join(tc.args, " "), err, out, tc.msg)
+			}
+		}
+		var peers []struct{ Name string }
+		w.cliJSON(h1, &peers, "wireguard", "list", "acme")
+		if len(peers) != 1 {
+			t.Errorf("refused peers were allocated: %+v", peers)
+		}
+	})
+
 	t.Run("connection flood", func(t *testing.T) {
 		// A hostile underlay neighbour on the hosts' bridge.
 		atk := w.netns("atk")
