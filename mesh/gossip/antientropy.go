@@ -1,17 +1,44 @@
 package gossip
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"math/rand"
 	"time"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip/proto"
 )
 
-// recordBatch bounds one records message so no single TCP message grows with the
-// catalog.
-const recordBatch = 500
+// Anti-entropy over the network: the exchange itself is proto.AntiEntropy; this file
+// runs its periodic round, carries its messages over memberlist, and applies the
+// records it repairs. Every interval a host sends its catalog digest (8 bytes) to one
+// random member; only when digests differ do they exchange bucket digests, then leaf
+// digests, then the headers of differing leaves, then just the records that differ.
+// Idle cost is constant whatever the catalog and fleet size; a host that was away
+// catches up by receiving what it missed.
+
+// Wire forms: each proto message with who sent it.
+type (
+	aeRoot struct {
+		origin
+		*proto.AERoot
+	}
+	aeBuckets struct {
+		origin
+		*proto.AEBuckets
+	}
+	aeSubs struct {
+		origin
+		*proto.AESubs
+	}
+	aeHeaders struct {
+		origin
+		*proto.AEHeaders
+	}
+	aeWant struct {
+		origin
+		*proto.AEWant
+	}
+)
 
 func (g *Gossip) aeLoop() {
 	defer g.wg.Done()
@@ -31,131 +58,55 @@ func (g *Gossip) aeLoop() {
 	}
 }
 
-// aeDedupe is how long an exchange with one peer suppresses another: a rejoining
-// host triggers several (join event, push/pull, the periodic loop) and each would
-// resend the same missing records.
-const aeDedupe = 2 * time.Second
-
 // startAE opens an exchange with one member by sending our root digest.
 func (g *Gossip) startAE(name string) {
 	if g.closed.Load() {
 		return
 	}
-	g.mu.Lock()
-	if t, ok := g.aeStarted[name]; ok && time.Since(t) < aeDedupe {
-		g.mu.Unlock()
-		return
+	g.aeMu.Lock()
+	if g.ae.Start(time.Now(), name) {
+		g.metrics.aeRounds.Inc()
 	}
-	g.aeStarted[name] = time.Now()
-	g.mu.Unlock()
-	root, _ := g.cat.Digest()
-	g.metrics.aeRounds.Inc()
-	_ = g.sendTo(name, msgAERoot, aeRoot{origin: g.origin(), Root: root})
+	out := g.ae.Outbox()
+	g.aeMu.Unlock()
+	g.sendAE(out)
 }
 
-func (g *Gossip) onAERoot(m aeRoot) {
-	root, buckets := g.cat.Digest()
-	if root == m.Root || m.From == g.cfg.Name {
-		return
+// onAE hands one received message to the exchange and sends what it answers.
+func (g *Gossip) onAE(from string, m any) {
+	g.aeMu.Lock()
+	err := g.ae.Receive(from, m)
+	out := g.ae.Outbox()
+	g.aeMu.Unlock()
+	if err != nil {
+		g.drop("malformed", err)
 	}
-	_ = g.sendTo(m.From, msgAEBuckets, aeBuckets{origin: g.origin(), Buckets: buckets})
+	g.sendAE(out)
 }
 
-func (g *Gossip) onAEBuckets(m aeBuckets) {
-	_, mine := g.cat.Digest()
-	var diff []int
-	for i := range mine {
-		if mine[i] != m.Buckets[i] {
-			diff = append(diff, i)
-		}
-	}
-	if len(diff) == 0 {
-		return
-	}
-	subs := g.cat.SubDigests(diff)
-	enc := make([][]byte, len(subs))
-	for i, s := range subs {
-		enc[i] = make([]byte, 8*len(s))
-		for j, v := range s {
-			binary.BigEndian.PutUint64(enc[i][8*j:], v)
-		}
-	}
-	_ = g.sendTo(m.From, msgAESubs, aeSubs{origin: g.origin(), Buckets: diff, Subs: enc})
-}
-
-// onAESubs narrows differing buckets to differing leaves and sends our headers there.
-func (g *Gossip) onAESubs(m aeSubs) {
-	if len(m.Subs) != len(m.Buckets) {
-		g.drop("malformed", nil)
-		return
-	}
-	mine := g.cat.SubDigests(m.Buckets)
-	var leaves []int
-	for i, b := range m.Buckets {
-		if b < 0 || b >= catalog.Buckets || len(m.Subs[i]) != 8*catalog.SubBuckets {
-			g.drop("malformed", nil)
-			return
-		}
-		for j := 0; j < catalog.SubBuckets; j++ {
-			if binary.BigEndian.Uint64(m.Subs[i][8*j:]) != mine[i][j] {
-				leaves = append(leaves, b*catalog.SubBuckets+j)
+func (g *Gossip) sendAE(out []proto.AESend) {
+	o := g.origin()
+	for _, s := range out {
+		var err error
+		switch m := s.Msg.(type) {
+		case *proto.AERoot:
+			err = g.sendTo(s.To, msgAERoot, aeRoot{o, m})
+		case *proto.AEBuckets:
+			err = g.sendTo(s.To, msgAEBuckets, aeBuckets{o, m})
+		case *proto.AESubs:
+			err = g.sendTo(s.To, msgAESubs, aeSubs{o, m})
+		case *proto.AEHeaders:
+			err = g.sendTo(s.To, msgAEHeaders, aeHeaders{o, m})
+		case *proto.AEWant:
+			err = g.sendTo(s.To, msgAEWant, aeWant{o, m})
+		case *proto.AERecords:
+			if err = g.sendTo(s.To, msgRecords, m.Records); err == nil {
+				g.metrics.aeRecords.Add(float64(len(m.Records)))
 			}
 		}
-	}
-	if len(leaves) == 0 {
-		return
-	}
-	_ = g.sendTo(m.From, msgAEHeaders, aeHeaders{origin: g.origin(), Leaves: leaves, Headers: g.cat.LeafHeaders(leaves)})
-}
-
-// onAEHeaders finishes the comparison: we know both sides' headers for the differing
-// buckets, so we send what we have that wins and ask for what they have that wins.
-func (g *Gossip) onAEHeaders(m aeHeaders) {
-	mine := map[catalog.ID]catalog.Header{}
-	for _, h := range g.cat.LeafHeaders(m.Leaves) {
-		mine[h.ID()] = h
-	}
-	var want, give []catalog.ID
-	for _, th := range m.Headers {
-		if !th.Kind.Valid() {
-			g.drop("invalid_header", nil)
-			continue
+		if err != nil {
+			g.log.Debug("anti-entropy send", "to", s.To, "err", err)
 		}
-		id := th.ID()
-		mh, ok := mine[id]
-		delete(mine, id)
-		switch {
-		case !ok:
-			want = append(want, id)
-		case th.Record().Wins(mh.Record()):
-			want = append(want, id)
-		case mh.Record().Wins(th.Record()):
-			give = append(give, id)
-		}
-	}
-	for id := range mine {
-		give = append(give, id)
-	}
-	if len(want) > 0 {
-		_ = g.sendTo(m.From, msgAEWant, aeWant{origin: g.origin(), IDs: want})
-	}
-	g.sendRecords(m.From, give)
-}
-
-func (g *Gossip) onAEWant(m aeWant) { g.sendRecords(m.From, m.IDs) }
-
-func (g *Gossip) sendRecords(to string, ids []catalog.ID) {
-	for len(ids) > 0 {
-		n := min(len(ids), recordBatch)
-		rs := g.cat.Records(ids[:n])
-		ids = ids[n:]
-		if len(rs) == 0 {
-			continue
-		}
-		if err := g.sendTo(to, msgRecords, rs); err != nil {
-			return
-		}
-		g.metrics.aeRecords.Add(float64(len(rs)))
 	}
 }
 
@@ -163,14 +114,13 @@ func (g *Gossip) sendRecords(to string, ids []catalog.ID) {
 // us: only our digest root. It then starts a real anti-entropy exchange when roots
 // differ, instead of shipping the whole catalog.
 func (g *Gossip) pushPullState() []byte {
-	root, _ := g.cat.Digest()
-	b, _ := json.Marshal(aeRoot{origin: g.origin(), Root: root})
+	b, _ := json.Marshal(aeRoot{g.origin(), &proto.AERoot{Root: g.ae.Root()}})
 	return b
 }
 
 func (g *Gossip) mergePushPull(buf []byte) {
 	var m aeRoot
-	if err := json.Unmarshal(buf, &m); err != nil {
+	if err := json.Unmarshal(buf, &m); err != nil || m.AERoot == nil {
 		g.drop("malformed", err)
 		return
 	}
@@ -178,7 +128,19 @@ func (g *Gossip) mergePushPull(buf []byte) {
 		return
 	}
 	g.learn(m.From, m.Addr)
-	if root, _ := g.cat.Digest(); root != m.Root && !g.closed.Load() {
+	if g.ae.Root() != m.Root && !g.closed.Load() {
 		go g.startAE(m.From)
 	}
 }
+
+// onAEMsg drops a message whose body was missing (a nil embedded pointer).
+func onAEMsg[T any](g *Gossip, from string, m *T) {
+	if m == nil {
+		g.drop("malformed", nil)
+		return
+	}
+	g.onAE(from, m)
+}
+
+// aeDedupe is how long an exchange with one peer suppresses another.
+const aeDedupe = 2 * time.Second

@@ -24,9 +24,9 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	(*Gossip)(d).receive(append([]byte(nil), buf...))
 }
 
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return d.queue.GetBroadcasts(overhead, limit)
-}
+// GetBroadcasts has nothing to add: changes travel on our own broadcast tree
+// (dissemination.go), not on memberlist's gossip.
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
 func (d *delegate) LocalState(join bool) []byte { return (*Gossip)(d).pushPullState() }
 

@@ -2,31 +2,191 @@ package gossip
 
 import (
 	"fmt"
+	"math/rand"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip/proto"
 )
 
-// Publish disseminates local changes: straight to every alive member now, and into the
-// gossip queue as a backup.
+// Dissemination over the network: the broadcast tree itself is proto.Tree; this file
+// feeds it local changes, received tree messages, membership and time, and sends
+// what it queues (UDP when it fits a packet, TCP otherwise). A change reaches every
+// host along the tree, one eager copy per host, and is announced by id on the other
+// links; anti-entropy (antientropy.go) repairs anything the tree missed.
+
+// TreeDegree is how many broadcast neighbors each host picks (it is picked by about
+// as many): each host forwards a change to about one tree neighbor on average and
+// announces its id to the rest, whatever the fleet size.
+const TreeDegree = 3
+
+// treeIdle is how often the tree loop wakes with nothing due: it expires old ids and
+// tops up neighbors.
+const treeIdle = time.Second
+
+// Publish disseminates local changes (already applied to the local catalog).
 func (g *Gossip) Publish(rs ...*catalog.Record) {
 	if len(rs) == 0 || g.closed.Load() {
 		return
 	}
-	msg, err := encode(msgRecords, rs)
+	payload, err := encodeRecordList(rs)
 	if err != nil {
 		g.log.Error("encode records", "err", err)
 		return
 	}
-	for _, n := range g.alive(false) {
-		g.send(n, msgRecords, msg)
+	g.refillTree()
+	g.treeMu.Lock()
+	g.tree.Publish(time.Now(), payload)
+	out := g.tree.Outbox()
+	g.treeMu.Unlock()
+	g.sendTree(out)
+	g.kickTree()
+}
+
+// onTree handles one received tree message. A change's records are validated before
+// the tree sees it, so a broken payload is never forwarded.
+func (g *Gossip) onTree(body []byte) {
+	from, raw, err := splitTreeFrame(body)
+	if err != nil {
+		g.drop("malformed", err)
+		return
 	}
-	for _, r := range rs {
-		if one, err := encode(msgRecords, []*catalog.Record{r}); err == nil {
-			g.queue.QueueBroadcast(&broadcast{name: r.ID().String(), msg: one})
+	g.onAlive(from)
+	m, err := proto.Decode(raw)
+	if err != nil {
+		g.drop("malformed", err)
+		return
+	}
+	var rs []*catalog.Record
+	if m.Kind == proto.KindJoin {
+		g.learn(from, string(m.Payload))
+	}
+	if m.Kind == proto.KindGossip {
+		if rs, err = decodeRecords(m.Payload); err != nil {
+			g.drop("invalid_record", err)
+			return
 		}
+		m.Payload = append([]byte(nil), m.Payload...)
 	}
+	g.treeMu.Lock()
+	_, fresh := g.tree.Receive(time.Now(), from, m)
+	out := g.tree.Outbox()
+	g.treeMu.Unlock()
+	g.sendTree(out)
+	if fresh {
+		g.merge(rs)
+	}
+	g.kickTree()
+}
+
+func (g *Gossip) kickTree() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// treeLoop runs the tree's timers: batched announcements, grafts of missing changes,
+// expiry, and keeping enough neighbors.
+func (g *Gossip) treeLoop() {
+	defer g.wg.Done()
+	t := time.NewTimer(treeIdle)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		case <-g.kick:
+		}
+		now := time.Now()
+		g.refillTree()
+		g.treeMu.Lock()
+		if d := g.tree.Deadline(); d.IsZero() || !now.Before(d) {
+			g.tree.Tick(now)
+		}
+		out := g.tree.Outbox()
+		next := g.tree.Deadline()
+		g.treeMu.Unlock()
+		g.sendTree(out)
+		wait := treeIdle
+		if !next.IsZero() {
+			wait = min(wait, max(time.Until(next), time.Millisecond))
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(wait)
+	}
+}
+
+// refillTree offers alive members as neighbors when the tree wants more.
+func (g *Gossip) refillTree() {
+	g.treeMu.Lock()
+	need := g.tree.NeedPeers()
+	g.treeMu.Unlock()
+	if need == 0 {
+		return
+	}
+	alive := g.alive(false)
+	names := make([]string, 0, len(alive))
+	for _, n := range alive {
+		names = append(names, n.Name)
+	}
+	rand.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+	g.treeMu.Lock()
+	g.tree.AddPeers(names)
+	out := g.tree.Outbox()
+	g.treeMu.Unlock()
+	g.sendTree(out)
+}
+
+// memberChanged keeps the tree's neighbors among live members.
+func (g *Gossip) memberChanged(name string, live bool) {
+	if !live {
+		g.treeMu.Lock()
+		g.tree.RemovePeer(name)
+		g.treeMu.Unlock()
+	}
+	if !g.closed.Load() {
+		g.kickTree()
+	}
+}
+
+func (g *Gossip) sendTree(out []proto.Send) {
+	for _, s := range out {
+		n := g.node(s.To)
+		if n == nil {
+			continue
+		}
+		if s.Msg.Kind == proto.KindJoin {
+			s.Msg.Payload = []byte(g.selfAddr())
+		}
+		buf := seal(time.Now(), treeFrame(g.cfg.Name, &s.Msg))
+		g.send(n, msgTree, buf)
+		g.metrics.treeBytes.WithLabelValues(treeKind(s.Msg.Kind)).Add(float64(len(buf)))
+	}
+}
+
+func treeKind(k proto.Kind) string {
+	switch k {
+	case proto.KindGossip:
+		return "gossip"
+	case proto.KindIHave:
+		return "ihave"
+	case proto.KindGraft:
+		return "graft"
+	case proto.KindPrune:
+		return "prune"
+	case proto.KindJoin:
+		return "join"
+	}
+	return "unknown"
 }
 
 // bestEffortLimit keeps a message inside one UDP packet with memberlist's framing and
@@ -63,20 +223,3 @@ func (g *Gossip) sendTo(name string, t msgType, v any) error {
 	g.send(n, t, msg)
 	return nil
 }
-
-// broadcast is a queued record; a newer record for the same id invalidates it.
-type broadcast struct {
-	name string
-	msg  []byte
-}
-
-func (b *broadcast) Invalidates(o memberlist.Broadcast) bool {
-	ob, ok := o.(*broadcast)
-	return ok && ob.name == b.name
-}
-func (b *broadcast) Name() string    { return b.name }
-func (b *broadcast) Message() []byte { return b.msg }
-func (b *broadcast) Finished()       {}
-
-// memberChanged tells dissemination that membership moved.
-func (g *Gossip) memberChanged() {}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip/proto"
 )
 
 // fuzzGossip is one member on memberlist's in-memory network: receive runs the
@@ -35,11 +36,14 @@ func seedMessages(f *testing.F) {
 		f.Add(append([]byte{byte(t)}, b...))
 	}
 	f.Add([]byte("\x01[" + org + "]"))
-	add(msgAERoot, aeRoot{origin: o, Root: 1})
-	add(msgAEBuckets, aeBuckets{origin: o})
-	add(msgAESubs, aeSubs{origin: o, Buckets: []int{0, 3}, Subs: [][]byte{make([]byte, 8*catalog.SubBuckets), {1}}})
-	add(msgAEHeaders, aeHeaders{origin: o, Leaves: []int{0, 1 << 20}, Headers: []catalog.Header{{}}})
-	add(msgAEWant, aeWant{origin: o, IDs: []catalog.ID{{Kind: catalog.KindOrg, Key: "x"}}})
+	add(msgAERoot, aeRoot{o, &proto.AERoot{Root: 1}})
+	add(msgAEBuckets, aeBuckets{o, &proto.AEBuckets{}})
+	add(msgAESubs, aeSubs{o, &proto.AESubs{Buckets: []int{0, 3}, Subs: [][]byte{make([]byte, 8*catalog.SubBuckets), {1}}}})
+	add(msgAEHeaders, aeHeaders{o, &proto.AEHeaders{Leaves: []int{0, 1 << 20}, Headers: []catalog.Header{{}}}})
+	add(msgAEWant, aeWant{o, &proto.AEWant{IDs: []catalog.ID{{Kind: catalog.KindOrg, Key: "x"}}}})
+	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindGossip, ID: 1, Payload: []byte("[" + org + "]")}))
+	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindIHave, IDs: []uint64{1, 2}}))
+	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindJoin, Payload: []byte("127.0.0.1:1")}))
 	add(msgRPCReq, rpcRequest{ID: 1, origin: o, Op: "echo", Body: json.RawMessage(`{}`)})
 	add(msgRPCReq, rpcRequest{ID: 2, origin: o, Op: opConfirm, Body: json.RawMessage(`[` + org + `]`)})
 	add(msgRPCResp, rpcResponse{ID: 1})

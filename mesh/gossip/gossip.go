@@ -24,6 +24,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/hashicorp/serf/coordinate"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip/proto"
 )
 
 // Config is everything a Gossip needs; zero timings take defaults.
@@ -84,16 +86,22 @@ type Gossip struct {
 	cat     *catalog.Catalog
 	ml      *memberlist.Memberlist
 	keyring *memberlist.Keyring // nil without encryption; see keyring.go
-	queue   *memberlist.TransmitLimitedQueue
 	metrics *Metrics
 	coords  *coordinate.Client
+
+	// aeMu serializes the anti-entropy state machine, treeMu the broadcast tree;
+	// neither is held while sending.
+	aeMu   sync.Mutex
+	ae     *proto.AntiEntropy
+	treeMu sync.Mutex
+	tree   *proto.Tree
+	kick   chan struct{} // the tree has an earlier deadline
 
 	mu        sync.Mutex
 	handlers  map[string]Handler
 	pending   map[uint64]chan rpcResponse
 	peerCoord map[string]*coordinate.Coordinate
 	learned   map[string]netip.AddrPort
-	aeStarted map[string]time.Time
 	leaving   map[string]bool // hosts that announced a graceful leave
 	nextID    atomic.Uint64
 	replay    *replayGuard
@@ -142,13 +150,15 @@ func New(cfg Config) (*Gossip, error) {
 		handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{},
 		peerCoord: map[string]*coordinate.Coordinate{},
 		learned:   map[string]netip.AddrPort{},
-		aeStarted: map[string]time.Time{},
 		leaving:   map[string]bool{},
 		ctx:       ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 	g.replay = newReplayGuard(nil)
 	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
 	g.handlers[opConfirm] = g.handleConfirm
+	g.ae = proto.NewAntiEntropy(cfg.Catalog, aeDedupe)
+	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63()})
+	g.kick = make(chan struct{}, 1)
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name
@@ -174,6 +184,10 @@ func New(cfg Config) (*Gossip, error) {
 	mc.Events = (*events)(g)
 	mc.Ping = (*pings)(g)
 	mc.Alive = (*alives)(g)
+	// memberlist LZW-compresses every packet by default, allocating fresh tables each
+	// time: at a few hundred hosts that garbage alone kept two cores busy. Our
+	// messages are small and binary or already compact.
+	mc.EnableCompression = false
 	mc.Logger = log.New(&mlLog{g: g}, "", 0)
 	tr := cfg.Transport
 	if tr == nil {
@@ -193,7 +207,6 @@ func New(cfg Config) (*Gossip, error) {
 	mc.Transport = &watchedTransport{Transport: tr, unreachable: g.onSuspect}
 	// Records travel by direct push, so memberlist's own gossip can stay at its
 	// defaults; the probe settings decide how fast failures show (≈5 s on LAN).
-	g.queue = &memberlist.TransmitLimitedQueue{NumNodes: g.numNodes, RetransmitMult: 3}
 	if cfg.TuneMemberlist != nil {
 		cfg.TuneMemberlist(mc)
 	}
@@ -206,8 +219,9 @@ func New(cfg Config) (*Gossip, error) {
 	close(g.ready)
 	g.cat.SetStatus(cfg.Name, catalog.StatusAlive)
 
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go g.aeLoop()
+	go g.treeLoop()
 	go g.reconnectLoop()
 	if len(cfg.Join) > 0 {
 		g.wg.Add(1)
@@ -240,20 +254,22 @@ func (g *Gossip) receive(buf []byte) {
 		}
 		g.merge(rs)
 	case msgAERoot:
-		dispatch(g, body, g.onAERoot)
+		dispatch(g, body, func(m aeRoot) { onAEMsg(g, m.From, m.AERoot) })
 	case msgAEBuckets:
-		dispatch(g, body, g.onAEBuckets)
+		dispatch(g, body, func(m aeBuckets) { onAEMsg(g, m.From, m.AEBuckets) })
 	case msgAESubs:
-		dispatch(g, body, g.onAESubs)
+		dispatch(g, body, func(m aeSubs) { onAEMsg(g, m.From, m.AESubs) })
 	case msgAEHeaders:
-		dispatch(g, body, g.onAEHeaders)
+		dispatch(g, body, func(m aeHeaders) { onAEMsg(g, m.From, m.AEHeaders) })
 	case msgAEWant:
-		dispatch(g, body, g.onAEWant)
+		dispatch(g, body, func(m aeWant) { onAEMsg(g, m.From, m.AEWant) })
 	case msgRPCReq:
 		dispatch(g, body, func(m rpcRequest) {
 			g.wg.Add(1)
 			go g.serveRPC(m)
 		})
+	case msgTree:
+		g.onTree(body)
 	case msgLeaving:
 		var name string
 		if g.unmarshal(body, &name) && name != "" && name != g.cfg.Name {

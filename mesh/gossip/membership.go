@@ -228,16 +228,20 @@ func (g *Gossip) nodeMeta(limit int) []byte {
 
 func (g *Gossip) onJoin(n *memberlist.Node) {
 	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
+	returning := g.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: n.Name}) != nil && !catalog.Live(g.cat.Status(n.Name))
 	g.cat.SetStatus(n.Name, catalog.StatusAlive)
 	g.metrics.events.WithLabelValues("join").Inc()
 	if n.Name != g.cfg.Name {
 		g.log.Info("member joined", "member", n.Name, "addr", n.Address())
 	}
-	g.memberChanged()
-	if n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() {
-		// A host that (re)appears may have missed changes, or have changes we
+	g.memberChanged(n.Name, true)
+	if returning && n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() {
+		// A host that comes back may have missed changes, or have changes we
 		// missed: compare digests right away rather than waiting for the next round.
-		// One exchange repairs both sides, so only the lower name starts it.
+		// One exchange repairs both sides, so only the lower name starts it. A host
+		// joining for the first time is caught up by the push/pull of its join; an
+		// exchange with every member as each one hears of it would cost the fleet
+		// N² exchanges while it forms.
 		go g.startAE(n.Name)
 	}
 }
@@ -258,7 +262,7 @@ func (g *Gossip) onLeave(n *memberlist.Node) {
 	default:
 		g.log.Info("member failed", "member", n.Name, "addr", n.Address())
 	}
-	g.memberChanged()
+	g.memberChanged(n.Name, false)
 }
 
 func (g *Gossip) onUpdate(n *memberlist.Node) { g.onAlive(n.Name) }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip/proto"
 )
 
 // Every user message starts with a type byte (as serf does) followed by JSON. JSON
@@ -27,6 +28,9 @@ const (
 	msgLeaving msgType = 8
 	// msgAESubs: the leaf digests of the buckets that differ (second digest level).
 	msgAESubs msgType = 9
+	// msgTree: a broadcast-tree message (proto.Message, binary), after the sender's
+	// name (one length byte, then the name).
+	msgTree msgType = 10
 )
 
 func (t msgType) String() string {
@@ -49,6 +53,8 @@ func (t msgType) String() string {
 		return "leaving"
 	case msgAESubs:
 		return "ae_subs"
+	case msgTree:
+		return "tree"
 	}
 	return "unknown"
 }
@@ -61,33 +67,6 @@ type origin struct {
 }
 
 func (o origin) sender() origin { return o }
-
-type aeRoot struct {
-	origin
-	Root uint64 `json:"root"`
-}
-
-type aeBuckets struct {
-	origin
-	Buckets [catalog.Buckets]uint64 `json:"buckets"`
-}
-
-type aeSubs struct {
-	origin
-	Buckets []int    `json:"buckets"`
-	Subs    [][]byte `json:"subs"` // per bucket, SubBuckets big-endian uint64 digests
-}
-
-type aeHeaders struct {
-	origin
-	Leaves  []int            `json:"leaves"`
-	Headers []catalog.Header `json:"headers"`
-}
-
-type aeWant struct {
-	origin
-	IDs []catalog.ID `json:"ids"`
-}
 
 type rpcRequest struct {
 	ID uint64 `json:"id"`
@@ -120,7 +99,7 @@ func decode(buf []byte) (msgType, []byte, error) {
 		return 0, nil, errEmpty
 	}
 	t := msgType(buf[0])
-	if t < msgRecords || t > msgAESubs {
+	if t < msgRecords || t > msgTree {
 		return 0, nil, fmt.Errorf("unknown message type %d", buf[0])
 	}
 	return t, buf[1:], nil
@@ -142,4 +121,24 @@ func decodeRecords(b []byte) ([]*catalog.Record, error) {
 		}
 	}
 	return rs, nil
+}
+
+// encodeRecordList is a change's payload on the tree: the records as JSON.
+func encodeRecordList(rs []*catalog.Record) ([]byte, error) { return json.Marshal(rs) }
+
+// treeFrame prefixes a tree message with its sender's name.
+func treeFrame(self string, m *proto.Message) []byte {
+	buf := make([]byte, 0, 2+len(self)+m.Size())
+	buf = append(buf, byte(msgTree), byte(len(self)))
+	buf = append(buf, self...)
+	return m.Append(buf)
+}
+
+// splitTreeFrame undoes treeFrame (body is the message without its type byte).
+func splitTreeFrame(body []byte) (from string, msg []byte, err error) {
+	if len(body) < 1 || len(body) < 1+int(body[0]) || body[0] == 0 {
+		return "", nil, errors.New("short tree frame")
+	}
+	n := int(body[0])
+	return string(body[1 : 1+n]), body[1+n:], nil
 }

@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	sent, received, dropped, sendErrors *prometheus.CounterVec
 	events                              *prometheus.CounterVec
-	aeBytes                             *prometheus.CounterVec
+	aeBytes, treeBytes                  *prometheus.CounterVec
 	aeRounds, aeRecords                 prometheus.Counter
 }
 
@@ -19,11 +19,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_send_errors_total", Help: "Gossip sends that failed, by type."}, []string{"type"}),
 		events:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_member_events_total", Help: "Membership events."}, []string{"event"}),
 		aeBytes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_antientropy_bytes_total", Help: "Anti-entropy bytes, by direction."}, []string{"direction"}),
+		treeBytes:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_gossip_tree_bytes_sent_total", Help: "Broadcast-tree bytes sent, by message kind (gossip: eager copies; ihave: announcements)."}, []string{"kind"}),
 		aeRounds:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_antientropy_rounds_total", Help: "Anti-entropy exchanges started."}),
 		aeRecords:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_antientropy_records_sent_total", Help: "Records sent to repair a peer's catalog."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sent, m.received, m.dropped, m.sendErrors, m.events, m.aeBytes, m.aeRounds, m.aeRecords)
+		reg.MustRegister(m.sent, m.received, m.dropped, m.sendErrors, m.events, m.aeBytes, m.treeBytes, m.aeRounds, m.aeRecords)
 	}
 	return m
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -290,4 +292,12 @@ func (c *cluster) startNodeIn(name, dir string) *benchNode {
 	bn := &benchNode{Node: n, tr: tr, ip: ip, dir: dir, addr: fmt.Sprintf("%s:%d", ip, tr.Port())}
 	c.nodes = append(c.nodes, bn)
 	return bn
+}
+
+// DOGWOOD_BENCH_PPROF=127.0.0.1:6060 serves net/http/pprof while a benchmark runs,
+// to profile a large run in the middle (membership forming, creates).
+func init() {
+	if addr := os.Getenv("DOGWOOD_BENCH_PPROF"); addr != "" {
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
 }

@@ -1,0 +1,272 @@
+package proto
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+)
+
+// Store is what anti-entropy compares and reads: *catalog.Catalog. Repaired records
+// come back to the caller as AERecords messages; applying them is the caller's job
+// (it also persists them).
+type Store interface {
+	Digest() (root uint64, buckets [catalog.Buckets]uint64)
+	SubDigests(buckets []int) [][]uint64
+	LeafHeaders(leaves []int) []catalog.Header
+	Records(ids []catalog.ID) []*catalog.Record
+}
+
+// Anti-entropy messages. The network layer adds who sent them. An exchange narrows a
+// difference level by level — root, bucket digests, leaf digests, record headers —
+// so its cost follows what differs, not the size of the catalog.
+type (
+	// AERoot opens an exchange: "my digest is Root".
+	AERoot struct {
+		Root uint64 `json:"root"`
+	}
+	// AEBuckets answers a different root with every bucket digest.
+	AEBuckets struct {
+		Buckets Digests `json:"buckets"`
+	}
+	// AESubs carries the leaf digests of the buckets that differ.
+	AESubs struct {
+		Buckets []int    `json:"buckets"`
+		Subs    [][]byte `json:"subs"` // per bucket, SubBuckets big-endian uint64 digests
+	}
+	// AEHeaders carries the headers of the records in the leaves that differ.
+	AEHeaders struct {
+		Leaves  []int            `json:"leaves"`
+		Headers []catalog.Header `json:"headers"`
+	}
+	// AEWant asks for records by id.
+	AEWant struct {
+		IDs []catalog.ID `json:"ids"`
+	}
+	// AERecords carries records that win over what the receiver has.
+	AERecords struct {
+		Records []*catalog.Record
+	}
+)
+
+// AESend is a message the caller must deliver to host To. Msg is one of the AE*
+// message types (by pointer).
+type AESend struct {
+	To  string
+	Msg any
+}
+
+// AEStats counts what an AntiEntropy did.
+type AEStats struct {
+	Rounds, RecordsSent uint64
+}
+
+// ErrMalformedAE is returned for anti-entropy input that breaks the protocol.
+var ErrMalformedAE = errors.New("malformed anti-entropy message")
+
+// RecordBatch bounds one records message so no single message grows with the catalog.
+const RecordBatch = 500
+
+// AntiEntropy is one host's side of the digest exchange. It is not safe for
+// concurrent use; the caller serializes calls (the Store may be shared).
+type AntiEntropy struct {
+	store Store
+	// dedupe is how long an exchange with one peer suppresses another: a rejoining
+	// host triggers several (join event, push/pull, the periodic round) and each
+	// would resend the same missing records.
+	dedupe  time.Duration
+	started map[string]time.Time
+	out     []AESend
+	Stats   AEStats
+}
+
+// NewAntiEntropy returns the exchange over store; dedupe 0 means 2s.
+func NewAntiEntropy(store Store, dedupe time.Duration) *AntiEntropy {
+	if dedupe <= 0 {
+		dedupe = 2 * time.Second
+	}
+	return &AntiEntropy{store: store, dedupe: dedupe, started: map[string]time.Time{}}
+}
+
+// Start opens an exchange with peer unless one was opened within the dedupe window.
+func (a *AntiEntropy) Start(now time.Time, peer string) bool {
+	if t, ok := a.started[peer]; ok && now.Sub(t) < a.dedupe {
+		return false
+	}
+	if len(a.started) > 1024 {
+		for p, t := range a.started {
+			if now.Sub(t) >= a.dedupe {
+				delete(a.started, p)
+			}
+		}
+	}
+	a.started[peer] = now
+	a.Stats.Rounds++
+	root, _ := a.store.Digest()
+	a.send(peer, &AERoot{Root: root})
+	return true
+}
+
+func (a *AntiEntropy) send(to string, m any) { a.out = append(a.out, AESend{To: to, Msg: m}) }
+
+// Root reports our digest root (for memberlist's push/pull state).
+func (a *AntiEntropy) Root() uint64 {
+	r, _ := a.store.Digest()
+	return r
+}
+
+// Receive handles one anti-entropy message from host from. It returns an error for
+// input that breaks the protocol (the caller drops and counts it).
+func (a *AntiEntropy) Receive(from string, msg any) error {
+	switch m := msg.(type) {
+	case *AERoot:
+		root, buckets := a.store.Digest()
+		if root != m.Root {
+			a.send(from, &AEBuckets{Buckets: buckets})
+		}
+	case *AEBuckets:
+		_, mine := a.store.Digest()
+		var diff []int
+		for i := range mine {
+			if mine[i] != m.Buckets[i] {
+				diff = append(diff, i)
+			}
+		}
+		if len(diff) == 0 {
+			return nil
+		}
+		subs := a.store.SubDigests(diff)
+		enc := make([][]byte, len(subs))
+		for i, s := range subs {
+			enc[i] = make([]byte, 8*len(s))
+			for j, v := range s {
+				binary.BigEndian.PutUint64(enc[i][8*j:], v)
+			}
+		}
+		a.send(from, &AESubs{Buckets: diff, Subs: enc})
+	case *AESubs:
+		return a.onSubs(from, m)
+	case *AEHeaders:
+		return a.onHeaders(from, m)
+	case *AEWant:
+		a.sendRecords(from, m.IDs)
+	default:
+		return ErrMalformedAE
+	}
+	return nil
+}
+
+// onSubs narrows differing buckets to differing leaves and sends our headers there.
+func (a *AntiEntropy) onSubs(from string, m *AESubs) error {
+	if len(m.Subs) != len(m.Buckets) {
+		return ErrMalformedAE
+	}
+	for i, b := range m.Buckets {
+		if b < 0 || b >= catalog.Buckets || len(m.Subs[i]) != 8*catalog.SubBuckets {
+			return ErrMalformedAE
+		}
+	}
+	mine := a.store.SubDigests(m.Buckets)
+	var leaves []int
+	for i, b := range m.Buckets {
+		for j := 0; j < catalog.SubBuckets; j++ {
+			if binary.BigEndian.Uint64(m.Subs[i][8*j:]) != mine[i][j] {
+				leaves = append(leaves, b*catalog.SubBuckets+j)
+			}
+		}
+	}
+	if len(leaves) > 0 {
+		a.send(from, &AEHeaders{Leaves: leaves, Headers: a.store.LeafHeaders(leaves)})
+	}
+	return nil
+}
+
+// onHeaders finishes the comparison: we know both sides' headers for the differing
+// leaves, so we send what we have that wins and ask for what they have that wins.
+func (a *AntiEntropy) onHeaders(from string, m *AEHeaders) error {
+	mine := map[catalog.ID]catalog.Header{}
+	for _, h := range a.store.LeafHeaders(m.Leaves) {
+		mine[h.ID()] = h
+	}
+	var want, give []catalog.ID
+	var bad error
+	for _, th := range m.Headers {
+		if !th.Kind.Valid() {
+			bad = ErrMalformedAE
+			continue
+		}
+		id := th.ID()
+		mh, ok := mine[id]
+		delete(mine, id)
+		switch {
+		case !ok:
+			want = append(want, id)
+		case th.Record().Wins(mh.Record()):
+			want = append(want, id)
+		case mh.Record().Wins(th.Record()):
+			give = append(give, id)
+		}
+	}
+	for id := range mine {
+		give = append(give, id)
+	}
+	sort.Slice(give, func(i, j int) bool {
+		return give[i].Kind < give[j].Kind || give[i].Kind == give[j].Kind && give[i].Key < give[j].Key
+	})
+	if len(want) > 0 {
+		a.send(from, &AEWant{IDs: want})
+	}
+	a.sendRecords(from, give)
+	return bad
+}
+
+func (a *AntiEntropy) sendRecords(to string, ids []catalog.ID) {
+	for len(ids) > 0 {
+		n := min(len(ids), RecordBatch)
+		rs := a.store.Records(ids[:n])
+		ids = ids[n:]
+		if len(rs) == 0 {
+			continue
+		}
+		a.Stats.RecordsSent += uint64(len(rs))
+		a.send(to, &AERecords{Records: rs})
+	}
+}
+
+// Outbox returns and clears the messages queued since the last call.
+func (a *AntiEntropy) Outbox() []AESend {
+	out := a.out
+	a.out = nil
+	return out
+}
+
+// Digests are the bucket digests, encoded as base64 of big-endian bytes (2.7 KB in
+// JSON instead of about 5 KB as numbers).
+type Digests [catalog.Buckets]uint64
+
+// MarshalJSON encodes the digests as base64 bytes.
+func (d Digests) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 8*len(d))
+	for i, v := range d {
+		binary.BigEndian.PutUint64(b[8*i:], v)
+	}
+	return json.Marshal(b)
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote; any other length is an error.
+func (d *Digests) UnmarshalJSON(data []byte) error {
+	var b []byte
+	if err := json.Unmarshal(data, &b); err != nil {
+		return err
+	}
+	if len(b) != 8*len(d) {
+		return ErrMalformedAE
+	}
+	for i := range d {
+		d[i] = binary.BigEndian.Uint64(b[8*i:])
+	}
+	return nil
+}

@@ -1,0 +1,467 @@
+package proto
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"math/rand"
+	"sort"
+	"time"
+)
+
+// Kind is a tree message's type.
+type Kind uint8
+
+const (
+	// KindGossip carries a payload, pushed eagerly along the tree.
+	KindGossip Kind = 1
+	// KindIHave announces ids lazily on links outside the tree.
+	KindIHave Kind = 2
+	// KindGraft asks for ids and makes the link part of the tree.
+	KindGraft Kind = 3
+	// KindPrune takes the link out of the tree (it delivered a duplicate).
+	KindPrune Kind = 4
+	// KindJoin tells a host it was picked as a neighbor, so links are symmetric. Its
+	// payload is opaque to the tree (the network layer puts the sender's address
+	// there, for a host that hears of it before membership does).
+	KindJoin Kind = 5
+)
+
+// Message is one tree message. Which fields are used depends on Kind.
+type Message struct {
+	Kind    Kind
+	ID      uint64   // Gossip
+	Round   uint16   // Gossip: hops from the source
+	IDs     []uint64 // IHave, Graft
+	Payload []byte   // Gossip, Join
+}
+
+// Size is the encoded length in bytes.
+func (m *Message) Size() int {
+	switch m.Kind {
+	case KindGossip:
+		return 1 + 8 + 2 + len(m.Payload)
+	case KindIHave, KindGraft:
+		return 1 + 2 + 8*len(m.IDs)
+	case KindJoin:
+		return 1 + len(m.Payload)
+	}
+	return 1
+}
+
+// Append appends the binary encoding of m to b.
+func (m *Message) Append(b []byte) []byte {
+	b = append(b, byte(m.Kind))
+	switch m.Kind {
+	case KindGossip:
+		b = binary.BigEndian.AppendUint64(b, m.ID)
+		b = binary.BigEndian.AppendUint16(b, m.Round)
+		b = append(b, m.Payload...)
+	case KindIHave, KindGraft:
+		b = binary.BigEndian.AppendUint16(b, uint16(len(m.IDs)))
+		for _, id := range m.IDs {
+			b = binary.BigEndian.AppendUint64(b, id)
+		}
+	case KindJoin:
+		b = append(b, m.Payload...)
+	}
+	return b
+}
+
+// ErrMalformed is returned for input that is not a tree message.
+var ErrMalformed = errors.New("malformed tree message")
+
+// Decode parses a tree message. The payload aliases b.
+func Decode(b []byte) (Message, error) {
+	if len(b) == 0 {
+		return Message{}, ErrMalformed
+	}
+	m := Message{Kind: Kind(b[0])}
+	b = b[1:]
+	switch m.Kind {
+	case KindGossip:
+		if len(b) < 10 {
+			return Message{}, ErrMalformed
+		}
+		m.ID = binary.BigEndian.Uint64(b)
+		m.Round = binary.BigEndian.Uint16(b[8:])
+		m.Payload = b[10:]
+	case KindIHave, KindGraft:
+		if len(b) < 2 {
+			return Message{}, ErrMalformed
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		if n == 0 || len(b) != 8*n {
+			return Message{}, ErrMalformed
+		}
+		m.IDs = make([]uint64, n)
+		for i := range m.IDs {
+			m.IDs[i] = binary.BigEndian.Uint64(b[8*i:])
+		}
+	case KindJoin:
+		m.Payload = b
+	case KindPrune:
+		if len(b) != 0 {
+			return Message{}, ErrMalformed
+		}
+	default:
+		return Message{}, ErrMalformed
+	}
+	return m, nil
+}
+
+// Send is a message the caller must deliver to host To.
+type Send struct {
+	To  string
+	Msg Message
+}
+
+// TreeConfig tunes a Tree; zero values take the defaults.
+type TreeConfig struct {
+	Self string
+	// Degree is how many neighbors a host picks itself (default 3). Others pick it
+	// too, so a host has about 2*Degree neighbors; the random graph they form stays
+	// connected with high probability at any fleet size.
+	Degree int
+	// LazyInterval is how often announcements go out, batched per neighbor
+	// (default 50ms).
+	LazyInterval time.Duration
+	// GraftTimeout is how long an announced id may stay missing before we graft
+	// the link that announced it (default 150ms), and then again per announcer.
+	GraftTimeout time.Duration
+	// Keep is how long received ids and payloads are remembered, to answer
+	// grafts and recognise duplicates (default 60s).
+	Keep time.Duration
+	// MaxRounds drops a message after this many hops (default 64).
+	MaxRounds int
+	// Seed makes neighbor choice reproducible.
+	Seed int64
+}
+
+// TreeStats counts what a Tree did, for metrics and the simulator.
+type TreeStats struct {
+	Delivered, Duplicates, Grafts, Prunes, Missed uint64
+}
+
+type stored struct {
+	payload []byte
+	round   uint16
+}
+
+type missing struct {
+	deadline time.Time
+	from     []string
+}
+
+// Tree is one host's Plumtree state. It is not safe for concurrent use; the caller
+// serializes calls.
+type Tree struct {
+	cfg    TreeConfig
+	rng    *rand.Rand
+	eager  map[string]bool
+	lazy   map[string]bool
+	picked map[string]bool // neighbors we chose (they count against Degree)
+
+	seen    map[uint64]stored
+	order   []seenAt // ids by arrival, for expiry
+	missing map[uint64]*missing
+	lazyQ   map[string][]uint64
+	lazyAt  time.Time
+	seq     uint64
+	out     []Send
+	Stats   TreeStats
+}
+
+type seenAt struct {
+	id uint64
+	at time.Time
+}
+
+// NewTree returns an empty tree for cfg.Self.
+func NewTree(cfg TreeConfig) *Tree {
+	if cfg.Degree <= 0 {
+		cfg.Degree = 3
+	}
+	if cfg.LazyInterval <= 0 {
+		cfg.LazyInterval = 50 * time.Millisecond
+	}
+	if cfg.GraftTimeout <= 0 {
+		cfg.GraftTimeout = 150 * time.Millisecond
+	}
+	if cfg.Keep <= 0 {
+		cfg.Keep = 60 * time.Second
+	}
+	if cfg.MaxRounds <= 0 {
+		cfg.MaxRounds = 64
+	}
+	return &Tree{
+		cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
+		eager: map[string]bool{}, lazy: map[string]bool{}, picked: map[string]bool{},
+		seen: map[uint64]stored{}, missing: map[uint64]*missing{}, lazyQ: map[string][]uint64{},
+	}
+}
+
+// NeedPeers is how many more neighbors the tree wants to pick.
+func (t *Tree) NeedPeers() int { return max(0, t.cfg.Degree-len(t.picked)) }
+
+// AddPeers offers candidate neighbors (alive members, in any order); the tree takes
+// up to NeedPeers of those that are not neighbors yet, at random, and tells them.
+func (t *Tree) AddPeers(candidates []string) {
+	need := t.NeedPeers()
+	if need == 0 {
+		return
+	}
+	var fresh []string
+	for _, c := range candidates {
+		if c != t.cfg.Self && !t.eager[c] && !t.lazy[c] {
+			fresh = append(fresh, c)
+		}
+	}
+	sort.Strings(fresh) // candidate order must not leak into the choice (determinism)
+	t.rng.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+	for _, c := range fresh[:min(need, len(fresh))] {
+		t.picked[c] = true
+		t.eager[c] = true
+		t.out = append(t.out, Send{To: c, Msg: Message{Kind: KindJoin}})
+	}
+}
+
+// RemovePeer forgets a neighbor that membership declared failed or gone.
+func (t *Tree) RemovePeer(name string) {
+	delete(t.eager, name)
+	delete(t.lazy, name)
+	delete(t.picked, name)
+	delete(t.lazyQ, name)
+	for _, m := range t.missing {
+		for i, f := range m.from {
+			if f == name {
+				m.from = append(m.from[:i], m.from[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// Neighbors returns the current eager and lazy neighbors, sorted.
+func (t *Tree) Neighbors() (eager, lazy []string) {
+	for p := range t.eager {
+		eager = append(eager, p)
+	}
+	for p := range t.lazy {
+		lazy = append(lazy, p)
+	}
+	sort.Strings(eager)
+	sort.Strings(lazy)
+	return eager, lazy
+}
+
+// IsNeighbor reports whether name is a neighbor.
+func (t *Tree) IsNeighbor(name string) bool { return t.eager[name] || t.lazy[name] }
+
+// Publish starts the broadcast of a local payload and returns its id. The caller
+// has already delivered it locally.
+func (t *Tree) Publish(now time.Time, payload []byte) uint64 {
+	t.seq++
+	h := fnv.New64a()
+	h.Write([]byte(t.cfg.Self))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], t.seq)
+	h.Write(b[:])
+	h.Write(payload)
+	id := h.Sum64()
+	t.remember(now, id, payload, 0)
+	t.forward(now, "", id, 0, payload)
+	return id
+}
+
+func (t *Tree) remember(now time.Time, id uint64, payload []byte, round uint16) {
+	t.seen[id] = stored{payload: payload, round: round}
+	t.order = append(t.order, seenAt{id, now})
+	delete(t.missing, id)
+}
+
+func (t *Tree) forward(now time.Time, from string, id uint64, round uint16, payload []byte) {
+	if int(round) >= t.cfg.MaxRounds {
+		return
+	}
+	for _, p := range t.sortedEager() {
+		if p != from {
+			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindGossip, ID: id, Round: round + 1, Payload: payload}})
+		}
+	}
+	for p := range t.lazy {
+		if p != from {
+			if len(t.lazyQ) == 0 || t.lazyAt.IsZero() {
+				t.lazyAt = now.Add(t.cfg.LazyInterval)
+			}
+			t.lazyQ[p] = append(t.lazyQ[p], id)
+		}
+	}
+}
+
+// sortedEager keeps send order independent of map iteration (determinism).
+func (t *Tree) sortedEager() []string {
+	out := make([]string, 0, len(t.eager))
+	for p := range t.eager {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (t *Tree) makeEager(p string) {
+	delete(t.lazy, p)
+	t.eager[p] = true
+}
+
+func (t *Tree) makeLazy(p string) {
+	if t.eager[p] {
+		delete(t.eager, p)
+		t.lazy[p] = true
+	}
+}
+
+// Receive handles one message from host from. It returns the payload to deliver
+// when m brought something new.
+func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
+	if from == t.cfg.Self || from == "" {
+		return nil, false
+	}
+	switch m.Kind {
+	case KindJoin:
+		if !t.IsNeighbor(from) {
+			t.eager[from] = true
+		}
+	case KindGossip:
+		if _, ok := t.seen[m.ID]; ok {
+			t.Stats.Duplicates++
+			if t.eager[from] {
+				t.makeLazy(from)
+				t.Stats.Prunes++
+				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindPrune}})
+			} else if !t.IsNeighbor(from) {
+				t.lazy[from] = true
+			}
+			return nil, false
+		}
+		t.Stats.Delivered++
+		t.makeEager(from)
+		t.remember(now, m.ID, m.Payload, m.Round)
+		t.forward(now, from, m.ID, m.Round, m.Payload)
+		return m.Payload, true
+	case KindIHave:
+		if !t.IsNeighbor(from) {
+			t.lazy[from] = true
+		}
+		for _, id := range m.IDs {
+			if _, ok := t.seen[id]; ok {
+				continue
+			}
+			if ms := t.missing[id]; ms != nil {
+				ms.from = append(ms.from, from)
+				continue
+			}
+			t.missing[id] = &missing{deadline: now.Add(t.cfg.GraftTimeout), from: []string{from}}
+		}
+	case KindGraft:
+		t.makeEager(from)
+		for _, id := range m.IDs {
+			if s, ok := t.seen[id]; ok {
+				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindGossip, ID: id, Round: s.round + 1, Payload: s.payload}})
+			}
+		}
+	case KindPrune:
+		t.makeLazy(from)
+	}
+	return nil, false
+}
+
+// Tick runs timers: announcements due, grafts for ids still missing, expiry.
+func (t *Tree) Tick(now time.Time) {
+	// Expire.
+	i := 0
+	for ; i < len(t.order) && now.Sub(t.order[i].at) > t.cfg.Keep; i++ {
+		delete(t.seen, t.order[i].id)
+	}
+	if i > 0 {
+		t.order = append(t.order[:0], t.order[i:]...)
+	}
+	// Grafts, one message per announcer.
+	var grafts map[string][]uint64
+	for id, ms := range t.missing {
+		if now.Before(ms.deadline) {
+			continue
+		}
+		if len(ms.from) == 0 {
+			// Nobody left to ask: anti-entropy will bring it.
+			t.Stats.Missed++
+			delete(t.missing, id)
+			continue
+		}
+		p := ms.from[0]
+		ms.from = ms.from[1:]
+		ms.deadline = now.Add(t.cfg.GraftTimeout)
+		if grafts == nil {
+			grafts = map[string][]uint64{}
+		}
+		grafts[p] = append(grafts[p], id)
+	}
+	for _, p := range sortedKeys(grafts) {
+		ids := grafts[p]
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		t.makeEager(p)
+		t.Stats.Grafts++
+		for len(ids) > 0 {
+			n := min(len(ids), maxIDs)
+			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindGraft, IDs: ids[:n]}})
+			ids = ids[n:]
+		}
+	}
+	// Announcements.
+	if len(t.lazyQ) > 0 && !now.Before(t.lazyAt) {
+		for _, p := range sortedKeys(t.lazyQ) {
+			ids := t.lazyQ[p]
+			for len(ids) > 0 {
+				n := min(len(ids), maxIDs)
+				t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindIHave, IDs: ids[:n]}})
+				ids = ids[n:]
+			}
+		}
+		clear(t.lazyQ)
+		t.lazyAt = time.Time{}
+	}
+}
+
+// maxIDs bounds one IHave or Graft so it fits a UDP packet.
+const maxIDs = 120
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Deadline is the next time Tick has work to do (zero: none pending).
+func (t *Tree) Deadline() time.Time {
+	var d time.Time
+	if len(t.lazyQ) > 0 {
+		d = t.lazyAt
+	}
+	for _, ms := range t.missing {
+		if d.IsZero() || ms.deadline.Before(d) {
+			d = ms.deadline
+		}
+	}
+	return d
+}
+
+// Outbox returns and clears the messages queued since the last call.
+func (t *Tree) Outbox() []Send {
+	out := t.out
+	t.out = nil
+	return out
+}

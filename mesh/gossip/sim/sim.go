@@ -1,0 +1,683 @@
+// Package sim owns Dogwood's deterministic dissemination simulator: thousands of
+// hosts in one goroutine, in virtual time, with no sockets and no sleeps. Each host
+// runs the real protocol code of mesh/gossip/proto (the broadcast tree and the
+// anti-entropy exchange) over its own real *catalog.Catalog; the simulator only
+// replaces the network (per-message latency, loss, partitions), membership (an
+// oracle that tells hosts about failures after a detection delay) and the clock.
+// The same seed gives the same run.
+//
+// It measures what the issue's targets are stated in: propagation delay of each
+// change to each host (p50/p99), messages and bytes each host sends per second
+// (while changes flow, and idle), and how long the fleet takes to converge after a
+// partition heals.
+package sim
+
+import (
+	"container/heap"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"slices"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip/proto"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+)
+
+// Config is one simulated run. Zero values take the defaults noted.
+type Config struct {
+	Hosts int
+	Seed  int64
+	// LatencyMin/Max bound the one-way delay of each message, drawn uniformly
+	// (default 1ms..100ms).
+	LatencyMin, LatencyMax time.Duration
+	// Loss is the probability that a datagram is lost (messages that go over TCP
+	// in the real system, larger than a packet, are never lost but take 1.5x).
+	Loss float64
+	// Rate is changes per second, fleet-wide, each made on a random live host.
+	Rate float64
+	// Changes is how many changes are made (at Rate).
+	Changes int
+	// Idle is a window with no changes, measured after the changes settle, for the
+	// idle cost (default 0: not measured).
+	Idle time.Duration
+	// Settle is how long the run continues after the last change (default 10s).
+	Settle time.Duration
+	// AEInterval is each host's anti-entropy period (default 1s, as the agent).
+	AEInterval time.Duration
+	// Detect is how long membership takes to tell others a host failed (default 5s,
+	// memberlist's LAN timings) or came back (default 1s).
+	Detect, Rejoin time.Duration
+	// Degree is the tree's neighbor count (default the agent's); GraftTimeout and
+	// LazyInterval tune the tree (default proto's).
+	Degree                     int
+	GraftTimeout, LazyInterval time.Duration
+	// Partition cuts PartitionFraction of the hosts off from the rest from
+	// PartitionAt (after the first change) for PartitionFor.
+	PartitionFraction         float64
+	PartitionAt, PartitionFor time.Duration
+	// Churn: every ChurnEvery, one random host fails for ChurnDown, then returns.
+	ChurnEvery, ChurnDown time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.LatencyMax == 0 {
+		c.LatencyMin, c.LatencyMax = time.Millisecond, 100*time.Millisecond
+	}
+	if c.Settle == 0 {
+		c.Settle = 10 * time.Second
+	}
+	if c.AEInterval == 0 {
+		c.AEInterval = time.Second
+	}
+	if c.Detect == 0 {
+		c.Detect = 5 * time.Second
+	}
+	if c.Rejoin == 0 {
+		c.Rejoin = time.Second
+	}
+	if c.Degree == 0 {
+		c.Degree = 3
+	}
+	if c.Rate == 0 {
+		c.Rate = 100
+	}
+}
+
+// Result is what a run measured.
+type Result struct {
+	Hosts, Changes int
+	// Per (change, host) propagation delay, for hosts that were up and on the
+	// source's side of any partition when the change was made.
+	P50, P99, Max time.Duration
+	// Every-host delay per change: until the last such host had it.
+	EveryP50, EveryP99 time.Duration
+	// Samples is the number of (change, host) pairs; Late those that arrived only
+	// through anti-entropy or after a heal (included above).
+	Samples, Late int
+	// Missing (change, host) pairs never delivered by the end of the run.
+	Missing int
+	// Traffic per host per second while changes flowed (from the first change to
+	// the last one's arrival everywhere), split by protocol.
+	MsgsPerHostSec, BytesPerHostSec        float64
+	TreeBytesPerHostSec, AEBytesPerHostSec float64
+	// Idle traffic per host per second (only when Config.Idle > 0).
+	IdleMsgsPerHostSec, IdleBytesPerHostSec float64
+	// HealConverged is how long after the partition healed every live host had
+	// the same catalog (0 when no partition).
+	HealConverged time.Duration
+	// Converged reports whether all live hosts ended with identical catalogs.
+	Converged bool
+	// MaxHostMsgs is the most messages any one host sent per change made: bounded
+	// by the tree's degree, not by the fleet size.
+	MaxHostMsgs                float64
+	Grafts, Prunes, Duplicates uint64
+	Events                     int
+}
+
+func (r Result) String() string {
+	s := fmt.Sprintf("hosts=%d changes=%d: per-host p50=%s p99=%s max=%s; every-host p50=%s p99=%s; late=%d/%d missing=%d; "+
+		"per host %.1f msgs/s %.0f B/s (tree %.0f B/s, anti-entropy %.0f B/s); busiest host %.1f msgs per change; grafts=%d prunes=%d duplicates=%d; converged=%v",
+		r.Hosts, r.Changes, ms(r.P50), ms(r.P99), ms(r.Max), ms(r.EveryP50), ms(r.EveryP99), r.Late, r.Samples, r.Missing,
+		r.MsgsPerHostSec, r.BytesPerHostSec, r.TreeBytesPerHostSec, r.AEBytesPerHostSec, r.MaxHostMsgs, r.Grafts, r.Prunes, r.Duplicates, r.Converged)
+	if r.IdleBytesPerHostSec > 0 || r.IdleMsgsPerHostSec > 0 {
+		s += fmt.Sprintf("; idle %.2f msgs/s %.1f B/s per host", r.IdleMsgsPerHostSec, r.IdleBytesPerHostSec)
+	}
+	if r.HealConverged > 0 {
+		s += fmt.Sprintf("; converged %s after heal", ms(r.HealConverged))
+	}
+	return s
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)) }
+
+// Wire overheads the real system adds to each message: our type byte and sender
+// frame are counted in the message sizes; the replay seal adds 25 bytes (tag, time,
+// nonce), memberlist its message type and AES-GCM (1 version + 12 nonce + 16 tag
+// bytes), IP+UDP 28.
+const (
+	packetOverhead = 25 + 1 + 29 + 28
+	udpLimit       = 1100 // larger messages go over TCP (gossip.bestEffortLimit)
+)
+
+type host struct {
+	name   string
+	idx    int
+	cat    *catalog.Catalog
+	tree   *proto.Tree
+	ae     *proto.AntiEntropy
+	up     bool
+	side   int // partition side
+	sent   int // messages sent while measuring
+	tickAt time.Time
+}
+
+type evKind uint8
+
+const (
+	evDeliverTree evKind = iota
+	evDeliverAE
+	evTick
+	evAE
+	evChange
+	evFail
+	evReturn
+	evDetectFail
+	evDetectReturn
+	evPartition
+	evHeal
+	evCheck
+)
+
+type event struct {
+	at   time.Time
+	seq  uint64
+	kind evKind
+	to   int
+	from int
+	tree proto.Message
+	ae   any
+}
+
+type queue []*event
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if !q[i].at.Equal(q[j].at) {
+		return q[i].at.Before(q[j].at)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(*event)) }
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+type change struct {
+	id     catalog.ID
+	at     time.Time
+	src    int
+	want   []bool // hosts that should receive it (up, same side)
+	got    int
+	last   time.Time
+	wanted int
+}
+
+type simulator struct {
+	cfg     Config
+	rng     *rand.Rand
+	now     time.Time
+	start   time.Time
+	q       queue
+	seq     uint64
+	hosts   []*host
+	byName  map[string]int
+	records map[*byte][]*catalog.Record
+	changes map[catalog.ID]*change
+	order   []*change
+	delays  []time.Duration
+	late    int
+
+	measuring          bool
+	msgs, bytes        float64
+	treeBytes, aeBytes float64
+	partitioned        bool
+	healedAt           time.Time
+	healConverged      time.Duration
+	events             int
+}
+
+// Run simulates cfg and returns what it measured.
+func Run(cfg Config) Result {
+	cfg.defaults()
+	s := &simulator{cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)), byName: map[string]int{},
+		records: map[*byte][]*catalog.Record{}, changes: map[catalog.ID]*change{}}
+	s.now = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.start = s.now
+	names := make([]string, cfg.Hosts)
+	for i := 0; i < cfg.Hosts; i++ {
+		name := fmt.Sprintf("h%05d", i)
+		names[i] = name
+		c := catalog.New(name)
+		c.SetSelfID(uint32(i + 1))
+		h := &host{name: name, idx: i, cat: c, up: true,
+			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
+			ae:   proto.NewAntiEntropy(c, 0)}
+		s.hosts = append(s.hosts, h)
+		s.byName[name] = i
+	}
+	// Every host starts with the org, network and app the changes go into.
+	parents := parentRecords()
+	for _, h := range s.hosts {
+		h.cat.ApplyAll(parents)
+	}
+	// Neighbors from membership: each host is offered a random sample of members.
+	for _, h := range s.hosts {
+		s.refill(h)
+	}
+	for _, h := range s.hosts {
+		s.at(time.Duration(s.rng.Int63n(int64(cfg.AEInterval))), &event{kind: evAE, to: h.idx})
+	}
+	// Changes start after the tree had a second to form from the Join messages.
+	first := time.Second
+	gap := time.Duration(float64(time.Second) / cfg.Rate)
+	for i := 0; i < cfg.Changes; i++ {
+		s.at(first+time.Duration(i)*gap, &event{kind: evChange, from: i})
+	}
+	lastChange := first + time.Duration(cfg.Changes)*gap
+	end := lastChange + cfg.Settle
+	if cfg.PartitionFraction > 0 {
+		s.at(first+cfg.PartitionAt, &event{kind: evPartition})
+		s.at(first+cfg.PartitionAt+cfg.PartitionFor, &event{kind: evHeal})
+		end = max(end, first+cfg.PartitionAt+cfg.PartitionFor+cfg.Settle)
+	}
+	if cfg.ChurnEvery > 0 {
+		for t := first + cfg.ChurnEvery; t < lastChange; t += cfg.ChurnEvery {
+			s.at(t, &event{kind: evFail, to: s.rng.Intn(cfg.Hosts)})
+		}
+	}
+	s.at(first, &event{kind: evCheck})
+	s.measuring = true
+	measureFrom := s.start.Add(first)
+	var measureTo time.Time
+	s.runUntil(s.start.Add(end))
+	measureTo = s.now
+	for _, c := range s.order {
+		if c.got == c.wanted && c.last.After(measureTo) {
+			measureTo = c.last
+		}
+	}
+	res := s.result(measureFrom, s.start.Add(end))
+	if cfg.Idle > 0 {
+		s.msgs, s.bytes, s.treeBytes, s.aeBytes = 0, 0, 0, 0
+		from := s.now
+		s.runUntil(s.now.Add(cfg.Idle))
+		secs := s.now.Sub(from).Seconds() * float64(cfg.Hosts)
+		res.IdleMsgsPerHostSec, res.IdleBytesPerHostSec = s.msgs/secs, s.bytes/secs
+	}
+	res.Events = s.events
+	return res
+}
+
+func (s *simulator) result(from, to time.Time) Result {
+	r := Result{Hosts: s.cfg.Hosts, Changes: len(s.order), Late: s.late, HealConverged: s.healConverged}
+	slices.Sort(s.delays)
+	r.Samples = len(s.delays)
+	r.P50, r.P99, r.Max = pct(s.delays, 50), pct(s.delays, 99), pct(s.delays, 100)
+	var every []time.Duration
+	for _, c := range s.order {
+		r.Missing += c.wanted - c.got
+		if c.got == c.wanted {
+			every = append(every, c.last.Sub(c.at))
+		}
+	}
+	slices.Sort(every)
+	r.EveryP50, r.EveryP99 = pct(every, 50), pct(every, 99)
+	secs := to.Sub(from).Seconds() * float64(s.cfg.Hosts)
+	r.MsgsPerHostSec, r.BytesPerHostSec = s.msgs/secs, s.bytes/secs
+	r.TreeBytesPerHostSec, r.AEBytesPerHostSec = s.treeBytes/secs, s.aeBytes/secs
+	for _, h := range s.hosts {
+		r.MaxHostMsgs = max(r.MaxHostMsgs, float64(h.sent)/float64(max(1, len(s.order))))
+		r.Grafts += h.tree.Stats.Grafts
+		r.Prunes += h.tree.Stats.Prunes
+		r.Duplicates += h.tree.Stats.Duplicates
+	}
+	r.Converged = s.converged()
+	return r
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	k := int(p/100*float64(len(ds))+0.999999) - 1
+	return ds[max(0, min(k, len(ds)-1))]
+}
+
+func (s *simulator) at(d time.Duration, e *event) { s.atTime(s.now.Add(d), e) }
+
+func (s *simulator) atTime(t time.Time, e *event) {
+	if t.Before(s.now) {
+		t = s.now
+	}
+	e.at = t
+	s.seq++
+	e.seq = s.seq
+	heap.Push(&s.q, e)
+}
+
+func (s *simulator) runUntil(end time.Time) {
+	for len(s.q) > 0 && !s.q[0].at.After(end) {
+		e := heap.Pop(&s.q).(*event)
+		s.now = e.at
+		s.events++
+		s.handle(e)
+	}
+	s.now = end
+}
+
+func (s *simulator) handle(e *event) {
+	switch e.kind {
+	case evDeliverTree:
+		h := s.hosts[e.to]
+		if !h.up {
+			return
+		}
+		from := s.hosts[e.from].name
+		if _, fresh := h.tree.Receive(s.now, from, e.tree); fresh {
+			s.deliver(h, s.records[&e.tree.Payload[0]])
+		}
+		s.flush(h)
+	case evDeliverAE:
+		h := s.hosts[e.to]
+		if !h.up {
+			return
+		}
+		if m, ok := e.ae.(*proto.AERecords); ok {
+			s.deliver(h, m.Records)
+			return
+		}
+		if err := h.ae.Receive(s.hosts[e.from].name, e.ae); err != nil {
+			panic(fmt.Sprintf("sim: %s rejected anti-entropy input: %v", h.name, err))
+		}
+		s.flush(h)
+	case evTick:
+		h := s.hosts[e.to]
+		if !h.up || !e.at.Equal(h.tickAt) {
+			return
+		}
+		h.tickAt = time.Time{}
+		h.tree.Tick(s.now)
+		s.flush(h)
+	case evAE:
+		h := s.hosts[e.to]
+		d := s.cfg.AEInterval/2 + time.Duration(s.rng.Int63n(int64(s.cfg.AEInterval)))
+		s.at(d, &event{kind: evAE, to: h.idx})
+		if !h.up {
+			return
+		}
+		// Membership's view: hosts up and reachable (a partition shows as failures
+		// once detected; approximated as immediate here, which only makes
+		// anti-entropy rounds during a partition cheaper, not faster).
+		for tries := 0; tries < 8; tries++ {
+			p := s.hosts[s.rng.Intn(len(s.hosts))]
+			if p != h && p.up && p.side == h.side {
+				h.ae.Start(s.now, p.name)
+				break
+			}
+		}
+		s.flush(h)
+	case evChange:
+		s.makeChange(e.from)
+	case evFail:
+		h := s.hosts[e.to]
+		if !h.up {
+			return
+		}
+		h.up = false
+		s.at(s.cfg.Detect, &event{kind: evDetectFail, to: h.idx})
+		s.at(s.cfg.ChurnDown, &event{kind: evReturn, to: h.idx})
+	case evReturn:
+		h := s.hosts[e.to]
+		h.up = true
+		h.tickAt = time.Time{}
+		s.at(s.cfg.Rejoin, &event{kind: evDetectReturn, to: h.idx})
+	case evDetectFail:
+		if e.to < 0 {
+			// A partition: each side's membership drops the other side.
+			for _, o := range s.hosts {
+				eager, lazy := o.tree.Neighbors()
+				for _, n := range append(eager, lazy...) {
+					if s.hosts[s.byName[n]].side != o.side {
+						o.tree.RemovePeer(n)
+					}
+				}
+				s.refill(o)
+			}
+			return
+		}
+		name := s.hosts[e.to].name
+		for _, o := range s.hosts {
+			if o.tree.IsNeighbor(name) {
+				o.tree.RemovePeer(name)
+				s.refill(o)
+			}
+		}
+	case evDetectReturn:
+		h := s.hosts[e.to]
+		s.refill(h)
+		// Its join event makes the lower-named side of each pair start an
+		// exchange; one random live member stands for that here.
+		for tries := 0; tries < 8; tries++ {
+			p := s.hosts[s.rng.Intn(len(s.hosts))]
+			if p != h && p.up {
+				h.ae.Start(s.now, p.name)
+				break
+			}
+		}
+		s.flush(h)
+	case evPartition:
+		s.partitioned = true
+		n := int(float64(len(s.hosts)) * s.cfg.PartitionFraction)
+		for _, i := range s.rng.Perm(len(s.hosts))[:n] {
+			s.hosts[i].side = 1
+		}
+		// Membership on each side declares the other side failed after Detect.
+		s.at(s.cfg.Detect, &event{kind: evDetectFail, to: -1})
+	case evHeal:
+		s.partitioned = false
+		s.healedAt = s.now
+		for _, h := range s.hosts {
+			h.side = 0
+		}
+		for _, h := range s.hosts {
+			s.refill(h)
+			s.flush(h)
+		}
+	case evCheck:
+		if s.now.Sub(s.start) < 10*time.Minute {
+			s.at(100*time.Millisecond, &event{kind: evCheck})
+		}
+		if !s.healedAt.IsZero() && s.healConverged == 0 && s.converged() {
+			s.healConverged = s.now.Sub(s.healedAt)
+		}
+	}
+}
+
+// converged reports whether every live host has the same digest.
+func (s *simulator) converged() bool {
+	var root uint64
+	first := true
+	for _, h := range s.hosts {
+		if !h.up {
+			continue
+		}
+		r, _ := h.cat.Digest()
+		if first {
+			root, first = r, false
+		} else if r != root {
+			return false
+		}
+	}
+	return true
+}
+
+// refill offers a host a random sample of members it can reach as neighbors.
+func (s *simulator) refill(h *host) {
+	need := h.tree.NeedPeers()
+	if need == 0 {
+		return
+	}
+	var cands []string
+	for tries := 0; tries < 4*need+8 && len(cands) < 2*need; tries++ {
+		p := s.hosts[s.rng.Intn(len(s.hosts))]
+		if p != h && p.up && p.side == h.side {
+			cands = append(cands, p.name)
+		}
+	}
+	h.tree.AddPeers(cands)
+	s.flush(h)
+}
+
+// flush sends what a host's machines queued and schedules its next tree tick.
+func (s *simulator) flush(h *host) {
+	for _, m := range h.tree.Outbox() {
+		size := 2 + len(h.name) + m.Msg.Size()
+		s.count(h, size, true)
+		if to, ok := s.route(h, m.To, size); ok {
+			s.at(to, &event{kind: evDeliverTree, to: s.byName[m.To], from: h.idx, tree: m.Msg})
+		}
+	}
+	for _, m := range h.ae.Outbox() {
+		size := aeSize(h.name, m.Msg)
+		s.count(h, size, false)
+		if to, ok := s.route(h, m.To, size); ok {
+			s.at(to, &event{kind: evDeliverAE, to: s.byName[m.To], from: h.idx, ae: m.Msg})
+		}
+	}
+	if d := h.tree.Deadline(); !d.IsZero() && (h.tickAt.IsZero() || d.Before(h.tickAt)) {
+		h.tickAt = d
+		s.atTime(d, &event{kind: evTick, to: h.idx})
+	}
+}
+
+func (s *simulator) count(h *host, size int, tree bool) {
+	if !s.measuring {
+		return
+	}
+	h.sent++
+	s.msgs++
+	s.bytes += float64(size + packetOverhead)
+	if tree {
+		s.treeBytes += float64(size + packetOverhead)
+	} else {
+		s.aeBytes += float64(size + packetOverhead)
+	}
+}
+
+// route decides a message's fate: its delay, or lost.
+func (s *simulator) route(from *host, to string, size int) (time.Duration, bool) {
+	dst := s.hosts[s.byName[to]]
+	if from.side != dst.side {
+		return 0, false
+	}
+	d := s.cfg.LatencyMin
+	if span := s.cfg.LatencyMax - s.cfg.LatencyMin; span > 0 {
+		d += time.Duration(s.rng.Int63n(int64(span)))
+	}
+	if size > udpLimit {
+		return d * 3 / 2, true
+	}
+	if s.cfg.Loss > 0 && s.rng.Float64() < s.cfg.Loss {
+		return 0, false
+	}
+	return d, true
+}
+
+func aeSize(from string, m any) int {
+	type origin struct {
+		From string `json:"from"`
+		Addr string `json:"addr,omitempty"`
+	}
+	o := origin{From: from, Addr: "[fdaa::1]:7946"}
+	var b []byte
+	switch m := m.(type) {
+	case *proto.AERecords:
+		b, _ = json.Marshal(m.Records)
+	case *proto.AERoot:
+		b, _ = json.Marshal(struct {
+			origin
+			*proto.AERoot
+		}{o, m})
+	case *proto.AEBuckets:
+		b, _ = json.Marshal(struct {
+			origin
+			*proto.AEBuckets
+		}{o, m})
+	case *proto.AESubs:
+		b, _ = json.Marshal(struct {
+			origin
+			*proto.AESubs
+		}{o, m})
+	case *proto.AEHeaders:
+		b, _ = json.Marshal(struct {
+			origin
+			*proto.AEHeaders
+		}{o, m})
+	case *proto.AEWant:
+		b, _ = json.Marshal(struct {
+			origin
+			*proto.AEWant
+		}{o, m})
+	}
+	return 1 + len(b)
+}
+
+// deliver applies records to a host's catalog and stamps the changes they carry.
+func (s *simulator) deliver(h *host, rs []*catalog.Record) {
+	for _, r := range h.cat.ApplyAll(rs) {
+		c := s.changes[r.ID()]
+		if c == nil || !c.want[h.idx] {
+			continue
+		}
+		c.want[h.idx] = false
+		c.got++
+		d := s.now.Sub(c.at)
+		s.delays = append(s.delays, d)
+		if s.now.After(c.last) {
+			c.last = s.now
+		}
+		if !s.healedAt.IsZero() && s.now.After(s.healedAt) {
+			s.late++
+		}
+	}
+}
+
+// makeChange creates machine number i on a random live host and publishes it.
+func (s *simulator) makeChange(i int) {
+	var h *host
+	for h == nil || !h.up {
+		h = s.hosts[s.rng.Intn(len(s.hosts))]
+	}
+	st := h.cat.Tick()
+	m := &catalog.Machine{
+		ID: fmt.Sprintf("%014x", uint64(i)*0x9E3779B97F4A7C15&(1<<56-1)), App: "sim", Org: "sim", Network: "default", NetworkID: simNet,
+		Host: h.name, HostID: uint32(h.idx + 1), Region: "ord", Field: sixpn.MinMachineField + uint32(i),
+		State: catalog.StateStarted, ProcessGroup: "app", CreatedAt: s.start,
+	}
+	m.Address = sixpn.MachineAddr(simNet, m.HostID, m.Field)
+	r := &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Gen: 1, Created: st, Version: st, Machine: m}
+	h.cat.Apply(r)
+	payload, _ := json.Marshal([]*catalog.Record{r})
+	s.records[&payload[0]] = []*catalog.Record{r}
+	c := &change{id: r.ID(), at: s.now, src: h.idx, want: make([]bool, len(s.hosts))}
+	for _, o := range s.hosts {
+		if o != h && o.up && o.side == h.side {
+			c.want[o.idx] = true
+			c.wanted++
+		}
+	}
+	s.changes[c.id] = c
+	s.order = append(s.order, c)
+	h.tree.Publish(s.now, payload)
+	s.flush(h)
+}
+
+const simNet = 0x00c0ffee
+
+func parentRecords() []*catalog.Record {
+	st := catalog.Stamp{Clock: 1, Node: 1}
+	t := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	return []*catalog.Record{
+		{Kind: catalog.KindOrg, Key: "sim", Gen: 1, Created: st, Version: st, Org: &catalog.Org{Slug: "sim", CreatedAt: t}},
+		{Kind: catalog.KindNetwork, Key: catalog.NetworkKey("sim", "default"), Gen: 1, Created: st, Version: st,
+			Network: &catalog.Network{Org: "sim", Name: "default", ID: simNet}},
+		{Kind: catalog.KindApp, Key: "sim", Gen: 1, Created: st, Version: st,
+			App: &catalog.App{Name: "sim", Org: "sim", Network: "default", NetworkID: simNet}},
+	}
+}
