@@ -820,7 +820,7 @@ func TestTCPConnectionCaps(t *testing.T) {
 			continue // reset during the handshake: refused
 		}
 		held = append(held, c)
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		if _, err := c.Read(make([]byte, 1)); err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				open++

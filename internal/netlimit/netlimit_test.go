@@ -32,7 +32,7 @@ func open(t *testing.T, addr string, src string) (net.Conn, bool) {
 	if err != nil {
 		return nopConn{}, false // reset before the handshake finished: refused
 	}
-	c.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, err = c.Read(make([]byte, 1))
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		c.SetReadDeadline(time.Time{})
