@@ -141,8 +141,9 @@ func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key 
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec, Gen: gen, Created: stamp, Version: stamp}
-	err := n.commit(r)
+	err := n.record(r)
 	n.createMu.Unlock()
+	n.flush()
 	if err != nil {
 		return nil, err
 	}

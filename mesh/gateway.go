@@ -62,6 +62,7 @@ func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer
 	}
 	g.reserved[idx] = true
 	n.allocMu.Unlock()
+	n.flush()
 	defer func() {
 		n.allocMu.Lock()
 		delete(g.reserved, idx)
@@ -78,7 +79,7 @@ func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer
 	}, catalog.ID{Kind: catalog.KindPeer, Key: key}, fmt.Sprintf("peer %q in org %q", spec.Name, spec.Org)); err != nil {
 		return nil, err
 	}
-	if err := n.applyPlane(ctx); err != nil {
+	if err := n.installed(ctx, catalog.ID{Kind: catalog.KindPeer, Key: key}); err != nil {
 		// Not installed: take the record back so nothing half-created remains.
 		if r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: key}); r != nil {
 			_ = n.tombstone(r)
@@ -100,7 +101,7 @@ func (g *gatewayPeers) remove(ctx context.Context, ref peerRef) error {
 	if err := n.tombstone(r); err != nil {
 		return err
 	}
-	return n.applyPlane(ctx)
+	return n.installed(ctx, r.ID())
 }
 
 func (g *gatewayPeers) stats(keys []string) []PeerStat {

@@ -87,7 +87,7 @@ func (n *Node) writeHostRecord() error {
 		}
 	}
 	r := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: n.id.Gen, Created: n.id.Created, Version: n.cat.Tick(), Host: h}
-	return n.commit(r)
+	return n.record(r) // published by the caller's flush, after allocMu
 }
 
 // settle marks the identity as checked against the cluster.
@@ -198,6 +198,7 @@ func (n *Node) checkIdentity(snap *catalog.Snapshot) error {
 		stale = n.staleLocal(snap, func(hostID uint32) bool { return hostID != n.id.HostID })
 	}
 	n.allocMu.Unlock()
+	n.flush()
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,20 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 			}
 		}
 	}
+	m, err := n.allocMachine(spec, app)
+	n.flush() // publish outside allocMu
+	if err != nil || m.RequestID != spec.RequestID || m.Host != n.id.Name {
+		return m, err
+	}
+	if err := n.installed(ctx, catalog.ID{Kind: catalog.KindMachine, Key: m.ID}); err != nil {
+		return m, fmt.Errorf("machine %s recorded, but attaching it failed: %w", m.ID, err)
+	}
+	return m, nil
+}
+
+// allocMachine picks a free machine field and id and records the machine: under
+// allocMu so concurrent creates never collide, and only disk and memory inside it.
+func (n *Node) allocMachine(spec MachineSpec, app *catalog.App) (*catalog.Machine, error) {
 	n.allocMu.Lock()
 	defer n.allocMu.Unlock()
 	if err := n.Err(); err != nil {
@@ -90,11 +104,8 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: m}
-	if err := n.commit(r); err != nil {
+	if err := n.record(r); err != nil {
 		return nil, err
-	}
-	if err := n.applyPlane(ctx); err != nil {
-		return m, fmt.Errorf("machine %s recorded, but attaching it failed: %w", id, err)
 	}
 	return m, nil
 }
@@ -196,18 +207,19 @@ func (n *Node) machineAction(ctx context.Context, op machineOp) (*catalog.Machin
 			m.State = state
 			next := *r
 			next.Machine, next.Version = &m, n.cat.Tick()
-			err = n.commit(&next)
+			err = n.record(&next)
 		}
 	case "destroy":
-		err = n.tombstone(r)
+		err = n.record(n.tombstones(r)...)
 	default:
 		err = invalid("unknown machine action %q", op.Action)
 	}
 	n.allocMu.Unlock()
+	n.flush()
 	if err != nil {
 		return nil, err
 	}
-	if err := n.applyPlane(ctx); err != nil {
+	if err := n.installed(ctx, catalog.ID{Kind: catalog.KindMachine, Key: op.ID}); err != nil {
 		return &m, fmt.Errorf("machine %s updated, but the data plane failed: %w", op.ID, err)
 	}
 	return &m, nil
@@ -225,7 +237,7 @@ func (n *Node) machineByRequest(ctx context.Context, rid string) (*catalog.Machi
 	}
 	m := r.Machine
 	if m.Host == n.id.Name {
-		if err := n.applyPlane(ctx); err != nil {
+		if err := n.installed(ctx, r.ID()); err != nil {
 			return m, fmt.Errorf("machine %s recorded, but attaching it failed: %w", m.ID, err)
 		}
 	}

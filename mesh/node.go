@@ -60,6 +60,9 @@ type Config struct {
 	// Apply, when set, brings the data plane in line with the catalog now. Machine and
 	// peer operations call it so they return only once the change is installed.
 	Apply func(ctx context.Context) error
+	// Install, when set, replaces Apply for operations: it applies and returns only
+	// the failures that concern object id.
+	Install func(ctx context.Context, id catalog.ID) error
 	// OnIdentity, when set, runs once the host's identity is loaded and before the
 	// host joins or announces itself. The agent brings WireGuard up here, so no other
 	// host ever sends a handshake to a port that is not listening yet (a lost first
@@ -93,10 +96,14 @@ type Node struct {
 	allocMu  sync.Mutex // serializes machine-field and peer-slot allocation
 	gw       *gatewayPeers
 
-	persistCh chan []*catalog.Record
-	fatal     chan struct{}
-	fatalOnce sync.Once
-	fatalErr  error
+	pendMu     sync.Mutex
+	pending    map[catalog.ID]struct{} // remote records to persist
+	persistSig chan struct{}
+	outMu      sync.Mutex
+	outbox     []*catalog.Record // recorded local writes not yet published
+	fatal      chan struct{}
+	fatalOnce  sync.Once
+	fatalErr   error
 
 	conflictMu   sync.Mutex
 	conflictSeen map[string]bool // conflicts already reported, so re-sent losers are not logged again
@@ -130,7 +137,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st,
-		persistCh: make(chan []*catalog.Record, 1024), stop: make(chan struct{}), fatal: make(chan struct{})}
+		pending: map[catalog.ID]struct{}{}, persistSig: make(chan struct{}, 1), stop: make(chan struct{}), fatal: make(chan struct{})}
 	n.gw = &gatewayPeers{n: n, reserved: map[int]bool{}}
 	if err := n.start(); err != nil {
 		st.Close()
@@ -253,6 +260,7 @@ func (n *Node) start() error {
 	n.allocMu.Lock()
 	err = n.writeHostRecord()
 	n.allocMu.Unlock()
+	n.flush()
 	if err != nil {
 		n.Close()
 		return identityAdvice(err, cfg.DataDir)
@@ -276,20 +284,7 @@ func (n *Node) Close() error {
 		}
 		close(n.stop)
 		n.wg.Wait()
-		// Flush what is still queued.
-		for {
-			select {
-			case rs := <-n.persistCh:
-				var ids []catalog.ID
-				for _, r := range rs {
-					ids = append(ids, r.ID())
-				}
-				_ = n.store.Put(n.cat.Records(ids)...)
-				continue
-			default:
-			}
-			break
-		}
+		n.writePending() // what is still queued
 		n.store.Close()
 	})
 	return nil
@@ -308,12 +303,18 @@ func (n *Node) Snapshot() *catalog.Snapshot           { return n.cat.Snapshot() 
 func (n *Node) Gossip() *gossip.Gossip                { return n.gossip }
 func (n *Node) RTT(host string) (time.Duration, bool) { return n.gossip.RTT(host) }
 
-// applyPlane runs the data-plane hook, if any.
-func (n *Node) applyPlane(ctx context.Context) error {
-	if n.cfg.Apply == nil {
-		return nil
+// installed brings the data plane in line with the catalog and reports only what
+// concerns object id: an operation waits for its own machine or peer and fails only
+// for its own reasons (another machine's broken namespace is the reconciler's to
+// retry, not this create's to roll back).
+func (n *Node) installed(ctx context.Context, id catalog.ID) error {
+	switch {
+	case n.cfg.Install != nil:
+		return n.cfg.Install(ctx, id)
+	case n.cfg.Apply != nil:
+		return n.cfg.Apply(ctx)
 	}
-	return n.cfg.Apply(ctx)
+	return nil
 }
 
 // Backup streams a consistent copy of this host's data file.

@@ -6,9 +6,15 @@ import (
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
-// commit makes a local write durable, applies it and disseminates it. The order is
-// what the durability guarantee rests on: synced to disk before anyone is told.
-func (n *Node) commit(rs ...*catalog.Record) error {
+// Local writes go in two steps so that no lock is held across network I/O:
+//   - record makes them durable (synced to disk) and visible in the catalog; callers
+//     may hold createMu or allocMu, which is what makes "check, allocate, record"
+//     atomic;
+//   - flush publishes what was recorded; callers run it after releasing their locks.
+// The durability guarantee rests on the order: on disk before anyone is told.
+
+// record persists and applies local writes and queues them for publishing.
+func (n *Node) record(rs ...*catalog.Record) error {
 	if err := n.store.Put(rs...); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
@@ -23,47 +29,80 @@ func (n *Node) commit(rs ...*catalog.Record) error {
 		// ends with the winner, not with our record.
 		n.persistAsync(lost)
 	}
-	n.gossip.Publish(rs...)
+	n.outMu.Lock()
+	n.outbox = append(n.outbox, rs...)
+	n.outMu.Unlock()
 	n.metrics.writes.Add(float64(len(rs)))
 	return nil
 }
 
-// persistAsync queues records for the batching writer. Remote records that are lost
-// in a crash before this writes them come back through anti-entropy.
-func (n *Node) persistAsync(rs []*catalog.Record) {
-	select {
-	case n.persistCh <- rs:
-	case <-n.stop:
+// flush publishes every recorded write not yet sent. Call it without locks held.
+func (n *Node) flush() {
+	n.outMu.Lock()
+	rs := n.outbox
+	n.outbox = nil
+	n.outMu.Unlock()
+	if len(rs) > 0 {
+		n.gossip.Publish(rs...)
 	}
+}
+
+// commit records and publishes; for callers that hold no lock.
+func (n *Node) commit(rs ...*catalog.Record) error {
+	err := n.record(rs...)
+	n.flush()
+	return err
+}
+
+// persistAsync queues records from other hosts for the batching writer. It never
+// blocks (gossip calls it from memberlist callbacks, which must not block): ids go
+// into a set that the writer takes whole, so memory is bounded by the catalog and a
+// burst costs one synced transaction. Remote records lost in a crash before the
+// writer ran come back through anti-entropy.
+func (n *Node) persistAsync(rs []*catalog.Record) {
+	n.pendMu.Lock()
+	for _, r := range rs {
+		n.pending[r.ID()] = struct{}{}
+	}
+	n.pendMu.Unlock()
+	select {
+	case n.persistSig <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) takePending() []catalog.ID {
+	n.pendMu.Lock()
+	defer n.pendMu.Unlock()
+	if len(n.pending) == 0 {
+		return nil
+	}
+	ids := make([]catalog.ID, 0, len(n.pending))
+	for id := range n.pending {
+		ids = append(ids, id)
+	}
+	clear(n.pending)
+	return ids
 }
 
 func (n *Node) persistLoop() {
 	defer n.wg.Done()
 	for {
-		var batch []catalog.ID
 		select {
-		case rs := <-n.persistCh:
-			for _, r := range rs {
-				batch = append(batch, r.ID())
-			}
+		case <-n.persistSig:
 		case <-n.stop:
 			return
 		}
-	drain:
-		for len(batch) < 5000 {
-			select {
-			case rs := <-n.persistCh:
-				for _, r := range rs {
-					batch = append(batch, r.ID())
-				}
-			default:
-				break drain
-			}
-		}
-		// Write what the catalog holds now, so a batch never puts a stale version
-		// over a newer one.
-		if err := n.store.Put(n.cat.Records(batch)...); err != nil {
-			n.log.Error("persist remote records", "err", err, "records", len(batch))
+		n.writePending()
+	}
+}
+
+// writePending writes what the catalog holds now for the pending ids, so a batch
+// never puts a stale version over a newer one.
+func (n *Node) writePending() {
+	if ids := n.takePending(); len(ids) > 0 {
+		if err := n.store.Put(n.cat.Records(ids)...); err != nil {
+			n.log.Error("persist remote records", "err", err, "records", len(ids))
 		}
 	}
 }

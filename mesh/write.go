@@ -25,8 +25,9 @@ func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created c
 	stamp := n.cat.Tick()
 	r := build(gen, stamp)
 	r.Gen, r.Created, r.Version = gen, stamp, stamp
-	err := n.commit(r)
+	err := n.record(r)
 	n.createMu.Unlock()
+	n.flush()
 	if err != nil {
 		return nil, err
 	}
@@ -38,8 +39,11 @@ func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created c
 }
 
 // tombstone writes deletions for the given live records.
-func (n *Node) tombstone(rs ...*catalog.Record) error {
-	var out []*catalog.Record
+func (n *Node) tombstone(rs ...*catalog.Record) error { return n.commit(n.tombstones(rs...)...) }
+
+// tombstones builds deletions for the given live records.
+func (n *Node) tombstones(rs ...*catalog.Record) []*catalog.Record {
+	out := make([]*catalog.Record, 0, len(rs))
 	for _, r := range rs {
 		t := *r
 		t.Deleted = true
@@ -47,7 +51,7 @@ func (n *Node) tombstone(rs ...*catalog.Record) error {
 		t.DeletedAt = n.now().Unix()
 		out = append(out, &t)
 	}
-	return n.commit(out...)
+	return out
 }
 
 // waitFor polls the local catalog until cond holds for id or ctx ends (bounded at 2s).

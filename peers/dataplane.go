@@ -50,16 +50,58 @@ type Config struct {
 	Now func() time.Time
 }
 
+// The parts Apply drives, as interfaces so its logic runs against fakes (fake.go)
+// without root; New wires the real netlink, namespace, nftables and wgctrl ones.
+type (
+	// Links programs routes into the WireGuard interface, the DNS addresses on
+	// loopback, and IPv6 forwarding.
+	Links interface {
+		EnableForwarding() error
+		SyncRoutes(iface string, want []netip.Prefix) (added, removed int, err error)
+		SyncDNS(want []netip.Addr) error
+		Close()
+	}
+	// Namespaces attaches machines (veth, address, route, resolv.conf) to their
+	// network namespaces. Sync reports a machine's own failure as *attach.MachineError.
+	Namespaces interface {
+		Sync(want []plan.Machine) (attach.Result, error)
+		DetachAll() error
+		Close()
+	}
+	// Filters installs the isolation filter.
+	Filters interface {
+		Sync(spec filter.Spec) (changed bool, err error)
+		Delete() error
+	}
+	// PeerSync converges the WireGuard device's peers.
+	PeerSync interface {
+		Reconcile(want []plan.Peer, s wgsync.Settings) (wgsync.Changes, error)
+	}
+)
+
+// Parts are the data plane's collaborators; NewWithParts takes them (tests pass fakes).
+type Parts struct {
+	Links      Links
+	Namespaces Namespaces
+	Filters    Filters
+	Peers      PeerSync
+}
+
+// netlinkLinks adds the forwarding switch to link.Links.
+type netlinkLinks struct{ *link.Links }
+
+func (netlinkLinks) EnableForwarding() error { return link.EnableForwarding() }
+
 // DataPlane is one host's WireGuard data plane. Its methods are safe for concurrent
 // use; Apply calls are serialized.
 type DataPlane struct {
 	cfg     Config
 	log     *slog.Logger
-	dev     *device.Device
-	sync    *wgsync.Reconciler
-	links   *link.Links
-	attach  *attach.Attacher
-	filter  *filter.Filter
+	dev     *device.Device // nil with fake parts
+	sync    PeerSync
+	links   Links
+	attach  Namespaces
+	filter  Filters
 	metrics *metrics
 
 	mu          sync.Mutex // serializes Apply, Close, Teardown
@@ -109,10 +151,11 @@ func New(cfg Config) (*DataPlane, error) {
 	if err := link.EnableForwarding(); err != nil {
 		return nil, err
 	}
-	var err error
-	if d.links, err = link.New(d.log); err != nil {
+	links, err := link.New(d.log)
+	if err != nil {
 		return nil, err
 	}
+	d.links = netlinkLinks{links}
 	if d.attach, err = attach.New(attach.Config{MTU: cfg.MTU, Logger: d.log, EtcNetns: cfg.EtcNetns}); err != nil {
 		d.links.Close()
 		return nil, err
@@ -162,7 +205,7 @@ func (d *DataPlane) Apply(s *catalog.Snapshot) error {
 	stage := func(name string, err error) {
 		if err != nil {
 			d.metrics.errors.WithLabelValues(name).Inc()
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			errs = append(errs, &StageError{Stage: name, Err: err})
 		}
 	}
 	if changed, err := d.filter.Sync(filter.Spec{WGIface: d.cfg.Interface, Networks: want.Networks, Machines: want.Machines}); changed && err == nil {
@@ -170,7 +213,7 @@ func (d *DataPlane) Apply(s *catalog.Snapshot) error {
 	} else {
 		stage("filter", err)
 	}
-	stage("forwarding", link.EnableForwarding())
+	stage("forwarding", d.links.EnableForwarding())
 
 	now := time.Now()
 	seen := make(map[wgtypes.Key]time.Time, len(want.Peers))
@@ -238,7 +281,12 @@ func (d *DataPlane) DNSAddrs() []netip.Addr {
 func (d *DataPlane) PublicKey() wgtypes.Key { return d.cfg.PrivateKey.PublicKey() }
 
 // Mode is the WireGuard implementation running: "kernel" or "userspace".
-func (d *DataPlane) Mode() device.Mode { return d.dev.Mode() }
+func (d *DataPlane) Mode() device.Mode {
+	if d.dev == nil {
+		return "fake"
+	}
+	return d.dev.Mode()
+}
 
 // Close stops the agent's use of the data plane, leaving machines attached, the
 // filter installed and (in kernel mode) the interface and its tunnels up, so a
@@ -252,7 +300,10 @@ func (d *DataPlane) Close() error {
 	}
 	d.closed = true
 	d.metrics.unregister()
-	err := d.dev.Close()
+	var err error
+	if d.dev != nil {
+		err = d.dev.Close()
+	}
 	d.links.Close()
 	d.attach.Close()
 	return err
@@ -309,6 +360,88 @@ func (d *DataPlane) Teardown() error {
 		d.links.Close()
 		d.attach.Close()
 	}
-	errs = append(errs, d.dev.Destroy(), d.filter.Delete())
+	if d.dev != nil {
+		errs = append(errs, d.dev.Destroy())
+	}
+	errs = append(errs, d.filter.Delete())
 	return errors.Join(errs...)
+}
+
+// NewWithParts builds a data plane on the given parts and no WireGuard device: the
+// apply logic, run without root (tests use the fakes in fake.go).
+func NewWithParts(cfg Config, p Parts) *DataPlane {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Interface == "" {
+		cfg.Interface = DefaultInterface
+	}
+	if cfg.ListenPort == 0 {
+		cfg.ListenPort = DefaultPort
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &DataPlane{cfg: cfg, log: cfg.Logger, links: p.Links, attach: p.Namespaces, filter: p.Filters, sync: p.Peers}
+	d.metrics = newMetrics(d)
+	return d
+}
+
+// StageError is the failure of one stage of Apply (filter, forwarding, peers, routes,
+// dns_addresses, machines).
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string { return e.Stage + ": " + e.Err.Error() }
+func (e *StageError) Unwrap() error { return e.Err }
+
+// ErrorFor picks from an Apply error what concerns one object: a machine's own
+// attach failure, or for a peer the WireGuard peer stage; the isolation filter and
+// forwarding concern everything. Another machine's broken namespace is not the
+// object's failure: the reconciler retries it, and an operation waiting for its own
+// object must not fail (or roll back) for it.
+func ErrorFor(err error, kind catalog.Kind, key string) error {
+	var out []error
+	walk(err, func(e error) {
+		var se *StageError
+		if !errors.As(e, &se) {
+			return
+		}
+		switch se.Stage {
+		case "filter", "forwarding":
+			out = append(out, se)
+		case "peers", "routes":
+			if kind == catalog.KindPeer {
+				out = append(out, se)
+			}
+		case "machines":
+			if kind != catalog.KindMachine {
+				return
+			}
+			walk(se.Err, func(me error) {
+				var m *attach.MachineError
+				if errors.As(me, &m) && m.ID == key {
+					out = append(out, m)
+				}
+			})
+		}
+	})
+	return errors.Join(out...)
+}
+
+// walk calls f on each leaf-level error of a tree built by errors.Join (and on
+// errors that are not joins).
+func walk(err error, f func(error)) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			walk(e, f)
+		}
+		return
+	}
+	f(err)
 }

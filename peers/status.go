@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,6 +44,9 @@ func (p PeerStatus) HandshakeAge(now time.Time) time.Duration {
 
 // Status reads the interface's peers, sorted by kind, name, then key.
 func (d *DataPlane) Status() (Status, error) {
+	if d.dev == nil {
+		return Status{}, errors.New("no WireGuard device (fake parts)")
+	}
 	dev, err := d.dev.Device()
 	if err != nil {
 		return Status{}, fmt.Errorf("read %s: %w", d.cfg.Interface, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/peers"
 	"github.com/dogwood/dogwood/peers/device"
 )
@@ -130,6 +131,15 @@ func (d *dataPlane) applyNow(ctx context.Context) error {
 		return nil
 	}
 	return d.apply()
+}
+
+// install applies now and reports only what concerns one object: the operation that
+// created it waits for it and fails for its own reasons only.
+func (d *dataPlane) install(ctx context.Context, id catalog.ID) error {
+	if d.dp == nil {
+		return nil
+	}
+	return peers.ErrorFor(d.apply(), id.Kind, id.Key)
 }
 
 func (d *dataPlane) peerStats() map[string]mesh.PeerStat {

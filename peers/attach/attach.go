@@ -68,6 +68,16 @@ func New(cfg Config) (*Attacher, error) {
 // Close releases the netlink socket; attachments stay.
 func (a *Attacher) Close() { a.h.Close() }
 
+// MachineError is one machine's attach failure, so a caller waiting for its own
+// machine can tell it apart from another machine's trouble.
+type MachineError struct {
+	ID  string
+	Err error
+}
+
+func (e *MachineError) Error() string { return e.Err.Error() }
+func (e *MachineError) Unwrap() error { return e.Err }
+
 // Result counts what Sync did.
 type Result struct{ Attached, Adopted, Detached int }
 
@@ -81,7 +91,7 @@ func (a *Attacher) Sync(want []plan.Machine) (Result, error) {
 		created, err := a.attach(m)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("attach machine %s (netns %s): %w", m.ID, m.Netns, err))
+			errs = append(errs, &MachineError{ID: m.ID, Err: fmt.Errorf("attach machine %s (netns %s): %w", m.ID, m.Netns, err)})
 		case created:
 			res.Attached++
 		default:
