@@ -41,6 +41,9 @@ func parseLevel(s string) (slog.Level, error) {
 type componentHandler struct {
 	h    slog.Handler
 	comp string
+	// seen are the attributes already attached with WithAttrs: a package that
+	// tags its logger with what its caller already did (interface=…) adds nothing.
+	seen map[string]string
 }
 
 func (c *componentHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -50,10 +53,21 @@ func (c *componentHandler) Enabled(ctx context.Context, l slog.Level) bool {
 func (c *componentHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	comp := c.comp
 	rest := make([]slog.Attr, 0, len(as))
+	seen, copied := c.seen, false
 	for _, a := range as {
-		if a.Key == "component" {
+		switch v, ok := seen[a.Key]; {
+		case a.Key == "component":
 			comp = a.Value.String()
-		} else {
+		case ok && v == a.Value.String():
+		default:
+			if !copied { // copy on first write: handlers are shared
+				copied = true
+				seen = make(map[string]string, len(c.seen)+len(as))
+				for k, v := range c.seen {
+					seen[k] = v
+				}
+			}
+			seen[a.Key] = a.Value.String()
 			rest = append(rest, a)
 		}
 	}
@@ -61,11 +75,11 @@ func (c *componentHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	if len(rest) > 0 {
 		h = h.WithAttrs(rest)
 	}
-	return &componentHandler{h: h, comp: comp}
+	return &componentHandler{h: h, comp: comp, seen: seen}
 }
 
 func (c *componentHandler) WithGroup(name string) slog.Handler {
-	return &componentHandler{h: c.h.WithGroup(name), comp: c.comp}
+	return &componentHandler{h: c.h.WithGroup(name), comp: c.comp, seen: c.seen}
 }
 
 func (c *componentHandler) Handle(ctx context.Context, r slog.Record) error {

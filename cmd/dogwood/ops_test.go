@@ -88,11 +88,14 @@ func TestLogComponentOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l.With("component", "wireguard").With("interface", "dogwood0", "component", "wireguard").Info("x", "component", "wireguard-go", "k", 1)
+		l.With("component", "wireguard", "interface", "dogwood0").With("interface", "dogwood0", "component", "wireguard").Info("x", "component", "wireguard-go", "k", 1)
 		l.Info("plain")
 		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 		if n := strings.Count(lines[0], "component"); n != 1 || !strings.Contains(lines[0], "wireguard-go") {
 			t.Errorf("%s: %q: want one component, the innermost", format, lines[0])
+		}
+		if n := strings.Count(lines[0], "interface"); n != 1 {
+			t.Errorf("%s: %q: an attribute repeated with the same value appears %d times", format, lines[0], n)
 		}
 		if strings.Contains(lines[1], "component") {
 			t.Errorf("%s: %q", format, lines[1])

@@ -14,7 +14,8 @@ func (w *mlLog) Write(p []byte) (int, error) {
 	level, msg, attrs := parseMemberlistLine(string(p))
 	if strings.Contains(string(p), "[ERR]") {
 		reason := "memberlist"
-		if strings.Contains(msg, "ecrypt") || strings.Contains(msg, "No installed keys") {
+		// "Decrypt packet failed" (UDP), "no installed keys could decrypt" (TCP).
+		if lm := strings.ToLower(msg); strings.Contains(lm, "decrypt") || strings.Contains(lm, "no installed keys") {
 			reason = "decrypt"
 		}
 		w.g.drops.Add(1)

@@ -426,7 +426,8 @@ type hostOpts struct {
 	region         string
 	gateway        bool
 	publicEndpoint string
-	extra          []string // more agent flags
+	extra          []string        // more agent flags
+	before         func(ns string) // runs in the host's namespace setup, before its agent starts
 }
 
 // addHost creates host namespace hN with a veth to the underlay bridge
@@ -466,6 +467,9 @@ func (w *world) addHost(idx int, o hostOpts) *host {
 		args = append(args, "--join", "198.18.0.1:7946")
 	}
 	args = append(args, o.extra...)
+	if o.before != nil {
+		o.before(h.ns)
+	}
 	h.start(args)
 	return h
 }

@@ -1,0 +1,303 @@
+package netns
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type doctorCheck struct {
+	Name, Status, Detail, Next string
+}
+
+// doctor runs `dogwood doctor --json` on h; a failing check makes it exit 1,
+// which is not an error here.
+func (w *world) doctor(h *host) (map[string]doctorCheck, error) {
+	out, _ := w.try(h, "doctor", "--json") // stdout, then "dogwood: doctor: N failed" on stderr
+	var cs []doctorCheck
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&cs); err != nil {
+		return nil, fmt.Errorf("doctor --json: %v: %s", err, out)
+	}
+	m := map[string]doctorCheck{}
+	for _, c := range cs {
+		m[c.Name] = c
+	}
+	return m, nil
+}
+
+func failures(cs map[string]doctorCheck) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Status == "fail" {
+			out = append(out, c.Name+": "+c.Detail)
+		}
+	}
+	sortStrings(out)
+	return out
+}
+
+// ownKeyFile gives host idx its own copy of the world's gossip key (keyring
+// rewrites each host's file), passed as a later --gossip-key-file that wins.
+func (w *world) ownKeyFile(idx int, content string) (string, []string) {
+	w.t.Helper()
+	p := filepath.Join(w.dir, fmt.Sprintf("h%d.key", idx))
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	return p, []string{"--gossip-key-file", p}
+}
+
+// TestDoctor: green on a healthy cluster (warnings allowed: the upstream resolver
+// is deliberately dead), then each broken thing shows up as the failing check that
+// names it: a key file readable by others, a host whose WireGuard port is blocked,
+// a stopped host.
+func TestDoctor(t *testing.T) {
+	requireEnv(t)
+	w := newWorld(t, "dr")
+	key, _ := os.ReadFile(w.key)
+	k2, x2 := w.ownKeyFile(2, string(key))
+	h1 := w.addHost(1, hostOpts{region: "ord"})
+	h2 := w.addHost(2, hostOpts{region: "ord", extra: x2})
+	h3 := w.addHost(3, hostOpts{region: "ord"})
+	hosts := []*host{h1, h2, h3}
+	w.waitMembers(hosts, "h1", "h2", "h3")
+
+	for _, h := range hosts {
+		if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+			cs, err := w.doctor(h)
+			if err != nil {
+				return err
+			}
+			if f := failures(cs); len(f) > 0 {
+				return fmt.Errorf("%s: %v", h.name, f)
+			}
+			for _, want := range []string{"gossip key file", "data dir", "wireguard interface", "nftables", "clock skew", "mtu"} {
+				if cs[want].Status != "pass" {
+					return fmt.Errorf("%s: %s is %+v", h.name, want, cs[want])
+				}
+			}
+			for _, other := range hosts {
+				if other != h && cs["handshake "+other.name].Status != "pass" {
+					return fmt.Errorf("%s: handshake with %s: %+v", h.name, other.name, cs["handshake "+other.name])
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("healthy cluster: %v", err)
+		}
+	}
+	out, err := w.try(h1, "doctor")
+	if err != nil || !strings.Contains(out, "0 failed") {
+		t.Fatalf("doctor on a healthy host: %v\n%s", err, out)
+	}
+
+	// A key file others can read.
+	os.Chmod(k2, 0o644)
+	cs, _ := w.doctor(h2)
+	if c := cs["gossip key file"]; c.Status != "fail" || !strings.Contains(c.Next, "chmod 600 "+k2) {
+		t.Errorf("key mode 0644: %+v", c)
+	}
+	if f := failures(cs); len(f) != 1 {
+		t.Errorf("key mode 0644: want exactly that failure, got %v", f)
+	}
+	if _, err := w.try(h2, "doctor"); err == nil {
+		t.Error("doctor exits 0 with a failing check")
+	}
+	os.Chmod(k2, 0o600)
+
+	// A host whose WireGuard port is blocked from the start: gossip works, the
+	// tunnel never comes up, and every side says which port to open.
+	h4 := w.addHost(4, hostOpts{region: "ord", before: func(ns string) {
+		nsMust(t, ns, "nft", "add table inet dwblock")
+		nsMust(t, ns, "nft", "add chain inet dwblock in { type filter hook input priority -10 ; }")
+		nsMust(t, ns, "nft", "add rule inet dwblock in udp dport 51820 drop")
+	}})
+	w.waitMembers([]*host{h1, h4}, "h1", "h2", "h3", "h4")
+	if err := eventually(20*time.Second, 500*time.Millisecond, func() error {
+		cs, err := w.doctor(h1)
+		if err != nil {
+			return err
+		}
+		c := cs["handshake h4"]
+		if c.Status != "fail" || !strings.Contains(c.Next, "51820/udp") || !strings.Contains(c.Detail, "198.18.0.4:51820") {
+			return fmt.Errorf("handshake h4: %+v", c)
+		}
+		if f := failures(cs); len(f) != 1 {
+			return fmt.Errorf("want only the h4 handshake to fail: %v", f)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("blocked WireGuard port: %v", err)
+	}
+	h4.agent.stop(3 * time.Second) // leaves; out of the way of the next check
+
+	// A stopped host (killed: no graceful leave) is named with the next step.
+	h3.agent.kill()
+	if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+		cs, err := w.doctor(h1)
+		if err != nil {
+			return err
+		}
+		c := cs["member h3"]
+		if c.Status != "fail" || !strings.Contains(c.Next, "systemctl status dogwood") || !strings.Contains(c.Next, "7946") {
+			return fmt.Errorf("member h3: %+v", c)
+		}
+		if cs["member h4"].Status != "warn" || !strings.Contains(cs["member h4"].Next, "members remove h4") {
+			return fmt.Errorf("member h4 (left): %+v", cs["member h4"])
+		}
+		if _, ok := cs["handshake h3"]; ok {
+			return fmt.Errorf("a failed host's handshake is still checked: %+v", cs["handshake h3"])
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("stopped host: %v", err)
+	}
+}
+
+// TestKeyringRotation rotates the gossip key on a running cluster while catalog
+// writes flow, checks every host's key file, that the key in use cannot be
+// removed, that a restarted host keeps the new key, and that a host holding only
+// the old key cannot join.
+func TestKeyringRotation(t *testing.T) {
+	requireEnv(t)
+	w := newWorld(t, "kr")
+	old, _ := os.ReadFile(w.key)
+	oldKey := strings.TrimSpace(string(old))
+	var files []string
+	var hosts []*host
+	for i := 1; i <= 3; i++ {
+		f, extra := w.ownKeyFile(i, string(old))
+		files = append(files, f)
+		hosts = append(hosts, w.addHost(i, hostOpts{region: "ord", extra: append(extra, "--log-level", "info")}))
+	}
+	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
+	w.waitMembers(hosts, "h1", "h2", "h3")
+	newKey := strings.TrimSpace(w.cli(nil, "keygen"))
+
+	// Traffic: orgs created on h2 and h3 the whole time.
+	var stop atomic.Bool
+	var created sync.Map
+	var wg sync.WaitGroup
+	for _, h := range []*host{h2, h3} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load() && i < 500; i++ {
+				slug := fmt.Sprintf("%s-org%d", h.name, i)
+				if _, err := w.try(h, "orgs", "create", slug); err == nil {
+					created.Store(slug, true)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	type hostResult struct {
+		Host    string   `json:"host"`
+		OK      bool     `json:"ok"`
+		Error   string   `json:"error"`
+		Primary string   `json:"primary"`
+		Keys    []string `json:"keys"`
+	}
+	step := func(args ...string) []hostResult {
+		t.Helper()
+		var rs []hostResult
+		w.cliJSON(h1, &rs, append([]string{"keyring"}, args...)...)
+		if len(rs) != 3 {
+			t.Fatalf("keyring %v: %d hosts answered: %+v", args, len(rs), rs)
+		}
+		for _, r := range rs {
+			if !r.OK {
+				t.Fatalf("keyring %v on %s: %s", args, r.Host, r.Error)
+			}
+		}
+		return rs
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, r := range step("install", newKey) {
+		if r.Primary != oldKey || len(r.Keys) != 2 {
+			t.Fatalf("after install on %s: %+v", r.Host, r)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, r := range step("use", newKey) {
+		if r.Primary != newKey {
+			t.Fatalf("after use on %s: %+v", r.Host, r)
+		}
+	}
+	if out, err := w.try(h1, "keyring", "remove", newKey); err == nil || !strings.Contains(out, "in use") {
+		t.Fatalf("removing the key in use: %v\n%s", err, out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, r := range step("remove", oldKey) {
+		if len(r.Keys) != 1 || r.Keys[0] != newKey {
+			t.Fatalf("after remove on %s: %+v", r.Host, r)
+		}
+	}
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+
+	// Nobody dropped out, and every write made during the rotation reached h1.
+	w.waitMembers(hosts, "h1", "h2", "h3")
+	var want []string
+	created.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })
+	if len(want) < 20 {
+		t.Fatalf("only %d orgs created during the rotation", len(want))
+	}
+	if err := eventually(10*time.Second, 200*time.Millisecond, func() error {
+		var orgs []struct{ Slug string }
+		out, err := w.try(h1, "orgs", "list", "--json")
+		if err != nil {
+			return err
+		}
+		json.Unmarshal([]byte(out), &orgs)
+		have := map[string]bool{}
+		for _, o := range orgs {
+			have[o.Slug] = true
+		}
+		for _, s := range want {
+			if !have[s] {
+				return fmt.Errorf("h1 lacks %s (of %d)", s, len(want))
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range files {
+		b, _ := os.ReadFile(f)
+		st, _ := os.Stat(f)
+		if strings.Contains(string(b), oldKey) || !strings.Contains(string(b), newKey) || st.Mode().Perm() != 0o600 {
+			t.Errorf("h%d key file (mode %v):\n%s", i+1, st.Mode().Perm(), b)
+		}
+	}
+
+	// A restart keeps the result: h2 comes back from its rewritten file.
+	h2.agent.stop(5 * time.Second)
+	h2.start(h2.args)
+	w.waitMembers(hosts, "h1", "h2", "h3")
+
+	// A host holding only the old key cannot join.
+	_, x4 := w.ownKeyFile(4, string(old))
+	h4 := w.addHost(4, hostOpts{region: "ord", extra: x4})
+	time.Sleep(8 * time.Second)
+	for _, h := range []*host{h1, h4} {
+		var ms []member
+		w.cliJSON(h, &ms, "members")
+		for _, m := range ms {
+			if (h == h1 && m.Name == "h4") || (h == h4 && m.Name != "h4" && m.Status == "alive") {
+				t.Errorf("%s sees %s %s: a host with only the old key joined", h.name, m.Name, m.Status)
+			}
+		}
+	}
+	// It did try: h1 refused what it sent (and says so at WARN, not ERROR).
+	if !strings.Contains(h1.agent.output(), `level=WARN msg="failed to receive: no installed keys could decrypt the message" component=gossip from=198.18.0.4:`) {
+		t.Errorf("h1 logged no refused message from h4")
+	}
+}
