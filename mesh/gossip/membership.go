@@ -23,15 +23,6 @@ import (
 //   - suspect: our own probe of it failed (see suspicion.go);
 //   - failed / left: NotifyLeave, left when the host announced it was leaving.
 
-func (g *Gossip) numNodes() int {
-	select {
-	case <-g.ready:
-		return g.ml.NumMembers()
-	default:
-		return 1
-	}
-}
-
 // LocalAddr is the address and port memberlist advertises.
 func (g *Gossip) LocalAddr() (net.IP, uint16) {
 	n := g.ml.LocalNode()

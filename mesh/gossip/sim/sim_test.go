@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"os"
 	"testing"
 	"time"
 )
@@ -40,12 +39,5 @@ func TestDeterministic(t *testing.T) {
 	a, b := Run(cfg), Run(cfg)
 	if a != b {
 		t.Fatalf("seed 7: same seed, different runs:\n%s\n%s", a, b)
-	}
-}
-
-func benchOn(t *testing.T) {
-	t.Helper()
-	if os.Getenv("DOGWOOD_BENCH") != "1" {
-		t.Skip("benchmark: set DOGWOOD_BENCH=1 (make bench)")
 	}
 }
