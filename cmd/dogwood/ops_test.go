@@ -106,22 +106,25 @@ func TestLogComponentOnce(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T, network string) string {
+// freePort returns a loopback port that is free for both TCP and UDP now; the
+// caller retries if something takes it before the agent binds it.
+func freePort(t *testing.T) string {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		return c.LocalAddr().String()
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no loopback port free for both TCP and UDP")
+	return ""
 }
 
 // TestAgentFromConfigFile starts an agent from a config file alone (no other
@@ -136,9 +139,17 @@ func TestAgentFromConfigFile(t *testing.T) {
 	}
 	defer nc.Close()
 	t.Setenv("NOTIFY_SOCKET", notify)
-	metrics := freePort(t, "tcp")
-	cfg := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	var logs *syncBuffer
+	var metrics string
+	var done chan error
+	var cancel context.CancelFunc
+	notified := make(chan string, 1)
+	// Ports are picked free but may be taken before the agent binds them (other
+	// tests run beside this one): then start again on new ports.
+	for attempt := 1; ; attempt++ {
+		metrics = freePort(t)
+		cfg := filepath.Join(dir, "agent.yaml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf(`
 name: cfg1
 region: ord
 data-dir: %s
@@ -151,15 +162,39 @@ api-socket: %s
 metrics-addr: %s
 invite-listen: "off"
 log-format: json
-`, filepath.Join(dir, "data"), freePort(t, "tcp"), freePort(t, "udp"), filepath.Join(dir, "api.sock"), metrics)), 0o600)
+`, filepath.Join(dir, "data"), freePort(t), freePort(t), filepath.Join(dir, "api.sock"), metrics)), 0o600)
 
-	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		app := newApp(&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &logs})
-		done <- app.RunContext(ctx, []string{"dogwood", "agent", "--config", cfg})
-	}()
+		logs = &syncBuffer{}
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(context.Background())
+		done = make(chan error, 1)
+		go func() {
+			app := newApp(&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs})
+			done <- app.RunContext(ctx, []string{"dogwood", "agent", "--config", cfg})
+		}()
+		go func() {
+			nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+			buf := make([]byte, 256)
+			n, err := nc.Read(buf)
+			notified <- fmt.Sprintf("%s%v", buf[:n], err)
+		}()
+		select {
+		case got := <-notified:
+			if got != "READY=1<nil>" {
+				cancel()
+				t.Fatalf("sd_notify: %q\n%s", got, logs.String())
+			}
+		case err := <-done:
+			cancel()
+			if attempt < 3 && err != nil && strings.Contains(err.Error(), "address already in use") {
+				nc.SetReadDeadline(time.Now()) // end this attempt's reader
+				<-notified
+				continue
+			}
+			t.Fatalf("agent exited before READY=1: %v\n%s", err, logs.String())
+		}
+		break
+	}
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -167,22 +202,6 @@ log-format: json
 		}
 	}()
 
-	notified := make(chan string, 1)
-	go func() {
-		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-		buf := make([]byte, 256)
-		n, err := nc.Read(buf)
-		notified <- fmt.Sprintf("%s%v", buf[:n], err)
-	}()
-	select {
-	case got := <-notified:
-		if got != "READY=1<nil>" {
-			t.Fatalf("sd_notify: %q\n%s", got, logs.String())
-		}
-	case err := <-done:
-		done <- err // for the deferred check
-		t.Fatalf("agent exited before READY=1: %v\n%s", err, logs.String())
-	}
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + metrics + path)
 		if err != nil {
