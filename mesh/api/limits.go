@@ -39,7 +39,7 @@ func MetricsLimits() Limits {
 // but no connection cap (a cap there would let nothing in that the TCP side
 // could not already take).
 func UnixLimits() Limits {
-	return Limits{ReadHeader: 10 * time.Second, Write: 5 * time.Minute, Idle: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	return Limits{ReadHeader: 10 * time.Second, Read: time.Minute, Write: 5 * time.Minute, Idle: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
 // NewHTTPServer returns a server for h with l's timeouts. net/http's own complaints

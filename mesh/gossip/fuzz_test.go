@@ -3,8 +3,10 @@ package gossip
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -58,19 +60,36 @@ func FuzzGossipReceive(f *testing.F) {
 	seedMessages(f)
 	g := fuzzGossip(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g.receive(seal(time.Now(), b))
-		seq := g.cat.Seq()
-		if len(b) == 0 || b[0] != sealTag {
-			g.receive(b) // unsealed: dropped at the gate
-			if g.cat.Seq() != seq {
-				t.Fatalf("an unsealed message changed the catalog")
+		// memberlist's contract: NotifyMsg (and the push/pull merge) must not block.
+		done := make(chan string, 1)
+		go func() { done <- check(g, b) }()
+		select {
+		case msg := <-done:
+			if msg != "" {
+				t.Fatal(msg)
 			}
-		}
-		g.mergePushPull(b)
-		for _, r := range g.cat.All() {
-			if err := r.Validate(); err != nil {
-				t.Fatalf("catalog holds an invalid record after %q: %v", b, err)
-			}
+		case <-time.After(5 * time.Second):
+			buf := make([]byte, 1<<20)
+			t.Fatalf("receive blocked on %q\n%s", b, buf[:runtime.Stack(buf, true)])
 		}
 	})
+}
+
+// check runs one input through the receive path and returns what went wrong.
+func check(g *Gossip, b []byte) string {
+	g.receive(seal(time.Now(), b))
+	seq := g.cat.Seq()
+	if len(b) == 0 || b[0] != sealTag {
+		g.receive(b) // unsealed: dropped at the gate
+		if g.cat.Seq() != seq {
+			return "an unsealed message changed the catalog"
+		}
+	}
+	g.mergePushPull(b)
+	for _, r := range g.cat.All() {
+		if err := r.Validate(); err != nil {
+			return fmt.Sprintf("catalog holds an invalid record after %q: %v", b, err)
+		}
+	}
+	return ""
 }
