@@ -141,13 +141,22 @@ func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key 
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec, Gen: gen, Created: stamp, Version: stamp}
+	n.createMu.Unlock()
+	if err := n.claim(ctx, r, rec.Name+" ALIAS"); err != nil {
+		return nil, err
+	}
+	n.createMu.Lock()
+	if now := n.cat.Get(id); now != nil && now.Gen >= gen {
+		n.createMu.Unlock()
+		return nil, conflict("%s ALIAS was switched concurrently on this host", rec.Name)
+	}
 	err := n.record(r)
 	n.createMu.Unlock()
 	n.flush()
 	if err != nil {
 		return nil, err
 	}
-	n.gossip.Confirm(ctx, r)
+	n.gossip.Written(ctx, r)
 	if w := n.cat.Get(id); w == nil || !w.SameIdentity(r) {
 		return nil, conflict("%s ALIAS was switched concurrently on another host, which won", rec.Name)
 	}

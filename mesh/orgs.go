@@ -128,7 +128,7 @@ func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInf
 	if err != nil {
 		return nil, err
 	}
-	// The confirmation round told us about every network claiming our id. Of two
+	// The arbiters of our network id told us about every network claiming it. Of two
 	// claims the earlier create keeps the id; if that is not us, take another id
 	// now, before anything was allocated in the network.
 	for attempt := 0; attempt < 5; attempt++ {
@@ -148,10 +148,13 @@ func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInf
 		}
 		next := *r
 		next.Network, next.Version = &nw, n.cat.Tick()
+		if err := n.claim(ctx, &next, fmt.Sprintf("network %q in org %q", name, org)); err != nil {
+			return nil, err
+		}
 		if err := n.commit(&next); err != nil {
 			return nil, err
 		}
-		n.gossip.Confirm(ctx, &next)
+		n.gossip.Written(ctx, &next)
 		r = &next
 	}
 	return nil, conflict("could not find a unique network id")

@@ -2,15 +2,17 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip"
 )
 
-// createNamed writes a new record under a name that must be unique, then runs a
-// confirmation round so a concurrent create of the same name on another host is
-// resolved before we answer: the merge order picks one winner everywhere and the
-// loser's caller gets an error instead of a silent success.
+// createNamed writes a new record under a name that must be unique. The name is
+// first reserved with a majority of its arbiter hosts (gossip.Claim), so of two
+// concurrent creates of one name at most one is written, and the other caller gets
+// an error instead of a silent success.
 func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created catalog.Stamp) *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
 	n.createMu.Lock()
 	cur := n.cat.Get(id)
@@ -25,13 +27,22 @@ func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created c
 	stamp := n.cat.Tick()
 	r := build(gen, stamp)
 	r.Gen, r.Created, r.Version = gen, stamp, stamp
+	n.createMu.Unlock()
+	if err := n.claim(ctx, r, what); err != nil {
+		return nil, err
+	}
+	n.createMu.Lock()
+	if cur := n.cat.Get(id); cur != nil && !cur.Deleted {
+		n.createMu.Unlock()
+		return nil, conflict("%s already exists", what)
+	}
 	err := n.record(r)
 	n.createMu.Unlock()
 	n.flush()
 	if err != nil {
 		return nil, err
 	}
-	n.gossip.Confirm(ctx, r)
+	n.gossip.Written(ctx, r)
 	if w := n.cat.Get(id); w == nil || !w.SameIdentity(r) {
 		return nil, conflict("%s was created concurrently on another host, which won", what)
 	}
@@ -70,4 +81,22 @@ func (n *Node) waitFor(ctx context.Context, id catalog.ID, cond func(*catalog.Re
 		case <-ch:
 		}
 	}
+}
+
+// claim reserves r's unique names with their arbiters (no lock held: it waits on
+// the network).
+func (n *Node) claim(ctx context.Context, r *catalog.Record, what string) error {
+	err := n.gossip.Claim(ctx, r)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gossip.ErrClaimConflict):
+		return conflict("%s already exists: created concurrently on another host (%v)", what, err)
+	case errors.Is(err, gossip.ErrNoQuorum):
+		// Partitioned from most arbiters: write anyway, as the cluster always has;
+		// the merge order resolves a concurrent create on the other side on heal.
+		n.log.Warn("named create without a majority of arbiters", "what", what, "err", err)
+		return nil
+	}
+	return err
 }

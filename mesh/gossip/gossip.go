@@ -93,6 +93,7 @@ type Gossip struct {
 	// neither is held while sending.
 	aeMu   sync.Mutex
 	ae     *proto.AntiEntropy
+	arb    arbiter
 	treeMu sync.Mutex
 	tree   *proto.Tree
 	kick   chan struct{} // the tree has an earlier deadline
@@ -155,7 +156,10 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g.replay = newReplayGuard(nil)
 	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
-	g.handlers[opConfirm] = g.handleConfirm
+	g.arb.grants = map[string]grant{}
+	g.handlers[opClaim] = g.handleClaim
+	g.handlers[opRelease] = g.handleRelease
+	g.handlers[opWritten] = g.handleWritten
 	g.ae = proto.NewAntiEntropy(cfg.Catalog, aeDedupe)
 	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63()})
 	g.kick = make(chan struct{}, 1)

@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
-
-	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
 // RemoteError is an error a remote handler returned; Code carries an HTTP-like status
@@ -114,57 +111,4 @@ func (g *Gossip) serveRPC(m rpcRequest) {
 			g.metrics.sent.WithLabelValues(msgRPCResp.String()).Inc()
 		}
 	}
-}
-
-const opConfirm = "confirm"
-
-type confirmReply struct {
-	Records []*catalog.Record `json:"records"`
-}
-
-// handleConfirm merges the caller's fresh record and answers with what we now hold for
-// that id, plus any network claiming the same network id, so the caller learns about
-// a concurrent winner before it reports success.
-func (g *Gossip) handleConfirm(_ context.Context, _ string, body json.RawMessage) (any, error) {
-	rs, err := decodeRecords(body)
-	if err != nil || len(rs) != 1 {
-		return nil, fmt.Errorf("bad confirm request: %v", err)
-	}
-	r := rs[0]
-	g.merge(rs)
-	ids := []catalog.ID{r.ID()}
-	if r.Network != nil {
-		for _, k := range g.cat.NetworkIDClaims(r.Network.ID) {
-			ids = append(ids, catalog.ID{Kind: catalog.KindNetwork, Key: k})
-		}
-	}
-	return confirmReply{Records: g.cat.Records(ids)}, nil
-}
-
-// Confirm runs a confirmation round for a freshly written record: every alive member
-// merges it and replies with its view. Replies are merged here, so when this returns
-// the local catalog knows every concurrent competitor that a reachable host knew.
-// Members that do not answer in time are skipped (they are failing or partitioned;
-// merge order still converges once they return).
-func (g *Gossip) Confirm(ctx context.Context, r *catalog.Record) {
-	var wg sync.WaitGroup
-	for _, n := range g.alive(false) {
-		wg.Add(1)
-		go func(name string) {
-			defer wg.Done()
-			var reply confirmReply
-			if err := g.Call(ctx, name, opConfirm, []*catalog.Record{r}, &reply); err != nil {
-				g.log.Debug("confirm", "host", name, "err", err)
-				return
-			}
-			for _, x := range reply.Records {
-				if x == nil || x.Validate() != nil {
-					g.drop("invalid_record", nil)
-					return
-				}
-			}
-			g.merge(reply.Records)
-		}(n.Name)
-	}
-	wg.Wait()
 }
