@@ -166,7 +166,7 @@ func (d *doctor) keyFile(context.Context) []doctorCheck {
 	f := d.opts.GossipKeyFile
 	if f == "" {
 		return []doctorCheck{warn(name, "gossip is not encrypted (--insecure-no-gossip-key)",
-			"dogwood keygen > /etc/dogwood/gossip.key on one host, copy it to all, set gossip-key-file and restart (rolling)")}
+			"(umask 077; dogwood keygen > /etc/dogwood/gossip.key) on one host, copy it to all, set gossip-key-file and restart (rolling)")}
 	}
 	st, err := os.Stat(f)
 	if err != nil {
