@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dogwood/dogwood/internal/netlimit"
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/invite"
 )
@@ -59,6 +60,9 @@ func openInvites(o agentOptions, publicEndpoint string, log *slog.Logger, reg pr
 		}
 		return nil, fmt.Errorf("--invite-listen %s: %w", addr, err)
 	}
+	// The server takes 64 connections at a time; one source may hold 16 of them,
+	// and its excess is closed at once instead of queueing ahead of everyone else.
+	ln = netlimit.Wrap(ln, nil, 16)
 	fail := func(err error) (*inviteListener, error) { ln.Close(); return nil, err }
 	id, err := invite.LoadOrCreateIdentity(filepath.Join(o.DataDir, "invite-tls.pem"), o.Name, time.Now())
 	if err != nil {

@@ -255,7 +255,7 @@ func TestHostileTenant(t *testing.T) {
 		if fds > 1000 {
 			t.Errorf("the agent holds %d file descriptors under the flood: a listener is not capped", fds)
 		}
-		caps := map[string]int{"metrics": 8, "tls-api": 16, "gossip": 64, "dns-tcp-extra": 32, "dns-tcp-tenant": 32}
+		caps := map[string]int{"metrics": 8, "tls-api": 16, "gossip": 64, "invites": 16, "dns-tcp-extra": 32, "dns-tcp-tenant": 32}
 		for _, tg := range targets {
 			if c, ok := caps[tg.name]; ok && tg.held > c {
 				t.Errorf("%s: one source holds %d connections, cap %d", tg.name, tg.held, c)
