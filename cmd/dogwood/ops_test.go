@@ -131,13 +131,72 @@ func freePort(t *testing.T) string {
 // flags), as the packaged unit does, and checks what systemd and Prometheus see:
 // READY=1 on $NOTIFY_SOCKET, /healthz, /readyz, build info and member metrics.
 func TestAgentFromConfigFile(t *testing.T) {
+	metrics, logs := startConfigAgent(t, "")
+	get := httpGetter(t, metrics)
+	if code, body := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "[+] dns") || !strings.Contains(body, "ready\n") {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	_, m := get("/metrics")
+	for _, want := range []string{`dogwood_build_info{commit=`, `dogwood_gossip_members{status="alive"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	first, _, _ := strings.Cut(logs.String(), "\n")
+	if !strings.Contains(first, `"msg":"dogwood agent"`) || !strings.Contains(first, `"version":`) {
+		t.Errorf("first log line %q: want the build info, as JSON", first)
+	}
+}
+
+// TestReadyzNotJoined: an agent whose --join targets answer nobody still tells
+// systemd it is up (a host must start while its peers are down) but is not ready.
+func TestReadyzNotJoined(t *testing.T) {
+	metrics, _ := startConfigAgent(t, "join: ["+freePort(t)+"]\n")
+	get := httpGetter(t, metrics)
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "[-] gossip: not joined") || !strings.Contains(body, "[+] dns") {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	var r struct {
+		Ready  bool
+		Checks []readyCheck
+	}
+	_, body := get("/readyz?format=json")
+	if err := json.Unmarshal([]byte(body), &r); err != nil || r.Ready || len(r.Checks) != 3 || r.Checks[0].OK {
+		t.Fatalf("/readyz?format=json: %v %s", err, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+}
+
+func httpGetter(t *testing.T, addr string) func(path string) (int, string) {
+	return func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
+
+// startConfigAgent runs an agent in this process from a config file alone (plus
+// extra YAML), waits for READY=1 on $NOTIFY_SOCKET and stops it when the test
+// ends. It returns the metrics address and the agent's (JSON) log.
+func startConfigAgent(t *testing.T, extra string) (string, *syncBuffer) {
+	t.Helper()
 	dir := t.TempDir()
 	notify := filepath.Join(dir, "notify.sock")
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(func() { nc.Close() })
 	t.Setenv("NOTIFY_SOCKET", notify)
 	var logs *syncBuffer
 	var metrics string
@@ -162,7 +221,7 @@ api-socket: %s
 metrics-addr: %s
 invite-listen: "off"
 log-format: json
-`, filepath.Join(dir, "data"), freePort(t), freePort(t), filepath.Join(dir, "api.sock"), metrics)), 0o600)
+`+extra, filepath.Join(dir, "data"), freePort(t), freePort(t), filepath.Join(dir, "api.sock"), metrics)), 0o600)
 
 		logs = &syncBuffer{}
 		var ctx context.Context
@@ -195,38 +254,13 @@ log-format: json
 		}
 		break
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("agent: %v\n%s", err, logs.String())
 		}
-	}()
-
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + metrics + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, body := get("/healthz"); code != 200 {
-		t.Fatalf("/healthz: %d %s", code, body)
-	}
-	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "[+] dns") || !strings.Contains(body, "ready\n") {
-		t.Fatalf("/readyz: %d %s", code, body)
-	}
-	_, m := get("/metrics")
-	for _, want := range []string{`dogwood_build_info{commit=`, `dogwood_gossip_members{status="alive"} 1`} {
-		if !strings.Contains(m, want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
-	}
-	first, _, _ := strings.Cut(logs.String(), "\n")
-	if !strings.Contains(first, `"msg":"dogwood agent"`) || !strings.Contains(first, `"version":`) {
-		t.Errorf("first log line %q: want the build info, as JSON", first)
-	}
+	})
+	return metrics, logs
 }
 
 // syncBuffer is a bytes.Buffer the agent's goroutines may write while the test reads.

@@ -131,9 +131,9 @@ func tail(path string, n int) string {
 
 type host struct {
 	name, ns, addr, sock, dataDir, iface, log string
-	idx                                      int
-	agent                                    *proc
-	gateway                                  bool
+	idx                                       int
+	agent                                     *proc
+	gateway                                   bool
 }
 
 type world struct {
