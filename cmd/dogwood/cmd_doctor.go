@@ -95,11 +95,15 @@ Example:
 func printDoctor(e *env, checks []doctorCheck) {
 	mark := map[string]string{checkPass: "PASS", checkWarn: "WARN", checkFail: "FAIL"}
 	counts := map[string]int{}
+	w := 0
+	for _, c := range checks {
+		w = max(w, len(c.Name))
+	}
 	for _, c := range checks {
 		counts[c.Status]++
-		fmt.Fprintf(e.stdout, "%-4s  %-22s %s\n", mark[c.Status], c.Name, c.Detail)
+		fmt.Fprintf(e.stdout, "%-4s  %-*s  %s\n", mark[c.Status], w, c.Name, c.Detail)
 		if c.Next != "" && c.Status != checkPass {
-			fmt.Fprintf(e.stdout, "      %-22s → %s\n", "", c.Next)
+			fmt.Fprintf(e.stdout, "      %-*s  → %s\n", w, "", c.Next)
 		}
 	}
 	fmt.Fprintf(e.stdout, "%d passed, %d warnings, %d failed\n", counts[checkPass], counts[checkWarn], counts[checkFail])

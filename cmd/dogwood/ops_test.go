@@ -280,3 +280,16 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestDoctorWithoutAgent(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	code, out, _ := runCLI(t, "--agent", sock, "doctor")
+	if code != 1 || !strings.Contains(out, "FAIL  agent") || !strings.Contains(out, "systemctl status dogwood") || !strings.Contains(out, "0 passed, 0 warnings, 1 failed") {
+		t.Fatalf("doctor without an agent: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "--agent", sock, "doctor", "--json")
+	var cs []doctorCheck
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&cs); err != nil || code != 1 || len(cs) != 1 || cs[0].Status != "fail" {
+		t.Fatalf("doctor --json without an agent: exit %d, %v\n%s", code, err, out)
+	}
+}
