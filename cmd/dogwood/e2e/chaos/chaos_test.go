@@ -108,9 +108,9 @@ func TestChaos(t *testing.T) {
 	for r := 0; r < rounds; r++ {
 		switch {
 		case r == reimageAt:
-			w.reimage(w.h[4], m)
+			w.reimage(w.h[4], m, rng.Intn(2) == 0)
 		case r == removeAt:
-			w.removeAndRestart(w.h[3], m)
+			w.removeAndRestart(w.h[3], m, rng.Intn(2) == 0)
 		default:
 			w.nemesis(rng, m)
 		}
@@ -143,8 +143,11 @@ func (w *world) client(h *host, rng *rand.Rand, m *model, stop chan struct{}) {
 		org := []string{"acme", "globex"}[rng.Intn(2)]
 		switch op := rng.Intn(100); {
 		case op < 35 && len(mine) < 6:
-			ns := fmt.Sprintf("%sm%d%03d", w.pfx, h.idx, n)
-			w.netns(fmt.Sprintf("m%d%03d", h.idx, n))
+			ns, err := w.tryNetns(fmt.Sprintf("m%d%03d", h.idx, n))
+			if err != nil {
+				w.logf("%s: %v", h.name, err)
+				continue
+			}
 			m.mu.Lock()
 			app := "web"
 			var own []string
@@ -201,6 +204,11 @@ func (w *world) client(h *host, rng *rand.Rand, m *model, stop chan struct{}) {
 			w.logf("%s: machines destroy %s: err=%v %s", h.name, a.ID, err, firstLine(out))
 		case op < 72:
 			app := fmt.Sprintf("a%d%d", h.idx, n)
+			if rng.Intn(2) == 0 {
+				// A name other clients pick too: concurrent creates (across a
+				// partition, both acknowledged) that must converge to one app.
+				app, org = fmt.Sprintf("s%d", n/8), "acme"
+			}
 			out, err := w.cli(h, "apps", "create", app, "--org", org)
 			if err == nil {
 				m.mu.Lock()
@@ -235,8 +243,26 @@ func firstLine(s string) string {
 
 // nemesis runs one round of partitions or kills.
 func (w *world) nemesis(rng *rand.Rand, m *model) {
-	switch rng.Intn(3) {
-	case 0, 1:
+	switch rng.Intn(7) {
+	case 6:
+		w.logf("nemesis: kill -9 every agent, start them all again")
+		for _, h := range w.h {
+			h.agent.signal(syscall.SIGKILL, time.Second)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(w.h))
+		for i, h := range w.h {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = w.start(h) }()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				w.t.Fatalf("restart all: %v", err)
+			}
+		}
+		w.logf("nemesis: all restarted")
+	case 0, 1, 2:
 		perm := rng.Perm(5)
 		side := []*host{w.h[perm[0]]}
 		if rng.Intn(2) == 0 {
@@ -252,7 +278,7 @@ func (w *world) nemesis(rng *rand.Rand, m *model) {
 		time.Sleep(d)
 		w.heal()
 		w.logf("nemesis: healed")
-	case 2:
+	default:
 		h := w.h[rng.Intn(5)]
 		w.logf("nemesis: kill -9 %s", h.name)
 		h.agent.signal(syscall.SIGKILL, time.Second)
@@ -266,24 +292,70 @@ func (w *world) nemesis(rng *rand.Rand, m *model) {
 }
 
 // reimage kills h and starts the same name on an empty data dir.
-func (w *world) reimage(h *host, m *model) {
-	w.logf("nemesis: re-image %s (kill -9, wipe data dir, start)", h.name)
+// When isolated, the new incarnation starts cut off from every other host (it
+// cannot ask anyone about its name) and meets the old record only after the heal.
+func (w *world) reimage(h *host, m *model, isolated bool) {
+	w.logf("nemesis: re-image %s (kill -9, wipe data dir, start; isolated=%v)", h.name, isolated)
 	h.agent.signal(syscall.SIGKILL, time.Second)
 	m.mu.Lock()
 	m.epoch[h.name]++
 	m.mu.Unlock()
 	os.RemoveAll(h.dataDir)
+	if isolated {
+		w.partition([]*host{h})
+	}
 	if err := w.start(h); err != nil {
 		w.t.Fatalf("re-imaged %s: %v", h.name, err)
 	}
-	w.logf("nemesis: %s re-imaged", h.name)
-	time.Sleep(2 * time.Second)
+	if isolated {
+		time.Sleep(3 * time.Second)
+		w.heal()
+		w.logf("nemesis: healed the re-imaged %s", h.name)
+	}
+	out, err := w.cli(h, "status", "--json")
+	st, derr := decode[struct {
+		HostID    uint32 `json:"host_id"`
+		PublicKey string `json:"public_key"`
+	}](out)
+	if err != nil || derr != nil {
+		w.t.Fatalf("status of re-imaged %s: %v %v %s", h.name, err, derr, out)
+	}
+	// Within 10 s every host has the new incarnation: id and WireGuard key.
+	start := time.Now()
+	err = eventually(10*time.Second, 200*time.Millisecond, func() error {
+		for _, o := range w.h {
+			out, err := w.cli(o, "members", "--json")
+			if err != nil {
+				return err
+			}
+			ms, _ := decode[[]struct {
+				Name      string `json:"name"`
+				HostID    uint32 `json:"host_id"`
+				PublicKey string `json:"public_key"`
+			}](out)
+			ok := false
+			for _, mm := range ms {
+				ok = ok || (mm.Name == h.name && mm.HostID == st.HostID && mm.PublicKey == st.PublicKey)
+			}
+			if !ok {
+				return fmt.Errorf("%s does not show the new incarnation of %s: %s", o.name, h.name, out)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		w.t.Fatalf("re-image not superseded within 10 s: %v", err)
+	}
+	w.logf("nemesis: %s re-imaged as %08x; every host switched after %v", h.name, st.HostID, time.Since(start).Round(time.Millisecond))
+	time.Sleep(time.Second)
 }
 
 // removeAndRestart kills h, removes it with `members remove` once it is failed,
 // starts it again on its data dir (it must refuse to run), then wipes it and starts
 // it as a new host.
-func (w *world) removeAndRestart(h *host, m *model) {
+// When isolated, the removed host starts cut off (nobody can tell it it was removed)
+// and must stop once the heal brings the news.
+func (w *world) removeAndRestart(h *host, m *model, isolated bool) {
 	w.logf("nemesis: kill -9 %s, then members remove", h.name)
 	h.agent.signal(syscall.SIGKILL, time.Second)
 	m.mu.Lock()
@@ -300,10 +372,18 @@ func (w *world) removeAndRestart(h *host, m *model) {
 	if err != nil {
 		w.t.Fatalf("members remove %s: %v", h.name, err)
 	}
-	w.logf("nemesis: %s removed; starting it on its old data dir", h.name)
+	w.logf("nemesis: %s removed; starting it on its old data dir (isolated=%v)", h.name, isolated)
+	if isolated {
+		w.partition([]*host{h})
+	}
 	p, err := startProc(h.log, inNS(h.ns, w.args(h)...)...)
 	if err != nil {
 		w.t.Fatal(err)
+	}
+	if isolated {
+		time.Sleep(5 * time.Second)
+		w.heal()
+		w.logf("nemesis: healed the removed %s", h.name)
 	}
 	select {
 	case <-p.done:

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,8 +44,11 @@ func run(timeout time.Duration, env []string, name string, args ...string) (stri
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = time.Second
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // it exited; something it started kept the output open
+	}
 	return string(out), err
 }
 
@@ -192,15 +196,24 @@ func (w *world) must(name string, args ...string) string {
 }
 
 func (w *world) netns(suffix string) string {
+	ns, err := w.tryNetns(suffix)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return ns
+}
+
+// tryNetns creates a namespace; clients call it from their own goroutines.
+func (w *world) tryNetns(suffix string) (string, error) {
 	ns := w.pfx + suffix
 	w.mu.Lock()
 	w.nss = append(w.nss, ns)
 	w.mu.Unlock()
-	if out, err := run(10*time.Second, nil, "ip", "netns", "add", ns); err != nil {
-		w.t.Fatalf("ip netns add %s: %v %s", ns, err, out)
+	if out, err := run(20*time.Second, nil, "ip", "netns", "add", ns); err != nil {
+		return "", fmt.Errorf("ip netns add %s: %v %s", ns, err, out)
 	}
 	run(10*time.Second, nil, "ip", "-n", ns, "link", "set", "lo", "up")
-	return ns
+	return ns, nil
 }
 
 func (w *world) logf(format string, a ...any) {
