@@ -79,6 +79,7 @@ func (n *Node) writeHostRecord() error {
 			n.id.Gen = cur.Gen + 1
 			n.id.Created = n.cat.Tick()
 			n.id.Settled = true
+			n.settled.Store(true)
 			if err := n.store.SaveIdentity(n.id); err != nil {
 				return err
 			}
@@ -96,6 +97,7 @@ func (n *Node) settle() error {
 		return nil
 	}
 	n.id.Settled = true
+	n.settled.Store(true)
 	return n.store.SaveIdentity(n.id)
 }
 
@@ -109,31 +111,12 @@ func (n *Node) syncIdentity(timeout time.Duration) error {
 		return n.settle()
 	}
 	deadline := time.Now().Add(timeout)
-	asked := map[string]bool{}
 	for time.Now().Before(deadline) {
-		for _, m := range n.gossip.Members() {
-			if m.Name == n.id.Name || asked[m.Name] || !catalog.Live(m.Status) {
-				continue
-			}
-			asked[m.Name] = true
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			var r *catalog.Record
-			err := n.gossip.Call(ctx, m.Name, opHostLookup, n.id.Name, &r)
-			cancel()
-			if err != nil {
-				n.log.Debug("identity lookup", "host", m.Name, "err", err)
-				continue
-			}
-			if r != nil {
-				if err := r.Validate(); err != nil || r.Kind != catalog.KindHost || r.Key != n.id.Name {
-					continue
-				}
-				if n.cat.Apply(r) {
-					if err := n.store.Put(r); err != nil {
-						return err
-					}
-				}
-			}
+		answered, err := n.lookupName()
+		if err != nil {
+			return err
+		}
+		if answered {
 			if err := n.writeHostRecord(); err != nil {
 				return err
 			}
@@ -145,8 +128,40 @@ func (n *Node) syncIdentity(timeout time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	n.log.Info("no host answered the identity check in time; settling when records arrive", "timeout", timeout)
+	n.log.Info("no host answered the identity check in time; settling when one does", "timeout", timeout)
 	return nil
+}
+
+// lookupName asks live hosts (up to three) what they hold under this host's name and
+// applies the answer; it reports whether one answered.
+func (n *Node) lookupName() (bool, error) {
+	asked := 0
+	for _, m := range n.gossip.Members() {
+		if m.Name == n.id.Name || !catalog.Live(m.Status) || asked == 3 {
+			continue
+		}
+		asked++
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var r *catalog.Record
+		err := n.gossip.Call(ctx, m.Name, opHostLookup, n.id.Name, &r)
+		cancel()
+		if err != nil {
+			n.log.Debug("identity lookup", "host", m.Name, "err", err)
+			continue
+		}
+		if r != nil {
+			if err := r.Validate(); err != nil || r.Kind != catalog.KindHost || r.Key != n.id.Name {
+				continue
+			}
+			if n.cat.Apply(r) {
+				if err := n.store.Put(r); err != nil {
+					return false, err
+				}
+			}
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 // handleHostLookup answers syncIdentity: our record for a name, tombstones included.
@@ -191,8 +206,20 @@ func (n *Node) identityLoop() {
 }
 
 func (n *Node) checkIdentity(snap *catalog.Snapshot) error {
+	// A host that started cut off settles once a host answers what it holds under
+	// the name: its claim then stood (or was just taken over) against the cluster's.
+	answered := false
+	if !n.settled.Load() && n.othersAlive() {
+		var err error
+		if answered, err = n.lookupName(); err != nil {
+			return err
+		}
+	}
 	n.allocMu.Lock()
 	err := n.writeHostRecord()
+	if err == nil && answered {
+		err = n.settle()
+	}
 	var stale []*catalog.Record
 	if err == nil {
 		stale = n.staleLocal(snap, func(hostID uint32) bool { return hostID != n.id.HostID })

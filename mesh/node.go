@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -104,6 +105,7 @@ type Node struct {
 	fatal      chan struct{}
 	fatalOnce  sync.Once
 	fatalErr   error
+	settled    atomic.Bool // mirrors id.Settled for readers outside allocMu
 
 	conflictMu   sync.Mutex
 	conflictSeen map[string]bool // conflicts already reported, so re-sent losers are not logged again
@@ -200,6 +202,7 @@ func (n *Node) start() error {
 		}
 	}
 	n.id = id
+	n.settled.Store(id.Settled)
 	n.cat.SetSelfID(id.HostID)
 	if cfg.OnIdentity != nil {
 		if err := cfg.OnIdentity(id.Name, n.wgKey); err != nil {

@@ -101,13 +101,21 @@ func (n *Node) gcLoop() {
 	}
 }
 
-// inTouch reports whether this host hears from its cluster: another host is alive,
-// or it is the only host the catalog knows.
-func (n *Node) inTouch() bool {
+// othersAlive reports whether another host is alive in membership.
+func (n *Node) othersAlive() bool {
 	for _, m := range n.gossip.Members() {
 		if m.Name != n.id.Name && catalog.Live(m.Status) {
 			return true
 		}
+	}
+	return false
+}
+
+// inTouch reports whether this host hears from its cluster: another host is alive,
+// or it is the only host the catalog knows.
+func (n *Node) inTouch() bool {
+	if n.othersAlive() {
+		return true
 	}
 	for name := range n.cat.Latest().Hosts {
 		if name != n.id.Name {
