@@ -254,7 +254,7 @@ func (n *Node) start() error {
 		return err
 	}
 	n.gossip = g
-	n.registerRPC()
+	n.gossip.Handle(opHostLookup, n.handleHostLookup)
 	n.registerInviteRPC()
 	if err := n.syncIdentity(cfg.IdentityTimeout); err != nil {
 		n.Close()
@@ -268,6 +268,7 @@ func (n *Node) start() error {
 		n.Close()
 		return identityAdvice(err, cfg.DataDir)
 	}
+	n.registerRPC()
 	n.wg.Add(3)
 	go n.gw.expiryLoop()
 	go n.identityLoop()

@@ -14,9 +14,11 @@ const (
 	opPeerStatus = "peer.status"
 )
 
-// registerRPC installs the handlers other hosts call.
+// registerRPC installs the operations other hosts call. They are served only once
+// the host's identity stands (start registers them last): an operation sent while a
+// host is still starting, or to a host that turns out removed, is refused, not run
+// half-started. The identity lookup itself is served from the beginning.
 func (n *Node) registerRPC() {
-	n.gossip.Handle(opHostLookup, n.handleHostLookup)
 	n.gossip.Handle(opMachine, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
 		var op machineOp
 		if err := json.Unmarshal(body, &op); err != nil {

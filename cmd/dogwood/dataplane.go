@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +26,9 @@ type dataPlane struct {
 	opts agentOptions
 	log  *slog.Logger
 	reg  prometheus.Registerer
-	node *mesh.Node
+	// node is set once mesh.Start returned; operations that other hosts send while
+	// the node is still starting find it unset and leave the apply to the loop.
+	node atomic.Pointer[mesh.Node]
 	dp   *peers.DataPlane
 
 	// onDNS receives the DNS addresses to serve after every apply.
@@ -61,7 +64,7 @@ func (d *dataPlane) open(_ string, key wgtypes.Key) error {
 
 // start reconciles the opened interface with the catalog, now and on every change.
 func (d *dataPlane) start(ctx context.Context, n *mesh.Node) error {
-	d.node = n
+	d.node.Store(n)
 	if d.dp == nil {
 		return nil
 	}
@@ -88,7 +91,7 @@ func (d *dataPlane) setDNSHook(f func([]netip.Addr)) {
 
 func (d *dataPlane) loop(ctx context.Context) {
 	defer close(d.done)
-	ch, stop := d.node.Catalog().Watch()
+	ch, stop := d.node.Load().Catalog().Watch()
 	defer stop()
 	// The ticker retries failed stages and repairs drift (someone ran `ip route del`).
 	t := time.NewTicker(30 * time.Second)
@@ -105,7 +108,11 @@ func (d *dataPlane) loop(ctx context.Context) {
 }
 
 func (d *dataPlane) apply() error {
-	err := d.dp.Apply(d.node.Catalog().Latest())
+	n := d.node.Load()
+	if n == nil {
+		return nil // still starting: the loop applies once it runs
+	}
+	err := d.dp.Apply(n.Catalog().Latest())
 	if err != nil {
 		d.log.Warn("wireguard apply", "err", err)
 	}
