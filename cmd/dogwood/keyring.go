@@ -45,7 +45,14 @@ type keyring struct {
 	node    *mesh.Node
 	keyFile string
 	log     *slog.Logger
-	mu      sync.Mutex // one change (keyring and file) at a time on this host
+
+	mu  sync.Mutex // orders changes: the keyring, then gen
+	gen uint64     // changes made so far
+
+	// fileMu serializes key file writes (nothing else waits on it); written is the
+	// gen the file holds, so a slower write of an older list never lands last.
+	fileMu  sync.Mutex
+	written uint64
 }
 
 func (k *keyring) register() {
@@ -72,7 +79,6 @@ func (k *keyring) local(req keyringRequest) keyringHost {
 		}
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	var err error
 	switch req.Op {
 	case "list":
@@ -89,8 +95,14 @@ func (k *keyring) local(req keyringRequest) keyringHost {
 	if err == nil {
 		err = kerr
 	}
-	if err == nil && req.Op != "list" {
-		if err = k.writeFile(keys); err == nil {
+	changed := err == nil && req.Op != "list"
+	if changed {
+		k.gen++
+	}
+	gen := k.gen
+	k.mu.Unlock()
+	if changed {
+		if err = k.persist(gen, keys); err == nil {
 			k.log.Info("gossip keyring changed", "op", req.Op, "keys", len(keys))
 		}
 	}
@@ -107,6 +119,21 @@ func (k *keyring) local(req keyringRequest) keyringHost {
 	}
 	out.OK = true
 	return out
+}
+
+// persist writes keys (the keyring after change gen) unless a later change is
+// already in the file.
+func (k *keyring) persist(gen uint64, keys [][]byte) error {
+	k.fileMu.Lock()
+	defer k.fileMu.Unlock()
+	if gen <= k.written {
+		return nil
+	}
+	if err := k.writeFile(keys); err != nil {
+		return err
+	}
+	k.written = gen
+	return nil
 }
 
 // writeFile replaces the key file atomically (mode 0600), so a crash leaves the old
