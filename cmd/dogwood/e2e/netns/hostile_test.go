@@ -152,6 +152,34 @@ func TestHostileTenant(t *testing.T) {
 	})
 	step("boundary probed")
 
+	t.Run("remote CLI over the TLS API", func(t *testing.T) {
+		var st struct {
+			APIFingerprint string `json:"api_fingerprint"`
+		}
+		w.cliJSON(h1, &st, "status")
+		if !strings.HasPrefix(st.APIFingerprint, "sha256:") || !strings.Contains(h1.agent.output(), st.APIFingerprint) {
+			t.Fatalf("fingerprint %q not in status and the agent's log", st.APIFingerprint)
+		}
+		remote := func(args ...string) (string, error) {
+			a := inNS(h2.ns, append([]string{w.bin, "--agent", "https://198.18.0.1:7000", "--token-file", tokFile}, args...)...)
+			return run(20*time.Second, a[0], a[1:]...)
+		}
+		if out, err := remote("--agent-fingerprint", st.APIFingerprint, "members", "--json"); err != nil || !strings.Contains(out, `"h2"`) {
+			t.Errorf("pinned remote CLI: %v %s", err, out)
+		}
+		if out, err := remote("members"); err == nil || !strings.Contains(out, "certificate") {
+			t.Errorf("unpinned remote CLI against a self-signed agent: %v %s", err, out)
+		}
+		if out, err := remote("--agent-fingerprint", "sha256:"+strings.Repeat("0", 64), "members"); err == nil || !strings.Contains(out, "does not match") {
+			t.Errorf("wrong pin: %v %s", err, out)
+		}
+		// The token never travels in clear: plain HTTP to the port gets no answer.
+		if out, err := nsRun(10*time.Second, h2.ns, "curl", "-sS", "--max-time", "3", "-H", "Authorization: Bearer hostile-test-token",
+			"http://198.18.0.1:7000/v1/health"); err == nil && strings.Contains(out, `"ok"`) {
+			t.Errorf("plain HTTP answered: %s", out)
+		}
+	})
+
 	t.Run("validation at the door", func(t *testing.T) {
 		for _, tc := range []struct {
 			args []string
