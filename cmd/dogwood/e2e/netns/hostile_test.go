@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -25,13 +26,16 @@ import (
 //   - from two machines (on the gateway and on another host) and from a developer
 //     peer whose attacker widened AllowedIPs to all of 6PN and the underlay, every
 //     host port on every host address is tried: only DNS answers;
+//   - the underlay is tapped while h1 forwards `machines stop` to h2, the machine is
+//     started again, and everything captured is sent to h2 again from a hostile
+//     neighbour's address: nothing happens (the replay is refused and counted);
+//   - a remote CLI reaches the TLS API only with the pinned fingerprint;
+//   - a peer with a host's key and reserved app names are refused;
 //   - a connection flood from a hostile underlay neighbour against every TCP
 //     listener, plus a DNS-over-TCP flood from a machine, while the unix-socket API
 //     and DNS (UDP and TCP, from other sources) must answer within 1 s.
 //
-// Replayed gossip is mesh's TestReplayedGossipHasNoEffect (it records the wire
-// below the encryption, which is what a capture on this bridge would hold);
-// damaged data files and refused inputs have their own tests (README "Security").
+// Damaged data files have their own tests (README "Security").
 func TestHostileTenant(t *testing.T) {
 	requireEnv(t, "wg-quick", "wireguard-go", "bash", "timeout")
 	t0 := time.Now()
@@ -152,6 +156,81 @@ func TestHostileTenant(t *testing.T) {
 	})
 	step("boundary probed")
 
+	// A hostile underlay neighbour on the hosts' bridge.
+	atk := w.netns("atk")
+	ka, kb := w.name("ka"), w.name("kb")
+	must(t, "ip", "link", "add", ka, "netns", atk, "type", "veth", "peer", "name", kb, "netns", w.br)
+	must(t, "ip", "-n", w.br, "link", "set", kb, "master", "br0", "up")
+	nsMust(t, atk, "ip", "addr", "add", "198.18.0.250/24", "dev", ka)
+	nsMust(t, atk, "ip", "link", "set", ka, "up")
+
+	t.Run("replayed gossip after the state moved on", func(t *testing.T) {
+		state := func() string {
+			var m struct{ State string }
+			out, err := w.try(h2, "machines", "show", m2.ID, "--json")
+			if err != nil || json.Unmarshal([]byte(out), &m) != nil {
+				return "unknown: " + out
+			}
+			return m.State
+		}
+		replays := func() float64 {
+			out, _ := nsRun(10*time.Second, h2.ns, "curl", "-sS", "--max-time", "3", "http://127.0.0.1:9946/metrics")
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, `dogwood_gossip_messages_dropped_total{reason="replay"}`) {
+					var v float64
+					fmt.Sscan(strings.Fields(l)[1], &v)
+					return v
+				}
+			}
+			return 0
+		}
+		// Tap h1's port on the underlay bridge while h1 forwards the stop to h2.
+		sn, err := sniff(w.br, w.name("p1"))
+		if err != nil {
+			t.Fatalf("capture: %v", err)
+		}
+		w.cli(h1, "machines", "stop", m2.ID)
+		frames := sn.stop()
+		w.cli(h1, "machines", "start", m2.ID)
+		if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+			if s := state(); s != "started" {
+				return fmt.Errorf("machine is %s", s)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		dst := netip.MustParseAddrPort("198.18.0.2:7946")
+		rec := extract(frames, dst)
+		if len(rec.streams) == 0 {
+			t.Fatalf("captured %d frames but no TCP stream to %s: the forwarded stop was not recorded", len(frames), dst)
+		}
+		before := replays()
+		sent, err := rec.replay(atk, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("captured %d frames; replayed %d UDP packets and %d TCP streams to h2 from 198.18.0.250", len(frames), len(rec.udp), len(rec.streams))
+		_ = sent
+		if err := eventually(10*time.Second, 200*time.Millisecond, func() error {
+			if s := state(); s != "started" {
+				return nil // acted on: checked below
+			}
+			if replays() > before {
+				return nil
+			}
+			return errors.New("h2 neither refused nor acted on the replay")
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			if s := state(); s != "started" {
+				t.Fatalf("the replayed stop took effect: machine %s is %s", m2.ID, s)
+			}
+		}
+		t.Logf("h2 refused %v replayed messages", replays()-before)
+	})
+
 	t.Run("remote CLI over the TLS API", func(t *testing.T) {
 		var st struct {
 			APIFingerprint string `json:"api_fingerprint"`
@@ -203,14 +282,6 @@ func TestHostileTenant(t *testing.T) {
 	})
 
 	t.Run("connection flood", func(t *testing.T) {
-		// A hostile underlay neighbour on the hosts' bridge.
-		atk := w.netns("atk")
-		a, b := w.name("ka"), w.name("kb")
-		must(t, "ip", "link", "add", a, "netns", atk, "type", "veth", "peer", "name", b, "netns", w.br)
-		must(t, "ip", "-n", w.br, "link", "set", b, "master", "br0", "up")
-		nsMust(t, atk, "ip", "addr", "add", "198.18.0.250/24", "dev", a)
-		nsMust(t, atk, "ip", "link", "set", a, "up")
-
 		const perTarget = 2000
 		targets := []floodTarget{
 			{name: "metrics", ns: atk, addr: "198.18.0.1:9946"},
