@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dogwood/dogwood/mesh"
@@ -68,6 +69,37 @@ type benchNode struct {
 type cluster struct {
 	t     testing.TB
 	nodes []*benchNode
+	tune  func(*memberlist.Config)
+}
+
+// sharedCPU keeps memberlist's failure detector from mistaking a starved process for
+// dead hosts when hundreds of agents share two cores: a probe that waits in the run
+// queue for longer than ProbeTimeout (500ms by default) makes the prober suspect a
+// healthy host, the refutation and the suspicion are gossiped to everyone, and that
+// extra work starves more probes. Each real host has its own CPU; the protocol and
+// every other timing are unchanged.
+func sharedCPU(c *memberlist.Config) {
+	c.ProbeTimeout = 3 * time.Second
+	c.ProbeInterval = 5 * time.Second
+	c.SuspicionMult = 6
+}
+
+// largeCluster is where newCluster switches to sharedCPU and tmpfs data dirs.
+const largeCluster = 100
+
+// dataDir is a fresh data dir. Large clusters put theirs on tmpfs (/dev/shm): each
+// agent's start syncs its identity and host record to disk, and hundreds of fsyncs on
+// a shared disk made starting the cluster take minutes, which measured the disk.
+func (c *cluster) dataDir() string {
+	if c.tune == nil {
+		return c.t.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "meshbench-")
+	if err != nil {
+		return c.t.TempDir()
+	}
+	c.t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // startNode starts one agent with mesh.Config defaults except what running several
@@ -80,11 +112,11 @@ func (c *cluster) startNode(name string, gated bool, join []string) *benchNode {
 	if err != nil {
 		c.t.Fatalf("transport on %s: %v", ip, err)
 	}
-	dir := c.t.TempDir()
+	dir := c.dataDir()
 	reg := prometheus.NewRegistry()
 	cfg := mesh.Config{
 		Name: name, DataDir: dir, GossipAddr: fmt.Sprintf("%s:%d", ip, tr.Port()),
-		Join: join, GossipKey: benchKey, Transport: tr, Registerer: reg,
+		Join: join, GossipKey: benchKey, Transport: tr, Registerer: reg, TuneMemberlist: c.tune,
 	}
 	if os.Getenv("DOGWOOD_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", name)
@@ -103,6 +135,9 @@ func (c *cluster) startNode(name string, gated bool, join []string) *benchNode {
 // every transport starts closed (see CountingTransport) and the caller opens them.
 func newCluster(t testing.TB, size int, gated bool) *cluster {
 	c := &cluster{t: t}
+	if size > largeCluster {
+		c.tune = sharedCPU
+	}
 	t.Cleanup(c.close)
 	var join []string
 	for i := 0; i < size; i++ {

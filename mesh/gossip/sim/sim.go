@@ -114,6 +114,9 @@ type Result struct {
 	MaxHostMsgs                float64
 	Grafts, Prunes, Duplicates uint64
 	Events                     int
+
+	window time.Duration // what the traffic figures are averaged over
+	rate   float64
 }
 
 func (r Result) String() string {
@@ -123,6 +126,11 @@ func (r Result) String() string {
 		r.MsgsPerHostSec, r.BytesPerHostSec, r.TreeBytesPerHostSec, r.AEBytesPerHostSec, r.MaxHostMsgs, r.Grafts, r.Prunes, r.Duplicates, r.Converged)
 	if r.IdleBytesPerHostSec > 0 || r.IdleMsgsPerHostSec > 0 {
 		s += fmt.Sprintf("; idle %.2f msgs/s %.1f B/s per host", r.IdleMsgsPerHostSec, r.IdleBytesPerHostSec)
+		// Steady state at a given rate: the idle cost plus, per change, what the
+		// run cost beyond idle.
+		perChange := (r.BytesPerHostSec - r.IdleBytesPerHostSec) * r.window.Seconds() / float64(max(1, r.Changes))
+		s += fmt.Sprintf("; per change %.0f B per host, so %.1f KB/s per host at %.0f changes/s", perChange,
+			(r.IdleBytesPerHostSec+perChange*r.rate)/1000, r.rate)
 	}
 	if r.HealConverged > 0 {
 		s += fmt.Sprintf("; converged %s after heal", ms(r.HealConverged))
@@ -305,7 +313,8 @@ func Run(cfg Config) Result {
 }
 
 func (s *simulator) result(from, to time.Time) Result {
-	r := Result{Hosts: s.cfg.Hosts, Changes: len(s.order), Late: s.late, HealConverged: s.healConverged}
+	r := Result{Hosts: s.cfg.Hosts, Changes: len(s.order), Late: s.late, HealConverged: s.healConverged,
+		window: to.Sub(from), rate: s.cfg.Rate}
 	slices.Sort(s.delays)
 	r.Samples = len(s.delays)
 	r.P50, r.P99, r.Max = pct(s.delays, 50), pct(s.delays, 99), pct(s.delays, 100)
@@ -645,12 +654,17 @@ func (s *simulator) makeChange(i int) {
 		h = s.hosts[s.rng.Intn(len(s.hosts))]
 	}
 	st := h.cat.Tick()
+	// Spread over simApps apps in simNets networks, as a fleet's machines are: the
+	// catalog rebuilds the touched network's view per change, so one giant app would
+	// make the simulator measure that instead of the protocol.
+	app, nw := i%simApps, (i%simApps)%simNets
 	m := &catalog.Machine{
-		ID: fmt.Sprintf("%014x", uint64(i)*0x9E3779B97F4A7C15&(1<<56-1)), App: "sim", Org: "sim", Network: "default", NetworkID: simNet,
+		ID: fmt.Sprintf("%014x", uint64(i)*0x9E3779B97F4A7C15&(1<<56-1)), App: fmt.Sprintf("app%03d", app), Org: "sim",
+		Network: fmt.Sprintf("net%02d", nw), NetworkID: simNet + uint32(nw),
 		Host: h.name, HostID: uint32(h.idx + 1), Region: "ord", Field: sixpn.MinMachineField + uint32(i),
 		State: catalog.StateStarted, ProcessGroup: "app", CreatedAt: s.start,
 	}
-	m.Address = sixpn.MachineAddr(simNet, m.HostID, m.Field)
+	m.Address = sixpn.MachineAddr(m.NetworkID, m.HostID, m.Field)
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Gen: 1, Created: st, Version: st, Machine: m}
 	h.cat.Apply(r)
 	payload, _ := json.Marshal([]*catalog.Record{r})
@@ -668,16 +682,25 @@ func (s *simulator) makeChange(i int) {
 	s.flush(h)
 }
 
-const simNet = 0x00c0ffee
+const (
+	simNet  = 0x00c0ff00
+	simNets = 10
+	simApps = 200
+)
 
 func parentRecords() []*catalog.Record {
 	st := catalog.Stamp{Clock: 1, Node: 1}
 	t := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	return []*catalog.Record{
-		{Kind: catalog.KindOrg, Key: "sim", Gen: 1, Created: st, Version: st, Org: &catalog.Org{Slug: "sim", CreatedAt: t}},
-		{Kind: catalog.KindNetwork, Key: catalog.NetworkKey("sim", "default"), Gen: 1, Created: st, Version: st,
-			Network: &catalog.Network{Org: "sim", Name: "default", ID: simNet}},
-		{Kind: catalog.KindApp, Key: "sim", Gen: 1, Created: st, Version: st,
-			App: &catalog.App{Name: "sim", Org: "sim", Network: "default", NetworkID: simNet}},
+	out := []*catalog.Record{{Kind: catalog.KindOrg, Key: "sim", Gen: 1, Created: st, Version: st, Org: &catalog.Org{Slug: "sim", CreatedAt: t}}}
+	for n := 0; n < simNets; n++ {
+		name := fmt.Sprintf("net%02d", n)
+		out = append(out, &catalog.Record{Kind: catalog.KindNetwork, Key: catalog.NetworkKey("sim", name), Gen: 1, Created: st, Version: st,
+			Network: &catalog.Network{Org: "sim", Name: name, ID: simNet + uint32(n)}})
 	}
+	for a := 0; a < simApps; a++ {
+		name, n := fmt.Sprintf("app%03d", a), a%simNets
+		out = append(out, &catalog.Record{Kind: catalog.KindApp, Key: catalog.AppKey("sim", name), Gen: 1, Created: st, Version: st,
+			App: &catalog.App{Name: name, Org: "sim", Network: fmt.Sprintf("net%02d", n), NetworkID: simNet + uint32(n)}})
+	}
+	return out
 }

@@ -1,0 +1,64 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// simHosts is the fleet size of the large runs (DOGWOOD_SIM_HOSTS, default 10,000).
+func simHosts() int {
+	if n, err := strconv.Atoi(os.Getenv("DOGWOOD_SIM_HOSTS")); err == nil && n > 0 {
+		return n
+	}
+	return 10_000
+}
+
+func line(format string, args ...any) { fmt.Printf("BENCH sim "+format+"\n", args...) }
+
+// TestBenchSimFleet: the fleet targets, in virtual time. 100 changes/s
+// fleet-wide for 3 s, each on a random host, then 4 s to settle and 5 s idle.
+func TestBenchSimFleet(t *testing.T) {
+	benchOn(t)
+	n := simHosts()
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"latency 1-100ms", Config{LatencyMin: time.Millisecond, LatencyMax: 100 * time.Millisecond}},
+		{"latency 1-100ms, 1% loss", Config{LatencyMin: time.Millisecond, LatencyMax: 100 * time.Millisecond, Loss: 0.01}},
+	} {
+		cfg := c.cfg
+		cfg.Hosts, cfg.Seed, cfg.Rate, cfg.Changes, cfg.Settle, cfg.Idle = n, 1, 100, 300, 4*time.Second, 5*time.Second
+		start := time.Now()
+		r := Run(cfg)
+		line("%s: %s (wall %v)", c.name, r, time.Since(start).Round(time.Second))
+		if r.Missing > 0 || !r.Converged {
+			t.Errorf("%s: %d deliveries missing, converged=%v", c.name, r.Missing, r.Converged)
+		}
+	}
+}
+
+// TestBenchSimPartition: a third of the fleet cut off for 5 s with 1% loss and
+// churn; how long until every host has everything after the heal.
+func TestBenchSimPartition(t *testing.T) {
+	benchOn(t)
+	n := simHosts()
+	start := time.Now()
+	r := Run(Config{Hosts: n, Seed: 2, Rate: 100, Changes: 300, Loss: 0.01,
+		PartitionFraction: 1.0 / 3, PartitionAt: time.Second, PartitionFor: 5 * time.Second,
+		ChurnEvery: 500 * time.Millisecond, ChurnDown: 3 * time.Second, Settle: 10 * time.Second})
+	line("partition 1/3 for 5s, 1%% loss, churn: %s (wall %v)", r, time.Since(start).Round(time.Second))
+	if !r.Converged || r.HealConverged == 0 {
+		t.Errorf("not converged after heal")
+	}
+}
+
+func benchOn(t *testing.T) {
+	t.Helper()
+	if os.Getenv("DOGWOOD_BENCH") != "1" {
+		t.Skip("benchmark: set DOGWOOD_BENCH=1 (make bench)")
+	}
+}
