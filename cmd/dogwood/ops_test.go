@@ -293,3 +293,17 @@ func TestDoctorWithoutAgent(t *testing.T) {
 		t.Fatalf("doctor --json without an agent: exit %d, %v\n%s", code, err, out)
 	}
 }
+
+func TestKeyListSummary(t *testing.T) {
+	var out bytes.Buffer
+	printKeyList(&env{stdout: &out}, []keyringHost{
+		{Host: "h1", OK: true, Primary: "NEW=", Keys: []string{"NEW=", "OLD="}},
+		{Host: "h2", OK: true, Primary: "OLD=", Keys: []string{"OLD=", "NEW="}},
+		{Host: "h3", OK: true, Primary: "NEW=", Keys: []string{"NEW="}},
+		{Host: "h4", Error: "gossip is not encrypted on this host: no keyring"},
+	})
+	want := "KEY   INSTALLED  PRIMARY\nNEW=  3/3        2/3\nOLD=  2/3        1/3\nh4: gossip is not encrypted on this host: no keyring\n"
+	if out.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
