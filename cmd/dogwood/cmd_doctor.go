@@ -43,8 +43,8 @@ const (
 	// staleHandshake is WireGuard's REJECT_AFTER_TIME: a session older than this
 	// carries no traffic, and warm host tunnels re-handshake well within it.
 	staleHandshake = 180 * time.Second
-	// opTime answers a member's clock for the skew check.
-	opTime = "doctor.time"
+	// opInfo answers a member's clock and version for the skew checks.
+	opInfo = "doctor.info"
 )
 
 func doctorCommand(e *env) *cli.Command {
@@ -118,8 +118,9 @@ type doctor struct {
 }
 
 func (d *doctor) register() {
-	d.node.Gossip().Handle(opTime, func(context.Context, string, json.RawMessage) (any, error) {
-		return time.Now().UTC(), nil
+	version := readBuildInfo().Version
+	d.node.Gossip().Handle(opInfo, func(context.Context, string, json.RawMessage) (any, error) {
+		return memberInfo{Now: time.Now().UTC(), Version: version}, nil
 	})
 }
 
@@ -355,19 +356,27 @@ func (d *doctor) upstreams(ctx context.Context) []doctorCheck {
 	return out
 }
 
+// memberInfo is what a member tells doctor about itself.
+type memberInfo struct {
+	Now     time.Time `json:"now"`
+	Version string    `json:"version"`
+}
+
 // clock compares the wall clock with every live member's (half the round trip
-// is the error bar). Peer expiry and invitation lifetimes use wall time.
+// is the error bar), and the members' versions with this agent's.
 func (d *doctor) clock(ctx context.Context) []doctorCheck {
 	worst, worstHost, asked := 0.0, "", 0
 	var errs []string
+	mine := readBuildInfo().Version
+	versions := map[string][]string{mine: {d.node.Name()}}
 	for _, m := range d.node.Members() {
 		if m.Name == d.node.Name() || !catalog.Live(m.Status) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		t0 := time.Now()
-		var theirs time.Time
-		err := d.node.Gossip().Call(cctx, m.Name, opTime, nil, &theirs)
+		var info memberInfo
+		err := d.node.Gossip().Call(cctx, m.Name, opInfo, nil, &info)
 		t1 := time.Now()
 		cancel()
 		if err != nil {
@@ -375,11 +384,16 @@ func (d *doctor) clock(ctx context.Context) []doctorCheck {
 			continue
 		}
 		asked++
-		skew := theirs.Sub(t0.Add(t1.Sub(t0) / 2)).Seconds()
+		versions[info.Version] = append(versions[info.Version], m.Name)
+		skew := info.Now.Sub(t0.Add(t1.Sub(t0) / 2)).Seconds()
 		if math.Abs(skew) > math.Abs(worst) {
 			worst, worstHost = skew, m.Name
 		}
 	}
+	return append(clockCheck(asked, errs, worst, worstHost), versionCheck(mine, versions))
+}
+
+func clockCheck(asked int, errs []string, worst float64, worstHost string) []doctorCheck {
 	switch {
 	case asked == 0 && len(errs) == 0:
 		return []doctorCheck{pass("clock skew", "no other live member to compare with")}
@@ -391,6 +405,21 @@ func (d *doctor) clock(ctx context.Context) []doctorCheck {
 		return []doctorCheck{warn("clock skew", fmt.Sprintf("%s is %+.1fs off this host", worstHost, worst), "run NTP on every host (timedatectl set-ntp true)")}
 	}
 	return []doctorCheck{pass("clock skew", fmt.Sprintf("within %.0f ms of %d members", math.Abs(worst)*1000, asked))}
+}
+
+// versionCheck warns when members run other versions than this agent: fine during
+// a rolling upgrade, a forgotten host otherwise.
+func versionCheck(mine string, versions map[string][]string) doctorCheck {
+	if len(versions) == 1 {
+		return pass("versions", "every answering member runs "+mine)
+	}
+	var parts []string
+	for v, hosts := range versions {
+		sort.Strings(hosts)
+		parts = append(parts, fmt.Sprintf("%s on %s", v, strings.Join(hosts, ",")))
+	}
+	sort.Strings(parts)
+	return warn("versions", strings.Join(parts, "; "), "finish the rolling upgrade: install the same package on every host")
 }
 
 func (d *doctor) nftables(context.Context) []doctorCheck {

@@ -307,3 +307,13 @@ func TestKeyListSummary(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+func TestDoctorVersionCheck(t *testing.T) {
+	if c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h2"}}); c.Status != "pass" {
+		t.Errorf("same versions: %+v", c)
+	}
+	c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h3"}, "1.1.0": {"h2"}})
+	if c.Status != "warn" || c.Detail != "1.1.0 on h2; 1.2.0 on h1,h3" {
+		t.Errorf("mixed versions: %+v", c)
+	}
+}
