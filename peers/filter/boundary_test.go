@@ -50,7 +50,7 @@ func probe(proto string, ap netip.AddrPort, zone string) error {
 		if zone != "" {
 			addr = fmt.Sprintf("[%s%%%s]:%d", ap.Addr(), zone, ap.Port())
 		}
-		c, err := net.DialTimeout(proto, addr, 700*time.Millisecond)
+		c, err := net.DialTimeout(proto, addr, 2*time.Second)
 		if err != nil {
 			return err
 		}
@@ -61,7 +61,7 @@ func probe(proto string, ap netip.AddrPort, zone string) error {
 		return err
 	}
 	defer pc.Close()
-	pc.SetDeadline(time.Now().Add(700 * time.Millisecond))
+	pc.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := pc.WriteTo([]byte("ping"), &net.UDPAddr{IP: ap.Addr().AsSlice(), Port: int(ap.Port()), Zone: zone}); err != nil {
 		return err
 	}
@@ -124,11 +124,11 @@ func TestTenantBoundary(t *testing.T) {
 	dns18 := netip.MustParseAddr("fdaa:0:18::3")
 	dns19 := netip.MustParseAddr("fdaa:0:19::3")
 	for _, a := range []netip.Addr{dnsAll, dns18, dns19} {
-		ip("addr", "add", a.String()+"/128", "dev", "lo")
+		ip("addr", "add", a.String()+"/128", "dev", "lo", "nodad")
 	}
 	// (No dummy driver everywhere: the "underlay" addresses sit on lo too.)
 	ip("addr", "add", "198.18.0.1/32", "dev", "lo")
-	ip("addr", "add", "2001:db8::1/128", "dev", "lo")
+	ip("addr", "add", "2001:db8::1/128", "dev", "lo", "nodad")
 	ip("link", "set", "lo", "up")
 
 	// Listeners as an agent opens them: wildcard (dual-stack) for the ones an

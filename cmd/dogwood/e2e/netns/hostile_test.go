@@ -101,8 +101,13 @@ func TestHostileTenant(t *testing.T) {
 	// Controls: from the underlay (not a tenant) the listeners answer, so a refused
 	// tenant probe means the boundary, not a dead listener.
 	for _, p := range []int{9946, 7000, 7946, 51821, 5353} {
-		if !tcpOpen(h2.ns, "198.18.0.1", p) {
-			t.Fatalf("control: h2 cannot reach h1's port %d over the underlay", p)
+		if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+			if !tcpOpen(h2.ns, "198.18.0.1", p) {
+				return fmt.Errorf("control: h2 cannot reach h1's port %d over the underlay", p)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
 	}
 
