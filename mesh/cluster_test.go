@@ -135,6 +135,8 @@ type cluster struct {
 	t     *testing.T
 	hosts []*testHost
 	ttl   time.Duration // tombstone TTL; zero takes the default
+	// preBlock lists IPs the next started host is cut off from from the start.
+	preBlock []string
 }
 
 var ipCounter atomic.Int32
@@ -161,6 +163,9 @@ func (c *cluster) start(name string, key []byte, dir string, ip string, join []s
 
 func (c *cluster) tryStart(name string, key []byte, dir string, ip string, join []string) (*testHost, error) {
 	blocked := &sync.Map{}
+	for _, b := range c.preBlock {
+		blocked.Store(b, true)
+	}
 	tr := newPartition(c.t, ip, blocked)
 	port := tr.inner.GetAutoBindPort()
 	lvl := slog.LevelError

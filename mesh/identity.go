@@ -88,7 +88,7 @@ func (n *Node) writeHostRecord() error {
 		}
 	}
 	r := &catalog.Record{Kind: catalog.KindHost, Key: h.Name, Gen: n.id.Gen, Created: n.id.Created, Version: n.cat.Tick(), Host: h}
-	return n.record(r) // published by the caller's flush, after allocMu
+	return n.recordAny(r) // published by the caller's flush, after allocMu
 }
 
 // settle marks the identity as checked against the cluster.
@@ -108,6 +108,7 @@ func (n *Node) settle() error {
 // settles the name when records arrive.
 func (n *Node) syncIdentity(timeout time.Duration) error {
 	if len(n.cfg.Join) == 0 {
+		n.confirmed.Store(true) // the first host of a cluster: nobody to ask
 		return n.settle()
 	}
 	deadline := time.Now().Add(timeout)
@@ -120,6 +121,7 @@ func (n *Node) syncIdentity(timeout time.Duration) error {
 			if err := n.writeHostRecord(); err != nil {
 				return err
 			}
+			n.confirmed.Store(true)
 			return n.settle()
 		}
 		select {
@@ -182,13 +184,19 @@ func (n *Node) identityLoop() {
 	defer stop()
 	var seen uint64
 	for {
+		// Until the host has heard from its cluster it keeps asking, changes or not.
+		var retry <-chan time.Time
+		if !n.confirmed.Load() {
+			retry = time.After(time.Second)
+		}
 		select {
 		case <-n.stop:
 			return
 		case <-ch:
+		case <-retry:
 		}
 		snap := n.cat.Latest()
-		if snap.Seq == seen {
+		if snap.Seq == seen && n.confirmed.Load() {
 			continue
 		}
 		seen = snap.Seq
@@ -209,7 +217,7 @@ func (n *Node) checkIdentity(snap *catalog.Snapshot) error {
 	// A host that started cut off settles once a host answers what it holds under
 	// the name: its claim then stood (or was just taken over) against the cluster's.
 	answered := false
-	if !n.settled.Load() && n.othersAlive() {
+	if !n.confirmed.Load() && n.othersAlive() {
 		var err error
 		if answered, err = n.lookupName(); err != nil {
 			return err
@@ -219,6 +227,7 @@ func (n *Node) checkIdentity(snap *catalog.Snapshot) error {
 	err := n.writeHostRecord()
 	if err == nil && answered {
 		err = n.settle()
+		n.confirmed.Store(true)
 	}
 	var stale []*catalog.Record
 	if err == nil {
@@ -231,7 +240,9 @@ func (n *Node) checkIdentity(snap *catalog.Snapshot) error {
 	}
 	if len(stale) > 0 {
 		n.log.Warn("retiring machines and peers of an older incarnation of this host", "records", len(stale))
-		return n.tombstone(stale...)
+		err := n.recordAny(n.tombstones(stale...)...)
+		n.flush()
+		return err
 	}
 	return nil
 }
@@ -263,7 +274,9 @@ func (n *Node) staleLocal(snap *catalog.Snapshot, drop func(hostID uint32) bool)
 func (n *Node) fail(err error) {
 	if errors.Is(err, ErrRemoved) {
 		if left := n.staleLocal(n.cat.Snapshot(), func(uint32) bool { return true }); len(left) > 0 {
-			if terr := n.tombstone(left...); terr != nil {
+			terr := n.recordAny(n.tombstones(left...)...)
+			n.flush()
+			if terr != nil {
 				n.log.Error("retire records of a removed host", "err", terr)
 			}
 		}

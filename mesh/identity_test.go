@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -165,6 +166,18 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 			t.Fatalf("%s still has h2's machine", h.name)
 		}
 	}
+	// Started where it cannot reach the cluster, it cannot learn it was removed: it
+	// must not acknowledge anything meanwhile (that would be lost when it learns).
+	c.preBlock = []string{h0.ip, h1.ip}
+	cut, err := c.tryStart("h2", testKey, h2.dir, h2.ip, c.joinAddr(h0))
+	c.preBlock = nil
+	if err != nil {
+		t.Fatalf("start cut off: %v", err)
+	}
+	if _, err := cut.CreateMachine(ctx, MachineSpec{App: "web"}); StatusCode(err) != http.StatusServiceUnavailable {
+		t.Fatalf("a host that has not reached its cluster since it started acknowledged a create: %v", err)
+	}
+	cut.Close()
 	if err := c.startRefused("h2", h2.dir, h2.ip); !errors.Is(err, ErrRemoved) {
 		t.Fatalf("removed host restarted with its data dir: err = %v, want ErrRemoved", err)
 	}

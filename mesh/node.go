@@ -106,6 +106,9 @@ type Node struct {
 	fatalOnce  sync.Once
 	fatalErr   error
 	settled    atomic.Bool // mirrors id.Settled for readers outside allocMu
+	// confirmed: since it started, a host of the cluster told this host what it
+	// holds under its name (or this is the first host); until then no writes.
+	confirmed atomic.Bool
 
 	conflictMu   sync.Mutex
 	conflictSeen map[string]bool // conflicts already reported, so re-sent losers are not logged again

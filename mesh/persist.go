@@ -13,8 +13,20 @@ import (
 //   - flush publishes what was recorded; callers run it after releasing their locks.
 // The durability guarantee rests on the order: on disk before anyone is told.
 
-// record persists and applies local writes and queues them for publishing.
+// record persists and applies local writes and queues them for publishing. Until the
+// host has heard from its cluster since it started, it refuses: a host that was
+// removed (or re-imaged elsewhere) while it was down cannot know it before then, and
+// what it acknowledged meanwhile would be lost when it learns it.
 func (n *Node) record(rs ...*catalog.Record) error {
+	if !n.confirmed.Load() {
+		return unavailable("host %q has not reached its cluster since it started, so it cannot confirm it still belongs to it; retry once it has (check `dogwood members` and the underlay)", n.id.Name)
+	}
+	return n.recordAny(rs...)
+}
+
+// recordAny is record without the membership check: for this host's own record and
+// for retiring records when its identity changes.
+func (n *Node) recordAny(rs ...*catalog.Record) error {
 	if err := n.store.Put(rs...); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
