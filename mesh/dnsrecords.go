@@ -129,6 +129,9 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 // record; the merge order picks one and the other caller gets an error.
 func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key string) (*catalog.DNSRecord, error) {
 	id := catalog.ID{Kind: catalog.KindDNSRecord, Key: key}
+	if err := n.writable(); err != nil {
+		return nil, err
+	}
 	n.createMu.Lock()
 	cur := n.cat.Get(id)
 	if cur != nil && !cur.Deleted && cur.DNS != nil && cur.DNS.Value == rec.Value {

@@ -107,7 +107,7 @@ func (n *Node) settle() error {
 // ask (first host, or nobody reachable in time) it returns and the identity loop
 // settles the name when records arrive.
 func (n *Node) syncIdentity(timeout time.Duration) error {
-	if len(n.cfg.Join) == 0 {
+	if len(n.cfg.Join) == 0 && !n.knowsOthers() {
 		n.confirmed.Store(true) // the first host of a cluster: nobody to ask
 		return n.settle()
 	}
@@ -132,6 +132,18 @@ func (n *Node) syncIdentity(timeout time.Duration) error {
 	}
 	n.log.Info("no host answered the identity check in time; settling when one does", "timeout", timeout)
 	return nil
+}
+
+// knowsOthers reports whether the catalog holds another live host: then there is a
+// cluster to ask, whether or not --join names it (the gossip layer reconnects to the
+// hosts the catalog knows).
+func (n *Node) knowsOthers() bool {
+	for _, r := range n.cat.List(catalog.KindHost) {
+		if r.Key != n.id.Name {
+			return true
+		}
+	}
+	return false
 }
 
 // lookupName asks live hosts (up to three) what they hold under this host's name and

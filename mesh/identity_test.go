@@ -199,3 +199,40 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 	}
 	c.waitConverged()
 }
+
+// TestRestartedHostWritesOnceItReachesItsCluster: a host restarted without --join
+// (the cluster's first host) that cannot reach the others yet acknowledges nothing
+// until it has heard from them, then works as before.
+func TestRestartedHostWritesOnceItReachesItsCluster(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx := context.Background()
+	h0, h1 := c.hosts[0], c.hosts[1]
+	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	h0.Close()
+	c.preBlock = []string{h1.ip}
+	h0b, err := c.tryStart("h0", testKey, h0.dir, h0.ip, nil)
+	c.preBlock = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.hosts[0] = h0b
+	if _, err := h0b.CreateApp(ctx, "web", "acme", ""); StatusCode(err) != http.StatusServiceUnavailable {
+		t.Fatalf("create before reaching the cluster: %v, want 503", err)
+	}
+	h0b.blocked.Delete(h1.ip)
+	var last error
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, last = h0b.CreateApp(ctx, "web", "acme", ""); last == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write accepted after the cluster answered: %v", last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.waitConverged()
+}

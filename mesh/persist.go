@@ -18,10 +18,20 @@ import (
 // removed (or re-imaged elsewhere) while it was down cannot know it before then, and
 // what it acknowledged meanwhile would be lost when it learns it.
 func (n *Node) record(rs ...*catalog.Record) error {
+	if err := n.writable(); err != nil {
+		return err
+	}
+	return n.recordAny(rs...)
+}
+
+// writable refuses writes until the host has heard from its cluster since it
+// started. Operations that reserve something elsewhere first (a name with its
+// arbiters) check it before, so a refused write leaves nothing behind.
+func (n *Node) writable() error {
 	if !n.confirmed.Load() {
 		return unavailable("host %q has not reached its cluster since it started, so it cannot confirm it still belongs to it; retry once it has (check `dogwood members` and the underlay)", n.id.Name)
 	}
-	return n.recordAny(rs...)
+	return nil
 }
 
 // recordAny is record without the membership check: for this host's own record and

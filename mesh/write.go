@@ -14,6 +14,9 @@ import (
 // concurrent creates of one name at most one is written, and the other caller gets
 // an error instead of a silent success.
 func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created catalog.Stamp) *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
+	if err := n.writable(); err != nil {
+		return nil, err
+	}
 	n.createMu.Lock()
 	cur := n.cat.Get(id)
 	if cur != nil && !cur.Deleted {
