@@ -105,3 +105,45 @@ func TestAwayHostCannotResurrect(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPartitionCannotResurrect: a running host cut off for longer than the
+// horizon allows forgets what other hosts wrote, so after the heal it cannot push
+// back an object deleted (and its tombstone collected) while it was away; its own
+// machines stay.
+func TestLongPartitionCannotResurrect(t *testing.T) {
+	c := newClusterTTL(t, 3, 3*time.Second)
+	ctx := context.Background()
+	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
+	h0.CreateOrg(ctx, "acme")
+	h0.CreateApp(ctx, "web", "acme", "")
+	m, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	c.cut(h2, h0)
+	c.cut(h2, h1)
+	if _, err := h0.MachineAction(ctx, m.ID, "destroy"); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(15*time.Second, "tombstone collected on the majority side", func() bool { return tombstones(h0) == 0 && tombstones(h1) == 0 })
+	c.eventually(15*time.Second, "the cut-off host forgot what others wrote", func() bool {
+		_, err := h2.Machine(m.ID)
+		return err != nil
+	})
+	c.heal(h2, h0)
+	c.heal(h2, h1)
+	c.waitConverged()
+	for _, h := range c.hosts {
+		if _, err := h.Machine(m.ID); err == nil {
+			t.Fatalf("%s: destroyed machine came back after the heal", h.name)
+		}
+		if _, err := h.Machine(mine.ID); err != nil {
+			t.Fatalf("%s: the cut-off host's own machine is gone: %v", h.name, err)
+		}
+	}
+}
