@@ -20,6 +20,7 @@ func TestAppNamesUniquePerOrg(t *testing.T) {
 		if _, err := h0.CreateOrg(ctx, org); err != nil {
 			t.Fatal(err)
 		}
+		c.waitConverged()
 		if _, err := h1.CreateApp(ctx, "web", org, ""); err != nil {
 			t.Fatalf("app web in %s: %v", org, err)
 		}
@@ -85,6 +86,7 @@ func TestPartitionAppConflictConverges(t *testing.T) {
 	if _, err := h2.CreateApp(ctx, "dg1", "acme", ""); err != nil {
 		t.Fatal(err)
 	}
+	c.waitConverged(h0, h1)
 	m0, err := h1.CreateMachine(ctx, MachineSpec{App: "dg1"})
 	if err != nil {
 		t.Fatal(err)

@@ -74,6 +74,7 @@ func TestReimageSupersedes(t *testing.T) {
 				if _, err := h0.CreateApp(ctx, "web", "acme", ""); err != nil {
 					t.Fatal(err)
 				}
+				c.waitConverged()
 				// Some history under the name first, so the old record carries a
 				// high Lamport clock and the fresh host's first stamps are lower.
 				for i := 0; i < 5; i++ {
@@ -147,6 +148,7 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
 	h0.CreateOrg(ctx, "acme")
 	h0.CreateApp(ctx, "web", "acme", "")
+	c.waitConverged()
 	m, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +196,7 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 		mi := member(h0, "h2")
 		return mi != nil && mi.HostID == h2b.HostID() && mi.Status == catalog.StatusAlive
 	})
+	c.waitConverged() // the new host has the catalog (the app) before it creates
 	if _, err := h2b.CreateMachine(ctx, MachineSpec{App: "web"}); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ func TestTombstonesCollected(t *testing.T) {
 	h0, h1 := c.hosts[0], c.hosts[1]
 	h0.CreateOrg(ctx, "acme")
 	h0.CreateApp(ctx, "web", "acme", "")
+	c.waitConverged()
 	var last *catalog.Record
 	for i := 0; i < 20; i++ {
 		m, err := h1.CreateMachine(ctx, MachineSpec{App: "web"})
@@ -72,7 +73,9 @@ func TestAwayHostCannotResurrect(t *testing.T) {
 	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
 	h0.CreateOrg(ctx, "acme")
 	h0.CreateApp(ctx, "web", "acme", "")
+	c.waitConverged()
 	h1.CreateApp(ctx, "gone", "acme", "")
+	c.waitConverged()
 	m, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +119,7 @@ func TestLongPartitionCannotResurrect(t *testing.T) {
 	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
 	h0.CreateOrg(ctx, "acme")
 	h0.CreateApp(ctx, "web", "acme", "")
+	c.waitConverged()
 	m, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
