@@ -50,6 +50,12 @@ func (g *Gossip) aeLoop() {
 			return
 		case <-time.After(d):
 		}
+		g.aeMu.Lock()
+		due := g.ae.Due(time.Now())
+		g.aeMu.Unlock()
+		if !due {
+			continue
+		}
 		peers := g.alive(false)
 		if len(peers) == 0 {
 			continue

@@ -77,6 +77,9 @@ func (g *Gossip) onTree(body []byte) {
 	g.sendTree(out)
 	if fresh {
 		g.merge(rs)
+		g.aeMu.Lock()
+		g.ae.NoteChange(time.Now())
+		g.aeMu.Unlock()
 	}
 	g.kickTree()
 }

@@ -96,6 +96,9 @@ type propResult struct {
 	bytesOut  int64
 	wall      time.Duration
 	setup     time.Duration
+	// started: all agents started; members: then until every agent saw every
+	// other alive (membership convergence).
+	started, members time.Duration
 }
 
 // runPropagation makes creates machines, round-robin over the hosts, one at a time,
@@ -104,12 +107,13 @@ func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, 
 	t0 := time.Now()
 	ctx := context.Background()
 	c := newCluster(t, agents, false)
-	c.waitMembers(30*time.Second + time.Duration(agents)*time.Second)
+	started := time.Since(t0)
+	members := c.waitMembers(30*time.Second + time.Duration(agents)*time.Second)
 	if waitConverged {
 		c.waitConverged(60 * time.Second)
 	}
 	c.setupApp(ctx, 30*time.Second)
-	res := propResult{agents: agents, creates: creates, setup: time.Since(t0)}
+	res := propResult{agents: agents, creates: creates, setup: time.Since(t0), started: started, members: members}
 	a := watchArrivals(c.nodes)
 	defer a.close()
 	tr0 := c.traffic()
@@ -180,6 +184,8 @@ func (r propResult) print() {
 	Line("%s CreateMachine p50=%s p99=%s; timeouts=%d; wire bytes out per create (all hosts)=%s; creates took %v; setup %v",
 		label, Ms(Percentile(r.createDur, 50)), Ms(Percentile(r.createDur, 99)), r.timeouts,
 		Bytes(float64(r.bytesOut)/float64(max(1, r.creates))), r.wall.Round(time.Millisecond), r.setup.Round(time.Millisecond))
+	Line("%s membership: all agents started in %v, then every agent saw all %d alive after %v", label,
+		r.started.Round(time.Millisecond), r.agents, r.members.Round(time.Millisecond))
 }
 
 // TestBenchPropagation: SPEC §3 speed, issue target p99 <= 300 ms at 50 agents.

@@ -81,6 +81,32 @@ type AntiEntropy struct {
 	started map[string]time.Time
 	out     []AESend
 	Stats   AEStats
+
+	lastChange time.Time
+	skipped    int
+}
+
+// Quiet rounds: while changes keep arriving on the broadcast tree, catalogs differ by
+// whatever is in flight, and a periodic round would exchange bucket and leaf digests
+// for nothing the tree is not already delivering. A host skips its periodic round if
+// a change arrived within quietFor, but never more than maxSkips rounds in a row, so
+// under a steady stream anti-entropy still runs every few seconds.
+const (
+	quietFor = time.Second
+	maxSkips = 4
+)
+
+// NoteChange records that a change arrived or was made (the tree delivered it).
+func (a *AntiEntropy) NoteChange(now time.Time) { a.lastChange = now }
+
+// Due reports whether the periodic round should run now.
+func (a *AntiEntropy) Due(now time.Time) bool {
+	if now.Sub(a.lastChange) < quietFor && a.skipped < maxSkips {
+		a.skipped++
+		return false
+	}
+	a.skipped = 0
+	return true
 }
 
 // NewAntiEntropy returns the exchange over store; dedupe 0 means 2s.

@@ -380,6 +380,7 @@ func (s *simulator) handle(e *event) {
 		from := s.hosts[e.from].name
 		if _, fresh := h.tree.Receive(s.now, from, e.tree); fresh {
 			s.deliver(h, s.records[&e.tree.Payload[0]])
+			h.ae.NoteChange(s.now)
 		}
 		s.flush(h)
 	case evDeliverAE:
@@ -407,7 +408,7 @@ func (s *simulator) handle(e *event) {
 		h := s.hosts[e.to]
 		d := s.cfg.AEInterval/2 + time.Duration(s.rng.Int63n(int64(s.cfg.AEInterval)))
 		s.at(d, &event{kind: evAE, to: h.idx})
-		if !h.up {
+		if !h.up || !h.ae.Due(s.now) {
 			return
 		}
 		// Membership's view: hosts up and reachable (a partition shows as failures
