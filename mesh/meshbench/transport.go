@@ -160,7 +160,24 @@ func (t *CountingTransport) StreamCh() <-chan net.Conn { return t.streams }
 
 func (t *CountingTransport) Shutdown() error {
 	t.once.Do(func() { close(t.done) })
-	return t.inner.Shutdown()
+	// NetTransport's listeners block sending to their channels, and our forwarder
+	// has stopped: drain them until its Shutdown has waited them out, or a packet
+	// arriving during shutdown hangs it for good.
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.inner.PacketCh():
+			case c := <-t.inner.StreamCh():
+				c.Close()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := t.inner.Shutdown()
+	close(stop)
+	return err
 }
 
 var _ memberlist.NodeAwareTransport = (*CountingTransport)(nil)
