@@ -65,25 +65,8 @@ func ValidDNSMode(s string) error {
 }
 
 func (n *Node) checkInviteSpec(spec *InviteSpec) error {
-	if err := ValidPeerName(spec.Name); err != nil {
+	if err := n.checkPeerPlace(spec.Name, spec.Org, &spec.Network, spec.Region); err != nil {
 		return err
-	}
-	if err := n.requireOrg(spec.Org); err != nil {
-		return err
-	}
-	if spec.Network == "" {
-		spec.Network = DefaultNetwork
-	}
-	if err := ValidNetwork(spec.Network); err != nil {
-		return err
-	}
-	if _, err := n.networkByName(spec.Org, spec.Network); err != nil {
-		return err
-	}
-	if spec.Region != "" {
-		if err := ValidRegion(spec.Region); err != nil {
-			return err
-		}
 	}
 	if err := ValidDNSMode(spec.DNS); err != nil {
 		return err

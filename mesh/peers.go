@@ -101,26 +101,36 @@ func (n *Node) gateways(region string) []*catalog.HostView {
 	return out
 }
 
-func (n *Node) checkPeerSpec(spec *PeerSpec) error {
-	if err := ValidPeerName(spec.Name); err != nil {
+// checkPeerPlace validates where a new peer (or the peer an invitation
+// will create) goes, filling in the default network; peers and invitations
+// must agree on these rules or a redeemed invitation could fail.
+func (n *Node) checkPeerPlace(name, org string, network *string, region string) error {
+	if err := ValidPeerName(name); err != nil {
 		return err
 	}
-	if err := n.requireOrg(spec.Org); err != nil {
+	if err := n.requireOrg(org); err != nil {
 		return err
 	}
-	if spec.Network == "" {
-		spec.Network = DefaultNetwork
+	if *network == "" {
+		*network = DefaultNetwork
 	}
-	if err := ValidNetwork(spec.Network); err != nil {
+	if err := ValidNetwork(*network); err != nil {
 		return err
 	}
-	if _, err := n.networkByName(spec.Org, spec.Network); err != nil {
+	if _, err := n.networkByName(org, *network); err != nil {
 		return err
 	}
-	if spec.Region != "" {
-		if err := ValidRegion(spec.Region); err != nil {
+	if region != "" {
+		if err := ValidRegion(region); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (n *Node) checkPeerSpec(spec *PeerSpec) error {
+	if err := n.checkPeerPlace(spec.Name, spec.Org, &spec.Network, spec.Region); err != nil {
+		return err
 	}
 	if err := ValidRequestID(spec.RequestID); err != nil {
 		return err
