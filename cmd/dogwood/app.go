@@ -227,3 +227,29 @@ func args(c *cli.Context, min, max int, usage string) ([]string, error) {
 	}
 	return a, nil
 }
+
+// paddedArgs takes up to max optional positional arguments, the missing ones
+// as "", so a command can index them all.
+func paddedArgs(c *cli.Context, max int, usage string) ([]string, error) {
+	a, err := args(c, 0, max, usage)
+	if err != nil {
+		return nil, err
+	}
+	for len(a) < max {
+		a = append(a, "")
+	}
+	return a, nil
+}
+
+// oneArg takes exactly one positional argument, which valid must accept
+// (its error is a usage error).
+func oneArg(c *cli.Context, usage string, valid func(string) error) ([]string, error) {
+	a, err := args(c, 1, 1, usage)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInput(valid(a[0])); err != nil {
+		return nil, err
+	}
+	return a, nil
+}

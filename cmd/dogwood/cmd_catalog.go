@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/api"
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
@@ -20,6 +22,44 @@ func checkInput(err error) error {
 		return &usageError{err.Error()}
 	}
 	return nil
+}
+
+// orgArg takes the optional [ORG] of list commands ("" lists every org).
+func orgArg(c *cli.Context) (string, error) {
+	a, err := args(c, 0, 1, "[ORG] [--json]")
+	if err != nil {
+		return "", err
+	}
+	if len(a) == 0 {
+		return "", nil
+	}
+	return a[0], checkInput(mesh.ValidOrg(a[0]))
+}
+
+// pickOrg checks the org, or picks the only one there is; nameIt is the
+// usage error when there are n orgs to choose from.
+func pickOrg(ctx context.Context, cl *api.Client, org string, nameIt func(n int) error) (string, error) {
+	if org != "" {
+		return org, checkInput(mesh.ValidOrg(org))
+	}
+	var orgs []mesh.OrgInfo
+	if err := cl.Do(ctx, "GET", "/v1/orgs", nil, &orgs); err != nil {
+		return "", err
+	}
+	if len(orgs) != 1 {
+		return "", nameIt(len(orgs))
+	}
+	return orgs[0].Slug, nil
+}
+
+// checkRegionName checks the optional region and the name of a peer to be.
+func checkRegionName(region, name string) error {
+	if region != "" {
+		if err := checkInput(mesh.ValidRegion(region)); err != nil {
+			return err
+		}
+	}
+	return checkInput(mesh.ValidPeerName(name))
 }
 
 func orgsCommand(e *env) *cli.Command {
@@ -33,11 +73,8 @@ func orgsCommand(e *env) *cli.Command {
 				Description: "Example:\n  dogwood orgs create acme",
 				Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := args(c, 1, 1, "SLUG")
+					a, err := oneArg(c, "SLUG", mesh.ValidOrg)
 					if err != nil {
-						return err
-					}
-					if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
 						return err
 					}
 					var org mesh.OrgInfo
@@ -95,11 +132,8 @@ func networksCommand(e *env) *cli.Command {
 				Description: "Example:\n  dogwood networks create staging --org acme",
 				Flags:       []cli.Flag{&cli.StringFlag{Name: "org", Usage: "org `SLUG`", Required: true}, jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := args(c, 1, 1, "NAME --org SLUG")
+					a, err := oneArg(c, "NAME --org SLUG", mesh.ValidNetwork)
 					if err != nil {
-						return err
-					}
-					if err := checkInput(mesh.ValidNetwork(a[0])); err != nil {
 						return err
 					}
 					if err := checkInput(mesh.ValidOrg(c.String("org"))); err != nil {
@@ -353,11 +387,8 @@ func machineAction(e *env, name, method, suffix string) *cli.Command {
 		Description: "Example:\n  dogwood machines " + name + " 3f9c2a1b7d0e44",
 		Flags:       []cli.Flag{jsonObjectFlag},
 		Action: func(c *cli.Context) error {
-			a, err := args(c, 1, 1, "ID")
+			a, err := oneArg(c, "ID", mesh.ValidMachineID)
 			if err != nil {
-				return err
-			}
-			if err := checkInput(mesh.ValidMachineID(a[0])); err != nil {
 				return err
 			}
 			var m catalog.Machine
@@ -389,11 +420,8 @@ func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefi
 		Name: "remove", Usage: usage, ArgsUsage: arg, OnUsageError: usageHook,
 		Description: "Example:\n  " + example,
 		Action: func(c *cli.Context) error {
-			a, err := args(c, 1, 1, arg)
+			a, err := oneArg(c, arg, valid)
 			if err != nil {
-				return err
-			}
-			if err := checkInput(valid(a[0])); err != nil {
 				return err
 			}
 			path := apiPrefix + url.PathEscape(a[0])
@@ -440,11 +468,8 @@ func machineShowCommand(e *env) *cli.Command {
 		Description: "Examples:\n  dogwood machines show 3f9c2a1b7d0e44\n  dogwood machines show 3f9c2a1b7d0e44 --json",
 		Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
-			a, err := args(c, 1, 1, "ID")
+			a, err := oneArg(c, "ID", mesh.ValidMachineID)
 			if err != nil {
-				return err
-			}
-			if err := checkInput(mesh.ValidMachineID(a[0])); err != nil {
 				return err
 			}
 			var m catalog.Machine

@@ -78,27 +78,16 @@ Examples:
 				Name: "list", Usage: "list records", ArgsUsage: "[ORG]", Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 				Description: "Examples:\n  dogwood dns list\n  dogwood dns list acme --json",
 				Action: func(c *cli.Context) error {
-					a, err := args(c, 0, 1, "[ORG] [--json]")
+					org, err := orgArg(c)
 					if err != nil {
 						return err
-					}
-					org := ""
-					if len(a) == 1 {
-						org = a[0]
-						if err := checkInput(mesh.ValidOrg(org)); err != nil {
-							return err
-						}
 					}
 					recs, err := client(c).ListDNSRecords(c.Context, org)
 					if err != nil {
 						return err
 					}
 					if c.Bool("json") {
-						out := make([]map[string]any, 0, len(recs))
-						for _, r := range recs {
-							out = append(out, dnsJSON(r))
-						}
-						return printJSON(e.stdout, out)
+						return printJSON(e.stdout, dnsListJSON(recs))
 					}
 					var rows [][]string
 					for _, r := range recs {
@@ -150,11 +139,7 @@ Examples:
 						return err
 					}
 					if c.Bool("json") {
-						out := make([]map[string]any, 0, len(recs))
-						for _, r := range recs {
-							out = append(out, dnsJSON(r))
-						}
-						return printJSON(e.stdout, out)
+						return printJSON(e.stdout, dnsListJSON(recs))
 					}
 					for _, r := range recs {
 						fmt.Fprintf(e.stdout, "removed %s %s %s from %s/%s\n", r.Name, r.Type, r.Value, r.Org, r.Network)
@@ -177,17 +162,18 @@ func isDNSType(s string) bool {
 
 // dnsOrg checks the org, or picks the only one there is.
 func dnsOrg(ctx context.Context, cl *api.Client, org string) (string, error) {
-	if org != "" {
-		return org, checkInput(mesh.ValidOrg(org))
+	return pickOrg(ctx, cl, org, func(n int) error {
+		return usagef("name the org: there are %d orgs (dogwood dns add ORG NAME TYPE VALUE)", n)
+	})
+}
+
+// dnsListJSON is records as the --json of list and remove shows them.
+func dnsListJSON(recs []catalog.DNSRecord) []map[string]any {
+	out := make([]map[string]any, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, dnsJSON(r))
 	}
-	var orgs []mesh.OrgInfo
-	if err := cl.Do(ctx, "GET", "/v1/orgs", nil, &orgs); err != nil {
-		return "", err
-	}
-	if len(orgs) != 1 {
-		return "", usagef("name the org: there are %d orgs (dogwood dns add ORG NAME TYPE VALUE)", len(orgs))
-	}
-	return orgs[0].Slug, nil
+	return out
 }
 
 func dnsValue(r catalog.DNSRecord) string {

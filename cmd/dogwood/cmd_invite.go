@@ -41,12 +41,9 @@ Examples:
 		},
 		OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
-			a, err := args(c, 0, 3, "[ORG] [REGION] [NAME]")
+			a, err := paddedArgs(c, 3, "[ORG] [REGION] [NAME]")
 			if err != nil {
 				return err
-			}
-			for len(a) < 3 {
-				a = append(a, "")
 			}
 			return createInvite(c, e, a[0], a[1], a[2])
 		},
@@ -61,28 +58,14 @@ func defaultInviteName() string {
 
 func createInvite(c *cli.Context, e *env, org, region, name string) error {
 	cl := client(c)
-	if org == "" {
-		var orgs []mesh.OrgInfo
-		if err := cl.Do(c.Context, "GET", "/v1/orgs", nil, &orgs); err != nil {
-			return err
-		}
-		if len(orgs) != 1 {
-			return usagef("name the org: dogwood wireguard invite ORG [REGION] [NAME]")
-		}
-		org = orgs[0].Slug
+	org, err := pickOrg(c.Context, cl, org, func(int) error { return usagef("name the org: dogwood wireguard invite ORG [REGION] [NAME]") })
+	if err != nil {
+		return err
 	}
 	if name == "" {
 		name = defaultInviteName()
 	}
-	if err := checkInput(mesh.ValidOrg(org)); err != nil {
-		return err
-	}
-	if region != "" {
-		if err := checkInput(mesh.ValidRegion(region)); err != nil {
-			return err
-		}
-	}
-	if err := checkInput(mesh.ValidPeerName(name)); err != nil {
+	if err := checkRegionName(region, name); err != nil {
 		return err
 	}
 	mode, err := config.ParseDNSMode(c.String("dns"))

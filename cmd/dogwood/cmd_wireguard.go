@@ -112,12 +112,9 @@ Examples:
 				},
 				OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := args(c, 0, 4, "[ORG] [REGION] [NAME] [FILE]")
+					a, err := paddedArgs(c, 4, "[ORG] [REGION] [NAME] [FILE]")
 					if err != nil {
 						return err
-					}
-					for len(a) < 4 {
-						a = append(a, "")
 					}
 					org, region, name, file := a[0], a[1], a[2], a[3]
 					return createPeer(c.Context, c, e, org, region, name, file)
@@ -128,16 +125,9 @@ Examples:
 				Description: "Pending invitations show with state invited.\n\nExamples:\n  dogwood wireguard list\n  dogwood wireguard list acme --json",
 				Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := args(c, 0, 1, "[ORG] [--json]")
+					org, err := orgArg(c)
 					if err != nil {
 						return err
-					}
-					org := ""
-					if len(a) == 1 {
-						org = a[0]
-						if err := checkInput(mesh.ValidOrg(org)); err != nil {
-							return err
-						}
 					}
 					var ps []mesh.PeerInfo
 					if err := client(c).Do(c.Context, "GET", "/v1/peers?org="+url.QueryEscape(org), nil, &ps); err != nil {
@@ -217,15 +207,9 @@ Examples:
 
 func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, file string) error {
 	cl := client(c)
-	if org == "" {
-		var orgs []mesh.OrgInfo
-		if err := cl.Do(ctx, "GET", "/v1/orgs", nil, &orgs); err != nil {
-			return err
-		}
-		if len(orgs) != 1 {
-			return usagef("name the org: dogwood wireguard create ORG [REGION] [NAME] [FILE]")
-		}
-		org = orgs[0].Slug
+	org, err := pickOrg(ctx, cl, org, func(int) error { return usagef("name the org: dogwood wireguard create ORG [REGION] [NAME] [FILE]") })
+	if err != nil {
+		return err
 	}
 	if region == "" {
 		region = os.Getenv("DOGWOOD_WG_REGION")
@@ -236,15 +220,7 @@ func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, 
 	if file == "" {
 		file = "-"
 	}
-	if err := checkInput(mesh.ValidOrg(org)); err != nil {
-		return err
-	}
-	if region != "" {
-		if err := checkInput(mesh.ValidRegion(region)); err != nil {
-			return err
-		}
-	}
-	if err := checkInput(mesh.ValidPeerName(name)); err != nil {
+	if err := checkRegionName(region, name); err != nil {
 		return err
 	}
 	// Check the file before anything is registered: a bad path must not leave a peer.
