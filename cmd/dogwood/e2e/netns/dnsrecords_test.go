@@ -51,8 +51,7 @@ func exitCode(err error) int {
 // sees the records; bad input is exit 2 and creates nothing.
 func TestDNSRecords(t *testing.T) {
 	requireEnv(t, "wg-quick", "wireguard-go")
-	t0 := time.Now()
-	step := func(what string) { t.Logf("[%5.1fs] %s", time.Since(t0).Seconds(), what) }
+	step := stepLogger(t)
 	w := newWorld(t, "r")
 	h1 := w.addHost(1, hostOpts{region: "ord", gateway: true, publicEndpoint: "198.19.0.1:51820"})
 	h2 := w.addHost(2, hostOpts{region: "ams"})
@@ -60,16 +59,7 @@ func TestDNSRecords(t *testing.T) {
 	w.waitMembers([]*host{h1, h2, h3}, "h1", "h2", "h3")
 
 	// A laptop on the gateway's public LAN.
-	lan := w.name("lan")
-	nsMust(t, h1.ns, "ip", "link", "add", lan, "type", "bridge")
-	nsMust(t, h1.ns, "ip", "addr", "add", "198.19.0.1/24", "dev", lan)
-	nsMust(t, h1.ns, "ip", "link", "set", lan, "up")
-	lap := w.netns("lap")
-	in, out := w.name("l1"), w.name("q1")
-	must(t, "ip", "link", "add", in, "netns", lap, "type", "veth", "peer", "name", out, "netns", h1.ns)
-	nsMust(t, h1.ns, "ip", "link", "set", out, "master", lan, "up")
-	nsMust(t, lap, "ip", "addr", "add", "198.19.0.2/24", "dev", in)
-	nsMust(t, lap, "ip", "link", "set", in, "up")
+	lap := w.gatewayLAN(h1).laptop("lap", 1)
 
 	w.cli(h1, "orgs", "create", "acme")
 	w.cli(h1, "orgs", "create", "globex")

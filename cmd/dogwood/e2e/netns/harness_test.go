@@ -311,6 +311,68 @@ func newWorld(t *testing.T, tag string) *world {
 	return w
 }
 
+// stepLogger logs each step of a long test with the seconds since it began,
+// so a slow phase shows in the log.
+func stepLogger(t *testing.T) func(what string) {
+	t0 := time.Now()
+	return func(what string) { t.Logf("[%5.1fs] %s", time.Since(t0).Seconds(), what) }
+}
+
+// gatewayLAN is a bridge on a gateway host's public side (198.19.0.1/24);
+// laptops on it reach nothing but the gateway.
+type gatewayLAN struct {
+	w      *world
+	gw     *host
+	bridge string
+}
+
+func (w *world) gatewayLAN(gw *host) *gatewayLAN {
+	w.t.Helper()
+	lan := w.name("lan")
+	nsMust(w.t, gw.ns, "ip", "link", "add", lan, "type", "bridge")
+	nsMust(w.t, gw.ns, "ip", "addr", "add", "198.19.0.1/24", "dev", lan)
+	nsMust(w.t, gw.ns, "ip", "link", "set", lan, "up")
+	return &gatewayLAN{w: w, gw: gw, bridge: lan}
+}
+
+// laptop plugs a new namespace into the LAN at 198.19.0.<i+1> (i ≥ 1).
+func (l *gatewayLAN) laptop(suffix string, i int) string {
+	w, t := l.w, l.w.t
+	t.Helper()
+	ns := w.netns(suffix)
+	in, out := w.name(fmt.Sprintf("l%d", i)), w.name(fmt.Sprintf("q%d", i))
+	must(t, "ip", "link", "add", in, "netns", ns, "type", "veth", "peer", "name", out, "netns", l.gw.ns)
+	nsMust(t, l.gw.ns, "ip", "link", "set", out, "master", l.bridge, "up")
+	nsMust(t, ns, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", i+1), "dev", in)
+	nsMust(t, ns, "ip", "link", "set", in, "up")
+	return ns
+}
+
+// laptopReachesWeb checks that the laptop resolves web.internal through the
+// network's DNS to every web machine and gets each one's tag over HTTP.
+func laptopReachesWeb(t *testing.T, lap, dnsAddr string, web []*machine, webAddrs []string) {
+	t.Helper()
+	err := eventually(15*time.Second, 200*time.Millisecond, func() error {
+		got, status, err := digAAAA(lap, dnsAddr, "web.internal")
+		if err != nil {
+			return err
+		}
+		if status != "NOERROR" || strings.Join(got, ",") != strings.Join(webAddrs, ",") {
+			return fmt.Errorf("dig @%s web.internal from the laptop: %s %v, want %v", dnsAddr, status, got, webAddrs)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range web {
+		body, err := httpGet(lap, m.addr(), 3*time.Second)
+		if err != nil || strings.TrimSpace(body) != m.tag {
+			t.Errorf("laptop → %s: %q %v", m.tag, body, err)
+		}
+	}
+}
+
 // name is a per-run unique name (keep suffixes short: interface names ≤ 15 bytes).
 func (w *world) name(suffix string) string { return w.pfx + suffix }
 

@@ -39,8 +39,7 @@ import (
 // Damaged data files have their own tests (README "Security").
 func TestHostileTenant(t *testing.T) {
 	requireEnv(t, "wg-quick", "wireguard-go", "bash", "timeout")
-	t0 := time.Now()
-	step := func(what string) { t.Logf("[%5.1fs] %s", time.Since(t0).Seconds(), what) }
+	step := stepLogger(t)
 	w := newWorld(t, "x")
 	tokFile := filepath.Join(w.dir, "api.token")
 	if err := os.WriteFile(tokFile, []byte("hostile-test-token\n"), 0o600); err != nil {
@@ -53,16 +52,7 @@ func TestHostileTenant(t *testing.T) {
 	w.waitMembers([]*host{h1, h2}, "h1", "h2")
 
 	// The gateway's public LAN with the laptop on it.
-	lan := w.name("lan")
-	nsMust(t, h1.ns, "ip", "link", "add", lan, "type", "bridge")
-	nsMust(t, h1.ns, "ip", "addr", "add", "198.19.0.1/24", "dev", lan)
-	nsMust(t, h1.ns, "ip", "link", "set", lan, "up")
-	lap := w.netns("lap")
-	in, out := w.name("l1"), w.name("q1")
-	must(t, "ip", "link", "add", in, "netns", lap, "type", "veth", "peer", "name", out, "netns", h1.ns)
-	nsMust(t, h1.ns, "ip", "link", "set", out, "master", lan, "up")
-	nsMust(t, lap, "ip", "addr", "add", "198.19.0.2/24", "dev", in)
-	nsMust(t, lap, "ip", "link", "set", in, "up")
+	lap := w.gatewayLAN(h1).laptop("lap", 1)
 
 	w.cli(h1, "orgs", "create", "acme")
 	w.cli(h1, "apps", "create", "web", "--org", "acme")

@@ -33,8 +33,7 @@ PersistentKeepalive = 15
 // interrupts it.
 func TestInvites(t *testing.T) {
 	requireEnv(t, "wg-quick", "wireguard-go", "setpriv", "bash")
-	t0 := time.Now()
-	step := func(what string) { t.Logf("[%5.1fs] %s", time.Since(t0).Seconds(), what) }
+	step := stepLogger(t)
 	w := newWorld(t, "i")
 	h1 := w.addHost(1, hostOpts{region: "ord", gateway: true, publicEndpoint: "198.19.0.1:51820"})
 	h2 := w.addHost(2, hostOpts{region: "ams"})
@@ -43,16 +42,7 @@ func TestInvites(t *testing.T) {
 	w.waitMembers(hosts, "h1", "h2", "h3")
 
 	// The gateway's public side, with the laptop on it (it reaches nothing else).
-	lan := w.name("lan")
-	nsMust(t, h1.ns, "ip", "link", "add", lan, "type", "bridge")
-	nsMust(t, h1.ns, "ip", "addr", "add", "198.19.0.1/24", "dev", lan)
-	nsMust(t, h1.ns, "ip", "link", "set", lan, "up")
-	lap := w.netns("lap")
-	in, out := w.name("l1"), w.name("q1")
-	must(t, "ip", "link", "add", in, "netns", lap, "type", "veth", "peer", "name", out, "netns", h1.ns)
-	nsMust(t, h1.ns, "ip", "link", "set", out, "master", lan, "up")
-	nsMust(t, lap, "ip", "addr", "add", "198.19.0.2/24", "dev", in)
-	nsMust(t, lap, "ip", "link", "set", in, "up")
+	lap := w.gatewayLAN(h1).laptop("lap", 1)
 
 	w.cli(h1, "orgs", "create", "acme")
 	w.cli(h1, "apps", "create", "web", "--org", "acme")
@@ -309,25 +299,7 @@ func TestInvites(t *testing.T) {
 	lapIf := w.name("lap")
 	w.wgQuickUp(lap, lapIf, cfg, "")
 	t.Run("laptop resolves and reaches machines on every host", func(t *testing.T) {
-		err := eventually(15*time.Second, 200*time.Millisecond, func() error {
-			got, status, err := digAAAA(lap, acmeDNS.String(), "web.internal")
-			if err != nil {
-				return err
-			}
-			if status != "NOERROR" || strings.Join(got, ",") != strings.Join(webAddrs, ",") {
-				return fmt.Errorf("dig @%s web.internal: %s %v, want %v", acmeDNS, status, got, webAddrs)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range web {
-			body, err := httpGet(lap, m.addr(), 3*time.Second)
-			if err != nil || strings.TrimSpace(body) != m.tag {
-				t.Errorf("laptop → %s: %q %v", m.tag, body, err)
-			}
-		}
+		laptopReachesWeb(t, lap, acmeDNS.String(), web, webAddrs)
 	})
 	step("wg-quick up; DNS and HTTP to every host")
 

@@ -81,8 +81,7 @@ func (w *world) wgQuickUp(ns, iface, cfg, allowedIPs string) string {
 // userspace `dogwood proxy` as an unprivileged user.
 func TestUserPeers(t *testing.T) {
 	requireEnv(t, "wg-quick", "wireguard-go", "setpriv")
-	t0 := time.Now()
-	step := func(what string) { t.Logf("[%5.1fs] %s", time.Since(t0).Seconds(), what) }
+	step := stepLogger(t)
 	w := newWorld(t, "b")
 	h1 := w.addHost(1, hostOpts{region: "ord", gateway: true, publicEndpoint: "198.19.0.1:51820"})
 	h2 := w.addHost(2, hostOpts{region: "ams"})
@@ -92,21 +91,9 @@ func TestUserPeers(t *testing.T) {
 
 	// The gateway's public side: a bridge in h1 with the laptops on it. The laptops
 	// reach nothing but the gateway.
-	lan := w.name("lan")
-	nsMust(t, h1.ns, "ip", "link", "add", lan, "type", "bridge")
-	nsMust(t, h1.ns, "ip", "addr", "add", "198.19.0.1/24", "dev", lan)
-	nsMust(t, h1.ns, "ip", "link", "set", lan, "up")
-	laptop := func(suffix string, i int) string {
-		ns := w.netns(suffix)
-		in, out := w.name(fmt.Sprintf("l%d", i)), w.name(fmt.Sprintf("q%d", i))
-		must(t, "ip", "link", "add", in, "netns", ns, "type", "veth", "peer", "name", out, "netns", h1.ns)
-		nsMust(t, h1.ns, "ip", "link", "set", out, "master", lan, "up")
-		nsMust(t, ns, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", i+1), "dev", in)
-		nsMust(t, ns, "ip", "link", "set", in, "up")
-		return ns
-	}
-	lap := laptop("lap", 1)
-	lap2 := laptop("lapg", 2)
+	lan := w.gatewayLAN(h1)
+	lap := lan.laptop("lap", 1)
+	lap2 := lan.laptop("lapg", 2)
 
 	w.cli(h1, "orgs", "create", "acme")
 	w.cli(h1, "orgs", "create", "globex")
@@ -198,25 +185,7 @@ func TestUserPeers(t *testing.T) {
 	step("wg-quick up in the laptop namespace")
 
 	t.Run("laptop resolves and reaches machines on every host", func(t *testing.T) {
-		err := eventually(15*time.Second, 200*time.Millisecond, func() error {
-			got, status, err := digAAAA(lap, acmeDNS.String(), "web.internal")
-			if err != nil {
-				return err
-			}
-			if status != "NOERROR" || strings.Join(got, ",") != strings.Join(webAddrs, ",") {
-				return fmt.Errorf("dig @%s web.internal from the laptop: %s %v, want %v", acmeDNS, status, got, webAddrs)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range web {
-			body, err := httpGet(lap, m.addr(), 3*time.Second)
-			if err != nil || strings.TrimSpace(body) != m.tag {
-				t.Errorf("laptop → %s: %q %v", m.tag, body, err)
-			}
-		}
+		laptopReachesWeb(t, lap, acmeDNS.String(), web, webAddrs)
 		// Machine → peer, and the peer's name from a machine on a non-gateway host.
 		got, _, err := digAAAA(web[2].ns, "fdaa::3", "laptop._peer.internal")
 		if err != nil || len(got) != 1 || got[0] != peerAddr {
