@@ -291,7 +291,7 @@ func TestClusterConvergence(t *testing.T) {
 	if len(org.Networks) != 1 || org.Networks[0].Name != "default" || org.Networks[0].ID == 0 {
 		t.Fatalf("org networks %+v", org.Networks)
 	}
-	// The confirmation round already delivered the org everywhere.
+	// The create's arbiters (every host of a cluster this small) hold the org when it returns.
 	for _, h := range c.hosts {
 		if h.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: "acme"}) == nil {
 			t.Fatalf("%s lacks the org right after create returned", h.name)

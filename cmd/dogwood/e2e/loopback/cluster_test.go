@@ -27,8 +27,8 @@ func TestClusterCore(t *testing.T) {
 		t.Errorf("orgs create: unexpected output %q", out)
 	}
 	a1.must("apps", "create", "web", "--org", "acme")
-	// The create returns after a confirmation round; every agent knows the app now or
-	// very soon after.
+	// The create returns once its arbiters hold it (here every agent); the others, in
+	// a larger cluster, get it from the broadcast tree moments later.
 	for _, a := range as {
 		a := a
 		eventually(t, 2*time.Second, func() (bool, string) {
