@@ -12,9 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/dogwood/dogwood/internal/netlimit"
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/invite"
+	"github.com/dogwood/dogwood/mesh/netlimit"
 )
 
 // defaultInvitePort is where gateways serve invitation redemption (SPEC §6).

@@ -25,7 +25,7 @@ import (
 
 	"github.com/dogwood/dogwood/dns/forward"
 	"github.com/dogwood/dogwood/dns/resolve"
-	"github.com/dogwood/dogwood/internal/netlimit"
+	"github.com/dogwood/dogwood/mesh/netlimit"
 )
 
 // Config configures a Server. Build it whole before New; it is not read afterwards.

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/dogwood/dogwood/internal/netlimit"
+	"github.com/dogwood/dogwood/mesh/netlimit"
 )
 
 // Limits bound one HTTP listener so that idle, slow or numerous clients cannot

@@ -7,7 +7,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/dogwood/dogwood/internal/netlimit"
+	"github.com/dogwood/dogwood/mesh/netlimit"
 )
 
 // Gossip's TCP listener (push/pull, messages too big for a packet) is open to the
