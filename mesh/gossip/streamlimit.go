@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"net"
-	"net/netip"
 	"sync"
 
 	"github.com/hashicorp/memberlist"
@@ -24,19 +23,16 @@ const (
 // streamLimiter is a NetTransport whose incoming streams are capped.
 type streamLimiter struct {
 	*memberlist.NetTransport
-	out    chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	pool   *netlimit.Pool
-	mu     sync.Mutex
-	bySrc  map[netip.Prefix]int
-	perSrc int
-	onDrop func()
+	out  chan net.Conn
+	done chan struct{}
+	once sync.Once
+	gate *netlimit.Gate
 }
 
 func newStreamLimiter(nt *memberlist.NetTransport, total, perSource int, onDrop func()) *streamLimiter {
-	l := &streamLimiter{NetTransport: nt, out: make(chan net.Conn), done: make(chan struct{}),
-		pool: netlimit.NewPool(total), bySrc: map[netip.Prefix]int{}, perSrc: perSource, onDrop: onDrop}
+	gate := netlimit.NewGate(netlimit.NewPool(total), perSource)
+	gate.OnRefuse = onDrop
+	l := &streamLimiter{NetTransport: nt, out: make(chan net.Conn), done: make(chan struct{}), gate: gate}
 	go l.run()
 	return l
 }
@@ -54,56 +50,16 @@ func (l *streamLimiter) run() {
 		case <-l.done:
 			return
 		case c := <-l.NetTransport.StreamCh():
-			src := netlimit.Source(c.RemoteAddr())
-			if !l.take(src) {
-				if tc, ok := c.(*net.TCPConn); ok {
-					tc.SetLinger(0)
-				}
-				c.Close()
-				l.onDrop()
+			c, ok := l.gate.Admit(c)
+			if !ok {
 				continue
 			}
 			select {
-			case l.out <- &limitedConn{Conn: c, release: func() { l.release(src) }}:
+			case l.out <- c:
 			case <-l.done:
 				c.Close()
 				return
 			}
 		}
 	}
-}
-
-func (l *streamLimiter) take(src netip.Prefix) bool {
-	if !l.pool.Take() {
-		return false
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.bySrc[src] >= l.perSrc {
-		l.pool.Release()
-		return false
-	}
-	l.bySrc[src]++
-	return true
-}
-
-func (l *streamLimiter) release(src netip.Prefix) {
-	l.mu.Lock()
-	if l.bySrc[src]--; l.bySrc[src] <= 0 {
-		delete(l.bySrc, src)
-	}
-	l.mu.Unlock()
-	l.pool.Release()
-}
-
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }

@@ -25,12 +25,6 @@ type Pool struct {
 // NewPool returns a budget of max connections (max <= 0: unlimited).
 func NewPool(max int) *Pool { return &Pool{max: max} }
 
-// Take reserves one connection; false when the budget is spent.
-func (p *Pool) Take() bool { return p.take() }
-
-// Release returns a connection reserved with Take.
-func (p *Pool) Release() { p.release() }
-
 func (p *Pool) take() bool {
 	if p.max <= 0 {
 		p.active.Add(1)
@@ -48,9 +42,10 @@ func (p *Pool) release() { p.active.Add(-1) }
 // Active is the number of connections open against the pool.
 func (p *Pool) Active() int { return int(p.active.Load()) }
 
-// Listener wraps a net.Listener with a total and a per-source cap.
-type Listener struct {
-	net.Listener
+// Gate admits connections within a total and a per-source cap. Listener uses it
+// for sockets it accepts; a transport that receives connections accepted
+// elsewhere (memberlist's stream channel) uses it directly.
+type Gate struct {
 	pool    *Pool
 	perSrc  int
 	mu      sync.Mutex
@@ -60,13 +55,47 @@ type Listener struct {
 	OnRefuse func()
 }
 
-// Wrap caps ln: at most pool's budget in total and perSource connections from one
+// NewGate caps connections at pool's budget in total and perSource from one
 // source (perSource <= 0: no per-source cap). A nil pool is unlimited.
-func Wrap(ln net.Listener, pool *Pool, perSource int) *Listener {
+func NewGate(pool *Pool, perSource int) *Gate {
 	if pool == nil {
 		pool = NewPool(0)
 	}
-	return &Listener{Listener: ln, pool: pool, perSrc: perSource, bySrc: map[netip.Prefix]int{}}
+	return &Gate{pool: pool, perSrc: perSource, bySrc: map[netip.Prefix]int{}}
+}
+
+// Admit returns c wrapped so that closing it frees its place, or, over a cap,
+// closes c and returns false.
+func (g *Gate) Admit(c net.Conn) (net.Conn, bool) {
+	src := Source(c.RemoteAddr())
+	if !g.pool.take() {
+		g.refuse(c)
+		return nil, false
+	}
+	if g.perSrc > 0 {
+		g.mu.Lock()
+		if g.bySrc[src] >= g.perSrc {
+			g.mu.Unlock()
+			g.pool.release()
+			g.refuse(c)
+			return nil, false
+		}
+		g.bySrc[src]++
+		g.mu.Unlock()
+	}
+	return &conn{Conn: c, release: func() { g.release(src) }}, true
+}
+
+// Listener wraps a net.Listener with a Gate.
+type Listener struct {
+	net.Listener
+	*Gate
+}
+
+// Wrap caps ln: at most pool's budget in total and perSource connections from one
+// source (perSource <= 0: no per-source cap). A nil pool is unlimited.
+func Wrap(ln net.Listener, pool *Pool, perSource int) *Listener {
+	return &Listener{Listener: ln, Gate: NewGate(pool, perSource)}
 }
 
 // Source is what a per-source cap counts: a 6PN machine or peer (/112, the block
@@ -101,53 +130,39 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		src := Source(c.RemoteAddr())
-		if !l.pool.take() {
-			l.refuse(c)
-			continue
+		if c, ok := l.Admit(c); ok {
+			return c, nil
 		}
-		if l.perSrc > 0 {
-			l.mu.Lock()
-			if l.bySrc[src] >= l.perSrc {
-				l.mu.Unlock()
-				l.pool.release()
-				l.refuse(c)
-				continue
-			}
-			l.bySrc[src]++
-			l.mu.Unlock()
-		}
-		return &conn{Conn: c, release: func() { l.release(src) }}, nil
 	}
 }
 
-func (l *Listener) refuse(c net.Conn) {
-	l.refused.Add(1)
+func (g *Gate) refuse(c net.Conn) {
+	g.refused.Add(1)
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0) // RST: no TIME_WAIT left behind per refused flood connection
 	}
 	c.Close()
-	if l.OnRefuse != nil {
-		l.OnRefuse()
+	if g.OnRefuse != nil {
+		g.OnRefuse()
 	}
 }
 
-func (l *Listener) release(src netip.Prefix) {
-	if l.perSrc > 0 {
-		l.mu.Lock()
-		if l.bySrc[src]--; l.bySrc[src] <= 0 {
-			delete(l.bySrc, src)
+func (g *Gate) release(src netip.Prefix) {
+	if g.perSrc > 0 {
+		g.mu.Lock()
+		if g.bySrc[src]--; g.bySrc[src] <= 0 {
+			delete(g.bySrc, src)
 		}
-		l.mu.Unlock()
+		g.mu.Unlock()
 	}
-	l.pool.release()
+	g.pool.release()
 }
 
 // Refused counts connections closed for being over a cap.
-func (l *Listener) Refused() uint64 { return l.refused.Load() }
+func (g *Gate) Refused() uint64 { return g.refused.Load() }
 
-// Active is the number of connections this listener's pool holds.
-func (l *Listener) Active() int { return l.pool.Active() }
+// Active is the number of connections this gate's pool holds.
+func (g *Gate) Active() int { return g.pool.Active() }
 
 type conn struct {
 	net.Conn
