@@ -1,23 +1,18 @@
 package api
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dogwood/dogwood/mesh/selfsigned"
 )
 
 // Self-signed certificate files the agent keeps in its data dir for the TCP API
@@ -70,46 +65,16 @@ func LoadOrCreateCert(dataDir, certFile, keyFile string, hosts []string) (tls.Ce
 }
 
 func writeSelfSigned(certFile, keyFile string, hosts []string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	hosts = append([]string{"localhost", "127.0.0.1", "::1"}, hosts...)
+	// Clients pin the fingerprint, so expiry buys nothing but an outage.
+	certPEM, keyPEM, err := selfsigned.New("dogwood agent API", hosts, time.Now(), 20*365*24*time.Hour)
 	if err != nil {
 		return err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
+	if err := writeFile(keyFile, keyPEM, 0o600); err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "dogwood agent API"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		// Clients pin the fingerprint, so expiry buys nothing but an outage.
-		NotAfter:    time.Now().AddDate(20, 0, 0),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			if !ip.IsUnspecified() {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			}
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kb, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		return err
-	}
-	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return writeFile(certFile, certPEM, 0o644)
 }
 
 // writeFile writes through a temporary file and a rename, so a crash never leaves

@@ -1,20 +1,15 @@
 package invite
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"time"
+
+	"github.com/dogwood/dogwood/mesh/selfsigned"
 )
 
 // Identity is a gateway's TLS certificate for its invite listener and the pin
@@ -52,36 +47,13 @@ func LoadOrCreateIdentity(path, name string, now time.Time) (*Identity, error) {
 }
 
 func newIdentityPEM(name string, now time.Time) ([]byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// Clients check the pin, not dates; a long life keeps codes and clocks out
+	// of each other's way.
+	certPEM, keyPEM, err := selfsigned.New("dogwood invitations "+name, nil, now, 100*365*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "dogwood invitations " + name},
-		NotBefore:    now.Add(-time.Hour),
-		// Clients check the pin, not dates; a long life keeps codes and
-		// clocks out of each other's way.
-		NotAfter:    now.Add(100 * 365 * 24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	kb, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	pem.Encode(&b, &pem.Block{Type: "PRIVATE KEY", Bytes: kb})
-	return b.Bytes(), nil
+	return append(certPEM, keyPEM...), nil
 }
 
 // ErrPin means the server's certificate is not the one the code pins.
