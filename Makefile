@@ -46,6 +46,7 @@ test: deps build lint ## run every test (network-namespace tests need root; they
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime 100000x ./dns/server
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 200000x ./dns/qname
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeDNSRecord$$' -fuzztime 100000x ./mesh/catalog
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime 100000x ./mesh/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x ./peers/config
 	$(GO) test -run '^$$' -fuzz '^FuzzGossipReceive$$' -fuzztime 20000x ./mesh/gossip
 
@@ -67,6 +68,7 @@ chaos: deps build ## fault-injection suite: 5 hosts, 20 seeded nemesis rounds (C
 fuzz: ## run the fuzzers for a while (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./dns/qname
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeDNSRecord$$' -fuzztime $${FUZZTIME:-60s} ./mesh/catalog
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $${FUZZTIME:-60s} ./mesh/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $${FUZZTIME:-60s} ./dns/server
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./peers/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-60s} ./mesh/sixpn
