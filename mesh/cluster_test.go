@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -265,7 +266,9 @@ func (c *cluster) waitConverged(hosts ...*testHost) {
 func jsonish(rs []*catalog.Record) []string {
 	var out []string
 	for _, r := range rs {
-		out = append(out, fmt.Sprintf("%v %v %v %v %v %+v %+v %+v %+v", r.ID(), r.Gen, r.Created, r.Version, r.Deleted, r.Org, r.App, r.Network, r.Machine))
+		// A machine shares its placement and attributes behind pointers: compare its JSON.
+		m, _ := json.Marshal(r.Machine)
+		out = append(out, fmt.Sprintf("%v %v %v %v %v %+v %+v %+v %s", r.ID(), r.Gen, r.Created, r.Version, r.Deleted, r.Org, r.App, r.Network, m))
 	}
 	return out
 }

@@ -102,7 +102,7 @@ func TestPartitionAppConflictConverges(t *testing.T) {
 	for _, h := range c.hosts {
 		snap := h.Snapshot()
 		a := snap.Apps[catalog.AppKey("acme", "dg1")]
-		if a == nil || a.ByID[m0.ID] == nil || a.ByID[m2.ID] == nil {
+		if a == nil || a.Machine(m0.ID) == nil || a.Machine(m2.ID) == nil {
 			t.Fatalf("%s: dg1 after heal = %+v, want both machines in it", h.name, a)
 		}
 		nv := snap.Networks[a.NetworkID]

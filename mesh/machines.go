@@ -96,11 +96,13 @@ func (n *Node) allocMachine(spec MachineSpec, app *catalog.App) (*catalog.Machin
 		state = catalog.StateStopped
 	}
 	m := &catalog.Machine{
-		ID: id, App: app.Name, Org: app.Org, Network: app.Network, NetworkID: app.NetworkID,
-		Host: n.id.Name, HostID: n.id.HostID, Region: n.cfg.Region, Field: field,
-		Address: sixpn.MachineAddr(app.NetworkID, n.id.HostID, field), State: state,
-		ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services,
-		Netns: spec.Netns, CreatedAt: n.now().UTC(), RequestID: spec.RequestID,
+		ID:           id,
+		MachinePlace: &catalog.MachinePlace{App: app.Name, Org: app.Org, Network: app.Network, NetworkID: app.NetworkID, Host: n.id.Name, HostID: n.id.HostID, Region: n.cfg.Region},
+		Field:        field,
+		Address:      sixpn.MachineAddr(app.NetworkID, n.id.HostID, field),
+		CreatedAt:    n.now().UTC(),
+		RequestID:    spec.RequestID,
+		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services, Netns: spec.Netns},
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: m}
@@ -204,7 +206,7 @@ func (n *Node) machineAction(ctx context.Context, op machineOp) (*catalog.Machin
 			state = catalog.StateStopped
 		}
 		if m.State != state {
-			m.State = state
+			m = *m.WithState(state) // the attributes are shared: never assign through them
 			next := *r
 			next.Machine, next.Version = &m, n.cat.Tick()
 			err = n.record(&next)

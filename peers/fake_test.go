@@ -23,8 +23,13 @@ func TestApplyWithFakes(t *testing.T) {
 	dp := peers.NewWithParts(peers.Config{PrivateKey: self}, parts)
 	paddr, _ := sixpn.PeerAddr(0x18, 1, 0)
 	machine := func(id, netns string, field uint32) catalog.Machine {
-		return catalog.Machine{ID: id, App: "web", Org: "acme", Network: "default", NetworkID: 0x18, Host: "a", HostID: 1,
-			Field: field, Address: sixpn.MachineAddr(0x18, 1, field), State: catalog.StateStarted, Netns: netns}
+		return catalog.Machine{
+			ID:           id,
+			MachinePlace: &catalog.MachinePlace{App: "web", Org: "acme", Network: "default", NetworkID: 0x18, Host: "a", HostID: 1},
+			Field:        field,
+			Address:      sixpn.MachineAddr(0x18, 1, field),
+			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, Netns: netns},
+		}
 	}
 	snap := catalog.Build("a",
 		[]catalog.HostView{

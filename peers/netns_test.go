@@ -259,9 +259,13 @@ func TestMultiHost(t *testing.T) {
 	}
 	for i, m := range machines {
 		app := map[uint32]string{netX: "appx", netY: "appy"}[m.net]
-		base.Machines = append(base.Machines, catalog.Machine{ID: fmt.Sprintf("%s%012x", "00", i+1), App: app, Org: "acme",
-			NetworkID: m.net, Host: m.host, HostID: m.hostID, Field: m.field, Address: m.addr(),
-			State: catalog.StateStarted, Netns: m.ns})
+		base.Machines = append(base.Machines, catalog.Machine{
+			ID:           fmt.Sprintf("%s%012x", "00", i+1),
+			MachinePlace: &catalog.MachinePlace{App: app, Org: "acme", NetworkID: m.net, Host: m.host, HostID: m.hostID},
+			Field:        m.field,
+			Address:      m.addr(),
+			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, Netns: m.ns},
+		})
 	}
 	ifaces := map[string]string{"h1": nstest.Name("w1"), "h2": nstest.Name("w2")}
 	for _, ifc := range ifaces {

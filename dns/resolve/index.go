@@ -2,6 +2,7 @@ package resolve
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,7 +14,8 @@ import (
 
 // appIndex is everything precomputed for one app. It depends only on the AppView and
 // on the liveness of the hosts its machines run on, so it is reused across snapshots
-// while both stay the same.
+// while both stay the same. What it keeps per machine is what address answers need
+// (a pointer and one AAAA record); listings are built on first use.
 type appIndex struct {
 	view  *catalog.AppView
 	hosts []hostLive
@@ -21,9 +23,13 @@ type appIndex struct {
 	live  []*catalog.Machine
 	addrs rrset // AAAA of live, same order
 	// byRegion has every region where the app has a machine in any state; the set holds
-	// the live ones (empty: the name exists, NODATA).
+	// the live ones (empty: the name exists, NODATA). An app in one region shares
+	// addrs.
 	byRegion map[string]rrset
-	vms      rrset // TXT
+
+	// The TXT listings: rare queries, so built by the first one.
+	listOnce sync.Once
+	vms      rrset
 	allVMs   rrset
 	regions  rrset
 	allRegs  rrset
@@ -51,8 +57,7 @@ func (a *appIndex) valid(av *catalog.AppView, snap *catalog.Snapshot) bool {
 func buildApp(av *catalog.AppView, snap *catalog.Snapshot) *appIndex {
 	a := &appIndex{view: av, byRegion: map[string]rrset{}}
 	seen := map[string]bool{}
-	var all []*catalog.Machine
-	regionMachines := map[string][]*catalog.Machine{}
+	var regions []string
 	for _, m := range av.Machines {
 		live, ok := seen[m.Host]
 		if !ok {
@@ -60,25 +65,48 @@ func buildApp(av *catalog.AppView, snap *catalog.Snapshot) *appIndex {
 			seen[m.Host] = live
 			a.hosts = append(a.hosts, hostLive{m.Host, live})
 		}
+		if len(regions) < 2 && (len(regions) == 0 || !strings.EqualFold(regions[0], m.Region)) {
+			regions = append(regions, strings.ToLower(m.Region))
+		}
+		if m.Started() && live && m.Address.Is6() {
+			a.live = append(a.live, m)
+		}
+	}
+	a.live = slices.Clip(a.live)
+	a.addrs = aaaaSet(a.live)
+	if len(regions) == 1 {
+		a.byRegion[regions[0]] = a.addrs
+		return a
+	}
+	regionMachines := map[string][]*catalog.Machine{}
+	for _, m := range av.Machines {
 		region := strings.ToLower(m.Region)
 		if _, ok := regionMachines[region]; !ok {
 			regionMachines[region] = nil
 		}
-		all = append(all, m)
-		if m.Started() && live && m.Address.Is6() {
-			a.live = append(a.live, m)
-			regionMachines[region] = append(regionMachines[region], m)
-		}
 	}
-	a.addrs = aaaaSet(a.live)
+	for _, m := range a.live {
+		region := strings.ToLower(m.Region)
+		regionMachines[region] = append(regionMachines[region], m)
+	}
 	for r, ms := range regionMachines {
 		a.byRegion[r] = aaaaSet(ms)
 	}
-	a.vms = vmsTXT(a.live)
-	a.allVMs = vmsTXT(all)
-	a.regions = regionsTXT(a.live)
-	a.allRegs = regionsTXT(all)
 	return a
+}
+
+// listings builds the app's TXT listings on first use.
+func (a *appIndex) listings() {
+	a.listOnce.Do(func() {
+		a.vms = vmsTXT(a.live)
+		a.regions = regionsTXT(a.live)
+		if len(a.live) == len(a.view.Machines) {
+			a.allVMs, a.allRegs = a.vms, a.regions // every machine is live
+			return
+		}
+		a.allVMs = vmsTXT(a.view.Machines)
+		a.allRegs = regionsTXT(a.view.Machines)
+	})
 }
 
 func aaaaSet(ms []*catalog.Machine) rrset {

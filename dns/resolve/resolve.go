@@ -253,7 +253,7 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 		}
 		typ = typeAAAA
 	case qname.VM:
-		m := app.view.ByID[q.ID]
+		m := app.view.Machine(q.ID)
 		if m == nil {
 			exists = false
 			break
@@ -321,11 +321,13 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 		exists = ok
 		set, typ = s, typeAAAA
 	case qname.VMs:
+		app.listings()
 		set, typ = app.vms, typeTXT
 		if q.All {
 			set = app.allVMs
 		}
 	case qname.Regions:
+		app.listings()
 		set, typ = app.regions, typeTXT
 		if q.All {
 			set = app.allRegs

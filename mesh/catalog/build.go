@@ -90,6 +90,13 @@ func (c *Catalog) buildNetwork(idx *netIndex, old *NetworkView) *NetworkView {
 		Peers:      make(map[string]*Peer, len(idx.peers)),
 		HostCounts: make(map[uint32]int, len(idx.hostCounts)),
 	}
+	// Merge every app's pending machine changes, also of apps without an app record
+	// (their machines wait for it), so changes do not pile up.
+	for name, am := range idx.machines {
+		if am.flush() == nil {
+			delete(idx.machines, name)
+		}
+	}
 	for name, a := range idx.apps {
 		if _, dirty := c.dirtyApps[name]; !dirty && old != nil {
 			if ov := old.Apps[name]; ov != nil && ov.App == *a {
@@ -97,12 +104,10 @@ func (c *Catalog) buildNetwork(idx *netIndex, old *NetworkView) *NetworkView {
 				continue
 			}
 		}
-		av := &AppView{App: *a, ByID: make(map[string]*Machine, len(idx.machines[name]))}
-		for id, m := range idx.machines[name] {
-			av.Machines = append(av.Machines, m)
-			av.ByID[id] = m
+		av := &AppView{App: *a}
+		if am := idx.machines[name]; am != nil {
+			av.Machines = am.cur
 		}
-		sortMachines(av.Machines)
 		nv.Apps[name] = av
 	}
 	for name, p := range idx.peers {

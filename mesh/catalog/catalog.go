@@ -16,23 +16,27 @@ import (
 // built from up to date incrementally, so a change costs O(1) plus the size of the
 // app or network it touched, never the size of the whole catalog.
 type Catalog struct {
-	mu      sync.Mutex
-	self    string
-	selfID  uint32
-	clock   uint64
-	records map[ID]*Record
-	// byKind holds the live records of each kind, so listing orgs or peers does
-	// not walk every machine.
+	mu     sync.Mutex
+	self   string
+	selfID uint32
+	clock  uint64
+	// records holds every record but machines, which live in machines (see
+	// machines.go): per digest bucket, by id.
+	records  map[ID]*Record
+	machines [Buckets]map[string]*mentry
+	intern   interner
+	// byKind holds the live records of each kind but machines, so listing orgs or
+	// peers does not walk every machine.
 	byKind map[Kind]map[string]*Record
 
 	buckets  [Buckets]uint64
-	byBucket [Buckets]map[ID]struct{}
+	byBucket [Buckets]map[ID]struct{} // records (not machines) per bucket
 
 	// Uniqueness indexes; they include tombstones because ids are never reused.
 	hostIDs    map[uint32]map[string]struct{}    // host id -> host names claiming it
 	networkIDs map[uint32]map[string]struct{}    // network id -> network keys
 	fields     map[uint32]map[uint32]struct{}    // host id -> machine fields
-	addrs      map[netip.Addr]ID                 // live machine and peer addresses
+	addrs      map[netip.Addr]ID                 // live peer addresses
 	peersOn    map[uint32]map[uint32]map[int]int // gateway -> network -> peer index -> count
 
 	status map[string]string
@@ -66,7 +70,7 @@ type Catalog struct {
 type netIndex struct {
 	net        *Network
 	apps       map[string]*App
-	machines   map[string]map[string]*Machine // app -> id -> machine
+	machines   map[string]*appMachines // by app name
 	peers      map[string]*Peer
 	hostCounts map[uint32]int
 	records    map[string]*DNSRecord // custom DNS records by key
@@ -95,9 +99,11 @@ func New(self string) *Catalog {
 		watchers:   map[chan struct{}]struct{}{},
 		requests:   map[string]ID{},
 		dirtyHosts: true,
+		intern:     newInterner(),
 	}
 	for i := range c.byBucket {
 		c.byBucket[i] = map[ID]struct{}{}
+		c.machines[i] = map[string]*mentry{}
 	}
 	return c
 }
@@ -132,7 +138,26 @@ func (c *Catalog) Clock() uint64 {
 func (c *Catalog) Get(id ID) *Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.getLocked(id)
+}
+
+func (c *Catalog) getLocked(id ID) *Record {
+	if id.Kind == KindMachine {
+		if e := c.machines[Bucket(id)][id.Key]; e != nil {
+			return e.record()
+		}
+		return nil
+	}
 	return c.records[id]
+}
+
+// eachMachine calls f for every machine entry, tombstones included. Callers hold mu.
+func (c *Catalog) eachMachine(f func(b int, e *mentry)) {
+	for b, tab := range c.machines {
+		for _, e := range tab {
+			f(b, e)
+		}
+	}
 }
 
 // Live returns the live record with this id or nil.
@@ -151,6 +176,13 @@ func (c *Catalog) List(kind Kind) []*Record {
 	for _, r := range c.byKind[kind] {
 		out = append(out, r)
 	}
+	if kind == KindMachine {
+		c.eachMachine(func(_ int, e *mentry) {
+			if e.live() {
+				out = append(out, e.record())
+			}
+		})
+	}
 	c.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
@@ -163,6 +195,7 @@ func (c *Catalog) All() []*Record {
 	for _, r := range c.records {
 		out = append(out, r)
 	}
+	c.eachMachine(func(_ int, e *mentry) { out = append(out, e.record()) })
 	c.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Kind != out[j].Kind {
@@ -185,6 +218,13 @@ func (c *Catalog) Len() (live map[Kind]int, tombstones int) {
 			live[r.Kind]++
 		}
 	}
+	c.eachMachine(func(_ int, e *mentry) {
+		if e.deleted {
+			tombstones++
+		} else {
+			live[KindMachine]++
+		}
+	})
 	return live, tombstones
 }
 
@@ -263,6 +303,9 @@ func (c *Catalog) applyLocked(r *Record) bool {
 	if r.Created.Clock > c.clock {
 		c.clock = r.Created.Clock
 	}
+	if r.Kind == KindMachine {
+		return c.applyMachineLocked(r)
+	}
 	id := r.ID()
 	old := c.records[id]
 	if old == nil && c.collected(r) {
@@ -309,7 +352,7 @@ func (c *Catalog) net(id uint32) *netIndex {
 	if n == nil {
 		n = &netIndex{
 			apps:       map[string]*App{},
-			machines:   map[string]map[string]*Machine{},
+			machines:   map[string]*appMachines{},
 			peers:      map[string]*Peer{},
 			hostCounts: map[uint32]int{},
 			records:    map[string]*DNSRecord{},
@@ -357,28 +400,6 @@ func (c *Catalog) index(r *Record) {
 		}
 		c.dirtyNets[r.App.NetworkID] = struct{}{}
 		c.dirtyApps[r.App.Name] = struct{}{}
-	case r.Machine != nil:
-		m := r.Machine
-		addTo(c.fields, m.HostID, m.Field)
-		if !r.Deleted {
-			n := c.net(m.NetworkID)
-			ms := n.machines[m.App]
-			if ms == nil {
-				ms = map[string]*Machine{}
-				n.machines[m.App] = ms
-			}
-			ms[m.ID] = m
-			n.hostCounts[m.HostID]++
-			c.addrs[m.Address] = r.ID()
-			if m.Host == c.self {
-				c.localM[m.ID] = m
-			}
-		}
-		c.dirtyNets[m.NetworkID] = struct{}{}
-		c.dirtyApps[m.App] = struct{}{}
-		if m.Host == c.self {
-			c.dirtyLocal = true
-		}
 	case r.Peer != nil:
 		p := r.Peer
 		if !r.Deleted {
@@ -428,24 +449,6 @@ func (c *Catalog) unindex(r *Record) {
 		}
 		c.dirtyNets[r.App.NetworkID] = struct{}{}
 		c.dirtyApps[r.App.Name] = struct{}{}
-	case r.Machine != nil:
-		m := r.Machine
-		if n := c.nets[m.NetworkID]; n != nil {
-			delete(n.machines[m.App], m.ID)
-			if len(n.machines[m.App]) == 0 {
-				delete(n.machines, m.App)
-			}
-			decr(n.hostCounts, m.HostID)
-		}
-		if c.addrs[m.Address] == r.ID() {
-			delete(c.addrs, m.Address)
-		}
-		delete(c.localM, m.ID)
-		c.dirtyNets[m.NetworkID] = struct{}{}
-		c.dirtyApps[m.App] = struct{}{}
-		if m.Host == c.self {
-			c.dirtyLocal = true
-		}
 	case r.Peer != nil:
 		p := r.Peer
 		if n := c.nets[p.NetworkID]; n != nil {
@@ -550,12 +553,24 @@ func (c *Catalog) FieldUsed(host, field uint32) bool {
 	return ok
 }
 
-// AddressOwner returns the live record owning a 6PN address.
+// AddressOwner returns the live record owning a 6PN address. It walks the machines:
+// for tests and diagnostics, not for hot paths.
 func (c *Catalog) AddressOwner(a netip.Addr) (ID, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id, ok := c.addrs[a]
-	return id, ok
+	if id, ok := c.addrs[a]; ok {
+		return id, true
+	}
+	// Machines have no address index (it would cost a map entry per machine for a
+	// question only diagnostics ask): walk the machines.
+	var out ID
+	var found bool
+	c.eachMachine(func(_ int, e *mentry) {
+		if !found && e.live() && !e.bodyless && e.m.Address == a {
+			out, found = ID{KindMachine, e.m.ID}, true
+		}
+	})
+	return out, found
 }
 
 // FreePeerIndex returns the lowest peer index on gateway gw in network net that no live
@@ -587,7 +602,7 @@ func (c *Catalog) Records(ids []ID) []*Record {
 	defer c.mu.Unlock()
 	out := make([]*Record, 0, len(ids))
 	for _, id := range ids {
-		if r := c.records[id]; r != nil {
+		if r := c.getLocked(id); r != nil {
 			out = append(out, r)
 		}
 	}
@@ -676,6 +691,10 @@ func (c *Catalog) SubDigests(buckets []int) [][]uint64 {
 		for id := range c.byBucket[b] {
 			out[i][Leaf(id)%SubBuckets] ^= c.records[id].Header().Hash()
 		}
+		for _, e := range c.machines[b] {
+			h := e.header()
+			out[i][Leaf(h.ID())%SubBuckets] ^= h.Hash()
+		}
 	}
 	return out
 }
@@ -697,6 +716,11 @@ func (c *Catalog) LeafHeaders(leaves []int) []Header {
 		for id := range c.byBucket[b] {
 			if want[Leaf(id)] {
 				out = append(out, c.records[id].Header())
+			}
+		}
+		for _, e := range c.machines[b] {
+			if h := e.header(); want[Leaf(h.ID())] {
+				out = append(out, h)
 			}
 		}
 	}
@@ -729,7 +753,7 @@ func (c *Catalog) ByRequest(kind Kind, rid string) *Record {
 	if !ok {
 		return nil
 	}
-	r := c.records[id]
+	r := c.getLocked(id)
 	if r == nil || requestID(r) != rid {
 		return nil
 	}

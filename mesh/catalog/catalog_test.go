@@ -92,8 +92,8 @@ func TestValidate(t *testing.T) {
 
 func machineRec(id, app string, net, host, field uint32, hostName, state string, v uint64, deleted bool) *Record {
 	return &Record{Kind: KindMachine, Key: id, Gen: 1, Created: st(1, host), Version: st(v, host), Deleted: deleted,
-		Machine: &Machine{ID: id, App: app, NetworkID: net, Host: hostName, HostID: host, Field: field,
-			Address: sixpn.MachineAddr(net, host, field), State: state}}
+		Machine: &Machine{ID: id, MachinePlace: &MachinePlace{App: app, NetworkID: net, Host: hostName, HostID: host}, Field: field,
+			Address: sixpn.MachineAddr(net, host, field), MachineAttrs: &MachineAttrs{State: state}}}
 }
 
 // TestSnapshotIncremental checks that the incrementally built snapshot matches the

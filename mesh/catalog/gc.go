@@ -43,6 +43,12 @@ func (c *Catalog) Collect() []ID {
 			out = append(out, id)
 		}
 	}
+	c.eachMachine(func(b int, e *mentry) {
+		if c.collectedEntry(e) {
+			c.dropMachineLocked(b, e)
+			out = append(out, ID{KindMachine, e.m.ID})
+		}
+	})
 	c.mu.Unlock()
 	if len(out) > 0 {
 		c.notify()
@@ -64,6 +70,13 @@ func (c *Catalog) Forget(keep func(*Record) bool) []ID {
 			out = append(out, id)
 		}
 	}
+	c.eachMachine(func(b int, e *mentry) {
+		if !keep(e.record()) {
+			c.unindexMachine(e)
+			c.dropMachineLocked(b, e)
+			out = append(out, ID{KindMachine, e.m.ID})
+		}
+	})
 	c.mu.Unlock()
 	if len(out) > 0 {
 		c.notify()
@@ -84,13 +97,8 @@ func (c *Catalog) dropLocked(id ID, r *Record) {
 	if live := c.byKind[r.Kind]; live != nil {
 		delete(live, r.Key)
 	}
-	// Uniqueness indexes hold tombstones; only a machine's field can be freed (host
-	// and network tombstones are never collected, and Forget keeps this host's own).
-	if m := r.Machine; m != nil {
-		if f := c.fields[m.HostID]; f != nil {
-			delete(f, m.Field)
-		}
-	}
+	// Uniqueness indexes hold tombstones (host and network tombstones are never
+	// collected, and Forget keeps this host's own; machines are dropMachineLocked's).
 	if h := r.Host; h != nil {
 		if s := c.hostIDs[h.ID]; s != nil {
 			delete(s, h.Name)

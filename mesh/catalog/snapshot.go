@@ -61,18 +61,38 @@ type AppView struct {
 	App
 	// Machines holds every machine of the app (any state, any host), sorted by id.
 	Machines []*Machine
-	ByID     map[string]*Machine
+}
+
+// Machine returns the app's machine with this id, or nil (a binary search: the
+// sorted slice is the only per-machine index a snapshot keeps).
+func (a *AppView) Machine(id string) *Machine {
+	i := sort.Search(len(a.Machines), func(i int) bool { return a.Machines[i].ID >= id })
+	if i < len(a.Machines) && a.Machines[i].ID == id {
+		return a.Machines[i]
+	}
+	return nil
+}
+
+// ByID yields the ids of the app's machines in order. It stands where a map by id
+// used to be, so `for id := range app.ByID` still reads; look machines up with
+// Machine.
+func (a *AppView) ByID(yield func(id string) bool) {
+	for _, m := range a.Machines {
+		if !yield(m.ID) {
+			return
+		}
+	}
 }
 
 // Machine returns a machine of the snapshot by id (nil if unknown). app is the app's
 // key ("<org>/<name>") or, for callers that know it is unambiguous, its bare name.
 func (s *Snapshot) Machine(app, id string) *Machine {
 	if a := s.Apps[app]; a != nil {
-		return a.ByID[id]
+		return a.Machine(id)
 	}
 	for _, a := range s.Apps {
 		if a.Name == app {
-			if m := a.ByID[id]; m != nil {
+			if m := a.Machine(id); m != nil {
 				return m
 			}
 		}
@@ -118,7 +138,7 @@ func Build(self string, hosts []HostView, orgs []Org, networks []Network, apps [
 		s.NetworkByName[NetworkKey(n.Org, n.Name)] = n
 	}
 	for i := range apps {
-		a := &AppView{App: apps[i], ByID: map[string]*Machine{}}
+		a := &AppView{App: apps[i]}
 		s.Apps[AppKey(a.Org, a.Name)] = a
 		if n := s.Networks[a.NetworkID]; n != nil {
 			n.Apps[a.Name] = a
@@ -131,7 +151,6 @@ func Build(self string, hosts []HostView, orgs []Org, networks []Network, apps [
 			// are unique within an org, so at most one).
 			if a := n.Apps[m.App]; a != nil {
 				a.Machines = append(a.Machines, m)
-				a.ByID[m.ID] = m
 			}
 			n.HostCounts[m.HostID]++
 		}

@@ -99,30 +99,62 @@ type Service struct {
 }
 
 // Machine is one instance of an app on one host. Written only by that host.
+//
+// What a machine shares with its neighbours lives behind two pointers: its placement
+// (app, org, network, host, region: the same for every machine of one app on one host)
+// and its attributes (state, process group, metadata, services, netns: mostly the
+// same across an app). A catalog points every machine with equal placement or
+// attributes at one shared copy, which is most of what keeps a machine record small.
+// The JSON is that of the flat struct (encoding/json promotes the fields of embedded
+// pointers). Both are shared and immutable: to change a field, copy the struct and
+// point a copy of the machine at it (see WithState); never assign through the
+// promoted fields of a machine someone else may hold.
 type Machine struct {
-	ID           string            `json:"id"`
-	App          string            `json:"app"`
-	Org          string            `json:"org"`
-	Network      string            `json:"network"`
-	NetworkID    uint32            `json:"network_id"`
-	Host         string            `json:"host"`
-	HostID       uint32            `json:"host_id"`
-	Region       string            `json:"region"`
-	Field        uint32            `json:"field"`
-	Address      netip.Addr        `json:"address"`
-	State        string            `json:"state"`
-	ProcessGroup string            `json:"process_group"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
-	Services     []Service         `json:"services,omitempty"`
-	// Netns is the network namespace the host attached the machine to, if any.
-	Netns     string    `json:"netns,omitempty"`
+	ID string `json:"id"`
+	*MachinePlace
+	Field   uint32     `json:"field"`
+	Address netip.Addr `json:"address"`
+	*MachineAttrs
 	CreatedAt time.Time `json:"created_at"`
 	// RequestID is the client's id for the create, so a retry returns this machine.
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// MachinePlace is where a machine runs: its app and network and its host.
+type MachinePlace struct {
+	App       string `json:"app"`
+	Org       string `json:"org"`
+	Network   string `json:"network"`
+	NetworkID uint32 `json:"network_id"`
+	Host      string `json:"host"`
+	HostID    uint32 `json:"host_id"`
+	Region    string `json:"region"`
+}
+
+// MachineAttrs are a machine's state and the settings it was created with.
+type MachineAttrs struct {
+	State        string            `json:"state"`
+	ProcessGroup string            `json:"process_group"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	Services     []Service         `json:"services,omitempty"`
+	// Netns is the network namespace the host attached the machine to, if any.
+	Netns string `json:"netns,omitempty"`
+}
+
+// WithState returns a copy of m in state s; m and what it shares are untouched.
+func (m *Machine) WithState(s string) *Machine {
+	out := *m
+	a := MachineAttrs{}
+	if m.MachineAttrs != nil {
+		a = *m.MachineAttrs
+	}
+	a.State = s
+	out.MachineAttrs = &a
+	return &out
+}
+
 // Started reports whether the machine is in the started state.
-func (m *Machine) Started() bool { return m.State == StateStarted }
+func (m *Machine) Started() bool { return m.MachineAttrs != nil && m.State == StateStarted }
 
 // Peer is a user's WireGuard device attached to one gateway. Written only by the gateway.
 // Its key is "<org>/<name>".

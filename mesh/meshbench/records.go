@@ -2,6 +2,7 @@ package meshbench
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
@@ -9,8 +10,9 @@ import (
 )
 
 // Shape of the synthetic catalog: machines spread over Apps apps in Orgs orgs (one
-// network each) on Hosts hosts. Hosts are not given host records: the machines
-// belong to hosts that are not running, which the catalog does not mind.
+// network each) on Hosts hosts. The hosts' records (HostRecords) carry no address:
+// nobody tries to reach them, and DNS answers for their machines once membership
+// says they are alive.
 const (
 	SynthOrgs  = 100
 	SynthApps  = 1000
@@ -24,6 +26,34 @@ func synthHostID(h int) uint32  { return 0x0be00000 + uint32(h) }
 func synthOrg(org int) string   { return fmt.Sprintf("org%03d", org) }
 func synthApp(app int) string   { return fmt.Sprintf("app%04d", app) }
 func synthHost(h int) string    { return fmt.Sprintf("synth-h%02d", h) }
+
+// SynthHostName is the name of synthetic host h.
+func SynthHostName(h int) string { return synthHost(h) }
+
+// SynthMachine describes synthetic machine i: its id, app name, network id and address.
+func SynthMachine(i int) (id, app string, net uint32, addr netip.Addr) {
+	a, h := i%SynthApps, i%SynthHosts
+	o := a % SynthOrgs
+	field := sixpn.MinMachineField + uint32(i)
+	return synthID(i), synthApp(a), synthNetID(o), sixpn.MachineAddr(synthNetID(o), synthHostID(h), field)
+}
+
+// SynthApp is the name and network id of synthetic app a.
+func SynthApp(a int) (string, uint32) { return synthApp(a), synthNetID(a % SynthOrgs) }
+
+// Multiplying by an odd constant is a bijection mod 2^56: unique, random-looking ids.
+func synthID(i int) string { return fmt.Sprintf("%014x", (uint64(i)*0x9E3779B97F4A7C15)&(1<<56-1)) }
+
+// HostRecords are the SynthHosts hosts' records (no address, so nothing dials them).
+func HostRecords() []*catalog.Record {
+	var out []*catalog.Record
+	for h := 0; h < SynthHosts; h++ {
+		st := synthStamp(h, synthHostID(h))
+		out = append(out, &catalog.Record{Kind: catalog.KindHost, Key: synthHost(h), Gen: 1, Created: st, Version: st,
+			Host: &catalog.Host{Name: synthHost(h), ID: synthHostID(h), Region: "ord"}})
+	}
+	return out
+}
 func synthStamp(i int, node uint32) catalog.Stamp {
 	return catalog.Stamp{Clock: uint64(10 + i), Node: node}
 }
@@ -58,14 +88,14 @@ func MachineRecords(from, to int) []*catalog.Record {
 		o := a % SynthOrgs
 		hid := synthHostID(h)
 		field := sixpn.MinMachineField + uint32(i)
-		// Multiplying by an odd constant is a bijection mod 2^56: unique, random-looking ids.
-		id := fmt.Sprintf("%014x", (uint64(i)*0x9E3779B97F4A7C15)&(1<<56-1))
+		id := synthID(i)
 		m := &catalog.Machine{
-			ID: id, App: synthApp(a), Org: synthOrg(o), Network: "default", NetworkID: synthNetID(o),
-			Host: synthHost(h), HostID: hid, Region: "ord", Field: field,
-			Address: sixpn.MachineAddr(synthNetID(o), hid, field), State: catalog.StateStarted,
-			ProcessGroup: "app", Metadata: map[string]string{"role": "web"},
-			Services: []catalog.Service{{Name: "http", Proto: "tcp", Port: 8080}}, CreatedAt: synthTime,
+			ID:           id,
+			MachinePlace: &catalog.MachinePlace{App: synthApp(a), Org: synthOrg(o), Network: "default", NetworkID: synthNetID(o), Host: synthHost(h), HostID: hid, Region: "ord"},
+			Field:        field,
+			Address:      sixpn.MachineAddr(synthNetID(o), hid, field),
+			CreatedAt:    synthTime,
+			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web"}, Services: []catalog.Service{{Name: "http", Proto: "tcp", Port: 8080}}},
 		}
 		st := synthStamp(SynthOrgs+SynthApps+i, hid)
 		out = append(out, &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: st, Version: st, Machine: m})

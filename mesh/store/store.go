@@ -9,6 +9,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"syscall"
 	"time"
 
@@ -277,18 +279,22 @@ func (s *Store) Put(rs ...*catalog.Record) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	enc := make([][]byte, len(rs))
+	type kv struct{ k, v []byte }
+	enc := make([]kv, len(rs))
 	for i, r := range rs {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		enc[i] = b
+		enc[i] = kv{recordKey(r.ID()), b}
 	}
+	// bbolt writes keys in order far faster than scattered ones (fewer page splits
+	// and touched pages per transaction).
+	sort.SliceStable(enc, func(i, j int) bool { return bytes.Compare(enc[i].k, enc[j].k) < 0 })
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
-		for i, r := range rs {
-			if err := b.Put(recordKey(r.ID()), enc[i]); err != nil {
+		for _, e := range enc {
+			if err := b.Put(e.k, e.v); err != nil {
 				return err
 			}
 		}

@@ -28,8 +28,13 @@ func host(name string, id uint32, status string, k byte) catalog.HostView {
 }
 
 func machine(id string, host string, hostID, net, field uint32, netns string) catalog.Machine {
-	return catalog.Machine{ID: id, App: "app" + string(rune('a'+net%26)), NetworkID: net, Host: host, HostID: hostID,
-		Field: field, Address: sixpn.MachineAddr(net, hostID, field), State: catalog.StateStarted, Netns: netns}
+	return catalog.Machine{
+		ID:           id,
+		MachinePlace: &catalog.MachinePlace{App: "app" + string(rune('a'+net%26)), NetworkID: net, Host: host, HostID: hostID},
+		Field:        field,
+		Address:      sixpn.MachineAddr(net, hostID, field),
+		MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, Netns: netns},
+	}
 }
 
 func userPeer(name, gw string, gwID, net uint32, index int, k byte) catalog.Peer {

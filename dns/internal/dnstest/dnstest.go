@@ -94,9 +94,11 @@ func FixtureWith(status map[string]string) *catalog.Snapshot {
 		h := byName[host]
 		idx++
 		return catalog.Machine{
-			ID: id, App: app, NetworkID: net, Host: host, HostID: h.ID, Region: h.Region,
-			Field: sixpn.MinMachineField + uint32(idx), Address: Addr(net, h.ID, idx),
-			State: state, ProcessGroup: group, Metadata: meta, Services: svcs,
+			ID:           id,
+			MachinePlace: &catalog.MachinePlace{App: app, NetworkID: net, Host: host, HostID: h.ID, Region: h.Region},
+			Field:        sixpn.MinMachineField + uint32(idx),
+			Address:      Addr(net, h.ID, idx),
+			MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: group, Metadata: meta, Services: svcs},
 		}
 	}
 	ms := []catalog.Machine{
@@ -261,9 +263,11 @@ func (l Large) Build() *catalog.Snapshot {
 			h := hosts[(a+m)%len(hosts)]
 			field++
 			ms = append(ms, catalog.Machine{
-				ID: fmt.Sprintf("%014x", uint64(a)<<16|uint64(m)), App: name, NetworkID: NetA,
-				Host: h.Name, HostID: h.ID, Region: h.Region, Field: field,
-				Address: sixpn.MachineAddr(NetA, h.ID, field), State: catalog.StateStarted, ProcessGroup: "app",
+				ID:           fmt.Sprintf("%014x", uint64(a)<<16|uint64(m)),
+				MachinePlace: &catalog.MachinePlace{App: name, NetworkID: NetA, Host: h.Name, HostID: h.ID, Region: h.Region},
+				Field:        field,
+				Address:      sixpn.MachineAddr(NetA, h.ID, field),
+				MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app"},
 			})
 		}
 	}

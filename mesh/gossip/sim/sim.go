@@ -660,10 +660,11 @@ func (s *simulator) makeChange(i int) {
 	// make the simulator measure that instead of the protocol.
 	app, nw := i%simApps, (i%simApps)%simNets
 	m := &catalog.Machine{
-		ID: fmt.Sprintf("%014x", uint64(i)*0x9E3779B97F4A7C15&(1<<56-1)), App: fmt.Sprintf("app%03d", app), Org: "sim",
-		Network: fmt.Sprintf("net%02d", nw), NetworkID: simNet + uint32(nw),
-		Host: h.name, HostID: uint32(h.idx + 1), Region: "ord", Field: sixpn.MinMachineField + uint32(i),
-		State: catalog.StateStarted, ProcessGroup: "app", CreatedAt: s.start,
+		ID:           fmt.Sprintf("%014x", uint64(i)*0x9E3779B97F4A7C15&(1<<56-1)),
+		MachinePlace: &catalog.MachinePlace{App: fmt.Sprintf("app%03d", app), Org: "sim", Network: fmt.Sprintf("net%02d", nw), NetworkID: simNet + uint32(nw), Host: h.name, HostID: uint32(h.idx + 1), Region: "ord"},
+		Field:        sixpn.MinMachineField + uint32(i),
+		CreatedAt:    s.start,
+		MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app"},
 	}
 	m.Address = sixpn.MachineAddr(m.NetworkID, m.HostID, m.Field)
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Gen: 1, Created: st, Version: st, Machine: m}

@@ -1,0 +1,427 @@
+package catalog
+
+import (
+	"hash/maphash"
+	"maps"
+	"slices"
+	"sort"
+)
+
+// Machine records are most of a large catalog (a million in a big fleet), so the
+// catalog holds them in a compact form of their own instead of as *Record: one
+// allocation per record (mentry) with the header's ordering fields next to the
+// machine, placement and attributes shared with every machine that has equal ones,
+// the id string shared with the key, and no index that repeats per machine what
+// another one already holds. Records are materialized (Record, header) when asked
+// for; the *Machine they point to is the catalog's own, shared with snapshots.
+
+// mentry is one machine record: the merge header and the machine.
+type mentry struct {
+	m         Machine
+	created   Stamp
+	version   Stamp
+	deletedAt int64
+	gen       uint32
+	deleted   bool
+	// bodyless is a tombstone that arrived without its machine (only m.ID is set).
+	bodyless bool
+}
+
+// order returns a body-less record with e's merge fields, for Compare and Wins.
+func (e *mentry) order() Record {
+	return Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created, Version: e.version, Deleted: e.deleted}
+}
+
+func (e *mentry) header() Header {
+	return Header{KindMachine, e.m.ID, e.gen, e.created, e.version, e.deleted}
+}
+
+// record materializes the record e holds. Its Machine is the catalog's: read-only.
+func (e *mentry) record() *Record {
+	r := &Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created, Version: e.version,
+		Deleted: e.deleted, DeletedAt: e.deletedAt}
+	if !e.bodyless {
+		r.Machine = &e.m
+	}
+	return r
+}
+
+// live reports whether e is a live machine.
+func (e *mentry) live() bool { return !e.deleted }
+
+// newEntry makes the catalog's copy of a machine record, with shared placement and
+// attributes. The caller's record is not modified.
+func (c *Catalog) newEntry(r *Record) *mentry {
+	e := &mentry{created: r.Created, version: r.Version, deletedAt: r.DeletedAt, gen: r.Gen, deleted: r.Deleted}
+	if r.Machine == nil {
+		e.bodyless = true
+		e.m.ID = r.Key
+		return e
+	}
+	e.m = *r.Machine
+	e.m.ID = r.Key // one string for key and id (Validate makes them equal on live records)
+	e.m.MachinePlace = c.intern.internPlace(r.Machine.MachinePlace)
+	e.m.MachineAttrs = c.intern.internAttrs(r.Machine.MachineAttrs)
+	return e
+}
+
+// releaseEntry drops e's references to shared placement and attributes.
+func (c *Catalog) releaseEntry(e *mentry) {
+	if e.bodyless {
+		return
+	}
+	c.intern.releasePlace(e.m.MachinePlace)
+	c.intern.releaseAttrs(e.m.MachineAttrs)
+}
+
+// interner shares equal placements and attributes between machine records. It
+// counts references so that what no record uses any more is forgotten; it belongs to
+// one catalog and is used under its lock.
+type interner struct {
+	seed   maphash.Seed
+	places map[uint64]*placeRef
+	attrs  map[uint64]*attrsRef
+	strs   map[string]string
+}
+
+type placeRef struct {
+	p    *MachinePlace
+	n    int
+	next *placeRef
+}
+
+type attrsRef struct {
+	a    *MachineAttrs
+	n    int
+	next *attrsRef
+}
+
+func newInterner() interner {
+	return interner{seed: maphash.MakeSeed(), places: map[uint64]*placeRef{}, attrs: map[uint64]*attrsRef{}, strs: map[string]string{}}
+}
+
+// str returns one shared copy of a name that recurs across places (app, org,
+// network, host, region, state, process group). Names are few; they are kept.
+func (in *interner) str(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := in.strs[s]; ok {
+		return v
+	}
+	in.strs[s] = s
+	return s
+}
+
+func (in *interner) placeHash(p *MachinePlace) uint64 {
+	var h maphash.Hash
+	h.SetSeed(in.seed)
+	for _, s := range [...]string{p.App, p.Org, p.Network, p.Host, p.Region} {
+		h.WriteString(s)
+		h.WriteByte(0)
+	}
+	var b [8]byte
+	b[0], b[1], b[2], b[3] = byte(p.NetworkID), byte(p.NetworkID>>8), byte(p.NetworkID>>16), byte(p.NetworkID>>24)
+	b[4], b[5], b[6], b[7] = byte(p.HostID), byte(p.HostID>>8), byte(p.HostID>>16), byte(p.HostID>>24)
+	h.Write(b[:])
+	return h.Sum64()
+}
+
+func (in *interner) internPlace(p *MachinePlace) *MachinePlace {
+	if p == nil {
+		p = &MachinePlace{}
+	}
+	k := in.placeHash(p)
+	for r := in.places[k]; r != nil; r = r.next {
+		if *r.p == *p {
+			r.n++
+			return r.p
+		}
+	}
+	cp := &MachinePlace{App: in.str(p.App), Org: in.str(p.Org), Network: in.str(p.Network), NetworkID: p.NetworkID,
+		Host: in.str(p.Host), HostID: p.HostID, Region: in.str(p.Region)}
+	in.places[k] = &placeRef{p: cp, n: 1, next: in.places[k]}
+	return cp
+}
+
+func (in *interner) releasePlace(p *MachinePlace) {
+	k := in.placeHash(p)
+	var prev *placeRef
+	for r := in.places[k]; r != nil; prev, r = r, r.next {
+		if r.p != p {
+			continue
+		}
+		if r.n--; r.n > 0 {
+			return
+		}
+		if prev == nil {
+			if r.next == nil {
+				delete(in.places, k)
+			} else {
+				in.places[k] = r.next
+			}
+		} else {
+			prev.next = r.next
+		}
+		return
+	}
+}
+
+func (in *interner) attrsHash(a *MachineAttrs) uint64 {
+	var h maphash.Hash
+	h.SetSeed(in.seed)
+	h.WriteString(a.State)
+	h.WriteByte(0)
+	h.WriteString(a.ProcessGroup)
+	h.WriteByte(0)
+	h.WriteString(a.Netns)
+	h.WriteByte(0)
+	for _, s := range a.Services {
+		h.WriteString(s.Name)
+		h.WriteByte(0)
+		h.WriteString(s.Proto)
+		h.WriteByte(byte(s.Port))
+		h.WriteByte(byte(s.Port >> 8))
+	}
+	// Map order is random: combine the pairs' hashes order-independently.
+	var mix uint64
+	for k, v := range a.Metadata {
+		mix += maphash.String(in.seed, k+"\x00"+v)
+	}
+	var b [9]byte
+	for i := 0; i < 8; i++ {
+		b[i] = byte(mix >> (8 * i))
+	}
+	b[8] = byte(len(a.Metadata))
+	h.Write(b[:])
+	return h.Sum64()
+}
+
+func attrsEqual(a, b *MachineAttrs) bool {
+	return a.State == b.State && a.ProcessGroup == b.ProcessGroup && a.Netns == b.Netns &&
+		slices.Equal(a.Services, b.Services) && maps.Equal(a.Metadata, b.Metadata) &&
+		(a.Metadata == nil) == (b.Metadata == nil) && (a.Services == nil) == (b.Services == nil)
+}
+
+func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
+	if a == nil {
+		a = &MachineAttrs{}
+	}
+	k := in.attrsHash(a)
+	for r := in.attrs[k]; r != nil; r = r.next {
+		if attrsEqual(r.a, a) {
+			r.n++
+			return r.a
+		}
+	}
+	cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup), Netns: a.Netns}
+	if a.Metadata != nil {
+		cp.Metadata = make(map[string]string, len(a.Metadata))
+		for k, v := range a.Metadata {
+			cp.Metadata[in.str(k)] = v
+		}
+	}
+	if a.Services != nil {
+		cp.Services = slices.Clip(slices.Clone(a.Services))
+	}
+	in.attrs[k] = &attrsRef{a: cp, n: 1, next: in.attrs[k]}
+	return cp
+}
+
+func (in *interner) releaseAttrs(a *MachineAttrs) {
+	k := in.attrsHash(a)
+	var prev *attrsRef
+	for r := in.attrs[k]; r != nil; prev, r = r, r.next {
+		if r.a != a {
+			continue
+		}
+		if r.n--; r.n > 0 {
+			return
+		}
+		if prev == nil {
+			if r.next == nil {
+				delete(in.attrs, k)
+			} else {
+				in.attrs[k] = r.next
+			}
+		} else {
+			prev.next = r.next
+		}
+		return
+	}
+}
+
+// appMachines are one app's machines as the catalog indexes them: the sorted slice
+// the last snapshot published (shared with it, so never modified) and the changes
+// since. A snapshot merges the changes into a new slice; nothing is kept per machine
+// but the slice entry.
+type appMachines struct {
+	cur     []*Machine
+	pending map[string]*Machine // id -> machine; nil: removed
+}
+
+func (a *appMachines) put(id string, m *Machine) {
+	if a.pending == nil {
+		a.pending = map[string]*Machine{}
+	}
+	a.pending[id] = m
+}
+
+// flush merges the pending changes into a new sorted slice and returns it.
+func (a *appMachines) flush() []*Machine {
+	if len(a.pending) == 0 {
+		return a.cur
+	}
+	ids := make([]string, 0, len(a.pending))
+	adds := 0
+	for id, m := range a.pending {
+		ids = append(ids, id)
+		if m != nil {
+			adds++
+		}
+	}
+	sort.Strings(ids)
+	out := make([]*Machine, 0, len(a.cur)+adds)
+	i := 0
+	for _, id := range ids {
+		for i < len(a.cur) && a.cur[i].ID < id {
+			out = append(out, a.cur[i])
+			i++
+		}
+		if i < len(a.cur) && a.cur[i].ID == id {
+			i++ // replaced or removed
+		}
+		if m := a.pending[id]; m != nil {
+			out = append(out, m)
+		}
+	}
+	out = append(out, a.cur[i:]...)
+	if len(out) == 0 {
+		out = nil
+	} else if cap(out)-len(out) > len(out)/8 {
+		out = slices.Clip(slices.Clone(out))
+	}
+	a.cur, a.pending = out, nil
+	return out
+}
+
+// machineTable returns the bucket table holding a machine id.
+func (c *Catalog) machineTable(key string) (int, map[string]*mentry) {
+	b := Bucket(ID{KindMachine, key})
+	return b, c.machines[b]
+}
+
+// applyMachineLocked is applyLocked for machine records.
+func (c *Catalog) applyMachineLocked(r *Record) bool {
+	b, tab := c.machineTable(r.Key)
+	old := tab[r.Key]
+	if old == nil && c.collected(r) {
+		return false
+	}
+	var win bool
+	if old == nil {
+		win = true
+	} else {
+		o := old.order()
+		win = r.Wins(&o)
+		if old.live() && !r.Deleted && !old.SameIdentity(r) {
+			if win {
+				c.conflicts = append(c.conflicts, Conflict{Kept: r, Lost: old.record()})
+			} else {
+				c.conflicts = append(c.conflicts, Conflict{Kept: old.record(), Lost: r})
+			}
+		}
+	}
+	if !win {
+		return false
+	}
+	if old != nil {
+		c.buckets[b] ^= old.header().Hash()
+		c.unindexMachine(old)
+		c.releaseEntry(old)
+	}
+	e := c.newEntry(r)
+	tab[e.m.ID] = e
+	c.buckets[b] ^= e.header().Hash()
+	c.indexMachine(e)
+	c.seq++
+	return true
+}
+
+// SameIdentity reports whether r describes the same create as e.
+func (e *mentry) SameIdentity(r *Record) bool { return e.gen == r.Gen && e.created == r.Created }
+
+func (c *Catalog) indexMachine(e *mentry) {
+	m := &e.m
+	if m.RequestID != "" && !e.bodyless {
+		c.requests[string(rune(KindMachine))+m.RequestID] = ID{KindMachine, m.ID}
+	}
+	if e.bodyless {
+		return
+	}
+	addTo(c.fields, m.HostID, m.Field)
+	if !e.deleted {
+		n := c.net(m.NetworkID)
+		am := n.machines[m.App]
+		if am == nil {
+			am = &appMachines{}
+			n.machines[m.App] = am
+		}
+		am.put(m.ID, m)
+		n.hostCounts[m.HostID]++
+		if m.Host == c.self {
+			c.localM[m.ID] = m
+		}
+	}
+	c.dirtyNets[m.NetworkID] = struct{}{}
+	c.dirtyApps[m.App] = struct{}{}
+	if m.Host == c.self {
+		c.dirtyLocal = true
+	}
+}
+
+func (c *Catalog) unindexMachine(e *mentry) {
+	if e.deleted || e.bodyless {
+		return
+	}
+	m := &e.m
+	if n := c.nets[m.NetworkID]; n != nil {
+		if am := n.machines[m.App]; am != nil {
+			am.put(m.ID, nil)
+		}
+		decr(n.hostCounts, m.HostID)
+	}
+	delete(c.localM, m.ID)
+	c.dirtyNets[m.NetworkID] = struct{}{}
+	c.dirtyApps[m.App] = struct{}{}
+	if m.Host == c.self {
+		c.dirtyLocal = true
+	}
+}
+
+// dropMachineLocked removes a machine record from its table, the digest and the
+// uniqueness indexes (unindexMachine is the caller's business).
+func (c *Catalog) dropMachineLocked(b int, e *mentry) {
+	c.buckets[b] ^= e.header().Hash()
+	delete(c.machines[b], e.m.ID)
+	if rid := e.m.RequestID; rid != "" && !e.bodyless {
+		if c.requests[string(rune(KindMachine))+rid] == (ID{KindMachine, e.m.ID}) {
+			delete(c.requests, string(rune(KindMachine))+rid)
+		}
+	}
+	if !e.bodyless {
+		if f := c.fields[e.m.HostID]; f != nil {
+			delete(f, e.m.Field)
+		}
+	}
+	c.releaseEntry(e)
+	c.seq++
+}
+
+// collectedEntry is collected for a machine entry.
+func (c *Catalog) collectedEntry(e *mentry) bool {
+	if !e.deleted || e.deletedAt == 0 || c.horizon == nil {
+		return false
+	}
+	return e.deletedAt < c.horizon().Unix()
+}
