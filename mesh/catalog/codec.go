@@ -157,6 +157,17 @@ func AppendRecord(b []byte, r *Record) []byte {
 }
 
 func (e *encoder) machine(m *Machine) {
+	if m.MachinePlace == nil || m.MachineAttrs == nil {
+		// A hand-built machine may leave them out: encode them as empty.
+		c := *m
+		if c.MachinePlace == nil {
+			c.MachinePlace = &MachinePlace{}
+		}
+		if c.MachineAttrs == nil {
+			c.MachineAttrs = &MachineAttrs{}
+		}
+		m = &c
+	}
 	e.str(m.ID)
 	e.str(m.App)
 	e.str(m.Org)
@@ -313,8 +324,8 @@ func DecodeRecord(b []byte) (*Record, int, error) {
 }
 
 func (d *decoder) machine() *Machine {
-	m := &Machine{ID: d.str(), App: d.str(), Org: d.str(), Network: d.str(), NetworkID: d.u32(),
-		Host: d.str(), HostID: d.u32(), Region: d.str(), Field: d.u32()}
+	m := &Machine{ID: d.str(), MachinePlace: &MachinePlace{App: d.str(), Org: d.str(), Network: d.str(), NetworkID: d.u32(),
+		Host: d.str(), HostID: d.u32(), Region: d.str()}, Field: d.u32(), MachineAttrs: &MachineAttrs{}}
 	if d.peek() == addrDerived {
 		d.byte()
 		m.Address = sixpn.MachineAddr(m.NetworkID, m.HostID, m.Field)
