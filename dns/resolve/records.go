@@ -153,7 +153,7 @@ func buildNode(recs []*catalog.DNSRecord) *recNode {
 		}
 		if s := b.set(); t != 0 && s.len() > 0 {
 			if s.len() == 1 {
-				s.offs = singleOff
+				s.offs, s.stride = singleOff, 0
 			}
 			n.sets = append(n.sets, typedSet{t, s})
 			n.any = concat(n.any, s) // a single set is shared, not copied
@@ -339,8 +339,8 @@ func reown(s rrset, owner []byte, f *addrFilter) rrset {
 		return rrset{}
 	}
 	var b setBuilder
-	for i := range s.offs {
-		rec := s.wire[s.offs[i] : int(s.offs[i])+s.recLen(i)]
+	for i := 0; i < s.len(); i++ {
+		rec := s.wire[s.off(i) : s.off(i)+s.recLen(i)]
 		ol := ownerLen(rec)
 		if ol < 0 || len(rec) < ol+10 {
 			continue
@@ -395,9 +395,11 @@ func concat(a, b rrset) rrset {
 	}
 	out := rrset{wire: make([]byte, 0, len(a.wire)+len(b.wire)), offs: make([]int32, 0, a.len()+b.len())}
 	out.wire = append(out.wire, a.wire...)
-	out.offs = append(out.offs, a.offs...)
-	for _, o := range b.offs {
-		out.offs = append(out.offs, o+int32(len(a.wire)))
+	for i := 0; i < a.len(); i++ {
+		out.offs = append(out.offs, int32(a.off(i)))
+	}
+	for i := 0; i < b.len(); i++ {
+		out.offs = append(out.offs, int32(b.off(i)+len(a.wire)))
 	}
 	out.wire = append(out.wire, b.wire...)
 	return out

@@ -51,18 +51,31 @@ const MaxMsg = 65535
 // rrset is a packed list of records of one type owned by the question name.
 type rrset struct {
 	wire []byte
-	offs []int32 // start of each record in wire
+	offs []int32 // start of each record in wire; nil when stride is set
+	// stride is the length of every record when they all have the same (an app's
+	// AAAA set): offsets are then i*stride, and a large set keeps no offset table.
+	stride int32
 }
 
-func (s rrset) len() int { return len(s.offs) }
+func (s rrset) len() int {
+	if s.stride > 0 {
+		return len(s.wire) / int(s.stride)
+	}
+	return len(s.offs)
+}
+
+// off is where record i starts in wire.
+func (s rrset) off(i int) int {
+	if s.stride > 0 {
+		return i * int(s.stride)
+	}
+	return int(s.offs[i])
+}
 
 // record returns the i-th record alone.
 func (s rrset) record(i int) rrset {
-	end := len(s.wire)
-	if i+1 < len(s.offs) {
-		end = int(s.offs[i+1])
-	}
-	return rrset{wire: s.wire[s.offs[i]:end], offs: singleOff}
+	o := s.off(i)
+	return rrset{wire: s.wire[o : o+s.recLen(i)], offs: singleOff}
 }
 
 // singleOff is shared by every one-record view; never written.
@@ -70,6 +83,9 @@ var singleOff = []int32{0}
 
 // recLen is the length of record i.
 func (s rrset) recLen(i int) int {
+	if s.stride > 0 {
+		return int(s.stride)
+	}
 	if i+1 < len(s.offs) {
 		return int(s.offs[i+1] - s.offs[i])
 	}
@@ -161,6 +177,16 @@ func (b *setBuilder) raw(t uint16, rdata []byte) {
 func (b *setBuilder) set() rrset {
 	if len(b.offs) == 0 {
 		return rrset{}
+	}
+	if len(b.offs) > 1 {
+		stride := int32(len(b.wire)) - b.offs[len(b.offs)-1]
+		uniform := true
+		for i := 1; i < len(b.offs) && uniform; i++ {
+			uniform = b.offs[i]-b.offs[i-1] == stride
+		}
+		if uniform {
+			return rrset{wire: b.wire, stride: stride}
+		}
 	}
 	return rrset{wire: b.wire, offs: b.offs}
 }
@@ -321,13 +347,13 @@ func encode(buf []byte, req *Request, r *response, aa bool) []byte {
 		all := r.answer.len()
 		if n == all {
 			// Whole set, rotated: the tail from the rotation point, then the head.
-			at := int(r.answer.offs[r.rotate%all])
+			at := r.answer.off(r.rotate % all)
 			buf = append(buf, r.answer.wire[at:]...)
 			buf = append(buf, r.answer.wire[:at]...)
 		} else {
 			for k := 0; k < n; k++ {
 				i := (r.rotate + k) % all
-				o := int(r.answer.offs[i])
+				o := r.answer.off(i)
 				buf = append(buf, r.answer.wire[o:o+r.answer.recLen(i)]...)
 			}
 		}

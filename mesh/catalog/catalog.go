@@ -23,7 +23,7 @@ type Catalog struct {
 	// records holds every record but machines, which live in machines (see
 	// machines.go): per digest bucket, by id.
 	records  map[ID]*Record
-	machines [Buckets]map[string]*mentry
+	machines [Buckets]mtable
 	intern   interner
 	// byKind holds the live records of each kind but machines, so listing orgs or
 	// peers does not walk every machine.
@@ -33,9 +33,11 @@ type Catalog struct {
 	byBucket [Buckets]map[ID]struct{} // records (not machines) per bucket
 
 	// Uniqueness indexes; they include tombstones because ids are never reused.
-	hostIDs    map[uint32]map[string]struct{}    // host id -> host names claiming it
-	networkIDs map[uint32]map[string]struct{}    // network id -> network keys
-	fields     map[uint32]map[uint32]struct{}    // host id -> machine fields
+	hostIDs    map[uint32]map[string]struct{} // host id -> host names claiming it
+	networkIDs map[uint32]map[string]struct{} // network id -> network keys
+	// selfFields are the machine fields used on this host (selfID): the ones it
+	// may not allocate again. Other hosts' fields are theirs to allocate.
+	selfFields map[uint32]struct{}
 	addrs      map[netip.Addr]ID                 // live peer addresses
 	peersOn    map[uint32]map[uint32]map[int]int // gateway -> network -> peer index -> count
 
@@ -86,7 +88,7 @@ func New(self string) *Catalog {
 		localP:     map[string]*Peer{},
 		hostIDs:    map[uint32]map[string]struct{}{},
 		networkIDs: map[uint32]map[string]struct{}{},
-		fields:     map[uint32]map[uint32]struct{}{},
+		selfFields: map[uint32]struct{}{},
 		addrs:      map[netip.Addr]ID{},
 		peersOn:    map[uint32]map[uint32]map[int]int{},
 		status:     map[string]string{self: StatusAlive},
@@ -103,7 +105,6 @@ func New(self string) *Catalog {
 	}
 	for i := range c.byBucket {
 		c.byBucket[i] = map[ID]struct{}{}
-		c.machines[i] = map[string]*mentry{}
 	}
 	return c
 }
@@ -114,8 +115,17 @@ func (c *Catalog) Self() string { return c.self }
 // SetSelfID sets the host id used in stamps this catalog issues.
 func (c *Catalog) SetSelfID(id uint32) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == c.selfID {
+		return
+	}
 	c.selfID = id
-	c.mu.Unlock()
+	clear(c.selfFields)
+	c.eachMachine(func(_ int, e *mentry) {
+		if !e.bodyless && e.m.HostID == id {
+			c.selfFields[e.m.Field] = struct{}{}
+		}
+	})
 }
 
 // Tick advances the Lamport clock for a local write and returns its stamp.
@@ -143,7 +153,7 @@ func (c *Catalog) Get(id ID) *Record {
 
 func (c *Catalog) getLocked(id ID) *Record {
 	if id.Kind == KindMachine {
-		if e := c.machines[Bucket(id)][id.Key]; e != nil {
+		if e := c.machines[Bucket(id)].get(c.intern.seed, id.Key); e != nil {
 			return e.record()
 		}
 		return nil
@@ -151,11 +161,14 @@ func (c *Catalog) getLocked(id ID) *Record {
 	return c.records[id]
 }
 
-// eachMachine calls f for every machine entry, tombstones included. Callers hold mu.
+// eachMachine calls f for every machine entry, tombstones included. Callers hold mu;
+// f must not add or drop entries.
 func (c *Catalog) eachMachine(f func(b int, e *mentry)) {
-	for b, tab := range c.machines {
-		for _, e := range tab {
-			f(b, e)
+	for b := range c.machines {
+		for _, e := range c.machines[b].slots {
+			if e != nil {
+				f(b, e)
+			}
 		}
 	}
 }
@@ -549,8 +562,15 @@ func (c *Catalog) claims(index map[uint32]map[string]struct{}, id uint32) []stri
 func (c *Catalog) FieldUsed(host, field uint32) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.fields[host][field]
-	return ok
+	if host == c.selfID {
+		_, ok := c.selfFields[field]
+		return ok
+	}
+	used := false
+	c.eachMachine(func(_ int, e *mentry) {
+		used = used || (!e.bodyless && e.m.HostID == host && e.m.Field == field)
+	})
+	return used
 }
 
 // AddressOwner returns the live record owning a 6PN address. It walks the machines:
@@ -691,7 +711,10 @@ func (c *Catalog) SubDigests(buckets []int) [][]uint64 {
 		for id := range c.byBucket[b] {
 			out[i][Leaf(id)%SubBuckets] ^= c.records[id].Header().Hash()
 		}
-		for _, e := range c.machines[b] {
+		for _, e := range c.machines[b].slots {
+			if e == nil {
+				continue
+			}
 			h := e.header()
 			out[i][Leaf(h.ID())%SubBuckets] ^= h.Hash()
 		}
@@ -718,7 +741,10 @@ func (c *Catalog) LeafHeaders(leaves []int) []Header {
 				out = append(out, c.records[id].Header())
 			}
 		}
-		for _, e := range c.machines[b] {
+		for _, e := range c.machines[b].slots {
+			if e == nil {
+				continue
+			}
 			if h := e.header(); want[Leaf(h.ID())] {
 				out = append(out, h)
 			}

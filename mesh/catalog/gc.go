@@ -43,12 +43,20 @@ func (c *Catalog) Collect() []ID {
 			out = append(out, id)
 		}
 	}
+	type drop struct {
+		b int
+		e *mentry
+	}
+	var drops []drop
 	c.eachMachine(func(b int, e *mentry) {
 		if c.collectedEntry(e) {
-			c.dropMachineLocked(b, e)
-			out = append(out, ID{KindMachine, e.m.ID})
+			drops = append(drops, drop{b, e})
 		}
 	})
+	for _, d := range drops {
+		c.dropMachineLocked(d.b, d.e)
+		out = append(out, ID{KindMachine, d.e.m.ID})
+	}
 	c.mu.Unlock()
 	if len(out) > 0 {
 		c.notify()
@@ -70,13 +78,21 @@ func (c *Catalog) Forget(keep func(*Record) bool) []ID {
 			out = append(out, id)
 		}
 	}
+	type drop struct {
+		b int
+		e *mentry
+	}
+	var drops []drop
 	c.eachMachine(func(b int, e *mentry) {
 		if !keep(e.record()) {
-			c.unindexMachine(e)
-			c.dropMachineLocked(b, e)
-			out = append(out, ID{KindMachine, e.m.ID})
+			drops = append(drops, drop{b, e})
 		}
 	})
+	for _, d := range drops {
+		c.unindexMachine(d.e)
+		c.dropMachineLocked(d.b, d.e)
+		out = append(out, ID{KindMachine, d.e.m.ID})
+	}
 	c.mu.Unlock()
 	if len(out) > 0 {
 		c.notify()

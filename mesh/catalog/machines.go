@@ -15,30 +15,37 @@ import (
 // another one already holds. Records are materialized (Record, header) when asked
 // for; the *Machine they point to is the catalog's own, shared with snapshots.
 
-// mentry is one machine record: the merge header and the machine.
+// mentry is one machine record: the merge header and the machine. The stamps are
+// kept as their parts: two Stamps would carry 8 bytes of padding, which is what
+// keeps an entry in the 144-byte size class.
 type mentry struct {
-	m         Machine
-	created   Stamp
-	version   Stamp
-	deletedAt int64
-	gen       uint32
-	deleted   bool
+	m            Machine
+	createdClock uint64
+	versionClock uint64
+	deletedAt    int64
+	createdNode  uint32
+	versionNode  uint32
+	gen          uint32
+	deleted      bool
 	// bodyless is a tombstone that arrived without its machine (only m.ID is set).
 	bodyless bool
 }
 
+func (e *mentry) created() Stamp { return Stamp{e.createdClock, e.createdNode} }
+func (e *mentry) version() Stamp { return Stamp{e.versionClock, e.versionNode} }
+
 // order returns a body-less record with e's merge fields, for Compare and Wins.
 func (e *mentry) order() Record {
-	return Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created, Version: e.version, Deleted: e.deleted}
+	return Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created(), Version: e.version(), Deleted: e.deleted}
 }
 
 func (e *mentry) header() Header {
-	return Header{KindMachine, e.m.ID, e.gen, e.created, e.version, e.deleted}
+	return Header{KindMachine, e.m.ID, e.gen, e.created(), e.version(), e.deleted}
 }
 
 // record materializes the record e holds. Its Machine is the catalog's: read-only.
 func (e *mentry) record() *Record {
-	r := &Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created, Version: e.version,
+	r := &Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created(), Version: e.version(),
 		Deleted: e.deleted, DeletedAt: e.deletedAt}
 	if !e.bodyless {
 		r.Machine = &e.m
@@ -52,7 +59,8 @@ func (e *mentry) live() bool { return !e.deleted }
 // newEntry makes the catalog's copy of a machine record, with shared placement and
 // attributes. The caller's record is not modified.
 func (c *Catalog) newEntry(r *Record) *mentry {
-	e := &mentry{created: r.Created, version: r.Version, deletedAt: r.DeletedAt, gen: r.Gen, deleted: r.Deleted}
+	e := &mentry{createdClock: r.Created.Clock, createdNode: r.Created.Node, versionClock: r.Version.Clock,
+		versionNode: r.Version.Node, deletedAt: r.DeletedAt, gen: r.Gen, deleted: r.Deleted}
 	if r.Machine == nil {
 		e.bodyless = true
 		e.m.ID = r.Key
@@ -306,15 +314,15 @@ func (a *appMachines) flush() []*Machine {
 }
 
 // machineTable returns the bucket table holding a machine id.
-func (c *Catalog) machineTable(key string) (int, map[string]*mentry) {
+func (c *Catalog) machineTable(key string) (int, *mtable) {
 	b := Bucket(ID{KindMachine, key})
-	return b, c.machines[b]
+	return b, &c.machines[b]
 }
 
 // applyMachineLocked is applyLocked for machine records.
 func (c *Catalog) applyMachineLocked(r *Record) bool {
 	b, tab := c.machineTable(r.Key)
-	old := tab[r.Key]
+	old := tab.get(c.intern.seed, r.Key)
 	if old == nil && c.collected(r) {
 		return false
 	}
@@ -341,7 +349,7 @@ func (c *Catalog) applyMachineLocked(r *Record) bool {
 		c.releaseEntry(old)
 	}
 	e := c.newEntry(r)
-	tab[e.m.ID] = e
+	tab.put(c.intern.seed, e)
 	c.buckets[b] ^= e.header().Hash()
 	c.indexMachine(e)
 	c.seq++
@@ -349,7 +357,7 @@ func (c *Catalog) applyMachineLocked(r *Record) bool {
 }
 
 // SameIdentity reports whether r describes the same create as e.
-func (e *mentry) SameIdentity(r *Record) bool { return e.gen == r.Gen && e.created == r.Created }
+func (e *mentry) SameIdentity(r *Record) bool { return e.gen == r.Gen && e.created() == r.Created }
 
 func (c *Catalog) indexMachine(e *mentry) {
 	m := &e.m
@@ -359,7 +367,9 @@ func (c *Catalog) indexMachine(e *mentry) {
 	if e.bodyless {
 		return
 	}
-	addTo(c.fields, m.HostID, m.Field)
+	if m.HostID == c.selfID {
+		c.selfFields[m.Field] = struct{}{}
+	}
 	if !e.deleted {
 		n := c.net(m.NetworkID)
 		am := n.machines[m.App]
@@ -403,15 +413,15 @@ func (c *Catalog) unindexMachine(e *mentry) {
 // uniqueness indexes (unindexMachine is the caller's business).
 func (c *Catalog) dropMachineLocked(b int, e *mentry) {
 	c.buckets[b] ^= e.header().Hash()
-	delete(c.machines[b], e.m.ID)
+	c.machines[b].del(c.intern.seed, e.m.ID)
 	if rid := e.m.RequestID; rid != "" && !e.bodyless {
 		if c.requests[string(rune(KindMachine))+rid] == (ID{KindMachine, e.m.ID}) {
 			delete(c.requests, string(rune(KindMachine))+rid)
 		}
 	}
 	if !e.bodyless {
-		if f := c.fields[e.m.HostID]; f != nil {
-			delete(f, e.m.Field)
+		if e.m.HostID == c.selfID {
+			delete(c.selfFields, e.m.Field)
 		}
 	}
 	c.releaseEntry(e)

@@ -281,12 +281,11 @@ func (s *Store) Put(rs ...*catalog.Record) error {
 	}
 	type kv struct{ k, v []byte }
 	enc := make([]kv, len(rs))
+	var buf []byte
 	for i, r := range rs {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		enc[i] = kv{recordKey(r.ID()), b}
+		start := len(buf)
+		buf = catalog.AppendRecord(buf, r)
+		enc[i] = kv{recordKey(r.ID()), buf[start:len(buf):len(buf)]}
 	}
 	// bbolt writes keys in order far faster than scattered ones (fewer page splits
 	// and touched pages per transaction).
@@ -357,8 +356,8 @@ func (s *Store) load(outp *[]*catalog.Record) error {
 	defer func() { *outp = out }()
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
-			r := &catalog.Record{}
-			if err := json.Unmarshal(v, r); err != nil {
+			r, err := decodeValue(v)
+			if err != nil {
 				return fmt.Errorf("record %q: %w", k, err)
 			}
 			if err := r.Validate(); err != nil {
@@ -368,6 +367,27 @@ func (s *Store) load(outp *[]*catalog.Record) error {
 			return nil
 		})
 	})
+}
+
+// decodeValue reads a stored record: the binary encoding (catalog.AppendRecord),
+// or JSON, which data dirs written before it hold (its first byte is '{', which
+// never starts the binary form).
+func decodeValue(v []byte) (*catalog.Record, error) {
+	if len(v) > 0 && v[0] == '{' {
+		r := &catalog.Record{}
+		if err := json.Unmarshal(v, r); err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	r, n, err := catalog.DecodeRecord(v)
+	if err != nil {
+		return nil, err
+	}
+	if n != len(v) {
+		return nil, fmt.Errorf("%d bytes after the record", len(v)-n)
+	}
+	return r, nil
 }
 
 // Backup writes a consistent copy of the database to w while the agent keeps running.

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,5 +66,101 @@ func TestBadFiles(t *testing.T) {
 	db.Close()
 	if _, err := Open(foreign); err == nil || !strings.Contains(err.Error(), "not a dogwood data file") {
 		t.Errorf("foreign file: %v", err)
+	}
+}
+
+// putRaw stores a value under a record key as another writer (an older agent, a
+// damaged disk) left it.
+func putRaw(t *testing.T, dir string, id catalog.ID, v []byte) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "dogwood.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRecords).Put(recordKey(id), v) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestJSONValuesStillLoad: data dirs written before the binary encoding hold JSON
+// values; they load next to binary ones.
+func TestJSONValuesStillLoad(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := catalog.Stamp{Clock: 3, Node: 7}
+	bin := &catalog.Record{Kind: catalog.KindOrg, Key: "new", Gen: 1, Created: st, Version: st, Org: &catalog.Org{Slug: "new"}}
+	if err := s.Put(bin); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	m := &catalog.Record{Kind: catalog.KindMachine, Key: "00000000000001", Gen: 1, Created: st, Version: st,
+		Machine: &catalog.Machine{ID: "00000000000001", MachinePlace: &catalog.MachinePlace{App: "web", Org: "acme", Network: "default", NetworkID: 0x18, Host: "h", HostID: 7, Region: "ord"},
+			Field: 0x10001, Address: netip.MustParseAddr("fdaa:0:18:0:7:1:1:2"),
+			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web"}}}}
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, dir, m.ID(), js)
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, err := s.Load()
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("load: %d records, %v", len(rs), err)
+	}
+	for _, r := range rs {
+		want := bin
+		if r.Kind == catalog.KindMachine {
+			want = m
+		}
+		a, _ := json.Marshal(r)
+		b, _ := json.Marshal(want)
+		if string(a) != string(b) {
+			t.Errorf("loaded %s\nwant %s", a, b)
+		}
+	}
+	// The binary form is what Put writes.
+	s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketRecords).Get(recordKey(bin.ID())); len(v) == 0 || v[0] == '{' {
+			t.Errorf("stored value %q is not binary", v)
+		}
+		return nil
+	})
+}
+
+// TestCorruptValue: a value that decodes as neither form, or with bytes after the
+// record, is a damaged file, not a smaller catalog.
+func TestCorruptValue(t *testing.T) {
+	st := catalog.Stamp{Clock: 3, Node: 7}
+	good := catalog.AppendRecord(nil, &catalog.Record{Kind: catalog.KindOrg, Key: "acme", Gen: 1, Created: st, Version: st, Org: &catalog.Org{Slug: "acme"}})
+	for name, v := range map[string][]byte{
+		"truncated":   good[:len(good)-3],
+		"trailing":    append(append([]byte{}, good...), 0),
+		"format":      append([]byte{0x7f}, good[1:]...),
+		"broken json": []byte(`{"k":2,"key":`),
+		"empty":       {},
+	} {
+		dir := t.TempDir()
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		putRaw(t, dir, catalog.ID{Kind: catalog.KindOrg, Key: "acme"}, v)
+		if s, err = Open(dir); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Load()
+		s.Close()
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: load: %v, want a CorruptError", name, err)
+		}
 	}
 }
