@@ -157,10 +157,6 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
-	records, err := n.store.Load()
-	if err != nil {
-		return err
-	}
 	if ok && cfg.Name != "" && cfg.Name != id.Name {
 		return invalid("data dir %s belongs to host %q, not %q", cfg.DataDir, id.Name, cfg.Name)
 	}
@@ -184,7 +180,11 @@ func (n *Node) start() error {
 		return fmt.Errorf("stored WireGuard key: %w", err)
 	}
 	n.cat = catalog.New(id.Name)
-	n.cat.ApplyAll(records)
+	// Batch by batch: the catalog keeps records far more compactly than decoded
+	// ones, so holding them all decoded at once would be most of the start's peak.
+	if err := n.store.LoadEach(100_000, func(rs []*catalog.Record) { n.cat.ApplyAll(rs) }); err != nil {
+		return err
+	}
 	if ok {
 		if err := n.forgetIfAway(id); err != nil {
 			return err

@@ -193,8 +193,14 @@ func (in *interner) attrsHash(a *MachineAttrs) uint64 {
 	}
 	// Map order is random: combine the pairs' hashes order-independently.
 	var mix uint64
+	var ph maphash.Hash
+	ph.SetSeed(in.seed)
 	for k, v := range a.Metadata {
-		mix += maphash.String(in.seed, k+"\x00"+v)
+		ph.Reset()
+		ph.WriteString(k)
+		ph.WriteByte(0)
+		ph.WriteString(v)
+		mix += ph.Sum64()
 	}
 	var b [9]byte
 	for i := 0; i < 8; i++ {
@@ -265,42 +271,41 @@ func (in *interner) releaseAttrs(a *MachineAttrs) {
 // but the slice entry.
 type appMachines struct {
 	cur     []*Machine
-	pending map[string]*Machine // id -> machine; nil: removed
+	pending []change // in order of arrival
 }
 
-func (a *appMachines) put(id string, m *Machine) {
-	if a.pending == nil {
-		a.pending = map[string]*Machine{}
-	}
-	a.pending[id] = m
+// change is a pending change to an app's machines: m replaces the machine with id
+// (nil: removes it).
+type change struct {
+	id string
+	m  *Machine
 }
+
+func (a *appMachines) put(id string, m *Machine) { a.pending = append(a.pending, change{id, m}) }
 
 // flush merges the pending changes into a new sorted slice and returns it.
 func (a *appMachines) flush() []*Machine {
 	if len(a.pending) == 0 {
 		return a.cur
 	}
-	ids := make([]string, 0, len(a.pending))
-	adds := 0
-	for id, m := range a.pending {
-		ids = append(ids, id)
-		if m != nil {
-			adds++
-		}
-	}
-	sort.Strings(ids)
-	out := make([]*Machine, 0, len(a.cur)+adds)
+	// Sorted by id, the last change to an id last: that one counts.
+	ch := a.pending
+	sort.SliceStable(ch, func(i, j int) bool { return ch[i].id < ch[j].id })
+	out := make([]*Machine, 0, len(a.cur)+len(ch))
 	i := 0
-	for _, id := range ids {
-		for i < len(a.cur) && a.cur[i].ID < id {
+	for k, c := range ch {
+		if k+1 < len(ch) && ch[k+1].id == c.id {
+			continue
+		}
+		for i < len(a.cur) && a.cur[i].ID < c.id {
 			out = append(out, a.cur[i])
 			i++
 		}
-		if i < len(a.cur) && a.cur[i].ID == id {
+		if i < len(a.cur) && a.cur[i].ID == c.id {
 			i++ // replaced or removed
 		}
-		if m := a.pending[id]; m != nil {
-			out = append(out, m)
+		if c.m != nil {
+			out = append(out, c.m)
 		}
 	}
 	out = append(out, a.cur[i:]...)

@@ -32,7 +32,9 @@ func measure() mem {
 	return mem{heap: ms.HeapAlloc, rss: vmRSS()}
 }
 
-func vmRSS() uint64 {
+func vmRSS() uint64 { return procStatus("VmRSS:") }
+
+func procStatus(field string) uint64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -40,13 +42,18 @@ func vmRSS() uint64 {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(s.Text(), field); ok {
 			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb << 10
 		}
 	}
 	return 0
 }
+
+// resetPeakRSS starts a new VmHWM period (Linux: "5" to clear_refs); peakRSS reads it.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+func peakRSS() uint64 { return procStatus("VmHWM:") }
 
 func delta(a, b uint64) float64 { return float64(int64(b) - int64(a)) }
 
@@ -216,9 +223,11 @@ func TestBenchMemory(t *testing.T) {
 	fi, _ := os.Stat(dir + "/dogwood.db")
 
 	b2 := measure()
+	resetPeakRSS()
 	start = time.Now()
 	loaded := cl.startNodeIn("loaded", dir)
 	startDur := time.Since(start)
+	peak := peakRSS()
 	b3 := measure()
 	live, _ := loaded.Catalog().Len()
 	if live[catalog.KindMachine] != n {
@@ -232,6 +241,6 @@ func TestBenchMemory(t *testing.T) {
 		"with DNS indexes heap %s = %.0f B/record",
 		n, Bytes(float64(fi.Size())), Bytes(delta(b2.heap, b3.heap)), delta(b2.heap, b3.heap)/float64(n), Bytes(delta(b2.rss, b3.rss)),
 		Bytes(delta(b2.heap, b4.heap)), delta(b2.heap, b4.heap)/float64(n))
-	Line("start records=%d: agent start %v (store.Load alone %v, ApplyAll + first snapshot alone %v)",
-		n, startDur.Round(time.Millisecond), loadDur.Round(time.Millisecond), applyDur.Round(time.Millisecond))
+	Line("start records=%d: agent start %v, peak RSS during it %s above before (store.Load alone %v, ApplyAll + first snapshot alone %v)",
+		n, startDur.Round(time.Millisecond), Bytes(delta(b2.rss, peak)), loadDur.Round(time.Millisecond), applyDur.Round(time.Millisecond))
 }

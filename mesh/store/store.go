@@ -344,18 +344,50 @@ func (s *Store) SaveAliveAt(t time.Time) error {
 // error: a damaged data file must be noticed, not silently shrink the catalog.
 func (s *Store) Load() ([]*catalog.Record, error) {
 	var out []*catalog.Record
-	_, err := guard(func() (struct{}, error) { return struct{}{}, s.load(&out) })
-	if err != nil {
-		return nil, &CorruptError{Path: s.db.Path(), Cause: err.Error()}
-	}
-	return out, nil
+	err := s.LoadEach(loadBatch, func(rs []*catalog.Record) { out = append(out, rs...) })
+	return out, err
 }
 
-func (s *Store) load(outp *[]*catalog.Record) error {
-	out := *outp
-	defer func() { *outp = out }()
+// loadBatch is how many records LoadEach decodes per read transaction.
+const loadBatch = 20_000
+
+// LoadEach hands every stored record to f, at most batch at a time and in key order,
+// so that a caller that keeps them in another form (the catalog) never holds all of
+// them decoded at once: with a million records that is the difference between the
+// catalog's size and several times it. f runs outside any transaction and may keep
+// the records. A record that does not decode or validate is a *CorruptError, after
+// the batches before it were handed over.
+func (s *Store) LoadEach(batch int, f func([]*catalog.Record)) error {
+	var after []byte // last key handed over; nil: start at the first
+	for {
+		var rs []*catalog.Record
+		var next []byte
+		_, err := guard(func() (struct{}, error) { return struct{}{}, s.loadFrom(after, batch, &rs, &next) })
+		if err != nil {
+			return &CorruptError{Path: s.db.Path(), Cause: err.Error()}
+		}
+		if len(rs) > 0 {
+			f(rs)
+		}
+		if next == nil {
+			return nil
+		}
+		after = next
+	}
+}
+
+// loadFrom decodes up to batch records with keys after after (all from the first
+// when after is nil); next is the last key read when more may follow.
+func (s *Store) loadFrom(after []byte, batch int, out *[]*catalog.Record, next *[]byte) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+		c := tx.Bucket(bucketRecords).Cursor()
+		var k, v []byte
+		if after == nil {
+			k, v = c.First()
+		} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
 			r, err := decodeValue(v)
 			if err != nil {
 				return fmt.Errorf("record %q: %w", k, err)
@@ -363,9 +395,13 @@ func (s *Store) load(outp *[]*catalog.Record) error {
 			if err := r.Validate(); err != nil {
 				return fmt.Errorf("record %q: %w", k, err)
 			}
-			out = append(out, r)
-			return nil
-		})
+			*out = append(*out, r)
+			if len(*out) == batch {
+				*next = append([]byte(nil), k...) // k is only valid inside the transaction
+				return nil
+			}
+		}
+		return nil
 	})
 }
 

@@ -164,3 +164,33 @@ func TestCorruptValue(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadEachBatches: every record once, in key order, at most batch at a time.
+func TestLoadEachBatches(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := catalog.Stamp{Clock: 3, Node: 7}
+	var want []string
+	for _, slug := range []string{"e", "a", "d", "b", "c"} {
+		if err := s.Put(&catalog.Record{Kind: catalog.KindOrg, Key: slug, Gen: 1, Created: st, Version: st, Org: &catalog.Org{Slug: slug}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want = []string{"a", "b", "c", "d", "e"}
+	var got []string
+	var sizes []int
+	if err := s.LoadEach(2, func(rs []*catalog.Record) {
+		sizes = append(sizes, len(rs))
+		for _, r := range rs {
+			got = append(got, r.Key)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") || len(sizes) != 3 || sizes[0] != 2 || sizes[2] != 1 {
+		t.Fatalf("got %v in batches %v", got, sizes)
+	}
+}
