@@ -82,6 +82,7 @@ func TestValidate(t *testing.T) {
 		{Kind: KindOrg, Key: "acme", Created: st(1, 1), Version: st(1, 1), Org: &Org{Slug: "acme"}, App: &App{}},
 		{Kind: KindHost, Key: "h", Created: st(1, 1), Version: st(1, 1), Host: &Host{Name: "h"}},
 		{Kind: KindMachine, Key: "m", Created: st(1, 1), Version: st(1, 1), Machine: &Machine{ID: "m"}},
+		{Kind: KindMachine, Key: "m", Created: st(1, 1), Version: st(1, 1), Machine: &Machine{ID: "m", Address: sixpn.MachineAddr(1, 1, 0x10001)}},
 	}
 	for i, r := range bad {
 		if r.Validate() == nil {

@@ -109,7 +109,8 @@ func newInterner() interner {
 }
 
 // str returns one shared copy of a name that recurs across places (app, org,
-// network, host, region, state, process group). Names are few; they are kept.
+// network, host, region, state, process group). Names are few (they grow with the
+// fleet's apps and hosts, not its machines); they are kept.
 func (in *interner) str(s string) string {
 	if s == "" {
 		return ""
@@ -232,7 +233,7 @@ func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
 	if a.Metadata != nil {
 		cp.Metadata = make(map[string]string, len(a.Metadata))
 		for k, v := range a.Metadata {
-			cp.Metadata[in.str(k)] = v
+			cp.Metadata[k] = v
 		}
 	}
 	if a.Services != nil {

@@ -214,6 +214,11 @@ func (r *Record) Validate() error {
 		if !r.Machine.Address.IsValid() {
 			return errors.New("machine without address")
 		}
+		if r.Machine.MachinePlace == nil || r.Machine.MachineAttrs == nil {
+			// Every writer sets both (JSON always spells their fields); code that
+			// reads a machine's app or state may rely on it.
+			return errors.New("machine without placement or attributes")
+		}
 	case KindPeer:
 		if r.Peer == nil {
 			return errors.New("peer record without peer body")
