@@ -24,7 +24,9 @@ type Catalog struct {
 	// machines.go): per digest bucket, by id.
 	records  map[ID]*Record
 	machines [Buckets]mtable
-	intern   interner
+	// machineReqs holds machines (tombstones too) by client request id.
+	machineReqs mtable
+	intern      interner
 	// byKind holds the live records of each kind but machines, so listing orgs or
 	// peers does not walk every machine.
 	byKind map[Kind]map[string]*Record
@@ -103,6 +105,7 @@ func New(self string) *Catalog {
 		dirtyHosts: true,
 		intern:     newInterner(),
 	}
+	c.machineReqs.byRequest = true
 	for i := range c.byBucket {
 		c.byBucket[i] = map[ID]struct{}{}
 	}
@@ -775,6 +778,18 @@ func (c *Catalog) ByRequest(kind Kind, rid string) *Record {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if kind == KindMachine {
+		e := c.machineReqs.get(c.intern.seed, rid)
+		if e == nil {
+			return nil
+		}
+		// The entry indexed may have been replaced since: answer with the current one.
+		cur := c.machines[Bucket(ID{KindMachine, e.m.ID})].get(c.intern.seed, e.m.ID)
+		if cur == nil || cur.bodyless || cur.m.RequestID != rid {
+			return nil
+		}
+		return cur.record()
+	}
 	id, ok := c.requests[string(rune(kind))+rid]
 	if !ok {
 		return nil

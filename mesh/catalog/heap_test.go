@@ -22,7 +22,7 @@ func decodedMachines(from, to int) []*Record {
 		out = append(out, &Record{Kind: KindMachine, Key: id, Gen: 1, Created: st, Version: st, Machine: &Machine{
 			ID: id, MachinePlace: &MachinePlace{App: fmt.Sprintf("app%04d", a), Org: fmt.Sprintf("org%03d", a%100),
 				Network: fmt.Sprint("default"), NetworkID: net, Host: fmt.Sprintf("h%02d", h), HostID: h, Region: fmt.Sprint("ord")},
-			Field: field, Address: sixpn.MachineAddr(net, h, field), CreatedAt: time.Unix(1700000000, 0).UTC(),
+			Field: field, Address: sixpn.MachineAddr(net, h, field), CreatedAt: time.Unix(1700000000, 0).UTC(), RequestID: fmt.Sprintf("%024x", i),
 			MachineAttrs: &MachineAttrs{State: fmt.Sprint(StateStarted), ProcessGroup: fmt.Sprint("app"),
 				Metadata: map[string]string{fmt.Sprint("role"): fmt.Sprint("web")}, Services: []Service{{Name: "http", Proto: "tcp", Port: 8080}}},
 		}})

@@ -352,6 +352,7 @@ func (c *Catalog) applyMachineLocked(r *Record) bool {
 	if old != nil {
 		c.buckets[b] ^= old.header().Hash()
 		c.unindexMachine(old)
+		c.forgetRequest(old) // indexMachine puts the new version back under its id
 		c.releaseEntry(old)
 	}
 	e := c.newEntry(r)
@@ -368,7 +369,7 @@ func (e *mentry) SameIdentity(r *Record) bool { return e.gen == r.Gen && e.creat
 func (c *Catalog) indexMachine(e *mentry) {
 	m := &e.m
 	if m.RequestID != "" && !e.bodyless {
-		c.requests[string(rune(KindMachine))+m.RequestID] = ID{KindMachine, m.ID}
+		c.machineReqs.put(c.intern.seed, e)
 	}
 	if e.bodyless {
 		return
@@ -420,11 +421,7 @@ func (c *Catalog) unindexMachine(e *mentry) {
 func (c *Catalog) dropMachineLocked(b int, e *mentry) {
 	c.buckets[b] ^= e.header().Hash()
 	c.machines[b].del(c.intern.seed, e.m.ID)
-	if rid := e.m.RequestID; rid != "" && !e.bodyless {
-		if c.requests[string(rune(KindMachine))+rid] == (ID{KindMachine, e.m.ID}) {
-			delete(c.requests, string(rune(KindMachine))+rid)
-		}
-	}
+	c.forgetRequest(e)
 	if !e.bodyless {
 		if e.m.HostID == c.selfID {
 			delete(c.selfFields, e.m.Field)
@@ -432,6 +429,13 @@ func (c *Catalog) dropMachineLocked(b int, e *mentry) {
 	}
 	c.releaseEntry(e)
 	c.seq++
+}
+
+// forgetRequest drops e from the request id index if it is what the index holds.
+func (c *Catalog) forgetRequest(e *mentry) {
+	if rid := e.m.RequestID; rid != "" && !e.bodyless && c.machineReqs.get(c.intern.seed, rid) == e {
+		c.machineReqs.del(c.intern.seed, rid)
+	}
 }
 
 // collectedEntry is collected for a machine entry.

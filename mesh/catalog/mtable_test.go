@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // TestMTableMatchesMap runs random puts, replaces and deletes against a map; small
@@ -49,5 +50,40 @@ func TestMTableMatchesMap(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestMachineByRequest: a machine's client request id finds its current version,
+// tombstone included, until the tombstone is collected.
+func TestMachineByRequest(t *testing.T) {
+	c := New("h")
+	r := machineRec("00000000000001", "web", 0x18, 2, 0x10001, "h2", StateStarted, 1, false)
+	r.Machine.RequestID = "req-1"
+	c.Apply(r)
+	if got := c.ByRequest(KindMachine, "req-1"); got == nil || got.Key != r.Key || got.Deleted {
+		t.Fatalf("by request: %+v", got)
+	}
+	if c.ByRequest(KindMachine, "req-2") != nil || c.ByRequest(KindApp, "req-1") != nil {
+		t.Fatal("unknown request id or other kind found a record")
+	}
+	up := *r
+	up.Version = st(2, 2)
+	up.Machine = r.Machine.WithState(StateStopped)
+	c.Apply(&up)
+	if got := c.ByRequest(KindMachine, "req-1"); got == nil || got.Machine.State != StateStopped {
+		t.Fatalf("after update: %+v", got)
+	}
+	tomb := up
+	tomb.Version, tomb.Deleted, tomb.DeletedAt = st(3, 2), true, 100
+	c.Apply(&tomb)
+	if got := c.ByRequest(KindMachine, "req-1"); got == nil || !got.Deleted {
+		t.Fatalf("after delete: %+v", got)
+	}
+	c.SetHorizon(func() time.Time { return time.Unix(200, 0) })
+	if ids := c.Collect(); len(ids) != 1 {
+		t.Fatalf("collected %v", ids)
+	}
+	if got := c.ByRequest(KindMachine, "req-1"); got != nil {
+		t.Fatalf("after collection: %+v", got)
 	}
 }

@@ -79,8 +79,8 @@ func ParentRecords() []*catalog.Record {
 }
 
 // MachineRecords returns machine records number from..to-1. Each is what
-// CreateMachine writes, with one metadata pair and one service; ids are 14 hex
-// digits spread like random ones.
+// CreateMachine writes for a CLI create, with one metadata pair, one service and a
+// 24-hex client request id; ids are 14 hex digits spread like random ones.
 func MachineRecords(from, to int) []*catalog.Record {
 	out := make([]*catalog.Record, 0, to-from)
 	for i := from; i < to; i++ {
@@ -95,6 +95,8 @@ func MachineRecords(from, to int) []*catalog.Record {
 			Field:        field,
 			Address:      sixpn.MachineAddr(synthNetID(o), hid, field),
 			CreatedAt:    synthTime,
+			// The CLI sends a random 24-hex request id with every create.
+			RequestID:    fmt.Sprintf("%024x", uint64(i)*0xD1B54A32D192ED03),
 			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web"}, Services: []catalog.Service{{Name: "http", Proto: "tcp", Port: 8080}}},
 		}
 		st := synthStamp(SynthOrgs+SynthApps+i, hid)
