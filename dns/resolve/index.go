@@ -185,8 +185,11 @@ type netIndex struct {
 	instances rrset
 	allInst   rrset
 
-	revOnce sync.Once
-	reverse map[netip.Addr]rrset
+	// The reverse index, built by the first PTR query: machines sorted by address (a
+	// pointer each; answers are built per query, PTR is not a hot path) and peers.
+	revOnce     sync.Once
+	revMachines []*catalog.Machine
+	revPeers    map[netip.Addr]string
 
 	recs *recIndex // custom records, shared between indexes while unchanged
 	// dyn caches chased answers (ALIAS, in-zone CNAME): they depend only on this
@@ -285,29 +288,43 @@ func writeInstance(sb *strings.Builder, m *catalog.Machine) {
 	sb.WriteString(m.Region)
 }
 
-// ptr returns the PTR set for an address of this network, building the reverse map on
-// first use. Machines in any state keep their reverse name: an address seen in a log
-// should still say whose it was.
+// ptr returns the PTR set for an address of this network, building the reverse index
+// on first use. Machines in any state keep their reverse name: an address seen in a
+// log should still say whose it was. A peer's name wins over a machine's if both
+// claim an address.
 func (n *netIndex) ptr(a netip.Addr) (rrset, bool) {
 	n.revOnce.Do(func() {
-		n.reverse = map[netip.Addr]rrset{}
 		for _, ai := range n.apps {
 			for _, m := range ai.view.Machines {
 				if n.prefix.Contains(m.Address) {
-					var b setBuilder
-					b.ptr(m.ID + ".vm." + strings.ToLower(m.App) + ".internal.")
-					n.reverse[m.Address] = b.set()
+					n.revMachines = append(n.revMachines, m)
 				}
 			}
 		}
+		sort.Slice(n.revMachines, func(i, j int) bool {
+			x, y := n.revMachines[i], n.revMachines[j]
+			if c := x.Address.Compare(y.Address); c != 0 {
+				return c < 0
+			}
+			return x.ID < y.ID
+		})
+		n.revPeers = map[netip.Addr]string{}
 		for name, p := range n.view.Peers {
 			if n.prefix.Contains(p.Address) {
-				var b setBuilder
-				b.ptr(strings.ToLower(name) + "._peer.internal.")
-				n.reverse[p.Address] = b.set()
+				n.revPeers[p.Address] = name
 			}
 		}
 	})
-	s, ok := n.reverse[a]
-	return s, ok
+	var b setBuilder
+	if name, ok := n.revPeers[a]; ok {
+		b.ptr(strings.ToLower(name) + "._peer.internal.")
+		return b.set(), true
+	}
+	ms := n.revMachines
+	i := sort.Search(len(ms), func(i int) bool { return ms[i].Address.Compare(a) >= 0 })
+	if i == len(ms) || ms[i].Address != a {
+		return rrset{}, false
+	}
+	b.ptr(ms[i].ID + ".vm." + strings.ToLower(ms[i].App) + ".internal.")
+	return b.set(), true
 }

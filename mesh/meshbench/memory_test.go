@@ -86,10 +86,11 @@ func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 			t.Fatalf("%s.internal: %d AAAA (rcode %d), want %d", name, answers(m), rcode(m), per(a))
 		}
 	}
-	step := max(1, n/1000)
+	// A sample spread over every app (and so every network): i mod SynthApps varies.
+	samples := min(n, 1000)
 	checked := 0
-	for i := 0; i < n; i += step {
-		id, app, net, addr := SynthMachine(i)
+	for k := 0; k < samples; k++ {
+		id, app, net, addr := SynthMachine((k*(n/samples) + k) % n)
 		q := id + ".vm." + app + ".internal"
 		m, ok := r.Query(net, q, dns.TypeAAAA)
 		if !ok || len(m.Answer) != 1 {
@@ -97,6 +98,14 @@ func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 		}
 		if got, ok := m.Answer[0].(*dns.AAAA); !ok || got.AAAA.String() != addr.String() {
 			t.Fatalf("%s: answer %v, want %s", q, m.Answer[0], addr)
+		}
+		rev, _ := dns.ReverseAddr(addr.String())
+		m, ok = r.Query(net, rev, dns.TypePTR)
+		if !ok || len(m.Answer) != 1 {
+			t.Fatalf("%s PTR: %d answers (rcode %d), want 1", rev, answers(m), rcode(m))
+		}
+		if got, ok := m.Answer[0].(*dns.PTR); !ok || got.Ptr != q+"." {
+			t.Fatalf("%s PTR: answer %v, want %s.", rev, m.Answer[0], q)
 		}
 		checked++
 	}
@@ -111,7 +120,7 @@ func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 			t.Fatalf("vms.%s.internal lists %d machines, want %d", name, got, per(a))
 		}
 	}
-	Line("dns check: %d apps' AAAA sets complete, %d machines resolved by id to their address, %d vms listings complete",
+	Line("dns check: %d apps' AAAA sets complete, %d machines resolved by id to their address and back (PTR), %d vms listings complete",
 		SynthApps, checked, 10)
 	return r
 }
@@ -155,7 +164,8 @@ func TestBenchMemory(t *testing.T) {
 		"Synthetic machine records as CreateMachine writes them (14-hex id, one metadata pair, one service) over "+
 			"1,000 apps in 100 orgs on 50 hosts (+1,250 host/org/network/app records). Heap = runtime HeapAlloc after two GCs; "+
 			"RSS = VmRSS after GC + debug.FreeOSMemory (includes bbolt's mmap pages for the agent). "+
-			"B/record divides by the number of machine records. DNS indexes are built by resolving every app's AAAA set.")
+			"B/record divides by the number of machine records. DNS indexes are built by resolving every app's AAAA set "+
+			"and machines' PTR names in every network.")
 
 	// 1. catalog.Catalog alone (the input records are garbage once applied), then
 	// with the DNS indexes of every network built.
