@@ -87,3 +87,36 @@ func TestMachineByRequest(t *testing.T) {
 		t.Fatalf("after collection: %+v", got)
 	}
 }
+
+// TestInternerForgets: shared placements and attributes are dropped with the last
+// record that uses them, so a catalog's churn does not accumulate them.
+func TestInternerForgets(t *testing.T) {
+	c := New("h")
+	rs := decodedMachines(0, 3000)
+	c.ApplyAll(rs)
+	if len(c.intern.places) == 0 || len(c.intern.attrs) == 0 {
+		t.Fatal("nothing interned")
+	}
+	var tombs []*Record
+	for _, r := range rs {
+		d := *r
+		d.Version, d.Deleted, d.DeletedAt = Stamp{Clock: r.Version.Clock + 1, Node: r.Version.Node}, true, 100
+		tombs = append(tombs, &d)
+	}
+	c.ApplyAll(tombs)
+	c.SetHorizon(func() time.Time { return time.Unix(200, 0) })
+	if ids := c.Collect(); len(ids) != len(rs) {
+		t.Fatalf("collected %d of %d", len(ids), len(rs))
+	}
+	if len(c.intern.places) != 0 || len(c.intern.attrs) != 0 {
+		t.Fatalf("%d placements and %d attribute sets left", len(c.intern.places), len(c.intern.attrs))
+	}
+	if live, tombstones := c.Len(); live[KindMachine] != 0 || tombstones != 0 {
+		t.Fatalf("left: %v live, %d tombstones", live, tombstones)
+	}
+	for b := range c.machines {
+		if c.machines[b].n != 0 {
+			t.Fatalf("bucket %d holds %d machines", b, c.machines[b].n)
+		}
+	}
+}
