@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,10 +22,10 @@ func decodedMachines(from, to int) []*Record {
 		st := Stamp{Clock: uint64(i + 10), Node: h}
 		out = append(out, &Record{Kind: KindMachine, Key: id, Gen: 1, Created: st, Version: st, Machine: &Machine{
 			ID: id, MachinePlace: &MachinePlace{App: fmt.Sprintf("app%04d", a), Org: fmt.Sprintf("org%03d", a%100),
-				Network: fmt.Sprint("default"), NetworkID: net, Host: fmt.Sprintf("h%02d", h), HostID: h, Region: fmt.Sprint("ord")},
+				Network: strings.Clone("default"), NetworkID: net, Host: fmt.Sprintf("h%02d", h), HostID: h, Region: strings.Clone("ord")},
 			Field: field, Address: sixpn.MachineAddr(net, h, field), CreatedAt: time.Unix(1700000000, 0).UTC(), RequestID: fmt.Sprintf("%024x", i),
-			MachineAttrs: &MachineAttrs{State: fmt.Sprint(StateStarted), ProcessGroup: fmt.Sprint("app"),
-				Metadata: map[string]string{fmt.Sprint("role"): fmt.Sprint("web")}, Services: []Service{{Name: "http", Proto: "tcp", Port: 8080}}},
+			MachineAttrs: &MachineAttrs{State: strings.Clone(StateStarted), ProcessGroup: strings.Clone("app"),
+				Metadata: map[string]string{strings.Clone("role"): strings.Clone("web")}, Services: []Service{{Name: "http", Proto: "tcp", Port: 8080}}},
 		}})
 	}
 	return out
