@@ -135,6 +135,12 @@ type TreeConfig struct {
 	Keep time.Duration
 	// MaxRounds drops a message after this many hops (default 64).
 	MaxRounds int
+	// PruneChance is the probability that a duplicate from an eager link prunes it
+	// (default 1). Below 1 it breaks the symmetry of concurrent prunes.
+	PruneChance float64
+	// PruneRate is about how many messages a second, fleet-wide, may prune links
+	// with their duplicates (0: all of them; see prunes).
+	PruneRate float64
 	// Seed makes neighbor choice reproducible.
 	Seed int64
 }
@@ -142,6 +148,8 @@ type TreeConfig struct {
 // TreeStats counts what a Tree did, for metrics and the simulator.
 type TreeStats struct {
 	Delivered, Duplicates, Grafts, Prunes, Missed uint64
+	// GraftIDs is ids asked for in grafts; Answered is payloads sent in reply.
+	GraftIDs, Answered uint64
 }
 
 type stored struct {
@@ -171,6 +179,12 @@ type Tree struct {
 	seq     uint64
 	out     []Send
 	Stats   TreeStats
+
+	// Prune sampling (see prunes): messages counted in the current second, and
+	// how many low id bits must be zero for a duplicate to prune.
+	rateFrom  time.Time
+	rateCount int
+	pruneBits uint
 }
 
 type seenAt struct {
@@ -194,6 +208,9 @@ func NewTree(cfg TreeConfig) *Tree {
 	}
 	if cfg.MaxRounds <= 0 {
 		cfg.MaxRounds = 64
+	}
+	if cfg.PruneChance <= 0 {
+		cfg.PruneChance = 1
 	}
 	return &Tree{
 		cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
@@ -336,17 +353,33 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 	case KindGossip:
 		if _, ok := t.seen[m.ID]; ok {
 			t.Stats.Duplicates++
-			if t.eager[from] {
+			switch {
+			case !t.eager[from]:
+				// The sender still has us eager (its prune crossed one of ours, or it
+				// grafted while we pruned): tell it again, or it pushes every change
+				// to us twice from now on.
+				if !t.lazy[from] {
+					t.lazy[from] = true
+				}
+				t.Stats.Prunes++
+				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindPrune}})
+			case t.prunes(m.ID) && (t.cfg.PruneChance >= 1 || t.rng.Float64() < t.cfg.PruneChance):
 				t.makeLazy(from)
 				t.Stats.Prunes++
 				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindPrune}})
-			} else if !t.IsNeighbor(from) {
-				t.lazy[from] = true
 			}
 			return nil, false
 		}
 		t.Stats.Delivered++
-		t.makeEager(from)
+		t.countRate(now)
+		if !t.IsNeighbor(from) {
+			// A host that picked us before its Join arrived.
+			t.eager[from] = true
+		}
+		// A lazy link that delivers stays lazy: the sender has not yet seen our
+		// prune (at 100 changes/s a link always has messages in flight), and making
+		// it eager again undid every prune; its next duplicate re-sends the prune.
+		// A link that really is needed comes back through a graft.
 		t.remember(now, m.ID, m.Payload, m.Round)
 		t.forward(now, from, m.ID, m.Round, m.Payload)
 		return m.Payload, true
@@ -368,6 +401,7 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 		t.makeEager(from)
 		for _, id := range m.IDs {
 			if s, ok := t.seen[id]; ok {
+				t.Stats.Answered++
 				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindGossip, ID: id, Round: s.round + 1, Payload: s.payload}})
 			}
 		}
@@ -375,6 +409,32 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 		t.makeLazy(from)
 	}
 	return nil, false
+}
+
+// prunes reports whether a duplicate of message id may prune its link. Duplicates
+// of one message arrive where its two waves meet in each cycle of the eager graph,
+// so pruning them turns the eager graph into that message's spanning tree. Many
+// messages in flight at once each cut every cycle at a different place, which tears
+// the tree into pieces that grafts must then sew back (and the grafts make new
+// cycles): at 100 changes/s the eager graph oscillated between a forest and twice
+// a tree. So only a sample of messages prune, about PruneRate a second fleet-wide,
+// chosen by id so that every host samples the same ones.
+func (t *Tree) prunes(id uint64) bool {
+	return t.cfg.PruneRate <= 0 || id&(1<<t.pruneBits-1) == 0
+}
+
+// countRate estimates the fleet-wide message rate (every host receives every
+// message) and sets pruneBits so about PruneRate messages a second are sampled.
+func (t *Tree) countRate(now time.Time) {
+	t.rateCount++
+	if d := now.Sub(t.rateFrom); d >= time.Second {
+		r := float64(t.rateCount) / d.Seconds()
+		t.pruneBits = 0
+		for t.cfg.PruneRate > 0 && r/float64(uint64(1)<<t.pruneBits) > 2*t.cfg.PruneRate && t.pruneBits < 20 {
+			t.pruneBits++
+		}
+		t.rateFrom, t.rateCount = now, 0
+	}
 }
 
 // Tick runs timers: announcements due, grafts for ids still missing, expiry.
@@ -412,6 +472,7 @@ func (t *Tree) Tick(now time.Time) {
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		t.makeEager(p)
 		t.Stats.Grafts++
+		t.Stats.GraftIDs += uint64(len(ids))
 		for len(ids) > 0 {
 			n := min(len(ids), maxIDs)
 			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindGraft, IDs: ids[:n]}})

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
 	"slices"
 	"time"
 
@@ -39,6 +40,10 @@ type Config struct {
 	Rate float64
 	// Changes is how many changes are made (at Rate).
 	Changes int
+	// Warmup is a stretch of changes at Rate before the measured ones, neither
+	// timed nor counted: a fleet's tree has long settled when a change is made, so
+	// the figures are for a tree shaped by traffic, not the initial full mesh.
+	Warmup time.Duration
 	// Idle is a window with no changes, measured after the changes settle, for the
 	// idle cost (default 0: not measured).
 	Idle time.Duration
@@ -53,6 +58,7 @@ type Config struct {
 	// LazyInterval tune the tree (default proto's).
 	Degree                     int
 	GraftTimeout, LazyInterval time.Duration
+	PruneChance, PruneRate     float64
 	// Partition cuts PartitionFraction of the hosts off from the rest from
 	// PartitionAt (after the first change) for PartitionFor.
 	PartitionFraction         float64
@@ -113,10 +119,31 @@ type Result struct {
 	// by the tree's degree, not by the fleet size.
 	MaxHostMsgs                float64
 	Grafts, Prunes, Duplicates uint64
-	Events                     int
+	GraftIDs, Answered         uint64
+	// Copies is eager payload copies received per host per change (1 is a perfect
+	// tree; the rest are duplicates).
+	Copies float64
+	// EagerLinks is eager link ends per host at the end of the changes (just
+	// under 2 for a spanning tree; more means cycles, which deliver duplicates).
+	EagerLinks float64
+	// PerChange splits the bytes each host sent per change while changes flowed,
+	// packet overhead included: tree payload copies, announcements, grafts, prunes
+	// and joins, anti-entropy.
+	PerChange Split
+	Events    int
 
 	window time.Duration // what the traffic figures are averaged over
 	rate   float64
+}
+
+// Split is bytes per change per host by what carried them. Packets is the part of
+// those bytes that is per-packet overhead (seal, encryption, IP and UDP headers).
+type Split struct {
+	Gossip, IHave, Control, AE, Packets float64
+}
+
+func (p Split) String() string {
+	return fmt.Sprintf("gossip %.0f ihave %.0f control %.0f ae %.0f (of which packet overhead %.0f)", p.Gossip, p.IHave, p.Control, p.AE, p.Packets)
 }
 
 func (r Result) String() string {
@@ -132,6 +159,8 @@ func (r Result) String() string {
 		s += fmt.Sprintf("; per change %.0f B per host, so %.1f KB/s per host at %.0f changes/s", perChange,
 			(r.IdleBytesPerHostSec+perChange*r.rate)/1000, r.rate)
 	}
+	s += fmt.Sprintf("; eager links per host %.2f; graft ids %d answered %d", r.EagerLinks, r.GraftIDs, r.Answered)
+	s += fmt.Sprintf("; copies per host per change %.2f; bytes per change per host: %s", r.Copies, r.PerChange)
 	if r.HealConverged > 0 {
 		s += fmt.Sprintf("; converged %s after heal", ms(r.HealConverged))
 	}
@@ -176,6 +205,7 @@ const (
 	evPartition
 	evHeal
 	evCheck
+	evMeasure
 )
 
 type event struct {
@@ -233,6 +263,7 @@ type simulator struct {
 
 	measuring          bool
 	msgs, bytes        float64
+	split              Split
 	treeBytes, aeBytes float64
 	partitioned        bool
 	healedAt           time.Time
@@ -254,7 +285,7 @@ func Run(cfg Config) Result {
 		c := catalog.New(name)
 		c.SetSelfID(uint32(i + 1))
 		h := &host{name: name, idx: i, cat: c, up: true,
-			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
+			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, PruneChance: cfg.PruneChance, PruneRate: cfg.PruneRate, Seed: cfg.Seed*1_000_003 + int64(i)}),
 			ae:   proto.NewAntiEntropy(c, 0)}
 		s.hosts = append(s.hosts, h)
 		s.byName[name] = i
@@ -272,11 +303,13 @@ func Run(cfg Config) Result {
 		s.at(time.Duration(s.rng.Int63n(int64(cfg.AEInterval))), &event{kind: evAE, to: h.idx})
 	}
 	// Changes start after the tree had a second to form from the Join messages.
-	first := time.Second
 	gap := time.Duration(float64(time.Second) / cfg.Rate)
-	for i := 0; i < cfg.Changes; i++ {
+	warm := int(cfg.Warmup.Seconds() * cfg.Rate)
+	first := time.Second + time.Duration(warm)*gap
+	for i := -warm; i < cfg.Changes; i++ {
 		s.at(first+time.Duration(i)*gap, &event{kind: evChange, from: i})
 	}
+	s.at(first, &event{kind: evMeasure})
 	lastChange := first + time.Duration(cfg.Changes)*gap
 	end := lastChange + cfg.Settle
 	if cfg.PartitionFraction > 0 {
@@ -290,7 +323,6 @@ func Run(cfg Config) Result {
 		}
 	}
 	s.at(first, &event{kind: evCheck})
-	s.measuring = true
 	measureFrom := s.start.Add(first)
 	var measureTo time.Time
 	s.runUntil(s.start.Add(end))
@@ -335,7 +367,16 @@ func (s *simulator) result(from, to time.Time) Result {
 		r.Grafts += h.tree.Stats.Grafts
 		r.Prunes += h.tree.Stats.Prunes
 		r.Duplicates += h.tree.Stats.Duplicates
+		r.GraftIDs += h.tree.Stats.GraftIDs
+		r.Answered += h.tree.Stats.Answered
+		r.Copies += float64(h.tree.Stats.Delivered + h.tree.Stats.Duplicates)
+		e, _ := h.tree.Neighbors()
+		r.EagerLinks += float64(len(e)) / float64(len(s.hosts))
 	}
+	perChange := float64(max(1, len(s.order)) * s.cfg.Hosts)
+	r.Copies /= perChange
+	r.PerChange = Split{s.split.Gossip / perChange, s.split.IHave / perChange, s.split.Control / perChange,
+		s.split.AE / perChange, s.split.Packets / perChange}
 	r.Converged = s.converged()
 	return r
 }
@@ -422,6 +463,11 @@ func (s *simulator) handle(e *event) {
 			}
 		}
 		s.flush(h)
+	case evMeasure:
+		s.measuring = true
+		for _, h := range s.hosts {
+			h.tree.Stats = proto.TreeStats{}
+		}
 	case evChange:
 		s.makeChange(e.from)
 	case evFail:
@@ -490,6 +536,17 @@ func (s *simulator) handle(e *event) {
 			s.flush(h)
 		}
 	case evCheck:
+		if debugEager {
+			var e, l int
+			var d uint64
+			for _, h := range s.hosts {
+				a, b := h.tree.Neighbors()
+				e += len(a)
+				l += len(b)
+				d += h.tree.Stats.Duplicates
+			}
+			fmt.Println("DBG", s.now.Sub(s.start), e, l, d)
+		}
 		if s.now.Sub(s.start) < 10*time.Minute {
 			s.at(100*time.Millisecond, &event{kind: evCheck})
 		}
@@ -539,6 +596,16 @@ func (s *simulator) flush(h *host) {
 	for _, m := range h.tree.Outbox() {
 		size := 2 + len(h.name) + m.Msg.Size()
 		s.count(h, size, true)
+		if s.measuring {
+			switch m.Msg.Kind {
+			case proto.KindGossip:
+				s.split.Gossip += float64(size + packetOverhead)
+			case proto.KindIHave:
+				s.split.IHave += float64(size + packetOverhead)
+			default:
+				s.split.Control += float64(size + packetOverhead)
+			}
+		}
 		if to, ok := s.route(h, m.To, size); ok {
 			s.at(to, &event{kind: evDeliverTree, to: s.byName[m.To], from: h.idx, tree: m.Msg})
 		}
@@ -546,6 +613,9 @@ func (s *simulator) flush(h *host) {
 	for _, m := range h.ae.Outbox() {
 		size := aeSize(h.name, m.Msg)
 		s.count(h, size, false)
+		if s.measuring {
+			s.split.AE += float64(size + packetOverhead)
+		}
 		if to, ok := s.route(h, m.To, size); ok {
 			s.at(to, &event{kind: evDeliverAE, to: s.byName[m.To], from: h.idx, ae: m.Msg})
 		}
@@ -562,6 +632,7 @@ func (s *simulator) count(h *host, size int, tree bool) {
 	}
 	h.sent++
 	s.msgs++
+	s.split.Packets += packetOverhead
 	s.bytes += float64(size + packetOverhead)
 	if tree {
 		s.treeBytes += float64(size + packetOverhead)
@@ -655,14 +726,15 @@ func (s *simulator) makeChange(i int) {
 		h = s.hosts[s.rng.Intn(len(s.hosts))]
 	}
 	st := h.cat.Tick()
+	k := i + 1<<16 // warm-up changes have negative numbers
 	// Spread over simApps apps in simNets networks, as a fleet's machines are: the
 	// catalog rebuilds the touched network's view per change, so one giant app would
 	// make the simulator measure that instead of the protocol.
-	app, nw := i%simApps, (i%simApps)%simNets
+	app, nw := k%simApps, (k%simApps)%simNets
 	m := &catalog.Machine{
-		ID:           fmt.Sprintf("%014x", uint64(i)*0x9E3779B97F4A7C15&(1<<56-1)),
+		ID:           fmt.Sprintf("%014x", uint64(k)*0x9E3779B97F4A7C15&(1<<56-1)),
 		MachinePlace: &catalog.MachinePlace{App: fmt.Sprintf("app%03d", app), Org: "sim", Network: fmt.Sprintf("net%02d", nw), NetworkID: simNet + uint32(nw), Host: h.name, HostID: uint32(h.idx + 1), Region: "ord"},
-		Field:        sixpn.MinMachineField + uint32(i),
+		Field:        sixpn.MinMachineField + uint32(k),
 		CreatedAt:    s.start,
 		MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app"},
 	}
@@ -671,6 +743,11 @@ func (s *simulator) makeChange(i int) {
 	h.cat.Apply(r)
 	payload, _ := json.Marshal([]*catalog.Record{r})
 	s.records[&payload[0]] = []*catalog.Record{r}
+	if i < 0 {
+		h.tree.Publish(s.now, payload)
+		s.flush(h)
+		return
+	}
 	c := &change{id: r.ID(), at: s.now, src: h.idx, want: make([]bool, len(s.hosts))}
 	for _, o := range s.hosts {
 		if o != h && o.up && o.side == h.side {
@@ -683,6 +760,8 @@ func (s *simulator) makeChange(i int) {
 	h.tree.Publish(s.now, payload)
 	s.flush(h)
 }
+
+var debugEager = os.Getenv("DBG") != ""
 
 const (
 	simNet  = 0x00c0ff00
