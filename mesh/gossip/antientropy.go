@@ -106,7 +106,7 @@ func (g *Gossip) sendAE(out []proto.AESend) {
 		case *proto.AEWant:
 			err = g.sendTo(s.To, msgAEWant, aeWant{o, m})
 		case *proto.AERecords:
-			if err = g.sendTo(s.To, msgRecords, m.Records); err == nil {
+			if err = g.sendBytes(s.To, msgRecords, encodeRecordList(m.Records)); err == nil {
 				g.metrics.aeRecords.Add(float64(len(m.Records)))
 			}
 		}

@@ -31,11 +31,7 @@ func (g *Gossip) Publish(rs ...*catalog.Record) {
 	if len(rs) == 0 || g.closed.Load() {
 		return
 	}
-	payload, err := encodeRecordList(rs)
-	if err != nil {
-		g.log.Error("encode records", "err", err)
-		return
-	}
+	payload := encodeRecordList(rs)
 	g.refillTree()
 	g.treeMu.Lock()
 	g.tree.Publish(time.Now(), payload)
@@ -64,7 +60,7 @@ func (g *Gossip) onTree(body []byte) {
 		g.learn(from, string(m.Payload))
 	}
 	if m.Kind == proto.KindGossip {
-		if rs, err = decodeRecords(m.Payload); err != nil {
+		if rs, err = decodeRecordList(m.Payload); err != nil {
 			g.drop("invalid_record", err)
 			return
 		}
@@ -212,6 +208,17 @@ func (g *Gossip) send(n *memberlist.Node, t msgType, msg []byte) {
 	if (t >= msgAERoot && t <= msgAEWant) || t == msgAESubs {
 		g.metrics.aeBytes.WithLabelValues("sent").Add(float64(len(msg)))
 	}
+}
+
+// sendBytes sends a message whose body is already encoded.
+func (g *Gossip) sendBytes(name string, t msgType, body []byte) error {
+	n := g.node(name)
+	if n == nil {
+		return fmt.Errorf("host %q is not a member", name)
+	}
+	msg := make([]byte, 0, 1+len(body))
+	g.send(n, t, seal(time.Now(), append(append(msg, byte(t)), body...)))
+	return nil
 }
 
 func (g *Gossip) sendTo(name string, t msgType, v any) error {

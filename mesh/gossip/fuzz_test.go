@@ -37,13 +37,18 @@ func seedMessages(f *testing.F) {
 		b, _ := json.Marshal(v)
 		f.Add(append([]byte{byte(t)}, b...))
 	}
-	f.Add([]byte("\x01[" + org + "]"))
+	var rec catalog.Record
+	if err := json.Unmarshal([]byte(org), &rec); err != nil {
+		f.Fatal(err)
+	}
+	bin := encodeRecordList([]*catalog.Record{&rec})
+	f.Add(append([]byte{byte(msgRecords)}, bin...))
 	add(msgAERoot, aeRoot{o, &proto.AERoot{Root: 1}})
 	add(msgAEBuckets, aeBuckets{o, &proto.AEBuckets{}})
 	add(msgAESubs, aeSubs{o, &proto.AESubs{Buckets: []int{0, 3}, Subs: [][]byte{make([]byte, 8*catalog.SubBuckets), {1}}}})
 	add(msgAEHeaders, aeHeaders{o, &proto.AEHeaders{Leaves: []int{0, 1 << 20}, Headers: []catalog.Header{{}}}})
 	add(msgAEWant, aeWant{o, &proto.AEWant{IDs: []catalog.ID{{Kind: catalog.KindOrg, Key: "x"}}}})
-	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindGossip, ID: 1, Payload: []byte("[" + org + "]")}))
+	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindGossip, ID: 1, Payload: bin}))
 	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindIHave, IDs: []uint64{1, 2}}))
 	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindJoin, Payload: []byte("127.0.0.1:1")}))
 	add(msgRPCReq, rpcRequest{ID: 1, origin: o, Op: "echo", Body: json.RawMessage(`{}`)})

@@ -251,7 +251,7 @@ func (g *Gossip) receive(buf []byte) {
 	}
 	switch t {
 	case msgRecords:
-		rs, err := decodeRecords(body)
+		rs, err := decodeRecordList(body)
 		if err != nil {
 			g.drop("invalid_record", err)
 			return

@@ -2,6 +2,8 @@ package gossip
 
 import (
 	"encoding/base64"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
 	"strings"
 	"testing"
 )
@@ -32,6 +34,32 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 	}
 }
 
+// Records on the wire are binary: a batch that does not decode, or decodes to an
+// invalid record, is rejected whole.
+func TestDecodeRecordListRejectsBadInput(t *testing.T) {
+	org := &catalog.Record{Kind: catalog.KindOrg, Key: "x", Gen: 1, Created: catalog.Stamp{Clock: 1, Node: 1},
+		Version: catalog.Stamp{Clock: 1, Node: 1}, Org: &catalog.Org{Slug: "x"}}
+	good := encodeRecordList([]*catalog.Record{org})
+	if rs, err := decodeRecordList(good); err != nil || len(rs) != 1 || rs[0].Org.Slug != "x" {
+		t.Fatalf("good batch: %v %v", rs, err)
+	}
+	other := *org
+	other.Org = &catalog.Org{Slug: "other"} // body disagrees with the key
+	bad := [][]byte{
+		nil,
+		{0},
+		[]byte(`[{"k":2}]`), // JSON is not the wire form
+		good[:len(good)-1],
+		append(append([]byte(nil), good...), 0),
+		encodeRecordList([]*catalog.Record{org, &other}),
+	}
+	for _, b := range bad {
+		if _, err := decodeRecordList(b); err == nil {
+			t.Errorf("accepted %x", b)
+		}
+	}
+}
+
 func TestParseKeys(t *testing.T) {
 	k1 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("a", 32)))
 	k2 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("b", 16)))
@@ -51,7 +79,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add([]byte{2, '{', '}'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if typ, body, err := decode(b); err == nil && typ == msgRecords {
-			decodeRecords(body)
+			decodeRecordList(body)
 		}
 	})
 }

@@ -669,7 +669,7 @@ func aeSize(from string, m any) int {
 	var b []byte
 	switch m := m.(type) {
 	case *proto.AERecords:
-		b, _ = json.Marshal(m.Records)
+		b = catalog.AppendRecords(nil, m.Records)
 	case *proto.AERoot:
 		b, _ = json.Marshal(struct {
 			origin
@@ -741,7 +741,7 @@ func (s *simulator) makeChange(i int) {
 	m.Address = sixpn.MachineAddr(m.NetworkID, m.HostID, m.Field)
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Gen: 1, Created: st, Version: st, Machine: m}
 	h.cat.Apply(r)
-	payload, _ := json.Marshal([]*catalog.Record{r})
+	payload := catalog.AppendRecords(nil, []*catalog.Record{r})
 	s.records[&payload[0]] = []*catalog.Record{r}
 	if i < 0 {
 		h.tree.Publish(s.now, payload)
