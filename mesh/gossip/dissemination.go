@@ -16,11 +16,17 @@ import (
 // what it queues (UDP when it fits a packet, TCP otherwise). A change reaches every
 // host along the tree, one eager copy per host, and is announced by id on the other
 // links; anti-entropy (antientropy.go) repairs anything the tree missed.
+//
+// The tree's links are laid out from membership (proto.Ring): every host computes
+// the same tree from the same member list, so it does not reshape with traffic.
 
-// TreeDegree is how many broadcast neighbors each host picks (it is picked by about
-// as many): each host forwards a change to about one tree neighbor on average and
-// announces its id to the rest, whatever the fleet size.
-const TreeDegree = 3
+// TreeDegree is how many lazy neighbors each host picks at random (it is picked by
+// about as many): they hear of every change by id and repair what a tree link lost.
+const TreeDegree = 2
+
+// relayoutEvery bounds how often membership changes lay the tree out again (a fleet
+// forming sends a join event per member to every member).
+const relayoutEvery = 200 * time.Millisecond
 
 // treeIdle is how often the tree loop wakes with nothing due: it expires old ids and
 // tops up neighbors.
@@ -93,6 +99,7 @@ func (g *Gossip) treeLoop() {
 	defer g.wg.Done()
 	t := time.NewTimer(treeIdle)
 	defer t.Stop()
+	var laid time.Time
 	for {
 		select {
 		case <-g.ctx.Done():
@@ -101,6 +108,10 @@ func (g *Gossip) treeLoop() {
 		case <-g.kick:
 		}
 		now := time.Now()
+		if g.relaid.Load() && now.Sub(laid) >= relayoutEvery {
+			laid = now
+			g.relayout()
+		}
 		g.refillTree()
 		g.treeMu.Lock()
 		if d := g.tree.Deadline(); d.IsZero() || !now.Before(d) {
@@ -113,6 +124,9 @@ func (g *Gossip) treeLoop() {
 		wait := treeIdle
 		if !next.IsZero() {
 			wait = min(wait, max(time.Until(next), time.Millisecond))
+		}
+		if g.relaid.Load() {
+			wait = min(wait, max(relayoutEvery-time.Since(laid), time.Millisecond))
 		}
 		if !t.Stop() {
 			select {
@@ -152,9 +166,27 @@ func (g *Gossip) memberChanged(name string, live bool) {
 		g.tree.RemovePeer(name)
 		g.treeMu.Unlock()
 	}
+	g.relaid.Store(true)
 	if !g.closed.Load() {
 		g.kickTree()
 	}
+}
+
+// relayout gives the tree its links in the layout of the current members.
+func (g *Gossip) relayout() {
+	g.relaid.Store(false)
+	alive := g.alive(true)
+	names := make([]string, 0, len(alive)+1)
+	names = append(names, g.cfg.Name)
+	for _, n := range alive {
+		names = append(names, n.Name)
+	}
+	links := proto.NewRing(names, 0).Links(g.cfg.Name)
+	g.treeMu.Lock()
+	g.tree.SetLinks(links)
+	out := g.tree.Outbox()
+	g.treeMu.Unlock()
+	g.sendTree(out)
 }
 
 func (g *Gossip) sendTree(out []proto.Send) {

@@ -97,6 +97,9 @@ type Gossip struct {
 	treeMu sync.Mutex
 	tree   *proto.Tree
 	kick   chan struct{} // the tree has an earlier deadline
+	// relaid is set when membership changed and the tree's links must be laid out
+	// again from the new view (treeLoop does it, at most every relayoutEvery).
+	relaid atomic.Bool
 
 	mu        sync.Mutex
 	handlers  map[string]Handler
@@ -163,6 +166,7 @@ func New(cfg Config) (*Gossip, error) {
 	g.ae = proto.NewAntiEntropy(cfg.Catalog, aeDedupe)
 	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63()})
 	g.kick = make(chan struct{}, 1)
+	g.relaid.Store(true) // the first tree loop lays the tree out
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name

@@ -135,12 +135,6 @@ type TreeConfig struct {
 	Keep time.Duration
 	// MaxRounds drops a message after this many hops (default 64).
 	MaxRounds int
-	// PruneChance is the probability that a duplicate from an eager link prunes it
-	// (default 1). Below 1 it breaks the symmetry of concurrent prunes.
-	PruneChance float64
-	// PruneRate is about how many messages a second, fleet-wide, may prune links
-	// with their duplicates (0: all of them; see prunes).
-	PruneRate float64
 	// Seed makes neighbor choice reproducible.
 	Seed int64
 }
@@ -170,6 +164,9 @@ type Tree struct {
 	eager  map[string]bool
 	lazy   map[string]bool
 	picked map[string]bool // neighbors we chose (they count against Degree)
+	// fixed: the eager links come from a Ring (SetLinks), not from message timing;
+	// duplicates do not prune and grafts only fetch.
+	fixed bool
 
 	seen    map[uint64]stored
 	order   []seenAt // ids by arrival, for expiry
@@ -179,12 +176,6 @@ type Tree struct {
 	seq     uint64
 	out     []Send
 	Stats   TreeStats
-
-	// Prune sampling (see prunes): messages counted in the current second, and
-	// how many low id bits must be zero for a duplicate to prune.
-	rateFrom  time.Time
-	rateCount int
-	pruneBits uint
 }
 
 type seenAt struct {
@@ -209,13 +200,36 @@ func NewTree(cfg TreeConfig) *Tree {
 	if cfg.MaxRounds <= 0 {
 		cfg.MaxRounds = 64
 	}
-	if cfg.PruneChance <= 0 {
-		cfg.PruneChance = 1
-	}
 	return &Tree{
 		cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
 		eager: map[string]bool{}, lazy: map[string]bool{}, picked: map[string]bool{},
 		seen: map[uint64]stored{}, missing: map[uint64]*missing{}, lazyQ: map[string][]uint64{},
+	}
+}
+
+// SetLinks fixes the tree's eager links to links (a host's Ring.Links): from then
+// on changes travel along them only, duplicates prune nothing and grafts only fetch
+// what is missing. The randomly picked neighbors (AddPeers) stay as lazy links that
+// announce ids, for repair.
+func (t *Tree) SetLinks(links []string) {
+	t.fixed = true
+	next := make(map[string]bool, len(links))
+	for _, l := range links {
+		if l != t.cfg.Self {
+			next[l] = true
+		}
+	}
+	for p := range t.eager {
+		if !next[p] {
+			delete(t.eager, p)
+			if t.picked[p] {
+				t.lazy[p] = true
+			}
+		}
+	}
+	for p := range next {
+		delete(t.lazy, p)
+		t.eager[p] = true
 	}
 }
 
@@ -231,7 +245,7 @@ func (t *Tree) AddPeers(candidates []string) {
 	}
 	var fresh []string
 	for _, c := range candidates {
-		if c != t.cfg.Self && !t.eager[c] && !t.lazy[c] {
+		if c != t.cfg.Self && !t.eager[c] && !t.lazy[c] && !t.picked[c] {
 			fresh = append(fresh, c)
 		}
 	}
@@ -239,7 +253,11 @@ func (t *Tree) AddPeers(candidates []string) {
 	t.rng.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
 	for _, c := range fresh[:min(need, len(fresh))] {
 		t.picked[c] = true
-		t.eager[c] = true
+		if t.fixed {
+			t.lazy[c] = true
+		} else {
+			t.eager[c] = true
+		}
 		t.out = append(t.out, Send{To: c, Msg: Message{Kind: KindJoin}})
 	}
 }
@@ -348,38 +366,31 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 	switch m.Kind {
 	case KindJoin:
 		if !t.IsNeighbor(from) {
-			t.eager[from] = true
+			if t.fixed {
+				t.lazy[from] = true
+			} else {
+				t.eager[from] = true
+			}
 		}
 	case KindGossip:
 		if _, ok := t.seen[m.ID]; ok {
 			t.Stats.Duplicates++
-			switch {
-			case !t.eager[from]:
-				// The sender still has us eager (its prune crossed one of ours, or it
-				// grafted while we pruned): tell it again, or it pushes every change
-				// to us twice from now on.
-				if !t.lazy[from] {
-					t.lazy[from] = true
-				}
-				t.Stats.Prunes++
-				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindPrune}})
-			case t.prunes(m.ID) && (t.cfg.PruneChance >= 1 || t.rng.Float64() < t.cfg.PruneChance):
+			if t.fixed {
+				return nil, false
+			}
+			if t.eager[from] {
 				t.makeLazy(from)
 				t.Stats.Prunes++
 				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindPrune}})
+			} else if !t.IsNeighbor(from) {
+				t.lazy[from] = true
 			}
 			return nil, false
 		}
 		t.Stats.Delivered++
-		t.countRate(now)
-		if !t.IsNeighbor(from) {
-			// A host that picked us before its Join arrived.
-			t.eager[from] = true
+		if !t.fixed {
+			t.makeEager(from)
 		}
-		// A lazy link that delivers stays lazy: the sender has not yet seen our
-		// prune (at 100 changes/s a link always has messages in flight), and making
-		// it eager again undid every prune; its next duplicate re-sends the prune.
-		// A link that really is needed comes back through a graft.
 		t.remember(now, m.ID, m.Payload, m.Round)
 		t.forward(now, from, m.ID, m.Round, m.Payload)
 		return m.Payload, true
@@ -398,7 +409,9 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 			t.missing[id] = &missing{deadline: now.Add(t.cfg.GraftTimeout), from: []string{from}}
 		}
 	case KindGraft:
-		t.makeEager(from)
+		if !t.fixed {
+			t.makeEager(from)
+		}
 		for _, id := range m.IDs {
 			if s, ok := t.seen[id]; ok {
 				t.Stats.Answered++
@@ -406,35 +419,11 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 			}
 		}
 	case KindPrune:
-		t.makeLazy(from)
+		if !t.fixed {
+			t.makeLazy(from)
+		}
 	}
 	return nil, false
-}
-
-// prunes reports whether a duplicate of message id may prune its link. Duplicates
-// of one message arrive where its two waves meet in each cycle of the eager graph,
-// so pruning them turns the eager graph into that message's spanning tree. Many
-// messages in flight at once each cut every cycle at a different place, which tears
-// the tree into pieces that grafts must then sew back (and the grafts make new
-// cycles): at 100 changes/s the eager graph oscillated between a forest and twice
-// a tree. So only a sample of messages prune, about PruneRate a second fleet-wide,
-// chosen by id so that every host samples the same ones.
-func (t *Tree) prunes(id uint64) bool {
-	return t.cfg.PruneRate <= 0 || id&(1<<t.pruneBits-1) == 0
-}
-
-// countRate estimates the fleet-wide message rate (every host receives every
-// message) and sets pruneBits so about PruneRate messages a second are sampled.
-func (t *Tree) countRate(now time.Time) {
-	t.rateCount++
-	if d := now.Sub(t.rateFrom); d >= time.Second {
-		r := float64(t.rateCount) / d.Seconds()
-		t.pruneBits = 0
-		for t.cfg.PruneRate > 0 && r/float64(uint64(1)<<t.pruneBits) > 2*t.cfg.PruneRate && t.pruneBits < 20 {
-			t.pruneBits++
-		}
-		t.rateFrom, t.rateCount = now, 0
-	}
 }
 
 // Tick runs timers: announcements due, grafts for ids still missing, expiry.
@@ -470,7 +459,9 @@ func (t *Tree) Tick(now time.Time) {
 	for _, p := range sortedKeys(grafts) {
 		ids := grafts[p]
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		t.makeEager(p)
+		if !t.fixed {
+			t.makeEager(p)
+		}
 		t.Stats.Grafts++
 		t.Stats.GraftIDs += uint64(len(ids))
 		for len(ids) > 0 {

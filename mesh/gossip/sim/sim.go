@@ -58,7 +58,11 @@ type Config struct {
 	// LazyInterval tune the tree (default proto's).
 	Degree                     int
 	GraftTimeout, LazyInterval time.Duration
-	PruneChance, PruneRate     float64
+	// TimingTree shapes the tree from message timing (Plumtree's prunes and grafts)
+	// instead of laying it out from membership (proto.Ring, as the agent does).
+	TimingTree bool
+	// Fanout is the ring layout's fanout (default proto.RingFanout).
+	Fanout int
 	// Partition cuts PartitionFraction of the hosts off from the rest from
 	// PartitionAt (after the first change) for PartitionFor.
 	PartitionFraction         float64
@@ -84,7 +88,7 @@ func (c *Config) defaults() {
 		c.Rejoin = time.Second
 	}
 	if c.Degree == 0 {
-		c.Degree = 3
+		c.Degree = 2 // gossip.TreeDegree
 	}
 	if c.Rate == 0 {
 		c.Rate = 100
@@ -120,8 +124,8 @@ type Result struct {
 	MaxHostMsgs                float64
 	Grafts, Prunes, Duplicates uint64
 	GraftIDs, Answered         uint64
-	// Copies is eager payload copies received per host per change (1 is a perfect
-	// tree; the rest are duplicates).
+	// Copies is payload copies a host received per change it delivered (1 is a
+	// perfect tree; the rest are duplicates).
 	Copies float64
 	// EagerLinks is eager link ends per host at the end of the changes (just
 	// under 2 for a spanning tree; more means cycles, which deliver duplicates).
@@ -185,8 +189,9 @@ type host struct {
 	tree   *proto.Tree
 	ae     *proto.AntiEntropy
 	up     bool
-	side   int // partition side
-	sent   int // messages sent while measuring
+	listed bool // membership has it alive
+	side   int  // partition side
+	sent   int  // messages sent while measuring
 	tickAt time.Time
 }
 
@@ -266,6 +271,7 @@ type simulator struct {
 	split              Split
 	treeBytes, aeBytes float64
 	partitioned        bool
+	cut                bool // membership on each side has dropped the other
 	healedAt           time.Time
 	healConverged      time.Duration
 	events             int
@@ -284,8 +290,8 @@ func Run(cfg Config) Result {
 		names[i] = name
 		c := catalog.New(name)
 		c.SetSelfID(uint32(i + 1))
-		h := &host{name: name, idx: i, cat: c, up: true,
-			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, PruneChance: cfg.PruneChance, PruneRate: cfg.PruneRate, Seed: cfg.Seed*1_000_003 + int64(i)}),
+		h := &host{name: name, idx: i, cat: c, up: true, listed: true,
+			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
 			ae:   proto.NewAntiEntropy(c, 0)}
 		s.hosts = append(s.hosts, h)
 		s.byName[name] = i
@@ -296,6 +302,7 @@ func Run(cfg Config) Result {
 		h.cat.ApplyAll(parents)
 	}
 	// Neighbors from membership: each host is offered a random sample of members.
+	s.relayout()
 	for _, h := range s.hosts {
 		s.refill(h)
 	}
@@ -362,6 +369,7 @@ func (s *simulator) result(from, to time.Time) Result {
 	secs := to.Sub(from).Seconds() * float64(s.cfg.Hosts)
 	r.MsgsPerHostSec, r.BytesPerHostSec = s.msgs/secs, s.bytes/secs
 	r.TreeBytesPerHostSec, r.AEBytesPerHostSec = s.treeBytes/secs, s.aeBytes/secs
+	var delivered uint64
 	for _, h := range s.hosts {
 		r.MaxHostMsgs = max(r.MaxHostMsgs, float64(h.sent)/float64(max(1, len(s.order))))
 		r.Grafts += h.tree.Stats.Grafts
@@ -370,11 +378,12 @@ func (s *simulator) result(from, to time.Time) Result {
 		r.GraftIDs += h.tree.Stats.GraftIDs
 		r.Answered += h.tree.Stats.Answered
 		r.Copies += float64(h.tree.Stats.Delivered + h.tree.Stats.Duplicates)
+		delivered += h.tree.Stats.Delivered
 		e, _ := h.tree.Neighbors()
 		r.EagerLinks += float64(len(e)) / float64(len(s.hosts))
 	}
 	perChange := float64(max(1, len(s.order)) * s.cfg.Hosts)
-	r.Copies /= perChange
+	r.Copies /= float64(max(1, delivered))
 	r.PerChange = Split{s.split.Gossip / perChange, s.split.IHave / perChange, s.split.Control / perChange,
 		s.split.AE / perChange, s.split.Packets / perChange}
 	r.Converged = s.converged()
@@ -486,6 +495,8 @@ func (s *simulator) handle(e *event) {
 	case evDetectFail:
 		if e.to < 0 {
 			// A partition: each side's membership drops the other side.
+			s.cut = true
+			s.relayout()
 			for _, o := range s.hosts {
 				eager, lazy := o.tree.Neighbors()
 				for _, n := range append(eager, lazy...) {
@@ -498,6 +509,8 @@ func (s *simulator) handle(e *event) {
 			return
 		}
 		name := s.hosts[e.to].name
+		s.hosts[e.to].listed = false
+		s.relayout()
 		for _, o := range s.hosts {
 			if o.tree.IsNeighbor(name) {
 				o.tree.RemovePeer(name)
@@ -506,6 +519,8 @@ func (s *simulator) handle(e *event) {
 		}
 	case evDetectReturn:
 		h := s.hosts[e.to]
+		h.listed = true
+		s.relayout()
 		s.refill(h)
 		// Its join event makes the lower-named side of each pair start an
 		// exchange; one random live member stands for that here.
@@ -531,6 +546,8 @@ func (s *simulator) handle(e *event) {
 		for _, h := range s.hosts {
 			h.side = 0
 		}
+		s.cut = false
+		s.relayout()
 		for _, h := range s.hosts {
 			s.refill(h)
 			s.flush(h)
@@ -572,6 +589,32 @@ func (s *simulator) converged() bool {
 		}
 	}
 	return true
+}
+
+// relayout gives every host its tree links from membership's view: one ring of the
+// listed hosts (per side while a partition is detected).
+func (s *simulator) relayout() {
+	if s.cfg.TimingTree {
+		return
+	}
+	views := map[int][]string{}
+	for _, h := range s.hosts {
+		if h.listed {
+			side := 0
+			if s.cut {
+				side = h.side
+			}
+			views[side] = append(views[side], h.name)
+		}
+	}
+	for side, names := range views {
+		r := proto.NewRing(names, s.cfg.Fanout)
+		for _, h := range s.hosts {
+			if h.listed && (!s.cut || h.side == side) {
+				h.tree.SetLinks(r.Links(h.name))
+			}
+		}
+	}
 }
 
 // refill offers a host a random sample of members it can reach as neighbors.

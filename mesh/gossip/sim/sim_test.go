@@ -17,8 +17,9 @@ func TestThousandHosts(t *testing.T) {
 		t.Fatalf("seed %d: %d deliveries missing, converged=%v", seed, r.Missing, r.Converged)
 	}
 	// The old design sent every change from its source to every host: 999 messages
-	// per change from one host. A tree host sends to its neighbors only.
-	if r.MaxHostMsgs > 40 {
+	// per change from one host. A tree host sends to its neighbors only; the busiest
+	// is the layout's root, with about (fanout-1) children per level (about 40).
+	if r.MaxHostMsgs > 60 {
 		t.Errorf("seed %d: a host sent %.1f messages per change; want a bound set by the tree degree", seed, r.MaxHostMsgs)
 	}
 }
