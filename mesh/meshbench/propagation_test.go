@@ -3,6 +3,7 @@ package meshbench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,6 +100,20 @@ type propResult struct {
 	// started: all agents started; members: then until every agent saw every
 	// other alive (membership convergence).
 	started, members time.Duration
+	// treeBytes: broadcast-tree bytes all hosts sent during the creates, by kind.
+	treeBytes map[string]float64
+}
+
+var treeKinds = []string{"gossip", "ihave", "graft", "prune", "join"}
+
+func (c *cluster) treeBytes() map[string]float64 {
+	out := map[string]float64{}
+	for _, n := range c.nodes {
+		for _, k := range treeKinds {
+			out[k] += counter(n, "dogwood_gossip_tree_bytes_sent_total", "kind", k)
+		}
+	}
+	return out
 }
 
 // runPropagation makes creates machines, round-robin over the hosts, one at a time,
@@ -117,6 +132,7 @@ func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, 
 	a := watchArrivals(c.nodes)
 	defer a.close()
 	tr0 := c.traffic()
+	tb0 := c.treeBytes()
 	start := time.Now()
 	for k := 0; k < creates; k++ {
 		hi := k % agents
@@ -170,6 +186,10 @@ func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, 
 	for i, tr := range c.traffic() {
 		res.bytesOut += tr.Sub(tr0[i]).BytesOut()
 	}
+	res.treeBytes = c.treeBytes()
+	for k, v := range tb0 {
+		res.treeBytes[k] -= v
+	}
 	return res
 }
 
@@ -184,6 +204,11 @@ func (r propResult) print() {
 	Line("%s CreateMachine p50=%s p99=%s; timeouts=%d; wire bytes out per create (all hosts)=%s; creates took %v; setup %v",
 		label, Ms(Percentile(r.createDur, 50)), Ms(Percentile(r.createDur, 99)), r.timeouts,
 		Bytes(float64(r.bytesOut)/float64(max(1, r.creates))), r.wall.Round(time.Millisecond), r.setup.Round(time.Millisecond))
+	var kinds []string
+	for _, k := range treeKinds {
+		kinds = append(kinds, fmt.Sprintf("%s %s", k, Bytes(r.treeBytes[k]/float64(max(1, r.creates)))))
+	}
+	Line("%s tree bytes per create (all hosts, sealed): %s", label, strings.Join(kinds, ", "))
 	Line("%s membership: all agents started in %v, then every agent saw all %d alive after %v", label,
 		r.started.Round(time.Millisecond), r.agents, r.members.Round(time.Millisecond))
 }

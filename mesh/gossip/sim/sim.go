@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"os"
 	"slices"
 	"time"
 
@@ -553,17 +552,6 @@ func (s *simulator) handle(e *event) {
 			s.flush(h)
 		}
 	case evCheck:
-		if debugEager {
-			var e, l int
-			var d uint64
-			for _, h := range s.hosts {
-				a, b := h.tree.Neighbors()
-				e += len(a)
-				l += len(b)
-				d += h.tree.Stats.Duplicates
-			}
-			fmt.Println("DBG", s.now.Sub(s.start), e, l, d)
-		}
 		if s.now.Sub(s.start) < 10*time.Minute {
 			s.at(100*time.Millisecond, &event{kind: evCheck})
 		}
@@ -803,8 +791,6 @@ func (s *simulator) makeChange(i int) {
 	h.tree.Publish(s.now, payload)
 	s.flush(h)
 }
-
-var debugEager = os.Getenv("DBG") != ""
 
 const (
 	simNet  = 0x00c0ff00
