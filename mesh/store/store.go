@@ -29,8 +29,14 @@ import (
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
-// SchemaVersion is bumped on incompatible layout changes.
-const SchemaVersion = 1
+// SchemaVersion is bumped on incompatible layout changes. Version 2 stores records
+// in the binary encoding; a version 1 file (JSON records) is read as it is and marked
+// version 2 when opened, so that an older dogwood refuses it by its version instead
+// of calling the binary records it cannot read damage.
+const SchemaVersion = 2
+
+// jsonSchema is the last version whose records are all JSON.
+const jsonSchema = 1
 
 var (
 	bucketMeta    = []byte("meta")
@@ -230,8 +236,16 @@ func (s *Store) init() error {
 		if len(v) != 4 {
 			return errDamagedMeta("the meta bucket has no schema version")
 		}
-		if got := binary.BigEndian.Uint32(v); got != SchemaVersion {
-			return fmt.Errorf("data file schema version %d, this dogwood reads %d", got, SchemaVersion)
+		switch got := binary.BigEndian.Uint32(v); got {
+		case SchemaVersion:
+		case jsonSchema:
+			var nv [4]byte
+			binary.BigEndian.PutUint32(nv[:], SchemaVersion)
+			if err := meta.Put(keySchema, nv[:]); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("data file schema version %d, this dogwood reads %d and %d", got, jsonSchema, SchemaVersion)
 		}
 		_, err := tx.CreateBucketIfNotExists(bucketRecords)
 		return err

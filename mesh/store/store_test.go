@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -83,6 +84,41 @@ func putRaw(t *testing.T, dir string, id catalog.ID, v []byte) {
 	}
 }
 
+func setSchema(t *testing.T, dir string, v uint32) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "dogwood.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := binary.BigEndian.AppendUint32(nil, v)
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, b) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func schema(t *testing.T, s *Store) (v uint32) {
+	s.db.View(func(tx *bolt.Tx) error {
+		v = binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keySchema))
+		return nil
+	})
+	return v
+}
+
+// TestNewerSchemaRefused: a file from a newer dogwood is refused by its version.
+func TestNewerSchemaRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	setSchema(t, dir, SchemaVersion+1)
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "schema version") {
+		t.Fatalf("open: %v", err)
+	}
+}
+
 // TestJSONValuesStillLoad: data dirs written before the binary encoding hold JSON
 // values; they load next to binary ones.
 func TestJSONValuesStillLoad(t *testing.T) {
@@ -106,10 +142,14 @@ func TestJSONValuesStillLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	putRaw(t, dir, m.ID(), js)
+	setSchema(t, dir, jsonSchema) // as the agent before the binary encoding left it
 	if s, err = Open(dir); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if got := schema(t, s); got != SchemaVersion {
+		t.Errorf("schema %d after opening a version %d file, want %d", got, jsonSchema, SchemaVersion)
+	}
 	rs, err := s.Load()
 	if err != nil || len(rs) != 2 {
 		t.Fatalf("load: %d records, %v", len(rs), err)
