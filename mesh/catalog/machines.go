@@ -78,34 +78,82 @@ func (c *Catalog) releaseEntry(e *mentry) {
 	if e.bodyless {
 		return
 	}
-	c.intern.releasePlace(e.m.MachinePlace)
-	c.intern.releaseAttrs(e.m.MachineAttrs)
+	c.intern.places.release(e.m.MachinePlace)
+	c.intern.attrs.release(e.m.MachineAttrs)
 }
 
 // interner shares equal placements and attributes between machine records. It
-// counts references so that what no record uses any more is forgotten; it belongs to
-// one catalog and is used under its lock.
+// belongs to one catalog and is used under its lock.
 type interner struct {
-	seed   maphash.Seed
-	places map[uint64]*placeRef
-	attrs  map[uint64]*attrsRef
+	seed   maphash.Seed // also keys the catalog's machine tables
+	places refTable[MachinePlace]
+	attrs  refTable[MachineAttrs]
 	strs   map[string]string
 }
 
-type placeRef struct {
-	p    *MachinePlace
-	n    int
-	next *placeRef
-}
-
-type attrsRef struct {
-	a    *MachineAttrs
-	n    int
-	next *attrsRef
-}
-
 func newInterner() interner {
-	return interner{seed: maphash.MakeSeed(), places: map[uint64]*placeRef{}, attrs: map[uint64]*attrsRef{}, strs: map[string]string{}}
+	seed := maphash.MakeSeed()
+	return interner{
+		seed: seed,
+		places: refTable[MachinePlace]{m: map[uint64]*ref[MachinePlace]{},
+			hash:  func(p *MachinePlace) uint64 { return placeHash(seed, p) },
+			equal: func(a, b *MachinePlace) bool { return *a == *b }},
+		attrs: refTable[MachineAttrs]{m: map[uint64]*ref[MachineAttrs]{},
+			hash:  func(a *MachineAttrs) uint64 { return attrsHash(seed, a) },
+			equal: attrsEqual},
+		strs: map[string]string{},
+	}
+}
+
+// refTable holds one shared copy of each distinct value and counts the records that
+// use it, so that what no record uses any more is forgotten.
+type refTable[T any] struct {
+	m     map[uint64]*ref[T]
+	hash  func(*T) uint64
+	equal func(a, b *T) bool
+}
+
+type ref[T any] struct {
+	v    *T
+	n    int
+	next *ref[T]
+}
+
+// get returns the shared copy equal to v, made by clone if there is none yet.
+func (t *refTable[T]) get(v *T, clone func(*T) *T) *T {
+	k := t.hash(v)
+	for r := t.m[k]; r != nil; r = r.next {
+		if t.equal(r.v, v) {
+			r.n++
+			return r.v
+		}
+	}
+	cp := clone(v)
+	t.m[k] = &ref[T]{v: cp, n: 1, next: t.m[k]}
+	return cp
+}
+
+// release drops one use of the shared copy v.
+func (t *refTable[T]) release(v *T) {
+	k := t.hash(v)
+	var prev *ref[T]
+	for r := t.m[k]; r != nil; prev, r = r, r.next {
+		if r.v != v {
+			continue
+		}
+		if r.n--; r.n > 0 {
+			return
+		}
+		switch {
+		case prev != nil:
+			prev.next = r.next
+		case r.next != nil:
+			t.m[k] = r.next
+		default:
+			delete(t.m, k)
+		}
+		return
+	}
 }
 
 // str returns one shared copy of a name that recurs across places (app, org,
@@ -122,9 +170,9 @@ func (in *interner) str(s string) string {
 	return s
 }
 
-func (in *interner) placeHash(p *MachinePlace) uint64 {
+func placeHash(seed maphash.Seed, p *MachinePlace) uint64 {
 	var h maphash.Hash
-	h.SetSeed(in.seed)
+	h.SetSeed(seed)
 	for _, s := range [...]string{p.App, p.Org, p.Network, p.Host, p.Region} {
 		h.WriteString(s)
 		h.WriteByte(0)
@@ -140,45 +188,15 @@ func (in *interner) internPlace(p *MachinePlace) *MachinePlace {
 	if p == nil {
 		p = &MachinePlace{}
 	}
-	k := in.placeHash(p)
-	for r := in.places[k]; r != nil; r = r.next {
-		if *r.p == *p {
-			r.n++
-			return r.p
-		}
-	}
-	cp := &MachinePlace{App: in.str(p.App), Org: in.str(p.Org), Network: in.str(p.Network), NetworkID: p.NetworkID,
-		Host: in.str(p.Host), HostID: p.HostID, Region: in.str(p.Region)}
-	in.places[k] = &placeRef{p: cp, n: 1, next: in.places[k]}
-	return cp
+	return in.places.get(p, func(p *MachinePlace) *MachinePlace {
+		return &MachinePlace{App: in.str(p.App), Org: in.str(p.Org), Network: in.str(p.Network), NetworkID: p.NetworkID,
+			Host: in.str(p.Host), HostID: p.HostID, Region: in.str(p.Region)}
+	})
 }
 
-func (in *interner) releasePlace(p *MachinePlace) {
-	k := in.placeHash(p)
-	var prev *placeRef
-	for r := in.places[k]; r != nil; prev, r = r, r.next {
-		if r.p != p {
-			continue
-		}
-		if r.n--; r.n > 0 {
-			return
-		}
-		if prev == nil {
-			if r.next == nil {
-				delete(in.places, k)
-			} else {
-				in.places[k] = r.next
-			}
-		} else {
-			prev.next = r.next
-		}
-		return
-	}
-}
-
-func (in *interner) attrsHash(a *MachineAttrs) uint64 {
+func attrsHash(seed maphash.Seed, a *MachineAttrs) uint64 {
 	var h maphash.Hash
-	h.SetSeed(in.seed)
+	h.SetSeed(seed)
 	h.WriteString(a.State)
 	h.WriteByte(0)
 	h.WriteString(a.ProcessGroup)
@@ -195,7 +213,7 @@ func (in *interner) attrsHash(a *MachineAttrs) uint64 {
 	// Map order is random: combine the pairs' hashes order-independently.
 	var mix uint64
 	var ph maphash.Hash
-	ph.SetSeed(in.seed)
+	ph.SetSeed(seed)
 	for k, v := range a.Metadata {
 		ph.Reset()
 		ph.WriteString(k)
@@ -222,48 +240,16 @@ func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
 	if a == nil {
 		a = &MachineAttrs{}
 	}
-	k := in.attrsHash(a)
-	for r := in.attrs[k]; r != nil; r = r.next {
-		if attrsEqual(r.a, a) {
-			r.n++
-			return r.a
+	return in.attrs.get(a, func(a *MachineAttrs) *MachineAttrs {
+		cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup), Netns: a.Netns}
+		if a.Metadata != nil {
+			cp.Metadata = maps.Clone(a.Metadata)
 		}
-	}
-	cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup), Netns: a.Netns}
-	if a.Metadata != nil {
-		cp.Metadata = make(map[string]string, len(a.Metadata))
-		for k, v := range a.Metadata {
-			cp.Metadata[k] = v
+		if a.Services != nil {
+			cp.Services = slices.Clip(slices.Clone(a.Services))
 		}
-	}
-	if a.Services != nil {
-		cp.Services = slices.Clip(slices.Clone(a.Services))
-	}
-	in.attrs[k] = &attrsRef{a: cp, n: 1, next: in.attrs[k]}
-	return cp
-}
-
-func (in *interner) releaseAttrs(a *MachineAttrs) {
-	k := in.attrsHash(a)
-	var prev *attrsRef
-	for r := in.attrs[k]; r != nil; prev, r = r, r.next {
-		if r.a != a {
-			continue
-		}
-		if r.n--; r.n > 0 {
-			return
-		}
-		if prev == nil {
-			if r.next == nil {
-				delete(in.attrs, k)
-			} else {
-				in.attrs[k] = r.next
-			}
-		} else {
-			prev.next = r.next
-		}
-		return
-	}
+		return cp
+	})
 }
 
 // appMachines are one app's machines as the catalog indexes them: the sorted slice

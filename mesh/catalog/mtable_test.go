@@ -94,7 +94,7 @@ func TestInternerForgets(t *testing.T) {
 	c := New("h")
 	rs := decodedMachines(0, 3000)
 	c.ApplyAll(rs)
-	if len(c.intern.places) == 0 || len(c.intern.attrs) == 0 {
+	if len(c.intern.places.m) == 0 || len(c.intern.attrs.m) == 0 {
 		t.Fatal("nothing interned")
 	}
 	var tombs []*Record
@@ -108,8 +108,8 @@ func TestInternerForgets(t *testing.T) {
 	if ids := c.Collect(); len(ids) != len(rs) {
 		t.Fatalf("collected %d of %d", len(ids), len(rs))
 	}
-	if len(c.intern.places) != 0 || len(c.intern.attrs) != 0 {
-		t.Fatalf("%d placements and %d attribute sets left", len(c.intern.places), len(c.intern.attrs))
+	if len(c.intern.places.m) != 0 || len(c.intern.attrs.m) != 0 {
+		t.Fatalf("%d placements and %d attribute sets left", len(c.intern.places.m), len(c.intern.attrs.m))
 	}
 	if live, tombstones := c.Len(); live[KindMachine] != 0 || tombstones != 0 {
 		t.Fatalf("left: %v live, %d tombstones", live, tombstones)
