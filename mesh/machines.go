@@ -102,7 +102,7 @@ func (n *Node) allocMachine(spec MachineSpec, app *catalog.App) (*catalog.Machin
 		Address:      sixpn.MachineAddr(app.NetworkID, n.id.HostID, field),
 		CreatedAt:    n.now().UTC(),
 		RequestID:    spec.RequestID,
-		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services, Netns: spec.Netns},
+		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services}, Netns: spec.Netns,
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: m}

@@ -28,7 +28,8 @@ func TestApplyWithFakes(t *testing.T) {
 			MachinePlace: &catalog.MachinePlace{App: "web", Org: "acme", Network: "default", NetworkID: 0x18, Host: "a", HostID: 1},
 			Field:        field,
 			Address:      sixpn.MachineAddr(0x18, 1, field),
-			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, Netns: netns},
+			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted},
+			Netns:        netns,
 		}
 	}
 	snap := catalog.Build("a",

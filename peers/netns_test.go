@@ -264,7 +264,7 @@ func TestMultiHost(t *testing.T) {
 			MachinePlace: &catalog.MachinePlace{App: app, Org: "acme", NetworkID: m.net, Host: m.host, HostID: m.hostID},
 			Field:        m.field,
 			Address:      m.addr(),
-			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, Netns: m.ns},
+			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted}, Netns: m.ns,
 		})
 	}
 	ifaces := map[string]string{"h1": nstest.Name("w1"), "h2": nstest.Name("w2")}

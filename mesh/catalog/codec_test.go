@@ -39,7 +39,7 @@ func codecSamples() []*Record {
 				Address:      maddr,
 				CreatedAt:    t0,
 				RequestID:    "r-2",
-				MachineAttrs: &MachineAttrs{State: StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web", "a": "", "zz": "9"}, Services: []Service{{"http", "tcp", 8080}, {"dns", "udp", 53}}, Netns: "dw-m1"},
+				MachineAttrs: &MachineAttrs{State: StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web", "a": "", "zz": "9"}, Services: []Service{{"http", "tcp", 8080}, {"dns", "udp", 53}}}, Netns: "dw-m1",
 			}},
 		// An address that is not the derived one, an unusual state, no metadata.
 		{Kind: KindMachine, Key: "m2", Gen: 2, Created: Stamp{10, 3}, Version: Stamp{4, 9},

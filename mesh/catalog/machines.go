@@ -201,8 +201,6 @@ func attrsHash(seed maphash.Seed, a *MachineAttrs) uint64 {
 	h.WriteByte(0)
 	h.WriteString(a.ProcessGroup)
 	h.WriteByte(0)
-	h.WriteString(a.Netns)
-	h.WriteByte(0)
 	for _, s := range a.Services {
 		h.WriteString(s.Name)
 		h.WriteByte(0)
@@ -231,7 +229,7 @@ func attrsHash(seed maphash.Seed, a *MachineAttrs) uint64 {
 }
 
 func attrsEqual(a, b *MachineAttrs) bool {
-	return a.State == b.State && a.ProcessGroup == b.ProcessGroup && a.Netns == b.Netns &&
+	return a.State == b.State && a.ProcessGroup == b.ProcessGroup &&
 		slices.Equal(a.Services, b.Services) && maps.Equal(a.Metadata, b.Metadata) &&
 		(a.Metadata == nil) == (b.Metadata == nil) && (a.Services == nil) == (b.Services == nil)
 }
@@ -241,7 +239,7 @@ func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
 		a = &MachineAttrs{}
 	}
 	return in.attrs.get(a, func(a *MachineAttrs) *MachineAttrs {
-		cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup), Netns: a.Netns}
+		cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup)}
 		if a.Metadata != nil {
 			cp.Metadata = maps.Clone(a.Metadata)
 		}

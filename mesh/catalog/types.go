@@ -118,6 +118,10 @@ type Machine struct {
 	CreatedAt time.Time `json:"created_at"`
 	// RequestID is the client's id for the create, so a retry returns this machine.
 	RequestID string `json:"request_id,omitempty"`
+	// Netns is the network namespace the host attached the machine to, if any. It is
+	// the machine's own (no two machines share one), so it is kept here and not in
+	// the attributes machines share.
+	Netns string `json:"netns,omitempty"`
 }
 
 // MachinePlace is where a machine runs: its app and network and its host.
@@ -137,8 +141,6 @@ type MachineAttrs struct {
 	ProcessGroup string            `json:"process_group"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	Services     []Service         `json:"services,omitempty"`
-	// Netns is the network namespace the host attached the machine to, if any.
-	Netns string `json:"netns,omitempty"`
 }
 
 // WithState returns a copy of m in state s; m and what it shares are untouched.

@@ -81,7 +81,13 @@ func ParentRecords() []*catalog.Record {
 // MachineRecords returns machine records number from..to-1. Each is what
 // CreateMachine writes for a CLI create, with one metadata pair, one service and a
 // 24-hex client request id; ids are 14 hex digits spread like random ones.
-func MachineRecords(from, to int) []*catalog.Record {
+func MachineRecords(from, to int) []*catalog.Record { return machineRecords(from, to, false) }
+
+// AttachedMachineRecords are MachineRecords attached to network namespaces (`machines
+// create --netns`): each has a name of its own, which nothing can share.
+func AttachedMachineRecords(from, to int) []*catalog.Record { return machineRecords(from, to, true) }
+
+func machineRecords(from, to int, netns bool) []*catalog.Record {
 	out := make([]*catalog.Record, 0, to-from)
 	for i := from; i < to; i++ {
 		a, h := i%SynthApps, i%SynthHosts
@@ -98,6 +104,9 @@ func MachineRecords(from, to int) []*catalog.Record {
 			// The CLI sends a random 24-hex request id with every create.
 			RequestID:    fmt.Sprintf("%024x", uint64(i)*0xD1B54A32D192ED03),
 			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web"}, Services: []catalog.Service{{Name: "http", Proto: "tcp", Port: 8080}}},
+		}
+		if netns {
+			m.Netns = "vm-" + id
 		}
 		st := synthStamp(SynthOrgs+SynthApps+i, hid)
 		out = append(out, &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: st, Version: st, Machine: m})

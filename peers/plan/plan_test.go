@@ -33,7 +33,7 @@ func machine(id string, host string, hostID, net, field uint32, netns string) ca
 		MachinePlace: &catalog.MachinePlace{App: "app" + string(rune('a'+net%26)), NetworkID: net, Host: host, HostID: hostID},
 		Field:        field,
 		Address:      sixpn.MachineAddr(net, hostID, field),
-		MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, Netns: netns},
+		MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted}, Netns: netns,
 	}
 }
 
