@@ -61,23 +61,37 @@ func (g *Gossip) onTree(body []byte) {
 		g.drop("malformed", err)
 		return
 	}
-	var rs []*catalog.Record
 	if m.Kind == proto.KindJoin {
 		g.learn(from, string(m.Payload))
 	}
-	if m.Kind == proto.KindGossip {
-		if rs, err = decodeRecordList(m.Payload); err != nil {
+	msgs := []proto.Message{m}
+	if m.Kind == proto.KindBatch {
+		msgs = m.Batch
+	}
+	// Every change in the message is validated before the tree sees any of it.
+	batches := make([][]*catalog.Record, len(msgs))
+	for i := range msgs {
+		if msgs[i].Kind != proto.KindGossip {
+			continue
+		}
+		if batches[i], err = decodeRecordList(msgs[i].Payload); err != nil {
 			g.drop("invalid_record", err)
 			return
 		}
-		m.Payload = append([]byte(nil), m.Payload...)
+		msgs[i].Payload = append([]byte(nil), msgs[i].Payload...)
 	}
+	var rs []*catalog.Record
+	now := time.Now()
 	g.treeMu.Lock()
-	_, fresh := g.tree.Receive(time.Now(), from, m)
+	for i := range msgs {
+		if _, fresh := g.tree.Receive(now, from, msgs[i]); fresh {
+			rs = append(rs, batches[i]...)
+		}
+	}
 	out := g.tree.Outbox()
 	g.treeMu.Unlock()
 	g.sendTree(out)
-	if fresh {
+	if len(rs) > 0 {
 		g.merge(rs)
 		g.aeMu.Lock()
 		g.ae.NoteChange(time.Now())
@@ -216,6 +230,8 @@ func treeKind(k proto.Kind) string {
 		return "prune"
 	case proto.KindJoin:
 		return "join"
+	case proto.KindBatch:
+		return "gossip"
 	}
 	return "unknown"
 }

@@ -50,6 +50,7 @@ func seedMessages(f *testing.F) {
 	add(msgAEWant, aeWant{o, &proto.AEWant{IDs: []catalog.ID{{Kind: catalog.KindOrg, Key: "x"}}}})
 	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindGossip, ID: 1, Payload: bin}))
 	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindIHave, IDs: []uint64{1, 2}}))
+	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindBatch, Batch: []proto.Message{{Kind: proto.KindGossip, ID: 2, Payload: bin}, {Kind: proto.KindGossip, ID: 3, Payload: bin}}}))
 	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindJoin, Payload: []byte("127.0.0.1:1")}))
 	add(msgRPCReq, rpcRequest{ID: 1, origin: o, Op: "echo", Body: json.RawMessage(`{}`)})
 	add(msgRPCReq, rpcRequest{ID: 2, origin: o, Op: opClaim, Body: json.RawMessage(`{"keys":["id/org/x"],"holder":{"host":"h2"},"record":` + org + `}`)})

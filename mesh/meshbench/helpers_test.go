@@ -107,10 +107,20 @@ func (c *cluster) dataDir() string {
 // transport handle (memberlist's NetTransport, wrapped to count bytes).
 func (c *cluster) startNode(name string, gated bool, join []string) *benchNode {
 	c.t.Helper()
+	bn, err := c.start(name, gated, join)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes = append(c.nodes, bn)
+	return bn
+}
+
+// start is startNode without touching c.nodes, safe to run concurrently.
+func (c *cluster) start(name string, gated bool, join []string) (*benchNode, error) {
 	ip := nextIP()
 	tr, err := NewCountingTransport(ip, gated)
 	if err != nil {
-		c.t.Fatalf("transport on %s: %v", ip, err)
+		return nil, fmt.Errorf("transport on %s: %v", ip, err)
 	}
 	dir := c.dataDir()
 	reg := prometheus.NewRegistry()
@@ -124,26 +134,52 @@ func (c *cluster) startNode(name string, gated bool, join []string) *benchNode {
 	n, err := mesh.Start(cfg)
 	if err != nil {
 		tr.Shutdown()
-		c.t.Fatalf("start %s: %v", name, err)
+		return nil, fmt.Errorf("start %s: %v", name, err)
 	}
-	bn := &benchNode{Node: n, tr: tr, reg: reg, ip: ip, dir: dir, addr: fmt.Sprintf("%s:%d", ip, tr.Port())}
-	c.nodes = append(c.nodes, bn)
-	return bn
+	return &benchNode{Node: n, tr: tr, reg: reg, ip: ip, dir: dir, addr: fmt.Sprintf("%s:%d", ip, tr.Port())}, nil
 }
 
-// newCluster starts size agents; all but the first join the first. With gated set
-// every transport starts closed (see CountingTransport) and the caller opens them.
+// startBatch is how many agents a large cluster starts at once. Each start waits to
+// hear from the cluster it joins (up to mesh.Config.IdentityTimeout), so starting
+// 500 one after another took 3 minutes of mostly waiting.
+const startBatch = 25
+
+// newCluster starts size agents: the first alone, then (above largeCluster) in
+// batches of startBatch that each join an agent already running, spread over them.
+// With gated set every transport starts closed (see CountingTransport) and the
+// caller opens them.
 func newCluster(t testing.TB, size int, gated bool) *cluster {
 	c := &cluster{t: t}
 	if size > largeCluster {
 		c.tune = sharedCPU
 	}
 	t.Cleanup(c.close)
-	var join []string
-	for i := 0; i < size; i++ {
-		n := c.startNode(fmt.Sprintf("b%02d", i), gated, join)
-		if i == 0 {
-			join = []string{n.addr}
+	first := c.startNode("b00", gated, nil)
+	batch := 1
+	if size > largeCluster {
+		batch = startBatch
+	}
+	for i := 1; i < size; i += batch {
+		k := min(batch, size-i)
+		nodes, errs := make([]*benchNode, k), make([]error, k)
+		var wg sync.WaitGroup
+		for j := range k {
+			join := []string{first.addr}
+			if batch > 1 {
+				join = []string{c.nodes[(i+j)%len(c.nodes)].addr}
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				nodes[j], errs[j] = c.start(fmt.Sprintf("b%02d", i+j), gated, join)
+			}()
+		}
+		wg.Wait()
+		for j := range k {
+			if errs[j] != nil {
+				t.Fatal(errs[j])
+			}
+			c.nodes = append(c.nodes, nodes[j])
 		}
 	}
 	return c

@@ -13,6 +13,10 @@ func TestMessageRoundTrip(t *testing.T) {
 		{Kind: KindGraft, IDs: []uint64{9}},
 		{Kind: KindPrune},
 		{Kind: KindJoin, Payload: []byte("127.0.0.1:7946")},
+		{Kind: KindBatch, Batch: []Message{
+			{Kind: KindGossip, ID: 1, Round: 300, Payload: []byte("one")},
+			{Kind: KindGossip, ID: 2, Round: 1, Payload: []byte{}},
+		}},
 	} {
 		b := m.Append(nil)
 		if len(b) != m.Size() {
@@ -23,7 +27,9 @@ func TestMessageRoundTrip(t *testing.T) {
 			t.Errorf("%v: round trip gave %+v, %v", m.Kind, got, err)
 		}
 	}
-	for _, bad := range [][]byte{nil, {0}, {9}, {byte(KindGossip), 1, 2}, {byte(KindIHave), 0, 2, 1}, {byte(KindIHave), 0, 0}, {byte(KindPrune), 1}} {
+	for _, bad := range [][]byte{nil, {0}, {9}, {byte(KindGossip), 1, 2}, {byte(KindIHave), 0, 2, 1}, {byte(KindIHave), 0, 0}, {byte(KindPrune), 1},
+		{byte(KindBatch)}, {byte(KindBatch), 0}, {byte(KindBatch), 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 5, 'x'},
+		{byte(KindBatch), 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 'x', 'y'}, {byte(KindBatch), 200, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0}} {
 		if _, err := Decode(bad); err != ErrMalformed {
 			t.Errorf("Decode(%v) = %v, want ErrMalformed", bad, err)
 		}
@@ -55,11 +61,45 @@ func (n *net) pump(drop func(from string, s Send) bool) {
 	}
 }
 
+// With EagerInterval, copies to one neighbor wait and leave as one batch, split
+// before a batch outgrows a packet.
+func TestEagerBatching(t *testing.T) {
+	now := time.Unix(0, 0)
+	tr := NewTree(TreeConfig{Self: "a", EagerInterval: 20 * time.Millisecond})
+	tr.SetLinks([]string{"b"})
+	tr.Publish(now, []byte("lone"))
+	if out := tr.Outbox(); len(out) != 1 || out[0].Msg.Kind != KindGossip {
+		t.Fatalf("a change on a quiet link waited: %+v", out)
+	}
+	for i := 1; i <= 3; i++ {
+		tr.Publish(now.Add(time.Duration(i)*time.Millisecond), []byte("change"))
+	}
+	if out := tr.Outbox(); len(out) != 0 {
+		t.Fatalf("sent before the interval: %+v", out)
+	}
+	if d := tr.Deadline(); !d.Equal(now.Add(20 * time.Millisecond)) {
+		t.Fatalf("deadline %v", d)
+	}
+	tr.Tick(now.Add(20 * time.Millisecond))
+	out := tr.Outbox()
+	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Kind != KindBatch || len(out[0].Msg.Batch) != 3 {
+		t.Fatalf("sent %+v, want one batch of 3 to b", out)
+	}
+	big := make([]byte, 400)
+	for range 3 {
+		tr.Publish(now.Add(25*time.Millisecond), big)
+	}
+	out = tr.Outbox()
+	if len(out) != 1 || out[0].Msg.Kind != KindBatch || len(out[0].Msg.Batch) != 2 || out[0].Msg.Size() > batchLimit {
+		t.Fatalf("sent %+v, want a full batch of 2 at once", out)
+	}
+}
+
 func TestTreePrunesAndGrafts(t *testing.T) {
 	n := &net{trees: map[string]*Tree{}, got: map[string]int{}, now: time.Unix(0, 0)}
 	names := []string{"a", "b", "c", "d"}
 	for i, name := range names {
-		n.trees[name] = NewTree(TreeConfig{Self: name, Degree: 3, Seed: int64(i)})
+		n.trees[name] = NewTree(TreeConfig{Self: name, Degree: 3, Seed: int64(i), EagerInterval: -1})
 	}
 	for _, name := range names {
 		n.trees[name].AddPeers(names)

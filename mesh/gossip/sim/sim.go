@@ -57,6 +57,7 @@ type Config struct {
 	// LazyInterval tune the tree (default proto's).
 	Degree                     int
 	GraftTimeout, LazyInterval time.Duration
+	EagerInterval              time.Duration
 	// TimingTree shapes the tree from message timing (Plumtree's prunes and grafts)
 	// instead of laying it out from membership (proto.Ring, as the agent does).
 	TimingTree bool
@@ -290,7 +291,7 @@ func Run(cfg Config) Result {
 		c := catalog.New(name)
 		c.SetSelfID(uint32(i + 1))
 		h := &host{name: name, idx: i, cat: c, up: true, listed: true,
-			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
+			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, EagerInterval: cfg.EagerInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
 			ae:   proto.NewAntiEntropy(c, 0)}
 		s.hosts = append(s.hosts, h)
 		s.byName[name] = i
@@ -427,9 +428,15 @@ func (s *simulator) handle(e *event) {
 			return
 		}
 		from := s.hosts[e.from].name
-		if _, fresh := h.tree.Receive(s.now, from, e.tree); fresh {
-			s.deliver(h, s.records[&e.tree.Payload[0]])
-			h.ae.NoteChange(s.now)
+		msgs := []proto.Message{e.tree}
+		if e.tree.Kind == proto.KindBatch {
+			msgs = e.tree.Batch
+		}
+		for _, m := range msgs {
+			if _, fresh := h.tree.Receive(s.now, from, m); fresh {
+				s.deliver(h, s.records[&m.Payload[0]])
+				h.ae.NoteChange(s.now)
+			}
 		}
 		s.flush(h)
 	case evDeliverAE:
@@ -629,7 +636,7 @@ func (s *simulator) flush(h *host) {
 		s.count(h, size, true)
 		if s.measuring {
 			switch m.Msg.Kind {
-			case proto.KindGossip:
+			case proto.KindGossip, proto.KindBatch:
 				s.split.Gossip += float64(size + packetOverhead)
 			case proto.KindIHave:
 				s.split.IHave += float64(size + packetOverhead)
