@@ -186,6 +186,16 @@ func (g *Gossip) memberChanged(name string, live bool) {
 	}
 }
 
+// graftWait derives the tree's graft timeout for an announcer from the round-trip
+// time our network coordinates estimate to it (0: unknown, the tree's default).
+func (g *Gossip) graftWait(peer string) time.Duration {
+	rtt, ok := g.RTT(peer)
+	if !ok {
+		return 0
+	}
+	return proto.GraftWaitFor(int(g.depth.Load()), rtt)
+}
+
 // relayout gives the tree its links in the layout of the current members.
 func (g *Gossip) relayout() {
 	g.relaid.Store(false)
@@ -195,7 +205,9 @@ func (g *Gossip) relayout() {
 	for _, n := range alive {
 		names = append(names, n.Name)
 	}
-	links := proto.NewRing(names, 0).Links(g.cfg.Name)
+	ring := proto.NewRing(names, 0)
+	g.depth.Store(int32(ring.Depth()))
+	links := ring.Links(g.cfg.Name)
 	g.treeMu.Lock()
 	g.tree.SetLinks(links)
 	out := g.tree.Outbox()

@@ -100,6 +100,8 @@ type Gossip struct {
 	// relaid is set when membership changed and the tree's links must be laid out
 	// again from the new view (treeLoop does it, at most every relayoutEvery).
 	relaid atomic.Bool
+	// depth is the laid-out tree's depth (graftWait).
+	depth atomic.Int32
 
 	mu        sync.Mutex
 	handlers  map[string]Handler
@@ -164,7 +166,7 @@ func New(cfg Config) (*Gossip, error) {
 	g.handlers[opRelease] = g.handleRelease
 	g.handlers[opWritten] = g.handleWritten
 	g.ae = proto.NewAntiEntropy(cfg.Catalog, aeDedupe)
-	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63()})
+	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63(), GraftWait: g.graftWait})
 	g.kick = make(chan struct{}, 1)
 	g.relaid.Store(true) // the first tree loop lays the tree out
 

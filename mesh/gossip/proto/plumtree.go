@@ -187,15 +187,20 @@ type TreeConfig struct {
 	// too, so a host has about 2*Degree neighbors; the random graph they form stays
 	// connected with high probability at any fleet size.
 	Degree int
-	// LazyInterval is how often announcements go out, batched per neighbor
-	// (default 200ms: on a laid-out tree they only serve repair, and a longer
-	// interval puts more ids in each packet).
+	// LazyInterval is how often a link sends announcements, batched (default
+	// 200ms: on a laid-out tree they only serve repair, and a longer interval puts
+	// more ids in each packet). A link that was quiet that long announces at once.
 	LazyInterval time.Duration
 	// GraftTimeout is how long an announced id may stay missing before we graft
 	// the link that announced it, and then again per announcer (default 300ms: a
 	// lazy neighbor can be several tree hops closer to the source, and every graft
 	// that beats the tree copy costs a second copy).
 	GraftTimeout time.Duration
+	// GraftWait, when set, shortens GraftTimeout for an id announced by peer (a
+	// result of 0 or above GraftTimeout means GraftTimeout): the agent derives it
+	// from measured round-trip times, so a host on a fast network asks for a lost
+	// change after a few round trips instead of a timeout sized for slow links.
+	GraftWait func(peer string) time.Duration
 	// EagerInterval, when set, sends eager copies to a neighbor at most once per
 	// interval: a copy for a link that sent within the interval waits, with any
 	// others, and they leave as one Batch. At 100 changes/s a tree link carries a
@@ -246,8 +251,9 @@ type Tree struct {
 	order   []seenAt // ids by arrival, for expiry
 	missing map[uint64]*missing
 	lazyQ   map[string][]uint64
-	lazyAt  time.Time
-	eagerQ  map[string]*eagerBatch
+	// lastLazy is when each link last sent announcements (LazyInterval).
+	lastLazy map[string]time.Time
+	eagerQ   map[string]*eagerBatch
 	// lastPush is when each link last sent eager copies (EagerInterval).
 	lastPush map[string]time.Time
 	seq      uint64
@@ -294,7 +300,7 @@ func NewTree(cfg TreeConfig) *Tree {
 		cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
 		eager: map[string]bool{}, lazy: map[string]bool{}, picked: map[string]bool{},
 		seen: map[uint64]stored{}, missing: map[uint64]*missing{}, lazyQ: map[string][]uint64{},
-		eagerQ: map[string]*eagerBatch{}, lastPush: map[string]time.Time{},
+		eagerQ: map[string]*eagerBatch{}, lastPush: map[string]time.Time{}, lastLazy: map[string]time.Time{},
 	}
 }
 
@@ -361,6 +367,7 @@ func (t *Tree) RemovePeer(name string) {
 	delete(t.lazyQ, name)
 	delete(t.eagerQ, name)
 	delete(t.lastPush, name)
+	delete(t.lastLazy, name)
 	for _, m := range t.missing {
 		for i, f := range m.from {
 			if f == name {
@@ -418,14 +425,29 @@ func (t *Tree) forward(now time.Time, from string, id uint64, round uint16, payl
 			t.push(now, p, Message{Kind: KindGossip, ID: id, Round: round + 1, Payload: payload})
 		}
 	}
-	for p := range t.lazy {
-		if p != from {
-			if len(t.lazyQ) == 0 || t.lazyAt.IsZero() {
-				t.lazyAt = now.Add(t.cfg.LazyInterval)
-			}
-			t.lazyQ[p] = append(t.lazyQ[p], id)
+	for _, p := range sortedKeys(t.lazy) {
+		if p == from {
+			continue
+		}
+		// Announcements follow the same rule as eager copies: a quiet link
+		// announces at once, a busy one at most every LazyInterval.
+		if len(t.lazyQ[p]) == 0 && now.Sub(t.lastLazy[p]) >= t.cfg.LazyInterval {
+			t.lastLazy[p] = now
+			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindIHave, IDs: []uint64{id}}})
+			continue
+		}
+		t.lazyQ[p] = append(t.lazyQ[p], id)
+	}
+}
+
+// graftWait is how long an id announced by peer may stay missing.
+func (t *Tree) graftWait(peer string) time.Duration {
+	if t.cfg.GraftWait != nil {
+		if w := t.cfg.GraftWait(peer); w > 0 && w < t.cfg.GraftTimeout {
+			return w
 		}
 	}
+	return t.cfg.GraftTimeout
 }
 
 // push sends an eager copy now, or queues it in p's batch.
@@ -537,7 +559,7 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 				ms.from = append(ms.from, from)
 				continue
 			}
-			t.missing[id] = &missing{deadline: now.Add(t.cfg.GraftTimeout), from: []string{from}}
+			t.missing[id] = &missing{deadline: now.Add(t.graftWait(from)), from: []string{from}}
 		}
 	case KindGraft:
 		if !t.fixed {
@@ -581,7 +603,7 @@ func (t *Tree) Tick(now time.Time) {
 		}
 		p := ms.from[0]
 		ms.from = ms.from[1:]
-		ms.deadline = now.Add(t.cfg.GraftTimeout)
+		ms.deadline = now.Add(t.cfg.GraftTimeout) // the graft's answer takes a round trip too
 		if grafts == nil {
 			grafts = map[string][]uint64{}
 		}
@@ -607,18 +629,19 @@ func (t *Tree) Tick(now time.Time) {
 			t.flushBatch(p, q)
 		}
 	}
-	// Announcements.
-	if len(t.lazyQ) > 0 && !now.Before(t.lazyAt) {
-		for _, p := range sortedKeys(t.lazyQ) {
-			ids := t.lazyQ[p]
-			for len(ids) > 0 {
-				n := min(len(ids), maxIDs)
-				t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindIHave, IDs: ids[:n]}})
-				ids = ids[n:]
-			}
+	// Announcements due.
+	for _, p := range sortedKeys(t.lazyQ) {
+		if now.Before(t.lastLazy[p].Add(t.cfg.LazyInterval)) {
+			continue
 		}
-		clear(t.lazyQ)
-		t.lazyAt = time.Time{}
+		ids := t.lazyQ[p]
+		for len(ids) > 0 {
+			n := min(len(ids), maxIDs)
+			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindIHave, IDs: ids[:n]}})
+			ids = ids[n:]
+		}
+		delete(t.lazyQ, p)
+		t.lastLazy[p] = now
 	}
 }
 
@@ -637,8 +660,10 @@ func sortedKeys[V any](m map[string]V) []string {
 // Deadline is the next time Tick has work to do (zero: none pending).
 func (t *Tree) Deadline() time.Time {
 	var d time.Time
-	if len(t.lazyQ) > 0 {
-		d = t.lazyAt
+	for p := range t.lazyQ {
+		if due := t.lastLazy[p].Add(t.cfg.LazyInterval); d.IsZero() || due.Before(d) {
+			d = due
+		}
 	}
 	for _, ms := range t.missing {
 		if d.IsZero() || ms.deadline.Before(d) {

@@ -95,6 +95,50 @@ func TestEagerBatching(t *testing.T) {
 	}
 }
 
+// Announcements: at once on a quiet link, then batched per LazyInterval; a
+// GraftWait shorter than GraftTimeout asks for a missing id sooner.
+func TestLazyBatchingAndGraftWait(t *testing.T) {
+	now := time.Unix(0, 0)
+	tr := NewTree(TreeConfig{Self: "a", LazyInterval: 200 * time.Millisecond, GraftTimeout: 300 * time.Millisecond,
+		GraftWait: func(p string) time.Duration {
+			if p == "fast" {
+				return 10 * time.Millisecond
+			}
+			return 0
+		}})
+	tr.SetLinks(nil)
+	tr.Receive(now, "d", Message{Kind: KindJoin})
+	for i := range 3 {
+		tr.Publish(now.Add(time.Duration(i)*time.Millisecond), []byte("x"))
+	}
+	out := tr.Outbox()
+	if len(out) != 1 || out[0].Msg.Kind != KindIHave || len(out[0].Msg.IDs) != 1 {
+		t.Fatalf("sent %+v, want the first id announced at once", out)
+	}
+	if d := tr.Deadline(); !d.Equal(now.Add(200 * time.Millisecond)) {
+		t.Fatalf("deadline %v, want the link's next slot", d)
+	}
+	tr.Tick(now.Add(200 * time.Millisecond))
+	if out := tr.Outbox(); len(out) != 1 || len(out[0].Msg.IDs) != 2 {
+		t.Fatalf("sent %+v, want the other two ids in one announcement", out)
+	}
+	for _, c := range []struct {
+		from string
+		wait time.Duration
+	}{{"fast", 10 * time.Millisecond}, {"slow", 300 * time.Millisecond}} {
+		id := uint64(c.from[0])
+		tr.Receive(now, c.from, Message{Kind: KindIHave, IDs: []uint64{id}})
+		tr.Tick(now.Add(c.wait - time.Millisecond))
+		if out := tr.Outbox(); len(out) != 0 {
+			t.Fatalf("%s: grafted before %v: %+v", c.from, c.wait, out)
+		}
+		tr.Tick(now.Add(c.wait))
+		if out := tr.Outbox(); len(out) != 1 || out[0].Msg.Kind != KindGraft || out[0].To != c.from {
+			t.Fatalf("%s: sent %+v, want a graft after %v", c.from, out, c.wait)
+		}
+	}
+}
+
 func TestTreePrunesAndGrafts(t *testing.T) {
 	n := &net{trees: map[string]*Tree{}, got: map[string]int{}, now: time.Unix(0, 0)}
 	names := []string{"a", "b", "c", "d"}

@@ -3,6 +3,7 @@ package proto
 import (
 	"hash/fnv"
 	"sort"
+	"time"
 )
 
 // Ring lays one membership view out as a spanning tree that every host computes
@@ -145,4 +146,17 @@ func (r *Ring) Depth() int {
 		d = max(d, depth[i])
 	}
 	return d
+}
+
+// MinGraftWait is the least GraftWaitFor returns: below it, scheduling delay on a
+// busy host is mistaken for loss.
+const MinGraftWait = 20 * time.Millisecond
+
+// GraftWaitFor is how long a host on a ring of the given depth waits for a tree
+// copy of a change it has heard announced by a peer at round-trip time rtt, before
+// asking that peer: the copy and the announcement can be apart by about a tree
+// path (up to twice the depth, a hop being half a round trip) plus the
+// announcement's own hop.
+func GraftWaitFor(depth int, rtt time.Duration) time.Duration {
+	return max(MinGraftWait, time.Duration(depth+1)*rtt)
 }

@@ -271,7 +271,8 @@ type simulator struct {
 	split              Split
 	treeBytes, aeBytes float64
 	partitioned        bool
-	cut                bool // membership on each side has dropped the other
+	cut                bool
+	depth              int // the ring's depth (graftWait) // membership on each side has dropped the other
 	healedAt           time.Time
 	healConverged      time.Duration
 	events             int
@@ -291,7 +292,7 @@ func Run(cfg Config) Result {
 		c := catalog.New(name)
 		c.SetSelfID(uint32(i + 1))
 		h := &host{name: name, idx: i, cat: c, up: true, listed: true,
-			tree: proto.NewTree(proto.TreeConfig{Self: name, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, EagerInterval: cfg.EagerInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
+			tree: proto.NewTree(proto.TreeConfig{Self: name, GraftWait: s.graftWait, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, EagerInterval: cfg.EagerInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
 			ae:   proto.NewAntiEntropy(c, 0)}
 		s.hosts = append(s.hosts, h)
 		s.byName[name] = i
@@ -586,6 +587,12 @@ func (s *simulator) converged() bool {
 	return true
 }
 
+// graftWait feeds the tree the round trip a host would measure (twice the mean
+// one-way latency) through the same rule the agent uses.
+func (s *simulator) graftWait(string) time.Duration {
+	return proto.GraftWaitFor(s.depth, s.cfg.LatencyMin+s.cfg.LatencyMax)
+}
+
 // relayout gives every host its tree links from membership's view: one ring of the
 // listed hosts (per side while a partition is detected).
 func (s *simulator) relayout() {
@@ -604,6 +611,7 @@ func (s *simulator) relayout() {
 	}
 	for side, names := range views {
 		r := proto.NewRing(names, s.cfg.Fanout)
+		s.depth = max(s.depth, r.Depth())
 		for _, h := range s.hosts {
 			if h.listed && (!s.cut || h.side == side) {
 				h.tree.SetLinks(r.Links(h.name))

@@ -28,7 +28,7 @@ func TestLossPartitionChurn(t *testing.T) {
 	const seed = 3
 	r := Run(Config{Hosts: 300, Seed: seed, Changes: 60, Rate: 50, Loss: 0.01,
 		PartitionFraction: 0.3, PartitionAt: 300 * time.Millisecond, PartitionFor: 3 * time.Second,
-		ChurnEvery: 200 * time.Millisecond, ChurnDown: time.Second, Settle: 8 * time.Second})
+		ChurnEvery: 200 * time.Millisecond, ChurnDown: time.Second, Settle: 15 * time.Second})
 	t.Logf("seed %d: %s", seed, r)
 	if !r.Converged || r.HealConverged == 0 || r.Missing != 0 {
 		t.Fatalf("seed %d: not converged after heal: %s", seed, r)
