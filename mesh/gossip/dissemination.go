@@ -26,7 +26,8 @@ const TreeDegree = 2
 
 // relayoutEvery bounds how often membership changes lay the tree out again (a fleet
 // forming sends a join event per member to every member).
-const relayoutEvery = 200 * time.Millisecond
+// (at 500 agents, laying out every 200 ms was 6% of the CPU while they formed).
+const relayoutEvery = time.Second
 
 // treeIdle is how often the tree loop wakes with nothing due: it expires old ids and
 // tops up neighbors.

@@ -187,9 +187,9 @@ type TreeConfig struct {
 	// too, so a host has about 2*Degree neighbors; the random graph they form stays
 	// connected with high probability at any fleet size.
 	Degree int
-	// LazyInterval is how often a link sends announcements, batched (default
+	// LazyInterval is how often a busy link sends announcements, batched (default
 	// 200ms: on a laid-out tree they only serve repair, and a longer interval puts
-	// more ids in each packet). A link that was quiet that long announces at once.
+	// more ids in each packet); a quiet link sends after a quarter of it.
 	LazyInterval time.Duration
 	// GraftTimeout is how long an announced id may stay missing before we graft
 	// the link that announced it, and then again per announcer (default 300ms: a
@@ -429,12 +429,13 @@ func (t *Tree) forward(now time.Time, from string, id uint64, round uint16, payl
 		if p == from {
 			continue
 		}
-		// Announcements follow the same rule as eager copies: a quiet link
-		// announces at once, a busy one at most every LazyInterval.
+		// A busy link announces every LazyInterval; a quiet one after a quarter of
+		// it, with whatever else arrived meanwhile. Not at once, as eager copies
+		// go: that doubled announcement bytes at 500 real agents and, on their
+		// starved CPU, made announcements beat tree copies into ten times as many
+		// grafts.
 		if len(t.lazyQ[p]) == 0 && now.Sub(t.lastLazy[p]) >= t.cfg.LazyInterval {
-			t.lastLazy[p] = now
-			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindIHave, IDs: []uint64{id}}})
-			continue
+			t.lastLazy[p] = now.Add(t.cfg.LazyInterval/4 - t.cfg.LazyInterval)
 		}
 		t.lazyQ[p] = append(t.lazyQ[p], id)
 	}
