@@ -53,7 +53,7 @@ func TestBenchSimPartition(t *testing.T) {
 	start := time.Now()
 	r := Run(Config{Hosts: n, Seed: 2, Rate: 100, Changes: 300, Loss: 0.01,
 		PartitionFraction: 1.0 / 3, PartitionAt: time.Second, PartitionFor: 5 * time.Second,
-		ChurnEvery: 500 * time.Millisecond, ChurnDown: 3 * time.Second, Settle: 10 * time.Second})
+		ChurnEvery: 500 * time.Millisecond, ChurnDown: 3 * time.Second, Settle: 20 * time.Second})
 	line("partition 1/3 for 5s, 1%% loss, churn: %s (wall %v)", r, time.Since(start).Round(time.Second))
 	if !r.Converged || r.HealConverged == 0 {
 		t.Errorf("not converged after heal")
