@@ -24,6 +24,13 @@ import (
 // about as many): they hear of every change by id and repair what a tree link lost.
 const TreeDegree = 2
 
+// batchFrom is the fleet size from which eager copies are batched per link (see
+// proto.TreeConfig.EagerInterval). Batching saves packets when changes stream in;
+// in a small fleet, measured with creates one after another (each waiting for the
+// last to arrive everywhere), it held every copy for the window: 5 agents went from
+// p50 0.8 ms to 17 ms.
+const batchFrom = 100
+
 // relayoutEvery bounds how often membership changes lay the tree out again (a fleet
 // forming sends a join event per member to every member).
 // (at 500 agents, laying out every 200 ms was 6% of the CPU while they formed).
@@ -211,6 +218,11 @@ func (g *Gossip) relayout() {
 	links := ring.Links(g.cfg.Name)
 	g.treeMu.Lock()
 	g.tree.SetLinks(links)
+	if ring.Len() < batchFrom {
+		g.tree.SetEagerInterval(-1)
+	} else {
+		g.tree.SetEagerInterval(0)
+	}
 	out := g.tree.Outbox()
 	g.treeMu.Unlock()
 	g.sendTree(out)

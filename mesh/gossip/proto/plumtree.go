@@ -267,6 +267,8 @@ type eagerBatch struct {
 	size int
 }
 
+const defaultEagerInterval = 20 * time.Millisecond
+
 // batchLimit keeps a batch inside one UDP packet (gossip.bestEffortLimit, less the
 // sender frame).
 const batchLimit = 1000
@@ -288,7 +290,7 @@ func NewTree(cfg TreeConfig) *Tree {
 		cfg.GraftTimeout = 300 * time.Millisecond
 	}
 	if cfg.EagerInterval == 0 {
-		cfg.EagerInterval = 20 * time.Millisecond
+		cfg.EagerInterval = defaultEagerInterval
 	}
 	if cfg.Keep <= 0 {
 		cfg.Keep = 60 * time.Second
@@ -328,6 +330,15 @@ func (t *Tree) SetLinks(links []string) {
 		delete(t.lazy, p)
 		t.eager[p] = true
 	}
+}
+
+// SetEagerInterval changes TreeConfig.EagerInterval (0: the default; negative:
+// every copy at once). Queued copies keep their times.
+func (t *Tree) SetEagerInterval(d time.Duration) {
+	if d == 0 {
+		d = defaultEagerInterval
+	}
+	t.cfg.EagerInterval = d
 }
 
 // NeedPeers is how many more neighbors the tree wants to pick.
