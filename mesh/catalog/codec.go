@@ -457,24 +457,14 @@ func (d *decoder) byte() byte {
 	return v
 }
 
-func (d *decoder) uint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b[d.off:])
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.off += n
-	return v
-}
+func (d *decoder) uint() uint64   { return readVarint(d, binary.Uvarint) }
+func (d *decoder) svarint() int64 { return readVarint(d, binary.Varint) }
 
-func (d *decoder) svarint() int64 {
+func readVarint[T uint64 | int64](d *decoder, read func([]byte) (T, int)) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b[d.off:])
+	v, n := read(d.b[d.off:])
 	if n <= 0 {
 		d.fail("bad varint")
 		return 0
