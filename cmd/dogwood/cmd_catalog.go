@@ -5,8 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -405,15 +406,6 @@ func machineAction(e *env, name, method, suffix string) *cli.Command {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // removeCommand is `… remove NAME` for objects that are removed by name.
 func removeCommand(e *env, usage, arg string, valid func(string) error, apiPrefix, noun, example string) *cli.Command {
 	return &cli.Command{
@@ -483,7 +475,7 @@ func machineShowCommand(e *env) *cli.Command {
 			for _, s := range m.Services {
 				services = append(services, fmt.Sprintf("%s:%s:%d", s.Name, s.Proto, s.Port))
 			}
-			for _, k := range sortedKeys(m.Metadata) {
+			for _, k := range slices.Sorted(maps.Keys(m.Metadata)) {
 				md = append(md, k+"="+m.Metadata[k])
 			}
 			fmt.Fprintf(e.stdout, "id         %s\n", m.ID)

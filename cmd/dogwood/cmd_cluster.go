@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -83,12 +85,12 @@ func statusCommand(e *env) *cli.Command {
 				fmt.Fprintf(e.stdout, "api cert   %s\n", st.APIFingerprint)
 			}
 			var counts []string
-			for _, k := range sortedKeys(st.Catalog) {
+			for _, k := range slices.Sorted(maps.Keys(st.Catalog)) {
 				counts = append(counts, fmt.Sprintf("%s=%d", k, st.Catalog[k]))
 			}
 			fmt.Fprintf(e.stdout, "catalog    %s\n", strings.Join(counts, " "))
 			var members []string
-			for _, k := range sortedKeys(st.Members) {
+			for _, k := range slices.Sorted(maps.Keys(st.Members)) {
 				members = append(members, fmt.Sprintf("%s=%d", k, st.Members[k]))
 			}
 			fmt.Fprintf(e.stdout, "members    %s\n", strings.Join(members, " "))

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"maps"
 	"math/rand"
+	"slices"
 	"sort"
 	"time"
 )
@@ -436,7 +438,7 @@ func (t *Tree) forward(now time.Time, from string, id uint64, round uint16, payl
 			t.push(now, p, Message{Kind: KindGossip, ID: id, Round: round + 1, Payload: payload})
 		}
 	}
-	for _, p := range sortedKeys(t.lazy) {
+	for _, p := range slices.Sorted(maps.Keys(t.lazy)) {
 		if p == from {
 			continue
 		}
@@ -621,7 +623,7 @@ func (t *Tree) Tick(now time.Time) {
 		}
 		grafts[p] = append(grafts[p], id)
 	}
-	for _, p := range sortedKeys(grafts) {
+	for _, p := range slices.Sorted(maps.Keys(grafts)) {
 		ids := grafts[p]
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		if !t.fixed {
@@ -636,13 +638,13 @@ func (t *Tree) Tick(now time.Time) {
 		}
 	}
 	// Eager batches due.
-	for _, p := range sortedKeys(t.eagerQ) {
+	for _, p := range slices.Sorted(maps.Keys(t.eagerQ)) {
 		if q := t.eagerQ[p]; !now.Before(q.due) {
 			t.flushBatch(p, q)
 		}
 	}
 	// Announcements due.
-	for _, p := range sortedKeys(t.lazyQ) {
+	for _, p := range slices.Sorted(maps.Keys(t.lazyQ)) {
 		if now.Before(t.lastLazy[p].Add(t.cfg.LazyInterval)) {
 			continue
 		}
@@ -659,15 +661,6 @@ func (t *Tree) Tick(now time.Time) {
 
 // maxIDs bounds one IHave or Graft so it fits a UDP packet.
 const maxIDs = 120
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Deadline is the next time Tick has work to do (zero: none pending).
 func (t *Tree) Deadline() time.Time {

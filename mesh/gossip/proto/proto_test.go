@@ -1,7 +1,9 @@
 package proto
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -47,7 +49,7 @@ type net struct {
 func (n *net) pump(drop func(from string, s Send) bool) {
 	for moved := true; moved; {
 		moved = false
-		for _, name := range sortedKeys(n.trees) {
+		for _, name := range slices.Sorted(maps.Keys(n.trees)) {
 			for _, s := range n.trees[name].Outbox() {
 				moved = true
 				if drop != nil && drop(name, s) {

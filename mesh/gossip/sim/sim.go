@@ -707,42 +707,18 @@ func (s *simulator) route(from *host, to string, size int) (time.Duration, bool)
 }
 
 func aeSize(from string, m any) int {
-	type origin struct {
+	if r, ok := m.(*proto.AERecords); ok {
+		return 1 + len(catalog.AppendRecords(nil, r.Records))
+	}
+	// The agent sends a control message as one JSON object holding the sender's
+	// origin and the message's fields (both are objects with fields, so joining
+	// them replaces "}{" by ",").
+	o, _ := json.Marshal(struct {
 		From string `json:"from"`
 		Addr string `json:"addr,omitempty"`
-	}
-	o := origin{From: from, Addr: "[fdaa::1]:7946"}
-	var b []byte
-	switch m := m.(type) {
-	case *proto.AERecords:
-		b = catalog.AppendRecords(nil, m.Records)
-	case *proto.AERoot:
-		b, _ = json.Marshal(struct {
-			origin
-			*proto.AERoot
-		}{o, m})
-	case *proto.AEBuckets:
-		b, _ = json.Marshal(struct {
-			origin
-			*proto.AEBuckets
-		}{o, m})
-	case *proto.AESubs:
-		b, _ = json.Marshal(struct {
-			origin
-			*proto.AESubs
-		}{o, m})
-	case *proto.AEHeaders:
-		b, _ = json.Marshal(struct {
-			origin
-			*proto.AEHeaders
-		}{o, m})
-	case *proto.AEWant:
-		b, _ = json.Marshal(struct {
-			origin
-			*proto.AEWant
-		}{o, m})
-	}
-	return 1 + len(b)
+	}{from, "[fdaa::1]:7946"})
+	b, _ := json.Marshal(m)
+	return 1 + len(o) + len(b) - 1
 }
 
 // deliver applies records to a host's catalog and stamps the changes they carry.
