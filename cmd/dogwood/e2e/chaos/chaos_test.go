@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 type machine struct {
@@ -322,7 +324,7 @@ func (w *world) reimage(h *host, m *model, isolated bool) {
 	}
 	// Within 10 s every host has the new incarnation: id and WireGuard key.
 	start := time.Now()
-	err = eventually(10*time.Second, 200*time.Millisecond, func() error {
+	err = e2eproc.Eventually(10*time.Second, 200*time.Millisecond, func() error {
 		for _, o := range w.h {
 			out, err := w.cli(o, "members", "--json")
 			if err != nil {
@@ -362,7 +364,7 @@ func (w *world) removeAndRestart(h *host, m *model, isolated bool) {
 	m.epoch[h.name]++
 	m.mu.Unlock()
 	other := w.h[0]
-	err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+	err := e2eproc.Eventually(30*time.Second, 500*time.Millisecond, func() error {
 		out, err := w.cli(other, "members", "remove", h.name)
 		if err != nil {
 			return fmt.Errorf("%v %s", err, out)
@@ -376,7 +378,7 @@ func (w *world) removeAndRestart(h *host, m *model, isolated bool) {
 	if isolated {
 		w.partition([]*host{h})
 	}
-	p, err := startProc(h.log, inNS(h.ns, w.args(h)...)...)
+	p, err := startProc(h.log, e2eproc.InNS(h.ns, w.args(h)...)...)
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 // record is the part of a catalog record that must be identical on every host.
@@ -19,7 +21,7 @@ type record struct {
 }
 
 func (w *world) catalog(h *host) (string, error) {
-	o, err := run(20*time.Second, nil, "curl", "-sf", "--max-time", "15", "--unix-socket", h.sock, "http://agent/v1/catalog")
+	o, err := e2eproc.Run(20*time.Second, nil, "curl", "-sf", "--max-time", "15", "--unix-socket", h.sock, "http://agent/v1/catalog")
 	if err != nil {
 		return "", fmt.Errorf("%s catalog: %v %s", h.name, err, firstLine(o))
 	}
@@ -58,7 +60,7 @@ func (w *world) check(m *model) {
 		}
 		ids[h.name] = st.HostID
 	}
-	err := eventually(60*time.Second, 500*time.Millisecond, func() error {
+	err := e2eproc.Eventually(60*time.Second, 500*time.Millisecond, func() error {
 		for _, h := range w.h {
 			out, err := w.cli(h, "members", "--json")
 			if err != nil {
@@ -90,7 +92,7 @@ func (w *world) check(m *model) {
 
 	// All catalogs identical.
 	var ref string
-	err = eventually(60*time.Second, time.Second, func() error {
+	err = e2eproc.Eventually(60*time.Second, time.Second, func() error {
 		var first string
 		for i, h := range w.h {
 			c, err := w.catalog(h)
@@ -214,15 +216,15 @@ func (w *world) check(m *model) {
 		for i, a := range ms {
 			from := ms[(i+1)%len(ms)]
 			name := a.ID + ".vm." + a.App + ".internal"
-			err := eventually(20*time.Second, 500*time.Millisecond, func() error {
-				out, err := nsRun(10*time.Second, from.ns, "dig", "+short", "+time=2", "+tries=1", "@fdaa::3", name, "AAAA")
+			err := e2eproc.Eventually(20*time.Second, 500*time.Millisecond, func() error {
+				out, err := e2eproc.NSRun(10*time.Second, from.ns, "dig", "+short", "+time=2", "+tries=1", "@fdaa::3", name, "AAAA")
 				if err != nil || strings.TrimSpace(out) != a.Address {
 					return fmt.Errorf("dig %s from %s: %q %v", name, from.ID, strings.TrimSpace(out), err)
 				}
 				if from.ID == a.ID {
 					return nil
 				}
-				out, err = nsRun(10*time.Second, from.ns, "busybox", "ping", "-6", "-c", "1", "-W", "2", a.Address)
+				out, err = e2eproc.NSRun(10*time.Second, from.ns, "busybox", "ping", "-6", "-c", "1", "-W", "2", a.Address)
 				if err != nil {
 					return fmt.Errorf("ping %s (%s on %s) from %s (on %s): %v %s", a.Address, a.ID, a.Host, from.ID, from.Host, err, firstLine(out))
 				}

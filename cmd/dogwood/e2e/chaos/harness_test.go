@@ -1,11 +1,9 @@
 package chaos
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 // The harness: an underlay bridge in a namespace of its own, one namespace per host
@@ -36,39 +36,6 @@ func requireEnv(t *testing.T) {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("skipping: %s not installed (run `make deps`)", tool)
 		}
-	}
-}
-
-func run(timeout time.Duration, env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if errors.Is(err, exec.ErrWaitDelay) {
-		err = nil // it exited; something it started kept the output open
-	}
-	return string(out), err
-}
-
-func inNS(ns string, argv ...string) []string {
-	return append([]string{"ip", "netns", "exec", ns}, argv...)
-}
-
-func nsRun(timeout time.Duration, ns string, argv ...string) (string, error) {
-	a := inNS(ns, argv...)
-	return run(timeout, nil, a[0], a[1:]...)
-}
-
-func eventually(timeout, every time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(every)
 	}
 }
 
@@ -171,13 +138,13 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 		os.WriteFile(w.bin, data, 0o755)
-	} else if out, err := run(5*time.Minute, nil, "go", "build", "-o", w.bin, "github.com/dogwood/dogwood/cmd/dogwood"); err != nil {
+	} else if out, err := e2eproc.Run(5*time.Minute, nil, "go", "build", "-o", w.bin, "github.com/dogwood/dogwood/cmd/dogwood"); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	w.br = w.netns("br")
 	w.must("ip", "-n", w.br, "link", "add", "br0", "type", "bridge")
 	w.must("ip", "-n", w.br, "link", "set", "br0", "up")
-	key, err := run(10*time.Second, nil, w.bin, "keygen")
+	key, err := e2eproc.Run(10*time.Second, nil, w.bin, "keygen")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +155,7 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) must(name string, args ...string) string {
 	w.t.Helper()
-	out, err := run(20*time.Second, nil, name, args...)
+	out, err := e2eproc.Run(20*time.Second, nil, name, args...)
 	if err != nil {
 		w.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -209,10 +176,10 @@ func (w *world) tryNetns(suffix string) (string, error) {
 	w.mu.Lock()
 	w.nss = append(w.nss, ns)
 	w.mu.Unlock()
-	if out, err := run(20*time.Second, nil, "ip", "netns", "add", ns); err != nil {
+	if out, err := e2eproc.Run(20*time.Second, nil, "ip", "netns", "add", ns); err != nil {
 		return "", fmt.Errorf("ip netns add %s: %v %s", ns, err, out)
 	}
-	run(10*time.Second, nil, "ip", "-n", ns, "link", "set", "lo", "up")
+	e2eproc.Run(10*time.Second, nil, "ip", "-n", ns, "link", "set", "lo", "up")
 	return ns, nil
 }
 
@@ -228,7 +195,7 @@ func (w *world) logf(format string, a ...any) {
 
 // cli runs the dogwood CLI against host h's agent.
 func (w *world) cli(h *host, args ...string) (string, error) {
-	return run(40*time.Second, []string{"DOGWOOD_AGENT=" + h.sock}, w.bin, args...)
+	return e2eproc.Run(40*time.Second, []string{"DOGWOOD_AGENT=" + h.sock}, w.bin, args...)
 }
 
 func (w *world) addHost(idx int, gateway bool) *host {
@@ -271,12 +238,12 @@ func (w *world) args(h *host) []string {
 
 // start runs h's agent and waits until its API answers (or it exits).
 func (w *world) start(h *host) error {
-	p, err := startProc(h.log, inNS(h.ns, w.args(h)...)...)
+	p, err := startProc(h.log, e2eproc.InNS(h.ns, w.args(h)...)...)
 	if err != nil {
 		return err
 	}
 	h.agent = p
-	return eventually(30*time.Second, 100*time.Millisecond, func() error {
+	return e2eproc.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		if p.exited() {
 			return fmt.Errorf("agent %s exited: %v\n%s", h.name, p.err, tail(h.log, 3000))
 		}
@@ -307,7 +274,7 @@ func (w *world) cleanup() {
 	nss := w.nss
 	w.mu.Unlock()
 	// Machine namespaces the agents made for machines we created, too.
-	if out, err := run(10*time.Second, nil, "ip", "netns", "list"); err == nil {
+	if out, err := e2eproc.Run(10*time.Second, nil, "ip", "netns", "list"); err == nil {
 		for _, line := range strings.Split(out, "\n") {
 			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], w.pfx) {
 				nss = append(nss, f[0])
@@ -320,7 +287,7 @@ func (w *world) cleanup() {
 			continue
 		}
 		seen[ns] = true
-		if out, _ := run(5*time.Second, nil, "ip", "netns", "pids", ns); out != "" {
+		if out, _ := e2eproc.Run(5*time.Second, nil, "ip", "netns", "pids", ns); out != "" {
 			for _, f := range strings.Fields(out) {
 				var pid int
 				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
@@ -328,7 +295,7 @@ func (w *world) cleanup() {
 				}
 			}
 		}
-		run(10*time.Second, nil, "ip", "netns", "del", ns)
+		e2eproc.Run(10*time.Second, nil, "ip", "netns", "del", ns)
 		os.RemoveAll(filepath.Join("/etc/netns", ns))
 	}
 	for _, h := range w.h {
@@ -362,7 +329,7 @@ func (w *world) partition(side []*host) {
 `, set, set)
 		f := filepath.Join(w.dir, h.name+".nft")
 		os.WriteFile(f, []byte(rules), 0o644)
-		if out, err := nsRun(10*time.Second, h.ns, "nft", "-f", f); err != nil {
+		if out, err := e2eproc.NSRun(10*time.Second, h.ns, "nft", "-f", f); err != nil {
 			w.t.Fatalf("partition %s: %v %s", h.name, err, out)
 		}
 	}
@@ -370,7 +337,7 @@ func (w *world) partition(side []*host) {
 
 func (w *world) heal() {
 	for _, h := range w.h {
-		nsRun(10*time.Second, h.ns, "nft", "delete", "table", "inet", "chaos")
+		e2eproc.NSRun(10*time.Second, h.ns, "nft", "delete", "table", "inet", "chaos")
 	}
 }
 

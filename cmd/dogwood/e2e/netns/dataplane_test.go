@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 type wgStatus struct {
@@ -39,7 +41,7 @@ func hostIDOf(a netip.Addr) uint32 {
 
 // sixpnRoutesVia lists the 6PN prefixes routed in ns (`ip -6 route`), whatever the device.
 func sixpnRoutes(ns string) ([]netip.Prefix, string, error) {
-	out, err := nsRun(5*time.Second, ns, "ip", "-6", "route")
+	out, err := e2eproc.NSRun(5*time.Second, ns, "ip", "-6", "route")
 	if err != nil {
 		return nil, out, err
 	}
@@ -105,7 +107,7 @@ func TestDataPlane(t *testing.T) {
 		}
 		errs := parallel(len(pairs), func(i int) error {
 			p := pairs[i]
-			return eventually(30*time.Second, 200*time.Millisecond, func() error {
+			return e2eproc.Eventually(30*time.Second, 200*time.Millisecond, func() error {
 				if err := pingOK(p.from.ns, "", p.to.addr()); err != nil {
 					return err
 				}
@@ -173,7 +175,7 @@ func TestDataPlane(t *testing.T) {
 			must(t, "ip", "-n", a1.ns, "addr", "add", f+"/128", "dev", "6pn0", "nodad")
 		}
 		recv := w.helper(a3.ns, "a3-udp", "udp-recv", "7777")
-		if err := eventually(5*time.Second, 50*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 			if !strings.Contains(recv.output(), "LISTENING") {
 				return fmt.Errorf("receiver not ready")
 			}
@@ -195,7 +197,7 @@ func TestDataPlane(t *testing.T) {
 		if err := pingOK(a1.ns, a1.addr(), a3.addr()); err != nil {
 			t.Errorf("control: ping from the genuine address failed: %v", err)
 		}
-		if err := eventually(3*time.Second, 50*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(3*time.Second, 50*time.Millisecond, func() error {
 			if !strings.Contains(recv.output(), "GOT "+a1.addr()+"\n") {
 				return fmt.Errorf("genuine datagram from %s not received (control): %q", a1.addr(), recv.output())
 			}
@@ -229,7 +231,7 @@ func TestDataPlane(t *testing.T) {
 		}
 		check := func(ns, server, name string, wantAddrs []string, wantStatus string) {
 			t.Helper()
-			err := eventually(5*time.Second, 200*time.Millisecond, func() error {
+			err := e2eproc.Eventually(5*time.Second, 200*time.Millisecond, func() error {
 				got, status, err := digAAAA(ns, server, name)
 				if err != nil {
 					return err
@@ -250,7 +252,7 @@ func TestDataPlane(t *testing.T) {
 		check(acme[1].ns, "", "gweb.internal", nil, "NXDOMAIN")
 		check(acme[0].ns, acmeDNS.String(), "web.internal", want(acme), "NOERROR")
 		// Another network's DNS address is not reachable from a machine.
-		if out, err := nsRun(10*time.Second, acme[0].ns, "dig", "@"+globexDNS.String(), "+time=1", "+tries=1", "gweb.internal", "AAAA"); err == nil && strings.Contains(out, "status:") {
+		if out, err := e2eproc.NSRun(10*time.Second, acme[0].ns, "dig", "@"+globexDNS.String(), "+time=1", "+tries=1", "gweb.internal", "AAAA"); err == nil && strings.Contains(out, "status:") {
 			t.Errorf("acme machine got an answer from globex's DNS address %s:\n%s", globexDNS, out)
 		}
 	})
@@ -258,7 +260,7 @@ func TestDataPlane(t *testing.T) {
 
 	t.Run("status shows a handshake with every other host", func(t *testing.T) {
 		for _, h := range hosts {
-			err := eventually(10*time.Second, 200*time.Millisecond, func() error {
+			err := e2eproc.Eventually(10*time.Second, 200*time.Millisecond, func() error {
 				st := w.status(h)
 				if st.WireGuard == nil || st.WireGuard.Mode != "userspace" {
 					return fmt.Errorf("%s: wireguard %+v", h.name, st.WireGuard)
@@ -295,7 +297,7 @@ func TestDataPlane(t *testing.T) {
 		a1, a2 := acme[0], acme[1]
 		rxBefore := peerRx(w.status(h1), h2.pubKey)
 		srv := w.helper(a2.ns, "a2-stream", "stream-server", "5001")
-		if err := eventually(5*time.Second, 50*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 			if !strings.Contains(srv.output(), "LISTENING") {
 				return fmt.Errorf("stream server not ready")
 			}
@@ -311,7 +313,7 @@ func TestDataPlane(t *testing.T) {
 		w.waitMembers([]*host{h1, h2, h3, h4}, "h1", "h2", "h3", "h4")
 		a4 := w.createMachine(h4, "web", "a4")
 		acme = append(acme, a4)
-		if err := eventually(10*time.Second, 200*time.Millisecond, func() error { return pingOK(a1.ns, "", a4.addr()) }); err != nil {
+		if err := e2eproc.Eventually(10*time.Second, 200*time.Millisecond, func() error { return pingOK(a1.ns, "", a4.addr()) }); err != nil {
 			t.Errorf("new host's machine not reachable from h1: %v", err)
 		}
 		t.Logf("h4 joined and its machine became reachable in %v (while streaming)", time.Since(joinStart).Round(time.Millisecond))
@@ -370,7 +372,7 @@ func TestDataPlane(t *testing.T) {
 		// kill -9: h3 does not say goodbye, so the others keep its peer (it might come
 		// back any moment) until an operator removes it for good.
 		h3.agent.kill()
-		if err := eventually(20*time.Second, 200*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(20*time.Second, 200*time.Millisecond, func() error {
 			var ms []member
 			w.cliJSON(h1, &ms, "members")
 			for _, m := range ms {
@@ -389,8 +391,8 @@ func TestDataPlane(t *testing.T) {
 		w.cli(h1, "members", "remove", "h3")
 		removed := time.Now()
 		for _, h := range rest {
-			err := eventually(10*time.Second, 100*time.Millisecond, func() error {
-				out, err := nsRun(5*time.Second, h.ns, "wg", "show", h.iface, "peers")
+			err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+				out, err := e2eproc.NSRun(5*time.Second, h.ns, "wg", "show", h.iface, "peers")
 				if err != nil {
 					return err
 				}
@@ -406,7 +408,7 @@ func TestDataPlane(t *testing.T) {
 						return fmt.Errorf("%s still routes %s:\n%s", h.name, p, raw)
 					}
 				}
-				nft, err := nsRun(5*time.Second, h.ns, "nft", "list", "ruleset")
+				nft, err := e2eproc.NSRun(5*time.Second, h.ns, "nft", "list", "ruleset")
 				if err != nil {
 					return err
 				}
@@ -440,7 +442,7 @@ func TestDataPlane(t *testing.T) {
 			wantDNS = append(wantDNS, netip.MustParseAddr(m.addr()).String())
 		}
 		sortStrings(wantDNS)
-		if err := eventually(5*time.Second, 200*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(5*time.Second, 200*time.Millisecond, func() error {
 			got, _, err := digAAAA(acme[0].ns, "fdaa::3", "web.internal")
 			if err != nil {
 				return err
@@ -471,7 +473,7 @@ func TestDataPlane(t *testing.T) {
 		if h2.pubKey != keyBefore || h2.hostID != idBefore {
 			t.Errorf("restart changed identity: key %s → %s, id %08x → %08x", keyBefore, h2.pubKey, idBefore, h2.hostID)
 		}
-		if err := eventually(20*time.Second, 200*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(20*time.Second, 200*time.Millisecond, func() error {
 			if err := pingOK(a1.ns, "", a2.addr()); err != nil {
 				return err
 			}

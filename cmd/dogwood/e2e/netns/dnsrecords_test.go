@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 // digShort runs `dig +short NAME TYPE` in ns against server (empty: the namespace's
@@ -17,7 +19,7 @@ func digShort(ns, server, name, qtype string) ([]string, string, error) {
 	if server != "" {
 		args = append([]string{"dig", "@" + server}, args[1:]...)
 	}
-	out, err := nsRun(10*time.Second, ns, args...)
+	out, err := e2eproc.NSRun(10*time.Second, ns, args...)
 	if err != nil {
 		return nil, out, fmt.Errorf("dig %s %s from %s: %v\n%s", name, qtype, ns, err, out)
 	}
@@ -100,7 +102,7 @@ func TestDNSRecords(t *testing.T) {
 		probes = append(probes, probe{lap, acmeDNS.String(), "laptop"})
 		errs := parallel(len(probes), func(i int) error {
 			p := probes[i]
-			return eventually(15*time.Second, 100*time.Millisecond, func() error {
+			return e2eproc.Eventually(15*time.Second, 100*time.Millisecond, func() error {
 				got, status, err := digAAAA(p.ns, p.server, name)
 				if err != nil {
 					return err
@@ -127,7 +129,7 @@ func TestDNSRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A client that knows only the name: curl resolves api.internal through fdaa::3.
-	if out, err := nsRun(10*time.Second, green[1].ns, "curl", "-sS", "--max-time", "3", "http://api.internal:8080/"); err != nil || !strings.HasPrefix(strings.TrimSpace(out), "api-blue@") {
+	if out, err := e2eproc.NSRun(10*time.Second, green[1].ns, "curl", "-sS", "--max-time", "3", "http://api.internal:8080/"); err != nil || !strings.HasPrefix(strings.TrimSpace(out), "api-blue@") {
 		t.Errorf("curl http://api.internal:8080/ from a machine on h3: %q %v (a blue machine says %q)", out, err, body)
 	}
 
@@ -135,8 +137,8 @@ func TestDNSRecords(t *testing.T) {
 	w.cli(h1, "dns", "add", "acme", "api", "ALIAS", "api-green")
 	d = everywhere("api.internal", addrs(green))
 	step(fmt.Sprintf("switched: api.internal → api-green on every host and the laptop (%v after dns add on h1)", d.Round(time.Millisecond)))
-	if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
-		out, err := nsRun(10*time.Second, blue[0].ns, "curl", "-sS", "--max-time", "3", "http://api.internal:8080/")
+	if err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+		out, err := e2eproc.NSRun(10*time.Second, blue[0].ns, "curl", "-sS", "--max-time", "3", "http://api.internal:8080/")
 		if err != nil || !strings.HasPrefix(strings.TrimSpace(out), "api-green@") {
 			return fmt.Errorf("curl http://api.internal:8080/ from a machine on h1: %q %v", out, err)
 		}
@@ -159,7 +161,7 @@ func TestDNSRecords(t *testing.T) {
 		}
 		for _, c := range checks {
 			for _, p := range []struct{ ns, server string }{{green[1].ns, ""}, {lap, acmeDNS.String()}} {
-				if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+				if err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
 					got, status, err := digShort(p.ns, p.server, c.name, c.qtype)
 					if err != nil {
 						return err
@@ -212,7 +214,7 @@ func TestDNSRecords(t *testing.T) {
 
 	// Removing the alias: the name is gone everywhere.
 	w.cli(h2, "dns", "remove", "acme", "api")
-	if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+	if err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
 		for _, ns := range []string{obs[0].ns, obs[1].ns, obs[2].ns} {
 			if _, status, err := digAAAA(ns, "", "api.internal"); err != nil || status != "NXDOMAIN" {
 				return fmt.Errorf("after remove, dig api.internal from %s: %s %v", ns, status, err)

@@ -1,8 +1,6 @@
 package netns
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 // The harness. Every name a run creates starts with prefix ("dw" + 4 hex), so
@@ -123,24 +123,7 @@ func TestMain(m *testing.M) {
 
 // run runs a command with a bounded time and returns its combined output.
 func run(timeout time.Duration, name string, args ...string) (string, error) {
-	return runEnv(timeout, nil, name, args...)
-}
-
-func runEnv(timeout time.Duration, env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second // a daemon that inherited our pipes must not hang us
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("timed out after %v: %w", timeout, err)
-	}
-	return buf.String(), err
+	return e2eproc.Run(timeout, nil, name, args...)
 }
 
 // must runs a command and fails the test if it fails.
@@ -153,35 +136,10 @@ func must(t testing.TB, name string, args ...string) string {
 	return out
 }
 
-// inNS returns the argv that runs argv inside namespace ns.
-func inNS(ns string, argv ...string) []string {
-	return append([]string{"ip", "netns", "exec", ns}, argv...)
-}
-
 func nsMust(t testing.TB, ns string, argv ...string) string {
 	t.Helper()
-	a := inNS(ns, argv...)
+	a := e2eproc.InNS(ns, argv...)
 	return must(t, a[0], a[1:]...)
-}
-
-func nsRun(timeout time.Duration, ns string, argv ...string) (string, error) {
-	a := inNS(ns, argv...)
-	return run(timeout, a[0], a[1:]...)
-}
-
-// eventually polls f until it returns nil or timeout passes; it returns the last error.
-func eventually(timeout, every time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(every)
-	}
 }
 
 // proc is a long-running process in its own process group, output in a file.
@@ -352,7 +310,7 @@ func (l *gatewayLAN) laptop(suffix string, i int) string {
 // network's DNS to every web machine and gets each one's tag over HTTP.
 func laptopReachesWeb(t *testing.T, lap, dnsAddr string, web []*machine, webAddrs []string) {
 	t.Helper()
-	err := eventually(15*time.Second, 200*time.Millisecond, func() error {
+	err := e2eproc.Eventually(15*time.Second, 200*time.Millisecond, func() error {
 		got, status, err := digAAAA(lap, dnsAddr, "web.internal")
 		if err != nil {
 			return err
@@ -435,7 +393,7 @@ func (w *world) dump() {
 			{"ip", "-6", "addr"},
 			{"nft", "list", "ruleset"},
 		} {
-			out, _ := nsRun(5*time.Second, h.ns, argv...)
+			out, _ := e2eproc.NSRun(5*time.Second, h.ns, argv...)
 			fmt.Fprintf(&b, "$ %s\n%s\n", strings.Join(argv, " "), out)
 		}
 		log := ""
@@ -472,7 +430,7 @@ func (w *world) try(h *host, args ...string) (string, error) {
 	if h != nil {
 		env = []string{"DOGWOOD_AGENT=" + h.sock}
 	}
-	return runEnv(30*time.Second, env, w.bin, args...)
+	return e2eproc.Run(30*time.Second, env, w.bin, args...)
 }
 
 // cliJSON runs a CLI command with --json and decodes its output.
@@ -540,8 +498,8 @@ func (h *host) start(args []string) {
 	t := h.w.t
 	t.Helper()
 	h.args = args
-	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, inNS(h.ns, append([]string{h.w.bin}, args...)...)...))
-	if err := eventually(20*time.Second, 50*time.Millisecond, func() error {
+	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, e2eproc.InNS(h.ns, append([]string{h.w.bin}, args...)...)...))
+	if err := e2eproc.Eventually(20*time.Second, 50*time.Millisecond, func() error {
 		if h.agent.exited() {
 			return fmt.Errorf("agent exited: %v", h.agent.err)
 		}
@@ -581,7 +539,7 @@ type member struct {
 func (w *world) waitMembers(hosts []*host, want ...string) {
 	w.t.Helper()
 	for _, h := range hosts {
-		err := eventually(20*time.Second, 100*time.Millisecond, func() error {
+		err := e2eproc.Eventually(20*time.Second, 100*time.Millisecond, func() error {
 			out, err := w.try(h, "members", "--json")
 			if err != nil {
 				return err
@@ -661,7 +619,7 @@ func (w *world) createMachine(h *host, app, suffix string) *machine {
 	var m machine
 	// The app may not have reached h yet: retry until it has.
 	var out string
-	err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+	err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
 		var err error
 		out, err = w.try(h, "machines", "create", "--app", app, "--netns", ns, "--json")
 		return err
@@ -685,7 +643,7 @@ func (w *world) helper(ns, logName string, args ...string) *proc {
 		w.t.Fatal(err)
 	}
 	return w.track(startProc(w.t, filepath.Join(w.dir, logName+".log"), logName,
-		[]string{"DWE2E_HELPER=" + strings.Join(args, " ")}, inNS(ns, self)...))
+		[]string{"DWE2E_HELPER=" + strings.Join(args, " ")}, e2eproc.InNS(ns, self)...))
 }
 
 // helperRun runs the helper tool to completion inside ns.
@@ -694,8 +652,8 @@ func helperRun(timeout time.Duration, ns string, args ...string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	a := inNS(ns, self)
-	return runEnv(timeout, []string{"DWE2E_HELPER=" + strings.Join(args, " ")}, a[0], a[1:]...)
+	a := e2eproc.InNS(ns, self)
+	return e2eproc.Run(timeout, []string{"DWE2E_HELPER=" + strings.Join(args, " ")}, a[0], a[1:]...)
 }
 
 // ---------------------------------------------------------------------------
@@ -706,7 +664,7 @@ func pingOK(ns, src, dst string) error {
 	if src != "" {
 		args = append(args, "-I", src)
 	}
-	out, err := nsRun(5*time.Second, ns, append(args, dst)...)
+	out, err := e2eproc.NSRun(5*time.Second, ns, append(args, dst)...)
 	if err != nil {
 		return fmt.Errorf("ping %s from %s: %v %s", dst, ns, err, strings.TrimSpace(out))
 	}
@@ -727,7 +685,7 @@ func pingRetry(ns, dst string, tries int) error {
 
 func httpGet(ns, addr string, timeout time.Duration) (string, error) {
 	url := fmt.Sprintf("http://[%s]:8080/", addr)
-	out, err := nsRun(timeout+3*time.Second, ns, "curl", "-g", "-sS", "--max-time", fmt.Sprint(timeout.Seconds()), url)
+	out, err := e2eproc.NSRun(timeout+3*time.Second, ns, "curl", "-g", "-sS", "--max-time", fmt.Sprint(timeout.Seconds()), url)
 	if err != nil {
 		return out, fmt.Errorf("curl %s from %s: %v %s", url, ns, err, strings.TrimSpace(out))
 	}
@@ -741,7 +699,7 @@ func digAAAA(ns, server, name string) ([]string, string, error) {
 	if server != "" {
 		args = append([]string{"dig", "@" + server}, args[1:]...)
 	}
-	out, err := nsRun(10*time.Second, ns, args...)
+	out, err := e2eproc.NSRun(10*time.Second, ns, args...)
 	if err != nil {
 		return nil, out, fmt.Errorf("dig %s from %s: %v\n%s", name, ns, err, out)
 	}

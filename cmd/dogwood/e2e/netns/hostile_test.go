@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 	"github.com/vishvananda/netns"
 )
 
@@ -67,7 +68,7 @@ func TestHostileTenant(t *testing.T) {
 	step("2 hosts, 3 machines, a peer with widened AllowedIPs")
 
 	// DNS works for every tenant (the one thing that must).
-	if err := eventually(15*time.Second, 200*time.Millisecond, func() error {
+	if err := e2eproc.Eventually(15*time.Second, 200*time.Millisecond, func() error {
 		for _, c := range []struct{ ns, server string }{{m1.ns, "fdaa::3"}, {m2.ns, "fdaa::3"}, {lap, netDNS.String()}} {
 			for _, tcp := range []bool{false, true} {
 				if got, _, err := dig(c.ns, c.server, "web.internal", tcp); err != nil || len(got) != 3 {
@@ -91,7 +92,7 @@ func TestHostileTenant(t *testing.T) {
 	// Controls: from the underlay (not a tenant) the listeners answer, so a refused
 	// tenant probe means the boundary, not a dead listener.
 	for _, p := range []int{9946, 7000, 7946, 51821, 5353} {
-		if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
 			if !tcpOpen(h2.ns, "198.18.0.1", p) {
 				return fmt.Errorf("control: h2 cannot reach h1's port %d over the underlay", p)
 			}
@@ -170,7 +171,7 @@ func TestHostileTenant(t *testing.T) {
 			return m.State
 		}
 		replays := func() float64 {
-			out, _ := nsRun(10*time.Second, h2.ns, "curl", "-sS", "--max-time", "3", "http://127.0.0.1:9946/metrics")
+			out, _ := e2eproc.NSRun(10*time.Second, h2.ns, "curl", "-sS", "--max-time", "3", "http://127.0.0.1:9946/metrics")
 			for _, l := range strings.Split(out, "\n") {
 				if strings.HasPrefix(l, `dogwood_gossip_messages_dropped_total{reason="replay"}`) {
 					var v float64
@@ -188,7 +189,7 @@ func TestHostileTenant(t *testing.T) {
 		w.cli(h1, "machines", "stop", m2.ID)
 		frames := sn.stop()
 		w.cli(h1, "machines", "start", m2.ID)
-		if err := eventually(10*time.Second, 100*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
 			if s := state(); s != "started" {
 				return fmt.Errorf("machine is %s", s)
 			}
@@ -208,7 +209,7 @@ func TestHostileTenant(t *testing.T) {
 		}
 		t.Logf("captured %d frames; replayed %d UDP packets and %d TCP streams to h2 from 198.18.0.250", len(frames), len(rec.udp), len(rec.streams))
 		_ = sent
-		if err := eventually(10*time.Second, 200*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(10*time.Second, 200*time.Millisecond, func() error {
 			if s := state(); s != "started" {
 				return nil // acted on: checked below
 			}
@@ -236,7 +237,7 @@ func TestHostileTenant(t *testing.T) {
 			t.Fatalf("fingerprint %q not in status and the agent's log", st.APIFingerprint)
 		}
 		remote := func(args ...string) (string, error) {
-			a := inNS(h2.ns, append([]string{w.bin, "--agent", "https://198.18.0.1:7000", "--token-file", tokFile}, args...)...)
+			a := e2eproc.InNS(h2.ns, append([]string{w.bin, "--agent", "https://198.18.0.1:7000", "--token-file", tokFile}, args...)...)
 			return run(20*time.Second, a[0], a[1:]...)
 		}
 		if out, err := remote("--agent-fingerprint", st.APIFingerprint, "members", "--json"); err != nil || !strings.Contains(out, `"h2"`) {
@@ -249,7 +250,7 @@ func TestHostileTenant(t *testing.T) {
 			t.Errorf("wrong pin: %v %s", err, out)
 		}
 		// The token never travels in clear: plain HTTP to the port gets no answer.
-		if out, err := nsRun(10*time.Second, h2.ns, "curl", "-sS", "--max-time", "3", "-H", "Authorization: Bearer hostile-test-token",
+		if out, err := e2eproc.NSRun(10*time.Second, h2.ns, "curl", "-sS", "--max-time", "3", "-H", "Authorization: Bearer hostile-test-token",
 			"http://198.18.0.1:7000/v1/health"); err == nil && strings.Contains(out, `"ok"`) {
 			t.Errorf("plain HTTP answered: %s", out)
 		}
@@ -371,7 +372,7 @@ func TestHostileTenant(t *testing.T) {
 // tcpOpen reports whether a TCP connection from ns to addr:port is established
 // within 2 s (bash's /dev/tcp: no extra tool in the namespace).
 func tcpOpen(ns, addr string, port int) bool {
-	_, err := nsRun(5*time.Second, ns, "timeout", "2", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", addr, port))
+	_, err := e2eproc.NSRun(5*time.Second, ns, "timeout", "2", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", addr, port))
 	return err == nil
 }
 
@@ -385,7 +386,7 @@ func digPort(ns, server string, port int, name string, tcp bool) ([]string, stri
 	if tcp {
 		args = append(args, "+tcp")
 	}
-	out, err := nsRun(5*time.Second, ns, args...)
+	out, err := e2eproc.NSRun(5*time.Second, ns, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("%v: %s", err, out)
 	}

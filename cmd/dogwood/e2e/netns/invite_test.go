@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 // joinedConfigRE is a config written by `wireguard join --dns none`: SPEC §6's
@@ -70,14 +72,14 @@ func TestInvites(t *testing.T) {
 	// TMPDIR: where a userspace tunnel shares its session (without XDG_RUNTIME_DIR).
 	devEnv := []string{"HOME=" + home, "TMPDIR=" + home, "DOGWOOD_AGENT=" + filepath.Join(home, "no-agent.sock")}
 	dev := func(args ...string) (string, error) {
-		a := inNS(lap, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin}, args...)...)
-		return runEnv(30*time.Second, devEnv, a[0], a[1:]...)
+		a := e2eproc.InNS(lap, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin}, args...)...)
+		return e2eproc.Run(30*time.Second, devEnv, a[0], a[1:]...)
 	}
 	invite := func(args ...string) string {
 		t.Helper()
 		// h2 is not a gateway. stdout is the code alone; stderr says what to do with it.
 		argv := append([]string{"-c", `"$@" 2>/dev/null`, "sh", w.bin, "wireguard", "invite"}, args...)
-		out, err := runEnv(30*time.Second, []string{"DOGWOOD_AGENT=" + h2.sock}, "sh", argv...)
+		out, err := e2eproc.Run(30*time.Second, []string{"DOGWOOD_AGENT=" + h2.sock}, "sh", argv...)
 		code := strings.TrimSuffix(out, "\n")
 		if err != nil || strings.Contains(code, "\n") || !strings.HasPrefix(code, "dwinv1_") {
 			t.Fatalf("wireguard invite printed %q (%v), want one code line", out, err)
@@ -147,7 +149,7 @@ func TestInvites(t *testing.T) {
 		}
 		// The key pair was made on the laptop: the peer's public key is the
 		// one of the private key in the file, and no host has the private key.
-		pub, err := runEnv(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
+		pub, err := e2eproc.Run(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +220,7 @@ func TestInvites(t *testing.T) {
 
 	t.Run("create --public-key registers a key made elsewhere", func(t *testing.T) {
 		priv := strings.TrimSpace(must(t, "wg", "genkey"))
-		pub, err := runEnv(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
+		pub, err := e2eproc.Run(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +247,7 @@ func TestInvites(t *testing.T) {
 		if err := os.WriteFile(file+".fixed", []byte(fixed), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := nsRun(20*time.Second, lap, w.bin, "dig", "--config", file+".fixed", "--short", "web.internal", "AAAA")
+		out, err := e2eproc.NSRun(20*time.Second, lap, w.bin, "dig", "--config", file+".fixed", "--short", "web.internal", "AAAA")
 		if got := strings.Fields(out); err != nil || len(got) != len(webAddrs) {
 			t.Errorf("dig --config with the key added: %v\n%s", err, out)
 		}
@@ -255,15 +257,15 @@ func TestInvites(t *testing.T) {
 	// curlLoop fetches url from the laptop every 50 ms until stopped; its log
 	// has one OK or FAIL line per attempt. It returns once url answered.
 	curlLoop := func(name, url string) *proc {
-		if err := eventually(15*time.Second, 100*time.Millisecond, func() error {
-			_, err := nsRun(5*time.Second, lap, "curl", "-g", "-sS", "--max-time", "2", url)
+		if err := e2eproc.Eventually(15*time.Second, 100*time.Millisecond, func() error {
+			_, err := e2eproc.NSRun(5*time.Second, lap, "curl", "-g", "-sS", "--max-time", "2", url)
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		p := w.track(startProc(t, filepath.Join(w.dir, name+".log"), name, nil, inNS(lap, "bash", "-c",
+		p := w.track(startProc(t, filepath.Join(w.dir, name+".log"), name, nil, e2eproc.InNS(lap, "bash", "-c",
 			fmt.Sprintf(`while :; do if curl -g -sS --max-time 2 %s >/dev/null 2>&1; then echo OK $(date +%%s.%%N); else echo FAIL $(date +%%s.%%N) $(curl -g -sS --max-time 2 %s 2>&1 | head -c 200); fi; sleep 0.05; done`, url, url))...))
-		if err := eventually(15*time.Second, 100*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(15*time.Second, 100*time.Millisecond, func() error {
 			if strings.Count(p.output(), "OK") < 5 {
 				return fmt.Errorf("curl loop %s not running: %q", name, p.output())
 			}
@@ -276,7 +278,7 @@ func TestInvites(t *testing.T) {
 
 	t.Run("dig --config beside a running userspace proxy shares its session", func(t *testing.T) {
 		px := w.track(startProc(t, filepath.Join(w.dir, "proxy-user.log"), "proxy-user", devEnv,
-			inNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", cfg, "18082:web.internal:8080")...))
+			e2eproc.InNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", cfg, "18082:web.internal:8080")...))
 		defer px.stop(time.Second)
 		loop := curlLoop("curl-proxy", "http://127.0.0.1:18082/")
 		for i := 0; i < 3; i++ {
@@ -316,9 +318,9 @@ func TestInvites(t *testing.T) {
 		}
 		// A proxy beside the live tunnel goes through it too.
 		px := w.track(startProc(t, filepath.Join(w.dir, "proxy-live.log"), "proxy-live", []string{"HOME=" + home},
-			inNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", cfg, "18081:web.internal:8080")...))
-		if err := eventually(10*time.Second, 200*time.Millisecond, func() error {
-			out, err := nsRun(5*time.Second, lap, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:18081/")
+			e2eproc.InNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", cfg, "18081:web.internal:8080")...))
+		if err := e2eproc.Eventually(10*time.Second, 200*time.Millisecond, func() error {
+			out, err := e2eproc.NSRun(5*time.Second, lap, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:18081/")
 			if err != nil || !strings.HasPrefix(out, "web@h") {
 				return fmt.Errorf("curl through dogwood proxy: %v %q\n%s", err, out, px.output())
 			}

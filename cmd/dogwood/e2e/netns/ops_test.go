@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 type doctorCheck struct {
@@ -69,7 +71,7 @@ func TestDoctor(t *testing.T) {
 	w.waitMembers(hosts, "h1", "h2", "h3")
 
 	for _, h := range hosts {
-		if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(30*time.Second, 500*time.Millisecond, func() error {
 			cs, err := w.doctor(h)
 			if err != nil {
 				return err
@@ -119,7 +121,7 @@ func TestDoctor(t *testing.T) {
 		nsMust(t, ns, "nft", "add rule inet dwblock in udp dport 51820 drop")
 	}})
 	w.waitMembers([]*host{h1, h4}, "h1", "h2", "h3", "h4")
-	if err := eventually(20*time.Second, 500*time.Millisecond, func() error {
+	if err := e2eproc.Eventually(20*time.Second, 500*time.Millisecond, func() error {
 		cs, err := w.doctor(h1)
 		if err != nil {
 			return err
@@ -139,7 +141,7 @@ func TestDoctor(t *testing.T) {
 
 	// A stopped host (killed: no graceful leave) is named with the next step.
 	h3.agent.kill()
-	if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+	if err := e2eproc.Eventually(30*time.Second, 500*time.Millisecond, func() error {
 		cs, err := w.doctor(h1)
 		if err != nil {
 			return err
@@ -250,7 +252,7 @@ func TestKeyringRotation(t *testing.T) {
 	if len(want) < 20 {
 		t.Fatalf("only %d orgs created during the rotation", len(want))
 	}
-	if err := eventually(10*time.Second, 200*time.Millisecond, func() error {
+	if err := e2eproc.Eventually(10*time.Second, 200*time.Millisecond, func() error {
 		var orgs []struct{ Slug string }
 		out, err := w.try(h1, "orgs", "list", "--json")
 		if err != nil {
@@ -288,7 +290,7 @@ func TestKeyringRotation(t *testing.T) {
 	h4 := w.addHost(4, hostOpts{region: "ord", extra: x4})
 	// It does try: h1 refuses what it sends, and says so at WARN, not ERROR.
 	refused := `level=WARN msg="failed to receive: no installed keys could decrypt the message" component=gossip from=198.18.0.4:`
-	if err := eventually(15*time.Second, 200*time.Millisecond, func() error {
+	if err := e2eproc.Eventually(15*time.Second, 200*time.Millisecond, func() error {
 		if !strings.Contains(h1.agent.output(), refused) {
 			return fmt.Errorf("h1 logged no refused message from h4")
 		}

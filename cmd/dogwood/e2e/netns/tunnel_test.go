@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 )
 
 // peerConfigRE is SPEC §6's layout, byte for byte.
@@ -64,11 +66,11 @@ func (w *world) wgQuickUp(ns, iface, cfg, allowedIPs string) string {
 	w.mu.Unlock()
 	env := []string{"WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go", "WG_HIDE_KEYS=always"}
 	t.Cleanup(func() {
-		a := inNS(ns, "wg-quick", "down", path)
-		runEnv(10*time.Second, env, a[0], a[1:]...)
+		a := e2eproc.InNS(ns, "wg-quick", "down", path)
+		e2eproc.Run(10*time.Second, env, a[0], a[1:]...)
 	})
-	a := inNS(ns, "wg-quick", "up", path)
-	out, err := runEnv(30*time.Second, env, a[0], a[1:]...)
+	a := e2eproc.InNS(ns, "wg-quick", "up", path)
+	out, err := e2eproc.Run(30*time.Second, env, a[0], a[1:]...)
 	if err != nil {
 		t.Fatalf("wg-quick up %s in %s: %v\n%s", path, ns, err, out)
 	}
@@ -162,7 +164,7 @@ func TestUserPeers(t *testing.T) {
 		if endpoint != "198.19.0.1:51820" {
 			t.Errorf("Endpoint = %s, want the gateway's public endpoint 198.19.0.1:51820", endpoint)
 		}
-		pub, err := runEnv(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
+		pub, err := e2eproc.Run(5*time.Second, nil, "sh", "-c", "echo "+priv+" | wg pubkey")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +201,7 @@ func TestUserPeers(t *testing.T) {
 
 	t.Run("a peer cannot send from an address it does not own", func(t *testing.T) {
 		recv := w.helper(web[1].ns, "a2-udp", "udp-recv", "7777")
-		if err := eventually(5*time.Second, 50*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 			if !strings.Contains(recv.output(), "LISTENING") {
 				return fmt.Errorf("receiver not ready")
 			}
@@ -219,7 +221,7 @@ func TestUserPeers(t *testing.T) {
 				t.Fatalf("udp-send from %s: %v %s", src, err, out)
 			}
 		}
-		if err := eventually(3*time.Second, 50*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(3*time.Second, 50*time.Millisecond, func() error {
 			if !strings.Contains(recv.output(), "GOT "+peerAddr+"\n") {
 				return fmt.Errorf("control datagram from the peer's own address not received: %q", recv.output())
 			}
@@ -254,7 +256,7 @@ func TestUserPeers(t *testing.T) {
 		// The attacker widens AllowedIPs to all of 6PN: only the gateway stops it.
 		w.wgQuickUp(lap2, gxIf, gxCfg, "fdaa::/16")
 		// Control: its own network works.
-		if err := eventually(15*time.Second, 200*time.Millisecond, func() error {
+		if err := e2eproc.Eventually(15*time.Second, 200*time.Millisecond, func() error {
 			body, err := httpGet(lap2, gweb.addr(), 2*time.Second)
 			if err == nil && strings.TrimSpace(body) != gweb.tag {
 				err = fmt.Errorf("body %q", body)
@@ -276,7 +278,7 @@ func TestUserPeers(t *testing.T) {
 					return fmt.Errorf("HTTP %s answered %q", web[i].tag, body)
 				}
 			case i == len(web):
-				if out, err := nsRun(10*time.Second, lap2, "dig", "@"+acmeDNS.String(), "+time=1", "+tries=1", "web.internal", "AAAA"); err == nil && strings.Contains(out, "status:") {
+				if out, err := e2eproc.NSRun(10*time.Second, lap2, "dig", "@"+acmeDNS.String(), "+time=1", "+tries=1", "web.internal", "AAAA"); err == nil && strings.Contains(out, "status:") {
 					return fmt.Errorf("acme's DNS %s answered the globex peer:\n%s", acmeDNS, out)
 				}
 			default:
@@ -308,12 +310,12 @@ func TestUserPeers(t *testing.T) {
 		// TMPDIR: a directory nobody cannot write, so the proxy shares its
 		// session nowhere and leaves nothing in /tmp.
 		px := w.track(startProc(t, filepath.Join(w.dir, "proxy.log"), "proxy", []string{"HOME=/", "TMPDIR=" + w.dir},
-			inNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", userCfg, "18080:web.internal:8080")...))
-		if err := eventually(15*time.Second, 200*time.Millisecond, func() error {
+			e2eproc.InNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", userCfg, "18080:web.internal:8080")...))
+		if err := e2eproc.Eventually(15*time.Second, 200*time.Millisecond, func() error {
 			if px.exited() {
 				return fmt.Errorf("proxy exited: %v\n%s", px.err, px.output())
 			}
-			out, err := nsRun(5*time.Second, lap, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:18080/")
+			out, err := e2eproc.NSRun(5*time.Second, lap, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:18080/")
 			if err != nil {
 				return fmt.Errorf("curl 127.0.0.1:18080: %v %s", err, out)
 			}
@@ -331,8 +333,8 @@ func TestUserPeers(t *testing.T) {
 		px.stop(2 * time.Second)
 		// dig and ping --config, unprivileged too.
 		asNobody := func(args ...string) (string, error) {
-			a := inNS(lap, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin}, args...)...)
-			return runEnv(20*time.Second, []string{"HOME=/"}, a[0], a[1:]...)
+			a := e2eproc.InNS(lap, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin}, args...)...)
+			return e2eproc.Run(20*time.Second, []string{"HOME=/"}, a[0], a[1:]...)
 		}
 		out, err := asNobody("dig", "--config", userCfg, "--short", "web.internal", "AAAA")
 		if got := strings.Fields(out); err != nil || len(got) != 3 {
