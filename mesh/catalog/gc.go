@@ -43,19 +43,10 @@ func (c *Catalog) Collect() []ID {
 			out = append(out, id)
 		}
 	}
-	type drop struct {
-		b int
-		e *mentry
-	}
-	var drops []drop
-	c.eachMachine(func(b int, e *mentry) {
-		if c.collectedEntry(e) {
-			drops = append(drops, drop{b, e})
-		}
-	})
-	for _, d := range drops {
-		c.dropMachineLocked(d.b, d.e)
-		out = append(out, ID{KindMachine, d.e.m.ID})
+	if c.horizon != nil {
+		cut := c.horizon().Unix()
+		// unindexMachine does nothing for tombstones, which is all this drops.
+		out = c.dropMachinesWhere(func(e *mentry) bool { return e.deleted && e.deletedAt != 0 && e.deletedAt < cut }, out)
 	}
 	c.mu.Unlock()
 	if len(out) > 0 {
@@ -78,21 +69,7 @@ func (c *Catalog) Forget(keep func(*Record) bool) []ID {
 			out = append(out, id)
 		}
 	}
-	type drop struct {
-		b int
-		e *mentry
-	}
-	var drops []drop
-	c.eachMachine(func(b int, e *mentry) {
-		if !keep(e.record()) {
-			drops = append(drops, drop{b, e})
-		}
-	})
-	for _, d := range drops {
-		c.unindexMachine(d.e)
-		c.dropMachineLocked(d.b, d.e)
-		out = append(out, ID{KindMachine, d.e.m.ID})
-	}
+	out = c.dropMachinesWhere(func(e *mentry) bool { return !keep(e.record()) }, out)
 	c.mu.Unlock()
 	if len(out) > 0 {
 		c.notify()
@@ -132,4 +109,25 @@ func (c *Catalog) dropLocked(id ID, r *Record) {
 		}
 	}
 	c.seq++
+}
+
+// dropMachinesWhere drops the machine entries for which drop is true and appends
+// their ids to out. Callers hold mu.
+func (c *Catalog) dropMachinesWhere(drop func(*mentry) bool, out []ID) []ID {
+	type found struct {
+		b int
+		e *mentry
+	}
+	var ds []found
+	c.eachMachine(func(b int, e *mentry) {
+		if drop(e) {
+			ds = append(ds, found{b, e})
+		}
+	})
+	for _, d := range ds {
+		c.unindexMachine(d.e)
+		c.dropMachineLocked(d.b, d.e)
+		out = append(out, ID{KindMachine, d.e.m.ID})
+	}
+	return out
 }

@@ -34,19 +34,14 @@ type mentry struct {
 func (e *mentry) created() Stamp { return Stamp{e.createdClock, e.createdNode} }
 func (e *mentry) version() Stamp { return Stamp{e.versionClock, e.versionNode} }
 
-// order returns a body-less record with e's merge fields, for Compare and Wins.
-func (e *mentry) order() Record {
-	return Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created(), Version: e.version(), Deleted: e.deleted}
-}
-
 func (e *mentry) header() Header {
 	return Header{KindMachine, e.m.ID, e.gen, e.created(), e.version(), e.deleted}
 }
 
 // record materializes the record e holds. Its Machine is the catalog's: read-only.
 func (e *mentry) record() *Record {
-	r := &Record{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created(), Version: e.version(),
-		Deleted: e.deleted, DeletedAt: e.deletedAt}
+	r := e.header().Record()
+	r.DeletedAt = e.deletedAt
 	if !e.bodyless {
 		r.Machine = &e.m
 	}
@@ -320,9 +315,9 @@ func (c *Catalog) applyMachineLocked(r *Record) bool {
 	if old == nil {
 		win = true
 	} else {
-		o := old.order()
-		win = r.Wins(&o)
-		if old.live() && !r.Deleted && !old.SameIdentity(r) {
+		o := old.header().Record()
+		win = r.Wins(o)
+		if old.live() && !r.Deleted && !o.SameIdentity(r) {
 			if win {
 				c.conflicts = append(c.conflicts, Conflict{Kept: r, Lost: old.record()})
 			} else {
@@ -346,9 +341,6 @@ func (c *Catalog) applyMachineLocked(r *Record) bool {
 	c.seq++
 	return true
 }
-
-// SameIdentity reports whether r describes the same create as e.
-func (e *mentry) SameIdentity(r *Record) bool { return e.gen == r.Gen && e.created() == r.Created }
 
 func (c *Catalog) indexMachine(e *mentry) {
 	m := &e.m
@@ -422,10 +414,3 @@ func (c *Catalog) forgetRequest(e *mentry) {
 	}
 }
 
-// collectedEntry is collected for a machine entry.
-func (c *Catalog) collectedEntry(e *mentry) bool {
-	if !e.deleted || e.deletedAt == 0 || c.horizon == nil {
-		return false
-	}
-	return e.deletedAt < c.horizon().Unix()
-}

@@ -73,17 +73,6 @@ func (a *AppView) Machine(id string) *Machine {
 	return nil
 }
 
-// ByID yields the ids of the app's machines in order. It stands where a map by id
-// used to be, so `for id := range app.ByID` still reads; look machines up with
-// Machine.
-func (a *AppView) ByID(yield func(id string) bool) {
-	for _, m := range a.Machines {
-		if !yield(m.ID) {
-			return
-		}
-	}
-}
-
 // Machine returns a machine of the snapshot by id (nil if unknown). app is the app's
 // key ("<org>/<name>") or, for callers that know it is unambiguous, its bare name.
 func (s *Snapshot) Machine(app, id string) *Machine {

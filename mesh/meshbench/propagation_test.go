@@ -45,9 +45,9 @@ func watchArrivals(nodes []*benchNode) *arrivals {
 				}
 				added := false
 				a.mu.Lock()
-				for id := range app.ByID {
-					if _, ok := a.seen[i][id]; !ok {
-						a.seen[i][id] = now
+				for _, m := range app.Machines {
+					if _, ok := a.seen[i][m.ID]; !ok {
+						a.seen[i][m.ID] = now
 						added = true
 					}
 				}
