@@ -413,4 +413,3 @@ func (c *Catalog) forgetRequest(e *mentry) {
 		c.machineReqs.del(c.intern.seed, rid)
 	}
 }
-
