@@ -79,7 +79,6 @@ func (n *Node) writeHostRecord() error {
 			n.id.Gen = cur.Gen + 1
 			n.id.Created = n.cat.Tick()
 			n.id.Settled = true
-			n.settled.Store(true)
 			if err := n.store.SaveIdentity(n.id); err != nil {
 				return err
 			}
@@ -97,7 +96,6 @@ func (n *Node) settle() error {
 		return nil
 	}
 	n.id.Settled = true
-	n.settled.Store(true)
 	return n.store.SaveIdentity(n.id)
 }
 

@@ -58,11 +58,9 @@ type Config struct {
 	TuneMemberlist    func(*memberlist.Config)
 	ReconnectInterval time.Duration
 
-	// Apply, when set, brings the data plane in line with the catalog now. Machine and
-	// peer operations call it so they return only once the change is installed.
-	Apply func(ctx context.Context) error
-	// Install, when set, replaces Apply for operations: it applies and returns only
-	// the failures that concern object id.
+	// Install, when set, brings the data plane in line with the catalog now and
+	// returns only the failures that concern object id. Machine and peer operations
+	// call it so they return only once the change is installed.
 	Install func(ctx context.Context, id catalog.ID) error
 	// OnIdentity, when set, runs once the host's identity is loaded and before the
 	// host joins or announces itself. The agent brings WireGuard up here, so no other
@@ -105,7 +103,6 @@ type Node struct {
 	fatal      chan struct{}
 	fatalOnce  sync.Once
 	fatalErr   error
-	settled    atomic.Bool // mirrors id.Settled for readers outside allocMu
 	// confirmed: since it started, a host of the cluster told this host what it
 	// holds under its name (or this is the first host); until then no writes.
 	confirmed atomic.Bool
@@ -203,7 +200,6 @@ func (n *Node) start() error {
 		}
 	}
 	n.id = id
-	n.settled.Store(id.Settled)
 	n.cat.SetSelfID(id.HostID)
 	if cfg.OnIdentity != nil {
 		if err := cfg.OnIdentity(id.Name, n.wgKey); err != nil {
@@ -331,13 +327,10 @@ func (n *Node) RTT(host string) (time.Duration, bool) { return n.gossip.RTT(host
 // for its own reasons (another machine's broken namespace is the reconciler's to
 // retry, not this create's to roll back).
 func (n *Node) installed(ctx context.Context, id catalog.ID) error {
-	switch {
-	case n.cfg.Install != nil:
-		return n.cfg.Install(ctx, id)
-	case n.cfg.Apply != nil:
-		return n.cfg.Apply(ctx)
+	if n.cfg.Install == nil {
+		return nil
 	}
-	return nil
+	return n.cfg.Install(ctx, id)
 }
 
 // Backup streams a consistent copy of this host's data file.

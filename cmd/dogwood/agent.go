@@ -205,7 +205,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
-		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Apply: dp.applyNow, Install: dp.install, PeerStats: dp.peerStats, OnIdentity: dp.open,
+		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Install: dp.install, PeerStats: dp.peerStats, OnIdentity: dp.open,
 		Invites: invites.config(),
 	})
 	if err != nil {

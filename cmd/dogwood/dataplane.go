@@ -133,13 +133,6 @@ func (d *dataPlane) lastApplyErr() error {
 	return d.applyErr
 }
 
-func (d *dataPlane) applyNow(ctx context.Context) error {
-	if d.dp == nil {
-		return nil
-	}
-	return d.apply()
-}
-
 // install applies now and reports only what concerns one object: the operation that
 // created it waits for it and fails for its own reasons only.
 func (d *dataPlane) install(ctx context.Context, id catalog.ID) error {
