@@ -141,10 +141,7 @@ func (g *Gossip) Claim(ctx context.Context, r *catalog.Record) error {
 
 func (g *Gossip) claimOnce(ctx context.Context, r *catalog.Record) (err error, retry bool) {
 	me := claimant{Host: g.cfg.Name, Gen: r.Gen, Created: r.Created}
-	var hosts []string
-	for _, n := range g.alive(true) {
-		hosts = append(hosts, n.Name)
-	}
+	hosts := g.aliveNames(true)
 	keys := claimKeys(r)
 	type vote struct {
 		key   string
@@ -334,10 +331,7 @@ const opWritten = "claim.written"
 // every host has the record when the create returns. The broadcast tree carries
 // it to everyone else.
 func (g *Gossip) Written(ctx context.Context, r *catalog.Record) {
-	var hosts []string
-	for _, n := range g.alive(true) {
-		hosts = append(hosts, n.Name)
-	}
+	hosts := g.aliveNames(true)
 	seen := map[string]bool{g.cfg.Name: true}
 	var wg sync.WaitGroup
 	for _, key := range claimKeys(r) {

@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"fmt"
-	"math/rand"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -168,12 +167,7 @@ func (g *Gossip) refillTree() {
 	if need == 0 {
 		return
 	}
-	alive := g.alive(false)
-	names := make([]string, 0, len(alive))
-	for _, n := range alive {
-		names = append(names, n.Name)
-	}
-	rand.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+	names := g.aliveNames(false) // AddPeers picks among them with its own random source
 	g.treeMu.Lock()
 	g.tree.AddPeers(names)
 	out := g.tree.Outbox()
@@ -207,13 +201,9 @@ func (g *Gossip) graftWait(peer string) time.Duration {
 // relayout gives the tree its links in the layout of the current members.
 func (g *Gossip) relayout() {
 	g.relaid.Store(false)
-	alive := g.alive(true)
-	names := make([]string, 0, len(alive)+1)
-	names = append(names, g.cfg.Name)
-	for _, n := range alive {
-		names = append(names, n.Name)
-	}
-	ring := proto.NewRing(names, 0)
+	// This host is among the alive members; NewRing ignores a name given twice, so
+	// it is in the layout even before memberlist lists it.
+	ring := proto.NewRing(append(g.aliveNames(true), g.cfg.Name), 0)
 	g.depth.Store(int32(ring.Depth()))
 	links := ring.Links(g.cfg.Name)
 	g.treeMu.Lock()

@@ -124,6 +124,16 @@ func (g *Gossip) alive(self bool) []*memberlist.Node {
 	return out
 }
 
+// aliveNames are the names of alive and suspect members (with this host when self).
+func (g *Gossip) aliveNames(self bool) []string {
+	alive := g.alive(self)
+	names := make([]string, 0, len(alive))
+	for _, n := range alive {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
 func (g *Gossip) node(name string) *memberlist.Node {
 	<-g.ready
 	for _, n := range g.ml.Members() {

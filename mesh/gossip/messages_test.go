@@ -3,9 +3,10 @@ package gossip
 import (
 	"encoding/base64"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
 	"strings"
 	"testing"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
 func TestDecodeRejectsBadInput(t *testing.T) {

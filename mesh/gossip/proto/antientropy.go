@@ -59,11 +59,6 @@ type AESend struct {
 	Msg any
 }
 
-// AEStats counts what an AntiEntropy did.
-type AEStats struct {
-	Rounds, RecordsSent uint64
-}
-
 // ErrMalformedAE is returned for anti-entropy input that breaks the protocol.
 var ErrMalformedAE = errors.New("malformed anti-entropy message")
 
@@ -80,7 +75,6 @@ type AntiEntropy struct {
 	dedupe  time.Duration
 	started map[string]time.Time
 	out     []AESend
-	Stats   AEStats
 
 	lastChange time.Time
 	skipped    int
@@ -130,7 +124,6 @@ func (a *AntiEntropy) Start(now time.Time, peer string) bool {
 		}
 	}
 	a.started[peer] = now
-	a.Stats.Rounds++
 	root, _ := a.store.Digest()
 	a.send(peer, &AERoot{Root: root})
 	return true
@@ -257,7 +250,6 @@ func (a *AntiEntropy) sendRecords(to string, ids []catalog.ID) {
 		if len(rs) == 0 {
 			continue
 		}
-		a.Stats.RecordsSent += uint64(len(rs))
 		a.send(to, &AERecords{Records: rs})
 	}
 }

@@ -433,7 +433,7 @@ func (t *Tree) forward(now time.Time, from string, id uint64, round uint16, payl
 	if int(round) >= t.cfg.MaxRounds {
 		return
 	}
-	for _, p := range t.sortedEager() {
+	for _, p := range slices.Sorted(maps.Keys(t.eager)) {
 		if p != from {
 			t.push(now, p, Message{Kind: KindGossip, ID: id, Round: round + 1, Payload: payload})
 		}
@@ -502,15 +502,6 @@ func (t *Tree) flushBatch(p string, q *eagerBatch) {
 }
 
 // sortedEager keeps send order independent of map iteration (determinism).
-func (t *Tree) sortedEager() []string {
-	out := make([]string, 0, len(t.eager))
-	for p := range t.eager {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func (t *Tree) makeEager(p string) {
 	delete(t.lazy, p)
 	t.eager[p] = true
