@@ -32,10 +32,8 @@ func SynthHostName(h int) string { return synthHost(h) }
 
 // SynthMachine describes synthetic machine i: its id, app name, network id and address.
 func SynthMachine(i int) (id, app string, net uint32, addr netip.Addr) {
-	a, h := i%SynthApps, i%SynthHosts
-	o := a % SynthOrgs
-	field := sixpn.MinMachineField + uint32(i)
-	return synthID(i), synthApp(a), synthNetID(o), sixpn.MachineAddr(synthNetID(o), synthHostID(h), field)
+	m := synthMachine(i, false)
+	return m.ID, m.App, m.NetworkID, m.Address
 }
 
 // SynthApp is the name and network id of synthetic app a.
@@ -90,26 +88,32 @@ func AttachedMachineRecords(from, to int) []*catalog.Record { return machineReco
 func machineRecords(from, to int, netns bool) []*catalog.Record {
 	out := make([]*catalog.Record, 0, to-from)
 	for i := from; i < to; i++ {
-		a, h := i%SynthApps, i%SynthHosts
-		o := a % SynthOrgs
-		hid := synthHostID(h)
-		field := sixpn.MinMachineField + uint32(i)
-		id := synthID(i)
-		m := &catalog.Machine{
-			ID:           id,
-			MachinePlace: &catalog.MachinePlace{App: synthApp(a), Org: synthOrg(o), Network: "default", NetworkID: synthNetID(o), Host: synthHost(h), HostID: hid, Region: "ord"},
-			Field:        field,
-			Address:      sixpn.MachineAddr(synthNetID(o), hid, field),
-			CreatedAt:    synthTime,
-			// The CLI sends a random 24-hex request id with every create.
-			RequestID:    fmt.Sprintf("%024x", uint64(i)*0xD1B54A32D192ED03),
-			MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web"}, Services: []catalog.Service{{Name: "http", Proto: "tcp", Port: 8080}}},
-		}
-		if netns {
-			m.Netns = "vm-" + id
-		}
-		st := synthStamp(SynthOrgs+SynthApps+i, hid)
-		out = append(out, &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: st, Version: st, Machine: m})
+		m := synthMachine(i, netns)
+		st := synthStamp(SynthOrgs+SynthApps+i, m.HostID)
+		out = append(out, &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Gen: 1, Created: st, Version: st, Machine: m})
 	}
 	return out
+}
+
+// synthMachine is synthetic machine i as CreateMachine writes it.
+func synthMachine(i int, netns bool) *catalog.Machine {
+	a, h := i%SynthApps, i%SynthHosts
+	o := a % SynthOrgs
+	hid := synthHostID(h)
+	field := sixpn.MinMachineField + uint32(i)
+	id := synthID(i)
+	m := &catalog.Machine{
+		ID:           id,
+		MachinePlace: &catalog.MachinePlace{App: synthApp(a), Org: synthOrg(o), Network: "default", NetworkID: synthNetID(o), Host: synthHost(h), HostID: hid, Region: "ord"},
+		Field:        field,
+		Address:      sixpn.MachineAddr(synthNetID(o), hid, field),
+		CreatedAt:    synthTime,
+		// The CLI sends a random 24-hex request id with every create.
+		RequestID:    fmt.Sprintf("%024x", uint64(i)*0xD1B54A32D192ED03),
+		MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app", Metadata: map[string]string{"role": "web"}, Services: []catalog.Service{{Name: "http", Proto: "tcp", Port: 8080}}},
+	}
+	if netns {
+		m.Netns = "vm-" + id
+	}
+	return m
 }
