@@ -91,7 +91,7 @@ func newInterner() interner {
 	return interner{
 		seed: seed,
 		places: refTable[MachinePlace]{m: map[uint64]*ref[MachinePlace]{},
-			hash:  func(p *MachinePlace) uint64 { return placeHash(seed, p) },
+			hash:  func(p *MachinePlace) uint64 { return maphash.Comparable(seed, *p) },
 			equal: func(a, b *MachinePlace) bool { return *a == *b }},
 		attrs: refTable[MachineAttrs]{m: map[uint64]*ref[MachineAttrs]{},
 			hash:  func(a *MachineAttrs) uint64 { return attrsHash(seed, a) },
@@ -163,20 +163,6 @@ func (in *interner) str(s string) string {
 	}
 	in.strs[s] = s
 	return s
-}
-
-func placeHash(seed maphash.Seed, p *MachinePlace) uint64 {
-	var h maphash.Hash
-	h.SetSeed(seed)
-	for _, s := range [...]string{p.App, p.Org, p.Network, p.Host, p.Region} {
-		h.WriteString(s)
-		h.WriteByte(0)
-	}
-	var b [8]byte
-	b[0], b[1], b[2], b[3] = byte(p.NetworkID), byte(p.NetworkID>>8), byte(p.NetworkID>>16), byte(p.NetworkID>>24)
-	b[4], b[5], b[6], b[7] = byte(p.HostID), byte(p.HostID>>8), byte(p.HostID>>16), byte(p.HostID>>24)
-	h.Write(b[:])
-	return h.Sum64()
 }
 
 func (in *interner) internPlace(p *MachinePlace) *MachinePlace {

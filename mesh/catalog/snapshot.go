@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"slices"
 	"sort"
+	"strings"
 )
 
 // Snapshot is an immutable view of the catalog at one moment, plus the membership
@@ -66,11 +68,11 @@ type AppView struct {
 // Machine returns the app's machine with this id, or nil (a binary search: the
 // sorted slice is the only per-machine index a snapshot keeps).
 func (a *AppView) Machine(id string) *Machine {
-	i := sort.Search(len(a.Machines), func(i int) bool { return a.Machines[i].ID >= id })
-	if i < len(a.Machines) && a.Machines[i].ID == id {
-		return a.Machines[i]
+	i, ok := slices.BinarySearchFunc(a.Machines, id, func(m *Machine, id string) int { return strings.Compare(m.ID, id) })
+	if !ok {
+		return nil
 	}
-	return nil
+	return a.Machines[i]
 }
 
 // Machine returns a machine of the snapshot by id (nil if unknown). app is the app's
