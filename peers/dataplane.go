@@ -79,7 +79,7 @@ type (
 	}
 )
 
-// Parts are the data plane's collaborators; NewWithParts takes them (tests pass fakes).
+// Parts are the data plane's collaborators (tests build a data plane on fakes of them).
 type Parts struct {
 	Links      Links
 	Namespaces Namespaces
@@ -365,26 +365,6 @@ func (d *DataPlane) Teardown() error {
 	}
 	errs = append(errs, d.filter.Delete())
 	return errors.Join(errs...)
-}
-
-// NewWithParts builds a data plane on the given parts and no WireGuard device: the
-// apply logic, run without root (tests use the fakes in fake.go).
-func NewWithParts(cfg Config, p Parts) *DataPlane {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Interface == "" {
-		cfg.Interface = DefaultInterface
-	}
-	if cfg.ListenPort == 0 {
-		cfg.ListenPort = DefaultPort
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	d := &DataPlane{cfg: cfg, log: cfg.Logger, links: p.Links, attach: p.Namespaces, filter: p.Filters, sync: p.Peers}
-	d.metrics = newMetrics(d)
-	return d
 }
 
 // StageError is the failure of one stage of Apply (filter, forwarding, peers, routes,
