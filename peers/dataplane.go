@@ -50,7 +50,7 @@ type Config struct {
 	Now func() time.Time
 }
 
-// The parts Apply drives, as interfaces so its logic runs against fakes (fake.go)
+// The parts Apply drives, as interfaces so its logic runs against fakes (fakes_test.go)
 // without root; New wires the real netlink, namespace, nftables and wgctrl ones.
 type (
 	// Links programs routes into the WireGuard interface, the DNS addresses on
