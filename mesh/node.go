@@ -177,6 +177,11 @@ func (n *Node) start() error {
 		return fmt.Errorf("stored WireGuard key: %w", err)
 	}
 	n.cat = catalog.New(id.Name)
+	if ok {
+		// Known before the load, the id lets the catalog index this host's machines as
+		// it applies them, instead of walking every machine again afterwards.
+		n.cat.SetSelfID(id.HostID)
+	}
 	if err := n.loadCatalog(); err != nil {
 		return err
 	}
