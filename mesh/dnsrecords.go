@@ -128,40 +128,28 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 // (no moment without the name). Two hosts switching one name at once meet on that
 // record; the merge order picks one and the other caller gets an error.
 func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key string) (*catalog.DNSRecord, error) {
-	id := catalog.ID{Kind: catalog.KindDNSRecord, Key: key}
-	if err := n.writable(); err != nil {
-		return nil, err
-	}
-	n.createMu.Lock()
-	cur := n.cat.Get(id)
-	if cur != nil && !cur.Deleted && cur.DNS != nil && cur.DNS.Value == rec.Value {
-		n.createMu.Unlock()
-		return nil, conflict("%s ALIAS %s already exists", rec.Name, rec.Value)
-	}
-	gen := uint32(1)
-	if cur != nil {
-		gen = cur.Gen + 1
-	}
-	stamp := n.cat.Tick()
-	r := &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec, Gen: gen, Created: stamp, Version: stamp}
-	n.createMu.Unlock()
-	if err := n.claim(ctx, r, rec.Name+" ALIAS"); err != nil {
-		return nil, err
-	}
-	n.createMu.Lock()
-	if now := n.cat.Get(id); now != nil && now.Gen >= gen {
-		n.createMu.Unlock()
-		return nil, conflict("%s ALIAS was switched concurrently on this host", rec.Name)
-	}
-	err := n.record(r)
-	n.createMu.Unlock()
-	n.flush()
+	_, err := n.writeNamed(ctx, namedWrite{
+		id:   catalog.ID{Kind: catalog.KindDNSRecord, Key: key},
+		what: rec.Name + " ALIAS",
+		build: func(uint32, catalog.Stamp) *catalog.Record {
+			return &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec}
+		},
+		taken: func(cur *catalog.Record, _ uint32) error {
+			if cur != nil && !cur.Deleted && cur.DNS != nil && cur.DNS.Value == rec.Value {
+				return conflict("%s ALIAS %s already exists", rec.Name, rec.Value)
+			}
+			return nil
+		},
+		raced: func(now *catalog.Record, gen uint32) error {
+			if now != nil && now.Gen >= gen {
+				return conflict("%s ALIAS was switched concurrently on this host", rec.Name)
+			}
+			return nil
+		},
+		lost: rec.Name + " ALIAS was switched concurrently on another host, which won",
+	})
 	if err != nil {
 		return nil, err
-	}
-	n.gossip.Written(ctx, r)
-	if w := n.cat.Get(id); w == nil || !w.SameIdentity(r) {
-		return nil, conflict("%s ALIAS was switched concurrently on another host, which won", rec.Name)
 	}
 	if old != nil {
 		n.log.Info("dns alias switched", "name", rec.Name, "from", old.Value, "to", rec.Value)

@@ -14,30 +14,56 @@ import (
 // concurrent creates of one name at most one is written, and the other caller gets
 // an error instead of a silent success.
 func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created catalog.Stamp) *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
+	exists := func(cur *catalog.Record, _ uint32) error {
+		if cur != nil && !cur.Deleted {
+			return conflict("%s already exists", what)
+		}
+		return nil
+	}
+	return n.writeNamed(ctx, namedWrite{id: id, what: what, build: build, taken: exists, raced: exists,
+		lost: what + " was created concurrently on another host, which won"})
+}
+
+// namedWrite is one write under a name that arbiters guard: a create, or an alias
+// switched to a new target.
+type namedWrite struct {
+	id    catalog.ID
+	what  string
+	build func(gen uint32, created catalog.Stamp) *catalog.Record
+	// taken refuses the write before the claim, raced after it (a write of the name
+	// on this host meanwhile); gen is the generation this write takes.
+	taken, raced func(cur *catalog.Record, gen uint32) error
+	// lost is the error when another host's write of the name won.
+	lost string
+}
+
+// writeNamed takes the name's next generation, claims it with the name's arbiters,
+// writes it and reports whether the cluster kept it.
+func (n *Node) writeNamed(ctx context.Context, w namedWrite) (*catalog.Record, error) {
 	if err := n.writable(); err != nil {
 		return nil, err
 	}
 	n.createMu.Lock()
-	cur := n.cat.Get(id)
-	if cur != nil && !cur.Deleted {
-		n.createMu.Unlock()
-		return nil, conflict("%s already exists", what)
-	}
+	cur := n.cat.Get(w.id)
 	gen := uint32(1)
 	if cur != nil {
 		gen = cur.Gen + 1
 	}
+	if err := w.taken(cur, gen); err != nil {
+		n.createMu.Unlock()
+		return nil, err
+	}
 	stamp := n.cat.Tick()
-	r := build(gen, stamp)
+	r := w.build(gen, stamp)
 	r.Gen, r.Created, r.Version = gen, stamp, stamp
 	n.createMu.Unlock()
-	if err := n.claim(ctx, r, what); err != nil {
+	if err := n.claim(ctx, r, w.what); err != nil {
 		return nil, err
 	}
 	n.createMu.Lock()
-	if cur := n.cat.Get(id); cur != nil && !cur.Deleted {
+	if err := w.raced(n.cat.Get(w.id), gen); err != nil {
 		n.createMu.Unlock()
-		return nil, conflict("%s already exists", what)
+		return nil, err
 	}
 	err := n.record(r)
 	n.createMu.Unlock()
@@ -46,8 +72,8 @@ func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created c
 		return nil, err
 	}
 	n.gossip.Written(ctx, r)
-	if w := n.cat.Get(id); w == nil || !w.SameIdentity(r) {
-		return nil, conflict("%s was created concurrently on another host, which won", what)
+	if got := n.cat.Get(w.id); got == nil || !got.SameIdentity(r) {
+		return nil, conflict("%s", w.lost)
 	}
 	return r, nil
 }
