@@ -41,7 +41,29 @@ func (l *streamLimiter) StreamCh() <-chan net.Conn { return l.out }
 
 func (l *streamLimiter) Shutdown() error {
 	l.once.Do(func() { close(l.done) })
-	return l.NetTransport.Shutdown()
+	return ShutdownDraining(l.NetTransport)
+}
+
+// ShutdownDraining shuts nt down while taking what its listeners still deliver. They
+// block sending to unbuffered channels, and Shutdown waits for them: once whoever
+// read those channels has stopped (a wrapping transport's forwarder), a packet or
+// stream arriving during shutdown would hang it for good.
+func ShutdownDraining(nt *memberlist.NetTransport) error {
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-nt.PacketCh():
+			case c := <-nt.StreamCh():
+				c.Close()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := nt.Shutdown()
+	close(stop)
+	return err
 }
 
 func (l *streamLimiter) run() {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -160,24 +161,7 @@ func (t *CountingTransport) StreamCh() <-chan net.Conn { return t.streams }
 
 func (t *CountingTransport) Shutdown() error {
 	t.once.Do(func() { close(t.done) })
-	// NetTransport's listeners block sending to their channels, and our forwarder
-	// has stopped: drain them until its Shutdown has waited them out, or a packet
-	// arriving during shutdown hangs it for good.
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-t.inner.PacketCh():
-			case c := <-t.inner.StreamCh():
-				c.Close()
-			case <-stop:
-				return
-			}
-		}
-	}()
-	err := t.inner.Shutdown()
-	close(stop)
-	return err
+	return gossip.ShutdownDraining(t.inner) // our forwarder has stopped reading it
 }
 
 var _ memberlist.NodeAwareTransport = (*CountingTransport)(nil)
