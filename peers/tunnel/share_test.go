@@ -25,7 +25,7 @@ func TestOpenSharesASession(t *testing.T) {
 	notLocal := func() ([]netip.Addr, error) { return nil, nil }
 	opts := func(share bool) Options {
 		return Options{Bind: &loopbackBind{}, Share: share, ShareDir: dir, LocalAddrs: notLocal,
-			PingInterval: 20 * time.Millisecond, PingWait: 300 * time.Millisecond,
+			PingInterval: 20 * time.Millisecond, PingWait: 3 * time.Second,
 			Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	}
 	owner, err := Open(ctx, e.cfg, opts(true))

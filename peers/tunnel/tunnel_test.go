@@ -171,7 +171,7 @@ func TestResolve(t *testing.T) {
 
 func TestPing(t *testing.T) {
 	e := newEnv(t)
-	tun := e.up(t, Options{PingInterval: 20 * time.Millisecond, PingWait: 300 * time.Millisecond})
+	tun := e.up(t, Options{PingInterval: 20 * time.Millisecond, PingWait: 3 * time.Second})
 	ctx := testCtx(t)
 
 	var out bytes.Buffer
