@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 	"github.com/urfave/cli/v2"
 )
 
@@ -106,25 +107,16 @@ func TestLogComponentOnce(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port that is free for both TCP and UDP now; the
-// caller retries if something takes it before the agent binds it.
+var ports = e2eproc.NewPorts()
+
+// freePort returns a loopback address whose port is free for both TCP and UDP.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
+	port, err := ports.Next()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no loopback port free for both TCP and UDP")
-	return ""
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // TestAgentFromConfigFile starts an agent from a config file alone (no other

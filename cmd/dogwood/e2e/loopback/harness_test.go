@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
 	"github.com/miekg/dns"
 )
 
@@ -77,37 +78,17 @@ func dogwoodBin(t *testing.T) string {
 
 // ---- ports -----------------------------------------------------------------------
 
-var (
-	portMu    sync.Mutex
-	portsUsed = map[int]bool{}
-)
+var ports = e2eproc.NewPorts()
 
 // freePort returns a loopback port free for both TCP and UDP (gossip and DNS use
 // both), never handing out the same port twice in this process.
 func freePort(t *testing.T) int {
 	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for i := 0; i < 100; i++ {
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		port := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		tl.Close()
-		if err != nil {
-			continue
-		}
-		ul.Close()
-		if portsUsed[port] {
-			continue
-		}
-		portsUsed[port] = true
-		return port
+	port, err := ports.Next()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port for TCP and UDP")
-	return 0
+	return port
 }
 
 // ---- CLI -------------------------------------------------------------------------
@@ -514,12 +495,23 @@ func startFakeUpstream(t *testing.T) *fakeUpstream {
 		}
 		w.WriteMsg(m)
 	})
+	// The server is handed sockets already bound, so nothing can take the port
+	// between choosing it and serving on it.
+	pc, err := net.ListenPacket("udp", f.addr)
+	if err != nil {
+		t.Fatalf("fake upstream udp: %v", err)
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		pc.Close()
+		t.Fatalf("fake upstream tcp: %v", err)
+	}
 	var servers []*dns.Server
-	for _, netw := range []string{"udp", "tcp"} {
+	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
 		started := make(chan error, 1)
-		s := &dns.Server{Addr: f.addr, Net: netw, Handler: h, NotifyStartedFunc: func() { started <- nil }}
+		s.NotifyStartedFunc = func() { started <- nil }
 		go func() {
-			if err := s.ListenAndServe(); err != nil {
+			if err := s.ActivateAndServe(); err != nil {
 				select {
 				case started <- err:
 				default:
@@ -529,10 +521,10 @@ func startFakeUpstream(t *testing.T) *fakeUpstream {
 		select {
 		case err := <-started:
 			if err != nil {
-				t.Fatalf("fake upstream %s: %v", netw, err)
+				t.Fatalf("fake upstream: %v", err)
 			}
 		case <-time.After(5 * time.Second):
-			t.Fatalf("fake upstream %s did not start", netw)
+			t.Fatalf("fake upstream did not start")
 		}
 		servers = append(servers, s)
 	}
