@@ -42,16 +42,22 @@ type (
 
 func (g *Gossip) aeLoop() {
 	defer g.wg.Done()
+	base := g.cfg.AEInterval
 	for {
 		// Jitter keeps hosts that started together from probing in lockstep.
-		d := g.cfg.AEInterval/2 + time.Duration(rand.Int63n(int64(g.cfg.AEInterval)))
+		d := base/2 + time.Duration(rand.Int63n(int64(base)))
 		select {
 		case <-g.ctx.Done():
 			return
 		case <-time.After(d):
 		}
+		now := time.Now()
 		g.aeMu.Lock()
-		due := g.ae.Due(time.Now())
+		if r := g.returned.Load(); r != 0 {
+			g.ae.NoteReturn(time.Unix(0, r))
+		}
+		due := g.ae.Due(now)
+		base = g.ae.Period(now, g.cfg.AEInterval)
 		g.aeMu.Unlock()
 		if !due {
 			continue

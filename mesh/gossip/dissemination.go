@@ -205,6 +205,7 @@ func (g *Gossip) relayout() {
 	// it is in the layout even before memberlist lists it.
 	ring := proto.NewRing(append(g.aliveNames(true), g.cfg.Name), 0)
 	g.depth.Store(int32(ring.Depth()))
+	g.fleet.Store(int32(ring.Len()))
 	links := ring.Links(g.cfg.Name)
 	g.treeMu.Lock()
 	g.tree.SetLinks(links)

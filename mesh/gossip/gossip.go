@@ -102,6 +102,11 @@ type Gossip struct {
 	relaid atomic.Bool
 	// depth is the laid-out tree's depth (graftWait).
 	depth atomic.Int32
+	// fleet is how many members the tree was last laid out over (ExchangeOnReturn).
+	fleet atomic.Int32
+	// returned is when a member last came back (unix ns), for anti-entropy's
+	// rounds; membership's callback must not wait for aeMu.
+	returned atomic.Int64
 
 	mu        sync.Mutex
 	handlers  map[string]Handler

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"encoding/json"
+	"math/rand"
 	"net"
 	"net/netip"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip/proto"
 )
 
 // Membership: who is in the cluster and in which state. memberlist owns failure
@@ -236,13 +238,19 @@ func (g *Gossip) onJoin(n *memberlist.Node) {
 		g.log.Info("member joined", "member", n.Name, "addr", n.Address())
 	}
 	g.memberChanged(n.Name, true)
-	if returning && n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() {
+	if returning && n.Name != g.cfg.Name {
+		// Periodic rounds must not be skipped for tree traffic while what it
+		// missed or made meanwhile is compared (proto.AntiEntropy.NoteReturn).
+		g.returned.Store(time.Now().UnixNano())
+	}
+	if returning && n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() &&
+		proto.ExchangeOnReturn(int(g.fleet.Load()), rand.Float64()) {
 		// A host that comes back may have missed changes, or have changes we
 		// missed: compare digests right away rather than waiting for the next round.
-		// One exchange repairs both sides, so only the lower name starts it. A host
-		// joining for the first time is caught up by the push/pull of its join; an
-		// exchange with every member as each one hears of it would cost the fleet
-		// N² exchanges while it forms.
+		// One exchange repairs both sides, so only the lower name starts it, and
+		// only a few members in all (ExchangeOnReturn), or a healed partition
+		// would start an exchange per pair of hosts across it. A host joining for
+		// the first time is caught up by the push/pull of its join.
 		go g.startAE(n.Name)
 	}
 }

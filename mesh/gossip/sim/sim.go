@@ -191,6 +191,7 @@ type host struct {
 	up     bool
 	listed bool // membership has it alive
 	side   int  // partition side
+	was    int  // partition side before the heal
 	sent   int  // messages sent while measuring
 	tickAt time.Time
 }
@@ -209,6 +210,7 @@ const (
 	evDetectReturn
 	evPartition
 	evHeal
+	evHealDetect
 	evCheck
 	evMeasure
 )
@@ -463,7 +465,8 @@ func (s *simulator) handle(e *event) {
 		s.flush(h)
 	case evAE:
 		h := s.hosts[e.to]
-		d := s.cfg.AEInterval/2 + time.Duration(s.rng.Int63n(int64(s.cfg.AEInterval)))
+		base := h.ae.Period(s.now, s.cfg.AEInterval)
+		d := base/2 + time.Duration(s.rng.Int63n(int64(base)))
 		s.at(d, &event{kind: evAE, to: h.idx})
 		if !h.up || !h.ae.Due(s.now) {
 			return
@@ -529,8 +532,9 @@ func (s *simulator) handle(e *event) {
 		h.listed = true
 		s.relayout()
 		s.refill(h)
-		// Its join event makes the lower-named side of each pair start an
-		// exchange; one random live member stands for that here.
+		// Its join's push/pull with one member compares digests; one random live
+		// member stands for that here. Every member sees it return too, and a few
+		// of them open an exchange (proto.ExchangeOnReturn).
 		for tries := 0; tries < 8; tries++ {
 			p := s.hosts[s.rng.Intn(len(s.hosts))]
 			if p != h && p.up {
@@ -539,6 +543,17 @@ func (s *simulator) handle(e *event) {
 			}
 		}
 		s.flush(h)
+		alive := s.live()
+		for _, o := range s.hosts {
+			if o == h || !o.up {
+				continue
+			}
+			o.ae.NoteReturn(s.now)
+			if o.name < h.name && proto.ExchangeOnReturn(alive, s.rng.Float64()) {
+				o.ae.Start(s.now, h.name)
+				s.flush(o)
+			}
+		}
 	case evPartition:
 		s.partitioned = true
 		n := int(float64(len(s.hosts)) * s.cfg.PartitionFraction)
@@ -551,13 +566,32 @@ func (s *simulator) handle(e *event) {
 		s.partitioned = false
 		s.healedAt = s.now
 		for _, h := range s.hosts {
-			h.side = 0
+			h.was, h.side = h.side, 0
 		}
 		s.cut = false
+		s.at(s.cfg.Rejoin, &event{kind: evHealDetect})
 		s.relayout()
 		for _, h := range s.hosts {
 			s.refill(h)
 			s.flush(h)
+		}
+	case evHealDetect:
+		// Membership on each side sees the other side's hosts return, and each
+		// host opens exchanges with a few of them, as the agent's join event does
+		// (proto.ExchangeOnReturn). The whole fleet stands for what a host sees
+		// (the agent's count can lag a relayout behind and be its old side's).
+		alive := s.live()
+		for _, o := range s.hosts {
+			if !o.up {
+				continue
+			}
+			o.ae.NoteReturn(s.now)
+			for _, h := range s.hosts {
+				if h.up && h.was != o.was && o.name < h.name && proto.ExchangeOnReturn(alive, s.rng.Float64()) {
+					o.ae.Start(s.now, h.name)
+				}
+			}
+			s.flush(o)
 		}
 	case evCheck:
 		if s.now.Sub(s.start) < 10*time.Minute {
@@ -567,6 +601,17 @@ func (s *simulator) handle(e *event) {
 			s.healConverged = s.now.Sub(s.healedAt)
 		}
 	}
+}
+
+// live is how many hosts are up.
+func (s *simulator) live() int {
+	n := 0
+	for _, h := range s.hosts {
+		if h.up {
+			n++
+		}
+	}
+	return n
 }
 
 // converged reports whether every live host has the same digest.
