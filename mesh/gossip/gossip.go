@@ -108,6 +108,11 @@ type Gossip struct {
 	// rounds; membership's callback must not wait for aeMu.
 	returned atomic.Int64
 
+	// members are the alive and suspect members as membership's events left them
+	// (copies), so a send finds its address without copying memberlist's list.
+	membersMu sync.RWMutex
+	members   map[string]memberlist.Node
+
 	mu        sync.Mutex
 	handlers  map[string]Handler
 	pending   map[uint64]chan rpcResponse
@@ -162,6 +167,7 @@ func New(cfg Config) (*Gossip, error) {
 		peerCoord: map[string]*coordinate.Coordinate{},
 		learned:   map[string]netip.AddrPort{},
 		leaving:   map[string]bool{},
+		members:   map[string]memberlist.Node{},
 		ctx:       ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 	g.replay = newReplayGuard(nil)

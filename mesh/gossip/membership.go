@@ -138,10 +138,11 @@ func (g *Gossip) aliveNames(self bool) []string {
 
 func (g *Gossip) node(name string) *memberlist.Node {
 	<-g.ready
-	for _, n := range g.ml.Members() {
-		if n.Name == name {
-			return n
-		}
+	g.membersMu.RLock()
+	n, ok := g.members[name]
+	g.membersMu.RUnlock()
+	if ok {
+		return &n
 	}
 	// Membership spreads by gossip, so a host can hear from a newcomer before it
 	// hears about it; answer it at the address it told us.
@@ -229,7 +230,19 @@ func (g *Gossip) nodeMeta(limit int) []byte {
 	return b
 }
 
+// setMember keeps members in step with membership's events (node).
+func (g *Gossip) setMember(n *memberlist.Node, live bool) {
+	g.membersMu.Lock()
+	if live {
+		g.members[n.Name] = *n
+	} else {
+		delete(g.members, n.Name)
+	}
+	g.membersMu.Unlock()
+}
+
 func (g *Gossip) onJoin(n *memberlist.Node) {
+	g.setMember(n, true)
 	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
 	returning := g.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: n.Name}) != nil && !catalog.Live(g.cat.Status(n.Name))
 	g.cat.SetStatus(n.Name, catalog.StatusAlive)
@@ -256,6 +269,7 @@ func (g *Gossip) onJoin(n *memberlist.Node) {
 }
 
 func (g *Gossip) onLeave(n *memberlist.Node) {
+	g.setMember(n, false)
 	// n.State is not usable here: memberlist never updates the embedded Node's State
 	// (nodeState.State shadows it). The leave intent (msgLeaving) tells left apart.
 	status := catalog.StatusFailed
@@ -274,7 +288,10 @@ func (g *Gossip) onLeave(n *memberlist.Node) {
 	g.memberChanged(n.Name, false)
 }
 
-func (g *Gossip) onUpdate(n *memberlist.Node) { g.onAlive(n.Name) }
+func (g *Gossip) onUpdate(n *memberlist.Node) {
+	g.setMember(n, true)
+	g.onAlive(n.Name)
+}
 
 // onAlive ends a suspicion: the host answered a probe, refuted, or spoke to us. Only
 // suspect turns alive here; failed and left change on join events alone.
