@@ -17,6 +17,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/dogwood/dogwood/mesh/store"
 )
 
@@ -25,7 +26,7 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 // partition is a memberlist transport that drops traffic to and from blocked IPs, so
 // tests can cut hosts apart. Each test host gets its own 127.0.0.x address for it.
 type partition struct {
-	inner   *memberlist.NetTransport
+	inner   *gossip.Transport
 	blocked *sync.Map // ip string -> true
 	packets chan *memberlist.Packet
 	streams chan net.Conn
@@ -34,7 +35,7 @@ type partition struct {
 }
 
 func newPartition(t *testing.T, ip string, blocked *sync.Map) *partition {
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, BindPort: 0})
+	nt, err := gossip.NewTransport(ip, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,23 +105,7 @@ func (p *partition) Shutdown() error {
 
 func (p *partition) shutdown() error {
 	close(p.done)
-	// NetTransport's listeners block sending to their channels; keep draining them
-	// until its Shutdown has waited them out.
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-p.inner.PacketCh():
-			case c := <-p.inner.StreamCh():
-				c.Close()
-			case <-stop:
-				return
-			}
-		}
-	}()
-	err := p.inner.Shutdown()
-	close(stop)
-	return err
+	return p.inner.Shutdown()
 }
 
 type testHost struct {

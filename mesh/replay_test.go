@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -30,7 +31,7 @@ type capture struct {
 
 // recorder is a memberlist transport that copies everything sent into a wire.
 type recorder struct {
-	*memberlist.NetTransport
+	*gossip.Transport
 	w *wire
 }
 
@@ -38,11 +39,11 @@ func (r *recorder) WriteTo(b []byte, addr string) (time.Time, error) {
 	r.w.mu.Lock()
 	r.w.packets = append(r.w.packets, capture{addr, append([]byte(nil), b...)})
 	r.w.mu.Unlock()
-	return r.NetTransport.WriteTo(b, addr)
+	return r.Transport.WriteTo(b, addr)
 }
 
 func (r *recorder) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
-	c, err := r.NetTransport.DialTimeout(addr, d)
+	c, err := r.Transport.DialTimeout(addr, d)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,7 @@ func (w *wire) take() ([]capture, []capture) {
 
 func startRecorded(t *testing.T, name, ip string, join []string, reg *prometheus.Registry, w *wire) *Node {
 	t.Helper()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, BindPort: 0})
+	nt, err := gossip.NewTransport(ip, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,7 +212,7 @@ func New(cfg Config) (*Gossip, error) {
 	mc.Logger = log.New(&mlLog{g: g}, "", 0)
 	tr := cfg.Transport
 	if tr == nil {
-		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+		nt, err := NewTransport(mc.BindAddr, mc.BindPort, mc.Logger)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("gossip: %w", err)

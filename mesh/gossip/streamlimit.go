@@ -4,8 +4,6 @@ import (
 	"net"
 	"sync"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/dogwood/dogwood/mesh/netlimit"
 )
 
@@ -20,19 +18,19 @@ const (
 	maxStreamsPerSource = 64
 )
 
-// streamLimiter is a NetTransport whose incoming streams are capped.
+// streamLimiter is a Transport whose incoming streams are capped.
 type streamLimiter struct {
-	*memberlist.NetTransport
+	*Transport
 	out  chan net.Conn
 	done chan struct{}
 	once sync.Once
 	gate *netlimit.Gate
 }
 
-func newStreamLimiter(nt *memberlist.NetTransport, total, perSource int, onDrop func()) *streamLimiter {
+func newStreamLimiter(nt *Transport, total, perSource int, onDrop func()) *streamLimiter {
 	gate := netlimit.NewGate(netlimit.NewPool(total), perSource)
 	gate.OnRefuse = onDrop
-	l := &streamLimiter{NetTransport: nt, out: make(chan net.Conn), done: make(chan struct{}), gate: gate}
+	l := &streamLimiter{Transport: nt, out: make(chan net.Conn), done: make(chan struct{}), gate: gate}
 	go l.run()
 	return l
 }
@@ -41,29 +39,7 @@ func (l *streamLimiter) StreamCh() <-chan net.Conn { return l.out }
 
 func (l *streamLimiter) Shutdown() error {
 	l.once.Do(func() { close(l.done) })
-	return ShutdownDraining(l.NetTransport)
-}
-
-// ShutdownDraining shuts nt down while taking what its listeners still deliver. They
-// block sending to unbuffered channels, and Shutdown waits for them: once whoever
-// read those channels has stopped (a wrapping transport's forwarder), a packet or
-// stream arriving during shutdown would hang it for good.
-func ShutdownDraining(nt *memberlist.NetTransport) error {
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-nt.PacketCh():
-			case c := <-nt.StreamCh():
-				c.Close()
-			case <-stop:
-				return
-			}
-		}
-	}()
-	err := nt.Shutdown()
-	close(stop)
-	return err
+	return l.Transport.Shutdown()
 }
 
 func (l *streamLimiter) run() {
@@ -71,7 +47,7 @@ func (l *streamLimiter) run() {
 		select {
 		case <-l.done:
 			return
-		case c := <-l.NetTransport.StreamCh():
+		case c := <-l.Transport.StreamCh():
 			c, ok := l.gate.Admit(c)
 			if !ok {
 				continue

@@ -6,12 +6,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 func TestStreamLimiter(t *testing.T) {
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0})
+	nt, err := NewTransport("127.0.0.1", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

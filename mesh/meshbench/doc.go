@@ -19,6 +19,6 @@
 // DOGWOOD_BENCH_CREATES (200) change the propagation runs.
 //
 // The package owns no production code: transport.go (a byte-counting wrapper around
-// memberlist's NetTransport), records.go (synthetic catalog content) and report.go are
+// the agent's gossip.Transport), records.go (synthetic catalog content) and report.go are
 // helpers for the tests.
 package meshbench

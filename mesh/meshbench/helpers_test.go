@@ -104,7 +104,7 @@ func (c *cluster) dataDir() string {
 
 // startNode starts one agent with mesh.Config defaults except what running several
 // in one process needs: its own data dir, its own loopback address, and a
-// transport handle (memberlist's NetTransport, wrapped to count bytes).
+// transport handle (the agent's gossip.Transport, wrapped to count bytes).
 func (c *cluster) startNode(name string, gated bool, join []string) *benchNode {
 	c.t.Helper()
 	bn, err := c.start(name, gated, join)

@@ -11,12 +11,12 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// CountingTransport is memberlist's own NetTransport (real UDP and TCP sockets) with
+// CountingTransport is the agent's gossip.Transport (real UDP and TCP sockets) with
 // counters on everything it writes and reads, and a gate that, while closed, cuts the
 // host off (drops packets both ways and refuses streams) so a benchmark can load a
 // catalog before the host talks to anyone.
 type CountingTransport struct {
-	inner *memberlist.NetTransport
+	inner *gossip.Transport
 
 	packetsOut, packetBytesOut   atomic.Int64
 	streamsOut, streamBytesOut   atomic.Int64
@@ -33,7 +33,7 @@ var errGated = errors.New("meshbench: transport gate closed")
 
 // NewCountingTransport binds ip on a free port (UDP and TCP, like memberlist does).
 func NewCountingTransport(ip string, gated bool) (*CountingTransport, error) {
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, BindPort: 0})
+	nt, err := gossip.NewTransport(ip, 0, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (t *CountingTransport) StreamCh() <-chan net.Conn { return t.streams }
 
 func (t *CountingTransport) Shutdown() error {
 	t.once.Do(func() { close(t.done) })
-	return gossip.ShutdownDraining(t.inner) // our forwarder has stopped reading it
+	return t.inner.Shutdown()
 }
 
 var _ memberlist.NodeAwareTransport = (*CountingTransport)(nil)
