@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
@@ -107,11 +108,24 @@ func (n *Node) takePending() []catalog.ID {
 	return ids
 }
 
+// persistWindow is how long the writer lets remote records gather before it writes
+// them in one transaction. Each transaction is an fsync: at 100 changes/s
+// fleet-wide every host would otherwise sync up to 100 times a second, and 500
+// agents in one benchmark spent 16 % of their CPU on a transaction per change each.
+// A crash loses at most this window of remote records, which anti-entropy brings
+// back; Close writes what is pending.
+const persistWindow = 100 * time.Millisecond
+
 func (n *Node) persistLoop() {
 	defer n.wg.Done()
 	for {
 		select {
 		case <-n.persistSig:
+		case <-n.stop:
+			return
+		}
+		select {
+		case <-time.After(persistWindow):
 		case <-n.stop:
 			return
 		}

@@ -1,11 +1,13 @@
 package mesh
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/store"
 )
 
 // TestPersistAsyncNeverBlocks: gossip hands remote records to persistAsync from
@@ -33,4 +35,38 @@ func TestPersistAsyncNeverBlocks(t *testing.T) {
 	if ids := n.takePending(); len(ids) != 0 {
 		t.Fatalf("ids handed out twice: %d", len(ids))
 	}
+}
+
+// TestRemoteRecordsWrittenOnClose: remote records wait up to persistWindow to be
+// written together; a host closed inside that window still has them on disk.
+func TestRemoteRecordsWrittenOnClose(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx := context.Background()
+	h0, h1 := c.hosts[0], c.hosts[1]
+	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h1.ListOrgs()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the org never reached h1")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h1.Close() // at once: inside the window, before the writer's transaction
+	st, err := store.Open(h1.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rs, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Kind == catalog.KindOrg && r.Key == "acme" {
+			return
+		}
+	}
+	t.Fatalf("h1 closed %v after the org arrived and lost it: %d records on disk", persistWindow, len(rs))
 }
