@@ -46,15 +46,22 @@ func TestRemoteRecordsWrittenOnClose(t *testing.T) {
 	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(h1.ListOrgs()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the org never reached h1")
+	c.eventually(10*time.Second, "the org reaches h1", func() bool { return len(h1.ListOrgs()) > 0 })
+	// At once: inside the window, before the writer's transaction.
+	rs := closedRecords(t, h1)
+	for _, r := range rs {
+		if r.Kind == catalog.KindOrg && r.Key == "acme" {
+			return
 		}
-		time.Sleep(time.Millisecond)
 	}
-	h1.Close() // at once: inside the window, before the writer's transaction
-	st, err := store.Open(h1.dir)
+	t.Fatalf("h1 closed %v after the org arrived and lost it: %d records on disk", persistWindow, len(rs))
+}
+
+// closedRecords closes h and returns what its data dir holds.
+func closedRecords(t *testing.T, h *testHost) []*catalog.Record {
+	t.Helper()
+	h.Close()
+	st, err := store.Open(h.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +70,5 @@ func TestRemoteRecordsWrittenOnClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range rs {
-		if r.Kind == catalog.KindOrg && r.Key == "acme" {
-			return
-		}
-	}
-	t.Fatalf("h1 closed %v after the org arrived and lost it: %d records on disk", persistWindow, len(rs))
+	return rs
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
-	"github.com/dogwood/dogwood/mesh/store"
 )
 
 func tombstones(h *testHost) int {
@@ -47,17 +46,7 @@ func TestTombstonesCollected(t *testing.T) {
 		t.Fatal("a collected tombstone was accepted again")
 	}
 	// Disk follows: a restart loads no tombstones.
-	h1.Close()
-	st, err := store.Open(h1.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rs, err := st.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rs {
+	for _, r := range closedRecords(t, h1) {
 		if r.Deleted && catalog.Collectable(r.Kind) {
 			t.Fatalf("collected tombstone still on disk: %v", r.ID())
 		}
