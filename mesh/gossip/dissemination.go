@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -280,20 +281,15 @@ func (g *Gossip) sendBytes(name string, t msgType, body []byte) error {
 	if n == nil {
 		return fmt.Errorf("host %q is not a member", name)
 	}
-	msg := make([]byte, 0, 1+len(body))
-	g.send(n, t, seal(time.Now(), append(append(msg, byte(t)), body...)))
+	g.send(n, t, frame(t, body))
 	return nil
 }
 
+// sendTo sends v as JSON.
 func (g *Gossip) sendTo(name string, t msgType, v any) error {
-	n := g.node(name)
-	if n == nil {
-		return fmt.Errorf("host %q is not a member", name)
-	}
-	msg, err := encode(t, v)
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	g.send(n, t, msg)
-	return nil
+	return g.sendBytes(name, t, b)
 }

@@ -251,13 +251,13 @@ func (g *Gossip) onJoin(n *memberlist.Node) {
 		g.log.Info("member joined", "member", n.Name, "addr", n.Address())
 	}
 	g.memberChanged(n.Name, true)
-	if returning && n.Name != g.cfg.Name {
-		// Periodic rounds must not be skipped for tree traffic while what it
-		// missed or made meanwhile is compared (proto.AntiEntropy.NoteReturn).
-		g.returned.Store(time.Now().UnixNano())
+	if !returning || n.Name == g.cfg.Name {
+		return
 	}
-	if returning && n.Name != g.cfg.Name && g.cfg.Name < n.Name && !g.closed.Load() &&
-		proto.ExchangeOnReturn(int(g.fleet.Load()), rand.Float64()) {
+	// Periodic rounds must not be skipped for tree traffic while what it missed
+	// or made meanwhile is compared (proto.AntiEntropy.NoteReturn).
+	g.returned.Store(time.Now().UnixNano())
+	if g.cfg.Name < n.Name && !g.closed.Load() && proto.ExchangeOnReturn(int(g.fleet.Load()), rand.Float64()) {
 		// A host that comes back may have missed changes, or have changes we
 		// missed: compare digests right away rather than waiting for the next round.
 		// One exchange repairs both sides, so only the lower name starts it, and

@@ -90,7 +90,13 @@ func encode(t msgType, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return seal(time.Now(), append([]byte{byte(t)}, b...)), nil
+	return frame(t, b), nil
+}
+
+// frame is a sealed message of type t around an encoded body.
+func frame(t msgType, body []byte) []byte {
+	msg := make([]byte, 0, 1+len(body))
+	return seal(time.Now(), append(append(msg, byte(t)), body...))
 }
 
 var errEmpty = errors.New("empty message")

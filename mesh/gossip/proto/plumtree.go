@@ -501,7 +501,7 @@ func (t *Tree) flushBatch(p string, q *eagerBatch) {
 	t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindBatch, Batch: q.msgs}})
 }
 
-// sortedEager keeps send order independent of map iteration (determinism).
+// makeEager puts p in the tree (timing-shaped trees only).
 func (t *Tree) makeEager(p string) {
 	delete(t.lazy, p)
 	t.eager[p] = true
