@@ -268,16 +268,15 @@ type simulator struct {
 	delays  []time.Duration
 	late    int
 
-	measuring          bool
-	msgs, bytes        float64
-	split              Split
-	treeBytes, aeBytes float64
-	partitioned        bool
-	cut                bool
-	depth              int // the ring's depth (graftWait) // membership on each side has dropped the other
-	healedAt           time.Time
-	healConverged      time.Duration
-	events             int
+	measuring     bool
+	msgs, bytes   float64
+	split         Split
+	partitioned   bool
+	cut           bool // membership on each side has dropped the other
+	depth         int  // the ring's depth (graftWait)
+	healedAt      time.Time
+	healConverged time.Duration
+	events        int
 }
 
 // Run simulates cfg and returns what it measured.
@@ -344,7 +343,7 @@ func Run(cfg Config) Result {
 	}
 	res := s.result(measureFrom, s.start.Add(end))
 	if cfg.Idle > 0 {
-		s.msgs, s.bytes, s.treeBytes, s.aeBytes = 0, 0, 0, 0
+		s.msgs, s.bytes = 0, 0
 		from := s.now
 		s.runUntil(s.now.Add(cfg.Idle))
 		secs := s.now.Sub(from).Seconds() * float64(cfg.Hosts)
@@ -371,7 +370,7 @@ func (s *simulator) result(from, to time.Time) Result {
 	r.EveryP50, r.EveryP99 = pct(every, 50), pct(every, 99)
 	secs := to.Sub(from).Seconds() * float64(s.cfg.Hosts)
 	r.MsgsPerHostSec, r.BytesPerHostSec = s.msgs/secs, s.bytes/secs
-	r.TreeBytesPerHostSec, r.AEBytesPerHostSec = s.treeBytes/secs, s.aeBytes/secs
+	r.TreeBytesPerHostSec, r.AEBytesPerHostSec = (s.split.Gossip+s.split.IHave+s.split.Control)/secs, s.split.AE/secs
 	var delivered uint64
 	for _, h := range s.hosts {
 		r.MaxHostMsgs = max(r.MaxHostMsgs, float64(h.sent)/float64(max(1, len(s.order))))
@@ -686,16 +685,13 @@ func (s *simulator) refill(h *host) {
 func (s *simulator) flush(h *host) {
 	for _, m := range h.tree.Outbox() {
 		size := 2 + len(h.name) + m.Msg.Size()
-		s.count(h, size, true)
-		if s.measuring {
-			switch m.Msg.Kind {
-			case proto.KindGossip, proto.KindBatch:
-				s.split.Gossip += float64(size + packetOverhead)
-			case proto.KindIHave:
-				s.split.IHave += float64(size + packetOverhead)
-			default:
-				s.split.Control += float64(size + packetOverhead)
-			}
+		switch m.Msg.Kind {
+		case proto.KindGossip, proto.KindBatch:
+			s.count(h, size, &s.split.Gossip)
+		case proto.KindIHave:
+			s.count(h, size, &s.split.IHave)
+		default:
+			s.count(h, size, &s.split.Control)
 		}
 		if to, ok := s.route(h, m.To, size); ok {
 			s.at(to, &event{kind: evDeliverTree, to: s.byName[m.To], from: h.idx, tree: m.Msg})
@@ -703,10 +699,7 @@ func (s *simulator) flush(h *host) {
 	}
 	for _, m := range h.ae.Outbox() {
 		size := aeSize(h.name, m.Msg)
-		s.count(h, size, false)
-		if s.measuring {
-			s.split.AE += float64(size + packetOverhead)
-		}
+		s.count(h, size, &s.split.AE)
 		if to, ok := s.route(h, m.To, size); ok {
 			s.at(to, &event{kind: evDeliverAE, to: s.byName[m.To], from: h.idx, ae: m.Msg})
 		}
@@ -717,7 +710,9 @@ func (s *simulator) flush(h *host) {
 	}
 }
 
-func (s *simulator) count(h *host, size int, tree bool) {
+// count adds one message of size bytes, sent by h, to the totals and to kind (a
+// field of split) while measuring.
+func (s *simulator) count(h *host, size int, kind *float64) {
 	if !s.measuring {
 		return
 	}
@@ -725,11 +720,7 @@ func (s *simulator) count(h *host, size int, tree bool) {
 	s.msgs++
 	s.split.Packets += packetOverhead
 	s.bytes += float64(size + packetOverhead)
-	if tree {
-		s.treeBytes += float64(size + packetOverhead)
-	} else {
-		s.aeBytes += float64(size + packetOverhead)
-	}
+	*kind += float64(size + packetOverhead)
 }
 
 // route decides a message's fate: its delay, or lost.
