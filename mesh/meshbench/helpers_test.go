@@ -107,20 +107,10 @@ func (c *cluster) dataDir() string {
 // transport handle (the agent's gossip.Transport, wrapped to count bytes).
 func (c *cluster) startNode(name string, gated bool, join []string) *benchNode {
 	c.t.Helper()
-	bn, err := c.start(name, gated, join)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.nodes = append(c.nodes, bn)
-	return bn
-}
-
-// start is startNode without touching c.nodes, safe to run concurrently.
-func (c *cluster) start(name string, gated bool, join []string) (*benchNode, error) {
 	ip := nextIP()
 	tr, err := NewCountingTransport(ip, gated)
 	if err != nil {
-		return nil, fmt.Errorf("transport on %s: %v", ip, err)
+		c.t.Fatalf("transport on %s: %v", ip, err)
 	}
 	dir := c.dataDir()
 	reg := prometheus.NewRegistry()
@@ -134,9 +124,11 @@ func (c *cluster) start(name string, gated bool, join []string) (*benchNode, err
 	n, err := mesh.Start(cfg)
 	if err != nil {
 		tr.Shutdown()
-		return nil, fmt.Errorf("start %s: %v", name, err)
+		c.t.Fatalf("start %s: %v", name, err)
 	}
-	return &benchNode{Node: n, tr: tr, reg: reg, ip: ip, dir: dir, addr: fmt.Sprintf("%s:%d", ip, tr.Port())}, nil
+	bn := &benchNode{Node: n, tr: tr, reg: reg, ip: ip, dir: dir, addr: fmt.Sprintf("%s:%d", ip, tr.Port())}
+	c.nodes = append(c.nodes, bn)
+	return bn
 }
 
 // newCluster starts size agents; all but the first join the first. With gated set
@@ -288,28 +280,35 @@ func (c *cluster) traffic() []Traffic {
 // counter sums a Prometheus counter family on n's registry, optionally only the
 // series with label=value.
 func counter(n *benchNode, name, label, value string) float64 {
+	if label == "" {
+		value = ""
+	}
+	return counters(n, name, label)[value]
+}
+
+// counters sums a counter family on n's registry by the value of label, in one
+// gather.
+func counters(n *benchNode, name, label string) map[string]float64 {
+	out := map[string]float64{}
 	mfs, err := n.reg.Gather()
 	if err != nil {
-		return 0
+		return out
 	}
-	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			ok := label == ""
+			v := ""
 			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					ok = true
+				if lp.GetName() == label {
+					v = lp.GetValue()
 				}
 			}
-			if ok {
-				sum += m.GetCounter().GetValue()
-			}
+			out[v] += m.GetCounter().GetValue()
 		}
 	}
-	return sum
+	return out
 }
 
 // setupApp creates org "bench" and app "bench" on the first node and waits until

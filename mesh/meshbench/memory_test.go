@@ -69,7 +69,7 @@ func (l latest) Snapshot() *catalog.Snapshot { return l.c.Latest() }
 func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 	t.Helper()
 	for h := 0; h < SynthHosts; h++ {
-		c.SetStatus(SynthHostName(h), catalog.StatusAlive)
+		c.SetStatus(synthHost(h), catalog.StatusAlive)
 	}
 	r := resolve.New(latest{c}, nil)
 	per := func(a int) int {
@@ -80,7 +80,7 @@ func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 		return k
 	}
 	for a := 0; a < SynthApps; a++ {
-		name, net := SynthApp(a)
+		name, net := synthApp(a), synthNetID(a%SynthOrgs)
 		m, ok := r.Query(net, name+".internal", dns.TypeAAAA)
 		if !ok || m.Rcode != dns.RcodeSuccess || len(m.Answer) != per(a) {
 			t.Fatalf("%s.internal: %d AAAA (rcode %d), want %d", name, answers(m), rcode(m), per(a))
@@ -88,10 +88,10 @@ func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 	}
 	// A sample spread over every app (and so every network): i mod SynthApps varies.
 	samples := min(n, 1000)
-	checked := 0
 	for k := 0; k < samples; k++ {
-		id, app, net, addr := SynthMachine((k*(n/samples) + k) % n)
-		q := id + ".vm." + app + ".internal"
+		sm := synthMachine((k*(n/samples)+k)%n, false)
+		net, addr := sm.NetworkID, sm.Address
+		q := sm.ID + ".vm." + sm.App + ".internal"
 		m, ok := r.Query(net, q, dns.TypeAAAA)
 		if !ok || len(m.Answer) != 1 {
 			t.Fatalf("%s: %d answers (rcode %d), want 1", q, answers(m), rcode(m))
@@ -107,10 +107,11 @@ func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 		if got, ok := m.Answer[0].(*dns.PTR); !ok || got.Ptr != q+"." {
 			t.Fatalf("%s PTR: answer %v, want %s.", rev, m.Answer[0], q)
 		}
-		checked++
 	}
+	listings := 0
 	for a := 0; a < SynthApps; a += SynthApps / 10 {
-		name, net := SynthApp(a)
+		listings++
+		name, net := synthApp(a), synthNetID(a%SynthOrgs)
 		m, ok := r.Query(net, "vms."+name+".internal", dns.TypeTXT)
 		if !ok || len(m.Answer) != 1 {
 			t.Fatalf("vms.%s.internal: %d answers", name, answers(m))
@@ -121,7 +122,7 @@ func checkDNS(t *testing.T, c *catalog.Catalog, n int) *resolve.Resolver {
 		}
 	}
 	Line("dns check: %d apps' AAAA sets complete, %d machines resolved by id to their address and back (PTR), %d vms listings complete",
-		SynthApps, checked, 10)
+		SynthApps, samples, listings)
 	return r
 }
 

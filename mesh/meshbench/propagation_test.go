@@ -109,8 +109,9 @@ var treeKinds = []string{"gossip", "ihave", "graft", "prune", "join"}
 func (c *cluster) treeBytes() map[string]float64 {
 	out := map[string]float64{}
 	for _, n := range c.nodes {
+		byKind := counters(n, "dogwood_gossip_tree_bytes_sent_total", "kind")
 		for _, k := range treeKinds {
-			out[k] += counter(n, "dogwood_gossip_tree_bytes_sent_total", "kind", k)
+			out[k] += byKind[k]
 		}
 	}
 	return out

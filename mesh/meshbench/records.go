@@ -2,7 +2,6 @@ package meshbench
 
 import (
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
@@ -26,18 +25,6 @@ func synthHostID(h int) uint32  { return 0x0be00000 + uint32(h) }
 func synthOrg(org int) string   { return fmt.Sprintf("org%03d", org) }
 func synthApp(app int) string   { return fmt.Sprintf("app%04d", app) }
 func synthHost(h int) string    { return fmt.Sprintf("synth-h%02d", h) }
-
-// SynthHostName is the name of synthetic host h.
-func SynthHostName(h int) string { return synthHost(h) }
-
-// SynthMachine describes synthetic machine i: its id, app name, network id and address.
-func SynthMachine(i int) (id, app string, net uint32, addr netip.Addr) {
-	m := synthMachine(i, false)
-	return m.ID, m.App, m.NetworkID, m.Address
-}
-
-// SynthApp is the name and network id of synthetic app a.
-func SynthApp(a int) (string, uint32) { return synthApp(a), synthNetID(a % SynthOrgs) }
 
 // Multiplying by an odd constant is a bijection mod 2^56: unique, random-looking ids.
 func synthID(i int) string { return fmt.Sprintf("%014x", (uint64(i)*0x9E3779B97F4A7C15)&(1<<56-1)) }
