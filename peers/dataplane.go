@@ -79,14 +79,6 @@ type (
 	}
 )
 
-// Parts are the data plane's collaborators (tests build a data plane on fakes of them).
-type Parts struct {
-	Links      Links
-	Namespaces Namespaces
-	Filters    Filters
-	Peers      PeerSync
-}
-
 // netlinkLinks adds the forwarding switch to link.Links.
 type netlinkLinks struct{ *link.Links }
 

@@ -5,6 +5,14 @@ import (
 	"time"
 )
 
+// Parts are the data plane's collaborators (tests build a data plane on fakes of them).
+type Parts struct {
+	Links      Links
+	Namespaces Namespaces
+	Filters    Filters
+	Peers      PeerSync
+}
+
 // NewWithParts builds a data plane on the given parts and no WireGuard device: the
 // apply logic, run without root (tests use the fakes in fakes_test.go).
 func NewWithParts(cfg Config, p Parts) *DataPlane {

@@ -237,8 +237,7 @@ func TestHostileTenant(t *testing.T) {
 			t.Fatalf("fingerprint %q not in status and the agent's log", st.APIFingerprint)
 		}
 		remote := func(args ...string) (string, error) {
-			a := e2eproc.InNS(h2.ns, append([]string{w.bin, "--agent", "https://198.18.0.1:7000", "--token-file", tokFile}, args...)...)
-			return run(20*time.Second, a[0], a[1:]...)
+			return e2eproc.NSRun(20*time.Second, h2.ns, append([]string{w.bin, "--agent", "https://198.18.0.1:7000", "--token-file", tokFile}, args...)...)
 		}
 		if out, err := remote("--agent-fingerprint", st.APIFingerprint, "members", "--json"); err != nil || !strings.Contains(out, `"h2"`) {
 			t.Errorf("pinned remote CLI: %v %s", err, out)
