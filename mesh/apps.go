@@ -43,7 +43,7 @@ func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, request
 		return nil, err
 	}
 	key := catalog.AppKey(org, name)
-	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+	r, err := n.createNamed(ctx, func() *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID, RequestID: requestID}}
 	}, catalog.ID{Kind: catalog.KindApp, Key: key}, fmt.Sprintf("app %q", name))
 	if err != nil {

@@ -114,7 +114,7 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 	if rec.Type == "ALIAS" {
 		return n.writeAlias(ctx, replaced, &rec, key)
 	}
-	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+	r, err := n.createNamed(ctx, func() *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: &rec}
 	}, catalog.ID{Kind: catalog.KindDNSRecord, Key: key}, fmt.Sprintf("%s %s %s", rec.Name, rec.Type, rec.Value))
 	if err != nil {
@@ -131,7 +131,7 @@ func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key 
 	_, err := n.writeNamed(ctx, namedWrite{
 		id:   catalog.ID{Kind: catalog.KindDNSRecord, Key: key},
 		what: rec.Name + " ALIAS",
-		build: func(uint32, catalog.Stamp) *catalog.Record {
+		build: func() *catalog.Record {
 			return &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec}
 		},
 		taken: func(cur *catalog.Record, _ uint32) error {

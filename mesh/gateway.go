@@ -74,7 +74,7 @@ func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer
 		CreatedAt: n.now().UTC(), ExpiresAt: spec.ExpiresAt, RequestID: spec.RequestID,
 	}
 	key := catalog.PeerKey(spec.Org, spec.Name)
-	if _, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+	if _, err := n.createNamed(ctx, func() *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindPeer, Key: key, Peer: p}
 	}, catalog.ID{Kind: catalog.KindPeer, Key: key}, fmt.Sprintf("peer %q in org %q", spec.Name, spec.Org)); err != nil {
 		return nil, err

@@ -47,7 +47,7 @@ func (n *Node) CreateOrg(ctx context.Context, slug string) (*OrgInfo, error) {
 		return nil, err
 	}
 	now := n.now().UTC()
-	if _, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+	if _, err := n.createNamed(ctx, func() *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindOrg, Key: slug, Org: &catalog.Org{Slug: slug, CreatedAt: now}}
 	}, catalog.ID{Kind: catalog.KindOrg, Key: slug}, fmt.Sprintf("org %q", slug)); err != nil {
 		return nil, err
@@ -118,7 +118,7 @@ func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInf
 		return nil, err
 	}
 	key := catalog.NetworkKey(org, name)
-	r, err := n.createNamed(ctx, func(uint32, catalog.Stamp) *catalog.Record {
+	r, err := n.createNamed(ctx, func() *catalog.Record {
 		id := sixpn.Random32()
 		for len(n.cat.NetworkIDClaims(id)) > 0 {
 			id = sixpn.Random32()

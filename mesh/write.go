@@ -13,7 +13,7 @@ import (
 // first reserved with a majority of its arbiter hosts (gossip.Claim), so of two
 // concurrent creates of one name at most one is written, and the other caller gets
 // an error instead of a silent success.
-func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created catalog.Stamp) *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
+func (n *Node) createNamed(ctx context.Context, build func() *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
 	exists := func(cur *catalog.Record, _ uint32) error {
 		if cur != nil && !cur.Deleted {
 			return conflict("%s already exists", what)
@@ -29,7 +29,7 @@ func (n *Node) createNamed(ctx context.Context, build func(gen uint32, created c
 type namedWrite struct {
 	id    catalog.ID
 	what  string
-	build func(gen uint32, created catalog.Stamp) *catalog.Record
+	build func() *catalog.Record
 	// taken refuses the write before the claim, raced after it (a write of the name
 	// on this host meanwhile); gen is the generation this write takes.
 	taken, raced func(cur *catalog.Record, gen uint32) error
@@ -54,7 +54,7 @@ func (n *Node) writeNamed(ctx context.Context, w namedWrite) (*catalog.Record, e
 		return nil, err
 	}
 	stamp := n.cat.Tick()
-	r := w.build(gen, stamp)
+	r := w.build()
 	r.Gen, r.Created, r.Version = gen, stamp, stamp
 	n.createMu.Unlock()
 	if err := n.claim(ctx, r, w.what); err != nil {

@@ -153,7 +153,7 @@ func buildNode(recs []*catalog.DNSRecord) *recNode {
 		}
 		if s := b.set(); t != 0 && s.len() > 0 {
 			if s.len() == 1 {
-				s.offs, s.stride = singleOff, 0
+				s.offs = singleOff // set() gives one record no stride
 			}
 			n.sets = append(n.sets, typedSet{t, s})
 			n.any = concat(n.any, s) // a single set is shared, not copied

@@ -40,7 +40,6 @@ type Catalog struct {
 	// selfFields are the machine fields used on this host (selfID): the ones it
 	// may not allocate again. Other hosts' fields are theirs to allocate.
 	selfFields map[uint32]struct{}
-	addrs      map[netip.Addr]ID                 // live peer addresses
 	peersOn    map[uint32]map[uint32]map[int]int // gateway -> network -> peer index -> count
 
 	status map[string]string
@@ -91,7 +90,6 @@ func New(self string) *Catalog {
 		hostIDs:    map[uint32]map[string]struct{}{},
 		networkIDs: map[uint32]map[string]struct{}{},
 		selfFields: map[uint32]struct{}{},
-		addrs:      map[netip.Addr]ID{},
 		peersOn:    map[uint32]map[uint32]map[int]int{},
 		status:     map[string]string{self: StatusAlive},
 		hosts:      map[string]*Host{},
@@ -168,10 +166,8 @@ func (c *Catalog) getLocked(id ID) *Record {
 // f must not add or drop entries.
 func (c *Catalog) eachMachine(f func(b int, e *mentry)) {
 	for b := range c.machines {
-		for _, e := range c.machines[b].slots {
-			if e != nil {
-				f(b, e)
-			}
+		for e := range c.machines[b].all() {
+			f(b, e)
 		}
 	}
 }
@@ -422,7 +418,6 @@ func (c *Catalog) index(r *Record) {
 			n := c.net(p.NetworkID)
 			n.peers[p.Name] = p
 			n.hostCounts[p.GatewayID]++
-			c.addrs[p.Address] = r.ID()
 			if i, ok := peerIndex(p); ok {
 				c.peerSlot(p.GatewayID, p.NetworkID)[i]++
 			}
@@ -470,9 +465,6 @@ func (c *Catalog) unindex(r *Record) {
 		if n := c.nets[p.NetworkID]; n != nil {
 			delete(n.peers, p.Name)
 			decr(n.hostCounts, p.GatewayID)
-		}
-		if c.addrs[p.Address] == r.ID() {
-			delete(c.addrs, p.Address)
 		}
 		delete(c.localP, r.Key)
 		if i, ok := peerIndex(p); ok {
@@ -576,16 +568,17 @@ func (c *Catalog) FieldUsed(host, field uint32) bool {
 	return used
 }
 
-// AddressOwner returns the live record owning a 6PN address. It walks the machines:
-// for tests and diagnostics, not for hot paths.
+// AddressOwner returns the live record owning a 6PN address. It walks the peers and
+// machines: for tests and diagnostics, not for hot paths (an index cost a map entry
+// per record for a question only they ask).
 func (c *Catalog) AddressOwner(a netip.Addr) (ID, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id, ok := c.addrs[a]; ok {
-		return id, true
+	for _, r := range c.byKind[KindPeer] {
+		if r.Peer.Address == a {
+			return r.ID(), true
+		}
 	}
-	// Machines have no address index (it would cost a map entry per machine for a
-	// question only diagnostics ask): walk the machines.
 	var out ID
 	var found bool
 	c.eachMachine(func(_ int, e *mentry) {
@@ -714,10 +707,7 @@ func (c *Catalog) SubDigests(buckets []int) [][]uint64 {
 		for id := range c.byBucket[b] {
 			out[i][Leaf(id)%SubBuckets] ^= c.records[id].Header().Hash()
 		}
-		for _, e := range c.machines[b].slots {
-			if e == nil {
-				continue
-			}
+		for e := range c.machines[b].all() {
 			h := e.header()
 			out[i][Leaf(h.ID())%SubBuckets] ^= h.Hash()
 		}
@@ -744,10 +734,7 @@ func (c *Catalog) LeafHeaders(leaves []int) []Header {
 				out = append(out, c.records[id].Header())
 			}
 		}
-		for _, e := range c.machines[b].slots {
-			if e == nil {
-				continue
-			}
+		for e := range c.machines[b].all() {
 			if h := e.header(); want[Leaf(h.ID())] {
 				out = append(out, h)
 			}
@@ -779,16 +766,12 @@ func (c *Catalog) ByRequest(kind Kind, rid string) *Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if kind == KindMachine {
-		e := c.machineReqs.get(c.intern.seed, rid)
-		if e == nil {
-			return nil
+		// The index holds current entries only: a replaced or dropped machine
+		// leaves it (forgetRequest) before its entry is released.
+		if e := c.machineReqs.get(c.intern.seed, rid); e != nil {
+			return e.record()
 		}
-		// The entry indexed may have been replaced since: answer with the current one.
-		cur := c.machines[Bucket(ID{KindMachine, e.m.ID})].get(c.intern.seed, e.m.ID)
-		if cur == nil || cur.bodyless || cur.m.RequestID != rid {
-			return nil
-		}
-		return cur.record()
+		return nil
 	}
 	id, ok := c.requests[string(rune(kind))+rid]
 	if !ok {

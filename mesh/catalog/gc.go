@@ -26,10 +26,13 @@ func Collectable(k Kind) bool { return k != KindHost && k != KindNetwork }
 
 // collected reports whether r is a tombstone past the horizon. Callers hold mu.
 func (c *Catalog) collected(r *Record) bool {
-	if !r.Deleted || r.DeletedAt == 0 || c.horizon == nil || !Collectable(r.Kind) {
-		return false
-	}
-	return r.DeletedAt < c.horizon().Unix()
+	return c.horizon != nil && Collectable(r.Kind) && pastHorizon(r.Deleted, r.DeletedAt, c.horizon().Unix())
+}
+
+// pastHorizon is the one expiry rule for tombstones, whole records and machine
+// entries alike: deleted at a known time before cut (unix seconds).
+func pastHorizon(deleted bool, deletedAt, cut int64) bool {
+	return deleted && deletedAt != 0 && deletedAt < cut
 }
 
 // Collect drops tombstones past the horizon and returns their ids (to delete from
@@ -46,7 +49,7 @@ func (c *Catalog) Collect() []ID {
 	if c.horizon != nil {
 		cut := c.horizon().Unix()
 		// unindexMachine does nothing for tombstones, which is all this drops.
-		out = c.dropMachinesWhere(func(e *mentry) bool { return e.deleted && e.deletedAt != 0 && e.deletedAt < cut }, out)
+		out = c.dropMachinesWhere(func(e *mentry) bool { return pastHorizon(e.deleted, e.deletedAt, cut) }, out)
 	}
 	c.mu.Unlock()
 	if len(out) > 0 {

@@ -1,6 +1,9 @@
 package catalog
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"iter"
+)
 
 // mtable is a set of machine entries keyed by id (or by client request id): open
 // addressing with linear probing over a slice of pointers, with a one-byte hash tag
@@ -120,5 +123,16 @@ func (t *mtable) del(seed maphash.Seed, key string) {
 	t.n--
 	if t.n == 0 {
 		t.slots, t.tags = nil, nil
+	}
+}
+
+// all yields every entry, in slot order.
+func (t *mtable) all() iter.Seq[*mentry] {
+	return func(yield func(*mentry) bool) {
+		for _, e := range t.slots {
+			if e != nil && !yield(e) {
+				return
+			}
+		}
 	}
 }
