@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -187,12 +190,7 @@ func joinInvite(ctx context.Context, e *env, codeText, file, dnsOverride string,
 				"gateway": p.Gateway, "address": p.Address, "public_key": p.PublicKey, "dns": string(mode), "file": file})
 		}
 		fmt.Fprintf(e.stderr, "joined org %s as peer %s (%s) through gateway %s; config in %s\n", p.Org, p.Name, p.Address, p.Gateway, file)
-		switch mode {
-		case config.DNSFull:
-			fmt.Fprintf(e.stderr, "next: sudo wg-quick up %s (its DNS line needs resolvconf; --dns split or none avoids that)\n", file)
-		default:
-			fmt.Fprintf(e.stderr, "next: sudo wg-quick up %s, or without root: dogwood dig --config %s web.internal\n", file, file)
-		}
+		fmt.Fprint(e.stderr, joinNextSteps(file, mode))
 	}
 	return nil
 }
@@ -247,4 +245,55 @@ func removePeerOrInvite(c *cli.Context, e *env, org, name string) error {
 	}
 	fmt.Fprintf(e.stdout, "revoked the invitation for peer %s in org %s\n", name, org)
 	return nil
+}
+
+// wgQuickArg is how FILE must be spelled on wg-quick's command line: wg-quick
+// takes a bare word like "acme.conf" for an interface name and looks for
+// /etc/wireguard/acme.conf.conf, so a file in the current directory needs
+// "./". The second result says why wg-quick would still refuse the file (the
+// interface is named after it and Linux caps names at 15 bytes).
+func wgQuickArg(file string) (arg, problem string) {
+	arg = file
+	if !strings.Contains(file, "/") {
+		arg = "./" + file
+	}
+	iface := strings.TrimSuffix(filepath.Base(file), ".conf")
+	switch {
+	case !strings.HasSuffix(file, ".conf"):
+		problem = "wg-quick only takes files named INTERFACE.conf: rename it"
+	case !wgQuickIfaceRE.MatchString(iface):
+		problem = fmt.Sprintf("wg-quick names the interface %q after the file, and interface names are at most 15 letters, digits or _=+.-: rename it", iface)
+	}
+	return shellQuote(arg), problem
+}
+
+var (
+	wgQuickIfaceRE = regexp.MustCompile(`^[a-zA-Z0-9_=+.-]{1,15}$`)
+	shellSafeRE    = regexp.MustCompile(`^[A-Za-z0-9_./=+:@%-]+$`)
+)
+
+// shellQuote quotes s for a POSIX shell when it needs it, so a printed command
+// can be pasted as it is.
+func shellQuote(s string) string {
+	if shellSafeRE.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// joinNextSteps is what `wireguard join` prints after writing FILE: commands
+// that work when pasted as they are.
+func joinNextSteps(file string, mode config.DNSMode) string {
+	arg, problem := wgQuickArg(file)
+	var b strings.Builder
+	switch mode {
+	case config.DNSFull:
+		fmt.Fprintf(&b, "next: sudo wg-quick up %s (its DNS line needs resolvconf; --dns split or none avoids that)\n", arg)
+	default:
+		fmt.Fprintf(&b, "next: sudo wg-quick up %s, or without root: dogwood dig --config %s web.internal\n", arg, shellQuote(file))
+	}
+	if problem != "" {
+		fmt.Fprintf(&b, "note: %s\n", problem)
+	}
+	return b.String()
 }
