@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,7 +77,7 @@ Example:
 			&cli.StringFlag{Name: "wg-interface", Usage: "WireGuard interface name", Value: "dogwood0"},
 			&cli.IntFlag{Name: "wg-port", Usage: "WireGuard UDP port", Value: 51820},
 			&cli.BoolFlag{Name: "gateway", Usage: "accept user peers (developer tunnels)"},
-			&cli.StringFlag{Name: "public-endpoint", Usage: "HOST:PORT user peers reach this gateway on (default: advertise address and --wg-port)"},
+			&cli.StringFlag{Name: "public-endpoint", Usage: "`HOST[:PORT]` user peers reach this gateway on (default: advertise address; port: --wg-port)"},
 			&cli.StringSliceFlag{Name: "dns-listen", Usage: "extra DNS listener IP:PORT, UDP and TCP (repeatable); loopback listeners accept EDNS Client Subnet scoping"},
 			&cli.StringSliceFlag{Name: "upstream-dns", Usage: "upstream resolver IP[:PORT] for names outside .internal (repeatable; default: /etc/resolv.conf)"},
 			&cli.StringFlag{Name: "resolv-conf", Usage: "resolv.conf to read upstreams from", Value: "/etc/resolv.conf", Hidden: true},
@@ -185,15 +186,10 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), build.collector())
 
 	dp := &dataPlane{opts: o, log: logger.With("component", "wireguard"), reg: reg}
-	publicEndpoint := o.PublicEndpoint
-	if o.Gateway && publicEndpoint == "" {
-		adv := o.Advertise
-		if adv == "" {
-			adv, _, _ = net.SplitHostPort(o.GossipAddr)
-		} else if h, _, err := net.SplitHostPort(adv); err == nil {
-			adv = h
-		}
-		publicEndpoint = net.JoinHostPort(adv, fmt.Sprint(o.WGPort))
+	publicEndpoint, err := gatewayEndpoint(o)
+	if err != nil {
+		dp.abort()
+		return err
 	}
 	invites, err := openInvites(o, publicEndpoint, logger.With("component", "invite"), reg)
 	if err != nil {
@@ -359,4 +355,43 @@ Example:
 			return nil
 		},
 	}
+}
+
+// gatewayEndpoint is where user peers reach a gateway: --public-endpoint, its
+// port defaulting to --wg-port when it names a host alone (as the advertise
+// address does when the flag is unset).
+func gatewayEndpoint(o agentOptions) (string, error) {
+	if !o.Gateway && o.PublicEndpoint == "" {
+		return "", nil
+	}
+	ep := o.PublicEndpoint
+	if ep == "" {
+		ep = o.Advertise
+		if ep == "" {
+			ep = o.GossipAddr
+		}
+		if h, _, err := net.SplitHostPort(ep); err == nil {
+			ep = h
+		}
+	}
+	return withDefaultPort(ep, o.WGPort)
+}
+
+// withDefaultPort returns HOST:PORT for "HOST:PORT", "HOST", "[V6]" or a bare
+// IPv6 address, using port when none is given.
+func withDefaultPort(hostport string, port int) (string, error) {
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		if h == "" {
+			return "", usagef("--public-endpoint %q: no host", hostport)
+		}
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", usagef("--public-endpoint %q: port must be 1-65535", hostport)
+		}
+		return hostport, nil
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+	if host == "" || strings.ContainsAny(host, "[]/ ") || (strings.Contains(host, ":") && net.ParseIP(host) == nil) {
+		return "", usagef("--public-endpoint %q: want HOST or HOST:PORT ([IPv6]:PORT)", hostport)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

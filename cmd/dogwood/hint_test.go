@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,40 @@ func TestJoinHintRunsAsPrinted(t *testing.T) {
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "AllowedIPs") {
 			t.Errorf("the hint %q names a file wg-quick does not read: %v\n%s", hint, err, out)
+		}
+	}
+}
+
+// --public-endpoint without a port takes --wg-port, as the unset default does.
+func TestGatewayEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		o       agentOptions
+		want    string
+		wantErr bool
+	}{
+		{agentOptions{Gateway: true, PublicEndpoint: "203.0.113.10", WGPort: 51820}, "203.0.113.10:51820", false},
+		{agentOptions{Gateway: true, PublicEndpoint: "203.0.113.10", WGPort: 51999}, "203.0.113.10:51999", false},
+		{agentOptions{Gateway: true, PublicEndpoint: "203.0.113.10:4444", WGPort: 51820}, "203.0.113.10:4444", false},
+		{agentOptions{Gateway: true, PublicEndpoint: "gw.example.com", WGPort: 51820}, "gw.example.com:51820", false},
+		{agentOptions{Gateway: true, PublicEndpoint: "2001:db8::1", WGPort: 51820}, "[2001:db8::1]:51820", false},
+		{agentOptions{Gateway: true, PublicEndpoint: "[2001:db8::1]", WGPort: 51820}, "[2001:db8::1]:51820", false},
+		{agentOptions{Gateway: true, PublicEndpoint: "[2001:db8::1]:9", WGPort: 51820}, "[2001:db8::1]:9", false},
+		{agentOptions{Gateway: true, Advertise: "198.18.0.1:7946", WGPort: 51820}, "198.18.0.1:51820", false},
+		{agentOptions{Gateway: true, Advertise: "198.18.0.1", WGPort: 51820}, "198.18.0.1:51820", false},
+		{agentOptions{Gateway: true, GossipAddr: "198.18.0.2:7946", WGPort: 51820}, "198.18.0.2:51820", false},
+		{agentOptions{GossipAddr: "198.18.0.2:7946", WGPort: 51820}, "", false},
+		{agentOptions{Gateway: true, PublicEndpoint: "203.0.113.10:99999", WGPort: 51820}, "", true},
+		{agentOptions{Gateway: true, PublicEndpoint: ":51820", WGPort: 51820}, "", true},
+		{agentOptions{Gateway: true, PublicEndpoint: "a b", WGPort: 51820}, "", true},
+		{agentOptions{Gateway: true, PublicEndpoint: "fdaa::1::2", WGPort: 51820}, "", true},
+	} {
+		got, err := gatewayEndpoint(tc.o)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("gatewayEndpoint(%+v) = %q, %v; want %q (error %v)", tc.o, got, err, tc.want, tc.wantErr)
+		}
+		var ue *usageError
+		if err != nil && !errors.As(err, &ue) {
+			t.Errorf("%q: %v is not a usage error (exit 2)", tc.o.PublicEndpoint, err)
 		}
 	}
 }
