@@ -31,10 +31,11 @@ restart keeps the result. A host that is down misses the change: fix its key fil
 hand (first line encrypts, every line is accepted) before it starts again.
 
 Example (rotation):
+  OLD=$(dogwood keyring list | awk 'NR == 2 {print $1}')
   NEW=$(dogwood keygen)
   dogwood keyring install "$NEW"   # every host now accepts NEW
   dogwood keyring use "$NEW"       # every host now encrypts with NEW
-  dogwood keyring remove OLDKEY    # OLD is no longer accepted
+  dogwood keyring remove "$OLD"    # OLD is no longer accepted
   dogwood keyring list`,
 		OnUsageError: usageHook,
 		Subcommands: []*cli.Command{
@@ -68,13 +69,26 @@ func keyringRun(c *cli.Context, e *env, req keyringRequest) error {
 			failed++
 		}
 	}
-	if c.Bool("json") {
+	switch {
+	case req.Op == "list":
+		rows := keyRows(hosts)
+		if c.Bool("json") {
+			if err := printJSON(e.stdout, rows); err != nil {
+				return err
+			}
+		} else {
+			printKeyRows(e, rows)
+		}
+		for _, h := range hosts {
+			if !h.OK {
+				fmt.Fprintf(e.stderr, "%s: %s\n", h.Host, h.Error)
+			}
+		}
+	case c.Bool("json"):
 		if err := printJSON(e.stdout, hosts); err != nil {
 			return err
 		}
-	} else if req.Op == "list" {
-		printKeyList(e, hosts)
-	} else {
+	default:
 		var rows [][]string
 		for _, h := range hosts {
 			res := "ok"
@@ -91,10 +105,22 @@ func keyringRun(c *cli.Context, e *env, req keyringRequest) error {
 	return nil
 }
 
-// printKeyList shows each key once, with how many of the answering hosts have it
-// and use it, as `consul keyring -list` does; hosts that did not answer follow.
-func printKeyList(e *env, hosts []keyringHost) {
-	installed, primary := map[string]int{}, map[string]int{}
+// keyRow is one key of `keyring list`, in text and JSON alike: how many of
+// the hosts that answered have it and encrypt with it, and which.
+type keyRow struct {
+	Key         string   `json:"key"`
+	Installed   int      `json:"installed"`
+	Primary     int      `json:"primary"`
+	Hosts       int      `json:"hosts"`
+	InstalledOn []string `json:"installed_on"`
+	PrimaryOn   []string `json:"primary_on"`
+}
+
+// keyRows folds per-host answers into one row per key, as `consul keyring
+// -list` does: the key most hosts encrypt with first. Hosts that did not
+// answer are left out (the caller reports them).
+func keyRows(hosts []keyringHost) []keyRow {
+	byKey := map[string]*keyRow{}
 	ok := 0
 	for _, h := range hosts {
 		if !h.OK {
@@ -102,27 +128,38 @@ func printKeyList(e *env, hosts []keyringHost) {
 		}
 		ok++
 		for _, k := range h.Keys {
-			installed[k]++
+			r := byKey[k]
+			if r == nil {
+				r = &keyRow{Key: k, InstalledOn: []string{}, PrimaryOn: []string{}}
+				byKey[k] = r
+			}
+			r.Installed++
+			r.InstalledOn = append(r.InstalledOn, h.Host)
+			if k == h.Primary {
+				r.Primary++
+				r.PrimaryOn = append(r.PrimaryOn, h.Host)
+			}
 		}
-		primary[h.Primary]++
 	}
-	keys := make([]string, 0, len(installed))
-	for k := range installed {
-		keys = append(keys, k)
+	rows := make([]keyRow, 0, len(byKey))
+	for _, r := range byKey {
+		r.Hosts = ok
+		sort.Strings(r.InstalledOn)
+		sort.Strings(r.PrimaryOn)
+		rows = append(rows, *r)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		return primary[keys[i]] > primary[keys[j]] || primary[keys[i]] == primary[keys[j]] && keys[i] < keys[j]
+	sort.Slice(rows, func(i, j int) bool {
+		return rows[i].Primary > rows[j].Primary || rows[i].Primary == rows[j].Primary && rows[i].Key < rows[j].Key
 	})
-	var rows [][]string
-	for _, k := range keys {
-		rows = append(rows, []string{k, fmt.Sprintf("%d/%d", installed[k], ok), fmt.Sprintf("%d/%d", primary[k], ok)})
+	return rows
+}
+
+func printKeyRows(e *env, rows []keyRow) {
+	var t [][]string
+	for _, r := range rows {
+		t = append(t, []string{r.Key, fmt.Sprintf("%d/%d", r.Installed, r.Hosts), fmt.Sprintf("%d/%d", r.Primary, r.Hosts)})
 	}
-	table(e.stdout, []string{"KEY", "INSTALLED", "PRIMARY"}, rows)
-	for _, h := range hosts {
-		if !h.OK {
-			fmt.Fprintf(e.stdout, "%s: %s\n", h.Host, h.Error)
-		}
-	}
+	table(e.stdout, []string{"KEY", "INSTALLED", "PRIMARY"}, t)
 }
 
 func shortKey(k string) string {

@@ -288,15 +288,24 @@ func TestDoctorWithoutAgent(t *testing.T) {
 
 func TestKeyListSummary(t *testing.T) {
 	var out bytes.Buffer
-	printKeyList(&env{stdout: &out}, []keyringHost{
+	rows := keyRows([]keyringHost{
 		{Host: "h1", OK: true, Primary: "NEW=", Keys: []string{"NEW=", "OLD="}},
 		{Host: "h2", OK: true, Primary: "OLD=", Keys: []string{"OLD=", "NEW="}},
 		{Host: "h3", OK: true, Primary: "NEW=", Keys: []string{"NEW="}},
 		{Host: "h4", Error: "gossip is not encrypted on this host: no keyring"},
 	})
-	want := "KEY   INSTALLED  PRIMARY\nNEW=  3/3        2/3\nOLD=  2/3        1/3\nh4: gossip is not encrypted on this host: no keyring\n"
+	printKeyRows(&env{stdout: &out}, rows)
+	want := "KEY   INSTALLED  PRIMARY\nNEW=  3/3        2/3\nOLD=  2/3        1/3\n"
 	if out.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	// --json has the same rows, with the hosts named.
+	wantRows := []keyRow{
+		{Key: "NEW=", Installed: 3, Primary: 2, Hosts: 3, InstalledOn: []string{"h1", "h2", "h3"}, PrimaryOn: []string{"h1", "h3"}},
+		{Key: "OLD=", Installed: 2, Primary: 1, Hosts: 3, InstalledOn: []string{"h1", "h2"}, PrimaryOn: []string{"h2"}},
+	}
+	if !reflect.DeepEqual(rows, wantRows) {
+		t.Fatalf("rows %+v\nwant %+v", rows, wantRows)
 	}
 }
 
