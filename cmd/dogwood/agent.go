@@ -325,14 +325,18 @@ func agentCleanupCommand(e *env) *cli.Command {
 "dogwood members remove NAME" on another host).
 
 Example:
-  systemctl stop dogwood && dogwood agent cleanup --wg-interface dogwood0`,
+  systemctl stop dogwood && dogwood agent cleanup --config /etc/dogwood/agent.yaml
+  dogwood agent cleanup --wg-interface dogwood0`,
 		OnUsageError: usageHook,
-		Flags: []cli.Flag{
+		// The agent's config file names the interface; its other settings are
+		// the agent's and are accepted here without effect.
+		Before: func(c *cli.Context) error { return loadConfigFileFor(c, agentCommand(e).Flags) },
+		Flags: withConfigFile([]cli.Flag{
 			&cli.StringFlag{Name: "wg-interface", Usage: "WireGuard interface name", Value: "dogwood0"},
 			&cli.StringFlag{Name: "wireguard", Usage: "auto|kernel|userspace", Value: "auto"},
-		},
+		}),
 		Action: func(c *cli.Context) error {
-			if _, err := args(c, 0, 0, "[--wg-interface NAME]"); err != nil {
+			if _, err := args(c, 0, 0, "[--config FILE] [--wg-interface NAME]"); err != nil {
 				return err
 			}
 			mode, err := device.ParseMode(c.String("wireguard"))

@@ -368,9 +368,9 @@ func machinesCommand(e *env) *cli.Command {
 					}
 					var rows [][]string
 					for _, m := range ms {
-						rows = append(rows, []string{m.ID, m.App, m.Region, m.Host, m.Address.String(), m.State, m.ProcessGroup})
+						rows = append(rows, machineRow(m))
 					}
-					table(e.stdout, []string{"ID", "APP", "REGION", "HOST", "ADDRESS", "STATE", "PROCESS"}, rows)
+					table(e.stdout, machineColumns, rows)
 					return nil
 				},
 			},
@@ -491,4 +491,12 @@ func machineShowCommand(e *env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// machineColumns heads `machines list`: ORG beside APP, since two orgs may
+// both have an app of one name.
+var machineColumns = []string{"ID", "ORG", "APP", "REGION", "HOST", "ADDRESS", "STATE", "PROCESS"}
+
+func machineRow(m catalog.Machine) []string {
+	return []string{m.ID, m.Org, m.App, m.Region, m.Host, m.Address.String(), m.State, m.ProcessGroup}
 }

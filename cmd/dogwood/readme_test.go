@@ -97,5 +97,10 @@ func TestReadmeWalkthrough(t *testing.T) {
 			t.Errorf("walkthrough output lacks %q:\n%s", want, out)
 		}
 	}
+	// machines list names each machine's org (two orgs may both have a web).
+	if !regexp.MustCompile(`(?m)^ID +ORG +APP +REGION +HOST +ADDRESS +STATE`).Match(out) ||
+		!regexp.MustCompile(`(?m)^[0-9a-f]{14} +acme +web +`).Match(out) {
+		t.Errorf("machines list has no ORG column:\n%s", out)
+	}
 	t.Logf("%s", out)
 }
