@@ -9,9 +9,9 @@ VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --matc
 DATE    ?= $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps busybox iputils-ping bc prometheus debootstrap
+PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps busybox iputils-ping bc prometheus debootstrap zsh fish
 # Commands that show whether each package above is installed (same order).
-CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill busybox ping bc promtool debootstrap
+CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill busybox ping bc promtool debootstrap zsh fish
 
 .PHONY: chaos dist lint help build deps test test-unit test-netns bench fuzz demo demo-down clean
 
@@ -30,8 +30,8 @@ deps: ## install the system tools tests and demo use (apt-get, only what is miss
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-dist: ## release archives, .deb packages and SHA256SUMS in dist/ (ARCHS="amd64 arm64")
-	rm -rf dist && VERSION=$(VERSION) COMMIT=$(COMMIT) DATE=$(DATE) bash cmd/dogwood/packaging/dist.sh
+dist: ## release archives, .deb packages and SHA256SUMS in dist/ for this machine's architecture (ALL=1: amd64 and arm64)
+	rm -rf dist && VERSION=$(VERSION) COMMIT=$(COMMIT) DATE=$(DATE) $(if $(ALL),ARCHS="amd64 arm64") bash cmd/dogwood/packaging/dist.sh
 
 lint: ## hygiene gates: go.mod/go.sum tidy, staticcheck, govulncheck (skipped when offline)
 	$(GO) mod tidy -diff

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ type agentOptions struct {
 	UpstreamDNS             []string
 	ResolvConf              string
 	APISocket               string
+	APISocketGroup          string
 	APIListen, APITokenFile string
 	APITLSCert, APITLSKey   string
 	MetricsAddr             string
@@ -82,6 +84,7 @@ Example:
 			&cli.StringSliceFlag{Name: "upstream-dns", Usage: "upstream resolver IP[:PORT] for names outside .internal (repeatable; default: /etc/resolv.conf)"},
 			&cli.StringFlag{Name: "resolv-conf", Usage: "resolv.conf to read upstreams from", Value: "/etc/resolv.conf", Hidden: true},
 			&cli.StringFlag{Name: "api-socket", Usage: "API unix socket (mode 0600)", Value: "/run/dogwood/api.sock"},
+			&cli.StringFlag{Name: "api-socket-group", Usage: "`GROUP` whose members may use the API socket without root (mode 0660; the .deb creates dogwood)"},
 			&cli.StringFlag{Name: "api-listen", Usage: "optional TCP API listener IP:PORT (requires --api-token-file)"},
 			&cli.StringFlag{Name: "api-token-file", Usage: "bearer token file for --api-listen"},
 			&cli.StringFlag{Name: "api-tls-cert", Usage: "TLS certificate (PEM) for --api-listen (default: a self-signed one kept in --data-dir)"},
@@ -112,7 +115,7 @@ func agentOptionsFrom(c *cli.Context) agentOptions {
 		WireGuard: c.String("wireguard"), WGInterface: c.String("wg-interface"), WGPort: c.Int("wg-port"),
 		Gateway: c.Bool("gateway"), PublicEndpoint: c.String("public-endpoint"),
 		DNSListen: c.StringSlice("dns-listen"), UpstreamDNS: c.StringSlice("upstream-dns"), ResolvConf: c.String("resolv-conf"),
-		APISocket: c.String("api-socket"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
+		APISocket: c.String("api-socket"), APISocketGroup: c.String("api-socket-group"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
 		APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
 		MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), LogFormat: c.String("log-format"), AEInterval: c.Duration("anti-entropy-interval"), TombstoneTTL: c.Duration("tombstone-ttl"),
 		InviteListen: c.String("invite-listen"),
@@ -243,6 +246,13 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		dp.close()
 		closeNode(true)
 		return fmt.Errorf("API socket: %w", err)
+	}
+	if err := shareSocket(o.APISocket, o.APISocketGroup); err != nil {
+		ln.Close()
+		dnsSrv.close()
+		dp.close()
+		closeNode(true)
+		return err
 	}
 	kr := &keyring{node: node, keyFile: o.GossipKeyFile, log: logger.With("component", "gossip")}
 	kr.register()
@@ -398,4 +408,25 @@ func withDefaultPort(hostport string, port int) (string, error) {
 		return "", usagef("--public-endpoint %q: want HOST or HOST:PORT ([IPv6]:PORT)", hostport)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// shareSocket opens the API socket to an operator group (as Tailscale's
+// --operator does for a user): mode 0660, group GROUP. Everything the socket
+// serves, keyring and doctor included, is then theirs to use.
+func shareSocket(path, group string) error {
+	if group == "" {
+		return nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return usagef("--api-socket-group %s: %v (create it with `groupadd --system %s`, or leave the flag unset for a root-only socket)", group, err, group)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return fmt.Errorf("--api-socket-group %s: gid %q", group, g.Gid)
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("--api-socket-group %s: %w (the agent must be root or in that group: systemd's SupplementaryGroups=)", group, err)
+	}
+	return os.Chmod(path, 0o660)
 }

@@ -59,3 +59,47 @@ func TestCleanupReadsAgentConfig(t *testing.T) {
 		t.Errorf("agent cleanup --config: %v\n%s", err, out)
 	}
 }
+
+// --api-socket-group: a member of the group uses the API without root, a user
+// outside it is refused by the socket's mode.
+func TestAPISocketGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: needs root to run clients as other users")
+	}
+	needTool(t, "runs API clients as another user", "setpriv", "curl", "getent")
+	sock, _, _, _, _ := testAgent(t)
+	os.Chmod(filepath.Dir(sock), 0o755)
+	os.Chmod(filepath.Dir(filepath.Dir(sock)), 0o755) // t.TempDir's parent is 0700
+	grp := strings.Split(strings.TrimSpace(mustOut(t, "getent", "group", "nogroup", "65534")), "\n")[0]
+	name, gid := strings.Split(grp, ":")[0], strings.Split(grp, ":")[2]
+	if err := shareSocket(sock, name); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(sock)
+	if st.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode %v, want 0660", st.Mode().Perm())
+	}
+	curl := func(groups string) (string, error) {
+		out, err := exec.Command("setpriv", "--reuid=12345", "--regid=12345", "--groups="+groups,
+			"curl", "-sS", "--max-time", "5", "--unix-socket", sock, "http://agent/v1/health").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := curl(gid); err != nil || !strings.Contains(out, `"ok"`) {
+		t.Errorf("a member of %s: %v %s", name, err, out)
+	}
+	if out, err := curl("12345"); err == nil || strings.Contains(out, `"ok"`) {
+		t.Errorf("a user outside %s reached the API: %v %s", name, err, out)
+	}
+	if err := shareSocket(sock, "no-such-group-dw"); err == nil || !strings.Contains(err.Error(), "groupadd") {
+		t.Errorf("an unknown group: %v", err)
+	}
+}
+
+func mustOut(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return string(out)
+}

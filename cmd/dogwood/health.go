@@ -161,25 +161,42 @@ func notifySystemd(log *slog.Logger, state string) {
 	}
 }
 
-// membersCollector exports gossip membership by status at scrape time.
+// membersCollector exports gossip membership at scrape time: counts by status;
+// each member that is not alive by name, so alerts can say which host (alive
+// members are left out: one series per host per host would grow with the
+// square of the fleet); and this host's own name, so rules can tell which
+// member an unreachable scrape target is.
 type membersCollector struct {
-	node *mesh.Node
-	desc *prometheus.Desc
+	node                  *mesh.Node
+	desc, unhealthy, self *prometheus.Desc
 }
 
 func newMembersCollector(n *mesh.Node) *membersCollector {
-	return &membersCollector{node: n, desc: prometheus.NewDesc("dogwood_gossip_members",
-		"Hosts in the catalog by membership status (alive, suspect, failed, left), as this host sees them.", []string{"status"}, nil)}
+	return &membersCollector{node: n,
+		desc: prometheus.NewDesc("dogwood_gossip_members",
+			"Hosts in the catalog by membership status (alive, suspect, failed, left), as this host sees them.", []string{"status"}, nil),
+		unhealthy: prometheus.NewDesc("dogwood_gossip_member_unhealthy",
+			"1 for each member this host sees suspect, failed or left (a member removed with `dogwood members remove` is gone).", []string{"member", "status"}, nil),
+		self: prometheus.NewDesc("dogwood_host_info", "This host's name in the cluster (always 1).", []string{"host"}, nil),
+	}
 }
 
-func (m *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc }
+func (m *membersCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.desc
+	ch <- m.unhealthy
+	ch <- m.self
+}
 
 func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]float64{catalog.StatusAlive: 0, catalog.StatusSuspect: 0, catalog.StatusFailed: 0, catalog.StatusLeft: 0}
 	for _, mi := range m.node.Members() {
 		counts[mi.Status]++
+		if mi.Status != catalog.StatusAlive {
+			ch <- prometheus.MustNewConstMetric(m.unhealthy, prometheus.GaugeValue, 1, mi.Name, mi.Status)
+		}
 	}
 	for s, v := range counts {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, v, s)
 	}
+	ch <- prometheus.MustNewConstMetric(m.self, prometheus.GaugeValue, 1, m.node.Name())
 }

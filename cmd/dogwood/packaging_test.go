@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -118,7 +120,8 @@ func TestDebInstall(t *testing.T) {
 	dist := t.TempDir()
 	cmd := exec.Command("bash", "cmd/dogwood/packaging/dist.sh")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "DIST="+dist, "ARCHS=amd64", "VERSION=1.2.3-rc.1", "COMMIT=0123456789abcdef", "DATE=2026-01-02T03:04:05Z")
+	// No ARCHS: the default is this machine's architecture alone (make dist ALL=1 builds all).
+	cmd.Env = append(os.Environ(), "DIST="+dist, "VERSION=1.2.3-rc.1", "COMMIT=0123456789abcdef", "DATE=2026-01-02T03:04:05Z")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("dist.sh: %v\n%s", err, out)
 	}
@@ -150,11 +153,22 @@ func TestDebInstall(t *testing.T) {
 		"/etc/dogwood": os.ModeDir | 0o750, "/etc/dogwood/agent.yaml": 0o640, "/usr/bin/dogwood": 0o755,
 		"/usr/lib/systemd/system/dogwood.service": 0o644, "/usr/share/bash-completion/completions/dogwood": 0o644,
 		"/usr/share/doc/dogwood/copyright": 0o644, "/usr/share/doc/dogwood/monitoring/alerts.yml": 0o644,
+		// Where zsh (Debian's fpath) and fish look for completions of packages.
+		"/usr/share/zsh/vendor-completions/_dogwood": 0o644, "/usr/share/fish/vendor_completions.d/dogwood.fish": 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(root, path))
 		if err != nil || st.Mode() != mode {
 			t.Errorf("%s: %v, mode %v, want %v", path, err, st.Mode(), mode)
 		}
+	}
+	if !strings.Contains(debs[0], "_"+runtime.GOARCH+".deb") {
+		t.Errorf("dist built %s, want this machine's architecture %s", debs[0], runtime.GOARCH)
+	}
+	if g := in("getent", "group", "dogwood"); !strings.HasPrefix(g, "dogwood:") {
+		t.Errorf("the .deb made no operator group dogwood: %q", g)
+	}
+	if c, _ := os.ReadFile(filepath.Join(root, "usr/share/doc/dogwood/copyright")); !strings.HasPrefix(string(c), "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n") {
+		t.Errorf("copyright is not DEP-5: %.200s", c)
 	}
 	if conff := in("dpkg-query", "-W", "-f=${Conffiles}", "dogwood"); !strings.Contains(conff, "/etc/dogwood/agent.yaml") || !strings.Contains(conff, "/etc/default/dogwood") {
 		t.Errorf("conffiles: %q", conff)
@@ -215,4 +229,83 @@ func debianRoot(t *testing.T) (string, error) {
 	}
 	os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644)
 	return dir, os.Rename(tmp, dir)
+}
+
+// TestDebianCopyright checks the .deb's copyright file against Debian's
+// machine-readable format (copyright-format 1.0): a header paragraph with
+// Format, Files paragraphs with Copyright and License, and every licence
+// named without its text defined in a stand-alone License paragraph.
+func TestDebianCopyright(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lists the binary's modules")
+	}
+	cmd := exec.Command("bash", "cmd/dogwood/packaging/copyright.sh")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("copyright.sh: %v", err)
+	}
+	if problems := checkDEP5(string(out)); len(problems) > 0 {
+		t.Errorf("copyright: %s", strings.Join(problems, "\n"))
+	}
+	for _, mod := range []string{"hashicorp/memberlist", "miekg/dns", "go.etcd.io/bbolt", "golang.zx2c4.com/wireguard", "urfave/cli"} {
+		if !strings.Contains(string(out), mod) {
+			t.Errorf("copyright does not name %s", mod)
+		}
+	}
+	// The raw licence text (what the package shipped before) is not DEP-5.
+	lic, _ := os.ReadFile("../../LICENSE")
+	if len(checkDEP5(string(lic))) == 0 {
+		t.Error("checkDEP5 accepts a raw licence text")
+	}
+}
+
+func checkDEP5(text string) []string {
+	var problems []string
+	paras := regexp.MustCompile(`\n\s*\n`).Split(strings.TrimSpace(text), -1)
+	field := func(p, name string) (string, bool) {
+		m := regexp.MustCompile(`(?m)^` + name + `:[ \t]*(.*)$`).FindStringSubmatch(p)
+		if m == nil {
+			return "", false
+		}
+		return m[1], true
+	}
+	if f, ok := field(paras[0], "Format"); !ok || f != "https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/" {
+		return []string{"the first paragraph has no Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"}
+	}
+	defined := map[string]bool{}
+	var needed []string
+	files := 0
+	for i, p := range paras[1:] {
+		for _, l := range strings.Split(p, "\n") {
+			if l != "" && l[0] != ' ' && l[0] != '\t' && !regexp.MustCompile(`^[A-Za-z-]+:`).MatchString(l) {
+				problems = append(problems, fmt.Sprintf("paragraph %d: line %q is neither a field nor a continuation", i+2, l))
+			}
+		}
+		lic, hasLic := field(p, "License")
+		if _, isFiles := field(p, "Files"); isFiles {
+			files++
+			if _, ok := field(p, "Copyright"); !ok || !hasLic {
+				problems = append(problems, fmt.Sprintf("paragraph %d: Files without Copyright or License", i+2))
+			}
+			if !regexp.MustCompile(`(?m)^License:.*\n `).MatchString(p) {
+				for _, n := range regexp.MustCompile(`\s+(?:and|or)\s+`).Split(lic, -1) {
+					needed = append(needed, n)
+				}
+			}
+			continue
+		}
+		if hasLic {
+			defined[lic] = true
+		}
+	}
+	if files == 0 {
+		problems = append(problems, "no Files paragraph")
+	}
+	for _, n := range needed {
+		if !defined[n] {
+			problems = append(problems, "licence "+n+" is used without text and has no stand-alone License paragraph")
+		}
+	}
+	return problems
 }

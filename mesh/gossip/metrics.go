@@ -23,8 +23,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		aeRounds:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_antientropy_rounds_total", Help: "Anti-entropy exchanges started."}),
 		aeRecords:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_antientropy_records_sent_total", Help: "Records sent to repair a peer's catalog."}),
 	}
+	// Every reason starts at 0, so a healthy host exports the series (a
+	// dashboard panel or a rate() over a missing series shows "no data").
+	for _, r := range dropReasons {
+		m.dropped.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.sent, m.received, m.dropped, m.sendErrors, m.events, m.aeBytes, m.treeBytes, m.aeRounds, m.aeRecords)
 	}
 	return m
 }
+
+// dropReasons are the reason labels of dogwood_gossip_messages_dropped_total.
+var dropReasons = []string{"decrypt", "memberlist", "malformed", "invalid_record", "stream_cap",
+	"clock_skew", "duplicate_records", "replay", "replay_memory", "unsealed"}

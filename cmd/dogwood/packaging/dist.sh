@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds release artifacts into $DIST (default dist/): for each of $ARCHS a tar
+# Builds release artifacts into $DIST (default dist/): for each of $ARCHS (default:
+# this machine's architecture; `make dist ALL=1` passes every one) a tar
 # archive with the binary, license, README, unit, sample config and completions,
 # a .deb made by nfpm (pinned below, fetched through the Go module proxy), and
 # SHA256SUMS. Run from the repository root; `make dist` passes the build info.
 set -euo pipefail
 GO=${GO:-go}
 DIST=${DIST:-dist}
-ARCHS=${ARCHS:-amd64 arm64}
+ARCHS=${ARCHS:-$("$GO" env GOARCH)}
 VERSION=${VERSION:-0.0.0-dev}
 COMMIT=${COMMIT:-unknown}
 DATE=${DATE:-unknown}
@@ -34,6 +35,7 @@ for arch in $ARCHS; do
 	fi
 	"$gen" completion bash >"$root/completions/dogwood.bash"
 	"$gen" completion zsh >"$root/completions/dogwood.zsh"
+	"$gen" completion fish >"$root/completions/dogwood.fish"
 	cp LICENSE README.md "$root/"
 	cp $pkg/dogwood.service "$root/systemd/"
 	cp $pkg/agent.yaml $pkg/dogwood.default "$root/"
@@ -45,6 +47,8 @@ for arch in $ARCHS; do
 	mkdir -p "$stage"
 	ln -s "$root" "$stage/release"
 	ln -s "$PWD/$pkg/scripts" "$stage/scripts"
+	[ -s "$work/copyright" ] || GO=$GO bash $pkg/copyright.sh >"$work/copyright"
+	ln -s "$work/copyright" "$stage/copyright"
 	cp $pkg/nfpm.yaml "$stage/"
 	nfpm=$work/nfpm
 	[ -x "$nfpm" ] || GOBIN=$work "$GO" install "$NFPM"
