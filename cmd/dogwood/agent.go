@@ -174,6 +174,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	build := readBuildInfo()
 	logger.Info("dogwood agent", build.logAttrs()...)
 	var key []byte
@@ -256,7 +257,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	kr := &keyring{node: node, keyFile: o.GossipKeyFile, log: logger.With("component", "gossip")}
 	kr.register()
-	doc := &doctor{opts: o, node: node, dp: dp, dns: dnsSrv}
+	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv}
 	doc.register()
 	local := localRoutes(srv.Handler(), map[string]http.HandlerFunc{"POST /v1/keyring": kr.serveHTTP, "GET /v1/doctor": doc.serveHTTP})
 	servers := []*http.Server{api.NewHTTPServer(local, api.UnixLimits(), logger)}

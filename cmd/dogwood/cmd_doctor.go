@@ -21,6 +21,7 @@ import (
 
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/peers"
 	"github.com/dogwood/dogwood/peers/filter"
 )
 
@@ -111,10 +112,11 @@ func printDoctor(e *env, checks []doctorCheck) {
 
 // doctor runs the checks inside the agent.
 type doctor struct {
-	opts agentOptions
-	node *mesh.Node
-	dp   *dataPlane
-	dns  *dnsService
+	started time.Time // the agent's start: first handshakes are "not yet" for a while
+	opts    agentOptions
+	node    *mesh.Node
+	dp      *dataPlane
+	dns     *dnsService
 }
 
 func (d *doctor) register() {
@@ -257,7 +259,7 @@ func (d *doctor) members(ctx context.Context) []doctorCheck {
 }
 
 // wireguard checks the interface and a fresh handshake with every live host.
-func (d *doctor) wireguard(context.Context) []doctorCheck {
+func (d *doctor) wireguard(ctx context.Context) []doctorCheck {
 	if d.dp.dp == nil {
 		return []doctorCheck{pass("wireguard", "off (--wireguard off)")}
 	}
@@ -278,15 +280,28 @@ func (d *doctor) wireguard(context.Context) []doctorCheck {
 	if err != nil {
 		return append(out, fail("wireguard peers", err.Error(), "wg show "+d.opts.WGInterface))
 	}
+	var live []mesh.MemberInfo
+	for _, m := range d.node.Members() {
+		if m.Name != d.node.Name() && catalog.Live(m.Status) && m.PublicKey != "" {
+			live = append(live, m)
+		}
+	}
+	// Right after a start (`systemctl enable --now dogwood && dogwood doctor`)
+	// the first handshakes are a round trip away: wait for them briefly
+	// rather than report a path that is merely new.
+	deadline := time.Now().Add(handshakeWait)
+	for missingHandshake(st, live) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		if st2, err := d.dp.dp.Status(); err == nil {
+			st = st2
+		}
+	}
 	byKey := map[string]int{}
 	for i, p := range st.Peers {
 		byKey[p.PublicKey] = i
 	}
 	now := time.Now()
-	for _, m := range d.node.Members() {
-		if m.Name == d.node.Name() || !catalog.Live(m.Status) || m.PublicKey == "" {
-			continue
-		}
+	for _, m := range live {
 		name := "handshake " + m.Name
 		i, ok := byKey[m.PublicKey]
 		if !ok {
@@ -294,19 +309,50 @@ func (d *doctor) wireguard(context.Context) []doctorCheck {
 			continue
 		}
 		p := st.Peers[i]
-		wgPort := portOf(p.Endpoint)
-		switch {
-		case p.LastHandshake == nil:
-			out = append(out, fail(name, fmt.Sprintf("never completed a handshake with %s (gossip reaches it)", p.Endpoint),
-				fmt.Sprintf("WireGuard UDP is blocked between the hosts: open %s/udp both ways to %s", wgPort, p.Endpoint)))
-		case now.Sub(*p.LastHandshake) > staleHandshake:
-			out = append(out, fail(name, fmt.Sprintf("last handshake %s ago with %s (gossip reaches it)", now.Sub(*p.LastHandshake).Round(time.Second), p.Endpoint),
-				fmt.Sprintf("WireGuard UDP is blocked between the hosts: open %s/udp both ways to %s", wgPort, p.Endpoint)))
-		default:
-			out = append(out, pass(name, fmt.Sprintf("%s ago via %s", now.Sub(*p.LastHandshake).Round(time.Second), p.Endpoint)))
-		}
+		out = append(out, handshakeCheck(name, p.Endpoint, p.LastHandshake, now, d.started))
 	}
 	return out
+}
+
+const (
+	// handshakeWait is how long doctor waits for first handshakes.
+	handshakeWait = 5 * time.Second
+	// handshakeGrace is how long after the agent's start a missing first
+	// handshake is "not yet" (WARN) rather than a blocked path (FAIL):
+	// WireGuard retries a handshake every 5 s, so a few tries fit in it.
+	handshakeGrace = 30 * time.Second
+)
+
+func missingHandshake(st peers.Status, live []mesh.MemberInfo) bool {
+	have := map[string]bool{}
+	for _, p := range st.Peers {
+		if p.LastHandshake != nil {
+			have[p.PublicKey] = true
+		}
+	}
+	for _, m := range live {
+		if !have[m.PublicKey] {
+			return true
+		}
+	}
+	return false
+}
+
+// handshakeCheck judges one host peer's last handshake; started is when this
+// agent started.
+func handshakeCheck(name, endpoint string, last *time.Time, now, started time.Time) doctorCheck {
+	wgPort := portOf(endpoint)
+	blocked := fmt.Sprintf("WireGuard UDP is blocked between the hosts: open %s/udp both ways to %s", wgPort, endpoint)
+	switch {
+	case last == nil && now.Sub(started) < handshakeGrace:
+		return warn(name, fmt.Sprintf("no handshake with %s yet (the agent started %s ago)", endpoint, now.Sub(started).Round(time.Second)),
+			fmt.Sprintf("run dogwood doctor again in a few seconds; if it stays, %s", blocked))
+	case last == nil:
+		return fail(name, fmt.Sprintf("never completed a handshake with %s (gossip reaches it)", endpoint), blocked)
+	case now.Sub(*last) > staleHandshake:
+		return fail(name, fmt.Sprintf("last handshake %s ago with %s (gossip reaches it)", now.Sub(*last).Round(time.Second), endpoint), blocked)
+	}
+	return pass(name, fmt.Sprintf("%s ago via %s", now.Sub(*last).Round(time.Second), endpoint))
 }
 
 func (d *doctor) dnsListeners(ctx context.Context) []doctorCheck {

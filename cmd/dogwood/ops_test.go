@@ -318,3 +318,30 @@ func TestDoctorVersionCheck(t *testing.T) {
 		t.Errorf("mixed versions: %+v", c)
 	}
 }
+
+// A missing first handshake right after the agent started is "not yet" (WARN);
+// later it is a blocked path (FAIL) that names the port.
+func TestHandshakeCheck(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) *time.Time { x := t0.Add(-d); return &x }
+	for _, tc := range []struct {
+		last    *time.Time
+		started time.Time
+		status  string
+		want    string
+	}{
+		{nil, t0.Add(-2 * time.Second), checkWarn, "no handshake with 198.18.0.2:51820 yet (the agent started 2s ago)"},
+		{nil, t0.Add(-29 * time.Second), checkWarn, "yet"},
+		{nil, t0.Add(-time.Minute), checkFail, "never completed a handshake"},
+		{ago(10 * time.Second), t0.Add(-2 * time.Second), checkPass, "10s ago"},
+		{ago(4 * time.Minute), t0.Add(-time.Hour), checkFail, "last handshake 4m0s ago"},
+	} {
+		c := handshakeCheck("handshake h2", "198.18.0.2:51820", tc.last, t0, tc.started)
+		if c.Status != tc.status || !strings.Contains(c.Detail, tc.want) {
+			t.Errorf("last %v, started %v: %+v; want %s %q", tc.last, tc.started, c, tc.status, tc.want)
+		}
+		if c.Status != checkPass && !strings.Contains(c.Next, "51820/udp") {
+			t.Errorf("next step does not name the port: %+v", c)
+		}
+	}
+}

@@ -67,6 +67,13 @@ func TestReadmeOperatorSteps(t *testing.T) {
 		files = append(files, f)
 		hosts = append(hosts, w.addHost(i, hostOpts{region: "ord", extra: extra}))
 	}
+	// The README's `systemctl enable --now dogwood && dogwood doctor`: doctor
+	// right after the agent answers finds nothing wrong with a healthy host.
+	if out, err := w.try(hosts[2], "doctor"); err != nil {
+		t.Errorf("doctor right after the agent started: %v\n%s", err, out)
+	} else {
+		t.Logf("doctor right after start:\n%s", out)
+	}
 	w.waitMembers(hosts, "h1", "h2", "h3")
 	step("cluster up")
 
