@@ -259,7 +259,8 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	kr.register()
 	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv}
 	doc.register()
-	local := localRoutes(srv.Handler(), map[string]http.HandlerFunc{"POST /v1/keyring": kr.serveHTTP, "GET /v1/doctor": doc.serveHTTP})
+	local := localRoutes(srv.Handler(), map[string]http.HandlerFunc{"POST /v1/keyring": kr.serveHTTP, "GET /v1/doctor": doc.serveHTTP,
+		"GET " + backupArchivePath: serveBackupArchive(node, o.DataDir)})
 	servers := []*http.Server{api.NewHTTPServer(local, api.UnixLimits(), logger)}
 	listeners := []net.Listener{ln}
 	if o.APIListen != "" {

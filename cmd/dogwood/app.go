@@ -125,6 +125,7 @@ Examples:
 			proxyCommand(e),
 			versionCommand(e),
 			backupCommand(e),
+			restoreCommand(e),
 			completionCommand(e),
 		},
 	}

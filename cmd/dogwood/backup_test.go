@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,7 +45,8 @@ func testAgent(t *testing.T) (sock, url, tokenFile, fingerprint string, n *mesh.
 	tokenFile = filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte("tok-123\n"), 0o600)
 	for l, s := range map[interface{ Close() error }]*http.Server{
-		ln: api.NewHTTPServer((&api.Server{Node: n}).Handler(), api.UnixLimits(), nil),
+		ln: api.NewHTTPServer(localRoutes((&api.Server{Node: n}).Handler(), map[string]http.HandlerFunc{
+			"GET " + backupArchivePath: serveBackupArchive(n, filepath.Join(dir, "data"))}), api.UnixLimits(), nil),
 		tl: api.NewHTTPServer((&api.Server{Node: n, Token: "tok-123", APIFingerprint: fp}).Handler(), api.TCPAPILimits(), nil),
 	} {
 		srv := s
@@ -71,17 +74,34 @@ func TestBackupCommand(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("backup file mode %v (%v), want 0600", fi.Mode(), err)
 	}
-	dir := t.TempDir()
-	b, _ := os.ReadFile(file)
-	os.WriteFile(filepath.Join(dir, "dogwood.db"), b, 0o600)
+	dir := filepath.Join(t.TempDir(), "restored")
+	if code, out, errs := runCLI(t, "restore", "--data-dir", dir, file); code != 0 || !strings.Contains(out, fmt.Sprintf("restored host h1 (host id %08x)", n.HostID())) {
+		t.Fatalf("restore: exit %d %s %s", code, out, errs)
+	}
 	st, err := store.Open(dir)
 	if err != nil {
-		t.Fatalf("the backup does not open: %v", err)
+		t.Fatalf("the restored data file does not open: %v", err)
 	}
 	id, ok, _ := st.Identity()
 	st.Close()
 	if !ok || id.HostID != n.HostID() {
 		t.Errorf("backup identity %+v, want host %08x", id, n.HostID())
+	}
+	// The agent holds its data dir: restoring into it is refused. A damaged
+	// backup changes nothing.
+	live := filepath.Join(filepath.Dir(sock), "data")
+	if code, _, errs := runCLI(t, "restore", "--data-dir", live, file); code != 1 || !strings.Contains(errs, "an agent is running on") {
+		t.Errorf("restore into a running agent's data dir: exit %d %s", code, errs)
+	}
+	b, _ := os.ReadFile(file)
+	bad := filepath.Join(t.TempDir(), "bad.tar")
+	os.WriteFile(bad, b[:len(b)-2000], 0o600)
+	before, _ := os.ReadFile(filepath.Join(dir, "dogwood.db"))
+	if code, _, errs := runCLI(t, "restore", "--data-dir", dir, bad); code != 1 || !strings.Contains(errs, "nothing was changed") {
+		t.Errorf("restore of a cut backup: exit %d %s", code, errs)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "dogwood.db")); !bytes.Equal(before, after) {
+		t.Error("a refused restore changed the data dir")
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(file), ".copy.db.*")); len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)

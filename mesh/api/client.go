@@ -180,6 +180,12 @@ func decodeError(resp *http.Response) error {
 
 // Backup streams the agent's data file (GET /v1/backup) into w.
 func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	return c.Download(ctx, "/v1/backup", w)
+}
+
+// Download streams the body of GET path into w, with no overall time limit (a
+// large file over a slow link takes what it takes).
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) (int64, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
@@ -187,7 +193,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if base == "" {
 		base = "http://agent"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/backup", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return 0, err
 	}

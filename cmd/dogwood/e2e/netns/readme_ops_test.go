@@ -1,11 +1,13 @@
 package netns
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,7 +53,7 @@ func (w *world) runBlock(h *host, name, block string, env ...string) string {
 func TestReadmeOperatorSteps(t *testing.T) {
 	requireEnv(t)
 	blocks := operatorBlocks(t)
-	for _, want := range []string{"keyring"} {
+	for _, want := range []string{"keyring", "backup", "restore"} {
 		if blocks[want] == "" {
 			t.Fatalf("README has no block marked <!-- runnable: operator %s -->", want)
 		}
@@ -65,7 +67,11 @@ func TestReadmeOperatorSteps(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		f, extra := w.ownKeyFile(i, string(old))
 		files = append(files, f)
-		hosts = append(hosts, w.addHost(i, hostOpts{region: "ord", extra: extra}))
+		o := hostOpts{region: "ord", extra: extra}
+		if i == 1 {
+			o.gateway, o.publicEndpoint = true, "198.18.0.1" // the port defaults to --wg-port
+		}
+		hosts = append(hosts, w.addHost(i, o))
 	}
 	// The README's `systemctl enable --now dogwood && dogwood doctor`: doctor
 	// right after the agent answers finds nothing wrong with a healthy host.
@@ -111,4 +117,123 @@ func TestReadmeOperatorSteps(t *testing.T) {
 		}
 	})
 	step("key rotation")
+
+	t.Run("backup and restore", func(t *testing.T) {
+		h1 := hosts[0]
+		w.cli(h1, "orgs", "create", "acme")
+		var code string // stdout is the code's line; the harness's output has stderr too
+		for _, l := range strings.Fields(w.cli(h1, "wireguard", "invite", "acme", "ord", "laptop", "--dns", "none")) {
+			if strings.HasPrefix(l, "dwinv1_") {
+				code = l
+			}
+		}
+		var before struct {
+			HostID    uint32 `json:"host_id"`
+			PublicKey string `json:"public_key"`
+		}
+		w.cliJSON(h1, &before, "status")
+		out := w.runBlock(h1, "backup", blocks["backup"])
+		for _, f := range []string{"dogwood.db", "invite-tls.pem", "invites.json"} {
+			if !strings.Contains(out, f) {
+				t.Errorf("the backup lacks %s: %s", f, out)
+			}
+		}
+		// The disk is lost: the agent stops and its data dir is gone.
+		h1.agent.stop(5 * time.Second)
+		if err := os.RemoveAll(h1.dataDir); err != nil {
+			t.Fatal(err)
+		}
+		w.runService(h1, "restore", blocks["restore"], "DOGWOOD_DATA_DIR="+h1.dataDir)
+		var after struct {
+			HostID    uint32 `json:"host_id"`
+			PublicKey string `json:"public_key"`
+		}
+		w.cliJSON(h1, &after, "status")
+		if after != before {
+			t.Errorf("restored host is %+v, was %+v", after, before)
+		}
+		w.waitMembers(hosts, "h1", "h2", "h3")
+		// The invitation issued before the backup still redeems (same certificate,
+		// same book), from another host's namespace.
+		conf := filepath.Join(w.dir, "laptop.conf")
+		out, err := e2eproc.NSRun(60*time.Second, hosts[1].ns, w.bin, "wireguard", "join", code, conf)
+		if err != nil {
+			t.Fatalf("joining with a code issued before the restore: %v\n%s", err, out)
+		}
+		var ps []map[string]any
+		w.cliJSON(hosts[2], &ps, "wireguard", "list", "acme")
+		if len(ps) != 1 || ps[0]["name"] != "laptop" || ps[0]["state"] != "active" {
+			t.Errorf("after join: %v", ps)
+		}
+	})
+	step("backup and restore")
+}
+
+// runService runs a README block that stops and starts the agent with
+// systemctl: a stand-in systemctl on its PATH asks this goroutine, which
+// stops and starts h's agent as the harness does (a stopped service stays
+// stopped on stop, as with systemd).
+func (w *world) runService(h *host, name, block string, env ...string) string {
+	t := w.t
+	t.Helper()
+	dir := filepath.Join(w.dir, "systemctl-"+h.name)
+	os.MkdirAll(dir, 0o700)
+	req, rep := filepath.Join(dir, "req"), filepath.Join(dir, "rep")
+	for _, f := range []string{req, rep} {
+		if err := syscall.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shim := "#!/bin/sh\n# test stand-in for systemctl: asks the test to stop or start the agent\n" +
+		"case \"$1\" in stop|start|restart) ;; *) echo \"systemctl stand-in: $*\" >&2; exit 1;; esac\n" +
+		"echo \"$1\" > " + req + "\nread -r reply < " + rep + "\n[ \"$reply\" = ok ] || { echo \"systemctl $1: $reply\" >&2; exit 1; }\n"
+	if err := os.WriteFile(filepath.Join(dir, "systemctl"), []byte(shim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	reqs := make(chan string)
+	rf, err := os.OpenFile(req, os.O_RDWR, 0) // O_RDWR: never blocks, never sees EOF
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Close()
+	go func() {
+		sc := bufio.NewScanner(rf)
+		for sc.Scan() {
+			reqs <- sc.Text()
+		}
+		close(reqs)
+	}()
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		script := "set -euo pipefail\ncd " + filepath.Join(w.dir, "op-"+h.name) + "\n" + block
+		e := append([]string{"DOGWOOD_AGENT=" + h.sock, "PATH=" + dir + ":" + filepath.Dir(w.bin) + ":" + os.Getenv("PATH")}, env...)
+		a := e2eproc.InNS(h.ns, "bash", "-c", script)
+		out, err := e2eproc.Run(2*time.Minute, e, a[0], a[1:]...)
+		done <- result{out, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatalf("README block %q on %s: %v\n%s\nagent:\n%s", name, h.name, r.err, r.out, h.agent.output())
+			}
+			t.Logf("README block %q on %s:\n%s", name, h.name, r.out)
+			return r.out
+		case op := <-reqs:
+			running := !h.agent.exited()
+			if (op == "stop" || op == "restart") && running {
+				h.agent.stop(5 * time.Second)
+			}
+			if op == "start" && !running || op == "restart" {
+				h.start(h.args)
+			}
+			if err := os.WriteFile(rep, []byte("ok\n"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
