@@ -22,6 +22,7 @@ import (
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/peers"
+	"github.com/dogwood/dogwood/peers/attach"
 	"github.com/dogwood/dogwood/peers/filter"
 )
 
@@ -137,7 +138,7 @@ func (d *doctor) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // them in a fixed order.
 func (d *doctor) run(ctx context.Context) []doctorCheck {
 	groups := []func(context.Context) []doctorCheck{
-		d.keyFile, d.dataDir, d.listeners, d.members, d.wireguard, d.dnsListeners, d.upstreams, d.clock, d.nftables, d.mtu,
+		d.keyFile, d.dataDir, d.listeners, d.members, d.wireguard, d.dnsListeners, d.machineDNS, d.upstreams, d.clock, d.nftables, d.mtu,
 	}
 	res := make([][]doctorCheck, len(groups))
 	var wg sync.WaitGroup
@@ -368,6 +369,61 @@ func (d *doctor) dnsListeners(ctx context.Context) []doctorCheck {
 		out = append(out, fail("dns", "no DNS listener", "set dns-listen, or enable WireGuard (fdaa::3)"))
 	}
 	return out
+}
+
+// machineDNS asks fdaa::3 from inside a machine's namespace on this host, over
+// UDP and TCP: the path machines take, through the host's input firewall,
+// which a query over loopback never meets. Hosts without an attached machine
+// have nothing to ask from, and no line.
+func (d *doctor) machineDNS(ctx context.Context) []doctorCheck {
+	if d.dp.dp == nil {
+		return nil
+	}
+	ms, err := d.node.ListMachines("", "")
+	if err != nil {
+		return nil
+	}
+	for _, m := range ms {
+		if m.Host != d.node.Name() || m.Netns == "" || m.State != catalog.StateStarted {
+			continue
+		}
+		const name = "dns from machines"
+		var failed []string
+		for _, network := range []string{"udp", "tcp"} {
+			if err := probeDNSIn(ctx, m.Netns, network); err != nil {
+				failed = append(failed, fmt.Sprintf("%s: %v", network, err))
+			}
+		}
+		if len(failed) > 0 {
+			return []doctorCheck{fail(name, fmt.Sprintf("machine %s (netns %s) gets no answer from [fdaa::3]:53 (%s)", m.ID, m.Netns, strings.Join(failed, "; ")),
+				"the host's input firewall drops it: accept udp and tcp port 53 to fdaa::/16 on every interface (README: Ports to open)")}
+		}
+		return []doctorCheck{pass(name, fmt.Sprintf("[fdaa::3]:53 answers machine %s (netns %s) over UDP and TCP", m.ID, m.Netns))}
+	}
+	return nil
+}
+
+func probeDNSIn(ctx context.Context, nsName, network string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := attach.DialIn(ctx, nsName, network, "[fdaa::3]:53")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	m := new(dns.Msg)
+	m.SetQuestion("internal.", dns.TypeSOA)
+	co := &dns.Conn{Conn: c}
+	if err := co.WriteMsg(m); err != nil {
+		return err
+	}
+	if _, err := co.ReadMsg(); err != nil {
+		return err
+	}
+	return nil
 }
 
 // upstreams asks each upstream resolver for the root's NS records.

@@ -31,6 +31,16 @@ func operatorBlocks(t *testing.T) map[string]string {
 	return out
 }
 
+// runBlockIn runs a README block with bash inside namespace ns (before its
+// agent starts).
+func (w *world) runBlockIn(ns, name, block string) {
+	w.t.Helper()
+	a := e2eproc.InNS(ns, "bash", "-c", "set -euo pipefail\n"+block)
+	if out, err := e2eproc.Run(30*time.Second, nil, a[0], a[1:]...); err != nil {
+		w.t.Fatalf("README block %q in %s: %v\n%s", name, ns, err, out)
+	}
+}
+
 // runBlock runs a README block with bash inside h's namespace, as an operator
 // on that host would: dogwood on PATH, talking to h's agent.
 func (w *world) runBlock(h *host, name, block string, env ...string) string {
@@ -53,7 +63,7 @@ func (w *world) runBlock(h *host, name, block string, env ...string) string {
 func TestReadmeOperatorSteps(t *testing.T) {
 	requireEnv(t)
 	blocks := operatorBlocks(t)
-	for _, want := range []string{"keyring", "backup", "restore"} {
+	for _, want := range []string{"firewall", "keyring", "backup", "restore"} {
 		if blocks[want] == "" {
 			t.Fatalf("README has no block marked <!-- runnable: operator %s -->", want)
 		}
@@ -67,7 +77,8 @@ func TestReadmeOperatorSteps(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		f, extra := w.ownKeyFile(i, string(old))
 		files = append(files, f)
-		o := hostOpts{region: "ord", extra: extra}
+		// Every host has the README's default-deny input firewall from the start.
+		o := hostOpts{region: "ord", extra: extra, before: func(ns string) { w.runBlockIn(ns, "firewall", blocks["firewall"]) }}
 		if i == 1 {
 			o.gateway, o.publicEndpoint = true, "198.18.0.1" // the port defaults to --wg-port
 		}
@@ -82,6 +93,58 @@ func TestReadmeOperatorSteps(t *testing.T) {
 	}
 	w.waitMembers(hosts, "h1", "h2", "h3")
 	step("cluster up")
+
+	t.Run("firewall: machines resolve and reach each other", func(t *testing.T) {
+		h2, h3 := hosts[1], hosts[2]
+		w.cli(h2, "orgs", "create", "fw")
+		w.cli(h2, "apps", "create", "web", "--org", "fw")
+		m2 := w.createMachine(h2, "web", "fw2")
+		m3 := w.createMachine(h3, "web", "fw3")
+		want := []string{m2.addr(), m3.addr()}
+		sortStrings(want)
+		if err := e2eproc.Eventually(15*time.Second, 200*time.Millisecond, func() error {
+			got, status, err := digAAAA(m2.ns, "fdaa::3", "web.internal")
+			if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+				return fmt.Errorf("dig @fdaa::3 web.internal from a machine on h2: %v %s %v", err, status, got)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+		if out, err := e2eproc.NSRun(10*time.Second, m2.ns, "dig", "+tcp", "+time=2", "+tries=1", "+short", "@fdaa::3", "web.internal", "AAAA"); err != nil || len(strings.Fields(out)) != 2 {
+			t.Errorf("dig +tcp @fdaa::3 from a machine: %v %q", err, out)
+		}
+		if err := e2eproc.Eventually(15*time.Second, 200*time.Millisecond, func() error {
+			_, err := httpGet(m2.ns, m3.addr(), 2*time.Second)
+			return err
+		}); err != nil {
+			t.Errorf("machine on h2 to machine on h3 through the firewalls: %v", err)
+		}
+		cs, err := w.doctor(h2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := cs["dns from machines"]; c.Status != "pass" {
+			t.Errorf("doctor on h2: dns from machines %+v", c)
+		}
+		// The firewall the README used to give (no port 53): .internal is dead
+		// for machines, and doctor says so (its loopback check alone passed).
+		nsMust(t, h2.ns, "nft", "add table inet old_readme")
+		nsMust(t, h2.ns, "nft", "add chain inet old_readme in { type filter hook input priority -5 ; }")
+		nsMust(t, h2.ns, "nft", "add rule inet old_readme in ip6 daddr fdaa::/16 meta l4proto { tcp, udp } th dport 53 drop")
+		if got, _, _ := digAAAA(m2.ns, "fdaa::3", "web.internal"); len(got) != 0 {
+			t.Errorf("the negative control does not block DNS: %v", got)
+		}
+		cs, _ = w.doctor(h2)
+		if c := cs["dns from machines"]; c.Status != "fail" || !strings.Contains(c.Next, "port 53") {
+			t.Errorf("doctor with port 53 blocked: dns from machines %+v", c)
+		}
+		if c := cs["dns [fdaa::3]:53"]; c.Status != "pass" {
+			t.Logf("loopback check with port 53 blocked for machines: %+v", c)
+		}
+		nsMust(t, h2.ns, "nft", "delete table inet old_readme")
+	})
+	step("firewall")
 
 	t.Run("key rotation", func(t *testing.T) {
 		out := w.runBlock(hosts[1], "keyring", blocks["keyring"])
