@@ -136,6 +136,9 @@ func (s *Server) respond(ctx context.Context, sc *scratch, req *dns.Msg, l Liste
 		rq.Options = appendECS(sc.opt[:0], ecs, scope)
 	}
 	if rule == Refused {
+		if rq.EDNS {
+			rq.Options = appendEDE(rq.Options, edeProhibited, RefusedReason(l, src, ecs))
+		}
 		return resolve.AppendError(buf, rq, dns.RcodeRefused), qtype, dns.RcodeRefused, false
 	}
 
@@ -203,4 +206,15 @@ func appendECS(b []byte, e *dns.EDNS0_SUBNET, scope uint8) []byte {
 	b = binary.BigEndian.AppendUint16(b, e.Family)
 	b = append(b, e.SourceNetmask, scope)
 	return append(b, addr[:nb]...)
+}
+
+// edeProhibited is RFC 8914's info-code 18: the server refuses by policy.
+const edeProhibited = 18
+
+// appendEDE appends an Extended DNS Error option (RFC 8914) to OPT rdata.
+func appendEDE(b []byte, code uint16, text string) []byte {
+	b = binary.BigEndian.AppendUint16(b, dns.EDNS0EDE)
+	b = binary.BigEndian.AppendUint16(b, uint16(2+len(text)))
+	b = binary.BigEndian.AppendUint16(b, code)
+	return append(b, text...)
 }

@@ -62,3 +62,20 @@ func Scope(l Listener, src netip.Addr, ecs *dns.EDNS0_SUBNET) (uint32, Rule) {
 	}
 	return 0, Refused
 }
+
+// RefusedReason says why Scope refused a query, in the words an Extended DNS
+// Error (RFC 8914) carries to the client: which network a query is for is
+// never guessed, so a host's own query needs to name it.
+func RefusedReason(l Listener, src netip.Addr, ecs *dns.EDNS0_SUBNET) string {
+	local := l.Addr.Unmap()
+	loopback := l.Static && (local.IsLoopback() || (local.IsUnspecified() && src.Unmap().IsLoopback()))
+	switch {
+	case ecs == nil && loopback:
+		return "which 6PN network? name it with EDNS Client Subnet of its /48 (dig +subnet=fdaa:0:18::/48), or use dogwood dig --org ORG"
+	case ecs == nil:
+		return ".internal answers machines (fdaa::3), peers (fdaa:<net>::3) and 6PN sources; on this host use a loopback dns-listen with EDNS Client Subnet, or dogwood dig --org ORG"
+	case !loopback:
+		return "EDNS Client Subnet names a network only on a loopback dns-listen of this host"
+	}
+	return "EDNS Client Subnet must be a 6PN prefix of length 48 or more (fdaa:<net>::/48)"
+}

@@ -180,10 +180,23 @@ func TestServeUDPAndTCP(t *testing.T) {
 		t.Fatalf("ECS echo: %v", opt)
 	}
 
-	// No ECS on the loopback listener: REFUSED (rule 4), also for external names.
+	// No ECS on the loopback listener: REFUSED (rule 4), also for external names;
+	// a client that speaks EDNS is told why.
 	for _, name := range []string{"web.internal", "example.com"} {
 		if r := exchange(t, e.addr, "udp", msg(name, dns.TypeAAAA, 0)); r.Rcode != dns.RcodeRefused {
 			t.Fatalf("%s without ECS: %s", name, dns.RcodeToString[r.Rcode])
+		}
+		r := exchange(t, e.addr, "udp", msg(name, dns.TypeAAAA, 1232))
+		var ede *dns.EDNS0_EDE
+		if opt := r.IsEdns0(); opt != nil {
+			for _, o := range opt.Option {
+				if x, ok := o.(*dns.EDNS0_EDE); ok {
+					ede = x
+				}
+			}
+		}
+		if r.Rcode != dns.RcodeRefused || ede == nil || ede.InfoCode != dns.ExtendedErrorCodeProhibited || !strings.Contains(ede.ExtraText, "EDNS Client Subnet") {
+			t.Fatalf("%s with EDNS, without ECS: %v", name, r)
 		}
 	}
 
@@ -652,8 +665,10 @@ func TestRealDig(t *testing.T) {
 			t.Errorf("dig output lacks %q:\n%s", want, full)
 		}
 	}
-	if out := run("web.internal", "AAAA"); !strings.Contains(out, "status: REFUSED") {
-		t.Errorf("no subnet: want REFUSED:\n%s", out)
+	// The host asking its own loopback listener without naming a network is
+	// refused, and told why and what to do (RFC 8914 Extended DNS Error).
+	if out := run("web.internal", "AAAA"); !strings.Contains(out, "status: REFUSED") || !strings.Contains(out, "EDE: 18 (Prohibited)") || !strings.Contains(out, "+subnet=") {
+		t.Errorf("no subnet: want REFUSED with an EDE saying to name the network:\n%s", out)
 	}
 	// dig retries over TCP on TC and shows everything.
 	out := run("+subnet=fdaa:0:18::/48", "big.internal", "AAAA")
