@@ -8,6 +8,9 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 
 VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)),0.0.0-dev)
 DATE    ?= $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+# urfave/cli's man-page and markdown generators (and the markdown parser they
+# link, whose package init every CLI call paid for) are not used.
+TAGS  := urfave_cli_no_docs
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps busybox iputils-ping bc prometheus debootstrap zsh fish
 # Commands that show whether each package above is installed (same order).
@@ -19,7 +22,7 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/dogwood
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/dogwood
+	$(GO) build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/dogwood
 
 deps: ## install the system tools tests and demo use (apt-get, only what is missing)
 	@missing=""; pkgs=($(PKGS)); cmds=($(CMDS)); \

@@ -2,22 +2,66 @@ package mesh
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
+// The name rules are matched by hand rather than with regexp: a bounded
+// repetition like {0,61} compiles into 61 copies of its class, and eight of
+// them compiled at package init cost every CLI call a millisecond of CPU.
 var (
-	reSlug    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	reRegion  = regexp.MustCompile(`^[a-z0-9]{2,16}$`)
-	reHost    = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
-	rePeer    = regexp.MustCompile(`^[a-zA-Z0-9-]{1,63}$`)
-	reLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
-	reMachine = regexp.MustCompile(`^[0-9a-f]{14}$`)
-	reNetns   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+	reSlug    = nameRule{min: 1, max: 63, edge: lowerDigit, body: or(lowerDigit, is('-'))}
+	reRegion  = nameRule{min: 2, max: 16, edge: lowerDigit, body: lowerDigit}
+	reHost    = nameRule{min: 1, max: 63, edge: alnum, body: or(alnum, is('-'))}
+	rePeer    = nameRule{min: 1, max: 63, edge: or(alnum, is('-')), body: or(alnum, is('-'))}
+	reLabel   = nameRule{min: 1, max: 63, edge: lowerDigit, body: or(lowerDigit, is('_', '-'))}
+	reMachine = nameRule{min: 14, max: 14, edge: hexDigit, body: hexDigit}
+	reNetns   = nameRule{min: 1, max: 64, first: alnum, edge: or(alnum, is('_', '.', '-')), body: or(alnum, is('_', '.', '-'))}
+	reRequest = nameRule{min: 1, max: 64, edge: or(alnum, is('_', '-')), body: or(alnum, is('_', '-'))}
 )
+
+// nameRule is a name of min..max bytes whose first and last bytes are in
+// edge (the first in first, when set) and the others in body.
+type nameRule struct {
+	min, max          int
+	first, edge, body func(byte) bool
+}
+
+// MatchString reports whether s follows the rule.
+func (r nameRule) MatchString(s string) bool {
+	if len(s) < r.min || len(s) > r.max {
+		return false
+	}
+	first := r.first
+	if first == nil {
+		first = r.edge
+	}
+	for i := 0; i < len(s); i++ {
+		ok := r.body
+		switch {
+		case i == 0:
+			ok = first
+		case i == len(s)-1:
+			ok = r.edge
+		}
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerDigit(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+func alnum(c byte) bool      { return lowerDigit(c) || 'A' <= c && c <= 'Z' }
+func hexDigit(c byte) bool   { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+
+func is(cs ...byte) func(byte) bool {
+	return func(c byte) bool { return strings.IndexByte(string(cs), c) >= 0 }
+}
+
+func or(a, b func(byte) bool) func(byte) bool { return func(c byte) bool { return a(c) || b(c) } }
 
 // Names are DNS labels because they appear in .internal names; the messages spell the
 // rule out so a user can fix the input without reading the source.
@@ -46,8 +90,6 @@ func ValidHostName(s string) error {
 	}
 	return nil
 }
-
-var reRequest = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // ValidRequestID checks a client request id (empty means none).
 func ValidRequestID(s string) error {

@@ -8,37 +8,19 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 	"gopkg.in/yaml.v3"
 )
 
 // agentConfigFlag is the agent's --config: a YAML file whose keys are the agent's flag
 // names (data-dir: /var/lib/dogwood, join: [198.18.0.2:7946]). A flag given on the
-// command line wins over the file; the file wins over the flag's default.
+// command line (or its environment variable) wins over the file; the file wins over
+// the flag's default.
 var agentConfigFlag = &cli.StringFlag{Name: "config", Usage: "YAML file with agent settings, keys named like the flags (flags given on the command line win)"}
 
-// withConfigFile wraps flags so urfave/cli's altsrc can fill them from the config
-// file. Only flag types the agent uses are wrapped; adding another type fails loudly
-// here rather than being silently ignored in the file.
+// withConfigFile adds --config to a command's flags; loadConfigFileFor fills
+// the others from it.
 func withConfigFile(flags []cli.Flag) []cli.Flag {
-	out := []cli.Flag{agentConfigFlag}
-	for _, f := range flags {
-		switch f := f.(type) {
-		case *cli.StringFlag:
-			out = append(out, altsrc.NewStringFlag(f))
-		case *cli.StringSliceFlag:
-			out = append(out, altsrc.NewStringSliceFlag(f))
-		case *cli.BoolFlag:
-			out = append(out, altsrc.NewBoolFlag(f))
-		case *cli.IntFlag:
-			out = append(out, altsrc.NewIntFlag(f))
-		case *cli.DurationFlag:
-			out = append(out, altsrc.NewDurationFlag(f))
-		default:
-			panic(fmt.Sprintf("agent flag %v: no config-file support for %T", f.Names(), f))
-		}
-	}
-	return out
+	return append([]cli.Flag{agentConfigFlag}, flags...)
 }
 
 // loadConfigFile applies --config to the command's flags. Keys that name no flag
@@ -81,33 +63,66 @@ func loadConfigFileFor(c *cli.Context, valid []cli.Flag) error {
 	if err := checkConfigTypes(keys, valid); err != nil {
 		return usagef("--config %s: %v", path, err)
 	}
-	src, err := altsrc.NewYamlSourceFromFile(path)
-	if err != nil {
-		return usagef("--config %s: %v", path, err)
+	return applyConfig(c, keys)
+}
+
+// applyConfig sets each flag the file names and the command line did not
+// (urfave's altsrc did this, at the price of a TOML parser linked into every
+// CLI call). Values were checked by checkConfigTypes.
+func applyConfig(c *cli.Context, keys map[string]any) error {
+	names := make([]string, 0, len(keys))
+	for n := range keys {
+		names = append(names, n)
 	}
-	if err := altsrc.ApplyInputSourceValues(c, src, c.Command.Flags); err != nil {
-		return usagef("--config %s: %v", path, err)
+	sort.Strings(names)
+	for _, n := range names {
+		if !hasFlag(c.Command.Flags, n) || c.IsSet(n) {
+			continue // another command's setting (agent cleanup), or given on the command line
+		}
+		vals := []string{fmt.Sprint(keys[n])}
+		if l, ok := keys[n].([]any); ok {
+			vals = vals[:0]
+			for _, v := range l {
+				vals = append(vals, fmt.Sprint(v))
+			}
+		}
+		for _, v := range vals {
+			if err := c.Set(n, v); err != nil {
+				return usagef("--config: %s: %v", n, err)
+			}
+		}
 	}
 	return nil
 }
 
+func hasFlag(flags []cli.Flag, name string) bool {
+	for _, f := range flags {
+		for _, fn := range f.Names() {
+			if fn == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // checkConfigTypes says in plain words which setting has a value of the wrong
-// kind, before altsrc would (its messages name Go types: "Expected
+// kind, before any flag parsing would (urfave's altsrc, used before, named Go types: "Expected
 // '[]interface{}' but actual is 'string'").
 func checkConfigTypes(keys map[string]any, flags []cli.Flag) error {
 	kind := map[string]string{}
 	for _, f := range flags {
 		var k string
 		switch f.(type) {
-		case *altsrc.StringFlag, *cli.StringFlag:
+		case *cli.StringFlag:
 			k = "text"
-		case *altsrc.StringSliceFlag, *cli.StringSliceFlag:
+		case *cli.StringSliceFlag:
 			k = "list"
-		case *altsrc.BoolFlag, *cli.BoolFlag:
+		case *cli.BoolFlag:
 			k = "bool"
-		case *altsrc.IntFlag, *cli.IntFlag:
+		case *cli.IntFlag:
 			k = "number"
-		case *altsrc.DurationFlag, *cli.DurationFlag:
+		case *cli.DurationFlag:
 			k = "duration"
 		}
 		for _, n := range f.Names() {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -267,10 +266,31 @@ func wgQuickArg(file string) (arg, problem string) {
 	return shellQuote(arg), problem
 }
 
+// wgQuickIfaceRE and shellSafeRE are matched by hand: a regexp compiled at
+// package init costs every CLI call its compile time.
 var (
-	wgQuickIfaceRE = regexp.MustCompile(`^[a-zA-Z0-9_=+.-]{1,15}$`)
-	shellSafeRE    = regexp.MustCompile(`^[A-Za-z0-9_./=+:@%-]+$`)
+	wgQuickIfaceRE = charsRule{max: 15, chars: "_=+.-"}
+	shellSafeRE    = charsRule{max: 4096, chars: "_./=+:@%-"}
 )
+
+// charsRule matches 1..max letters, digits and bytes of chars.
+type charsRule struct {
+	max   int
+	chars string
+}
+
+func (r charsRule) MatchString(s string) bool {
+	if len(s) == 0 || len(s) > r.max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(r.chars, c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
 
 // shellQuote quotes s for a POSIX shell when it needs it, so a printed command
 // can be pasted as it is.

@@ -89,7 +89,7 @@ func takesValue(flags []cli.Flag, arg string) bool {
 	if !ok {
 		return false
 	}
-	// Ask the flag: wrappers (altsrc's, for the agent's --config) hide the type.
+	// Ask the flag: it knows whether it takes a value.
 	if tv, ok := f.(interface{ TakesValue() bool }); ok {
 		return tv.TakesValue()
 	}

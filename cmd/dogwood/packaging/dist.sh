@@ -24,14 +24,14 @@ for arch in $ARCHS; do
 	root=$work/$name
 	mkdir -p "$root/completions" "$root/systemd" "$root/monitoring"
 	# Static, reproducible: no cgo (no libc dependency in the .deb), no local paths.
-	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -buildvcs=false \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -buildvcs=false -tags urfave_cli_no_docs \
 		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -X main.date=$DATE" \
 		-o "$root/dogwood" ./cmd/dogwood
 	# Completions come from the binary itself; a foreign-arch binary cannot run
 	# here, so they are made with a native build of the same source.
 	if [ "$arch" = "$("$GO" env GOARCH)" ]; then gen=$root/dogwood; else
 		gen=$work/dogwood-native
-		[ -x "$gen" ] || CGO_ENABLED=0 "$GO" build -trimpath -buildvcs=false -o "$gen" ./cmd/dogwood
+		[ -x "$gen" ] || CGO_ENABLED=0 "$GO" build -trimpath -buildvcs=false -tags urfave_cli_no_docs -o "$gen" ./cmd/dogwood
 	fi
 	"$gen" completion bash >"$root/completions/dogwood.bash"
 	"$gen" completion zsh >"$root/completions/dogwood.zsh"
