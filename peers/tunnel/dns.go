@@ -66,13 +66,13 @@ func (t *Tunnel) exchange(ctx context.Context, m *dns.Msg, server netip.Addr, ne
 	co := new(dns.Conn)
 	switch network {
 	case "udp":
-		c, err := t.stack.DialUDP(ctx, addr)
+		c, err := t.currentStack().DialUDP(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
 		co.Conn = c
 	default:
-		c, err := t.stack.DialTCP(ctx, addr)
+		c, err := t.currentStack().DialTCP(ctx, addr)
 		if err != nil {
 			return nil, err
 		}

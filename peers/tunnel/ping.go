@@ -41,7 +41,7 @@ func (t *Tunnel) Ping(ctx context.Context, target string, count int, out io.Writ
 	}
 	// The netstack ping socket fills in the echo identifier (its "port")
 	// and the checksum, and only delivers replies carrying that identifier.
-	pc, err := t.stack.DialPing(dst)
+	pc, err := t.currentStack().DialPing(dst)
 	if err != nil {
 		return fmt.Errorf("ping %s: %w", target, err)
 	}

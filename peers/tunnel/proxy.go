@@ -84,7 +84,7 @@ func (t *Tunnel) forward(ctx context.Context, c net.Conn, name string, port int)
 	var rc net.Conn
 	for _, a := range addrs {
 		dctx, cancel := context.WithTimeout(ctx, t.opts.DialTimeout)
-		tc, derr := t.stack.DialTCP(dctx, netip.AddrPortFrom(a, uint16(port)))
+		tc, derr := t.currentStack().DialTCP(dctx, netip.AddrPortFrom(a, uint16(port)))
 		cancel()
 		if err = derr; err == nil {
 			rc = tc

@@ -150,7 +150,7 @@ func (t *Tunnel) handleShared(s *shareServer, c net.Conn) {
 			fail(err)
 			return
 		}
-		rc, err := t.stack.DialTCP(ctx, dst)
+		rc, err := t.currentStack().DialTCP(ctx, dst)
 		if err != nil {
 			fail(err)
 			return
@@ -178,7 +178,7 @@ func (t *Tunnel) handleShared(s *shareServer, c net.Conn) {
 				fail(err)
 				return
 			}
-			remote, err = t.stack.DialUDP(ctx, dst)
+			remote, err = t.currentStack().DialUDP(ctx, dst)
 			if err != nil {
 				fail(err)
 				return
@@ -189,7 +189,7 @@ func (t *Tunnel) handleShared(s *shareServer, c net.Conn) {
 				fail(err)
 				return
 			}
-			pc, err := t.stack.DialPing(dst)
+			pc, err := t.currentStack().DialPing(dst)
 			if err != nil {
 				fail(err)
 				return

@@ -99,12 +99,23 @@ func (o *Options) setDefaults() {
 type Tunnel struct {
 	opts      Options
 	log       *slog.Logger
-	dev       *device.Device // nil when the tunnel was already up (system stack)
-	net       *netstack.Net  // likewise
-	stack     stack
 	dnsServer []netip.Addr
 	share     *shareServer // when this tunnel serves its session to others
 	closeOnce sync.Once
+	stop      chan struct{} // closed by Close; ends the watch (see yield.go)
+
+	mu    sync.Mutex
+	dev   *device.Device // nil when the tunnel was already up (system stack)
+	net   *netstack.Net  // likewise
+	stack stack
+}
+
+// currentStack is what the tunnel dials through now: its own session, or a
+// tunnel of the same config that came up on this machine since (yield.go).
+func (t *Tunnel) currentStack() stack {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stack
 }
 
 // Open is Up, unless the config's tunnel is already up on this machine (its
@@ -120,7 +131,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error)
 	}
 	if src, ok := liveAddress(cfg, opts.LocalAddrs); ok {
 		opts.Logger.Debug("tunnel already up on this machine: using its route", "address", src)
-		return &Tunnel{opts: opts, log: opts.Logger, stack: systemStack{src: src}, dnsServer: dnsServers(cfg)}, nil
+		t := &Tunnel{opts: opts, log: opts.Logger, stack: systemStack{src: src}, dnsServer: dnsServers(cfg), stop: make(chan struct{})}
+		if opts.Share {
+			go t.watch(cfg) // its own session once that tunnel goes down
+		}
+		return t, nil
 	}
 	dir := opts.ShareDir
 	if dir == "" {
@@ -132,7 +147,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error)
 	if dir != "" {
 		if st, ok := findShared(dir, cfg); ok {
 			opts.Logger.Debug("using the tunnel another dogwood process runs for this config")
-			return &Tunnel{opts: opts, log: opts.Logger, stack: st, dnsServer: dnsServers(cfg)}, nil
+			return &Tunnel{opts: opts, log: opts.Logger, stack: st, dnsServer: dnsServers(cfg), stop: make(chan struct{})}, nil
 		}
 	}
 	t, err := Up(ctx, cfg, opts)
@@ -144,13 +159,22 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error)
 			t.log.Debug("not sharing this tunnel", "err", err)
 		}
 	}
+	if opts.Share {
+		// Long-running (a proxy): make way for a tunnel of the same config
+		// brought up on this machine later (wg-quick up of the same file).
+		go t.watch(cfg)
+	}
 	return t, nil
 }
 
 // Shared reports whether the Tunnel uses a tunnel that was already up on
 // this machine (wg-quick, or another dogwood process) instead of its own
 // session.
-func (t *Tunnel) Shared() bool { return t.dev == nil }
+func (t *Tunnel) Shared() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dev == nil
+}
 
 // dnsServers are the config's resolvers; an older or hand-trimmed file (or a
 // split or none DNS mode) has none, and every 6PN network has its resolver
@@ -205,7 +229,7 @@ func Up(ctx context.Context, cfg config.Config, opts Options) (*Tunnel, error) {
 		return nil, fmt.Errorf("tunnel: starting WireGuard: %w", err)
 	}
 	log.Debug("tunnel up", "address", local, "endpoint", endpoint, "dns", dnsServers)
-	t := &Tunnel{opts: opts, log: log, dev: dev, net: tnet, stack: userStack{tnet}, dnsServer: dnsServers}
+	t := &Tunnel{opts: opts, log: log, dev: dev, net: tnet, stack: userStack{tnet}, dnsServer: dnsServers, stop: make(chan struct{})}
 	t.awaitHandshake(ctx, cfg, endpoint)
 	return t, nil
 }
@@ -265,11 +289,16 @@ func (t *Tunnel) awaitHandshake(ctx context.Context, cfg config.Config, endpoint
 // through the tunnel fail afterwards. It is safe to call more than once.
 func (t *Tunnel) Close() error {
 	t.closeOnce.Do(func() {
+		close(t.stop)
 		if t.share != nil {
 			t.share.close()
 		}
-		if t.dev != nil {
-			t.dev.Close()
+		t.mu.Lock()
+		dev := t.dev
+		t.dev, t.net = nil, nil
+		t.mu.Unlock()
+		if dev != nil {
+			dev.Close()
 		}
 	})
 	return nil

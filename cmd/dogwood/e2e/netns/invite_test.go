@@ -297,9 +297,44 @@ func TestInvites(t *testing.T) {
 		}
 	})
 
-	// The developer brings the tunnel up (root on the laptop only: wg-quick).
+	// The developer runs a proxy, then brings the tunnel up with wg-quick from
+	// the same file (root on the laptop only). Two sessions with one key would
+	// take the gateway's session from each other at every handshake: the proxy
+	// makes way, says so, and goes on through the wg-quick tunnel.
+	pxFirst := w.track(startProc(t, filepath.Join(w.dir, "proxy-first.log"), "proxy-first", devEnv,
+		e2eproc.InNS(lap, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", w.bin, "proxy", "--config", cfg, "18083:web.internal:8080")...))
+	defer pxFirst.stop(time.Second)
+	firstLoop := curlLoop("curl-proxy-first", "http://127.0.0.1:18083/")
 	lapIf := w.name("lap")
 	w.wgQuickUp(lap, lapIf, cfg, "")
+	t.Run("a running proxy makes way for wg-quick of the same file", func(t *testing.T) {
+		if err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+			if !strings.Contains(pxFirst.output(), "came up on this machine") {
+				return fmt.Errorf("the proxy did not notice the tunnel:\n%s", pxFirst.output())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// From here on neither path may stall: both loops run side by side.
+		firstLoop.stop(time.Second)
+		viaProxy := curlLoop("curl-proxy-yielded", "http://127.0.0.1:18083/")
+		direct := curlLoop("curl-wg-quick", fmt.Sprintf("http://[%s]:8080/", web[2].addr()))
+		time.Sleep(6 * time.Second) // past a second session's handshake (5 s retry) and a keepalive (15 s/3)
+		viaProxy.stop(time.Second)
+		direct.stop(time.Second)
+		for _, l := range []struct {
+			name string
+			p    *proc
+		}{{"through the proxy", viaProxy}, {"through wg-quick", direct}} {
+			ok, fail, gap := loopVerdict(l.p.output())
+			t.Logf("curl loop %s after wg-quick up: %d ok, %d failed, longest gap %.2fs", l.name, ok, fail, gap)
+			if fail != 0 || ok < 5 || gap > maxLoopGap {
+				t.Errorf("%s: %d failures, %d successes, gap %.2fs\n%s\nproxy log:\n%s", l.name, fail, ok, gap, l.p.output(), pxFirst.output())
+			}
+		}
+	})
+	pxFirst.stop(time.Second)
 	t.Run("laptop resolves and reaches machines on every host", func(t *testing.T) {
 		laptopReachesWeb(t, lap, acmeDNS.String(), web, webAddrs)
 	})
