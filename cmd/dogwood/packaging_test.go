@@ -157,8 +157,10 @@ func TestDebInstall(t *testing.T) {
 		"/usr/share/zsh/vendor-completions/_dogwood": 0o644, "/usr/share/fish/vendor_completions.d/dogwood.fish": 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(root, path))
-		if err != nil || st.Mode() != mode {
-			t.Errorf("%s: %v, mode %v, want %v", path, err, st.Mode(), mode)
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+		} else if st.Mode() != mode {
+			t.Errorf("%s: mode %v, want %v", path, st.Mode(), mode)
 		}
 	}
 	if !strings.Contains(debs[0], "_"+runtime.GOARCH+".deb") {

@@ -371,31 +371,40 @@ func openOrCreateNetns(name string) (netns.NsHandle, bool, error) {
 // the new namespace, so it runs on a locked thread that is restored afterwards, or
 // never unlocked (the runtime then discards it) if restoring fails.
 func createNamedNetns(name string) (netns.NsHandle, error) {
-	type result struct {
-		h   netns.NsHandle
-		err error
+	var h netns.NsHandle
+	err := onLockedThread(func() error {
+		var err error
+		h, err = netns.NewNamed(name)
+		return err
+	})
+	if err != nil && h.IsOpen() {
+		h.Close()
 	}
-	ch := make(chan result, 1)
+	return h, err
+}
+
+// onLockedThread runs f on a locked OS thread of its own and puts the
+// thread back in its original network namespace afterwards, whatever f
+// entered; if that fails the thread is never unlocked, so the runtime
+// discards it instead of running other goroutines in the wrong namespace.
+func onLockedThread(f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: err}
+			ch <- err
 			return
 		}
 		defer orig.Close()
-		h, err := netns.NewNamed(name)
+		err = f()
 		if serr := netns.Set(orig); serr != nil {
-			ch <- result{h: h, err: errors.Join(err, fmt.Errorf("restore thread netns: %w", serr))}
+			ch <- errors.Join(err, fmt.Errorf("restore thread netns: %w", serr))
 			return // thread stays locked and dies with this goroutine
 		}
 		runtime.UnlockOSThread()
-		ch <- result{h: h, err: err}
+		ch <- err
 	}()
-	r := <-ch
-	if r.err != nil && r.h.IsOpen() {
-		r.h.Close()
-	}
-	return r.h, r.err
+	return <-ch
 }

@@ -2,10 +2,8 @@ package attach
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"runtime"
 
 	"github.com/vishvananda/netns"
 )
@@ -21,37 +19,19 @@ func DialIn(ctx context.Context, nsName, network, address string) (net.Conn, err
 		return nil, fmt.Errorf("netns %s: %w", nsName, err)
 	}
 	defer target.Close()
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
+	var c net.Conn
+	err = onLockedThread(func() error {
 		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter netns %s: %w", nsName, err)}
-			return
+			return fmt.Errorf("enter netns %s: %w", nsName, err)
 		}
 		// The dial (and for TCP its handshake) happens inside the namespace.
-		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
-		if serr := netns.Set(orig); serr != nil {
-			if c != nil {
-				c.Close()
-			}
-			ch <- result{err: errors.Join(err, fmt.Errorf("restore thread netns: %w", serr))}
-			return // thread stays locked and dies with this goroutine
-		}
-		runtime.UnlockOSThread()
-		ch <- result{c: c, err: err}
-	}()
-	r := <-ch
-	return r.c, r.err
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, network, address)
+		return err
+	})
+	if err != nil && c != nil {
+		c.Close()
+		c = nil
+	}
+	return c, err
 }

@@ -48,7 +48,7 @@ for arch in $ARCHS; do
 	ln -s "$root" "$stage/release"
 	ln -s "$PWD/$pkg/scripts" "$stage/scripts"
 	[ -s "$work/copyright" ] || GO=$GO bash $pkg/copyright.sh >"$work/copyright"
-	ln -s "$work/copyright" "$stage/copyright"
+	cp "$work/copyright" "$stage/copyright" # a symlink would be packaged as one
 	cp $pkg/nfpm.yaml "$stage/"
 	nfpm=$work/nfpm
 	[ -x "$nfpm" ] || GOBIN=$work "$GO" install "$NFPM"

@@ -55,6 +55,20 @@ func (w *world) ownKeyFile(idx int, content string) (string, []string) {
 	return p, []string{"--gossip-key-file", p}
 }
 
+// keyedHosts starts hosts h1..hN, each with its own copy of the world's gossip
+// key file (keyring rewrites each host's file); opts gives host i its options
+// from the flags that name that file.
+func (w *world) keyedHosts(n int, opts func(i int, extra []string) hostOpts) (files []string, hosts []*host) {
+	w.t.Helper()
+	key, _ := os.ReadFile(w.key)
+	for i := 1; i <= n; i++ {
+		f, extra := w.ownKeyFile(i, string(key))
+		files = append(files, f)
+		hosts = append(hosts, w.addHost(i, opts(i, extra)))
+	}
+	return files, hosts
+}
+
 // TestDoctor: green on a healthy cluster (warnings allowed: the upstream resolver
 // is deliberately dead), then each broken thing shows up as the failing check that
 // names it: a key file readable by others, a host whose WireGuard port is blocked,
@@ -171,13 +185,9 @@ func TestKeyringRotation(t *testing.T) {
 	w := newWorld(t, "kr")
 	old, _ := os.ReadFile(w.key)
 	oldKey := strings.TrimSpace(string(old))
-	var files []string
-	var hosts []*host
-	for i := 1; i <= 3; i++ {
-		f, extra := w.ownKeyFile(i, string(old))
-		files = append(files, f)
-		hosts = append(hosts, w.addHost(i, hostOpts{region: "ord", extra: append(extra, "--log-level", "info")}))
-	}
+	files, hosts := w.keyedHosts(3, func(_ int, extra []string) hostOpts {
+		return hostOpts{region: "ord", extra: append(extra, "--log-level", "info")}
+	})
 	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
 	w.waitMembers(hosts, "h1", "h2", "h3")
 	newKey := strings.TrimSpace(w.cli(nil, "keygen"))

@@ -72,18 +72,14 @@ func TestReadmeOperatorSteps(t *testing.T) {
 	w := newWorld(t, "ro")
 	old, _ := os.ReadFile(w.key)
 	oldKey := strings.TrimSpace(string(old))
-	var files []string
-	var hosts []*host
-	for i := 1; i <= 3; i++ {
-		f, extra := w.ownKeyFile(i, string(old))
-		files = append(files, f)
+	files, hosts := w.keyedHosts(3, func(i int, extra []string) hostOpts {
 		// Every host has the README's default-deny input firewall from the start.
 		o := hostOpts{region: "ord", extra: extra, before: func(ns string) { w.runBlockIn(ns, "firewall", blocks["firewall"]) }}
 		if i == 1 {
 			o.gateway, o.publicEndpoint = true, "198.18.0.1" // the port defaults to --wg-port
 		}
-		hosts = append(hosts, w.addHost(i, o))
-	}
+		return o
+	})
 	// The README's `systemctl enable --now dogwood && dogwood doctor`: doctor
 	// right after the agent answers finds nothing wrong with a healthy host.
 	if out, err := w.try(hosts[2], "doctor"); err != nil {
