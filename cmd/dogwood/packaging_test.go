@@ -291,9 +291,7 @@ func checkDEP5(text string) []string {
 				problems = append(problems, fmt.Sprintf("paragraph %d: Files without Copyright or License", i+2))
 			}
 			if !regexp.MustCompile(`(?m)^License:.*\n `).MatchString(p) {
-				for _, n := range regexp.MustCompile(`\s+(?:and|or)\s+`).Split(lic, -1) {
-					needed = append(needed, n)
-				}
+				needed = append(needed, regexp.MustCompile(`\s+(?:and|or)\s+`).Split(lic, -1)...)
 			}
 			continue
 		}
