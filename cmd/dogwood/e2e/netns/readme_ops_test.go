@@ -219,6 +219,18 @@ func TestReadmeOperatorSteps(t *testing.T) {
 		if err != nil {
 			t.Fatalf("joining with a code issued before the restore: %v\n%s", err, out)
 		}
+		// The developer's DNS (fdaa:<net>::3 through the gateway's WireGuard
+		// interface) passes the README's firewall on the gateway.
+		w.cli(h1, "apps", "create", "api", "--org", "acme")
+		if err := e2eproc.Eventually(15*time.Second, 300*time.Millisecond, func() error {
+			out, err := e2eproc.NSRun(20*time.Second, hosts[1].ns, w.bin, "dig", "--config", conf, "--short", "_apps.internal", "TXT")
+			if err != nil || !strings.Contains(out, "api") {
+				return fmt.Errorf("dig --config through the firewalled gateway: %v %q", err, out)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
 		var ps []map[string]any
 		w.cliJSON(hosts[2], &ps, "wireguard", "list", "acme")
 		if len(ps) != 1 || ps[0]["name"] != "laptop" || ps[0]["state"] != "active" {
