@@ -195,7 +195,7 @@ func (d *doctor) dataDir(context.Context) []doctorCheck {
 	const name = "data dir"
 	st, err := os.Stat(d.opts.DataDir)
 	if err != nil {
-		return []doctorCheck{fail(name, err.Error(), "the agent keeps its identity and WireGuard key there; restore it from `dogwood backup`")}
+		return []doctorCheck{fail(name, err.Error(), "the agent keeps its identity and WireGuard key there; restore it with `dogwood restore FILE` from a `dogwood backup`")}
 	}
 	if m := st.Mode().Perm(); m&0o077 != 0 {
 		return []doctorCheck{warn(name, fmt.Sprintf("%s has mode %04o; it holds the WireGuard private key", d.opts.DataDir, m),

@@ -33,7 +33,7 @@ func TestAgentRefusesDamagedDataFile(t *testing.T) {
 		if code != 1 {
 			t.Errorf("%s: exit %d, want 1\n%s%s", name, code, out, errs)
 		}
-		for _, want := range []string{path, "damaged", "dogwood backup", "move the file away"} {
+		for _, want := range []string{path, "damaged", "dogwood restore FILE", "move the file away"} {
 			if !strings.Contains(errs, want) {
 				t.Errorf("%s: stderr lacks %q:\n%s", name, want, errs)
 			}

@@ -81,7 +81,7 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("%s is damaged (%s). To recover, restore a copy taken with `dogwood backup` to this path, "+
+	return fmt.Sprintf("%s is damaged (%s). To recover, restore a backup (`dogwood restore FILE`, with the agent stopped), "+
 		"or move the file away to start this host as a new host (new host id and WireGuard key; "+
 		"then remove the old one with `dogwood members remove NAME` on another host)", e.Path, e.Cause)
 }
