@@ -5,8 +5,15 @@
 //     are in the same network /48 (machine↔machine on one host or across hosts,
 //     peer↔machine, peer↔peer), and the host's own per-network 6PN addresses
 //     (fdaa:<net>::3, veth gateways) only answer their own network;
-//   - a machine may only send from its /112 (checked on its veth before routing, so
-//     it covers forwarded traffic and traffic to the local DNS server alike);
+//   - a machine may only send from its own address, ::2 of its /112 (checked on its
+//     veth before routing, so it covers forwarded traffic and traffic to the local DNS
+//     server alike); ::1, the host's side of the link, is not the machine's to use;
+//   - 6PN exists only on loopback, machine veths and the WireGuard interface: a
+//     packet with an fdaa::/16 source or destination that arrives on any other
+//     interface (the underlay) is dropped before routing, and one routed out of any
+//     other interface is dropped before it leaves. Without this, anyone on the
+//     underlay segment could hand the host a frame "from" a machine of another host
+//     and have it forwarded to a local machine, or answered into WireGuard;
 //   - WireGuard ingress must come from 6PN. Which 6PN source each remote host or
 //     user peer may use is enforced by WireGuard itself: its cryptokey routing drops
 //     any packet whose source is outside the sending peer's allowed IPs, which the
@@ -21,7 +28,7 @@
 // The rule count is constant. What grows is two sets: one element per local network
 // ("same network" is a lookup of saddr/48 . daddr/48 in a set of fdaa:N:: . fdaa:N::
 // pairs, since nftables cannot compare two packet fields directly) and one per
-// attached machine (veth name . source /112). The whole table is replaced in one
+// attached machine (veth name . source address). The whole table is replaced in one
 // netlink transaction, so a change never opens a window without filtering.
 package filter
 
@@ -38,6 +45,7 @@ import (
 	"github.com/dogwood/dogwood/peers/plan"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,8 +65,25 @@ type Spec struct {
 func (s Spec) equal(o Spec) bool {
 	return s.WGIface == o.WGIface && slices.Equal(s.Networks, o.Networks) &&
 		slices.EqualFunc(s.Machines, o.Machines, func(a, b plan.Machine) bool {
-			return a.HostIface == b.HostIface && a.Prefix == b.Prefix
+			return a.HostIface == b.HostIface && a.Prefix == b.Prefix && a.Addr == b.Addr
 		})
+}
+
+// machineAddr is the one source a machine may use: its Addr, or ::2 of its /112
+// when the caller gave only the prefix.
+func machineAddr(m plan.Machine) netip.Addr {
+	if m.Addr.IsValid() {
+		return m.Addr
+	}
+	return m.Prefix.Masked().Addr().Next().Next()
+}
+
+// ruleset is the part of *nftables.Conn that build writes to; a test records it
+// to check the rules without root.
+type ruleset interface {
+	AddSet(s *nftables.Set, vals []nftables.SetElement) error
+	AddChain(c *nftables.Chain) *nftables.Chain
+	AddRule(r *nftables.Rule) *nftables.Rule
 }
 
 // Filter programs the table in the network namespace it was created in.
@@ -140,7 +165,7 @@ const (
 
 var (
 	mask48  = net.CIDRMask(48, 128)
-	mask112 = net.CIDRMask(112, 128)
+	mask128 = net.CIDRMask(128, 128)
 	mask16  = net.CIDRMask(16, 128)
 	mask10  = net.CIDRMask(10, 128)
 	zero16  = make([]byte, 16)
@@ -237,6 +262,29 @@ func iifname(name string) []expr.Any {
 	}
 }
 
+func oifnamePrefix(p string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: regA},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: []byte(p)},
+	}
+}
+
+func oifname(name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: regA},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regA, Data: ifname(name)},
+	}
+}
+
+// UnderlayComment marks the rules that drop 6PN on any other interface, so an
+// operator (and the e2e suite) can read their counters with `nft list table`.
+const UnderlayComment = "6pn-off-underlay"
+
+func commented(r *nftables.Rule, comment string) *nftables.Rule {
+	r.UserData = userdata.AppendString(nil, userdata.TypeComment, comment)
+	return r
+}
+
 func sameNet(set *nftables.Set, invert bool) []expr.Any {
 	return append(append(addr(true, mask48, regA), addr(false, mask48, regB)...),
 		&expr.Lookup{SourceRegister: regA, SetName: set.Name, SetID: set.ID, Invert: invert})
@@ -254,7 +302,7 @@ func cat(parts ...[]expr.Any) []expr.Any {
 	return out
 }
 
-func build(c *nftables.Conn, t *nftables.Table, spec Spec) error {
+func build(c ruleset, t *nftables.Table, spec Spec) error {
 	samenet := &nftables.Set{Table: t, Name: "samenet", Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr)}
 	var nets []nftables.SetElement
@@ -269,7 +317,7 @@ func build(c *nftables.Conn, t *nftables.Table, spec Spec) error {
 		KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr)}
 	var ms []nftables.SetElement
 	for _, m := range spec.Machines {
-		ms = append(ms, nftables.SetElement{Key: append(ifname(m.HostIface), m.Prefix.Masked().Addr().AsSlice()...)})
+		ms = append(ms, nftables.SetElement{Key: append(ifname(m.HostIface), machineAddr(m).AsSlice()...)})
 	}
 	if err := c.AddSet(msrc, ms); err != nil {
 		return fmt.Errorf("machine_src set: %w", err)
@@ -295,7 +343,7 @@ func build(c *nftables.Conn, t *nftables.Table, spec Spec) error {
 	rule(pre, veth, isIPv6(), addrIs(true, net.CIDRMask(128, 128), zero16, true), verdict(expr.VerdictAccept))
 	rule(pre, veth, isIPv6(), []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regA},
-	}, addr(true, mask112, regB), []expr.Any{
+	}, addr(true, mask128, regB), []expr.Any{
 		&expr.Lookup{SourceRegister: regA, SetName: msrc.Name, SetID: msrc.ID, Invert: true},
 	}, verdict(expr.VerdictDrop))
 	if spec.WGIface != "" {
@@ -303,6 +351,22 @@ func build(c *nftables.Conn, t *nftables.Table, spec Spec) error {
 		rule(pre, wg, notIPv6(), verdict(expr.VerdictDrop))
 		rule(pre, wg, isIPv6(), addrIs(true, mask16, sixpn16, false), verdict(expr.VerdictDrop))
 	}
+	// 6PN lives only on the interfaces above (what passed their checks is done here);
+	// anywhere else an fdaa:: source or destination is a spoof from the underlay.
+	sixpnIfaces := func(ch *nftables.Chain, lo, veth []expr.Any, wg func(string) []expr.Any) {
+		rule(ch, lo, verdict(expr.VerdictAccept))
+		rule(ch, veth, verdict(expr.VerdictAccept))
+		if spec.WGIface != "" {
+			rule(ch, wg(spec.WGIface), verdict(expr.VerdictAccept))
+		}
+		for _, src := range []bool{true, false} {
+			c.AddRule(commented(&nftables.Rule{Table: t, Chain: ch,
+				Exprs: cat(isIPv6(), addrIs(src, mask16, sixpn16, true), verdict(expr.VerdictDrop))}, UnderlayComment))
+		}
+	}
+	sixpnIfaces(pre, iifname("lo"), veth, iifname)
+	post := chain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityFilter)
+	sixpnIfaces(post, oifname("lo"), oifnamePrefix(plan.VethPrefix), oifname)
 
 	fwd := chain("forward", nftables.ChainHookForward, nftables.ChainPriorityFilter)
 	rule(fwd, isIPv6(), sameNet(samenet, false), verdict(expr.VerdictAccept))

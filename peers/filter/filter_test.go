@@ -38,7 +38,7 @@ func TestSyncInstallsAndReplacesAtomically(t *testing.T) {
 	t.Log(out)
 	for _, want := range []string{
 		"fdaa:0:18:: . fdaa:0:18::", "fdaa:0:19:: . fdaa:0:19::",
-		`"dwm00010001" . fdaa:0:18:0:7:1:1:0`,
+		`"dwm00010001" . fdaa:0:18:0:7:1:1:2`,
 		"hook prerouting", "hook forward", "hook input",
 		`iifname "dogwood0"`,
 	} {

@@ -188,3 +188,85 @@ func (r recorded) replay(ns string, dst netip.AddrPort) (int, error) {
 	}
 	return sent, nil
 }
+
+// sendRaw writes whole Ethernet frames out of iface in namespace ns (AF_PACKET),
+// as a hostile neighbour on the underlay segment would: no route, no source check.
+func sendRaw(ns, iface string, frames ...[]byte) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return err
+	}
+	defer netns.Set(orig)
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return err
+	}
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	for _, f := range frames {
+		to := &syscall.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
+		copy(to.Addr[:], f[:6])
+		if err := syscall.Sendto(fd, f, 0, to); err != nil {
+			return fmt.Errorf("send raw frame on %s: %w", iface, err)
+		}
+	}
+	return nil
+}
+
+// udp6Frame builds an Ethernet frame carrying one IPv6 UDP datagram with whatever
+// source the caller claims, checksum included (IPv6 receivers drop a zero one).
+func udp6Frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	udpLen := 8 + len(payload)
+	f := make([]byte, 14+40+udpLen)
+	copy(f[0:6], dstMAC)
+	copy(f[6:12], srcMAC)
+	binary.BigEndian.PutUint16(f[12:14], 0x86dd)
+	ip := f[14:]
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:6], uint16(udpLen))
+	ip[6] = 17 // UDP
+	ip[7] = 64
+	s16, d16 := src.As16(), dst.As16()
+	copy(ip[8:24], s16[:])
+	copy(ip[24:40], d16[:])
+	u := ip[40:]
+	binary.BigEndian.PutUint16(u[0:2], sport)
+	binary.BigEndian.PutUint16(u[2:4], dport)
+	binary.BigEndian.PutUint16(u[4:6], uint16(udpLen))
+	copy(u[8:], payload)
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(ip[8:40])
+	sum += uint32(udpLen) + 17
+	add(u)
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	cs := ^uint16(sum)
+	if cs == 0 {
+		cs = 0xffff
+	}
+	binary.BigEndian.PutUint16(u[6:8], cs)
+	return f
+}

@@ -183,7 +183,12 @@ func TestDataPlane(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		for _, src := range []string{forgedLocal, forgedOther, a1.addr()} {
+		// ::1 of a1's own /112: the host's side of a1's link, never a1's to use. Sent
+		// with IPV6_FREEBIND, since holding it in the namespace would shadow the route.
+		g := netip.MustParseAddr(a1.addr()).As16()
+		g[15] = 1
+		forgedGW := netip.AddrFrom16(g).String()
+		for _, src := range []string{forgedLocal, forgedOther, forgedGW, a1.addr()} {
 			if out, err := helperRun(5*time.Second, a1.ns, "udp-send", src, a3.addr(), "7777"); err != nil {
 				t.Fatalf("udp-send from %s: %v %s", src, err, out)
 			}
@@ -206,7 +211,7 @@ func TestDataPlane(t *testing.T) {
 			t.Error(err)
 		}
 		time.Sleep(300 * time.Millisecond) // stragglers of the forged sends
-		for _, f := range []string{forgedLocal, forgedOther} {
+		for _, f := range []string{forgedLocal, forgedOther, forgedGW} {
 			if strings.Contains(recv.output(), "GOT "+f+"\n") {
 				t.Errorf("a3 received a datagram from forged source %s", f)
 			}

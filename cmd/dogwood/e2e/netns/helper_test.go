@@ -7,7 +7,10 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // helperMain is the test binary acting as a small network tool inside a namespace:
@@ -16,7 +19,7 @@ import (
 //	stream-server PORT             send an endless paced byte stream to every client
 //	stream-client ADDR SECONDS     read that stream; print a JSON report (bytes, max gap)
 //	udp-recv PORT                  print "GOT <source>" for every datagram
-//	udp-send SRC DST PORT          send three datagrams from SRC
+//	udp-send SRC DST PORT          send three datagrams from SRC (which it need not hold)
 func helperMain(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -109,7 +112,18 @@ func helperMain(args []string) int {
 		}
 	case "udp-send":
 		port, _ := strconv.Atoi(args[3])
-		c, err := net.DialUDP("udp6", &net.UDPAddr{IP: net.ParseIP(args[1])}, &net.UDPAddr{IP: net.ParseIP(args[2]), Port: port})
+		// IPV6_FREEBIND: a tenant may send from an address it does not hold (the host's
+		// side of its own link) without adding it, which would shadow its gateway.
+		d := net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(args[1])}, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		c, err := d.Dial("udp6", net.JoinHostPort(args[2], strconv.Itoa(port)))
 		if err != nil {
 			return fail(err)
 		}

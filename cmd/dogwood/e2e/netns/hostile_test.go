@@ -161,6 +161,91 @@ func TestHostileTenant(t *testing.T) {
 	nsMust(t, atk, "ip", "addr", "add", "198.18.0.250/24", "dev", ka)
 	nsMust(t, atk, "ip", "link", "set", ka, "up")
 
+	t.Run("6PN spoofed from the underlay", func(t *testing.T) {
+		// Issue 21 item 1: a frame to h1's underlay MAC "from" m2 (a machine of the
+		// same org on h2) to m1, and a DNS query "from" m2 to h1's fdaa::3. Before the
+		// fix h1 forwarded the first to m1 and answered the second into WireGuard.
+		recv := w.helper(m1.ns, "m1-udp", "udp-recv", "7777")
+		defer recv.stop(time.Second)
+		if err := e2eproc.Eventually(5*time.Second, 50*time.Millisecond, func() error {
+			if !strings.Contains(recv.output(), "LISTENING") {
+				return errors.New("receiver not ready")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got := func() int { return strings.Count(recv.output(), "GOT "+m2.addr()+"\n") }
+		// Control: m2's genuine datagrams (over WireGuard) reach m1.
+		if err := e2eproc.Eventually(10*time.Second, 200*time.Millisecond, func() error {
+			if out, err := helperRun(5*time.Second, m2.ns, "udp-send", m2.addr(), m1.addr(), "7777"); err != nil {
+				return fmt.Errorf("udp-send: %v %s", err, out)
+			}
+			if got() == 0 {
+				return errors.New("control: m2's genuine datagrams did not reach m1")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		genuine := got()
+
+		var link []struct {
+			Address string `json:"address"`
+		}
+		out, err := e2eproc.NSRun(5*time.Second, h1.ns, "ip", "-j", "link", "show", w.name("u1"))
+		if err != nil || json.Unmarshal([]byte(out), &link) != nil || len(link) != 1 {
+			t.Fatalf("h1's underlay MAC: %v %s", err, out)
+		}
+		h1MAC, err := net.ParseMAC(link[0].Address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		atkMAC := net.HardwareAddr{0x02, 0, 0, 0, 0x0a, 0x7c}
+		src, dst := netip.MustParseAddr(m2.addr()), netip.MustParseAddr(m1.addr())
+		query := []byte{0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'w', 'e', 'b', 8, 'i', 'n', 't', 'e', 'r', 'n', 'a', 'l', 0, 0, 28, 0, 1}
+		frames := [][]byte{
+			udp6Frame(h1MAC, atkMAC, src, dst, 40000, 7777, []byte("spoofed from the underlay")),
+			udp6Frame(h1MAC, atkMAC, src, netip.MustParseAddr("fdaa::3"), 40001, 53, query),
+			udp6Frame(h1MAC, atkMAC, src, netDNS, 40002, 53, query),
+		}
+		dropped := func() int {
+			out, _ := e2eproc.NSRun(5*time.Second, h1.ns, "nft", "list", "chain", "inet", "dogwood", "prerouting")
+			n := 0
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); strings.Contains(l, `"6pn-off-underlay"`) {
+					for i := range f[:len(f)-1] {
+						if f[i] == "packets" {
+							v, _ := strconv.Atoi(f[i+1])
+							n += v
+						}
+					}
+				}
+			}
+			return n
+		}
+		before := dropped()
+		for i := 0; i < 2; i++ {
+			if err := sendRaw(atk, ka, frames...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e2eproc.Eventually(5*time.Second, 100*time.Millisecond, func() error {
+			if d := dropped() - before; d < 2*len(frames) {
+				return fmt.Errorf("h1's underlay 6PN drop rules counted %d of the %d spoofed frames", d, 2*len(frames))
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(500 * time.Millisecond) // what the forward path would have delivered
+		if n := got() - genuine; n > 0 {
+			t.Errorf("m1 received %d datagrams spoofed from the underlay as m2", n)
+		}
+		t.Logf("sent %d spoofed frames from the underlay; %d genuine datagrams m2→m1 for control", 2*len(frames), genuine)
+	})
+
 	t.Run("replayed gossip after the state moved on", func(t *testing.T) {
 		state := func() string {
 			var m struct{ State string }
