@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -207,7 +208,7 @@ func TestMultiHost(t *testing.T) {
 	}
 	nstest.RequireRoot(t)
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("skipping: no /dev/net/tun for wireguard-go")
+		needs.Skip(t, "no /dev/net/tun for wireguard-go")
 	}
 	run := nstest.RunID()
 	br, h1, h2 := nstest.Name("br"), nstest.Name("h1"), nstest.Name("h2")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,7 @@ func TestPackagedConfigParses(t *testing.T) {
 func TestAlertRulesPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("SKIP: promtool not installed (apt-get install prometheus, or make deps): alert rules not checked")
+		needs.Skip(t, "promtool not installed (apt-get install prometheus, or make deps): alert rules not checked")
 	}
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
 		cmd := exec.Command(promtool, args...)
@@ -106,11 +107,11 @@ func TestDebInstall(t *testing.T) {
 		t.Skip("builds a package and a Debian root")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (chroot, dpkg into a Debian root)")
+		needs.Skip(t, "needs root (chroot, dpkg into a Debian root)")
 	}
 	for _, tool := range []string{"debootstrap", "dpkg-deb", "chroot"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s not installed (make deps)", tool)
+			needs.Skip(t, "%s not installed (make deps)", tool)
 		}
 	}
 	base, err := debianRoot(t)

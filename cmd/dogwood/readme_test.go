@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"net"
 	"os"
 	"os/exec"
@@ -40,7 +41,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Skip("starts three agents")
 	}
 	if _, err := exec.LookPath("dig"); err != nil {
-		t.Skip("dig not installed (apt-get install dnsutils)")
+		needs.Skip(t, "dig not installed (apt-get install dnsutils)")
 	}
 	md, err := os.ReadFile("../../README.md")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -487,7 +488,7 @@ func TestSyncListeners(t *testing.T) {
 	// A second loopback address standing in for fdaa:<net>::3 (which needs an interface).
 	dyn := netip.MustParseAddrPort("127.0.0.2:0")
 	if err := e.srv.SyncListeners([]netip.AddrPort{dyn}); err != nil {
-		t.Skipf("cannot bind 127.0.0.2 here: %v", err)
+		needs.Skip(t, "cannot bind 127.0.0.2 here: %v", err)
 	}
 	addrs := e.srv.Addrs()
 	if len(addrs) != 2 {
@@ -531,7 +532,7 @@ func TestSyncListenersFreebind(t *testing.T) {
 	e := start(t, nil)
 	a := netip.AddrPortFrom(sixpn.NetworkDNS(0x18), 0)
 	if err := e.srv.SyncListeners([]netip.AddrPort{a}); err != nil {
-		t.Skipf("no IPv6 freebind here: %v", err)
+		needs.Skip(t, "no IPv6 freebind here: %v", err)
 	}
 	found := false
 	for _, b := range e.srv.Addrs() {
@@ -639,7 +640,7 @@ func TestDigAndFormat(t *testing.T) {
 func TestRealDig(t *testing.T) {
 	dig, err := exec.LookPath("dig")
 	if err != nil {
-		t.Skip("dig not installed (apt-get install bind9-dnsutils); skipping the real-client test")
+		needs.Skip(t, "dig not installed (apt-get install bind9-dnsutils)")
 	}
 	e := start(t, nil)
 	host, port, _ := net.SplitHostPort(e.addr)

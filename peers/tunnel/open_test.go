@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"io"
 	"net"
 	"net/netip"
@@ -26,7 +27,7 @@ func TestOpenUsesLiveTunnel(t *testing.T) {
 	}
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		needs.Skip(t, "no IPv6 loopback: %v", err)
 	}
 	defer ln.Close()
 	go func() {

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"io"
 	"os"
 	"os/exec"
@@ -51,15 +52,12 @@ func RunID() string {
 // InChild reports whether this process is a re-executed child.
 func InChild() bool { return os.Getenv(ChildEnv) != "" }
 
-// RequireRoot skips t unless it runs as root with `ip` available.
+// RequireRoot skips t (fails it under CI=true) unless it runs as root with `ip`
+// available.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (network namespaces, TUN, nftables); run `sudo go test` to include it")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: iproute2 `ip` not installed")
-	}
+	needs.Root(t)
+	needs.Tools(t, "ip")
 }
 
 // Name returns a unique namespace or interface name "dw<run><suffix>" (keep the

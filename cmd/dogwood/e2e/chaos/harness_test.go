@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,17 +27,9 @@ func requireEnv(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping fault-injection suite in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (network namespaces, TUN, nftables)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("skipping: no /dev/net/tun (the agents run userspace WireGuard)")
-	}
-	for _, tool := range []string{"ip", "nft", "dig", "busybox", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed (run `make deps`)", tool)
-		}
-	}
+	needs.Root(t)
+	needs.TUN(t)
+	needs.Tools(t, "ip", "nft", "dig", "busybox", "curl")
 }
 
 // proc is an agent process in its own process group.

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"net"
 	"os"
 	"os/exec"
@@ -555,7 +556,7 @@ const digPath = "/usr/bin/dig"
 func needDig(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(digPath); err != nil {
-		t.Skipf("%s not found (apt-get install dnsutils); skipping the dig tests", digPath)
+		needs.Skip(t, "%s not found (apt-get install dnsutils)", digPath)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -48,23 +49,11 @@ func requireEnv(t *testing.T, tools ...string) {
 	if testing.Short() {
 		t.Skip("skipping network-namespace end-to-end test in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (network namespaces, TUN, nftables); run `sudo go test ./cmd/dogwood/e2e/netns/`")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("skipping: no /dev/net/tun (needed by the userspace WireGuard of the agents)")
-	}
-	var missing []string
-	for _, tool := range append([]string{"ip", "nft", "wg", "dig", "curl", "busybox"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) > 0 {
-		t.Skipf("skipping: tools not installed: %s (run `make deps`)", strings.Join(missing, ", "))
-	}
+	needs.Root(t)
+	needs.TUN(t)
+	needs.Tools(t, append([]string{"ip", "nft", "wg", "dig", "curl", "busybox"}, tools...)...)
 	if out, err := exec.Command("ip", "netns", "list").CombinedOutput(); err != nil {
-		t.Skipf("skipping: network namespaces unavailable: %v %s", err, out)
+		needs.Skip(t, "network namespaces unavailable: %v %s", err, out)
 	}
 }
 
