@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -81,10 +82,14 @@ func (g *gatewayPeers) create(ctx context.Context, spec PeerSpec) (*catalog.Peer
 	}
 	if err := n.installed(ctx, catalog.ID{Kind: catalog.KindPeer, Key: key}); err != nil {
 		// Not installed: take the record back so nothing half-created remains.
+		err = fmt.Errorf("installing peer on gateway %q: %w", n.id.Name, err)
 		if r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: key}); r != nil {
-			_ = n.tombstone(r)
+			if terr := n.tombstone(r); terr != nil {
+				n.log.Error("peer not installed and its record not taken back", "org", spec.Org, "peer", spec.Name, "err", terr)
+				err = errors.Join(err, fmt.Errorf("taking the peer record back failed too (remove it with `dogwood wireguard remove %s %s`): %w", spec.Org, spec.Name, terr))
+			}
 		}
-		return nil, fmt.Errorf("installing peer on gateway %q: %w", n.id.Name, err)
+		return nil, err
 	}
 	return p, nil
 }

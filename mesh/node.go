@@ -7,6 +7,7 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -95,14 +96,12 @@ type Node struct {
 	allocMu  sync.Mutex // serializes machine-field and peer-slot allocation
 	gw       *gatewayPeers
 
-	pendMu     sync.Mutex
-	pending    map[catalog.ID]struct{} // remote records to persist
-	persistSig chan struct{}
-	outMu      sync.Mutex
-	outbox     []*catalog.Record // recorded local writes not yet published
-	fatal      chan struct{}
-	fatalOnce  sync.Once
-	fatalErr   error
+	remote    *remoteWriter // other hosts' records to disk
+	outMu     sync.Mutex
+	outbox    []*catalog.Record // recorded local writes not yet published
+	fatal     chan struct{}
+	fatalOnce sync.Once
+	fatalErr  error
 	// confirmed: since it started, a host of the cluster told this host what it
 	// holds under its name (or this is the first host); until then no writes.
 	confirmed atomic.Bool
@@ -138,8 +137,9 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st,
-		pending: map[catalog.ID]struct{}{}, persistSig: make(chan struct{}, 1), stop: make(chan struct{}), fatal: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st, stop: make(chan struct{}), fatal: make(chan struct{})}
+	n.remote = newRemoteWriter(st.Put, func(ids []catalog.ID) []*catalog.Record { return n.cat.Records(ids) },
+		cfg.Logger.With("component", "persist"), cfg.Clock)
 	n.gw = &gatewayPeers{n: n, reserved: map[int]bool{}}
 	if err := n.start(); err != nil {
 		st.Close()
@@ -241,7 +241,7 @@ func (n *Node) start() error {
 	}
 
 	n.wg.Add(1)
-	go n.persistLoop()
+	go func() { defer n.wg.Done(); n.remote.run(n.stop, persistWindow) }()
 	g, err := gossip.New(gossip.Config{
 		Name: id.Name, HostID: id.HostID,
 		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
@@ -298,21 +298,35 @@ func (n *Node) loadCatalog() error {
 
 // Close leaves nothing running. Call Leave first for a graceful exit.
 func (n *Node) Close() error {
+	var err error
 	n.closeOnce.Do(func() {
+		var errs []error
 		if n.gossip != nil {
 			// The contact time is what a restart compares with the tombstone horizon.
 			if n.inTouch() {
-				_ = n.store.SaveAliveAt(n.now())
+				if e := n.store.SaveAliveAt(n.now()); e != nil {
+					errs = append(errs, fmt.Errorf("save last contact time: %w", e))
+				}
 			}
-			n.gossip.Close()
+			if e := n.gossip.Close(); e != nil {
+				errs = append(errs, fmt.Errorf("close gossip: %w", e))
+			}
 		}
 		close(n.stop)
 		n.wg.Wait()
-		n.writePending() // what is still queued
-		n.store.Close()
+		errs = append(errs, n.remote.write()) // what is still queued
+		if e := n.store.Close(); e != nil {
+			errs = append(errs, fmt.Errorf("close data file: %w", e))
+		}
+		err = errors.Join(errs...)
 	})
-	return nil
+	return err
 }
+
+// DiskBehind is nil unless records from other hosts that this host applied are not
+// yet on its disk because writing them failed (they are retried); readiness and
+// doctor report it.
+func (n *Node) DiskBehind() error { return n.remote.behind() }
 
 // Leave tells the cluster this host is going away on purpose.
 func (n *Node) Leave(timeout time.Duration) error { return n.gossip.Leave(timeout) }

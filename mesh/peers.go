@@ -190,8 +190,14 @@ func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error)
 			if !errors.As(err, &re) {
 				// The gateway may have acted before we stopped waiting: undo.
 				cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = n.gossip.Call(cctx, gw.Name, opPeerRemove, peerRef{Org: spec.Org, Name: spec.Name}, nil)
+				uerr := n.gossip.Call(cctx, gw.Name, opPeerRemove, peerRef{Org: spec.Org, Name: spec.Name}, nil)
 				cancel()
+				if uerr != nil && !errors.As(uerr, &re) {
+					// A remote "not found" means there was nothing to undo; anything else
+					// may leave a peer behind, which the operator must hear about.
+					n.log.Warn("peer create failed and its undo could not be confirmed", "org", spec.Org, "peer", spec.Name, "gateway", gw.Name, "err", uerr)
+					err = errors.Join(err, fmt.Errorf("undo not confirmed (check `dogwood wireguard list %s`): %w", spec.Org, uerr))
+				}
 			}
 			return nil, fmt.Errorf("gateway %s: %w", gw.Name, err)
 		}

@@ -77,37 +77,6 @@ func (n *Node) commit(rs ...*catalog.Record) error {
 	return err
 }
 
-// persistAsync queues records from other hosts for the batching writer. It never
-// blocks (gossip calls it from memberlist callbacks, which must not block): ids go
-// into a set that the writer takes whole, so memory is bounded by the catalog and a
-// burst costs one synced transaction. Remote records lost in a crash before the
-// writer ran come back through anti-entropy.
-func (n *Node) persistAsync(rs []*catalog.Record) {
-	n.pendMu.Lock()
-	for _, r := range rs {
-		n.pending[r.ID()] = struct{}{}
-	}
-	n.pendMu.Unlock()
-	select {
-	case n.persistSig <- struct{}{}:
-	default:
-	}
-}
-
-func (n *Node) takePending() []catalog.ID {
-	n.pendMu.Lock()
-	defer n.pendMu.Unlock()
-	if len(n.pending) == 0 {
-		return nil
-	}
-	ids := make([]catalog.ID, 0, len(n.pending))
-	for id := range n.pending {
-		ids = append(ids, id)
-	}
-	clear(n.pending)
-	return ids
-}
-
 // persistWindow is how long the writer lets remote records gather before it writes
 // them in one transaction. Each transaction is an fsync: at 100 changes/s
 // fleet-wide every host would otherwise sync up to 100 times a second, and 500
@@ -116,29 +85,6 @@ func (n *Node) takePending() []catalog.ID {
 // back; Close writes what is pending.
 const persistWindow = 100 * time.Millisecond
 
-func (n *Node) persistLoop() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.persistSig:
-		case <-n.stop:
-			return
-		}
-		select {
-		case <-time.After(persistWindow):
-		case <-n.stop:
-			return
-		}
-		n.writePending()
-	}
-}
-
-// writePending writes what the catalog holds now for the pending ids, so a batch
-// never puts a stale version over a newer one.
-func (n *Node) writePending() {
-	if ids := n.takePending(); len(ids) > 0 {
-		if err := n.store.Put(n.cat.Records(ids)...); err != nil {
-			n.log.Error("persist remote records", "err", err, "records", len(ids))
-		}
-	}
-}
+// persistAsync queues records from other hosts for the batching writer (it never
+// blocks: gossip calls it from memberlist callbacks).
+func (n *Node) persistAsync(rs []*catalog.Record) { n.remote.add(rs) }

@@ -15,7 +15,7 @@ import (
 // running at all) any number of calls return, and the writer later gets each id
 // once with the newest version the catalog holds.
 func TestPersistAsyncNeverBlocks(t *testing.T) {
-	n := &Node{pending: map[catalog.ID]struct{}{}, persistSig: make(chan struct{}, 1), stop: make(chan struct{})}
+	n := &Node{remote: newRemoteWriter(nil, nil, nil, time.Now)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -29,10 +29,10 @@ func TestPersistAsyncNeverBlocks(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("persistAsync blocked with no writer running (a gossip callback would hang memberlist)")
 	}
-	if ids := n.takePending(); len(ids) != 3000 {
+	if ids := n.remote.take(); len(ids) != 3000 {
 		t.Fatalf("writer got %d ids, want the 3000 distinct ones", len(ids))
 	}
-	if ids := n.takePending(); len(ids) != 0 {
+	if ids := n.remote.take(); len(ids) != 0 {
 		t.Fatalf("ids handed out twice: %d", len(ids))
 	}
 }

@@ -201,6 +201,9 @@ func (d *doctor) dataDir(context.Context) []doctorCheck {
 		return []doctorCheck{warn(name, fmt.Sprintf("%s has mode %04o; it holds the WireGuard private key", d.opts.DataDir, m),
 			"chmod 700 "+d.opts.DataDir)}
 	}
+	if err := d.node.DiskBehind(); err != nil {
+		return []doctorCheck{fail(name, err.Error(), "free space or fix the disk under "+d.opts.DataDir+"; the agent retries by itself and a restart would reload only what is on disk")}
+	}
 	return []doctorCheck{pass(name, fmt.Sprintf("%s, mode %04o", d.opts.DataDir, st.Mode().Perm()))}
 }
 

@@ -19,8 +19,8 @@ import (
 )
 
 // readiness answers /readyz: the agent is ready when it has joined the cluster
-// (or was given nobody to join), its DNS listener answers, and WireGuard is
-// configured with the latest catalog (or is off). /healthz only says the process
+// (or was given nobody to join), its DNS listener answers, WireGuard is
+// configured with the latest catalog (or is off), and its disk holds what it applied. /healthz only says the process
 // serves HTTP, so a supervisor restarts a wedged agent but not one that merely
 // waits for its peers.
 type readiness struct {
@@ -38,7 +38,20 @@ type readyCheck struct {
 }
 
 func (r *readiness) checks(ctx context.Context) []readyCheck {
-	return []readyCheck{r.joined(), r.dnsServing(ctx), r.wireguard()}
+	return []readyCheck{r.joined(), r.dnsServing(ctx), r.wireguard(), diskCheck(r.node.DiskBehind())}
+}
+
+// diskCheck fails while records this host applied are not on its disk: a restart
+// then would come back with less than it served (anti-entropy would refill it, but
+// only from hosts that are up).
+func diskCheck(behind error) readyCheck {
+	c := readyCheck{Name: "disk"}
+	if behind != nil {
+		c.Detail = behind.Error()
+		return c
+	}
+	c.OK, c.Detail = true, "every applied record is on disk"
+	return c
 }
 
 func (r *readiness) joined() readyCheck {
