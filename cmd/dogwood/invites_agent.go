@@ -75,7 +75,7 @@ func openInvites(o agentOptions, publicEndpoint string, log *slog.Logger, reg pr
 	port := ln.Addr().(*net.TCPAddr).Port
 	cfg := &mesh.InviteConfig{Book: book, Pin: id.Pin, Endpoint: net.JoinHostPort(pubHost, strconv.Itoa(port))}
 	return &inviteListener{cfg: cfg, ln: ln, log: log,
-		srv: &invite.Server{Identity: id, Logger: log, Registerer: reg}}, nil
+		srv: &invite.Server{Identity: id, Logger: log, Registerer: reg, Check: book.Check}}, nil
 }
 
 // serve starts redemption once the node runs.

@@ -178,6 +178,24 @@ func (b *Book) Claim(secret [SecretLen]byte, publicKey string) (Invite, error) {
 	return inv, nil
 }
 
+// Check says what Claim would say of this secret, changing nothing: nil for a
+// pending invitation. It is a hash and a map lookup, cheap enough to run before any
+// rate limit so that forged codes from a source never lock out a real one.
+func (b *Book) Check(secret [SecretLen]byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	x := b.invites[Hash(secret)]
+	switch {
+	case x == nil:
+		return ErrUnknown
+	case x.UsedAt != nil:
+		return ErrUsed
+	case !b.now().Before(x.ExpiresAt):
+		return ErrExpired
+	}
+	return nil
+}
+
 // Release returns a claimed invitation to pending (its peer was not created).
 func (b *Book) Release(secret [SecretLen]byte) error {
 	b.mu.Lock()

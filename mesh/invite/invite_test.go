@@ -156,7 +156,7 @@ func testGatewayServer(t *testing.T, limits Limits) (*Book, *Identity, string, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Identity: id, Now: clk.now, Limits: limits, Registerer: prometheus.NewRegistry(),
+	srv := &Server{Identity: id, Now: clk.now, Limits: limits, Registerer: prometheus.NewRegistry(), Check: book.Check,
 		Redeem: func(ctx context.Context, secret [SecretLen]byte, pub string) (*Response, error) {
 			if pub == "" {
 				return nil, &BadRequest{Msg: "missing public key"}
@@ -268,5 +268,46 @@ func TestRateLimit(t *testing.T) {
 	}
 	if got, lim := testutil.ToFloat64(srv.results.WithLabelValues("unknown")), testutil.ToFloat64(srv.results.WithLabelValues("rate_limited")); got != 4 || lim != 1 {
 		t.Errorf("dogwood_invite_redemptions_total: unknown %v, rate_limited %v; want 4 and 1", got, lim)
+	}
+}
+
+// TestForgedCodesDoNotLockOutARealOne is issue 21 item 4: after forged codes from
+// one address (a NAT shared with an attacker) used up its failures, the real code
+// from that same address is still redeemed, while the forged ones keep costing the
+// gateway no more than a lookup each (they never reach Redeem again).
+func TestForgedCodesDoNotLockOutARealOne(t *testing.T) {
+	book, id, addr, clk, srv := testGatewayServer(t, Limits{PerIPBurst: 3, PerIPEvery: time.Minute, GlobalPerSec: 1})
+	ctx := context.Background()
+	limited := 0
+	for i := 0; i < 20; i++ {
+		_, err := Redeem(ctx, Code{Endpoint: addr, Pin: id.Pin, Secret: newSecret()}, "PUB")
+		switch {
+		case errors.Is(err, ErrUnknown):
+		case err != nil && strings.Contains(err.Error(), "too many"):
+			limited++
+		default:
+			t.Fatalf("forged code %d: %v", i, err)
+		}
+	}
+	if limited != 17 {
+		t.Errorf("%d of 20 forged codes rate limited, want 17 (burst 3)", limited)
+	}
+	s := newSecret()
+	if err := book.Add(Invite{Hash: Hash(s), Org: "acme", Name: "laptop", DNS: "split", ExpiresAt: clk.now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := Redeem(ctx, Code{Endpoint: addr, Pin: id.Pin, Secret: s}, "PUB")
+	if err != nil || resp.Name != "laptop" {
+		t.Fatalf("the real code after forged ones from the same address: %+v, %v", resp, err)
+	}
+	// Used now: a second try is a failure like any other, and still limited.
+	if _, err := Redeem(ctx, Code{Endpoint: addr, Pin: id.Pin, Secret: s}, "PUB"); err == nil || !strings.Contains(err.Error(), "too many") {
+		t.Errorf("the used code from a limited address: %v, want rate limited", err)
+	}
+	if got := testutil.ToFloat64(srv.results.WithLabelValues("unknown")); got != 3 {
+		t.Errorf("%v forged codes reached the book, want only the burst of 3", got)
+	}
+	if got := testutil.ToFloat64(srv.results.WithLabelValues("ok")); got != 1 {
+		t.Errorf("ok redemptions %v, want 1", got)
 	}
 }

@@ -48,12 +48,17 @@ type BadRequest struct{ Msg string }
 
 func (e *BadRequest) Error() string { return e.Msg }
 
-// Limits bound what the listener accepts from the Internet.
+// Limits bound what the listener accepts from the Internet. The rate limits count
+// failed attempts (unknown, used or expired codes, malformed requests), never a
+// redemption of a valid code: with Server.Check set, a source or a listener that
+// used up its failures still redeems a code that Check accepts, so forged codes
+// from behind the same NAT cannot lock a developer out, while what they cost the
+// gateway stays a hash and a lookup each.
 type Limits struct {
 	MaxConns     int           // concurrent connections (default 64)
-	PerIPBurst   int           // requests an address may make at once (default 5)
+	PerIPBurst   int           // failures an address may make at once (default 5)
 	PerIPEvery   time.Duration // then one per this interval (default 10 s)
-	GlobalPerSec float64       // all addresses together (default 5/s, burst 20)
+	GlobalPerSec float64       // failures from all addresses together (default 5/s, burst 20)
 	Timeout      time.Duration // whole request, TLS handshake included (default 10 s)
 	MaxAddrs     int           // addresses remembered by the limiter (default 10,000)
 }
@@ -82,7 +87,11 @@ func (l *Limits) setDefaults() {
 // Server is a gateway's invite listener. It serves one thing, POST
 // /v1/redeem, over TLS with the gateway's Identity.
 type Server struct {
-	Redeem   Redeemer
+	Redeem Redeemer
+	// Check, when set, says without side effects whether a secret is redeemable
+	// (nil) — the book's Check. A request whose source is over its failure limits is
+	// refused unless Check accepts its secret.
+	Check    func(secret [SecretLen]byte) error
 	Identity *Identity
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -155,15 +164,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return srv.Shutdown(ctx)
 }
 
-// allow applies the per-address and global rate limits.
-func (s *Server) allow(addr string) bool {
+func hostOf(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		host = addr
+		return addr
 	}
-	now := s.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	return host
+}
+
+// limiter returns the failure budget of one address.
+func (s *Server) limiterLocked(host string) *rate.Limiter {
 	l := s.perIP[host]
 	if l == nil {
 		if len(s.perIP) >= s.Limits.MaxAddrs {
@@ -174,30 +184,60 @@ func (s *Server) allow(addr string) bool {
 		l = rate.NewLimiter(rate.Every(s.Limits.PerIPEvery), s.Limits.PerIPBurst)
 		s.perIP[host] = l
 	}
-	return l.AllowN(now, 1) && s.global.AllowN(now, 1)
+	return l
+}
+
+// limited reports whether host, or the listener as a whole, has no failure left.
+func (s *Server) limited(host string) bool {
+	now := s.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limiterLocked(host).TokensAt(now) < 1 || s.global.TokensAt(now) < 1
+}
+
+// failed charges one failure to host and to the listener.
+func (s *Server) failed(host string) {
+	now := s.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limiterLocked(host).AllowN(now, 1)
+	s.global.AllowN(now, 1)
+}
+
+func (s *Server) refuseRate(w http.ResponseWriter) {
+	s.results.WithLabelValues("rate_limited").Inc()
+	w.Header().Set("Retry-After", "60")
+	writeErr(w, http.StatusTooManyRequests, "rate", "too many failed invitation attempts from this address: wait a minute and try again")
 }
 
 func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
-	if !s.allow(r.RemoteAddr) {
-		s.results.WithLabelValues("rate_limited").Inc()
-		w.Header().Set("Retry-After", "60")
-		writeErr(w, http.StatusTooManyRequests, "rate", "too many invitation attempts from this address: wait a minute and try again")
+	host := hostOf(r.RemoteAddr)
+	limited := s.limited(host)
+	if limited && s.Check == nil {
+		s.refuseRate(w)
 		return
 	}
 	var req Request
 	d := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&req); err != nil {
-		s.writeErr(w, http.StatusBadRequest, "bad", "invalid request: "+err.Error())
+		s.fail(w, host, limited, http.StatusBadRequest, "bad", "invalid request: "+err.Error())
 		return
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(req.Secret)
 	if err != nil || len(raw) != SecretLen {
-		s.writeErr(w, http.StatusBadRequest, "bad", "invalid secret")
+		s.fail(w, host, limited, http.StatusBadRequest, "bad", "invalid secret")
 		return
 	}
 	var secret [SecretLen]byte
 	copy(secret[:], raw)
+	// Over the limit, only a secret the book would honour goes further: the real
+	// code is checked before the failure limit, so it is never refused for the
+	// failures of others.
+	if limited && s.Check(secret) != nil {
+		s.refuseRate(w)
+		return
+	}
 	resp, err := s.Redeem(r.Context(), secret, req.PublicKey)
 	var bad *BadRequest
 	switch {
@@ -209,19 +249,32 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(resp)
 	case errors.Is(err, ErrUnknown):
 		s.Logger.Info("invitation refused: unknown code", "from", r.RemoteAddr)
-		s.writeErr(w, http.StatusNotFound, "unknown", ErrUnknown.Error())
+		s.fail(w, host, false, http.StatusNotFound, "unknown", ErrUnknown.Error())
 	case errors.Is(err, ErrUsed):
 		s.Logger.Info("invitation refused: already used", "from", r.RemoteAddr)
-		s.writeErr(w, http.StatusGone, "used", ErrUsed.Error())
+		s.fail(w, host, false, http.StatusGone, "used", ErrUsed.Error())
 	case errors.Is(err, ErrExpired):
 		s.Logger.Info("invitation refused: expired", "from", r.RemoteAddr)
-		s.writeErr(w, http.StatusGone, "expired", ErrExpired.Error())
+		s.fail(w, host, false, http.StatusGone, "expired", ErrExpired.Error())
 	case errors.As(err, &bad):
-		s.writeErr(w, http.StatusBadRequest, "bad", bad.Msg)
+		s.fail(w, host, false, http.StatusBadRequest, "bad", bad.Msg)
 	default:
+		// The gateway's own trouble (the peer could not be created) is not the
+		// client's failure: it is not charged.
 		s.Logger.Error("invitation redemption failed", "from", r.RemoteAddr, "err", err)
 		s.writeErr(w, http.StatusServiceUnavailable, "failed", "the gateway could not create the peer: "+err.Error())
 	}
+}
+
+// fail answers a failed attempt and charges it; a source already over its limit
+// hears only that (what it sent is not judged further).
+func (s *Server) fail(w http.ResponseWriter, host string, limited bool, code int, reason, msg string) {
+	if limited {
+		s.refuseRate(w)
+		return
+	}
+	s.failed(host)
+	s.writeErr(w, code, reason, msg)
 }
 
 type errorBody struct {
