@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math/rand"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/quorum"
 )
 
 // Named creates: a name that must be unique in the cluster (an org, a network and its
@@ -78,11 +80,20 @@ type grant struct {
 	expires time.Time
 }
 
-// arbiter is one host's grant table.
+// arbiter is one host's grant table, and (as a claimant) what it learnt of other
+// arbiters' speed.
 type arbiter struct {
 	mu     sync.Mutex
 	grants map[string]grant
+	slow   *quorum.Slow
 }
+
+// Arbiters that failed to answer, or took longer than slowArbiter, are asked only
+// when the others cannot make a majority, for slowFor.
+const (
+	slowArbiter = 500 * time.Millisecond
+	slowFor     = time.Minute
+)
 
 // claimKeys are the unique names a record takes.
 func claimKeys(r *catalog.Record) []string {
@@ -140,93 +151,139 @@ func (g *Gossip) Claim(ctx context.Context, r *catalog.Record) error {
 }
 
 func (g *Gossip) claimOnce(ctx context.Context, r *catalog.Record) (err error, retry bool) {
-	me := claimant{Host: g.cfg.Name, Gen: r.Gen, Created: r.Created}
 	hosts := g.aliveNames(true)
-	keys := claimKeys(r)
-	type vote struct {
-		key   string
-		host  string
-		reply claimReply
-		err   error
-	}
-	var mu sync.Mutex
-	var votes []vote
-	var wg sync.WaitGroup
 	arbiters := map[string][]string{}
-	for _, key := range keys {
+	for _, key := range claimKeys(r) {
 		arbiters[key] = Arbiters(key, hosts)
-		for _, h := range arbiters[key] {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req := claimRequest{Keys: []string{key}, Holder: me, Record: r}
-				var rep claimReply
-				var err error
-				if h == g.cfg.Name {
-					rep = g.arbitrate(req)
-				} else {
-					err = g.Call(ctx, h, opClaim, req, &rep)
-				}
-				mu.Lock()
-				votes = append(votes, vote{key, h, rep, err})
-				mu.Unlock()
-			}()
-		}
 	}
-	wg.Wait()
-	granted := map[string]int{}
-	var granters []vote
-	var conflict *claimant
-	lose := false
-	for _, v := range votes {
-		if v.err != nil {
-			g.log.Debug("claim", "key", v.key, "arbiter", v.host, "err", v.err)
-			continue
-		}
-		for _, x := range v.reply.Records {
+	c := claimRound{
+		me: claimant{Host: g.cfg.Name, Gen: r.Gen, Created: r.Created}, r: r, arbiters: arbiters,
+		slow: g.arb.slow, timeout: g.cfg.RPCTimeout, log: g.log,
+		ask: func(ctx context.Context, key, h string, req claimRequest) (claimReply, error) {
+			if h == g.cfg.Name {
+				return g.arbitrate(req), nil
+			}
+			var rep claimReply
+			err := g.Call(ctx, h, opClaim, req, &rep)
+			return rep, err
+		},
+		release: func(key, h string, req claimRequest) {
+			if h == g.cfg.Name {
+				g.release(req)
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if err := g.Call(ctx, h, opRelease, req, nil); err != nil {
+				// The grant expires by itself (grantTTL); until then it only delays
+				// another claimant of the same name.
+				g.log.Debug("claim release", "key", key, "arbiter", h, "err", err)
+			}
+		},
+		learn: func(x *catalog.Record) bool {
 			if x == nil || x.Validate() != nil {
 				g.drop("invalid_record", nil)
-				continue
+				return false
 			}
 			g.merge([]*catalog.Record{x})
-			if x.ID() == r.ID() && !x.Deleted && !x.SameIdentity(r) && x.Gen >= r.Gen {
-				lose = true // the name exists (written by a claimant that won)
+			return true
+		},
+	}
+	return c.run(ctx)
+}
+
+// claimRound is one attempt to reserve a record's names with their arbiters. It
+// needs only ask/release/learn, so it runs against fake arbiters in tests. Each
+// name is decided by a majority of its arbiters (quorum.Need): the round returns as
+// soon as every name has one, and grants that arrive after it gave up are released.
+type claimRound struct {
+	me       claimant
+	r        *catalog.Record
+	arbiters map[string][]string // name → its arbiter hosts
+	slow     *quorum.Slow
+	timeout  time.Duration
+	log      *slog.Logger
+	ask      func(ctx context.Context, key, host string, req claimRequest) (claimReply, error)
+	release  func(key, host string, req claimRequest)
+	learn    func(*catalog.Record) bool // merges a record an arbiter handed over; false if invalid
+}
+
+func (c claimRound) run(ctx context.Context) (err error, retry bool) {
+	r, me := c.r, c.me
+	type keyed struct {
+		key string
+		res []quorum.Result[claimReply]
+	}
+	// Grants that come in after the decision: kept if the claim won, released if not.
+	decided := make(chan struct{})
+	won := false
+	late := func(key string) func(quorum.Result[claimReply]) {
+		return func(v quorum.Result[claimReply]) {
+			<-decided
+			if v.Err == nil && v.Value.Granted && !won {
+				c.release(key, v.Host, claimRequest{Keys: []string{key}, Holder: me})
 			}
 		}
-		if v.reply.Granted {
-			granted[v.key]++
-			granters = append(granters, v)
-			continue
-		}
-		if h := v.reply.Holder; h != nil {
-			conflict = h
-			other := &catalog.Record{Kind: r.Kind, Key: r.Key, Gen: h.Gen, Created: h.Created, Version: h.Created}
-			if other.Wins(&catalog.Record{Kind: r.Kind, Key: r.Key, Gen: me.Gen, Created: me.Created, Version: me.Created}) {
-				lose = true
+	}
+	results := make(chan keyed, len(c.arbiters))
+	for key, hosts := range c.arbiters {
+		go func() {
+			req := claimRequest{Keys: []string{key}, Holder: me, Record: r}
+			res := quorum.Poll(ctx, hosts, quorum.Need(len(hosts)), c.slow, c.timeout,
+				func(ctx context.Context, h string) (claimReply, error) { return c.ask(ctx, key, h, req) },
+				func(rep claimReply, err error) bool { return err == nil && rep.Granted },
+				late(key))
+			results <- keyed{key, res}
+		}()
+	}
+	granted := map[string]int{}
+	type granter struct{ key, host string }
+	var granters []granter
+	var conflict *claimant
+	lose := false
+	for range c.arbiters {
+		kr := <-results
+		for _, v := range kr.res {
+			if v.Err != nil {
+				c.log.Debug("claim", "key", kr.key, "arbiter", v.Host, "err", v.Err)
+				continue
+			}
+			for _, x := range v.Value.Records {
+				if !c.learn(x) {
+					continue
+				}
+				if x.ID() == r.ID() && !x.Deleted && !x.SameIdentity(r) && x.Gen >= r.Gen {
+					lose = true // the name exists (written by a claimant that won)
+				}
+			}
+			if v.Value.Granted {
+				granted[kr.key]++
+				granters = append(granters, granter{kr.key, v.Host})
+				continue
+			}
+			if h := v.Value.Holder; h != nil {
+				conflict = h
+				other := &catalog.Record{Kind: r.Kind, Key: r.Key, Gen: h.Gen, Created: h.Created, Version: h.Created}
+				if other.Wins(&catalog.Record{Kind: r.Kind, Key: r.Key, Gen: me.Gen, Created: me.Created, Version: me.Created}) {
+					lose = true
+				}
 			}
 		}
 	}
 	ok := true
-	for _, key := range keys {
-		if granted[key] < len(arbiters[key])/2+1 {
+	for key, hosts := range c.arbiters {
+		if granted[key] < quorum.Need(len(hosts)) {
 			ok = false
 		}
 	}
-	if ok && !lose {
+	won = ok && !lose
+	close(decided)
+	if won {
 		return nil, false
 	}
 	// Give back what we hold so the other claimant can finish.
 	for _, v := range granters {
-		req := claimRequest{Keys: []string{v.key}, Holder: me}
-		if v.host == g.cfg.Name {
-			g.release(req)
-			continue
-		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = g.Call(ctx, v.host, opRelease, req, nil)
-		}()
+		go c.release(v.key, v.host, claimRequest{Keys: []string{v.key}, Holder: me})
 	}
 	switch {
 	case lose:
@@ -328,26 +385,39 @@ const opWritten = "claim.written"
 // Written hands a record that was just written under a claim to the arbiters of its
 // names and waits (bounded by ctx) until they hold it: they protect the name with
 // the record itself from then on, and in a cluster of up to ArbiterCount hosts
-// every host has the record when the create returns. The broadcast tree carries
-// it to everyone else.
+// every host has the record when the create returns (so a create on another host
+// right after can use it). Arbiters remembered as slow or unreachable are not
+// waited for (the broadcast tree carries the record to them, and to everyone
+// else), unless a majority needs them: one bad link costs at most one RPC timeout,
+// on the first create that meets it.
 func (g *Gossip) Written(ctx context.Context, r *catalog.Record) {
 	hosts := g.aliveNames(true)
-	seen := map[string]bool{g.cfg.Name: true}
 	var wg sync.WaitGroup
 	for _, key := range claimKeys(r) {
-		for _, h := range Arbiters(key, hosts) {
-			if seen[h] {
-				continue
-			}
-			seen[h] = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := g.Call(ctx, h, opWritten, []*catalog.Record{r}, nil); err != nil {
-					g.log.Debug("written", "arbiter", h, "err", err)
+		arbs := Arbiters(key, hosts)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fast := 0
+			for _, h := range arbs {
+				if !g.arb.slow.Is(h) {
+					fast++
 				}
-			}()
-		}
+			}
+			quorum.Poll(ctx, arbs, max(quorum.Need(len(arbs)), fast), g.arb.slow, g.cfg.RPCTimeout,
+				func(ctx context.Context, h string) (struct{}, error) {
+					if h == g.cfg.Name {
+						return struct{}{}, nil
+					}
+					return struct{}{}, g.Call(ctx, h, opWritten, []*catalog.Record{r}, nil)
+				},
+				func(_ struct{}, err error) bool { return err == nil },
+				func(v quorum.Result[struct{}]) {
+					if v.Err != nil {
+						g.log.Debug("written", "arbiter", v.Host, "err", v.Err)
+					}
+				})
+		}()
 	}
 	wg.Wait()
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
+	"github.com/dogwood/dogwood/mesh/quorum"
 )
 
 // Config is everything a Gossip needs; zero timings take defaults.
@@ -173,6 +174,7 @@ func New(cfg Config) (*Gossip, error) {
 	g.replay = newReplayGuard(nil)
 	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
 	g.arb.grants = map[string]grant{}
+	g.arb.slow = quorum.NewSlow(slowFor, slowArbiter, nil)
 	g.handlers[opClaim] = g.handleClaim
 	g.handlers[opRelease] = g.handleRelease
 	g.handlers[opWritten] = g.handleWritten

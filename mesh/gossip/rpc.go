@@ -56,8 +56,18 @@ func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error
 	if err != nil {
 		return err
 	}
-	if err := g.ml.SendReliable(n, msg); err != nil {
-		return fmt.Errorf("host %q: %w", host, err)
+	// SendReliable dials TCP with memberlist's own timeout (10 s), deaf to ctx: a
+	// host behind a one-way broken link would hold the call that long whatever
+	// the caller allowed. The send finishes (or fails) on its own.
+	sent := make(chan error, 1)
+	go func() { sent <- g.ml.SendReliable(n, msg) }()
+	select {
+	case err := <-sent:
+		if err != nil {
+			return fmt.Errorf("host %q: %w", host, err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("host %q did not take %s: %w", host, op, ctx.Err())
 	}
 	g.metrics.sent.WithLabelValues(msgRPCReq.String()).Inc()
 	select {
