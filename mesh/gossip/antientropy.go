@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"encoding/json"
+	"github.com/dogwood/dogwood/mesh/catalog"
 	"math/rand"
 	"time"
 
@@ -112,7 +113,12 @@ func (g *Gossip) sendAE(out []proto.AESend) {
 		case *proto.AEWant:
 			err = g.sendTo(s.To, msgAEWant, aeWant{o, m})
 		case *proto.AERecords:
-			if err = g.sendBytes(s.To, msgRecords, encodeRecordList(m.Records)); err == nil {
+			for _, body := range splitRecordList(m.Records, maxRecordsMsg) {
+				if err = g.sendBytes(s.To, msgRecords, body); err != nil {
+					break
+				}
+			}
+			if err == nil {
 				g.metrics.aeRecords.Add(float64(len(m.Records)))
 			}
 		}
@@ -156,3 +162,14 @@ func onAEMsg[T any](g *Gossip, from string, m *T) {
 
 // aeDedupe is how long an exchange with one peer suppresses another.
 const aeDedupe = 2 * time.Second
+
+// splitRecordList encodes rs as record-list messages of at most limit bytes each
+// (a single record larger than limit goes alone), so no stream a receiver reads
+// before authenticating it needs more than its per-stream budget.
+func splitRecordList(rs []*catalog.Record, limit int) [][]byte {
+	b := encodeRecordList(rs)
+	if len(b) <= limit || len(rs) < 2 {
+		return [][]byte{b}
+	}
+	return append(splitRecordList(rs[:len(rs)/2], limit), splitRecordList(rs[len(rs)/2:], limit)...)
+}

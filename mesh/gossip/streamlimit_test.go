@@ -1,11 +1,14 @@
 package gossip
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
 func TestStreamLimiter(t *testing.T) {
@@ -59,3 +62,32 @@ func TestStreamLimiter(t *testing.T) {
 type closed struct{ net.Conn }
 
 func (closed) Close() error { return nil }
+
+// TestRecordMessagesFitTheStreamBudget: anti-entropy splits records into messages a
+// receiver's per-stream budget admits, whatever the batch holds.
+func TestRecordMessagesFitTheStreamBudget(t *testing.T) {
+	var rs []*catalog.Record
+	for i := 0; i < 500; i++ {
+		attrs := &catalog.MachineAttrs{}
+		for j := 0; j < 300; j++ {
+			attrs.Services = append(attrs.Services, catalog.Service{Name: fmt.Sprintf("svc-%d-%d", i, j), Proto: "tcp", Port: uint16(1000 + j)})
+		}
+		m := &catalog.Machine{ID: fmt.Sprintf("%014x", i), MachinePlace: &catalog.MachinePlace{App: "web", Org: "acme", Network: "default"}, MachineAttrs: attrs}
+		rs = append(rs, &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Machine: m})
+	}
+	parts := splitRecordList(rs, maxRecordsMsg)
+	got := 0
+	for _, p := range parts {
+		if len(p)+64 > maxStreamBytes {
+			t.Fatalf("a records message of %d bytes, stream budget %d", len(p), maxStreamBytes)
+		}
+		dec, err := catalog.DecodeRecords(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(dec)
+	}
+	if got != len(rs) || len(parts) < 2 {
+		t.Fatalf("%d records in %d messages, want %d in several", got, len(parts), len(rs))
+	}
+}
