@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"strings"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
@@ -40,6 +41,9 @@ func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, request
 		return nil, err
 	}
 	if err := n.appNameFree(nw.ID, name); err != nil {
+		return nil, err
+	}
+	if err := orgLimit(n.cfg.Limits, n.cat, quota.Apps, org); err != nil {
 		return nil, err
 	}
 	key := catalog.AppKey(org, name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"log/slog"
 	"net"
 	"os"
@@ -123,6 +124,7 @@ type cluster struct {
 	ttl   time.Duration // tombstone TTL; zero takes the default
 	// preBlock lists IPs the next started host is cut off from from the start.
 	preBlock []string
+	limits   map[string]quota.Limits
 }
 
 var ipCounter atomic.Int32
@@ -161,7 +163,7 @@ func (c *cluster) tryStart(name string, key []byte, dir string, ip string, join 
 	n, err := Start(Config{
 		Name: name, DataDir: dir, Region: "ord", GossipAddr: fmt.Sprintf("%s:%d", ip, port),
 		Join: join, GossipKey: key, AEInterval: 200 * time.Millisecond, Transport: tr, WireGuard: true,
-		TuneMemberlist: fastFailureDetection, ReconnectInterval: 300 * time.Millisecond, TombstoneTTL: c.ttl,
+		TuneMemberlist: fastFailureDetection, ReconnectInterval: 300 * time.Millisecond, TombstoneTTL: c.ttl, Limits: c.limits[name],
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("host", name),
 	})
 	if err != nil {
@@ -174,7 +176,12 @@ func (c *cluster) tryStart(name string, key []byte, dir string, ip string, join 
 func newCluster(t *testing.T, size int) *cluster { return newClusterTTL(t, size, 0) }
 
 func newClusterTTL(t *testing.T, size int, ttl time.Duration) *cluster {
-	c := &cluster{t: t, ttl: ttl}
+	return newClusterWith(t, size, ttl, nil)
+}
+
+// newClusterWith starts hosts h0… with per-host limits (by name; default otherwise).
+func newClusterWith(t *testing.T, size int, ttl time.Duration, limits map[string]quota.Limits) *cluster {
+	c := &cluster{t: t, ttl: ttl, limits: limits}
 	var join []string
 	for i := 0; i < size; i++ {
 		ip := fmt.Sprintf("127.0.%d.%d", 10+ipCounter.Add(1)/200, 1+ipCounter.Load()%200)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"sort"
 	"strings"
 
@@ -73,6 +74,9 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 	}
 	nw, err := n.dnsNetwork(spec.Org, spec.Network)
 	if err != nil {
+		return nil, err
+	}
+	if err := orgLimit(n.cfg.Limits, n.cat, quota.DNSRecords, nw.Org); err != nil {
 		return nil, err
 	}
 	rec.Org, rec.Network, rec.NetworkID = nw.Org, nw.Name, nw.ID

@@ -3,6 +3,8 @@ package mesh
 import (
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"net/http"
 
 	"github.com/dogwood/dogwood/mesh/gossip"
@@ -27,6 +29,18 @@ func notFound(format string, a ...any) error {
 func conflict(format string, a ...any) error {
 	return &Error{http.StatusConflict, fmt.Sprintf(format, a...)}
 }
+
+// overLimit is a quota refusal (SPEC §10): 403, which the CLI reports with exit 1.
+func overLimit(err error) error { return &Error{http.StatusForbidden, err.Error()} }
+
+// orgLimit refuses one more object of kind in org over its limit.
+func orgLimit(l quota.Limits, cat *catalog.Catalog, k quota.Kind, org string) error {
+	if err := l.CheckOrg(k, org, quota.Count(cat.List(k.RecordKind()), k, org)); err != nil {
+		return overLimit(err)
+	}
+	return nil
+}
+
 func unavailable(format string, a ...any) error {
 	return &Error{http.StatusServiceUnavailable, fmt.Sprintf(format, a...)}
 }

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"sort"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
@@ -45,6 +46,16 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 		return nil, err
 	}
 	app := ar.App
+	lim := n.cfg.Limits.WithDefaults()
+	if len(spec.Services) > lim.ServicesPerMachine {
+		return nil, overLimit(&quota.Exceeded{Limit: "services", Subject: "the machine", Count: len(spec.Services), Max: lim.ServicesPerMachine})
+	}
+	if len(spec.Metadata) > lim.MetadataPerMachine {
+		return nil, overLimit(&quota.Exceeded{Limit: "metadata entries", Subject: "the machine", Count: len(spec.Metadata), Max: lim.MetadataPerMachine})
+	}
+	if err := orgLimit(n.cfg.Limits, n.cat, quota.Machines, app.Org); err != nil {
+		return nil, err
+	}
 	if spec.ProcessGroup == "" {
 		spec.ProcessGroup = "app"
 	}

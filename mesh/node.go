@@ -25,6 +25,7 @@ import (
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 	"github.com/dogwood/dogwood/mesh/store"
 )
@@ -72,6 +73,8 @@ type Config struct {
 	PeerStats func() map[string]PeerStat
 	// TombstoneTTL is how long tombstones are kept (--tombstone-ttl, default 72h).
 	TombstoneTTL time.Duration
+	// Limits are the quotas (SPEC §10); zero fields take quota.Defaults.
+	Limits quota.Limits
 	// IdentityTimeout bounds how long Start waits for a joined host to tell it what
 	// the cluster holds under its name (default 3s).
 	IdentityTimeout time.Duration
@@ -246,7 +249,7 @@ func (n *Node) start() error {
 		Name: id.Name, HostID: id.HostID,
 		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
 		Key: cfg.GossipKey, ExtraKeys: cfg.GossipExtraKeys, Join: cfg.Join, Catalog: n.cat,
-		Persist: n.persistAsync, Logger: n.log.With("component", "gossip"),
+		Persist: n.persistAsync, Admit: cfg.Limits.CheckRecord, Logger: n.log.With("component", "gossip"),
 		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
 		Transport: cfg.Transport, TuneMemberlist: cfg.TuneMemberlist, ReconnectInterval: cfg.ReconnectInterval,
 	})

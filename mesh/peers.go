@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"math"
 	"sort"
 	"time"
@@ -166,6 +167,9 @@ func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error)
 	}
 	if n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(spec.Org, spec.Name)}) != nil {
 		return nil, conflict("peer %q already exists in org %q", spec.Name, spec.Org)
+	}
+	if err := orgLimit(n.cfg.Limits, n.cat, quota.Peers, spec.Org); err != nil {
+		return nil, err
 	}
 	gws := n.gateways(spec.Region)
 	if len(gws) == 0 {

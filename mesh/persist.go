@@ -38,6 +38,14 @@ func (n *Node) writable() error {
 // recordAny is record without the membership check: for this host's own record and
 // for retiring records when its identity changes.
 func (n *Node) recordAny(rs ...*catalog.Record) error {
+	for _, r := range rs {
+		if r.Deleted {
+			continue
+		}
+		if err := n.cfg.Limits.CheckRecord(r); err != nil {
+			return overLimit(err)
+		}
+	}
 	if err := n.store.Put(rs...); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}

@@ -179,9 +179,6 @@ func checkMachineSpec(s *MachineSpec) error {
 			return err
 		}
 	}
-	if len(s.Metadata) > 32 {
-		return invalid("at most 32 metadata entries")
-	}
 	for _, sv := range s.Services {
 		if _, err := ParseService(fmt.Sprintf("%s:%s:%d", sv.Name, sv.Proto, sv.Port)); err != nil {
 			return err

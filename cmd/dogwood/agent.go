@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,6 +52,7 @@ type agentOptions struct {
 	AEInterval              time.Duration
 	TombstoneTTL            time.Duration
 	InviteListen            string
+	Limits                  quota.Limits
 }
 
 func agentCommand(e *env) *cli.Command {
@@ -94,6 +96,13 @@ Example:
 			&cli.StringFlag{Name: "invite-listen", Usage: "on gateways, serve invitation redemption (TLS) on `IP:PORT`, or off (default: :51821)"},
 			&cli.StringFlag{Name: "log-format", Usage: "text|json", Value: "text"},
 			&cli.DurationFlag{Name: "tombstone-ttl", Usage: "how long deletes are remembered; a host out of touch for longer forgets what others wrote and catches up", Value: mesh.DefaultTombstoneTTL},
+			&cli.IntFlag{Name: "limit-machines", Usage: "machines per org", Value: quota.Defaults.Machines},
+			&cli.IntFlag{Name: "limit-apps", Usage: "apps per org", Value: quota.Defaults.Apps},
+			&cli.IntFlag{Name: "limit-dns-records", Usage: "custom DNS records per org", Value: quota.Defaults.DNSRecords},
+			&cli.IntFlag{Name: "limit-peers", Usage: "developer peers per org", Value: quota.Defaults.Peers},
+			&cli.IntFlag{Name: "limit-services-per-machine", Usage: "services of one machine", Value: quota.Defaults.ServicesPerMachine},
+			&cli.IntFlag{Name: "limit-metadata-per-machine", Usage: "metadata entries of one machine", Value: quota.Defaults.MetadataPerMachine},
+			&cli.IntFlag{Name: "limit-record-bytes", Usage: "encoded size of one catalog record (also refused from gossip)", Value: quota.Defaults.RecordBytes},
 			&cli.DurationFlag{Name: "anti-entropy-interval", Usage: "how often the catalog digest goes to a random member", Value: time.Second, Hidden: true},
 		}),
 		Subcommands: []*cli.Command{agentCleanupCommand(e)},
@@ -119,6 +128,9 @@ func agentOptionsFrom(c *cli.Context) agentOptions {
 		APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
 		MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), LogFormat: c.String("log-format"), AEInterval: c.Duration("anti-entropy-interval"), TombstoneTTL: c.Duration("tombstone-ttl"),
 		InviteListen: c.String("invite-listen"),
+		Limits: quota.Limits{Machines: c.Int("limit-machines"), Apps: c.Int("limit-apps"), DNSRecords: c.Int("limit-dns-records"),
+			Peers: c.Int("limit-peers"), ServicesPerMachine: c.Int("limit-services-per-machine"),
+			MetadataPerMachine: c.Int("limit-metadata-per-machine"), RecordBytes: c.Int("limit-record-bytes")},
 	}
 }
 
@@ -205,7 +217,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
-		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Install: dp.install, PeerStats: dp.peerStats, OnIdentity: dp.open,
+		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Limits: o.Limits, Install: dp.install, PeerStats: dp.peerStats, OnIdentity: dp.open,
 		Invites: invites.config(),
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -156,7 +157,8 @@ func TestReadyzNotJoined(t *testing.T) {
 		Checks []readyCheck
 	}
 	_, body := get("/readyz?format=json")
-	if err := json.Unmarshal([]byte(body), &r); err != nil || r.Ready || len(r.Checks) != 3 || r.Checks[0].OK {
+	if err := json.Unmarshal([]byte(body), &r); err != nil || r.Ready || len(r.Checks) != 4 || r.Checks[0].OK ||
+		r.Checks[3].Name != "disk" || !r.Checks[3].OK {
 		t.Fatalf("/readyz?format=json: %v %s", err, body)
 	}
 	if code, _ := get("/healthz"); code != 200 {
@@ -343,5 +345,17 @@ func TestHandshakeCheck(t *testing.T) {
 		if c.Status != checkPass && !strings.Contains(c.Next, "51820/udp") {
 			t.Errorf("next step does not name the port: %+v", c)
 		}
+	}
+}
+
+// TestDiskBehindIsNotReady: while records this host applied are not on its disk,
+// /readyz says so (and fails).
+func TestDiskBehindIsNotReady(t *testing.T) {
+	if c := diskCheck(nil); !c.OK {
+		t.Fatalf("caught-up disk: %+v", c)
+	}
+	c := diskCheck(errors.New("3 records from other hosts not on disk since 2026-01-01T00:00:00Z: no space left on device"))
+	if c.OK || !strings.Contains(c.Detail, "no space left") {
+		t.Fatalf("disk behind: %+v", c)
 	}
 }

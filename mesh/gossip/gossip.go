@@ -60,6 +60,9 @@ type Config struct {
 	// Persist is called with records from other hosts that changed the catalog, so
 	// they reach disk. It may batch; it must not block for long.
 	Persist func([]*catalog.Record)
+	// Admit, when set, refuses records from other hosts over a per-record limit
+	// (quota.Limits.CheckRecord); tombstones are always admitted.
+	Admit func(*catalog.Record) error
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -345,6 +348,17 @@ func (g *Gossip) drop(reason string, err error) {
 
 // merge applies records from other hosts and persists what changed.
 func (g *Gossip) merge(rs []*catalog.Record) []*catalog.Record {
+	if g.cfg.Admit != nil {
+		kept := rs[:0:0]
+		for _, r := range rs {
+			if err := g.cfg.Admit(r); err != nil && !r.Deleted {
+				g.drop("over_limit", err)
+				continue
+			}
+			kept = append(kept, r)
+		}
+		rs = kept
+	}
 	changed := g.cat.ApplyAll(rs)
 	if len(changed) > 0 {
 		g.cfg.Persist(changed)
