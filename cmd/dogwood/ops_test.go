@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"io"
 	"net"
 	"net/http"
@@ -61,6 +62,7 @@ gossip-key-file: /etc/dogwood/gossip.key
 gateway: true
 wg-port: 51999
 log-format: json
+limit-machines: 50
 `), 0o600)
 	o, err := parseAgent(t, "--config", cfg, "--region", "fra")
 	if err != nil {
@@ -70,6 +72,8 @@ log-format: json
 		GossipKeyFile: "/etc/dogwood/gossip.key", Gateway: true, WGPort: 51999, LogFormat: "json",
 		DataDir: "/var/lib/dogwood", GossipAddr: "0.0.0.0:7946", WireGuard: "auto", WGInterface: "dogwood0",
 		ResolvConf: "/etc/resolv.conf", APISocket: "/run/dogwood/api.sock", LogLevel: "info", AEInterval: o.AEInterval, TombstoneTTL: 72 * time.Hour}
+	want.Limits = quota.Defaults
+	want.Limits.Machines = 50
 	if !reflect.DeepEqual(o, want) {
 		t.Fatalf("options from file + flags:\n got %+v\nwant %+v", o, want)
 	}
