@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +48,7 @@ func TestCleanupReadsAgentConfig(t *testing.T) {
 		t.Errorf("cleanup with a misspelt key: exit %d %q", code, errs)
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root for a network namespace of its own")
+		needs.Skip(t, "needs root for a network namespace of its own")
 	}
 	needTool(t, "runs cleanup in a namespace of its own", "unshare", "go")
 	bin := filepath.Join(dir, "dogwood")
@@ -64,7 +65,7 @@ func TestCleanupReadsAgentConfig(t *testing.T) {
 // outside it is refused by the socket's mode.
 func TestAPISocketGroup(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root to run clients as other users")
+		needs.Skip(t, "needs root to run clients as other users")
 	}
 	needTool(t, "runs API clients as another user", "setpriv", "curl", "getent")
 	sock, _, _, _, _ := testAgent(t)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,7 +87,7 @@ _dogwood_complete; printf '%s\n' "${COMPREPLY[@]}"`)
 	}
 	for _, sh := range []string{"zsh", "fish"} {
 		if _, err := exec.LookPath(sh); err != nil {
-			if os.Getenv("CI") == "true" {
+			if needs.CI() {
 				t.Errorf("%s not installed (make deps): its completion is not checked", sh)
 			}
 			t.Logf("%s not installed (make deps): its completion is not checked", sh)

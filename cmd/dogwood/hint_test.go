@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,16 +13,11 @@ import (
 )
 
 // needTool skips when a tool is missing, except under CI=true where a skip
-// would hide a test that never ran.
+// would hide a test that never ran (package needs decides).
 func needTool(t *testing.T, why string, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed (make deps): %s", tool, why)
-			}
-			t.Skipf("SKIP: %s not installed (make deps): %s", tool, why)
-		}
+	if missing := needs.Missing(tools...); len(missing) > 0 {
+		needs.Skip(t, "%s not installed (make deps): %s", strings.Join(missing, ", "), why)
 	}
 }
 
@@ -48,7 +44,7 @@ func TestWgQuickArg(t *testing.T) {
 func TestJoinHintRunsAsPrinted(t *testing.T) {
 	needTool(t, "checks the join hint against the real wg-quick", "wg-quick", "wg")
 	if os.Geteuid() != 0 {
-		t.Skip("SKIP: wg-quick wants root (it would ask sudo)")
+		needs.Skip(t, "wg-quick wants root (it would ask sudo)")
 	}
 	dir := t.TempDir()
 	conf := "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = fdaa:0:18:a7b:d6b:0:a:2/120\n\n" +
