@@ -36,4 +36,4 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // dropReasons are the reason labels of dogwood_gossip_messages_dropped_total.
 var dropReasons = []string{"decrypt", "memberlist", "malformed", "invalid_record", "stream_cap",
-	"clock_skew", "duplicate_records", "replay", "replay_memory", "unsealed"}
+	"clock_skew", "duplicate_records", "replay", "replay_memory", "unsealed", "over_limit"}
