@@ -233,11 +233,26 @@ func (d *doctor) listeners(ctx context.Context) []doctorCheck {
 // gossip port (memberlist's push/pull and our RPCs ride TCP).
 func (d *doctor) members(ctx context.Context) []doctorCheck {
 	var out []doctorCheck
-	for _, m := range d.node.Members() {
+	// Right after a (re)start the catalog remembers the members from disk as
+	// failed until gossip hears from them again: wait for that briefly, as for
+	// first handshakes.
+	members := d.node.Members()
+	young := time.Since(d.started) < handshakeGrace
+	for deadline := time.Now().Add(handshakeWait); young && d.notRejoined(members) && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(100 * time.Millisecond)
+		members = d.node.Members()
+	}
+	for _, m := range members {
 		if m.Name == d.node.Name() {
 			continue
 		}
 		name := "member " + m.Name
+		switch {
+		case m.Status == catalog.StatusFailed && young && dialTCP(ctx, m.Addr) == nil:
+			out = append(out, warn(name, fmt.Sprintf("not heard from yet (the agent started %s ago); its gossip port %s answers", time.Since(d.started).Round(time.Second), m.Addr),
+				"run dogwood doctor again in a few seconds"))
+			continue
+		}
 		switch m.Status {
 		case catalog.StatusLeft:
 			out = append(out, warn(name, "left the cluster: its agent was stopped",
@@ -260,6 +275,17 @@ func (d *doctor) members(ctx context.Context) []doctorCheck {
 		out = append(out, warn("members", "no other member", "add join addresses (join: in the config file) if this host should have peers"))
 	}
 	return out
+}
+
+// notRejoined reports whether a member other than this host is failed or
+// suspect (left members stay left).
+func (d *doctor) notRejoined(ms []mesh.MemberInfo) bool {
+	for _, m := range ms {
+		if m.Name != d.node.Name() && (m.Status == catalog.StatusFailed || m.Status == catalog.StatusSuspect) {
+			return true
+		}
+	}
+	return false
 }
 
 // wireguard checks the interface and a fresh handshake with every live host.

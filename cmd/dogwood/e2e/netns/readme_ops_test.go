@@ -43,8 +43,8 @@ func (w *world) runBlockIn(ns, name, block string) {
 
 // runBlock runs a README block with bash inside h's namespace, as an operator
 // on that host would: dogwood on PATH, talking to h's agent.
-func (w *world) runBlock(h *host, name, block string, env ...string) string {
-	w.t.Helper()
+func (w *world) runBlock(t *testing.T, h *host, name, block string, env ...string) string {
+	t.Helper()
 	dir := filepath.Join(w.dir, "op-"+h.name)
 	os.MkdirAll(dir, 0o700)
 	script := "set -euo pipefail\ncd " + dir + "\n" + block
@@ -52,9 +52,9 @@ func (w *world) runBlock(h *host, name, block string, env ...string) string {
 	a := e2eproc.InNS(h.ns, "bash", "-c", script)
 	out, err := e2eproc.Run(2*time.Minute, env, a[0], a[1:]...)
 	if err != nil {
-		w.t.Fatalf("README block %q on %s: %v\n%s", name, h.name, err, out)
+		t.Fatalf("README block %q on %s: %v\n%s", name, h.name, err, out)
 	}
-	w.t.Logf("README block %q on %s:\n%s", name, h.name, out)
+	t.Logf("README block %q on %s:\n%s", name, h.name, out)
 	return out
 }
 
@@ -63,7 +63,7 @@ func (w *world) runBlock(h *host, name, block string, env ...string) string {
 func TestReadmeOperatorSteps(t *testing.T) {
 	requireEnv(t)
 	blocks := operatorBlocks(t)
-	for _, want := range []string{"firewall", "keyring", "backup", "restore"} {
+	for _, want := range []string{"firewall", "keyring", "backup", "restore", "upgrade"} {
 		if blocks[want] == "" {
 			t.Fatalf("README has no block marked <!-- runnable: operator %s -->", want)
 		}
@@ -143,7 +143,7 @@ func TestReadmeOperatorSteps(t *testing.T) {
 	step("firewall")
 
 	t.Run("key rotation", func(t *testing.T) {
-		out := w.runBlock(hosts[1], "keyring", blocks["keyring"])
+		out := w.runBlock(t, hosts[1], "keyring", blocks["keyring"])
 		if !strings.Contains(out, "1/3") && !strings.Contains(out, "3/3") {
 			t.Errorf("keyring list printed no counts:\n%s", out)
 		}
@@ -191,7 +191,7 @@ func TestReadmeOperatorSteps(t *testing.T) {
 			PublicKey string `json:"public_key"`
 		}
 		w.cliJSON(h1, &before, "status")
-		out := w.runBlock(h1, "backup", blocks["backup"])
+		out := w.runBlock(t, h1, "backup", blocks["backup"])
 		for _, f := range []string{"dogwood.db", "invite-tls.pem", "invites.json"} {
 			if !strings.Contains(out, f) {
 				t.Errorf("the backup lacks %s: %s", f, out)
@@ -202,7 +202,7 @@ func TestReadmeOperatorSteps(t *testing.T) {
 		if err := os.RemoveAll(h1.dataDir); err != nil {
 			t.Fatal(err)
 		}
-		w.runService(h1, "restore", blocks["restore"], "DOGWOOD_DATA_DIR="+h1.dataDir)
+		w.runService(t, h1, "restore", blocks["restore"], "DOGWOOD_DATA_DIR="+h1.dataDir)
 		var after struct {
 			HostID    uint32 `json:"host_id"`
 			PublicKey string `json:"public_key"`
@@ -238,17 +238,30 @@ func TestReadmeOperatorSteps(t *testing.T) {
 		}
 	})
 	step("backup and restore")
+
+	t.Run("rolling upgrade", func(t *testing.T) {
+		for _, h := range hosts {
+			out := w.runService(t, h, "upgrade", blocks["upgrade"])
+			if strings.Contains(out, "FAIL ") {
+				t.Errorf("after the restart of %s:\n%s", h.name, out)
+			}
+			w.waitMembers(hosts, "h1", "h2", "h3")
+		}
+	})
+	step("rolling upgrade")
 }
 
 // runService runs a README block that stops and starts the agent with
 // systemctl: a stand-in systemctl on its PATH asks this goroutine, which
 // stops and starts h's agent as the harness does (a stopped service stays
 // stopped on stop, as with systemd).
-func (w *world) runService(h *host, name, block string, env ...string) string {
-	t := w.t
+func (w *world) runService(t *testing.T, h *host, name, block string, env ...string) string {
 	t.Helper()
-	dir := filepath.Join(w.dir, "systemctl-"+h.name)
-	os.MkdirAll(dir, 0o700)
+	os.MkdirAll(filepath.Join(w.dir, "op-"+h.name), 0o700)
+	dir, err := os.MkdirTemp(w.dir, "systemctl-"+h.name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	req, rep := filepath.Join(dir, "req"), filepath.Join(dir, "rep")
 	for _, f := range []string{req, rep} {
 		if err := syscall.Mkfifo(f, 0o600); err != nil {
