@@ -138,6 +138,10 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m := st.Migrated(); m != nil {
+		cfg.Logger.Info("data dir migrated from an older release's layout", "from", m.From, "to", m.To,
+			"records_rewritten", m.Rewritten, "records_dropped", m.Dropped, "backup", m.Backup)
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st,
 		pending: map[catalog.ID]struct{}{}, persistSig: make(chan struct{}, 1), stop: make(chan struct{}), fatal: make(chan struct{})}
 	n.gw = &gatewayPeers{n: n, reserved: map[int]bool{}}
