@@ -310,12 +310,21 @@ func TestKeyListSummary(t *testing.T) {
 }
 
 func TestDoctorVersionCheck(t *testing.T) {
-	if c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h2"}}); c.Status != "pass" {
+	if c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h2"}}, nil, nil); c.Status != "pass" {
 		t.Errorf("same versions: %+v", c)
 	}
-	c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h3"}, "1.1.0": {"h2"}})
+	c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h3"}, "1.1.0": {"h2"}}, nil, nil)
 	if c.Status != "warn" || c.Detail != "1.1.0 on h2; 1.2.0 on h1,h3" {
 		t.Errorf("mixed versions: %+v", c)
+	}
+	// Nobody answered: that is not "every member runs the same version".
+	c = versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1"}}, []string{`h2: host "h2" did not answer info: context deadline exceeded`}, nil)
+	if c.Status != "fail" || !strings.Contains(c.Detail, "no answer from: h2") {
+		t.Errorf("unanswered member: %+v", c)
+	}
+	c = versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1"}}, []string{"h2: cannot reach h2 because of versions: …"}, []string{"h2 runs v0.1.0 (gossip protocol 1 …)"})
+	if c.Status != "fail" || !strings.HasPrefix(c.Detail, "h2 runs v0.1.0") {
+		t.Errorf("member of an old protocol: %+v", c)
 	}
 }
 
