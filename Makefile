@@ -2,10 +2,11 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/dogwood
-# Build info (`dogwood version`): a tag v1.2.3 gives 1.2.3; untagged trees say 0.0.0-dev.
+# Build info (`dogwood version`): a tag v1.2.3 gives 1.2.3; untagged trees say the release
+# they are heading for (mesh/release) with -dev.
 # The date is the commit's, so rebuilding one commit gives the same binary.
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
-VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)),0.0.0-dev)
+VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)),$(shell sed -n 's/^const Version = "\(.*\)"/\1/p' mesh/release/release.go)-dev)
 DATE    ?= $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 # urfave/cli's man-page and markdown generators (and the markdown parser they
