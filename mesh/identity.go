@@ -180,28 +180,25 @@ func (n *Node) lookupName() (bool, error) {
 	return false, nil
 }
 
-// hearsOnlyOtherVersions lets a host that is not confirmed accept writes when every
-// live member it hears runs a release it cannot exchange messages with (a rolling
-// upgrade from a release before the replay seal): none of them can answer the name
-// check, and waiting for one would refuse every write until the fleet is upgraded.
-// Membership itself (memberlist, under the gossip key) still proves the host is in
-// its cluster; the name check runs when a member it can talk to answers. It reports
-// whether it confirmed the host.
+// hearsOnlyOtherVersions lets a host that is not confirmed accept writes when the
+// name check got no answer and a live member it hears runs a release it cannot
+// exchange messages with (a rolling upgrade from a release before the replay seal):
+// such members cannot answer the check, and waiting for one that can would refuse
+// every write until the fleet is upgraded. A member that can answer does so before
+// this runs (lookupName asks those first). Membership itself (memberlist, under the
+// gossip key) still proves the host is in its cluster; the name check runs again
+// when a member it can talk to answers. It reports whether it confirmed the host.
 func (n *Node) hearsOnlyOtherVersions() bool {
 	var others []string
 	for _, m := range n.gossip.Members() {
-		if m.Name == n.id.Name || !catalog.Live(m.Status) {
-			continue
+		if m.Name != n.id.Name && catalog.Live(m.Status) && n.gossip.Versions().CallError(m.Name) != nil {
+			others = append(others, m.Name)
 		}
-		if n.gossip.Versions().CallError(m.Name) == nil {
-			return false
-		}
-		others = append(others, m.Name)
 	}
 	if len(others) == 0 || n.confirmed.Swap(true) {
 		return false
 	}
-	n.log.Warn("accepting writes: every member this host hears runs a release it cannot exchange messages with, so none can confirm its name; what it writes reaches them once they are upgraded",
+	n.log.Warn("accepting writes: members this host hears run a release it cannot exchange messages with, and none it can talk to answered its name check; what it writes reaches them once they are upgraded",
 		"members", strings.Join(others, ","))
 	return true
 }

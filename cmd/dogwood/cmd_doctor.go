@@ -471,8 +471,13 @@ func (d *doctor) clock(ctx context.Context) []doctorCheck {
 	var errs []string
 	mine := readBuildInfo().Version
 	versions := map[string][]string{mine: {d.node.Name()}}
+	var problems []string
 	for _, m := range d.node.Members() {
 		if m.Name == d.node.Name() || !catalog.Live(m.Status) {
+			continue
+		}
+		if m.VersionProblem != "" { // it cannot answer: say why instead of timing out
+			problems = append(problems, m.VersionProblem)
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -490,12 +495,6 @@ func (d *doctor) clock(ctx context.Context) []doctorCheck {
 		skew := info.Now.Sub(t0.Add(t1.Sub(t0) / 2)).Seconds()
 		if math.Abs(skew) > math.Abs(worst) {
 			worst, worstHost = skew, m.Name
-		}
-	}
-	var problems []string
-	for _, m := range d.node.Members() {
-		if m.VersionProblem != "" && catalog.Live(m.Status) {
-			problems = append(problems, m.VersionProblem)
 		}
 	}
 	return append(clockCheck(asked, errs, worst, worstHost), versionCheck(mine, versions, errs, problems))

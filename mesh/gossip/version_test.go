@@ -84,7 +84,7 @@ func TestVersionsSpeakOldest(t *testing.T) {
 func TestUnsealedSender(t *testing.T) {
 	for in, want := range map[string]string{
 		"\x02" + `{"from":"old1","addr":"1.2.3.4:7946","root":5}`: "old1",
-		"\x06" + `{"id":1,"from":"old2","op":"x","body":null}`:     "old2",
+		"\x06" + `{"id":1,"from":"old2","op":"x","body":null}`:    "old2",
 		"\x08" + `"old3"`: "old3",
 		"\x01" + `[]`:     "",
 		"\xd0xxxxxxxx":    "",
