@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
+	"github.com/dogwood/dogwood/mesh"
 	"github.com/urfave/cli/v2"
 )
 
@@ -351,6 +352,21 @@ func TestHandshakeCheck(t *testing.T) {
 		}
 		if c.Status != checkPass && !strings.Contains(c.Next, "51820/udp") {
 			t.Errorf("next step does not name the port: %+v", c)
+		}
+	}
+}
+
+func TestMemberVersionColumn(t *testing.T) {
+	for _, c := range []struct {
+		m    mesh.MemberInfo
+		want string
+	}{
+		{mesh.MemberInfo{Version: "0.3.0", Protocol: 3}, "0.3.0"},
+		{mesh.MemberInfo{}, "?"},
+		{mesh.MemberInfo{Version: "0.1.0", Protocol: 1, VersionProblem: "h2 runs v0.1.0 …"}, "0.1.0 (cannot talk)"},
+	} {
+		if got := memberVersion(c.m); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.m, got, c.want)
 		}
 	}
 }

@@ -278,57 +278,30 @@ func TestUpgradeRolling(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 	stop := make(chan struct{})
 	var bg sync.WaitGroup
-	bg.Add(3)
-	go func() { // writes
-		defer bg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(150 * time.Millisecond):
-			}
-			upgradeWrite(w, hosts, wl, win, stats, rng, i)
-		}
-	}()
-	go func() { // DNS on every host, from its machine
-		defer bg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-			parallel(len(stable), func(i int) error {
-				m := stable[i]
-				t0 := time.Now()
-				got, _, err := digAAAA(m.ns, "fdaa::3", "web.internal")
-				t1 := time.Now()
-				missing := missingAddrs(stable, got, func(h string) bool { return win.in(h, t0.Add(-2*time.Second), t1) })
-				failed := err != nil || len(missing) > 0
-				stats.note(stats.dns, m.Host, failed, win.in(m.Host, t0, t1), fmt.Sprintf("web.internal: %v missing %v", err, missing))
-				return nil
-			})
-		}
-	}()
-	go func() { // WireGuard between machines of neighbouring hosts
-		defer bg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-			parallel(len(stable), func(i int) error {
-				a, b := stable[i], stable[(i+1)%len(stable)]
-				t0 := time.Now()
-				err := pingRetry(a.ns, b.Address, 2)
-				t1 := time.Now()
-				restarting := win.in(a.Host, t0, t1) || win.in(b.Host, t0, t1)
-				stats.note(stats.pings, a.Host, err != nil, restarting, fmt.Sprintf("ping %s→%s: %v", a.Host, b.Host, err))
-				return nil
-			})
-		}
-	}()
+	loop(&bg, stop, 150*time.Millisecond, func(i int) { upgradeWrite(w, hosts, wl, win, stats, rng, i) })
+	loop(&bg, stop, 500*time.Millisecond, func(int) { // DNS on every host, from its machine
+		parallel(len(stable), func(i int) error {
+			m := stable[i]
+			t0 := time.Now()
+			got, _, err := digAAAA(m.ns, "fdaa::3", "web.internal")
+			t1 := time.Now()
+			missing := missingAddrs(stable, got, func(h string) bool { return win.in(h, t0.Add(-2*time.Second), t1) })
+			failed := err != nil || len(missing) > 0
+			stats.note(stats.dns, m.Host, failed, win.in(m.Host, t0, t1), fmt.Sprintf("web.internal: %v missing %v", err, missing))
+			return nil
+		})
+	})
+	loop(&bg, stop, 500*time.Millisecond, func(int) { // WireGuard between machines of neighbouring hosts
+		parallel(len(stable), func(i int) error {
+			a, b := stable[i], stable[(i+1)%len(stable)]
+			t0 := time.Now()
+			err := pingRetry(a.ns, b.Address, 2)
+			t1 := time.Now()
+			restarting := win.in(a.Host, t0, t1) || win.in(b.Host, t0, t1)
+			stats.note(stats.pings, a.Host, err != nil, restarting, fmt.Sprintf("ping %s→%s: %v", a.Host, b.Host, err))
+			return nil
+		})
+	})
 	defer func() {
 		select {
 		case <-stop:
@@ -500,6 +473,22 @@ func TestUpgradeRolling(t *testing.T) {
 		t.Errorf("after the downgrade: %v", err)
 	}
 	step("h5 went back to v0.2.0 with its data dir: same catalog, writes and pings work")
+}
+
+// loop runs f every d, counting up, until stop is closed.
+func loop(bg *sync.WaitGroup, stop <-chan struct{}, d time.Duration, f func(i int)) {
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(d):
+			}
+			f(i)
+		}
+	}()
 }
 
 func indexOf(ms []*machine, m *machine) int {
