@@ -61,11 +61,16 @@ func (g *Gossip) reconnectLoop() {
 	defer g.wg.Done()
 	t := time.NewTicker(g.cfg.ReconnectInterval)
 	defer t.Stop()
+	// A restarted host (an upgrade, a reboot) reaches the hosts its catalog knows at
+	// once: with no --join, as the first host of a cluster usually has, it would
+	// otherwise sit alone for a whole interval while the others hold it as left.
+	first := time.After(time.Second)
 	for {
 		select {
 		case <-g.ctx.Done():
 			return
 		case <-t.C:
+		case <-first:
 		}
 		snap := g.cat.Latest()
 		live := map[string]bool{}
