@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/dogwood/dogwood/mesh/release"
@@ -37,11 +38,12 @@ type nodeMeta struct {
 	V  int    `json:"v"`
 	ID uint32 `json:"id"`
 	P  int    `json:"p,omitempty"` // gossip protocol
+	M  int    `json:"m,omitempty"` // the oldest protocol it exchanges messages with
 	R  string `json:"r,omitempty"` // release, without "v"
 }
 
 func encodeMeta(hostID uint32, limit int) []byte {
-	b, _ := json.Marshal(nodeMeta{V: 1, ID: hostID, P: Protocol, R: release.Version})
+	b, _ := json.Marshal(nodeMeta{V: 1, ID: hostID, P: Protocol, M: MinProtocol, R: release.Version})
 	if len(b) > limit {
 		return nil
 	}
@@ -53,6 +55,9 @@ func encodeMeta(hostID uint32, limit int) []byte {
 type MemberVersion struct {
 	Name     string `json:"name"`
 	Protocol int    `json:"protocol"`
+	// Min is the oldest protocol the member accepts (advertised from v0.3.0 on;
+	// before, the seal made it its own protocol).
+	Min int `json:"min_protocol"`
 	// Release is the member's release as advertised ("0.3.0"), or what its protocol
 	// implies when it advertises none ("0.2.0 or older", "0.1.0").
 	Release    string `json:"release"`
@@ -89,9 +94,12 @@ func (v *Versions) Observe(name string, meta []byte) {
 	}
 	var m nodeMeta
 	_ = json.Unmarshal(meta, &m) // meta of no form we know: treated as advertising nothing
-	mv := MemberVersion{Name: name, Protocol: assumedProtocol, Release: "0.2.0 or older"}
+	mv := MemberVersion{Name: name, Protocol: assumedProtocol, Min: assumedProtocol, Release: strings.TrimPrefix(release.ForProtocol(assumedProtocol), "v") + " or older"}
 	if m.P > 0 {
-		mv.Protocol, mv.Release, mv.Advertised = m.P, m.R, true
+		mv.Protocol, mv.Min, mv.Release, mv.Advertised = m.P, m.M, m.R, true
+		if mv.Min <= 0 || mv.Min > mv.Protocol {
+			mv.Min = mv.Protocol - 1 // releases accept their predecessor's protocol
+		}
 		if mv.Release == "" {
 			mv.Release = "protocol " + fmt.Sprint(m.P)
 		}
@@ -113,7 +121,7 @@ func (v *Versions) Unsealed(name string) {
 	if !ok || old.Advertised || old.Protocol == 1 {
 		return
 	}
-	v.set(MemberVersion{Name: name, Protocol: 1, Release: "0.1.0"})
+	v.set(MemberVersion{Name: name, Protocol: 1, Min: 1, Release: strings.TrimPrefix(release.ForProtocol(1), "v")})
 }
 
 // Gone forgets a member that left or failed: it no longer holds the cluster back,
@@ -148,17 +156,12 @@ func verdict(mv MemberVersion) (bool, string) {
 	case mv.Protocol < MinProtocol:
 		return false, fmt.Sprintf("%s runs %s (gossip protocol %d, messages without the replay seal); this host runs %s (protocol %d, accepts %d..%d): upgrade %s",
 			mv.Name, releaseName(mv.Release), mv.Protocol, releaseName(release.Version), Protocol, MinProtocol, Protocol, mv.Name)
-	case mv.Protocol > Protocol && minOf(mv) > Protocol:
+	case mv.Min > Protocol:
 		return false, fmt.Sprintf("%s runs %s (gossip protocol %d); this host runs %s (protocol %d): upgrade this host",
 			mv.Name, releaseName(mv.Release), mv.Protocol, releaseName(release.Version), Protocol)
 	}
 	return true, ""
 }
-
-// minOf is the oldest protocol a member of a newer release still accepts. Releases
-// accept their predecessor's (the rolling upgrade promise), so one step newer than
-// this build is always fine.
-func minOf(mv MemberVersion) int { return mv.Protocol - 1 }
 
 func releaseName(r string) string {
 	if r == "" || r[0] < '0' || r[0] > '9' {

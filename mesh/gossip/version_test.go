@@ -25,8 +25,9 @@ func TestVersionsFromMeta(t *testing.T) {
 		{name: "v0.1.0: same meta, unsealed traffic", meta: `{"v":1,"id":7}`, unsealed: true, protocol: 1, release: "0.1.0",
 			problem: "h2 runs v0.1.0 (gossip protocol 1, messages without the replay seal); this host runs v" + release.Version},
 		{name: "advertised members never turn 1", meta: string(encodeMeta(7, 512)), unsealed: true, protocol: Protocol, release: release.Version, compatible: true},
-		{name: "next release", meta: `{"v":1,"id":7,"p":4,"r":"0.4.0"}`, protocol: 4, release: "0.4.0", compatible: true},
-		{name: "two releases ahead", meta: `{"v":1,"id":7,"p":5,"r":"0.5.0"}`, protocol: 5, release: "0.5.0",
+		{name: "next release", meta: `{"v":1,"id":7,"p":4,"m":3,"r":"0.4.0"}`, protocol: 4, release: "0.4.0", compatible: true},
+		{name: "next release, no min", meta: `{"v":1,"id":7,"p":4,"r":"0.4.0"}`, protocol: 4, release: "0.4.0", compatible: true},
+		{name: "a release that dropped ours", meta: `{"v":1,"id":7,"p":5,"m":4,"r":"0.5.0"}`, protocol: 5, release: "0.5.0",
 			problem: "h2 runs v0.5.0 (gossip protocol 5); this host runs v" + release.Version + " (protocol 3): upgrade this host"},
 		{name: "garbage meta", meta: `not json`, protocol: 2, release: "0.2.0 or older", compatible: true},
 	}
