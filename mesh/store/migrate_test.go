@@ -185,10 +185,7 @@ func checkGolden(t *testing.T, apps, dns []string, rs []*catalog.Record) {
 	if tomb[catalog.KindMachine] != 1 {
 		t.Errorf("%d machine tombstones, want the destroyed one", tomb[catalog.KindMachine])
 	}
-	var names []string
-	for _, k := range live[catalog.KindDNSRecord] {
-		names = append(names, k)
-	}
+	names := live[catalog.KindDNSRecord]
 	if len(names) != len(dns) {
 		t.Errorf("dns records %q, want %d like %q", names, len(dns), dns)
 	}

@@ -324,7 +324,7 @@ func TestUpgradeRolling(t *testing.T) {
 		h.bin = ""
 		h.start(h.args)
 		backInService(w, h, hosts, stable, names)
-		step(fmt.Sprintf("%s runs this build (restart: %.1fs from SIGTERM until back in service)", h.name, (win.end(h.name) - restartGrace).Seconds()))
+		step(fmt.Sprintf("%s runs this build (restart: %.1fs from SIGTERM until back in service)", h.name, win.end(h.name).Seconds()))
 		var ms []struct {
 			Name           string `json:"name"`
 			Version        string `json:"version"`
