@@ -2,10 +2,11 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/dogwood
-# Build info (`dogwood version`): a tag v1.2.3 gives 1.2.3; untagged trees say 0.0.0-dev.
+# Build info (`dogwood version`): a tag v1.2.3 gives 1.2.3; untagged trees say the release
+# they are heading for (mesh/release) with -dev.
 # The date is the commit's, so rebuilding one commit gives the same binary.
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
-VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)),0.0.0-dev)
+VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)),$(shell sed -n 's/^const Version = "\(.*\)"/\1/p' mesh/release/release.go)-dev)
 DATE    ?= $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 # urfave/cli's man-page and markdown generators (and the markdown parser they
@@ -16,7 +17,7 @@ PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dns
 # Commands that show whether each package above is installed (same order).
 CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill busybox ping bc promtool debootstrap zsh fish
 
-.PHONY: chaos dist lint help build deps test test-unit test-netns bench fuzz demo demo-down clean
+.PHONY: upgrade-test chaos dist lint help build deps test test-unit test-netns bench fuzz demo demo-down clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +65,10 @@ bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, 
 	bash dns/bench/records.sh
 	bash testdata/bench/iperf.sh
 	bash testdata/bench/peer_create.sh
+
+upgrade-test: deps build ## rolling upgrades from v0.2.0 (5 hosts, 20 s apart, workload, downgrade) and v0.1.0; make test runs them 4 s apart
+	DOGWOOD_UPGRADE_SPACING=$${DOGWOOD_UPGRADE_SPACING:-20s} DOGWOOD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -run '^TestUpgrade' ./cmd/dogwood/e2e/netns/
+	$(GO) test -count=1 -v -run 'Golden|Newer' ./mesh/store/
 
 chaos: deps build ## fault-injection suite: 5 hosts, 20 seeded nemesis rounds (CHAOS_SEED=, CHAOS_ROUNDS=); make test runs 3
 	CHAOS_ROUNDS=$${CHAOS_ROUNDS:-20} DOGWOOD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 30m -run '^TestChaos$$' ./cmd/dogwood/e2e/chaos/

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
@@ -115,6 +116,9 @@ func (n *Node) syncIdentity(timeout time.Duration) error {
 		if err != nil {
 			return err
 		}
+		if !answered && n.hearsOnlyOtherVersions() {
+			return nil
+		}
 		if answered {
 			if err := n.writeHostRecord(); err != nil {
 				return err
@@ -149,7 +153,7 @@ func (n *Node) knowsOthers() bool {
 func (n *Node) lookupName() (bool, error) {
 	asked := 0
 	for _, m := range n.gossip.Members() {
-		if m.Name == n.id.Name || !catalog.Live(m.Status) || asked == 3 {
+		if m.Name == n.id.Name || !catalog.Live(m.Status) || asked == 3 || n.gossip.Versions().CallError(m.Name) != nil {
 			continue
 		}
 		asked++
@@ -174,6 +178,29 @@ func (n *Node) lookupName() (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// hearsOnlyOtherVersions lets a host that is not confirmed accept writes when the
+// name check got no answer and a live member it hears runs a release it cannot
+// exchange messages with (a rolling upgrade from a release before the replay seal):
+// such members cannot answer the check, and waiting for one that can would refuse
+// every write until the fleet is upgraded. A member that can answer does so before
+// this runs (lookupName asks those first). Membership itself (memberlist, under the
+// gossip key) still proves the host is in its cluster; the name check runs again
+// when a member it can talk to answers. It reports whether it confirmed the host.
+func (n *Node) hearsOnlyOtherVersions() bool {
+	var others []string
+	for _, m := range n.gossip.Members() {
+		if m.Name != n.id.Name && catalog.Live(m.Status) && n.gossip.Versions().CallError(m.Name) != nil {
+			others = append(others, m.Name)
+		}
+	}
+	if len(others) == 0 || n.confirmed.Swap(true) {
+		return false
+	}
+	n.log.Warn("accepting writes: members this host hears run a release it cannot exchange messages with, and none it can talk to answered its name check; what it writes reaches them once they are upgraded",
+		"members", strings.Join(others, ","))
+	return true
 }
 
 // handleHostLookup answers syncIdentity: our record for a name, tombstones included.
@@ -232,6 +259,9 @@ func (n *Node) checkIdentity(snap *catalog.Snapshot) error {
 		if answered, err = n.lookupName(); err != nil {
 			return err
 		}
+	}
+	if !answered && !n.confirmed.Load() {
+		n.hearsOnlyOtherVersions()
 	}
 	n.allocMu.Lock()
 	err := n.writeHostRecord()

@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/release"
 )
 
 // MemberInfo is one host as `dogwood members` prints it.
@@ -19,18 +21,31 @@ type MemberInfo struct {
 	Gateway   bool   `json:"gateway"`
 	PublicKey string `json:"public_key"`
 	Endpoint  string `json:"public_endpoint,omitempty"`
+	// Version is the member's release as it advertises it ("0.3.0"), or what its
+	// gossip tells ("0.2.0 or older"); "" when this host has not heard it.
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol,omitempty"`
+	// VersionProblem says why this host cannot exchange messages with the member.
+	VersionProblem string `json:"version_problem,omitempty"`
 }
 
 // Members lists every host in the catalog with its membership status.
 func (n *Node) Members() []MemberInfo {
 	snap := n.cat.Snapshot()
 	out := []MemberInfo{}
+	vs := n.gossip.Versions()
 	for _, h := range snap.Hosts {
-		out = append(out, MemberInfo{
+		m := MemberInfo{
 			Name: h.Name, HostID: h.ID, HostIDHex: fmt.Sprintf("%08x", h.ID), Region: h.Region,
 			Addr: fmt.Sprintf("%s:%d", h.Addr, h.GossipPort), Status: h.Status, Gateway: h.Gateway,
 			PublicKey: h.PublicKey, Endpoint: h.PublicEndpoint,
-		})
+		}
+		if h.Name == n.id.Name {
+			m.Version, m.Protocol = release.Version, gossip.Protocol
+		} else if mv, ok := vs.Member(h.Name); ok {
+			m.Version, m.Protocol, m.VersionProblem = mv.Release, mv.Protocol, mv.Problem
+		}
+		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -140,6 +140,10 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m := st.Migrated(); m != nil {
+		cfg.Logger.Info("data dir migrated from an older release's layout", "from", m.From, "to", m.To,
+			"records_rewritten", m.Rewritten, "records_dropped", m.Dropped, "backup", m.Backup)
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st, stop: make(chan struct{}), fatal: make(chan struct{})}
 	n.remote = newRemoteWriter(st.Put, func(ids []catalog.ID) []*catalog.Record { return n.cat.Records(ids) },
 		cfg.Logger.With("component", "persist"), cfg.Clock)

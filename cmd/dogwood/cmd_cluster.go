@@ -32,6 +32,19 @@ func keygenCommand(e *env) *cli.Command {
 	}
 }
 
+// memberVersion is the VERSION column: the release, "?" when not heard yet, and
+// "(cannot talk)" after a member this host cannot exchange messages with.
+func memberVersion(m mesh.MemberInfo) string {
+	v := m.Version
+	if v == "" {
+		v = "?"
+	}
+	if m.VersionProblem != "" {
+		v += " (cannot talk)"
+	}
+	return v
+}
+
 func membersCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name: "members", Usage: "list the cluster's hosts with their status (alive, suspect, failed, left)",
@@ -54,9 +67,14 @@ func membersCommand(e *env) *cli.Command {
 				if m.Gateway {
 					gw = "gateway " + m.Endpoint
 				}
-				rows = append(rows, []string{m.Name, m.HostIDHex, m.Region, m.Addr, m.Status, orDash(gw), orDash(m.PublicKey)})
+				rows = append(rows, []string{m.Name, m.HostIDHex, m.Region, m.Addr, m.Status, memberVersion(m), orDash(gw), orDash(m.PublicKey)})
 			}
-			table(e.stdout, []string{"NAME", "HOST ID", "REGION", "ADDR", "STATUS", "GATEWAY", "PUBLIC KEY"}, rows)
+			table(e.stdout, []string{"NAME", "HOST ID", "REGION", "ADDR", "STATUS", "VERSION", "GATEWAY", "PUBLIC KEY"}, rows)
+			for _, m := range ms {
+				if m.VersionProblem != "" {
+					fmt.Fprintf(e.stderr, "cannot talk to %s because of versions: %s\n", m.Name, m.VersionProblem)
+				}
+			}
 			return nil
 		},
 		Subcommands: []*cli.Command{removeCommand(e, "remove a host that is gone for good (tombstones its machines and peers)", "NAME", mesh.ValidHostName, "/v1/members/", "host", "dogwood members remove host4")},

@@ -500,8 +500,13 @@ func (d *doctor) clock(ctx context.Context) []doctorCheck {
 	var errs []string
 	mine := readBuildInfo().Version
 	versions := map[string][]string{mine: {d.node.Name()}}
+	var problems []string
 	for _, m := range d.node.Members() {
 		if m.Name == d.node.Name() || !catalog.Live(m.Status) {
+			continue
+		}
+		if m.VersionProblem != "" { // it cannot answer: say why instead of timing out
+			problems = append(problems, m.VersionProblem)
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -521,7 +526,7 @@ func (d *doctor) clock(ctx context.Context) []doctorCheck {
 			worst, worstHost = skew, m.Name
 		}
 	}
-	return append(clockCheck(asked, errs, worst, worstHost), versionCheck(mine, versions))
+	return append(clockCheck(asked, errs, worst, worstHost), versionCheck(mine, versions, errs, problems))
 }
 
 func clockCheck(asked int, errs []string, worst float64, worstHost string) []doctorCheck {
@@ -538,11 +543,20 @@ func clockCheck(asked int, errs []string, worst float64, worstHost string) []doc
 	return []doctorCheck{pass("clock skew", fmt.Sprintf("within %.0f ms of %d members", math.Abs(worst)*1000, asked))}
 }
 
-// versionCheck warns when members run other versions than this agent: fine during
-// a rolling upgrade, a forgotten host otherwise.
-func versionCheck(mine string, versions map[string][]string) doctorCheck {
+// versionCheck fails when a live member did not answer or runs a version this host
+// cannot exchange messages with (it cannot vouch for what it did not hear), and
+// warns when members run other versions than this agent: fine during a rolling
+// upgrade, a forgotten host otherwise.
+func versionCheck(mine string, versions map[string][]string, unanswered, problems []string) doctorCheck {
+	if len(problems) > 0 || len(unanswered) > 0 {
+		detail := strings.Join(append(append([]string(nil), problems...), unanswered...), "; ")
+		if len(problems) == 0 {
+			detail = "no answer from: " + detail
+		}
+		return fail("versions", detail, "upgrade the hosts named (one at a time, see README \"Upgrading\"), or check that they run and are reachable")
+	}
 	if len(versions) == 1 {
-		return pass("versions", "every answering member runs "+mine)
+		return pass("versions", "every member runs "+mine)
 	}
 	var parts []string
 	for v, hosts := range versions {

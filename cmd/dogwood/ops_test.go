@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
+	"github.com/dogwood/dogwood/mesh"
 	"github.com/urfave/cli/v2"
 )
 
@@ -316,12 +317,21 @@ func TestKeyListSummary(t *testing.T) {
 }
 
 func TestDoctorVersionCheck(t *testing.T) {
-	if c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h2"}}); c.Status != "pass" {
+	if c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h2"}}, nil, nil); c.Status != "pass" {
 		t.Errorf("same versions: %+v", c)
 	}
-	c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h3"}, "1.1.0": {"h2"}})
+	c := versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1", "h3"}, "1.1.0": {"h2"}}, nil, nil)
 	if c.Status != "warn" || c.Detail != "1.1.0 on h2; 1.2.0 on h1,h3" {
 		t.Errorf("mixed versions: %+v", c)
+	}
+	// Nobody answered: that is not "every member runs the same version".
+	c = versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1"}}, []string{`h2: host "h2" did not answer info: context deadline exceeded`}, nil)
+	if c.Status != "fail" || !strings.Contains(c.Detail, "no answer from: h2") {
+		t.Errorf("unanswered member: %+v", c)
+	}
+	c = versionCheck("1.2.0", map[string][]string{"1.2.0": {"h1"}}, []string{"h2: cannot reach h2 because of versions: …"}, []string{"h2 runs v0.1.0 (gossip protocol 1 …)"})
+	if c.Status != "fail" || !strings.HasPrefix(c.Detail, "h2 runs v0.1.0") {
+		t.Errorf("member of an old protocol: %+v", c)
 	}
 }
 
@@ -361,5 +371,20 @@ func TestDiskBehindIsNotReady(t *testing.T) {
 	c := diskCheck(errors.New("3 records from other hosts not on disk since 2026-01-01T00:00:00Z: no space left on device"))
 	if c.OK || !strings.Contains(c.Detail, "no space left") {
 		t.Fatalf("disk behind: %+v", c)
+	}
+}
+
+func TestMemberVersionColumn(t *testing.T) {
+	for _, c := range []struct {
+		m    mesh.MemberInfo
+		want string
+	}{
+		{mesh.MemberInfo{Version: "0.3.0", Protocol: 3}, "0.3.0"},
+		{mesh.MemberInfo{}, "?"},
+		{mesh.MemberInfo{Version: "0.1.0", Protocol: 1, VersionProblem: "h2 runs v0.1.0 …"}, "0.1.0 (cannot talk)"},
+	} {
+		if got := memberVersion(c.m); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.m, got, c.want)
+		}
 	}
 }

@@ -156,6 +156,7 @@ func TestDebInstall(t *testing.T) {
 		"/usr/share/doc/dogwood/copyright": 0o644, "/usr/share/doc/dogwood/monitoring/alerts.yml": 0o644,
 		// Where zsh (Debian's fpath) and fish look for completions of packages.
 		"/usr/share/zsh/vendor-completions/_dogwood": 0o644, "/usr/share/fish/vendor_completions.d/dogwood.fish": 0o644,
+		"/usr/share/doc/dogwood/changelog": 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(root, path))
 		if err != nil {

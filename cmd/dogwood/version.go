@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
+
+	"github.com/dogwood/dogwood/mesh/release"
 )
 
 // Release builds set these with -ldflags "-X main.version=… -X main.commit=… -X main.date=…"
@@ -65,7 +67,8 @@ func readBuildInfo() buildInfo {
 	}
 	b.Version = strings.TrimPrefix(b.Version, "v")
 	if b.Version == "" {
-		b.Version = "dev"
+		// A plain `go build` without a tag: the release this tree is heading for.
+		b.Version = release.Version + "-dev"
 	}
 	if b.Commit == "" {
 		b.Commit = "unknown"

@@ -126,6 +126,7 @@ type Gossip struct {
 	nextID    atomic.Uint64
 	replay    *replayGuard
 	drops     atomic.Uint64
+	versions  *Versions
 
 	// ready is closed once ml is set: memberlist calls our delegates (a host joining
 	// us, a message) as soon as its listeners run, before Create has returned.
@@ -175,6 +176,7 @@ func New(cfg Config) (*Gossip, error) {
 		ctx:       ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 	g.replay = newReplayGuard(nil)
+	g.versions = NewVersions(cfg.Name, cfg.Logger)
 	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
 	g.arb.grants = map[string]grant{}
 	g.arb.slow = quorum.NewSlow(slowFor, slowArbiter, nil)
@@ -336,6 +338,9 @@ func (g *Gossip) unmarshal(b []byte, v any) bool {
 	}
 	return true
 }
+
+// Versions is what this host knows of its members' protocol versions.
+func (g *Gossip) Versions() *Versions { return g.versions }
 
 // Dropped counts gossip input rejected so far (also exported as a metric).
 func (g *Gossip) Dropped() uint64 { return g.drops.Load() }

@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"encoding/json"
 	"math/rand"
 	"net"
 	"net/netip"
@@ -62,11 +61,16 @@ func (g *Gossip) reconnectLoop() {
 	defer g.wg.Done()
 	t := time.NewTicker(g.cfg.ReconnectInterval)
 	defer t.Stop()
+	// A restarted host (an upgrade, a reboot) reaches the hosts its catalog knows at
+	// once: with no --join, as the first host of a cluster usually has, it would
+	// otherwise sit alone for a whole interval while the others hold it as left.
+	first := time.After(time.Second)
 	for {
 		select {
 		case <-g.ctx.Done():
 			return
 		case <-t.C:
+		case <-first:
 		}
 		snap := g.cat.Latest()
 		live := map[string]bool{}
@@ -215,20 +219,7 @@ func (g *Gossip) takeLeaving(name string) bool {
 	return ok
 }
 
-// nodeMeta is tiny and versioned: memberlist caps metadata at 512 bytes, and every
-// real attribute of a host travels as a catalog record instead.
-type nodeMeta struct {
-	V  int    `json:"v"`
-	ID uint32 `json:"id"`
-}
-
-func (g *Gossip) nodeMeta(limit int) []byte {
-	b, _ := json.Marshal(nodeMeta{V: 1, ID: g.cfg.HostID})
-	if len(b) > limit {
-		return nil
-	}
-	return b
-}
+func (g *Gossip) nodeMeta(limit int) []byte { return encodeMeta(g.cfg.HostID, limit) }
 
 // setMember keeps members in step with membership's events (node).
 func (g *Gossip) setMember(n *memberlist.Node, live bool) {
@@ -243,6 +234,7 @@ func (g *Gossip) setMember(n *memberlist.Node, live bool) {
 
 func (g *Gossip) onJoin(n *memberlist.Node) {
 	g.setMember(n, true)
+	g.versions.Observe(n.Name, n.Meta)
 	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
 	returning := g.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: n.Name}) != nil && !catalog.Live(g.cat.Status(n.Name))
 	g.cat.SetStatus(n.Name, catalog.StatusAlive)
@@ -270,6 +262,7 @@ func (g *Gossip) onJoin(n *memberlist.Node) {
 
 func (g *Gossip) onLeave(n *memberlist.Node) {
 	g.setMember(n, false)
+	g.versions.Gone(n.Name)
 	// n.State is not usable here: memberlist never updates the embedded Node's State
 	// (nodeState.State shadows it). The leave intent (msgLeaving) tells left apart.
 	status := catalog.StatusFailed
@@ -290,6 +283,7 @@ func (g *Gossip) onLeave(n *memberlist.Node) {
 
 func (g *Gossip) onUpdate(n *memberlist.Node) {
 	g.setMember(n, true)
+	g.versions.Observe(n.Name, n.Meta)
 	g.onAlive(n.Name)
 }
 

@@ -163,6 +163,9 @@ func (g *Gossip) unseal(buf []byte) ([]byte, bool) {
 		g.drop("replay_memory", err)
 	default:
 		g.drop("unsealed", err)
+		if from := unsealedSender(buf); from != "" {
+			g.versions.Unsealed(from)
+		}
 	}
 	return nil, false
 }

@@ -48,6 +48,9 @@ func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error
 		delete(g.pending, id)
 		g.mu.Unlock()
 	}()
+	if err := g.versions.CallError(host); err != nil {
+		return err
+	}
 	n := g.node(host)
 	if n == nil {
 		return fmt.Errorf("host %q is not reachable (not a cluster member)", host)
@@ -72,7 +75,7 @@ func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error
 	g.metrics.sent.WithLabelValues(msgRPCReq.String()).Inc()
 	select {
 	case <-ctx.Done():
-		return fmt.Errorf("host %q did not answer %s: %w", host, op, ctx.Err())
+		return fmt.Errorf("host %q did not answer %s%s: %w", host, op, g.versions.Describe(host), ctx.Err())
 	case r := <-ch:
 		if r.Error != "" {
 			return &RemoteError{Host: host, Code: r.Code, Message: r.Error}

@@ -66,7 +66,7 @@ func wantCorrupt(t *testing.T, what string, err error, path string) {
 		t.Fatalf("%s: %v, want ErrCorrupt", what, err)
 	}
 	msg := err.Error()
-	for _, want := range []string{path, "dogwood backup", "move the file away", "new host"} {
+	for _, want := range []string{path, "dogwood restore", "move the file away", "new host"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("%s: message %q lacks %q", what, msg, want)
 		}

@@ -29,14 +29,10 @@ import (
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
-// SchemaVersion is bumped on incompatible layout changes. Version 2 stores records
-// in the binary encoding; a version 1 file (JSON records) is read as it is and marked
-// version 2 when opened, so that an older dogwood refuses it by its version instead
-// of calling the binary records it cannot read damage.
+// SchemaVersion is bumped only when a release before it could not read the file any
+// more (it then refuses it as newer); changes older readers can still read are
+// layouts (migrate.go). Version 2 stores records in the binary encoding.
 const SchemaVersion = 2
-
-// jsonSchema is the last version whose records are all JSON.
-const jsonSchema = 1
 
 var (
 	bucketMeta    = []byte("meta")
@@ -67,8 +63,12 @@ type Identity struct {
 
 // Store is an open data dir.
 type Store struct {
-	db *bolt.DB
+	db       *bolt.DB
+	migrated *Migration
 }
+
+// Migrated says what Open did to a file of an older layout; nil if it was current.
+func (s *Store) Migrated() *Migration { return s.migrated }
 
 // ErrCorrupt means the data file is damaged: empty, truncated, or with pages bbolt
 // cannot make sense of. errors.Is works on the *CorruptError Open returns.
@@ -139,14 +139,30 @@ func Open(dir string) (*Store, error) {
 	}
 	if _, err := guard(func() (struct{}, error) { return struct{}{}, s.init() }); err != nil {
 		db.Close()
-		var dm errDamagedMeta
-		var pe *panicError
-		if errors.As(err, &dm) || errors.As(err, &pe) {
-			return nil, &CorruptError{Path: path, Cause: err.Error()}
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, openError(path, err)
 	}
+	m, err := guard(s.migrate)
+	if err != nil {
+		db.Close()
+		return nil, openError(path, err)
+	}
+	s.migrated = m
 	return s, nil
+}
+
+// openError classifies what init and migrate return: a newer file as it is, damage
+// as a *CorruptError.
+func openError(path string, err error) error {
+	var ne *NewerError
+	if errors.As(err, &ne) {
+		return ne
+	}
+	var dm errDamagedMeta
+	var pe *panicError
+	if errors.As(err, &dm) || errors.As(err, &pe) {
+		return &CorruptError{Path: path, Cause: err.Error()}
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 // guard turns a bbolt panic (it asserts on pages it cannot read: "invalid
@@ -222,9 +238,7 @@ func (s *Store) init() error {
 			if err := meta.Put(keyMagic, magic); err != nil {
 				return err
 			}
-			var v [4]byte
-			binary.BigEndian.PutUint32(v[:], SchemaVersion)
-			if err := meta.Put(keySchema, v[:]); err != nil {
+			if err := s.markCurrent(meta); err != nil {
 				return err
 			}
 		}
@@ -232,20 +246,8 @@ func (s *Store) init() error {
 		if string(meta.Get(keyMagic)) != string(magic) {
 			return errDamagedMeta("the meta bucket's magic is wrong")
 		}
-		v := meta.Get(keySchema)
-		if len(v) != 4 {
-			return errDamagedMeta("the meta bucket has no schema version")
-		}
-		switch got := binary.BigEndian.Uint32(v); got {
-		case SchemaVersion:
-		case jsonSchema:
-			var nv [4]byte
-			binary.BigEndian.PutUint32(nv[:], SchemaVersion)
-			if err := meta.Put(keySchema, nv[:]); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("data file schema version %d, this dogwood reads %d and %d", got, jsonSchema, SchemaVersion)
+		if _, _, err := s.readVersions(meta); err != nil {
+			return err
 		}
 		_, err := tx.CreateBucketIfNotExists(bucketRecords)
 		return err
@@ -424,11 +426,7 @@ func (s *Store) loadFrom(after []byte, batch int, out *[]*catalog.Record, next *
 // never starts the binary form).
 func decodeValue(v []byte) (*catalog.Record, error) {
 	if len(v) > 0 && v[0] == '{' {
-		r := &catalog.Record{}
-		if err := json.Unmarshal(v, r); err != nil {
-			return nil, err
-		}
-		return r, nil
+		return decodeJSON(v)
 	}
 	r, n, err := catalog.DecodeRecord(v)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/release"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -114,8 +116,9 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	s.Close()
 	setSchema(t, dir, SchemaVersion+1)
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "schema version") {
-		t.Fatalf("open: %v", err)
+	want := fmt.Sprintf("this data dir was written by a newer release (v%s); run that release or newer", release.Version)
+	if _, err := Open(dir); err == nil || err.Error() != want {
+		t.Fatalf("open: %v\nwant %s", err, want)
 	}
 }
 
@@ -142,13 +145,13 @@ func TestJSONValuesStillLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	putRaw(t, dir, m.ID(), js)
-	setSchema(t, dir, jsonSchema) // as the agent before the binary encoding left it
+	setSchema(t, dir, 1) // as the agent before the binary encoding left it
 	if s, err = Open(dir); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	if got := schema(t, s); got != SchemaVersion {
-		t.Errorf("schema %d after opening a version %d file, want %d", got, jsonSchema, SchemaVersion)
+		t.Errorf("schema %d after opening a version 1 file, want %d", got, SchemaVersion)
 	}
 	rs, err := s.Load()
 	if err != nil || len(rs) != 2 {
@@ -167,8 +170,10 @@ func TestJSONValuesStillLoad(t *testing.T) {
 	}
 	// The binary form is what Put writes.
 	s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketRecords).Get(recordKey(bin.ID())); len(v) == 0 || v[0] == '{' {
-			t.Errorf("stored value %q is not binary", v)
+		for _, id := range []catalog.ID{bin.ID(), m.ID()} {
+			if v := tx.Bucket(bucketRecords).Get(recordKey(id)); len(v) == 0 || v[0] == '{' {
+				t.Errorf("stored value %q is not binary", v)
+			}
 		}
 		return nil
 	})

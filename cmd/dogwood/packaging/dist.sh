@@ -37,6 +37,7 @@ for arch in $ARCHS; do
 	"$gen" completion zsh >"$root/completions/dogwood.zsh"
 	"$gen" completion fish >"$root/completions/dogwood.fish"
 	cp LICENSE README.md "$root/"
+	cp cmd/dogwood/CHANGELOG.md "$root/"
 	cp $pkg/dogwood.service "$root/systemd/"
 	cp $pkg/agent.yaml $pkg/dogwood.default "$root/"
 	cp $pkg/monitoring/alerts.yml $pkg/monitoring/grafana-dashboard.json "$root/monitoring/"

@@ -235,6 +235,17 @@ type host struct {
 	args    []string
 	pubKey  string
 	hostID  uint32
+	// bin is the dogwood binary the host's agent and CLI calls run (another
+	// release's in the upgrade tests); empty: the world's.
+	bin string
+}
+
+// binary is the dogwood binary this host runs.
+func (h *host) binary() string {
+	if h.bin != "" {
+		return h.bin
+	}
+	return h.w.bin
 }
 
 func newWorld(t *testing.T, tag string) *world {
@@ -416,10 +427,12 @@ func (w *world) cli(h *host, args ...string) string {
 
 func (w *world) try(h *host, args ...string) (string, error) {
 	var env []string
+	bin := w.bin
 	if h != nil {
 		env = []string{"DOGWOOD_AGENT=" + h.sock}
+		bin = h.binary()
 	}
-	return e2eproc.Run(30*time.Second, env, w.bin, args...)
+	return e2eproc.Run(30*time.Second, env, bin, args...)
 }
 
 // cliJSON runs a CLI command with --json and decodes its output.
@@ -436,6 +449,7 @@ type hostOpts struct {
 	gateway        bool
 	publicEndpoint string
 	extra          []string        // more agent flags
+	bin            string          // another release's binary (host.bin)
 	before         func(ns string) // runs in the host's namespace setup, before its agent starts
 }
 
@@ -444,7 +458,7 @@ type hostOpts struct {
 func (w *world) addHost(idx int, o hostOpts) *host {
 	t := w.t
 	t.Helper()
-	h := &host{w: w, name: fmt.Sprintf("h%d", idx), idx: idx, region: o.region, gateway: o.gateway}
+	h := &host{w: w, name: fmt.Sprintf("h%d", idx), idx: idx, region: o.region, gateway: o.gateway, bin: o.bin}
 	h.ns = w.netns(fmt.Sprintf("h%d", idx))
 	h.iface = w.name(fmt.Sprintf("w%d", idx))
 	h.addr = fmt.Sprintf("198.18.0.%d", idx)
@@ -487,7 +501,7 @@ func (h *host) start(args []string) {
 	t := h.w.t
 	t.Helper()
 	h.args = args
-	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, e2eproc.InNS(h.ns, append([]string{h.w.bin}, args...)...)...))
+	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, e2eproc.InNS(h.ns, append([]string{h.binary()}, args...)...)...))
 	if err := e2eproc.Eventually(20*time.Second, 50*time.Millisecond, func() error {
 		if h.agent.exited() {
 			return fmt.Errorf("agent exited: %v", h.agent.err)
