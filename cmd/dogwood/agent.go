@@ -259,8 +259,11 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	kr.register()
 	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv}
 	doc.register()
-	local := localRoutes(srv.Handler(), map[string]http.HandlerFunc{"POST /v1/keyring": kr.serveHTTP, "GET /v1/doctor": doc.serveHTTP,
-		"GET " + backupArchivePath: serveBackupArchive(node, o.DataDir)})
+	unixOnly, stopContainers := startContainers(ctx, node, dp, logger.With("component", "cni"))
+	defer stopContainers()
+	unixOnly["POST /v1/keyring"], unixOnly["GET /v1/doctor"] = kr.serveHTTP, doc.serveHTTP
+	unixOnly["GET "+backupArchivePath] = serveBackupArchive(node, o.DataDir)
+	local := localRoutes(srv.Handler(), unixOnly)
 	servers := []*http.Server{api.NewHTTPServer(local, api.UnixLimits(), logger)}
 	listeners := []net.Listener{ln}
 	if o.APIListen != "" {
@@ -318,6 +321,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		s.Shutdown(sctx)
 	}
 	os.Remove(o.APISocket)
+	stopContainers() // no reaping into a closing node
 	dnsSrv.close()
 	closeNode(true)
 	// Interfaces and machine namespaces stay so a restarted agent adopts them without
