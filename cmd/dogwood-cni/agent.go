@@ -152,4 +152,7 @@ func cniError(what string, err error) *types.Error {
 const (
 	addTimeout = 60 * time.Second
 	delTimeout = 15 * time.Second
+	// restartWait is how long DEL waits for an agent that does not answer (one
+	// restarting is back within it) before it fails.
+	restartWait = 3 * time.Second
 )

@@ -24,6 +24,8 @@ type netConf struct {
 	RuntimeConfig    json.RawMessage      `json:"runtimeConfig,omitempty"`
 	RawPrevResult    map[string]any       `json:"prevResult,omitempty"`
 	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
+	// The spec's first name for the same list (libcni sends both).
+	Attachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
 
 	Org          string            `json:"org"`
 	App          string            `json:"app"`

@@ -177,6 +177,7 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
 	defer cancel()
 	c := p.dial(conf.Agent)
+	patience := time.Now().Add(restartWait)
 	for {
 		err = c.do(ctx, http.MethodDelete, attachmentPath(args), nil, nil)
 		var ue *errUnreachable
@@ -186,10 +187,10 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 		if namespaceGone(args.Netns) {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(250 * time.Millisecond):
+		if time.Now().After(patience) {
+			break
 		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	if err == nil {
 		return nil
@@ -280,7 +281,11 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 		CNINetwork string `json:"cni_network"`
 		Valid      []key  `json:"valid"`
 	}{CNINetwork: conf.Name, Valid: []key{}}
-	for _, v := range conf.ValidAttachments {
+	valid := conf.ValidAttachments
+	if valid == nil {
+		valid = conf.Attachments
+	}
+	for _, v := range valid {
 		req.Valid = append(req.Valid, key{v.ContainerID, v.IfName})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), addTimeout)

@@ -246,6 +246,8 @@ type host struct {
 	args    []string
 	pubKey  string
 	hostID  uint32
+
+	hostMounts bool // see hostOpts
 }
 
 func newWorld(t *testing.T, tag string) *world {
@@ -448,6 +450,10 @@ type hostOpts struct {
 	publicEndpoint string
 	extra          []string        // more agent flags
 	before         func(ns string) // runs in the host's namespace setup, before its agent starts
+	// hostMounts runs the agent in the host's mount namespace (nsenter --net), not
+	// the private one `ip netns exec` makes: a container runtime there must see the
+	// agent's namespace mounts and the host's cgroup mounts (cni_test.go).
+	hostMounts bool
 }
 
 // addHost creates host namespace hN with a veth to the underlay bridge
@@ -455,7 +461,7 @@ type hostOpts struct {
 func (w *world) addHost(idx int, o hostOpts) *host {
 	t := w.t
 	t.Helper()
-	h := &host{w: w, name: fmt.Sprintf("h%d", idx), idx: idx, region: o.region, gateway: o.gateway}
+	h := &host{w: w, name: fmt.Sprintf("h%d", idx), idx: idx, region: o.region, gateway: o.gateway, hostMounts: o.hostMounts}
 	h.ns = w.netns(fmt.Sprintf("h%d", idx))
 	h.iface = w.name(fmt.Sprintf("w%d", idx))
 	h.addr = fmt.Sprintf("198.18.0.%d", idx)
@@ -498,7 +504,11 @@ func (h *host) start(args []string) {
 	t := h.w.t
 	t.Helper()
 	h.args = args
-	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, e2eproc.InNS(h.ns, append([]string{h.w.bin}, args...)...)...))
+	argv := e2eproc.InNS(h.ns, append([]string{h.w.bin}, args...)...)
+	if h.hostMounts {
+		argv = append([]string{"nsenter", "--net=/run/netns/" + h.ns, h.w.bin}, args...)
+	}
+	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, argv...))
 	if err := e2eproc.Eventually(20*time.Second, 50*time.Millisecond, func() error {
 		if h.agent.exited() {
 			return fmt.Errorf("agent exited: %v", h.agent.err)
