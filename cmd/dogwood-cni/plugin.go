@@ -310,6 +310,10 @@ func (p *plugin) status(args *skel.CmdArgs) error {
 		return nil
 	}
 	e := cniError("dogwood STATUS", err)
-	e.Code = types.ErrPluginNotAvailable
+	e.Code = errPluginNotAvailable
 	return e
 }
+
+// errPluginNotAvailable is spec 1.1's STATUS code 50 (this version of the CNI
+// library predates the constant).
+const errPluginNotAvailable uint = 50

@@ -220,14 +220,13 @@ func (s *Service) Del(ctx context.Context, k Key) error {
 	return nil
 }
 
-// Check returns the attachment's machine once the data plane has it attached.
-func (s *Service) Check(ctx context.Context, k Key) (*Attachment, error) {
+// Check returns the attachment's machine. It does not apply the data plane (which
+// would repair what CHECK is there to report; the agent repairs drift on its own
+// within its reconcile period).
+func (s *Service) Check(_ context.Context, k Key) (*Attachment, error) {
 	m := s.Find(k)
 	if m == nil {
 		return nil, &mesh.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("no machine for container %s interface %s on this host", k.ContainerID, k.Ifname)}
-	}
-	if err := s.installed(ctx, m.ID); err != nil {
-		return nil, err
 	}
 	return View(m), nil
 }
