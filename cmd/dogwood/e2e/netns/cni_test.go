@@ -275,6 +275,8 @@ type cniMachine struct {
 	Netns    string            `json:"netns"`
 	Source   string            `json:"source"`
 	Metadata map[string]string `json:"metadata"`
+	// CreatedAt is when the agent recorded the machine.
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // containerMachines are the cni-made machines h's agent lists.
