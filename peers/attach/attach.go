@@ -307,10 +307,11 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 		}
 	}
 	// Everything below is idempotent and cheap, so an adopted attachment is checked
-	// and repaired field by field without being torn down.
-	if err := ensureUp(a.h, host, a.cfg.MTU, netip.PrefixFrom(m.Gateway, m.Prefix.Bits())); err != nil {
-		return created, fmt.Errorf("host side %s: %w", m.HostIface, err)
-	}
+	// and repaired field by field without being torn down. The machine side gets
+	// its address before the host side comes up: the host side's prefix route is
+	// what lets traffic (a ping from another host that saw the machine in DNS)
+	// reach the veth, and a neighbor solicitation sent before the machine holds
+	// its address waits a full second (RetransTimer) for the next try.
 	if m.External {
 		a.attached[m.ID] = true
 	}
@@ -323,6 +324,16 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 	}
 	if err := ensureUp(nh, inner, a.cfg.MTU, netip.PrefixFrom(m.Addr, m.Prefix.Bits())); err != nil {
 		return created, fmt.Errorf("machine side in %s: %w", m.Netns, err)
+	}
+	if err := ensureUp(a.h, host, a.cfg.MTU, netip.PrefixFrom(m.Gateway, m.Prefix.Bits())); err != nil {
+		return created, fmt.Errorf("host side %s: %w", m.HostIface, err)
+	}
+	// Each end knows the other's MAC for the pair's life: permanent neighbor entries
+	// spare the first packets neighbor discovery, whose retry waits a second.
+	if err := errors.Join(
+		pinNeighbor(a.h, host, m.Addr, inner.Attrs().HardwareAddr),
+		pinNeighbor(nh, inner, m.Gateway, host.Attrs().HardwareAddr)); err != nil {
+		return created, fmt.Errorf("neighbor entries for %s: %w", m.HostIface, err)
 	}
 	for _, dst := range Routes(m) {
 		r := &netlink.Route{LinkIndex: inner.Attrs().Index, Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 128)},
@@ -358,6 +369,14 @@ func isNetns(h netns.NsHandle) bool {
 }
 
 var errLinkGone = errors.New("link removed")
+
+func pinNeighbor(h *netlink.Handle, l netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
+	if len(mac) == 0 {
+		return nil
+	}
+	return h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET6, State: netlink.NUD_PERMANENT,
+		IP: ip.AsSlice(), HardwareAddr: mac})
+}
 
 // disableDAD turns off duplicate address detection on a new host-side veth, before
 // it goes up. To resolve the neighbor for a packet it forwards (from WireGuard or
