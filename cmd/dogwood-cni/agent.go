@@ -9,48 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
-
-// attachment is the agent's answer for a container's machine (mesh/containers).
-type attachment struct {
-	Machine struct {
-		ID      string `json:"id"`
-		Address string `json:"address"`
-		Netns   string `json:"netns"`
-		App     string `json:"app"`
-		Org     string `json:"org"`
-	} `json:"machine"`
-	Prefix    netip.Prefix   `json:"prefix"`
-	Gateway   netip.Addr     `json:"gateway"`
-	Routes    []netip.Prefix `json:"routes"`
-	DNS       []netip.Addr   `json:"dns"`
-	HostIface string         `json:"host_iface"`
-}
-
-type service struct {
-	Name  string `json:"name"`
-	Proto string `json:"proto"`
-	Port  int    `json:"port"`
-}
-
-type addRequest struct {
-	ContainerID  string            `json:"container_id"`
-	Ifname       string            `json:"ifname"`
-	Netns        string            `json:"netns"`
-	CNINetwork   string            `json:"cni_network"`
-	Org          string            `json:"org"`
-	App          string            `json:"app"`
-	Network      string            `json:"network,omitempty"`
-	Region       string            `json:"region,omitempty"`
-	ProcessGroup string            `json:"process_group,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
-	Services     []service         `json:"services,omitempty"`
-	Checks       []json.RawMessage `json:"checks,omitempty"`
-}
 
 // agentClient speaks HTTP to the agent's unix socket.
 type agentClient struct {

@@ -19,6 +19,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/containers/wire"
 )
 
 type plugin struct {
@@ -38,7 +41,7 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	if err != nil {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, err.Error(), "")
 	}
-	req := addRequest{ContainerID: args.ContainerID, Ifname: args.IfName, Netns: args.Netns, CNINetwork: conf.Name,
+	req := wire.AddRequest{Key: wire.Key{ContainerID: args.ContainerID, Ifname: args.IfName}, Netns: args.Netns, CNINetwork: conf.Name,
 		Org: conf.Org, App: conf.App, Network: conf.Network, Region: conf.Region, ProcessGroup: conf.ProcessGroup, Checks: conf.Checks}
 	if ca.App != "" {
 		req.App = ca.App
@@ -72,8 +75,8 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	ctx, cancel := context.WithTimeout(context.Background(), addTimeout)
 	defer cancel()
 	c := p.dial(conf.Agent)
-	var a attachment
-	if err := c.do(ctx, http.MethodPut, "/v1/attachments", req, &a); err != nil {
+	var a wire.Attachment
+	if err := c.do(ctx, http.MethodPut, wire.PathAttachments, req, &a); err != nil {
 		return cniError("dogwood ADD", err)
 	}
 	res, err := result(&a, args)
@@ -91,12 +94,12 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 }
 
 func attachmentPath(args *skel.CmdArgs) string {
-	return "/v1/attachments/" + url.PathEscape(args.ContainerID) + "/" + url.PathEscape(args.IfName)
+	return wire.PathAttachments + "/" + url.PathEscape(args.ContainerID) + "/" + url.PathEscape(args.IfName)
 }
 
 // result is CNI's result for an attachment: the host's veth, the container's
 // interface, its address, routes via the host side, and fdaa::3 for DNS.
-func result(a *attachment, args *skel.CmdArgs) (*current.Result, error) {
+func result(a *wire.Attachment, args *skel.CmdArgs) (*current.Result, error) {
 	hostMAC := ""
 	if l, err := netlink.LinkByName(a.HostIface); err == nil {
 		hostMAC = l.Attrs().HardwareAddr.String()
@@ -152,16 +155,16 @@ func chain(conf *netConf, ours *current.Result) (*current.Result, error) {
 	return prev, nil
 }
 
-func parseService(s string) (service, error) {
+func parseService(s string) (catalog.Service, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) != 3 {
-		return service{}, fmt.Errorf("dogwood network config: service %q: want NAME:PROTO:PORT, e.g. http:tcp:8080", s)
+		return catalog.Service{}, fmt.Errorf("dogwood network config: service %q: want NAME:PROTO:PORT, e.g. http:tcp:8080", s)
 	}
-	port, err := strconv.Atoi(parts[2])
-	if err != nil {
-		return service{}, fmt.Errorf("dogwood network config: service %q: port must be a number", s)
+	port, err := strconv.ParseUint(parts[2], 10, 16)
+	if err != nil || port == 0 {
+		return catalog.Service{}, fmt.Errorf("dogwood network config: service %q: port must be 1-65535", s)
 	}
-	return service{Name: parts[0], Proto: parts[1], Port: port}, nil
+	return catalog.Service{Name: parts[0], Proto: parts[1], Port: uint16(port)}, nil
 }
 
 // del destroys the container's machine. It succeeds when there is nothing to do:
@@ -228,13 +231,16 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), addTimeout)
 	defer cancel()
-	var a attachment
+	var a wire.Attachment
 	if err := p.dial(conf.Agent).do(ctx, http.MethodGet, attachmentPath(args), nil, &a); err != nil {
 		var ae *agentError
 		if errors.As(err, &ae) && ae.status == http.StatusNotFound {
 			return types.NewError(types.ErrUnknownContainer, "dogwood CHECK: "+ae.msg, "")
 		}
 		return cniError("dogwood CHECK", err)
+	}
+	if a.Machine == nil {
+		return types.NewError(types.ErrUnknownContainer, "dogwood CHECK: the agent answered without a machine", "")
 	}
 	if a.Machine.Netns != args.Netns {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("dogwood CHECK: machine %s is attached to %s, not %s", a.Machine.ID, a.Machine.Netns, args.Netns), "")
@@ -273,24 +279,17 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 	if err != nil {
 		return configError(err)
 	}
-	type key struct {
-		ContainerID string `json:"container_id"`
-		Ifname      string `json:"ifname"`
-	}
-	req := struct {
-		CNINetwork string `json:"cni_network"`
-		Valid      []key  `json:"valid"`
-	}{CNINetwork: conf.Name, Valid: []key{}}
+	req := wire.GCRequest{CNINetwork: conf.Name, Valid: []wire.Key{}}
 	valid := conf.ValidAttachments
 	if valid == nil {
 		valid = conf.Attachments
 	}
 	for _, v := range valid {
-		req.Valid = append(req.Valid, key{v.ContainerID, v.IfName})
+		req.Valid = append(req.Valid, wire.Key{ContainerID: v.ContainerID, Ifname: v.IfName})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), addTimeout)
 	defer cancel()
-	if err := p.dial(conf.Agent).do(ctx, http.MethodPost, "/v1/attachments/gc", req, nil); err != nil {
+	if err := p.dial(conf.Agent).do(ctx, http.MethodPost, wire.PathGC, req, nil); err != nil {
 		return cniError("dogwood GC", err)
 	}
 	return nil
@@ -304,7 +303,7 @@ func (p *plugin) status(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = p.dial(conf.Agent).do(ctx, http.MethodGet, "/v1/attachments/status/probe", nil, nil)
+	err = p.dial(conf.Agent).do(ctx, http.MethodGet, wire.PathAttachments+"/status/probe", nil, nil)
 	var ae *agentError
 	if err == nil || errors.As(err, &ae) && ae.status == http.StatusNotFound {
 		return nil

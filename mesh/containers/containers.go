@@ -19,6 +19,7 @@ import (
 
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/containers/wire"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 	"github.com/dogwood/dogwood/peers/attach"
 	"github.com/dogwood/dogwood/peers/plan"
@@ -31,39 +32,12 @@ type Node interface {
 	Snapshot() *catalog.Snapshot
 }
 
-// Key is one attachment as CNI names it.
-type Key struct {
-	ContainerID string `json:"container_id"`
-	Ifname      string `json:"ifname"`
-}
-
-// AddRequest is a CNI ADD as the plugin forwards it.
-type AddRequest struct {
-	Key
-	Netns string `json:"netns"`
-	// CNINetwork is the runtime's network config name.
-	CNINetwork string `json:"cni_network"`
-	Org        string `json:"org"`
-	App        string `json:"app"`
-	// Network, when set, is the Dogwood network the app must be in.
-	Network      string            `json:"network,omitempty"`
-	Region       string            `json:"region,omitempty"`
-	ProcessGroup string            `json:"process_group,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
-	Services     []catalog.Service `json:"services,omitempty"`
-	// Checks are passed through in the shape of machine creates' checks.
-	Checks []map[string]any `json:"checks,omitempty"`
-}
-
-// Attachment is a container's machine with what the runtime's result needs.
-type Attachment struct {
-	Machine   *catalog.Machine `json:"machine"`
-	Prefix    netip.Prefix     `json:"prefix"`  // the machine's address with its /112
-	Gateway   netip.Addr       `json:"gateway"` // ::1 on the host side
-	Routes    []netip.Prefix   `json:"routes"`  // via Gateway
-	DNS       []netip.Addr     `json:"dns"`
-	HostIface string           `json:"host_iface"`
-}
+// The API's types (shared with the plugin).
+type (
+	Key        = wire.Key
+	AddRequest = wire.AddRequest
+	Attachment = wire.Attachment
+)
 
 // Service serves ADD, DEL, CHECK and GC for this host.
 type Service struct {

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -109,11 +110,11 @@ func TestAddLeavesNothingHalfMade(t *testing.T) {
 	if len(f.machines) != 0 || len(f.destroyed) != 1 {
 		t.Errorf("machines %v destroyed %v", f.machines, f.destroyed)
 	}
-	if _, err := s.Add(context.Background(), AddRequest{Key: Key{"c2", "eth0"}, Org: "nope", App: "web", Netns: "/x"}); mesh.StatusCode(err) != http.StatusNotFound {
+	if _, err := s.Add(context.Background(), AddRequest{Key: Key{ContainerID: "c2", Ifname: "eth0"}, Org: "nope", App: "web", Netns: "/x"}); mesh.StatusCode(err) != http.StatusNotFound {
 		t.Errorf("unknown org: %v", err)
 	}
-	if _, err := s.Add(context.Background(), AddRequest{Key: Key{"c2", "eth0"}, Org: "acme", App: "web", Netns: "/x",
-		Checks: []map[string]any{{"kind": "tcp"}}}); mesh.StatusCode(err) != http.StatusBadRequest {
+	if _, err := s.Add(context.Background(), AddRequest{Key: Key{ContainerID: "c2", Ifname: "eth0"}, Org: "acme", App: "web", Netns: "/x",
+		Checks: []json.RawMessage{json.RawMessage(`{"kind":"tcp"}`)}}); mesh.StatusCode(err) != http.StatusBadRequest {
 		t.Errorf("checks: %v", err)
 	}
 }
@@ -135,16 +136,16 @@ func TestDelAndGC(t *testing.T) {
 	// A machine of the CLI on this host is never the plugin's to touch.
 	f.machines = append(f.machines, catalog.Machine{ID: "cli00000000000", MachinePlace: &catalog.MachinePlace{Host: "h1"},
 		MachineAttrs: &catalog.MachineAttrs{Source: catalog.SourceCLI}})
-	if err := s.Del(ctx, Key{"a", "eth0"}); err != nil {
+	if err := s.Del(ctx, Key{ContainerID: "a", Ifname: "eth0"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Del(ctx, Key{"a", "eth0"}); err != nil {
+	if err := s.Del(ctx, Key{ContainerID: "a", Ifname: "eth0"}); err != nil {
 		t.Errorf("second DEL: %v", err)
 	}
-	if _, err := s.Check(ctx, Key{"a", "eth0"}); mesh.StatusCode(err) != http.StatusNotFound {
+	if _, err := s.Check(ctx, Key{ContainerID: "a", Ifname: "eth0"}); mesh.StatusCode(err) != http.StatusNotFound {
 		t.Errorf("CHECK after DEL: %v", err)
 	}
-	removed, err := s.GC(ctx, "acme-web", []Key{{"b", "eth0"}})
+	removed, err := s.GC(ctx, "acme-web", []Key{{ContainerID: "b", Ifname: "eth0"}})
 	if err != nil || len(removed) != 1 {
 		t.Fatalf("GC: %v %v", removed, err)
 	}
@@ -152,7 +153,7 @@ func TestDelAndGC(t *testing.T) {
 	for _, m := range f.machines {
 		left = append(left, m.Metadata[catalog.MetaContainerID]+m.ID[:3])
 	}
-	if len(f.machines) != 3 || s.Find(Key{"b", "eth0"}) == nil || s.Find(Key{"d", "eth0"}) == nil {
+	if len(f.machines) != 3 || s.Find(Key{ContainerID: "b", Ifname: "eth0"}) == nil || s.Find(Key{ContainerID: "d", Ifname: "eth0"}) == nil {
 		t.Errorf("after GC: %v", left)
 	}
 }
@@ -189,7 +190,7 @@ func TestReaperWaitsForGrace(t *testing.T) {
 		t.Errorf("left: %+v", f.machines)
 	}
 	// A namespace that comes back within the grace starts the wait again.
-	b := s.Find(Key{"alive", "eth0"})
+	b := s.Find(Key{ContainerID: "alive", Ifname: "eth0"})
 	gone[b.ID] = true
 	r.Sweep(ctx, t0.Add(20*time.Second))
 	gone[b.ID] = false

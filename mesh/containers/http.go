@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/containers/wire"
 )
 
 // Routes are the service's endpoints, for the agent's unix socket only:
@@ -16,7 +17,7 @@ import (
 //	POST   /v1/attachments/gc                   {"cni_network", "valid": [Key]} → {"removed": [id]}
 func (s *Service) Routes() map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
-		"PUT /v1/attachments": func(w http.ResponseWriter, r *http.Request) {
+		"PUT " + wire.PathAttachments: func(w http.ResponseWriter, r *http.Request) {
 			var req AddRequest
 			if !decode(w, r, &req) {
 				return
@@ -24,19 +25,16 @@ func (s *Service) Routes() map[string]http.HandlerFunc {
 			a, err := s.Add(r.Context(), req)
 			reply(w, a, err)
 		},
-		"GET /v1/attachments/{container}/{ifname}": func(w http.ResponseWriter, r *http.Request) {
+		"GET " + wire.PathAttachments + "/{container}/{ifname}": func(w http.ResponseWriter, r *http.Request) {
 			a, err := s.Check(r.Context(), Key{ContainerID: r.PathValue("container"), Ifname: r.PathValue("ifname")})
 			reply(w, a, err)
 		},
-		"DELETE /v1/attachments/{container}/{ifname}": func(w http.ResponseWriter, r *http.Request) {
+		"DELETE " + wire.PathAttachments + "/{container}/{ifname}": func(w http.ResponseWriter, r *http.Request) {
 			err := s.Del(r.Context(), Key{ContainerID: r.PathValue("container"), Ifname: r.PathValue("ifname")})
 			reply(w, nil, err)
 		},
-		"POST /v1/attachments/gc": func(w http.ResponseWriter, r *http.Request) {
-			var req struct {
-				CNINetwork string `json:"cni_network"`
-				Valid      []Key  `json:"valid"`
-			}
+		"POST " + wire.PathGC: func(w http.ResponseWriter, r *http.Request) {
+			var req wire.GCRequest
 			if !decode(w, r, &req) {
 				return
 			}
@@ -44,7 +42,7 @@ func (s *Service) Routes() map[string]http.HandlerFunc {
 			if removed == nil {
 				removed = []string{}
 			}
-			reply(w, map[string][]string{"removed": removed}, err)
+			reply(w, wire.GCResponse{Removed: removed}, err)
 		},
 	}
 }
