@@ -67,7 +67,7 @@ func TestCNILibcni(t *testing.T) {
 			}
 			addr := cur.IPs[0].Address.IP.String()
 			m := w.machineOf(h1, rt.ContainerID)
-			if m.Address != addr || m.Metadata["role"] != "db" || m.Metadata["k8s_pod_namespace"] != "shop" || m.Metadata["k8s_pod_name"] != "db-0" || m.Netns != rt.NetNS {
+			if m.Address != addr || m.Metadata["role"] != "db" || m.Metadata["k8s_pod_namespace"] != "shop" || m.Metadata["k8s_pod_name"] != "db-0" || m.Netns != rt.NetNS || m.Group != "worker" {
 				t.Errorf("machine %+v, result address %s", m, addr)
 			}
 			// The container's view: the address, and DNS through fdaa::3.
@@ -94,6 +94,18 @@ func TestCNILibcni(t *testing.T) {
 			}
 			if err := cni.CheckNetworkList(ctx, list, rt); err != nil {
 				t.Errorf("CHECK: %v", err)
+			}
+			if v == "1.1.0" {
+				// The agent restarts: it adopts the attachment without touching it,
+				// and CHECK, and later DEL, still work.
+				h1.agent.stop(5 * time.Second)
+				h1.start(h1.args)
+				if err := cni.CheckNetworkList(ctx, list, rt); err != nil {
+					t.Errorf("CHECK after an agent restart: %v", err)
+				}
+				if out := nsMust(t, ns, "ip", "-6", "addr", "show", "eth0"); !strings.Contains(out, addr+"/112") {
+					t.Errorf("eth0 after an agent restart: %s", out)
+				}
 			}
 			// CHECK fails once the container lost its address.
 			nsMust(t, ns, "ip", "-6", "addr", "del", addr+"/112", "dev", "eth0")

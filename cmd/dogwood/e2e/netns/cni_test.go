@@ -274,6 +274,7 @@ type cniMachine struct {
 	Address  string            `json:"address"`
 	Netns    string            `json:"netns"`
 	Source   string            `json:"source"`
+	Group    string            `json:"process_group"`
 	Metadata map[string]string `json:"metadata"`
 	// CreatedAt is when the agent recorded the machine.
 	CreatedAt time.Time `json:"created_at"`
