@@ -22,6 +22,7 @@ import (
 
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/containers"
 	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/dogwood/dogwood/peers"
 	"github.com/dogwood/dogwood/peers/device"
@@ -265,6 +266,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	unixOnly["GET "+backupArchivePath] = serveBackupArchive(node, o.DataDir)
 	local := localRoutes(srv.Handler(), unixOnly)
 	servers := []*http.Server{api.NewHTTPServer(local, api.UnixLimits(), logger)}
+	servers[0].ConnContext = containers.ConnContext // the attachments are root's
 	listeners := []net.Listener{ln}
 	if o.APIListen != "" {
 		tok, err := os.ReadFile(o.APITokenFile)

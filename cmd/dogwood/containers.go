@@ -16,7 +16,8 @@ import (
 // destroyed: long enough for the runtime's own DEL, short enough not to leak.
 const reapGrace = 10 * time.Second
 
-// startContainers serves the CNI plugin's endpoints on the unix socket and reaps
+// startContainers serves the CNI plugin's endpoints on the unix socket (root's
+// only: the server needs containers.ConnContext) and reaps
 // container machines whose namespace died. With --wireguard off nothing attaches
 // namespaces, so the endpoints answer 503 and nothing is reaped.
 func startContainers(ctx context.Context, node *mesh.Node, dp *dataPlane, log *slog.Logger) (map[string]http.HandlerFunc, func()) {
@@ -25,6 +26,9 @@ func startContainers(ctx context.Context, node *mesh.Node, dp *dataPlane, log *s
 			return dp.install(ctx, catalog.ID{Kind: catalog.KindMachine, Key: id})
 		}}
 	routes := svc.Routes()
+	for pattern, h := range routes {
+		routes[pattern] = containers.RootOnly(h)
+	}
 	if dp.dp == nil {
 		for pattern := range routes {
 			routes[pattern] = func(w http.ResponseWriter, _ *http.Request) {

@@ -9,7 +9,8 @@ import (
 	"github.com/dogwood/dogwood/mesh/containers/wire"
 )
 
-// Routes are the service's endpoints, for the agent's unix socket only:
+// Routes are the service's endpoints, for the agent's unix socket only (wrap them
+// in RootOnly, with ConnContext on the socket's server):
 //
 //	PUT    /v1/attachments                      AddRequest → 200 Attachment
 //	GET    /v1/attachments/{container}/{ifname} → 200 Attachment, 404
@@ -46,6 +47,8 @@ func (s *Service) Routes() map[string]http.HandlerFunc {
 		},
 	}
 }
+
+var errForbidden = &mesh.Error{Code: http.StatusForbidden, Msg: "container attachments are root's: run the CNI plugin as root"}
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	d := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
