@@ -24,6 +24,20 @@ type MachineSpec struct {
 	// RequestID is the client's id for this create: a retry returns the machine the
 	// first attempt made (the CLI sets one and retries when the agent connection fails).
 	RequestID string `json:"request_id,omitempty"`
+	// Source is who asks: catalog.SourceCLI or SourceAPI (empty: api). Container
+	// runtimes' machines come with an Attachment instead.
+	Source string `json:"source,omitempty"`
+	// Attachment makes the machine a container runtime's (CNI) interface. Only the
+	// agent's local CNI service sets it; a request body never can.
+	Attachment *Attachment `json:"-"`
+}
+
+// Attachment is the interface a container runtime asked for through the CNI plugin:
+// the machine joins the namespace at Netns (a path the runtime owns and removes) as
+// interface Ifname. ContainerID goes into the machine's metadata; Network is the
+// runtime's network config name, which CNI's GC is scoped by.
+type Attachment struct {
+	ContainerID, Ifname, Netns, Network string
 }
 
 // CreateMachine allocates a machine field and address on this host and records the
@@ -31,6 +45,17 @@ type MachineSpec struct {
 func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Machine, error) {
 	if err := checkMachineSpec(&spec); err != nil {
 		return nil, err
+	}
+	ifname := ""
+	if a := spec.Attachment; a != nil {
+		md := make(map[string]string, len(spec.Metadata)+1)
+		for k, v := range spec.Metadata {
+			md[k] = v
+		}
+		md[catalog.MetaContainerID] = a.ContainerID
+		spec.Metadata, spec.Netns, spec.Source, ifname = md, a.Netns, catalog.SourceCNI, a.Ifname
+	} else if spec.Source == "" {
+		spec.Source = catalog.SourceAPI
 	}
 	if err := ValidRequestID(spec.RequestID); err != nil {
 		return nil, err
@@ -61,7 +86,7 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 	}
 	if spec.Netns != "" {
 		for _, m := range n.cat.Snapshot().LocalMachines {
-			if m.Netns == spec.Netns {
+			if m.Netns == spec.Netns && m.Ifname == ifname {
 				return nil, conflict("network namespace %q is already used by machine %s", spec.Netns, m.ID)
 			}
 		}
@@ -113,7 +138,10 @@ func (n *Node) allocMachine(spec MachineSpec, app *catalog.App) (*catalog.Machin
 		Address:      sixpn.MachineAddr(app.NetworkID, n.id.HostID, field),
 		CreatedAt:    n.now().UTC(),
 		RequestID:    spec.RequestID,
-		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services}, Netns: spec.Netns,
+		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services, Source: spec.Source}, Netns: spec.Netns,
+	}
+	if a := spec.Attachment; a != nil {
+		m.Ifname, m.CNINetwork = a.Ifname, a.Network
 	}
 	stamp := n.cat.Tick()
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: m}

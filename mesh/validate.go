@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -175,6 +176,9 @@ func checkMachineSpec(s *MachineSpec) error {
 		if err := validLabel("metadata key", k); err != nil {
 			return err
 		}
+		if s.Attachment != nil && reCNIMeta.MatchString(v) {
+			continue // Kubernetes pod names are DNS subdomains, not labels
+		}
 		if err := validLabel("metadata value", v); err != nil {
 			return err
 		}
@@ -188,6 +192,54 @@ func checkMachineSpec(s *MachineSpec) error {
 		if err := validNetns(s.Netns); err != nil {
 			return err
 		}
+	}
+	switch s.Source {
+	case "", catalog.SourceCLI, catalog.SourceAPI:
+	default:
+		return invalid("invalid source %q: want cli or api (container runtimes' machines are made by the CNI plugin)", s.Source)
+	}
+	if a := s.Attachment; a != nil {
+		return checkAttachment(s, a)
+	}
+	return nil
+}
+
+var (
+	// CNI's rule for container ids and network names: alphanumerics, '_', '.', '-'.
+	reCNIID = nameRule{min: 1, max: 255, first: alnum, edge: or(alnum, is('_', '.', '-')), body: or(alnum, is('_', '.', '-'))}
+	// A DNS subdomain (Kubernetes pod names).
+	reCNIMeta = nameRule{min: 1, max: 253, edge: lowerDigit, body: or(lowerDigit, is('.', '-'))}
+)
+
+func checkAttachment(s *MachineSpec, a *Attachment) error {
+	if s.Netns != "" {
+		return invalid("a container's machine takes its namespace from the attachment")
+	}
+	if !reCNIID.MatchString(a.ContainerID) {
+		return invalid("invalid container id %q: use letters, digits, '_', '.' and '-'", a.ContainerID)
+	}
+	if !reCNIID.MatchString(a.Network) {
+		return invalid("invalid CNI network name %q: use letters, digits, '_', '.' and '-'", a.Network)
+	}
+	if err := ValidIfname(a.Ifname); err != nil {
+		return err
+	}
+	return ValidNetnsPath(a.Netns)
+}
+
+// ValidIfname checks an interface name as the kernel does (dev_valid_name).
+func ValidIfname(s string) error {
+	if s == "" || len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\r\v\f\x00") {
+		return invalid("invalid interface name %q: 1-15 characters, no '/', ':' or spaces", s)
+	}
+	return nil
+}
+
+// ValidNetnsPath checks a network namespace given as a path (CNI_NETNS): absolute,
+// clean, and printable.
+func ValidNetnsPath(p string) error {
+	if len(p) < 2 || len(p) > 255 || p[0] != '/' || path.Clean(p) != p || strings.ContainsFunc(p, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		return invalid("invalid network namespace path %q: want an absolute, clean path like /run/netns/NAME or /proc/PID/ns/net", p)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/containers"
 	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/dogwood/dogwood/peers"
 	"github.com/dogwood/dogwood/peers/device"
@@ -271,9 +272,13 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	kr.register()
 	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv}
 	doc.register()
-	local := localRoutes(srv.Handler(), map[string]http.HandlerFunc{"POST /v1/keyring": kr.serveHTTP, "GET /v1/doctor": doc.serveHTTP,
-		"GET " + backupArchivePath: serveBackupArchive(node, o.DataDir)})
+	unixOnly, stopContainers := startContainers(ctx, node, dp, logger.With("component", "cni"))
+	defer stopContainers()
+	unixOnly["POST /v1/keyring"], unixOnly["GET /v1/doctor"] = kr.serveHTTP, doc.serveHTTP
+	unixOnly["GET "+backupArchivePath] = serveBackupArchive(node, o.DataDir)
+	local := localRoutes(srv.Handler(), unixOnly)
 	servers := []*http.Server{api.NewHTTPServer(local, api.UnixLimits(), logger)}
+	servers[0].ConnContext = containers.ConnContext // the attachments are root's
 	listeners := []net.Listener{ln}
 	if o.APIListen != "" {
 		tok, err := os.ReadFile(o.APITokenFile)
@@ -330,6 +335,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		s.Shutdown(sctx)
 	}
 	os.Remove(o.APISocket)
+	stopContainers() // no reaping into a closing node
 	dnsSrv.close()
 	closeNode(true)
 	// Interfaces and machine namespaces stay so a restarted agent adopts them without

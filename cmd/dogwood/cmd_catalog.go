@@ -266,7 +266,17 @@ func machineJSON(m catalog.Machine) map[string]any {
 		"id": m.ID, "app": m.App, "org": m.Org, "network": m.Network, "region": m.Region, "host": m.Host,
 		"address": m.Address.String(), "state": m.State, "process_group": m.ProcessGroup,
 		"metadata": md, "services": services, "netns": m.Netns, "created_at": m.CreatedAt,
+		"source": machineSource(m),
 	}
+}
+
+// machineSource is m's source; machines recorded before sources were kept were
+// made through the API (by the CLI or not: nobody said).
+func machineSource(m catalog.Machine) string {
+	if m.MachineAttrs == nil || m.Source == "" {
+		return catalog.SourceAPI
+	}
+	return m.Source
 }
 
 func machinesCommand(e *env) *cli.Command {
@@ -301,7 +311,7 @@ func machinesCommand(e *env) *cli.Command {
 						return err
 					}
 					spec := mesh.MachineSpec{App: c.String("app"), Org: c.String("org"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
-						Netns: c.String("netns"), Stopped: c.Bool("stopped")}
+						Netns: c.String("netns"), Stopped: c.Bool("stopped"), Source: catalog.SourceCLI}
 					if err := checkInput(mesh.ValidApp(spec.App)); err != nil {
 						return err
 					}
@@ -344,8 +354,9 @@ func machinesCommand(e *env) *cli.Command {
 				},
 			},
 			{
-				Name: "list", Usage: "list machines", Flags: []cli.Flag{&cli.StringFlag{Name: "app", Usage: "only this app (`NAME`)"}, &cli.StringFlag{Name: "org", Usage: "only this org (`SLUG`); picks the app's org when the name exists in several"}, jsonFlag}, OnUsageError: usageHook,
-				Description: "Examples:\n  dogwood machines list\n  dogwood machines list --app web --json",
+				Name: "list", Usage: "list machines", Flags: []cli.Flag{&cli.StringFlag{Name: "app", Usage: "only this app (`NAME`)"}, &cli.StringFlag{Name: "org", Usage: "only this org (`SLUG`); picks the app's org when the name exists in several"},
+					&cli.StringFlag{Name: "source", Usage: "only machines made by `SOURCE`: cli, api or cni (container runtimes)"}, jsonFlag}, OnUsageError: usageHook,
+				Description: "Examples:\n  dogwood machines list\n  dogwood machines list --app web --json\n  dogwood machines list --source cni",
 				Action: func(c *cli.Context) error {
 					if _, err := args(c, 0, 0, "[--app APP] [--json]"); err != nil {
 						return err
@@ -355,9 +366,16 @@ func machinesCommand(e *env) *cli.Command {
 							return err
 						}
 					}
+					src := c.String("source")
+					if src != "" && src != catalog.SourceCLI && src != catalog.SourceAPI && src != catalog.SourceCNI {
+						return checkInput(fmt.Errorf("invalid --source %q: want cli, api or cni", src))
+					}
 					var ms []catalog.Machine
 					if err := client(c).Do(c.Context, "GET", "/v1/machines?app="+url.QueryEscape(c.String("app"))+"&org="+url.QueryEscape(c.String("org")), nil, &ms); err != nil {
 						return err
+					}
+					if src != "" {
+						ms = slices.DeleteFunc(ms, func(m catalog.Machine) bool { return machineSource(m) != src })
 					}
 					if c.Bool("json") {
 						out := make([]map[string]any, 0, len(ms))
@@ -487,6 +505,7 @@ func machineShowCommand(e *env) *cli.Command {
 			fmt.Fprintf(e.stdout, "services   %s\n", orDash(strings.Join(services, " ")))
 			fmt.Fprintf(e.stdout, "metadata   %s\n", orDash(strings.Join(md, " ")))
 			fmt.Fprintf(e.stdout, "netns      %s\n", orDash(m.Netns))
+			fmt.Fprintf(e.stdout, "source     %s\n", machineSource(m))
 			fmt.Fprintf(e.stdout, "created    %s\n", m.CreatedAt.Format(time.RFC3339))
 			return nil
 		},

@@ -174,6 +174,22 @@ func TestDebInstall(t *testing.T) {
 	if c, _ := os.ReadFile(filepath.Join(root, "usr/share/doc/dogwood/copyright")); !strings.HasPrefix(string(c), "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n") {
 		t.Errorf("copyright is not DEP-5: %.200s", c)
 	}
+	// The CNI plugin, where runtimes look, answers a runtime's VERSION query.
+	if st, err := os.Lstat(filepath.Join(root, "opt/cni/bin/dogwood")); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("/opt/cni/bin/dogwood: %v %v, want a symlink", err, st)
+	}
+	for _, plugin := range []string{"/usr/lib/cni/dogwood", "/opt/cni/bin/dogwood"} {
+		cmd := exec.Command("chroot", root, plugin)
+		cmd.Env = []string{"CNI_COMMAND=VERSION"}
+		cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0"}`)
+		out, err := cmd.Output()
+		if err != nil || !strings.Contains(string(out), `"supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]`) {
+			t.Errorf("%s VERSION: %v %s", plugin, err, out)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(root, "usr/lib/cni/dogwood")); err != nil || st.Mode() != 0o755 {
+		t.Errorf("/usr/lib/cni/dogwood: %v %v", err, st)
+	}
 	if conff := in("dpkg-query", "-W", "-f=${Conffiles}", "dogwood"); !strings.Contains(conff, "/etc/dogwood/agent.yaml") || !strings.Contains(conff, "/etc/default/dogwood") {
 		t.Errorf("conffiles: %q", conff)
 	}
@@ -193,7 +209,7 @@ func TestDebInstall(t *testing.T) {
 	}
 
 	in("dpkg", "--purge", "dogwood")
-	for _, p := range []string{"/usr/bin/dogwood", "/etc/dogwood/agent.yaml", "/usr/lib/systemd/system/dogwood.service"} {
+	for _, p := range []string{"/usr/bin/dogwood", "/etc/dogwood/agent.yaml", "/usr/lib/systemd/system/dogwood.service", "/usr/lib/cni/dogwood", "/opt/cni/bin/dogwood"} {
 		if _, err := os.Stat(filepath.Join(root, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after purge %s: %v", p, err)
 		}

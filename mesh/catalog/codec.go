@@ -192,15 +192,16 @@ func (e *encoder) machine(m *Machine) {
 		e.str(m.State)
 	}
 	e.str(m.ProcessGroup)
-	keys := make([]string, 0, len(m.Metadata))
-	for k := range m.Metadata {
+	md := extMetadata(m.MachineAttrs)
+	keys := make([]string, 0, len(md))
+	for k := range md {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	e.uint(uint64(len(keys)))
 	for _, k := range keys {
 		e.str(k)
-		e.str(m.Metadata[k])
+		e.str(md[k])
 	}
 	e.uint(uint64(len(m.Services)))
 	for _, s := range m.Services {
@@ -356,6 +357,7 @@ func (d *decoder) machine() *Machine {
 			m.Services[i] = Service{Name: d.str(), Proto: d.str(), Port: d.u16()}
 		}
 	}
+	liftExt(m.MachineAttrs)
 	m.Netns = d.str()
 	m.CreatedAt = d.time()
 	m.RequestID = d.str()

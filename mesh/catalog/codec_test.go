@@ -53,6 +53,13 @@ func codecSamples() []*Record {
 			}},
 		{Kind: KindMachine, Key: "m3", Gen: 1, Created: Stamp{10, 3}, Version: Stamp{11, 3},
 			Machine: &Machine{ID: "m3", MachinePlace: &MachinePlace{}, MachineAttrs: &MachineAttrs{State: StateStopped}}},
+		// A container runtime's machine: its source, interface and CNI network travel as
+		// reserved metadata entries (see attrsext.go).
+		{Kind: KindMachine, Key: "m5", Gen: 1, Created: Stamp{12, 3}, Version: Stamp{12, 3},
+			Machine: &Machine{ID: "m5", MachinePlace: &MachinePlace{App: "web", Org: "acme", NetworkID: 1, HostID: 2}, Field: 0x10001,
+				Address: sixpn.MachineAddr(1, 2, 0x10001), Netns: "/run/netns/cni-1234", MachineAttrs: &MachineAttrs{State: StateStarted,
+					Metadata: map[string]string{MetaContainerID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+					Source:   SourceCNI, Ifname: "eth0", CNINetwork: "acme-web"}}},
 		{Kind: KindPeer, Key: "acme/laptop", Gen: 1, Created: Stamp{4, 2}, Version: Stamp{4, 2},
 			Peer: &Peer{Name: "laptop", Org: "acme", Network: "default", NetworkID: 0xb00001, Region: "ord", Gateway: "h1", GatewayID: 7,
 				Address: netip.MustParseAddr("fdaa:0:b000:1::a:102"), PublicKey: "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=",
@@ -97,6 +104,41 @@ func TestCodecRoundTrip(t *testing.T) {
 		}
 		js, _ := json.Marshal(r)
 		t.Logf("%-60s %4d bytes binary, %4d JSON", r.ID(), n, len(js))
+	}
+}
+
+// TestCodecAttrsExtReadByOlderAgents: a machine with the fields added since the
+// binary encoding was released encodes exactly as a machine whose metadata holds
+// them under reserved keys, which is what an agent from before reads (as metadata);
+// records without them encode as before, so old data dirs and old peers' records
+// decode unchanged.
+func TestCodecAttrsExtReadByOlderAgents(t *testing.T) {
+	var r *Record
+	for _, s := range codecSamples() {
+		if s.Key == "m5" {
+			r = s
+		}
+	}
+	plain := *r
+	pm := *r.Machine
+	pa := MachineAttrs{State: StateStarted, Metadata: map[string]string{
+		MetaContainerID: r.Machine.Metadata[MetaContainerID], "dogwood.source": "cni", "dogwood.ifname": "eth0", "dogwood.cni_network": "acme-web"}}
+	pm.MachineAttrs, plain.Machine = &pa, &pm
+	if a, b := AppendRecord(nil, r), AppendRecord(nil, &plain); !reflect.DeepEqual(a, b) {
+		t.Fatalf("extension fields are not plain metadata on the wire:\n%x\n%x", a, b)
+	}
+	got, _, err := DecodeRecord(AppendRecord(nil, &plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := got.Machine.MachineAttrs; a.Source != SourceCNI || a.Ifname != "eth0" || a.CNINetwork != "acme-web" || len(a.Metadata) != 1 {
+		t.Errorf("lifted attrs = %+v", a)
+	}
+	// A record without them is byte for byte what the encoding wrote before.
+	old := codecSamples()[6]
+	b := AppendRecord(nil, old)
+	if d, _, err := DecodeRecord(b); err != nil || d.Machine.Source != "" || len(d.Machine.Metadata) != 3 {
+		t.Errorf("plain machine: %v %+v", err, d.Machine.MachineAttrs)
 	}
 }
 

@@ -182,6 +182,12 @@ func attrsHash(seed maphash.Seed, a *MachineAttrs) uint64 {
 	h.WriteByte(0)
 	h.WriteString(a.ProcessGroup)
 	h.WriteByte(0)
+	h.WriteString(a.Source)
+	h.WriteByte(0)
+	h.WriteString(a.Ifname)
+	h.WriteByte(0)
+	h.WriteString(a.CNINetwork)
+	h.WriteByte(0)
 	for _, s := range a.Services {
 		h.WriteString(s.Name)
 		h.WriteByte(0)
@@ -211,6 +217,7 @@ func attrsHash(seed maphash.Seed, a *MachineAttrs) uint64 {
 
 func attrsEqual(a, b *MachineAttrs) bool {
 	return a.State == b.State && a.ProcessGroup == b.ProcessGroup &&
+		a.Source == b.Source && a.Ifname == b.Ifname && a.CNINetwork == b.CNINetwork &&
 		slices.Equal(a.Services, b.Services) && maps.Equal(a.Metadata, b.Metadata) &&
 		(a.Metadata == nil) == (b.Metadata == nil) && (a.Services == nil) == (b.Services == nil)
 }
@@ -220,7 +227,8 @@ func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
 		a = &MachineAttrs{}
 	}
 	return in.attrs.get(a, func(a *MachineAttrs) *MachineAttrs {
-		cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup)}
+		cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup),
+			Source: in.str(a.Source), Ifname: in.str(a.Ifname), CNINetwork: in.str(a.CNINetwork)}
 		if a.Metadata != nil {
 			cp.Metadata = maps.Clone(a.Metadata)
 		}

@@ -141,7 +141,24 @@ type MachineAttrs struct {
 	ProcessGroup string            `json:"process_group"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	Services     []Service         `json:"services,omitempty"`
+	// Source says what made the machine: SourceCLI, SourceAPI or SourceCNI; empty in
+	// records written before it was kept (see AttrsExt for how it travels).
+	Source string `json:"source,omitempty"`
+	// Ifname and CNINetwork are a CNI-made machine's interface in its container and
+	// the name of the runtime's network config it was made for (GC is per config).
+	Ifname     string `json:"ifname,omitempty"`
+	CNINetwork string `json:"cni_network,omitempty"`
 }
+
+// Machine sources.
+const (
+	SourceCLI = "cli"
+	SourceAPI = "api"
+	SourceCNI = "cni"
+)
+
+// MetaContainerID is the metadata key of a CNI-made machine's container id.
+const MetaContainerID = "container_id"
 
 // WithState returns a copy of m in state s; m and what it shares are untouched.
 func (m *Machine) WithState(s string) *Machine {

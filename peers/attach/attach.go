@@ -8,6 +8,12 @@
 //
 // Ownership is recorded in the host veth's alias ("dogwood:<machine>:<created>:<ns>"),
 // so cleanup after a restart needs no state file.
+//
+// A container runtime's machine (plan.Machine.External: CNI_NETNS, a path) is
+// attached once: the namespace is the runtime's, so when it dies its veth goes with
+// it and Sync reports ErrNamespaceGone instead of re-creating anything at that path
+// (a /proc/PID path may name another process's namespace by then). The agent's CNI
+// reaper destroys such machines.
 package attach
 
 import (
@@ -30,7 +36,11 @@ import (
 )
 
 // PeerIface is the machine side of the veth, inside the machine's namespace.
-const PeerIface = "6pn0"
+const PeerIface = plan.MachineIface
+
+// ErrNamespaceGone is a container's machine whose namespace no longer exists, or is
+// no longer the one it was attached to.
+var ErrNamespaceGone = errors.New("the container's network namespace is gone")
 
 const aliasPrefix = "dogwood:"
 
@@ -48,6 +58,9 @@ type Attacher struct {
 	cfg Config
 	h   *netlink.Handle
 	log *slog.Logger
+	// attached holds the External machines this process attached or adopted: their
+	// veth missing later means their namespace died.
+	attached map[string]bool
 }
 
 // New returns an Attacher for the current network namespace.
@@ -62,7 +75,7 @@ func New(cfg Config) (*Attacher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Attacher{cfg: cfg, h: h, log: cfg.Logger}, nil
+	return &Attacher{cfg: cfg, h: h, log: cfg.Logger, attached: map[string]bool{}}, nil
 }
 
 // Close releases the netlink socket; attachments stay.
@@ -116,6 +129,7 @@ func (a *Attacher) Sync(want []plan.Machine) (Result, error) {
 			errs = append(errs, err)
 			continue
 		}
+		delete(a.attached, o.machine)
 		res.Detached++
 	}
 	return res, errors.Join(errs...)
@@ -205,7 +219,23 @@ func (a *Attacher) detach(o ownedLink, keepNs bool) error {
 
 // attach converges one machine; created reports whether its veth had to be made.
 func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
-	ns, nsCreated, err := openOrCreateNetns(m.Netns)
+	if m.Ifname == "" {
+		m.Ifname = PeerIface
+	}
+	var ns netns.NsHandle
+	nsCreated := false
+	if m.External {
+		ns, err = netns.GetFromPath(m.Netns)
+		if errors.Is(err, os.ErrNotExist) {
+			return false, ErrNamespaceGone
+		}
+		if err == nil && !isNetns(ns) {
+			ns.Close()
+			return false, ErrNamespaceGone
+		}
+	} else {
+		ns, nsCreated, err = openOrCreateNetns(m.Netns)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -220,8 +250,11 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 	createdBefore := nsCreated
 	if err == nil {
 		o, ok := parseAlias(host.Attrs().Alias)
-		inner, ierr := nh.LinkByName(PeerIface)
+		inner, ierr := nh.LinkByName(m.Ifname)
 		switch {
+		case m.External && (!ok || o.machine != m.ID || o.netns != m.Netns || ierr != nil || !pairedWith(inner, host)):
+			// Its namespace was replaced under the same path: never follow it.
+			return false, ErrNamespaceGone
 		case !ok || o.machine != m.ID || o.netns != m.Netns:
 			a.log.Warn("replacing veth that belongs to something else", "veth", m.HostIface, "alias", host.Attrs().Alias)
 		case ierr != nil || !pairedWith(inner, host):
@@ -237,15 +270,21 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 			err = errLinkGone
 		}
 	}
+	if err != nil && m.External && a.attached[m.ID] {
+		return false, ErrNamespaceGone // its veth died with its namespace
+	}
 	if err != nil {
 		// The machine side may exist alone if it was moved in by hand; it would
-		// block the new pair's name.
-		if stale, serr := nh.LinkByName(PeerIface); serr == nil {
+		// block the new pair's name. A runtime's namespace is not ours to clean.
+		if stale, serr := nh.LinkByName(m.Ifname); serr == nil {
+			if m.External {
+				return false, fmt.Errorf("interface %s already exists in %s", m.Ifname, m.Netns)
+			}
 			nh.LinkDel(stale)
 		}
 		veth := &netlink.Veth{
 			LinkAttrs:     netlink.LinkAttrs{Name: m.HostIface, MTU: a.cfg.MTU},
-			PeerName:      PeerIface,
+			PeerName:      m.Ifname,
 			PeerMTU:       uint32(a.cfg.MTU),
 			PeerNamespace: netlink.NsFd(int(ns)),
 		}
@@ -268,11 +307,15 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 		}
 	}
 	// Everything below is idempotent and cheap, so an adopted attachment is checked
-	// and repaired field by field without being torn down.
-	if err := ensureUp(a.h, host, a.cfg.MTU, netip.PrefixFrom(m.Gateway, m.Prefix.Bits())); err != nil {
-		return created, fmt.Errorf("host side %s: %w", m.HostIface, err)
+	// and repaired field by field without being torn down. The machine side gets
+	// its address before the host side comes up: the host side's prefix route is
+	// what lets traffic (a ping from another host that saw the machine in DNS)
+	// reach the veth, and a neighbor solicitation sent before the machine holds
+	// its address waits a full second (RetransTimer) for the next try.
+	if m.External {
+		a.attached[m.ID] = true
 	}
-	inner, err := nh.LinkByName(PeerIface)
+	inner, err := nh.LinkByName(m.Ifname)
 	if err != nil {
 		return created, fmt.Errorf("machine side: %w", err)
 	}
@@ -282,15 +325,58 @@ func (a *Attacher) attach(m plan.Machine) (created bool, err error) {
 	if err := ensureUp(nh, inner, a.cfg.MTU, netip.PrefixFrom(m.Addr, m.Prefix.Bits())); err != nil {
 		return created, fmt.Errorf("machine side in %s: %w", m.Netns, err)
 	}
-	def := &netlink.Route{LinkIndex: inner.Attrs().Index, Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)},
-		Gw: m.Gateway.AsSlice(), Table: unix.RT_TABLE_MAIN}
-	if err := nh.RouteReplace(def); err != nil {
-		return created, fmt.Errorf("default route in %s: %w", m.Netns, err)
+	if err := ensureUp(a.h, host, a.cfg.MTU, netip.PrefixFrom(m.Gateway, m.Prefix.Bits())); err != nil {
+		return created, fmt.Errorf("host side %s: %w", m.HostIface, err)
+	}
+	// Each end knows the other's MAC for the pair's life: permanent neighbor entries
+	// spare the first packets neighbor discovery, whose retry waits a second.
+	if err := errors.Join(
+		pinNeighbor(a.h, host, m.Addr, inner.Attrs().HardwareAddr),
+		pinNeighbor(nh, inner, m.Gateway, host.Attrs().HardwareAddr)); err != nil {
+		return created, fmt.Errorf("neighbor entries for %s: %w", m.HostIface, err)
+	}
+	for _, dst := range Routes(m) {
+		r := &netlink.Route{LinkIndex: inner.Attrs().Index, Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 128)},
+			Gw: m.Gateway.AsSlice(), Table: unix.RT_TABLE_MAIN}
+		if err := nh.RouteReplace(r); err != nil {
+			return created, fmt.Errorf("route %s in %s: %w", dst, m.Netns, err)
+		}
+	}
+	if m.External {
+		return created, nil
 	}
 	return created, a.writeResolv(m.Netns)
 }
 
+// Routes are the destinations a machine routes via its gateway (::1). A --netns
+// machine gets the default route. A container's namespace may have other networks
+// (the runtime's bridge for the internet), so it gets only its network's /48 and
+// fdaa::3: with two Dogwood attachments in one container, each keeps its own /48.
+func Routes(m plan.Machine) []netip.Prefix {
+	if !m.External {
+		return []netip.Prefix{netip.PrefixFrom(netip.IPv6Unspecified(), 0)}
+	}
+	return []netip.Prefix{sixpn.NetworkPrefix(m.NetworkID), netip.PrefixFrom(sixpn.MachineDNS, 128)}
+}
+
+// isNetns reports whether h is a network namespace (a path can name any file).
+func isNetns(h netns.NsHandle) bool {
+	if t, err := unix.IoctlRetInt(int(h), unix.NS_GET_NSTYPE); err == nil {
+		return t == unix.CLONE_NEWNET
+	}
+	var st unix.Statfs_t // kernels before 4.11 lack the ioctl
+	return unix.Fstatfs(int(h), &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
 var errLinkGone = errors.New("link removed")
+
+func pinNeighbor(h *netlink.Handle, l netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
+	if len(mac) == 0 {
+		return nil
+	}
+	return h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET6, State: netlink.NUD_PERMANENT,
+		IP: ip.AsSlice(), HardwareAddr: mac})
+}
 
 // disableDAD turns off duplicate address detection on a new host-side veth, before
 // it goes up. To resolve the neighbor for a packet it forwards (from WireGuard or

@@ -1,11 +1,13 @@
 package attach
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dogwood/dogwood/mesh/sixpn"
 	"github.com/dogwood/dogwood/peers/internal/nstest"
@@ -135,4 +137,101 @@ func TestSyncCreatesAdoptsDetaches(t *testing.T) {
 	if _, err := netlink.LinkByName(m2.HostIface); err == nil {
 		t.Error("veth left after DetachAll")
 	}
+}
+
+// TestSyncContainerNamespace: a machine in a container runtime's namespace (a path)
+// gets the runtime's interface name, its network's /48 and fdaa::3 via the host
+// side (no default route), pinned neighbors, no resolv.conf; once the namespace
+// dies, Sync reports ErrNamespaceGone and re-creates nothing.
+func TestSyncContainerNamespace(t *testing.T) {
+	if !nstest.Enter(t) {
+		return
+	}
+	etc := t.TempDir()
+	a, err := New(Config{Logger: slog.New(slog.DiscardHandler), EtcNetns: etc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	name := nstest.Name("cn")
+	h, err := createNamedNetns(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	t.Cleanup(func() { netns.DeleteNamed(name) })
+	m := machine("00000000000009", "/run/netns/"+name, 0x10009)
+	m.External, m.Ifname = true, "eth7"
+	if res, err := a.Sync([]plan.Machine{m}); err != nil || res.Attached != 1 {
+		t.Fatalf("sync: %+v %v", res, err)
+	}
+	ns, err := netns.GetFromPath(m.Netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nh, err := netlink.NewHandleAt(ns)
+	ns.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := nh.LinkByName("eth7")
+	if err != nil {
+		t.Fatalf("container interface: %v", err)
+	}
+	routes, _ := nh.RouteList(inner, netlink.FAMILY_V6)
+	var dsts []string
+	for _, r := range routes {
+		if r.Gw != nil {
+			dsts = append(dsts, r.Dst.String())
+		}
+	}
+	if strings.Join(dsts, " ") != "fdaa::3/128 fdaa:0:18::/48" && strings.Join(dsts, " ") != "fdaa:0:18::/48 fdaa::3/128" {
+		t.Errorf("routes via the gateway: %v", dsts)
+	}
+	neigh, _ := nh.NeighList(inner.Attrs().Index, netlink.FAMILY_V6)
+	pinned := false
+	for _, n := range neigh {
+		pinned = pinned || n.IP.Equal(m.Gateway.AsSlice()) && n.State == netlink.NUD_PERMANENT
+	}
+	if !pinned {
+		t.Errorf("no permanent neighbor entry for the gateway: %+v", neigh)
+	}
+	nh.Close() // its socket would keep the namespace alive
+	if _, err := os.Stat(filepath.Join(etc, name)); !os.IsNotExist(err) {
+		t.Errorf("resolv.conf dir written for a runtime's namespace: %v", err)
+	}
+	// Adopted as is on the next sync.
+	if res, err := a.Sync([]plan.Machine{m}); err != nil || res.Adopted != 1 {
+		t.Fatalf("second sync: %+v %v", res, err)
+	}
+	// The namespace dies (and its veth with it); a namespace under the same name
+	// appears: nothing follows it.
+	if err := netns.DeleteNamed(name); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel takes a namespace (and its veths) down asynchronously.
+	for i := 0; i < 500; i++ {
+		if _, err := netlink.LinkByName(m.HostIface); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := a.Sync([]plan.Machine{m}); !errors.Is(err, ErrNamespaceGone) {
+		t.Errorf("sync with the namespace gone: %v", err)
+	}
+	if h, err := createNamedNetns(name); err == nil {
+		h.Close()
+	}
+	_, err = a.Sync([]plan.Machine{m})
+	if !errors.Is(err, ErrNamespaceGone) {
+		t.Errorf("sync after the namespace died: %v", err)
+	}
+	if _, err := netlink.LinkByName(m.HostIface); err == nil {
+		t.Errorf("veth re-created into a new namespace at the old path")
+	}
+	// Once the machine is gone, nothing is left to detach.
+	if res, err := a.Sync(nil); err != nil || res.Detached != 0 {
+		t.Errorf("sync without it: %+v %v", res, err)
+	}
+	netns.DeleteNamed(name)
 }

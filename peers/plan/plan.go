@@ -64,7 +64,16 @@ type Machine struct {
 	// HostIface is the host side of the veth: deterministic from the machine field
 	// (unique on a host, SPEC §2) so a restarted agent finds and adopts it.
 	HostIface string
+	// Ifname is the machine side's name inside the namespace.
+	Ifname string
+	// External: Netns is a path to a namespace a container runtime owns (CNI). The
+	// host never creates or deletes it, writes no resolv.conf for it (the runtime
+	// does, from the CNI result) and routes only 6PN into it, not a default route.
+	External bool
 }
+
+// MachineIface is the machine side of a --netns machine's veth.
+const MachineIface = "6pn0"
 
 // Desired is everything the data plane of one host should look like.
 type Desired struct {
@@ -197,11 +206,20 @@ func Compute(s *catalog.Snapshot) Desired {
 		if m.Netns == "" {
 			continue
 		}
-		if err := ValidNetnsName(m.Netns); err != nil {
+		external := strings.HasPrefix(m.Netns, "/")
+		ifname := MachineIface
+		if external {
+			ifname = m.Ifname
+			if ifname == "" || len(m.Netns) > 255 || strings.Contains(m.Netns, "\x00") {
+				d.Skipped = append(d.Skipped, fmt.Sprintf("machine %s: netns path %q with interface %q", m.ID, m.Netns, m.Ifname))
+				continue
+			}
+		} else if err := ValidNetnsName(m.Netns); err != nil {
 			d.Skipped = append(d.Skipped, fmt.Sprintf("machine %s: %v", m.ID, err))
 			continue
 		}
-		if prev, dup := seenNetns[m.Netns]; dup {
+		nsKey := m.Netns + "\x00" + ifname
+		if prev, dup := seenNetns[nsKey]; dup {
 			d.Skipped = append(d.Skipped, fmt.Sprintf("machine %s: netns %q already holds machine %s", m.ID, m.Netns, prev))
 			continue
 		}
@@ -209,8 +227,10 @@ func Compute(s *catalog.Snapshot) Desired {
 			d.Skipped = append(d.Skipped, fmt.Sprintf("machine %s: reserved field %#x", m.ID, m.Field))
 			continue
 		}
-		seenNetns[m.Netns] = m.ID
+		seenNetns[nsKey] = m.ID
 		d.Machines = append(d.Machines, Machine{
+			Ifname:    ifname,
+			External:  external,
 			ID:        m.ID,
 			Netns:     m.Netns,
 			NetworkID: m.NetworkID,

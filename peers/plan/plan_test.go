@@ -37,6 +37,17 @@ func machine(id string, host string, hostID, net, field uint32, netns string) ca
 	}
 }
 
+func withIfname(m catalog.Machine, ifname string) catalog.Machine {
+	m.MachineAttrs = &catalog.MachineAttrs{State: catalog.StateStarted, Source: catalog.SourceCNI, Ifname: ifname}
+	return m
+}
+
+func cniMachine(id string, field uint32, ifname string) Machine {
+	return Machine{ID: id, Netns: "/run/netns/cni-1", NetworkID: 0x18, Prefix: sixpn.MachinePrefix(0x18, 1, field),
+		Addr: sixpn.MachineAddr(0x18, 1, field), Gateway: sixpn.MachineGateway(0x18, 1, field), HostIface: VethName(field),
+		Ifname: ifname, External: true}
+}
+
 func userPeer(name, gw string, gwID, net uint32, index int, k byte) catalog.Peer {
 	a, _ := sixpn.PeerAddr(net, gwID, index)
 	return catalog.Peer{Name: name, Org: "acme", NetworkID: net, Gateway: gw, GatewayID: gwID, Address: a, PublicKey: key(k).String()}
@@ -113,7 +124,7 @@ func TestCompute(t *testing.T) {
 				ID: "00000000000001", Netns: "ns1", NetworkID: 0x18,
 				Prefix:  netip.MustParsePrefix("fdaa:0:18:0:1:1:1:0/112"),
 				Addr:    netip.MustParseAddr("fdaa:0:18:0:1:1:1:2"),
-				Gateway: netip.MustParseAddr("fdaa:0:18:0:1:1:1:1"), HostIface: "dwm00010001",
+				Gateway: netip.MustParseAddr("fdaa:0:18:0:1:1:1:1"), HostIface: "dwm00010001", Ifname: "6pn0",
 			}},
 		},
 		{
@@ -172,6 +183,11 @@ func TestCompute(t *testing.T) {
 						machine("00000000000001", "a", 1, 0x18, 0x10001, "../etc"),
 						machine("00000000000002", "a", 1, 0x18, 0x10002, "same"),
 						machine("00000000000003", "a", 1, 0x18, 0x10003, "same"),
+						// Container machines: a namespace path, one per interface.
+						withIfname(machine("00000000000004", "a", 1, 0x18, 0x10004, "/run/netns/cni-1"), "eth0"),
+						withIfname(machine("00000000000005", "a", 1, 0x18, 0x10005, "/run/netns/cni-1"), "eth1"),
+						withIfname(machine("00000000000006", "a", 1, 0x18, 0x10006, "/run/netns/cni-1"), ""),
+						withIfname(machine("00000000000007", "a", 1, 0x18, 0x10007, "/run/netns/cni-1"), "eth0"),
 					}, []catalog.Peer{foreign})
 			}(),
 			peers:    []wantPeer{{key: 4, kind: KindHost}},
@@ -181,9 +197,10 @@ func TestCompute(t *testing.T) {
 				ID: "00000000000002", Netns: "same", NetworkID: 0x18,
 				Prefix:  sixpn.MachinePrefix(0x18, 1, 0x10002),
 				Addr:    sixpn.MachineAddr(0x18, 1, 0x10002),
-				Gateway: sixpn.MachineGateway(0x18, 1, 0x10002), HostIface: "dwm00010002",
-			}},
-			skipped: []string{"host b: bad public key", "user acme/foreign: address", `invalid netns name "../etc"`, `netns "same" already holds machine 00000000000002`},
+				Gateway: sixpn.MachineGateway(0x18, 1, 0x10002), HostIface: "dwm00010002", Ifname: "6pn0",
+			}, cniMachine("00000000000004", 0x10004, "eth0"), cniMachine("00000000000005", 0x10005, "eth1")},
+			skipped: []string{"host b: bad public key", "user acme/foreign: address", `invalid netns name "../etc"`, `netns "same" already holds machine 00000000000002`,
+				`machine 00000000000006: netns path "/run/netns/cni-1" with interface ""`, `netns "/run/netns/cni-1" already holds machine 00000000000004`},
 		},
 	}
 	for _, c := range cases {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds release artifacts into $DIST (default dist/): for each of $ARCHS (default:
 # this machine's architecture; `make dist ALL=1` passes every one) a tar
-# archive with the binary, license, README, unit, sample config and completions,
+# archive with the binary, the CNI plugin (cni/dogwood), license, README, unit,
+# sample config and completions,
 # a .deb made by nfpm (pinned below, fetched through the Go module proxy), and
 # SHA256SUMS. Run from the repository root; `make dist` passes the build info.
 set -euo pipefail
@@ -27,6 +28,11 @@ for arch in $ARCHS; do
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -buildvcs=false -tags urfave_cli_no_docs \
 		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -X main.date=$DATE" \
 		-o "$root/dogwood" ./cmd/dogwood
+	# The CNI plugin, a program of its own so container starts stay cheap; runtimes
+	# run it as "dogwood" from their plugin directories.
+	mkdir -p "$root/cni"
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -buildvcs=false -ldflags "-s -w" \
+		-o "$root/cni/dogwood" ./cmd/dogwood-cni
 	# Completions come from the binary itself; a foreign-arch binary cannot run
 	# here, so they are made with a native build of the same source.
 	if [ "$arch" = "$("$GO" env GOARCH)" ]; then gen=$root/dogwood; else

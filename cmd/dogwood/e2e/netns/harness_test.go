@@ -238,6 +238,8 @@ type host struct {
 	// bin is the dogwood binary the host's agent and CLI calls run (another
 	// release's in the upgrade tests); empty: the world's.
 	bin string
+
+	hostMounts bool // see hostOpts
 }
 
 // binary is the dogwood binary this host runs.
@@ -451,6 +453,10 @@ type hostOpts struct {
 	extra          []string        // more agent flags
 	bin            string          // another release's binary (host.bin)
 	before         func(ns string) // runs in the host's namespace setup, before its agent starts
+	// hostMounts runs the agent in the host's mount namespace (nsenter --net), not
+	// the private one `ip netns exec` makes: a container runtime there must see the
+	// agent's namespace mounts and the host's cgroup mounts (cni_test.go).
+	hostMounts bool
 }
 
 // addHost creates host namespace hN with a veth to the underlay bridge
@@ -458,7 +464,7 @@ type hostOpts struct {
 func (w *world) addHost(idx int, o hostOpts) *host {
 	t := w.t
 	t.Helper()
-	h := &host{w: w, name: fmt.Sprintf("h%d", idx), idx: idx, region: o.region, gateway: o.gateway, bin: o.bin}
+	h := &host{w: w, name: fmt.Sprintf("h%d", idx), idx: idx, region: o.region, gateway: o.gateway, bin: o.bin, hostMounts: o.hostMounts}
 	h.ns = w.netns(fmt.Sprintf("h%d", idx))
 	h.iface = w.name(fmt.Sprintf("w%d", idx))
 	h.addr = fmt.Sprintf("198.18.0.%d", idx)
@@ -501,7 +507,11 @@ func (h *host) start(args []string) {
 	t := h.w.t
 	t.Helper()
 	h.args = args
-	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, e2eproc.InNS(h.ns, append([]string{h.binary()}, args...)...)...))
+	argv := e2eproc.InNS(h.ns, append([]string{h.binary()}, args...)...)
+	if h.hostMounts {
+		argv = append([]string{"nsenter", "--net=/run/netns/" + h.ns, h.binary()}, args...)
+	}
+	h.agent = h.w.track(startProc(t, filepath.Join(h.w.dir, h.name+".log"), h.name, nil, argv...))
 	if err := e2eproc.Eventually(20*time.Second, 50*time.Millisecond, func() error {
 		if h.agent.exited() {
 			return fmt.Errorf("agent exited: %v", h.agent.err)
