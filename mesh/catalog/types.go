@@ -83,7 +83,20 @@ type App struct {
 	NetworkID uint32 `json:"network_id"`
 	// RequestID is the client's id for the create, so a retry returns this app.
 	RequestID string `json:"request_id,omitempty"`
+	// WhenNoneHealthy is what DNS answers when filtering by health and reachability
+	// would leave a name of the app with no machine: "" or WhenNoneAll answers them
+	// all (fail open), WhenNoneNone answers none.
+	WhenNoneHealthy string `json:"when_none_healthy,omitempty"`
 }
+
+// App.WhenNoneHealthy values.
+const (
+	WhenNoneAll  = "all"
+	WhenNoneNone = "none"
+)
+
+// FailOpen reports whether names of the app answer every machine when none passes.
+func (a *App) FailOpen() bool { return a.WhenNoneHealthy != WhenNoneNone }
 
 // Machine states.
 const (
@@ -141,7 +154,18 @@ type MachineAttrs struct {
 	ProcessGroup string            `json:"process_group"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	Services     []Service         `json:"services,omitempty"`
+	// Health is the machine's health as its host last wrote it (HealthPassing,
+	// HealthCritical, HealthUnknown); "" for a machine without checks, which counts
+	// as passing. It changes only on transitions, so machines of an app still share
+	// their attributes.
+	Health string `json:"health,omitempty"`
+	// Checks are the machine's health checks with each one's status as of the last
+	// transition (the owning host's API shows live results).
+	Checks []Check `json:"checks,omitempty"`
 }
+
+// Critical reports whether the machine's checks say it does not work.
+func (a *MachineAttrs) Critical() bool { return a != nil && a.Health == HealthCritical }
 
 // WithState returns a copy of m in state s; m and what it shares are untouched.
 func (m *Machine) WithState(s string) *Machine {

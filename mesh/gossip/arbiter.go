@@ -343,7 +343,8 @@ func (g *Gossip) Written(ctx context.Context, r *catalog.Record) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := g.Call(ctx, h, opWritten, []*catalog.Record{r}, nil); err != nil {
+				// Portable: an arbiter of the previous release keeps fields it does not know.
+				if err := g.Call(ctx, h, opWritten, []*catalog.Record{r.Portable()}, nil); err != nil {
 					g.log.Debug("written", "arbiter", h, "err", err)
 				}
 			}()
