@@ -239,8 +239,11 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 
 	reg.MustRegister(newMembersCollector(node))
+	checks := startChecks(node, logger.With("component", "health"), reg)
+	defer checks.close()
 	ready := &readiness{node: node, dp: dp, dns: dnsSrv, wantsPeers: len(o.Join) > 0}
-	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve}
+	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
+		LiveChecks: checks.live}
 	ln, err := api.ListenUnix(o.APISocket)
 	if err != nil {
 		dnsSrv.close()
@@ -279,7 +282,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		}
 		srv.APIFingerprint = fp
 		tsrv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
-			Token: strings.TrimSpace(string(tok)), APIFingerprint: fp}
+			Token: strings.TrimSpace(string(tok)), APIFingerprint: fp, LiveChecks: checks.live}
 		servers = append(servers, api.NewHTTPServer(tsrv.Handler(), api.TCPAPILimits(), logger))
 		listeners = append(listeners, tl)
 		logger.Info("TLS API listening", "addr", o.APIListen, "fingerprint", fp)
@@ -318,6 +321,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		s.Shutdown(sctx)
 	}
 	os.Remove(o.APISocket)
+	checks.close()
 	dnsSrv.close()
 	closeNode(true)
 	// Interfaces and machine namespaces stay so a restarted agent adopts them without
