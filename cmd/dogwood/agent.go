@@ -206,7 +206,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
 		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Install: dp.install, PeerStats: dp.peerStats, OnIdentity: dp.open,
-		Invites: invites.config(),
+		Invites: invites.config(), HostKeepalive: dp.hostKeepalive(),
 	})
 	if err != nil {
 		dp.abort()
@@ -231,8 +231,11 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		closeNode(true)
 		return err
 	}
-	dnsSrv, err := startDNS(ctx, o, node, dp, logger.With("component", "dns"), reg)
+	rv := startReach(dp, node, logger.With("component", "wireguard"), reg)
+	defer rv.close()
+	dnsSrv, err := startDNS(ctx, o, node, dp, rv, logger.With("component", "dns"), reg)
 	if err != nil {
+		rv.close()
 		dp.close()
 		closeNode(true)
 		return err
@@ -260,7 +263,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	kr := &keyring{node: node, keyFile: o.GossipKeyFile, log: logger.With("component", "gossip")}
 	kr.register()
-	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv}
+	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv, reach: rv}
 	doc.register()
 	local := localRoutes(srv.Handler(), map[string]http.HandlerFunc{"POST /v1/keyring": kr.serveHTTP, "GET /v1/doctor": doc.serveHTTP,
 		"GET " + backupArchivePath: serveBackupArchive(node, o.DataDir)})
@@ -323,6 +326,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	os.Remove(o.APISocket)
 	checks.close()
 	dnsSrv.close()
+	rv.close()
 	closeNode(true)
 	// Interfaces and machine namespaces stay so a restarted agent adopts them without
 	// a flap; `dogwood agent cleanup` removes them for good.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dogwood/dogwood/dns/resolve"
+	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/peers/reach"
+)
+
+// reachSampleEvery is how often the device's counters are read for the reach view.
+const reachSampleEvery = time.Second
+
+// reachView is this host's own view of which hosts it reaches over WireGuard: it
+// samples the device every second into a reach.Tracker and publishes the result to
+// DNS (resolve.Reachability), doctor and a metric. Nothing of it is gossiped.
+type reachView struct {
+	dp   *dataPlane
+	node *mesh.Node
+	log  *slog.Logger
+
+	mu      sync.Mutex // guards tr
+	tr      *reach.Tracker
+	cut     atomic.Pointer[resolve.HostSet]
+	up      *prometheus.GaugeVec
+	changes prometheus.Counter
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startReach starts sampling; nil with WireGuard off (every host counts as reachable).
+func startReach(dp *dataPlane, node *mesh.Node, log *slog.Logger, reg prometheus.Registerer) *reachView {
+	if dp.dp == nil {
+		return nil
+	}
+	r := &reachView{dp: dp, node: node, log: log, tr: reach.New(), done: make(chan struct{}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dogwood_wireguard_peer_reachable",
+			Help: "1 when this host receives from the host's WireGuard tunnel, 0 when the tunnel is dead (nothing received for three keepalives); its machines are then left out of this host's DNS answers."}, []string{"peer"}),
+		changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_wireguard_reachability_changes_total",
+			Help: "Times the set of hosts this host cannot reach over WireGuard changed."}),
+	}
+	reg.MustRegister(r.up, r.changes)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.loop(ctx)
+	return r
+}
+
+// Unreachable implements resolve.Reachability.
+func (r *reachView) Unreachable() *resolve.HostSet {
+	if r == nil {
+		return nil
+	}
+	return r.cut.Load()
+}
+
+// reachable reports whether a host's tunnel is alive, and how long it has received
+// nothing (-1: not a peer yet).
+func (r *reachView) reachable(host string) (bool, time.Duration) {
+	if r == nil {
+		return true, -1
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.cut.Load().Has(host), r.tr.Silence(time.Now(), host)
+}
+
+func (r *reachView) loop(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(reachSampleEvery)
+	defer t.Stop()
+	for {
+		r.sample()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *reachView) sample() {
+	st, err := r.dp.dp.Status()
+	if err != nil {
+		return // no verdict without a reading; the next tick tries again
+	}
+	var ss []reach.Sample
+	for _, p := range st.Peers {
+		if p.Kind != "host" || p.Name == "" {
+			continue
+		}
+		ss = append(ss, reach.Sample{Host: p.Name, RxBytes: p.RxBytes, Keepalive: r.node.Gossip().HostKeepalive(p.Name)})
+	}
+	now := time.Now()
+	r.mu.Lock()
+	changed := r.tr.Observe(now, ss)
+	dead := r.tr.Unreachable()
+	if changed {
+		r.cut.Store(resolve.NewHostSet(dead...))
+	}
+	r.mu.Unlock()
+	r.up.Reset()
+	cut := resolve.NewHostSet(dead...)
+	for _, s := range ss {
+		v := 1.0
+		if cut.Has(s.Host) {
+			v = 0
+		}
+		r.up.WithLabelValues(s.Host).Set(v)
+	}
+	if changed {
+		r.changes.Inc()
+		r.log.Warn("wireguard reachability changed: this host leaves the machines of unreachable hosts out of its DNS answers",
+			"unreachable", dead)
+	}
+}
+
+func (r *reachView) close() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+}
