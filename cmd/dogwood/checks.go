@@ -107,7 +107,10 @@ var (
 	localChecked     = prometheus.NewDesc("dogwood_health_checked_machines", "Machines of this host whose checks it runs, by health.", []string{"health"}, nil)
 )
 
-func (h *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- machinesByHealth; ch <- localChecked }
+func (h *healthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- machinesByHealth
+	ch <- localChecked
+}
 
 func (h *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	n := map[string]int{catalog.HealthPassing: 0, catalog.HealthCritical: 0, catalog.HealthUnknown: 0}

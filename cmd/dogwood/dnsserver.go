@@ -55,7 +55,7 @@ func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, 
 	}
 	srv, err := server.New(server.Config{
 		Reachability: reach,
-		Source: latestSource{n.Catalog()}, Changed: ch, Nearness: n, Listen: listen,
+		Source:       latestSource{n.Catalog()}, Changed: ch, Nearness: n, Listen: listen,
 		Upstreams: o.UpstreamDNS, ResolvConf: o.ResolvConf, Logger: log, Registerer: reg,
 	})
 	if err != nil {
