@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,7 +107,7 @@ func (s *Server) machineView(m *catalog.Machine) catalog.Machine {
 	a := *out.MachineAttrs // shared with the catalog: change a copy
 	a.Health = a.HealthOrPassing()
 	if s.LiveChecks != nil && len(a.Checks) > 0 {
-		if live := s.LiveChecks(m.ID); len(live) == len(a.Checks) {
+		if live := s.LiveChecks(m.ID); slices.EqualFunc(live, a.Checks, func(x, y catalog.Check) bool { return x.Config() == y.Config() }) {
 			a.Checks = live
 		}
 	}

@@ -61,8 +61,13 @@ func liftMachineExt(a *MachineAttrs) {
 		delete(a.Metadata, extHealth)
 	}
 	if s, ok := a.Metadata[extChecks]; ok {
-		var cs []Check
-		if json.Unmarshal([]byte(s), &cs) == nil && len(cs) > 0 {
+		// Leniently: a newer release may have added fields to its checks.
+		var pcs []plainCheck
+		if json.Unmarshal([]byte(s), &pcs) == nil && len(pcs) > 0 {
+			cs := make([]Check, len(pcs))
+			for i := range pcs {
+				cs[i] = Check(pcs[i])
+			}
 			for i := range cs {
 				if t := cs[i].CheckedAt; t != nil {
 					u := t.UTC()

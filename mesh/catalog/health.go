@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -71,7 +72,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // UnmarshalJSON accepts a check object or its --check spelling ("http:8080/healthz"),
-// so a CNI config can list checks as strings.
+// so a CNI config can list checks as strings. Unknown fields are refused, as for
+// the rest of an API request (the catalog's own copies decode leniently: ext.go).
 func (c *Check) UnmarshalJSON(b []byte) error {
 	var s string
 	if json.Unmarshal(b, &s) == nil {
@@ -79,9 +81,13 @@ func (c *Check) UnmarshalJSON(b []byte) error {
 		*c = Check{Kind: kind, Target: target}
 		return nil
 	}
-	type plain Check
-	return json.Unmarshal(b, (*plain)(c))
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d.Decode((*plainCheck)(c))
 }
+
+// plainCheck is Check without its JSON method.
+type plainCheck Check
 
 // Spec is the check as --check spells it.
 func (c Check) Spec() string { return c.Kind + ":" + c.Target }
