@@ -210,9 +210,12 @@ func appsCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
+					body := map[string]string{"name": a[0], "org": c.String("org"), "network": c.String("network"), "request_id": rid}
+					if v := c.String("when-none-healthy"); v != "" {
+						body["when_none_healthy"] = v // only when given: an agent of the previous release refuses the field
+					}
 					var app catalog.App
-					if err := client(c).DoRetry(c.Context, "POST", "/v1/apps", map[string]string{"name": a[0], "org": c.String("org"), "network": c.String("network"), "request_id": rid,
-						"when_none_healthy": c.String("when-none-healthy")}, &app); err != nil {
+					if err := client(c).DoRetry(c.Context, "POST", "/v1/apps", body, &app); err != nil {
 						return err
 					}
 					if c.Bool("json") {
