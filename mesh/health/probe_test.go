@@ -83,7 +83,7 @@ func TestNetProber(t *testing.T) {
 		{"http", "/", closed, false, "connection refused"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		pass, out := NetProber{}.Probe(ctx, Probe{Kind: tc.kind, Addr: tc.addr, Path: tc.path})
+		pass, out := NetProber{}.Probe(ctx, Probe{Kind: tc.kind, Addr: tc.addr, Path: tc.path, Timeout: time.Second})
 		cancel()
 		if pass != tc.pass || out != tc.out {
 			t.Errorf("%s %s%s: %v %q, want %v %q", tc.kind, tc.addr, tc.path, pass, out, tc.pass, tc.out)
