@@ -61,7 +61,7 @@ bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, 
 	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'BenchSim' -v -timeout 30m ./mesh/gossip/sim/ | grep -E '^(BENCH|--- |ok|FAIL)'
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 20x ./peers/wgsync ./peers/device
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkChecks' -benchtime 20x ./mesh/health
-	$(GO) test -count=10 -run '^$$' -bench 'BenchmarkAnswerFiltering' ./dns/resolve
+	$(GO) test -count=3 -run '^$$' -bench 'BenchmarkAnswerFilteringPaired' -benchtime 100x ./dns/resolve
 	bash dns/bench/run.sh
 	bash dns/bench/records.sh
 	bash testdata/bench/iperf.sh
