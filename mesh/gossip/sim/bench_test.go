@@ -58,8 +58,13 @@ func TestBenchSimHealth(t *testing.T) {
 		start := time.Now()
 		r := Run(Config{Hosts: n, Seed: 1, Health: true, Rate: 100, Warmup: 2 * time.Second, Changes: 150, Settle: 3 * time.Second, Loss: loss})
 		line("health transitions, loss %.0f%%: %s (wall %v)", loss*100, r, time.Since(start).Round(time.Second))
-		if r.Missing > 0 || !r.Converged || r.EveryP99 > time.Second {
-			t.Errorf("loss %.0f%%: %d missing, converged=%v, every-host p99 %v (want ≤ 1 s)", loss*100, r.Missing, r.Converged, r.EveryP99)
+		// The fleet targets: p99 ≤ 1 s, ≤ 2 s with 1 % loss (lost copies wait for a graft).
+		want := time.Second
+		if loss > 0 {
+			want = 2 * time.Second
+		}
+		if r.Missing > 0 || !r.Converged || r.EveryP99 > want {
+			t.Errorf("loss %.0f%%: %d missing, converged=%v, every-host p99 %v (want ≤ %v)", loss*100, r.Missing, r.Converged, r.EveryP99, want)
 		}
 	}
 }
