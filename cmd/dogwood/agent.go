@@ -245,7 +245,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	checks := startChecks(node, logger.With("component", "health"), reg)
 	defer checks.close()
 	ready := &readiness{node: node, dp: dp, dns: dnsSrv, wantsPeers: len(o.Join) > 0}
-	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
+	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: rv.annotate(dp.status), Resolve: dnsSrv.resolve,
 		LiveChecks: checks.live}
 	ln, err := api.ListenUnix(o.APISocket)
 	if err != nil {
@@ -284,7 +284,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 			return err
 		}
 		srv.APIFingerprint = fp
-		tsrv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
+		tsrv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: rv.annotate(dp.status), Resolve: dnsSrv.resolve,
 			Token: strings.TrimSpace(string(tok)), APIFingerprint: fp, LiveChecks: checks.live}
 		servers = append(servers, api.NewHTTPServer(tsrv.Handler(), api.TCPAPILimits(), logger))
 		listeners = append(listeners, tl)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dogwood/dogwood/dns/resolve"
 	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/api"
 	"github.com/dogwood/dogwood/peers/reach"
 )
 
@@ -70,6 +71,25 @@ func (r *reachView) reachable(host string) (bool, time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return !r.cut.Load().Has(host), r.tr.Silence(time.Now(), host)
+}
+
+// annotate adds the verdict on each host peer to a WireGuard status.
+func (r *reachView) annotate(status func() (*api.WireGuardStatus, error)) func() (*api.WireGuardStatus, error) {
+	if r == nil {
+		return status
+	}
+	return func() (*api.WireGuardStatus, error) {
+		st, err := status()
+		if st == nil {
+			return st, err
+		}
+		for i, p := range st.Peers {
+			if ok, silent := r.reachable(p.Host); silent >= 0 {
+				st.Peers[i].Reachable = &ok
+			}
+		}
+		return st, err
+	}
 }
 
 func (r *reachView) loop(ctx context.Context) {

@@ -45,6 +45,9 @@ type WireGuardPeer struct {
 	HandshakeAge  *float64   `json:"handshake_age_seconds"`
 	RxBytes       int64      `json:"rx_bytes"`
 	TxBytes       int64      `json:"tx_bytes"`
+	// Reachable is this host's verdict on a host peer's tunnel (false: its machines
+	// are out of this host's DNS answers); absent for user peers.
+	Reachable *bool `json:"reachable,omitempty"`
 }
 
 // Status is this host's identity, catalog counts and WireGuard peers.

@@ -149,6 +149,20 @@ func TestHealthAndReach(t *testing.T) {
 	if m := w.metric(h1, `dogwood_wireguard_peer_reachable{peer="h2"}`); m != "0" {
 		t.Errorf("h1's reachability metric for h2: %q", m)
 	}
+	var st struct {
+		WireGuard struct {
+			Peers []struct {
+				Host      string `json:"host"`
+				Reachable *bool  `json:"reachable"`
+			} `json:"peers"`
+		} `json:"wireguard"`
+	}
+	w.cliJSON(h1, &st, "status")
+	for _, p := range st.WireGuard.Peers {
+		if want := p.Host != "h2"; p.Reachable == nil || *p.Reachable != want {
+			t.Errorf("status on h1: peer %s reachable %v, want %v", p.Host, p.Reachable, want)
+		}
+	}
 	step("h1 and h2 leave each other out; h3 answers both")
 
 	t3 := time.Now()
