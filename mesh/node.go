@@ -76,10 +76,6 @@ type Config struct {
 	IdentityTimeout time.Duration
 	// Invites, when set on a gateway, issues and redeems invitations.
 	Invites *InviteConfig
-	// HostKeepalive is announced to other hosts: the keepalive of this host's
-	// WireGuard tunnels to them (0 with WireGuard off), from which they tell a dead
-	// tunnel from an idle one.
-	HostKeepalive time.Duration
 }
 
 // Node is a running host.
@@ -253,7 +249,6 @@ func (n *Node) start() error {
 		Persist: n.persistAsync, Logger: n.log.With("component", "gossip"),
 		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
 		Transport: cfg.Transport, TuneMemberlist: cfg.TuneMemberlist, ReconnectInterval: cfg.ReconnectInterval,
-		HostKeepalive: cfg.HostKeepalive,
 	})
 	if err != nil {
 		close(n.stop)

@@ -206,7 +206,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
 		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Install: dp.install, PeerStats: dp.peerStats, OnIdentity: dp.open,
-		Invites: invites.config(), HostKeepalive: dp.hostKeepalive(),
+		Invites: invites.config(),
 	})
 	if err != nil {
 		dp.abort()
@@ -231,7 +231,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		closeNode(true)
 		return err
 	}
-	rv := startReach(dp, node, logger.With("component", "wireguard"), reg)
+	rv := startReach(dp, logger.With("component", "wireguard"), reg)
 	defer rv.close()
 	dnsSrv, err := startDNS(ctx, o, node, dp, rv, logger.With("component", "dns"), reg)
 	if err != nil {

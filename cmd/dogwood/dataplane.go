@@ -16,7 +16,6 @@ import (
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/peers"
 	"github.com/dogwood/dogwood/peers/device"
-	"github.com/dogwood/dogwood/peers/wgsync"
 )
 
 // dataPlane connects the catalog to WireGuard: it reconciles on every catalog change
@@ -61,15 +60,6 @@ func (d *dataPlane) open(_ string, key wgtypes.Key) error {
 	}
 	d.dp = dp
 	return nil
-}
-
-// hostKeepalive is the keepalive this host's tunnels to other hosts use, announced
-// to them (0 with WireGuard off).
-func (d *dataPlane) hostKeepalive() time.Duration {
-	if d.opts.WireGuard == "off" {
-		return 0
-	}
-	return wgsync.HostKeepalive
 }
 
 // start reconciles the opened interface with the catalog, now and on every change.

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dogwood/dogwood/dns/resolve"
-	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/api"
 	"github.com/dogwood/dogwood/peers/reach"
 )
@@ -19,15 +20,16 @@ import (
 const reachSampleEvery = time.Second
 
 // reachView is this host's own view of which hosts it reaches over WireGuard: it
-// samples the device every second into a reach.Tracker and publishes the result to
-// DNS (resolve.Reachability), doctor and a metric. Nothing of it is gossiped.
+// samples the device every second into a reach.Tracker, nudges quiet tunnels, and
+// publishes the result to DNS (resolve.Reachability), doctor, status and a metric.
+// Nothing of it is gossiped.
 type reachView struct {
-	dp   *dataPlane
-	node *mesh.Node
-	log  *slog.Logger
+	dp  *dataPlane
+	log *slog.Logger
 
 	mu      sync.Mutex // guards tr
 	tr      *reach.Tracker
+	nudge   *net.UDPConn // from fdaa::3; opened once that address is on the host
 	cut     atomic.Pointer[resolve.HostSet]
 	up      *prometheus.GaugeVec
 	changes prometheus.Counter
@@ -37,13 +39,13 @@ type reachView struct {
 }
 
 // startReach starts sampling; nil with WireGuard off (every host counts as reachable).
-func startReach(dp *dataPlane, node *mesh.Node, log *slog.Logger, reg prometheus.Registerer) *reachView {
+func startReach(dp *dataPlane, log *slog.Logger, reg prometheus.Registerer) *reachView {
 	if dp.dp == nil {
 		return nil
 	}
-	r := &reachView{dp: dp, node: node, log: log, tr: reach.New(), done: make(chan struct{}),
+	r := &reachView{dp: dp, log: log, tr: reach.New(), done: make(chan struct{}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dogwood_wireguard_peer_reachable",
-			Help: "1 when this host receives from the host's WireGuard tunnel, 0 when the tunnel is dead (nothing received for three keepalives); its machines are then left out of this host's DNS answers."}, []string{"peer"}),
+			Help: "1 when this host receives from the host's WireGuard tunnel, 0 when the tunnel is dead (nothing received for 20 s although nudged); its machines are then left out of this host's DNS answers."}, []string{"peer"}),
 		changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_wireguard_reachability_changes_total",
 			Help: "Times the set of hosts this host cannot reach over WireGuard changed."}),
 	}
@@ -112,11 +114,20 @@ func (r *reachView) sample() {
 		return // no verdict without a reading; the next tick tries again
 	}
 	var ss []reach.Sample
+	target := map[string]netip.Addr{}
 	for _, p := range st.Peers {
 		if p.Kind != "host" || p.Name == "" {
 			continue
 		}
-		ss = append(ss, reach.Sample{Host: p.Name, RxBytes: p.RxBytes, Keepalive: r.node.Gossip().HostKeepalive(p.Name)})
+		// Any address of the host's first /80 routes into its tunnel; the base one
+		// (machine field 0, reserved) belongs to no machine.
+		if len(p.AllowedIPs) > 0 {
+			if pfx, err := netip.ParsePrefix(p.AllowedIPs[0]); err == nil {
+				target[p.Name] = pfx.Masked().Addr()
+			}
+		}
+		_, ok := target[p.Name]
+		ss = append(ss, reach.Sample{Host: p.Name, RxBytes: p.RxBytes, Nudgeable: ok})
 	}
 	now := time.Now()
 	r.mu.Lock()
@@ -125,7 +136,9 @@ func (r *reachView) sample() {
 	if changed {
 		r.cut.Store(resolve.NewHostSet(dead...))
 	}
+	nudge := r.tr.Nudge(now)
 	r.mu.Unlock()
+	r.sendNudges(nudge, target)
 	r.up.Reset()
 	cut := resolve.NewHostSet(dead...)
 	for _, s := range ss {
@@ -142,10 +155,40 @@ func (r *reachView) sample() {
 	}
 }
 
+// nudgeFrom is the nudges' source: an address every host has (the machines' DNS
+// address) and none owns in WireGuard, so the other side's WireGuard drops the
+// datagram right after decrypting it (and arming its keepalive); it never reaches
+// that host's network stack.
+var nudgeFrom = netip.MustParseAddr("fdaa::3")
+
+// sendNudges sends one datagram into each quiet tunnel (see peers/reach).
+func (r *reachView) sendNudges(hosts []string, target map[string]netip.Addr) {
+	if len(hosts) == 0 {
+		return
+	}
+	if r.nudge == nil {
+		c, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(nudgeFrom, 0)))
+		if err != nil {
+			r.log.Debug("reachability nudges wait for fdaa::3", "err", err)
+			return
+		}
+		r.nudge = c
+	}
+	for _, h := range hosts {
+		if _, err := r.nudge.WriteToUDPAddrPort([]byte{0}, netip.AddrPortFrom(target[h], 9)); err != nil {
+			r.log.Debug("reachability nudge", "host", h, "err", err)
+		}
+	}
+}
+
 func (r *reachView) close() {
 	if r == nil {
 		return
 	}
 	r.cancel()
 	<-r.done
+	if r.nudge != nil {
+		r.nudge.Close()
+		r.nudge = nil
+	}
 }

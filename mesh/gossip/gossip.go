@@ -41,8 +41,6 @@ import (
 type Config struct {
 	Name   string
 	HostID uint32
-	// HostKeepalive is announced in the node metadata (see nodeMeta).
-	HostKeepalive time.Duration
 	// BindAddr/BindPort is where memberlist listens (UDP and TCP).
 	BindAddr string
 	BindPort int

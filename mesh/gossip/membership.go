@@ -220,33 +220,14 @@ func (g *Gossip) takeLeaving(name string) bool {
 type nodeMeta struct {
 	V  int    `json:"v"`
 	ID uint32 `json:"id"`
-	// KA is the persistent keepalive (seconds) the host keeps its tunnels to other
-	// hosts alive with; absent before it was announced (older agents ignore it).
-	KA int `json:"ka,omitempty"`
 }
 
 func (g *Gossip) nodeMeta(limit int) []byte {
-	b, _ := json.Marshal(nodeMeta{V: 1, ID: g.cfg.HostID, KA: int(g.cfg.HostKeepalive / time.Second)})
+	b, _ := json.Marshal(nodeMeta{V: 1, ID: g.cfg.HostID})
 	if len(b) > limit {
 		return nil
 	}
 	return b
-}
-
-// HostKeepalive is the keepalive a member announced for its tunnels to other hosts
-// (0: it announced none).
-func (g *Gossip) HostKeepalive(name string) time.Duration {
-	g.membersMu.Lock()
-	n, ok := g.members[name]
-	g.membersMu.Unlock()
-	if !ok || len(n.Meta) == 0 {
-		return 0
-	}
-	var m nodeMeta
-	if json.Unmarshal(n.Meta, &m) != nil || m.KA <= 0 {
-		return 0
-	}
-	return time.Duration(m.KA) * time.Second
 }
 
 // setMember keeps members in step with membership's events (node).

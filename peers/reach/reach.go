@@ -1,19 +1,25 @@
 // Package reach owns this host's own view of which other hosts it can reach over
-// WireGuard, from nothing but its device's counters: no probes of its own and no
-// gossip. DNS leaves out machines on hosts this view calls unreachable, `dogwood
-// doctor` fails on them and a metric shows them.
+// WireGuard, from its device's receive counters and nothing else it must trust: no
+// service of its own on the other side and no gossip. DNS leaves out machines on
+// hosts this view calls unreachable, `dogwood doctor` fails on them and a metric
+// shows them.
 //
-// Why counters are enough: host-to-host peers keep their tunnels alive with a
-// persistent keepalive (peers/wgsync.HostKeepalive, 5 s). WireGuard sends a
-// keepalive whenever it has sent nothing else for that long, so a working tunnel
-// always receives bytes from the other side at least that often, whatever the
-// traffic; a tunnel whose receive counter stopped for three keepalives is dead. That
-// sees a blocked UDP port in about 15 s, where WireGuard's own verdict (no handshake
-// within reject-after, 180 s) takes minutes. A host that announces no keepalive (the
-// previous release kept host tunnels alive every 25 s) gets twice that plus 5 s.
+// A quiet tunnel receives nothing, so silence alone says nothing: persistent
+// keepalives do not help (each side restarts its keepalive timer on what it
+// receives, so on an idle tunnel one side may send them all and receive none). What
+// every WireGuard, kernel or userspace and of any release, does is answer a data
+// packet: a peer that received data and has sent nothing for 10 s sends a keepalive
+// (KEEPALIVE_TIMEOUT). So when a tunnel has been quiet for NudgeAfter, this host
+// sends one datagram into it (the agent sends it from fdaa::3, an address no host
+// owns, so the other side's WireGuard drops it right after decrypting it, having
+// armed that keepalive); a working tunnel then receives within about 10 s, and one
+// that received nothing for DeadAfter is dead. That sees a blocked UDP port in
+// 15-21 s, where WireGuard's own verdict (no handshake within reject-after, 180 s)
+// takes minutes. A host whose tunnel cannot be nudged (it has no allowed IPs: no
+// machines or peers, so nothing in DNS) is judged by that verdict.
 //
 // Tracker is the logic, fed samples with their time (tests use a fake clock). It
-// must not read devices or membership itself: the agent samples and feeds it.
+// must not read devices or send anything itself: the agent samples and nudges.
 package reach
 
 import (
@@ -21,37 +27,40 @@ import (
 	"time"
 )
 
-// LegacyKeepalive is the host keepalive of hosts that do not announce theirs (the
-// previous release).
-const LegacyKeepalive = 25 * time.Second
+const (
+	// NudgeAfter is how long a tunnel may be quiet before it is nudged, and how
+	// often a quiet tunnel is nudged again.
+	NudgeAfter = 5 * time.Second
+	// DeadAfter is how long a nudged tunnel may receive nothing before it is dead:
+	// the nudge waits up to NudgeAfter, the answer up to WireGuard's 10 s keepalive
+	// timeout, and sampling adds a second or so.
+	DeadAfter = 20 * time.Second
+	// DeadAfterUnnudged is WireGuard's reject-after time plus DeadAfter: for a tunnel
+	// there is no way to nudge.
+	DeadAfterUnnudged = 180*time.Second + DeadAfter
+)
 
 // Sample is one host peer as the device reports it.
 type Sample struct {
 	Host    string
 	RxBytes int64
-	// Keepalive is the persistent keepalive the other host announced for its host
-	// tunnels; 0 when it announced none.
-	Keepalive time.Duration
+	// Nudgeable says the tunnel has allowed IPs to send a nudge to.
+	Nudgeable bool
 }
 
-// DeadAfter is how long a host's tunnel may receive nothing before it is dead.
-func DeadAfter(keepalive time.Duration) time.Duration {
-	if keepalive <= 0 {
-		return 2*LegacyKeepalive + 5*time.Second
-	}
-	return 3 * keepalive
-}
-
-// Tracker decides which hosts are unreachable. Not safe for concurrent use.
+// Tracker decides which hosts are unreachable and which tunnels to nudge. Not safe
+// for concurrent use.
 type Tracker struct {
 	peers map[string]*peer
 	dead  []string // sorted
 }
 
 type peer struct {
-	rx       int64
-	lastRecv time.Time
-	dead     bool
+	rx        int64
+	lastRecv  time.Time
+	lastNudge time.Time
+	nudgeable bool
+	dead      bool
 }
 
 // New returns a tracker that knows no host.
@@ -69,12 +78,16 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) bool {
 			p = &peer{rx: s.RxBytes, lastRecv: now}
 			t.peers[s.Host] = p
 		}
-		// A counter that went down belongs to a peer set up again: bytes arrived or
-		// not, start over from now.
+		// A counter that went down belongs to a peer set up again: start over.
 		if s.RxBytes != p.rx {
 			p.rx, p.lastRecv = s.RxBytes, now
 		}
-		p.dead = now.Sub(p.lastRecv) > DeadAfter(s.Keepalive)
+		p.nudgeable = s.Nudgeable
+		limit := DeadAfterUnnudged
+		if p.nudgeable {
+			limit = DeadAfter
+		}
+		p.dead = now.Sub(p.lastRecv) > limit
 	}
 	for h := range t.peers {
 		if !seen[h] {
@@ -93,6 +106,20 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) bool {
 	}
 	t.dead = dead
 	return true
+}
+
+// Nudge returns the hosts whose tunnels to nudge now (quiet for NudgeAfter and not
+// nudged for as long), and counts them as nudged.
+func (t *Tracker) Nudge(now time.Time) []string {
+	var out []string
+	for h, p := range t.peers {
+		if p.nudgeable && now.Sub(p.lastRecv) >= NudgeAfter && now.Sub(p.lastNudge) >= NudgeAfter {
+			p.lastNudge = now
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Unreachable returns the hosts whose tunnels are dead, sorted. The slice is the

@@ -22,11 +22,8 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// HostKeepalive is the persistent keepalive of host-to-host peers. It is short so a
-// working tunnel always receives bytes within seconds, which is how a host tells a
-// dead tunnel from an idle one (peers/reach): 32 bytes every 5 s per host pair.
-// Changing it updates existing peers in place, without touching their sessions.
-const HostKeepalive = 5 * time.Second
+// HostKeepalive is the persistent keepalive of host-to-host peers.
+const HostKeepalive = 25 * time.Second
 
 // WarmupDelay is how long a new host peer goes without a persistent keepalive on the
 // side with the lower public key; the other side waits twice as long.

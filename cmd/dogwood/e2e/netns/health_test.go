@@ -17,6 +17,7 @@ import (
 //   - the HTTP server of one machine stops: it leaves web.internal on every host
 //     within interval × fall + 1 s, and machines list shows it critical with the
 //     check's output; it starts again: back within interval × rise + 1 s;
+//   - idle tunnels stay reachable (no host changes its view in 30 s without traffic);
 //   - UDP 51820 is blocked between h1 and h2 (nftables in their namespaces, gossip
 //     untouched): h1 stops answering h2's machine and h2 h1's within 30 s, h3 keeps
 //     answering both, and doctor fails on h1 and h2 at once; unblocked, both come
@@ -110,6 +111,16 @@ func TestHealthAndReach(t *testing.T) {
 		}
 	}
 	step("passing again everywhere")
+
+	// Idle tunnels are not dead: with no traffic between the hosts for more than
+	// twice the dead time, no host has changed its view even once.
+	time.Sleep(30 * time.Second) // the condition is that nothing happens for this long
+	for _, h := range hosts {
+		if v := w.metric(h, "dogwood_wireguard_reachability_changes_total"); v != "0" {
+			t.Errorf("%s changed its reachability view on idle tunnels %s times", h.name, v)
+		}
+	}
+	step("idle tunnels stayed reachable")
 
 	// Block WireGuard between h1 and h2; gossip keeps working.
 	block := func(h *host, peer string) {
