@@ -17,9 +17,16 @@ func (n *Node) CreateApp(ctx context.Context, name, org, network string) (*catal
 // CreateAppRequest is CreateApp with the client's request id: a retry of a create
 // that may or may not have happened returns the app it made instead of failing or
 // creating it twice.
-func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, requestID string) (*catalog.App, error) {
+func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, requestID string, settings ...AppSettings) (*catalog.App, error) {
 	if err := validNewApp(name); err != nil {
 		return nil, err
+	}
+	var set AppSettings
+	for _, s := range settings {
+		if err := s.check(); err != nil {
+			return nil, err
+		}
+		set = s
 	}
 	if err := ValidRequestID(requestID); err != nil {
 		return nil, err
@@ -48,7 +55,8 @@ func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, request
 	}
 	key := catalog.AppKey(org, name)
 	r, err := n.createNamed(ctx, func() *catalog.Record {
-		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID, RequestID: requestID}}
+		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID, RequestID: requestID,
+			WhenNoneHealthy: set.stored()}}
 	}, catalog.ID{Kind: catalog.KindApp, Key: key}, fmt.Sprintf("app %q", name))
 	if err != nil {
 		// A concurrent retry of the same request may have won the name.

@@ -21,6 +21,9 @@ type MachineSpec struct {
 	Services     []catalog.Service `json:"services,omitempty"`
 	Netns        string            `json:"netns,omitempty"`
 	Stopped      bool              `json:"stopped,omitempty"`
+	// Checks are the machine's health checks ("http:8080/healthz" or an object with
+	// kind, target, interval, timeout, rise, fall); its host runs them.
+	Checks []catalog.Check `json:"checks,omitempty"`
 	// RequestID is the client's id for this create: a retry returns the machine the
 	// first attempt made (the CLI sets one and retries when the agent connection fails).
 	RequestID string `json:"request_id,omitempty"`
@@ -60,6 +63,11 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 	if err := ValidRequestID(spec.RequestID); err != nil {
 		return nil, err
 	}
+	checks, err := checkChecks(spec.Checks)
+	if err != nil {
+		return nil, err
+	}
+	spec.Checks = checks
 	if m, err := n.machineByRequest(ctx, spec.RequestID); m != nil || err != nil {
 		return m, err
 	}
@@ -138,7 +146,8 @@ func (n *Node) allocMachine(spec MachineSpec, app *catalog.App) (*catalog.Machin
 		Address:      sixpn.MachineAddr(app.NetworkID, n.id.HostID, field),
 		CreatedAt:    n.now().UTC(),
 		RequestID:    spec.RequestID,
-		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services, Source: spec.Source}, Netns: spec.Netns,
+		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services, Source: spec.Source,
+			Checks: spec.Checks, Health: catalog.AggregateHealth(spec.Checks)}, Netns: spec.Netns,
 	}
 	if a := spec.Attachment; a != nil {
 		m.Ifname, m.CNINetwork = a.Ifname, a.Network
@@ -245,7 +254,7 @@ func (n *Node) machineAction(ctx context.Context, op machineOp) (*catalog.Machin
 			state = catalog.StateStopped
 		}
 		if m.State != state {
-			m = *m.WithState(state) // the attributes are shared: never assign through them
+			m = *resetChecks(m.WithState(state)) // the attributes are shared: never assign through them
 			next := *r
 			next.Machine, next.Version = &m, n.cat.Tick()
 			err = n.record(&next)

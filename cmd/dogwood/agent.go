@@ -244,16 +244,22 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		closeNode(true)
 		return err
 	}
-	dnsSrv, err := startDNS(ctx, o, node, dp, logger.With("component", "dns"), reg)
+	rv := startReach(dp, logger.With("component", "wireguard"), reg)
+	defer rv.close()
+	dnsSrv, err := startDNS(ctx, o, node, dp, rv, logger.With("component", "dns"), reg)
 	if err != nil {
+		rv.close()
 		dp.close()
 		closeNode(true)
 		return err
 	}
 
 	reg.MustRegister(newMembersCollector(node))
+	checks := startChecks(node, logger.With("component", "health"), reg)
+	defer checks.close()
 	ready := &readiness{node: node, dp: dp, dns: dnsSrv, wantsPeers: len(o.Join) > 0}
-	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve}
+	srv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: rv.annotate(dp.status), Resolve: dnsSrv.resolve,
+		LiveChecks: checks.live}
 	ln, err := api.ListenUnix(o.APISocket)
 	if err != nil {
 		dnsSrv.close()
@@ -270,7 +276,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	kr := &keyring{node: node, keyFile: o.GossipKeyFile, log: logger.With("component", "gossip")}
 	kr.register()
-	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv}
+	doc := &doctor{started: started, opts: o, node: node, dp: dp, dns: dnsSrv, reach: rv}
 	doc.register()
 	unixOnly, stopContainers := startContainers(ctx, node, dp, logger.With("component", "cni"))
 	defer stopContainers()
@@ -295,8 +301,8 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 			return err
 		}
 		srv.APIFingerprint = fp
-		tsrv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: dp.status, Resolve: dnsSrv.resolve,
-			Token: strings.TrimSpace(string(tok)), APIFingerprint: fp}
+		tsrv := &api.Server{Node: node, Version: readBuildInfo().Version, Logger: logger, WireGuard: rv.annotate(dp.status), Resolve: dnsSrv.resolve,
+			Token: strings.TrimSpace(string(tok)), APIFingerprint: fp, LiveChecks: checks.live}
 		servers = append(servers, api.NewHTTPServer(tsrv.Handler(), api.TCPAPILimits(), logger))
 		listeners = append(listeners, tl)
 		logger.Info("TLS API listening", "addr", o.APIListen, "fingerprint", fp)
@@ -336,7 +342,9 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 	}
 	os.Remove(o.APISocket)
 	stopContainers() // no reaping into a closing node
+	checks.close()
 	dnsSrv.close()
+	rv.close()
 	closeNode(true)
 	// Interfaces and machine namespaces stay so a restarted agent adopts them without
 	// a flap; `dogwood agent cleanup` removes them for good.

@@ -189,6 +189,7 @@ func appsCommand(e *env) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "org", Usage: "org `SLUG`", Required: true},
 					&cli.StringFlag{Name: "network", Usage: "network `NAME`", Value: mesh.DefaultNetwork},
+					whenNoneFlag,
 					requestIDFlag,
 					jsonObjectFlag,
 				}, OnUsageError: usageHook,
@@ -202,12 +203,19 @@ func appsCommand(e *env) *cli.Command {
 							return err
 						}
 					}
+					if err := checkWhenNone(c); err != nil {
+						return err
+					}
 					rid, err := requestID(c)
 					if err != nil {
 						return err
 					}
+					body := map[string]string{"name": a[0], "org": c.String("org"), "network": c.String("network"), "request_id": rid}
+					if v := c.String("when-none-healthy"); v != "" {
+						body["when_none_healthy"] = v // only when given: an agent of the previous release refuses the field
+					}
 					var app catalog.App
-					if err := client(c).DoRetry(c.Context, "POST", "/v1/apps", map[string]string{"name": a[0], "org": c.String("org"), "network": c.String("network"), "request_id": rid}, &app); err != nil {
+					if err := client(c).DoRetry(c.Context, "POST", "/v1/apps", body, &app); err != nil {
 						return err
 					}
 					if c.Bool("json") {
@@ -243,13 +251,14 @@ func appsCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
+			appsUpdateCommand(e),
 			withOrgFlag(removeCommand(e, "remove an app that has no machines", "NAME", mesh.ValidApp, "/v1/apps/", "app", "dogwood apps remove web --org acme")),
 		},
 	}
 }
 
 func appJSON(a catalog.App) map[string]any {
-	return map[string]any{"name": a.Name, "org": a.Org, "network": a.Network, "network_id": a.NetworkID}
+	return map[string]any{"name": a.Name, "org": a.Org, "network": a.Network, "network_id": a.NetworkID, "when_none_healthy": a.WhenNoneHealthy}
 }
 
 // machineJSON is the SPEC §7 machine object.
@@ -267,6 +276,7 @@ func machineJSON(m catalog.Machine) map[string]any {
 		"address": m.Address.String(), "state": m.State, "process_group": m.ProcessGroup,
 		"metadata": md, "services": services, "netns": m.Netns, "created_at": m.CreatedAt,
 		"source": machineSource(m),
+		"health": m.HealthOrPassing(), "checks": checksJSON(m.Checks),
 	}
 }
 
@@ -294,7 +304,7 @@ func machinesCommand(e *env) *cli.Command {
 				Description: `Examples:
   dogwood machines create --app web --service http:tcp:8080 --metadata role=primary
   dogwood machines create --app db --process-group worker --netns db-1`,
-				Flags: []cli.Flag{
+				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "app", Usage: "app `NAME`", Required: true},
 					appOrgFlag,
 					&cli.StringFlag{Name: "region", Usage: "`REGION`; must match this host's region (checked)"},
@@ -305,9 +315,10 @@ func machinesCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "stopped", Usage: "create it stopped"},
 					requestIDFlag,
 					jsonObjectFlag,
-				}, OnUsageError: usageHook,
+				}, checkFlags()...), OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					if _, err := args(c, 0, 0, "--app APP [flags]"); err != nil {
+					_, err := args(c, 0, 0, "--app APP [flags]")
+					if err != nil {
 						return err
 					}
 					spec := mesh.MachineSpec{App: c.String("app"), Org: c.String("org"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
@@ -336,6 +347,9 @@ func machinesCommand(e *env) *cli.Command {
 							return checkInput(err)
 						}
 						spec.Services = append(spec.Services, sv)
+					}
+					if spec.Checks, err = parseChecks(c); err != nil {
+						return err
 					}
 					rid, err := requestID(c)
 					if err != nil {
@@ -501,6 +515,8 @@ func machineShowCommand(e *env) *cli.Command {
 			fmt.Fprintf(e.stdout, "host       %s (region %s)\n", m.Host, m.Region)
 			fmt.Fprintf(e.stdout, "address    %s\n", m.Address)
 			fmt.Fprintf(e.stdout, "state      %s\n", m.State)
+			fmt.Fprintf(e.stdout, "health     %s\n", m.HealthOrPassing())
+			fmt.Fprintf(e.stdout, "checks     %s\n", checksLine(m.Checks))
 			fmt.Fprintf(e.stdout, "process    %s\n", m.ProcessGroup)
 			fmt.Fprintf(e.stdout, "services   %s\n", orDash(strings.Join(services, " ")))
 			fmt.Fprintf(e.stdout, "metadata   %s\n", orDash(strings.Join(md, " ")))
@@ -514,8 +530,8 @@ func machineShowCommand(e *env) *cli.Command {
 
 // machineColumns heads `machines list`: ORG beside APP, since two orgs may
 // both have an app of one name.
-var machineColumns = []string{"ID", "ORG", "APP", "REGION", "HOST", "ADDRESS", "STATE", "PROCESS"}
+var machineColumns = []string{"ID", "ORG", "APP", "REGION", "HOST", "ADDRESS", "STATE", "HEALTH", "PROCESS"}
 
 func machineRow(m catalog.Machine) []string {
-	return []string{m.ID, m.Org, m.App, m.Region, m.Host, m.Address.String(), m.State, m.ProcessGroup}
+	return []string{m.ID, m.Org, m.App, m.Region, m.Host, m.Address.String(), m.State, m.HealthOrPassing(), m.ProcessGroup}
 }

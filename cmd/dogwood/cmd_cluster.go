@@ -119,11 +119,15 @@ func statusCommand(e *env) *cli.Command {
 			fmt.Fprintf(e.stdout, "wireguard  %s (%s, port %d), %d peers\n", st.WireGuard.Interface, st.WireGuard.Mode, st.WireGuard.Port, len(st.WireGuard.Peers))
 			var rows [][]string
 			for _, p := range st.WireGuard.Peers {
+				reach := "-"
+				if p.Reachable != nil {
+					reach = map[bool]string{true: "yes", false: "no"}[*p.Reachable]
+				}
 				rows = append(rows, []string{orDash(p.Host), p.PublicKey, orDash(p.Endpoint), ago(p.LastHandshake),
-					fmt.Sprint(p.RxBytes), fmt.Sprint(p.TxBytes)})
+					fmt.Sprint(p.RxBytes), fmt.Sprint(p.TxBytes), reach})
 			}
 			if len(rows) > 0 {
-				table(e.stdout, []string{"PEER", "PUBLIC KEY", "ENDPOINT", "HANDSHAKE", "RX", "TX"}, rows)
+				table(e.stdout, []string{"PEER", "PUBLIC KEY", "ENDPOINT", "HANDSHAKE", "RX", "TX", "REACHABLE"}, rows)
 			}
 			return nil
 		},

@@ -118,6 +118,7 @@ type doctor struct {
 	node    *mesh.Node
 	dp      *dataPlane
 	dns     *dnsService
+	reach   *reachView
 }
 
 func (d *doctor) register() {
@@ -339,6 +340,14 @@ func (d *doctor) wireguard(ctx context.Context) []doctorCheck {
 			continue
 		}
 		p := st.Peers[i]
+		if ok, silent := d.reach.reachable(m.Name); !ok && (p.LastHandshake != nil || now.Sub(d.started) >= handshakeGrace) {
+			// The same signal DNS uses: fails as soon as the tunnel went quiet, not
+			// after WireGuard's reject-after.
+			out = append(out, fail(name, fmt.Sprintf("nothing received from %s for %s (gossip reaches it); this host leaves its machines out of DNS",
+				p.Endpoint, silent.Round(time.Second)),
+				fmt.Sprintf("WireGuard UDP is blocked between the hosts: open %s/udp both ways to %s", portOf(p.Endpoint), p.Endpoint)))
+			continue
+		}
 		out = append(out, handshakeCheck(name, p.Endpoint, p.LastHandshake, now, d.started))
 	}
 	return out

@@ -21,7 +21,7 @@ func TestCompleteWords(t *testing.T) {
 	}{
 		{[]string{"ma"}, []string{"machines"}},
 		{[]string{"machines", ""}, []string{"create", "destroy", "list", "show", "start", "stop"}},
-		{[]string{"machines", "list", "--"}, []string{"--agent", "--agent-ca", "--agent-fingerprint", "--app", "--help", "--json", "--org", "--token-file", "--version"}},
+		{[]string{"machines", "list", "--"}, []string{"--agent", "--agent-ca", "--agent-fingerprint", "--app", "--help", "--json", "--org", "--source", "--token-file", "--version"}},
 		{[]string{"machines", "list", "--o"}, []string{"--org"}},
 		{[]string{"machines", "list", "--org", ""}, []string{"acme", "beta"}},
 		{[]string{"machines", "list", "--org", "acme", "--app", "w"}, []string{"web"}},

@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dogwood/dogwood/dns/resolve"
 	"github.com/dogwood/dogwood/dns/server"
 	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/catalog"
@@ -31,7 +32,7 @@ type dnsService struct {
 
 // startDNS serves .internal on --dns-listen and, with WireGuard, on fdaa::3 and
 // fdaa:<net>::3 (port 53) as the data plane puts those addresses on the host.
-func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, log *slog.Logger, reg prometheus.Registerer) (*dnsService, error) {
+func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, rv *reachView, log *slog.Logger, reg prometheus.Registerer) (*dnsService, error) {
 	var listen []netip.AddrPort
 	for _, l := range o.DNSListen {
 		ap, err := netip.ParseAddrPort(l)
@@ -48,8 +49,13 @@ func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, 
 		}
 	}
 	ch, cancel := n.Catalog().Watch()
+	var reach resolve.Reachability
+	if rv != nil {
+		reach = rv
+	}
 	srv, err := server.New(server.Config{
-		Source: latestSource{n.Catalog()}, Changed: ch, Nearness: n, Listen: listen,
+		Reachability: reach,
+		Source:       latestSource{n.Catalog()}, Changed: ch, Nearness: n, Listen: listen,
 		Upstreams: o.UpstreamDNS, ResolvConf: o.ResolvConf, Logger: log, Registerer: reg,
 	})
 	if err != nil {

@@ -13,19 +13,25 @@ import (
 )
 
 // appIndex is everything precomputed for one app. It depends only on the AppView and
-// on the liveness of the hosts its machines run on, so it is reused across snapshots
-// while both stay the same. What it keeps per machine is what address answers need
-// (a pointer and one AAAA record); listings are built on first use.
+// on the liveness and reachability of the hosts its machines run on, so it is reused
+// across snapshots while those stay the same. What it keeps per machine is what
+// address answers need (a pointer and one AAAA record); listings are built on first
+// use.
+//
+// Two answer sets: ok are the machines a name answers (started, on a live host this
+// host reaches over WireGuard, not critical); open are every started machine on a
+// live host, what a name answers when ok leaves it empty and the app fails open
+// (SPEC §4). Deciding eligibility here, once per index, keeps filtering out of the
+// query path: when nothing is filtered both are the same set.
 type appIndex struct {
 	view  *catalog.AppView
 	hosts []hostLive
-	// live are the started machines on live hosts, sorted by id.
-	live  []*catalog.Machine
-	addrs rrset // AAAA of live, same order
-	// byRegion has every region where the app has a machine in any state; the set holds
-	// the live ones (empty: the name exists, NODATA). An app in one region shares
-	// addrs.
-	byRegion map[string]rrset
+	ok    *answerSet
+	open  *answerSet
+	// failOpen is the app's when_none_healthy: answer open when ok has nothing.
+	failOpen bool
+	sets1    [1]*answerSet
+	sets2    [2]*answerSet
 
 	// The TXT listings: rare queries, so built by the first one.
 	listOnce sync.Once
@@ -37,46 +43,83 @@ type appIndex struct {
 	rot atomic.Uint32
 }
 
-type hostLive struct {
-	name string
-	live bool
+// answerSet is one set of machines of an app with their address answers.
+type answerSet struct {
+	// live are the machines, sorted by id.
+	live  []*catalog.Machine
+	addrs rrset // AAAA of live, same order
+	// byRegion has every region where the app has a machine in any state; the set holds
+	// those of live (empty: the name exists, NODATA). An app in one region shares
+	// addrs.
+	byRegion map[string]rrset
 }
 
-func (a *appIndex) valid(av *catalog.AppView, snap *catalog.Snapshot) bool {
+// sets returns the sets to try for a name, in order: ok, then open if the app fails
+// open and filtering left something out.
+func (a *appIndex) sets() []*answerSet {
+	if a.ok == a.open || !a.failOpen {
+		return a.sets1[:]
+	}
+	return a.sets2[:]
+}
+
+type hostLive struct {
+	name  string
+	live  bool
+	reach bool
+}
+
+func (a *appIndex) valid(av *catalog.AppView, snap *catalog.Snapshot, cut *HostSet) bool {
 	if a.view != av {
 		return false
 	}
 	for _, h := range a.hosts {
-		if snap.HostLive(h.name) != h.live {
+		if snap.HostLive(h.name) != h.live || cut.Has(h.name) == h.reach {
 			return false
 		}
 	}
 	return true
 }
 
-func buildApp(av *catalog.AppView, snap *catalog.Snapshot) *appIndex {
-	a := &appIndex{view: av, byRegion: map[string]rrset{}}
-	seen := map[string]bool{}
+func buildApp(av *catalog.AppView, snap *catalog.Snapshot, cut *HostSet) *appIndex {
+	a := &appIndex{view: av, failOpen: av.FailOpen()}
+	seen := map[string]hostLive{}
 	var regions []string
+	var open, ok []*catalog.Machine
 	for _, m := range av.Machines {
-		live, ok := seen[m.Host]
-		if !ok {
-			live = snap.HostLive(m.Host)
-			seen[m.Host] = live
-			a.hosts = append(a.hosts, hostLive{m.Host, live})
+		h, known := seen[m.Host]
+		if !known {
+			h = hostLive{name: m.Host, live: snap.HostLive(m.Host), reach: !cut.Has(m.Host)}
+			seen[m.Host] = h
+			a.hosts = append(a.hosts, h)
 		}
 		if len(regions) < 2 && (len(regions) == 0 || !strings.EqualFold(regions[0], m.Region)) {
 			regions = append(regions, strings.ToLower(m.Region))
 		}
-		if m.Started() && live && m.Address.Is6() {
-			a.live = append(a.live, m)
+		if m.Started() && h.live && m.Address.Is6() {
+			open = append(open, m)
+			if h.reach && !m.Critical() {
+				ok = append(ok, m)
+			}
 		}
 	}
-	a.live = slices.Clip(a.live)
-	a.addrs = aaaaSet(a.live)
-	if len(regions) == 1 {
-		a.byRegion[regions[0]] = a.addrs
-		return a
+	a.open = newAnswerSet(av, slices.Clip(open), len(regions) == 1)
+	a.ok = a.open
+	if len(ok) != len(open) {
+		a.ok = newAnswerSet(av, slices.Clip(ok), len(regions) == 1)
+	}
+	a.sets1 = [1]*answerSet{a.ok}
+	a.sets2 = [2]*answerSet{a.ok, a.open}
+	return a
+}
+
+func newAnswerSet(av *catalog.AppView, live []*catalog.Machine, oneRegion bool) *answerSet {
+	s := &answerSet{live: live, addrs: aaaaSet(live), byRegion: map[string]rrset{}}
+	if oneRegion {
+		if len(av.Machines) > 0 {
+			s.byRegion[strings.ToLower(av.Machines[0].Region)] = s.addrs
+		}
+		return s
 	}
 	regionMachines := map[string][]*catalog.Machine{}
 	for _, m := range av.Machines {
@@ -85,23 +128,32 @@ func buildApp(av *catalog.AppView, snap *catalog.Snapshot) *appIndex {
 			regionMachines[region] = nil
 		}
 	}
-	for _, m := range a.live {
+	for _, m := range live {
 		region := strings.ToLower(m.Region)
 		regionMachines[region] = append(regionMachines[region], m)
 	}
 	for r, ms := range regionMachines {
-		a.byRegion[r] = aaaaSet(ms)
+		s.byRegion[r] = aaaaSet(ms)
 	}
-	return a
+	return s
+}
+
+// answering is the set a name that covers the whole app answers from.
+func (a *appIndex) answering() *answerSet {
+	if len(a.ok.live) == 0 && a.failOpen {
+		return a.open
+	}
+	return a.ok
 }
 
 // listings builds the app's TXT listings on first use.
 func (a *appIndex) listings() {
 	a.listOnce.Do(func() {
-		a.vms = vmsTXT(a.live)
-		a.regions = regionsTXT(a.live)
-		if len(a.live) == len(a.view.Machines) {
-			a.allVMs, a.allRegs = a.vms, a.regions // every machine is live
+		live := a.answering().live
+		a.vms = vmsTXT(live)
+		a.regions = regionsTXT(live)
+		if len(live) == len(a.view.Machines) {
+			a.allVMs, a.allRegs = a.vms, a.regions // every machine is answered
 			return
 		}
 		a.allVMs = vmsTXT(a.view.Machines)
@@ -211,12 +263,12 @@ func buildNet(nv *catalog.NetworkView, st *state, prev *netIndex) *netIndex {
 	for name, av := range nv.Apps {
 		key := strings.ToLower(name)
 		if prev != nil {
-			if a := prev.apps[key]; a != nil && a.valid(av, st.snap) {
+			if a := prev.apps[key]; a != nil && a.valid(av, st.snap, st.cut) {
 				n.apps[key] = a
 				continue
 			}
 		}
-		n.apps[key] = buildApp(av, st.snap)
+		n.apps[key] = buildApp(av, st.snap, st.cut)
 	}
 	if prev != nil && prev.recs.set == nv.Records {
 		n.recs = prev.recs
@@ -257,7 +309,7 @@ func (n *netIndex) listings() {
 			for _, m := range a.view.Machines {
 				writeInstance(&all, m)
 			}
-			for _, m := range a.live {
+			for _, m := range a.answering().live {
 				writeInstance(&live, m)
 			}
 		}

@@ -39,6 +39,47 @@ type Nearness interface {
 	RTT(host string) (time.Duration, bool)
 }
 
+// Reachability says which hosts this host cannot reach over WireGuard right now: its
+// own view of the data plane, no gossip involved. Names leave those hosts' machines
+// out (SPEC §4).
+type Reachability interface {
+	// Unreachable returns the hosts this host cannot reach; the same pointer while
+	// the set does not change (the resolver rebuilds its indexes when it does).
+	Unreachable() *HostSet
+}
+
+// HostSet is an immutable set of host names. A nil set is empty.
+type HostSet struct{ hosts map[string]struct{} }
+
+// NewHostSet makes a set of the given hosts (nil when there are none).
+func NewHostSet(hosts ...string) *HostSet {
+	if len(hosts) == 0 {
+		return nil
+	}
+	s := &HostSet{hosts: make(map[string]struct{}, len(hosts))}
+	for _, h := range hosts {
+		s.hosts[h] = struct{}{}
+	}
+	return s
+}
+
+// Has reports whether host is in the set.
+func (s *HostSet) Has(host string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.hosts[host]
+	return ok
+}
+
+// Len is the number of hosts in the set.
+func (s *HostSet) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.hosts)
+}
+
 // StaticSource is a Source that always returns one snapshot (tests, `dogwood dig`
 // against a fixed view).
 type StaticSource struct{ Snap *catalog.Snapshot }
@@ -48,9 +89,10 @@ func (s StaticSource) Snapshot() *catalog.Snapshot { return s.Snap }
 
 // Resolver answers queries from the latest snapshot of a Source. Safe for concurrent use.
 type Resolver struct {
-	src  Source
-	near Nearness
-	seed maphash.Seed
+	src   Source
+	near  Nearness
+	reach Reachability
+	seed  maphash.Seed
 
 	cur atomic.Pointer[state]
 
@@ -65,10 +107,15 @@ func New(src Source, near Nearness) *Resolver {
 	return &Resolver{src: src, near: near, seed: maphash.MakeSeed(), last: map[uint32]*netIndex{}}
 }
 
-// state is the resolver's view of one snapshot.
+// SetReachability makes answers leave out machines on hosts reach says this host
+// cannot reach. Call it before the resolver answers.
+func (r *Resolver) SetReachability(reach Reachability) { r.reach = reach }
+
+// state is the resolver's view of one snapshot and one reachability set.
 type state struct {
 	r    *Resolver
 	snap *catalog.Snapshot
+	cut  *HostSet
 	nets sync.Map // uint32 → *netIndex
 
 	sigOnce sync.Once
@@ -88,6 +135,9 @@ func (st *state) liveSig() uint64 {
 			hh.WriteString(name)
 			if h.Live() {
 				hh.WriteByte(1)
+			}
+			if st.cut.Has(name) {
+				hh.WriteByte(2)
 			}
 			sum += hh.Sum64() // order-independent
 		}
@@ -113,17 +163,21 @@ func (r *Resolver) current() *state {
 	if snap == nil {
 		snap = catalog.Empty("")
 	}
+	var cut *HostSet
+	if r.reach != nil {
+		cut = r.reach.Unreachable()
+	}
 	st := r.cur.Load()
-	if st != nil && st.snap == snap {
+	if st != nil && st.snap == snap && st.cut == cut {
 		return st
 	}
-	ns := &state{r: r, snap: snap}
+	ns := &state{r: r, snap: snap, cut: cut}
 	for {
 		if r.cur.CompareAndSwap(st, ns) {
 			return ns
 		}
 		st = r.cur.Load()
-		if st.snap == snap {
+		if st.snap == snap && st.cut == cut {
 			return st
 		}
 		if st.snap.Seq > snap.Seq {
@@ -239,17 +293,22 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 		b.raw(typeSOA, n.soa)
 		set, typ = b.set(), typeSOA
 	case qname.App:
-		set, typ, rotate = app.addrs, typeAAAA, true
+		set, typ, rotate = app.answering().addrs, typeAAAA, true
 	case qname.Region:
-		s, ok := app.byRegion[q.Region]
+		var ok bool
+		for _, as := range app.sets() {
+			if set, ok = as.byRegion[q.Region]; set.len() > 0 {
+				break
+			}
+		}
 		if !ok && !st.knownRegion(q.Region) {
 			exists = false
 		}
-		set, typ, rotate = s, typeAAAA, true
+		typ, rotate = typeAAAA, true
 	case qname.Nearest:
 		ch.dynamic = true
 		if qtype == typeAAAA || qtype == typeANY {
-			set = aaaaSet(r.nearest(st.snap, app, q.N))
+			set = aaaaSet(r.nearest(st.snap, app.answering(), q.N))
 		}
 		typ = typeAAAA
 	case qname.VM:
@@ -259,8 +318,11 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 			break
 		}
 		typ = typeAAAA
-		if i := sort.Search(len(app.live), func(i int) bool { return app.live[i].ID >= m.ID }); i < len(app.live) && app.live[i] == m {
-			set = app.addrs.record(i)
+		for _, as := range app.sets() {
+			if i := sort.Search(len(as.live), func(i int) bool { return as.live[i].ID >= m.ID }); i < len(as.live) && as.live[i] == m {
+				set = as.addrs.record(i)
+				break
+			}
 		}
 	case qname.Process:
 		var ms []*catalog.Machine
@@ -272,9 +334,14 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 			}
 		}
 		if exists && (qtype == typeAAAA || qtype == typeANY) {
-			for _, m := range app.live {
-				if strings.EqualFold(m.ProcessGroup, q.Group) {
-					ms = append(ms, m)
+			for _, as := range app.sets() {
+				for _, m := range as.live {
+					if strings.EqualFold(m.ProcessGroup, q.Group) {
+						ms = append(ms, m)
+					}
+				}
+				if len(ms) > 0 {
+					break
 				}
 			}
 			set = aaaaSet(ms)
@@ -290,9 +357,14 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 		}
 		if exists && (qtype == typeAAAA || qtype == typeANY) {
 			var ms []*catalog.Machine
-			for _, m := range app.live {
-				if hasMeta(m, q.Key, q.Value) {
-					ms = append(ms, m)
+			for _, as := range app.sets() {
+				for _, m := range as.live {
+					if hasMeta(m, q.Key, q.Value) {
+						ms = append(ms, m)
+					}
+				}
+				if len(ms) > 0 {
+					break
 				}
 			}
 			set = aaaaSet(ms)
@@ -307,13 +379,17 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 			}
 		}
 		if exists && (qtype == typeSRV || qtype == typeANY) {
-			var b setBuilder
-			for _, m := range app.live {
-				if port, ok := service(m, q.Service, q.Proto); ok {
-					b.srv(port, m.ID+".vm."+q.App+".internal.")
+			for _, as := range app.sets() {
+				var b setBuilder
+				for _, m := range as.live {
+					if port, ok := service(m, q.Service, q.Proto); ok {
+						b.srv(port, m.ID+".vm."+q.App+".internal.")
+					}
+				}
+				if set = b.set(); set.len() > 0 {
+					break
 				}
 			}
-			set = b.set()
 		}
 		typ = typeSRV
 	case qname.Peer:
@@ -408,7 +484,7 @@ func service(m *catalog.Machine, name, proto string) (uint16, bool) {
 // nearest returns up to k live machines ordered by distance from the answering host:
 // its own machines first, then by measured RTT, then hosts with no measurement by
 // name; machine ids break ties so the answer is stable.
-func (r *Resolver) nearest(snap *catalog.Snapshot, a *appIndex, k int) []*catalog.Machine {
+func (r *Resolver) nearest(snap *catalog.Snapshot, a *answerSet, k int) []*catalog.Machine {
 	type ranked struct {
 		m    *catalog.Machine
 		rank time.Duration

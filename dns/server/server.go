@@ -37,6 +37,8 @@ type Config struct {
 	Changed <-chan struct{}
 	// Nearness orders top<N>.nearest.of answers; nil orders remote hosts by name.
 	Nearness resolve.Nearness
+	// Reachability, if set, leaves out machines on hosts this host cannot reach.
+	Reachability resolve.Reachability
 	// Listen are the static --dns-listen addresses, served over UDP and TCP. A
 	// loopback one honours EDNS Client Subnet for scoping. Port 0 picks a free port
 	// (the same one for UDP and TCP); Addrs reports it.
@@ -124,6 +126,9 @@ func New(cfg Config) (*Server, error) {
 		changed:   cfg.Changed,
 		listeners: map[netip.AddrPort]*listener{},
 		stop:      make(chan struct{}),
+	}
+	if cfg.Reachability != nil {
+		s.res.SetReachability(cfg.Reachability)
 	}
 	if s.maxUDP < 512 {
 		s.maxUDP = 1232

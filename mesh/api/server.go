@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,9 @@ type WireGuardPeer struct {
 	HandshakeAge  *float64   `json:"handshake_age_seconds"`
 	RxBytes       int64      `json:"rx_bytes"`
 	TxBytes       int64      `json:"tx_bytes"`
+	// Reachable is this host's verdict on a host peer's tunnel (false: its machines
+	// are out of this host's DNS answers); absent for user peers.
+	Reachable *bool `json:"reachable,omitempty"`
 }
 
 // Status is this host's identity, catalog counts and WireGuard peers.
@@ -90,6 +94,52 @@ type Server struct {
 	// APIFingerprint is the TLS API certificate's fingerprint, shown by status so an
 	// operator can hand it to remote CLIs; empty without a TCP listener.
 	APIFingerprint string
+	// LiveChecks, when set, returns the latest results of the checks this host runs
+	// for a machine (nil when it runs none): machines of this host show them instead
+	// of the statuses of their last transition.
+	LiveChecks func(id string) []catalog.Check
+}
+
+// machineView is a machine as the API shows it: health spelled out (a machine without
+// checks passes) and, on its own host, its checks' latest results.
+func (s *Server) machineView(m *catalog.Machine) catalog.Machine {
+	out := *m
+	if out.MachineAttrs == nil {
+		return out
+	}
+	a := *out.MachineAttrs // shared with the catalog: change a copy
+	a.Health = a.HealthOrPassing()
+	if s.LiveChecks != nil && len(a.Checks) > 0 {
+		if live := s.LiveChecks(m.ID); slices.EqualFunc(live, a.Checks, func(x, y catalog.Check) bool { return x.Config() == y.Config() }) {
+			a.Checks = live
+		}
+	}
+	out.MachineAttrs = &a
+	return out
+}
+
+func (s *Server) viewMachine(m *catalog.Machine, err error) (*catalog.Machine, error) {
+	if m == nil {
+		return nil, err
+	}
+	v := s.machineView(m)
+	return &v, err
+}
+
+// appView spells out an app's defaults.
+func appView(a catalog.App) catalog.App {
+	if a.WhenNoneHealthy == "" {
+		a.WhenNoneHealthy = catalog.WhenNoneAll
+	}
+	return a
+}
+
+func viewApp(a *catalog.App, err error) (*catalog.App, error) {
+	if a == nil {
+		return nil, err
+	}
+	v := appView(*a)
+	return &v, err
 }
 
 // Handler returns the routes.
@@ -128,42 +178,60 @@ func (s *Server) Handler() http.Handler {
 		}
 		return s.Node.CreateNetwork(r.Context(), req.Org, req.Name)
 	})
-	h("GET /v1/apps", func(r *http.Request) (any, error) { return s.Node.ListApps(r.URL.Query().Get("org")) })
+	h("GET /v1/apps", func(r *http.Request) (any, error) {
+		as, err := s.Node.ListApps(r.URL.Query().Get("org"))
+		for i := range as {
+			as[i] = appView(as[i])
+		}
+		return as, err
+	})
 	h("POST /v1/apps", func(r *http.Request) (any, error) {
 		var req struct {
 			Name      string `json:"name"`
 			Org       string `json:"org"`
 			Network   string `json:"network"`
 			RequestID string `json:"request_id"`
+			mesh.AppSettings
 		}
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		return s.Node.CreateAppRequest(r.Context(), req.Name, req.Org, req.Network, req.RequestID)
+		return viewApp(s.Node.CreateAppRequest(r.Context(), req.Name, req.Org, req.Network, req.RequestID, req.AppSettings))
+	})
+	h("PATCH /v1/apps/{name}", func(r *http.Request) (any, error) {
+		var req mesh.AppSettings
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return viewApp(s.Node.UpdateApp(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"), req))
 	})
 	h("DELETE /v1/apps/{name}", func(r *http.Request) (any, error) {
 		return nil, s.Node.RemoveApp(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"))
 	})
 	h("GET /v1/machines", func(r *http.Request) (any, error) {
-		return s.Node.ListMachines(r.URL.Query().Get("org"), r.URL.Query().Get("app"))
+		ms, err := s.Node.ListMachines(r.URL.Query().Get("org"), r.URL.Query().Get("app"))
+		for i := range ms {
+			ms[i] = s.machineView(&ms[i])
+		}
+		return ms, err
 	})
 	h("POST /v1/machines", func(r *http.Request) (any, error) {
 		var spec mesh.MachineSpec
 		if err := decode(r, &spec); err != nil {
 			return nil, err
 		}
-		return s.Node.CreateMachine(r.Context(), spec)
+		return s.viewMachine(s.Node.CreateMachine(r.Context(), spec))
 	})
-	h("GET /v1/machines/{id}", func(r *http.Request) (any, error) { return s.Node.Machine(r.PathValue("id")) })
+	h("GET /v1/machines/{id}", func(r *http.Request) (any, error) { return s.viewMachine(s.Node.Machine(r.PathValue("id"))) })
 	h("POST /v1/machines/{id}/{action}", func(r *http.Request) (any, error) {
 		a := r.PathValue("action")
 		if a != "start" && a != "stop" {
 			return nil, &mesh.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("unknown machine action %q", a)}
 		}
-		return s.Node.MachineAction(r.Context(), r.PathValue("id"), a)
+		return s.viewMachine(s.Node.MachineAction(r.Context(), r.PathValue("id"), a))
 	})
 	h("DELETE /v1/machines/{id}", func(r *http.Request) (any, error) {
-		return s.Node.MachineAction(r.Context(), r.PathValue("id"), "destroy")
+		return s.viewMachine(s.Node.MachineAction(r.Context(), r.PathValue("id"), "destroy"))
 	})
 	h("GET /v1/peers", func(r *http.Request) (any, error) { return s.Node.ListPeers(r.Context(), r.URL.Query().Get("org")) })
 	h("POST /v1/peers", func(r *http.Request) (any, error) {

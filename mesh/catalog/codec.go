@@ -121,7 +121,7 @@ func AppendRecord(b []byte, r *Record) []byte {
 		e.str(a.Org)
 		e.str(a.Network)
 		e.uint(uint64(a.NetworkID))
-		e.str(a.RequestID)
+		e.str(appRequestID(a)) // ext.go
 	}
 	if m := r.Machine; m != nil {
 		e.machine(m)
@@ -192,7 +192,7 @@ func (e *encoder) machine(m *Machine) {
 		e.str(m.State)
 	}
 	e.str(m.ProcessGroup)
-	md := extMetadata(m.MachineAttrs)
+	md := machineMetadata(m.MachineAttrs) // with health and checks (ext.go)
 	keys := make([]string, 0, len(md))
 	for k := range md {
 		keys = append(keys, k)
@@ -300,6 +300,7 @@ func DecodeRecord(b []byte) (*Record, int, error) {
 	}
 	if bodies&(1<<3) != 0 {
 		r.App = &App{Name: d.str(), Org: d.str(), Network: d.str(), NetworkID: d.u32(), RequestID: d.str()}
+		liftAppExt(r.App)
 	}
 	if bodies&(1<<4) != 0 {
 		r.Machine = d.machine()
@@ -357,7 +358,7 @@ func (d *decoder) machine() *Machine {
 			m.Services[i] = Service{Name: d.str(), Proto: d.str(), Port: d.u16()}
 		}
 	}
-	liftExt(m.MachineAttrs)
+	liftMachineExt(m.MachineAttrs)
 	m.Netns = d.str()
 	m.CreatedAt = d.time()
 	m.RequestID = d.str()

@@ -202,7 +202,7 @@ func TestCodecMalformed(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	for _, r := range codecSamples() {
+	for _, r := range append(codecSamples(), extSamples()...) {
 		f.Add(AppendRecord(nil, r))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

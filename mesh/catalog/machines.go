@@ -212,6 +212,8 @@ func attrsHash(seed maphash.Seed, a *MachineAttrs) uint64 {
 	}
 	b[8] = byte(len(a.Metadata))
 	h.Write(b[:])
+	h.WriteString(a.Health)
+	h.WriteByte(byte(len(a.Checks)))
 	return h.Sum64()
 }
 
@@ -219,7 +221,8 @@ func attrsEqual(a, b *MachineAttrs) bool {
 	return a.State == b.State && a.ProcessGroup == b.ProcessGroup &&
 		a.Source == b.Source && a.Ifname == b.Ifname && a.CNINetwork == b.CNINetwork &&
 		slices.Equal(a.Services, b.Services) && maps.Equal(a.Metadata, b.Metadata) &&
-		(a.Metadata == nil) == (b.Metadata == nil) && (a.Services == nil) == (b.Services == nil)
+		(a.Metadata == nil) == (b.Metadata == nil) && (a.Services == nil) == (b.Services == nil) &&
+		a.Health == b.Health && checksEqual(a.Checks, b.Checks) && (a.Checks == nil) == (b.Checks == nil)
 }
 
 func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
@@ -228,7 +231,10 @@ func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
 	}
 	return in.attrs.get(a, func(a *MachineAttrs) *MachineAttrs {
 		cp := &MachineAttrs{State: in.str(a.State), ProcessGroup: in.str(a.ProcessGroup),
-			Source: in.str(a.Source), Ifname: in.str(a.Ifname), CNINetwork: in.str(a.CNINetwork)}
+			Source: in.str(a.Source), Ifname: in.str(a.Ifname), CNINetwork: in.str(a.CNINetwork), Health: in.str(a.Health)}
+		if a.Checks != nil {
+			cp.Checks = slices.Clip(slices.Clone(a.Checks))
+		}
 		if a.Metadata != nil {
 			cp.Metadata = maps.Clone(a.Metadata)
 		}

@@ -83,7 +83,20 @@ type App struct {
 	NetworkID uint32 `json:"network_id"`
 	// RequestID is the client's id for the create, so a retry returns this app.
 	RequestID string `json:"request_id,omitempty"`
+	// WhenNoneHealthy is what DNS answers when filtering by health and reachability
+	// would leave a name of the app with no machine: "" or WhenNoneAll answers them
+	// all (fail open), WhenNoneNone answers none.
+	WhenNoneHealthy string `json:"when_none_healthy,omitempty"`
 }
+
+// App.WhenNoneHealthy values.
+const (
+	WhenNoneAll  = "all"
+	WhenNoneNone = "none"
+)
+
+// FailOpen reports whether names of the app answer every machine when none passes.
+func (a *App) FailOpen() bool { return a.WhenNoneHealthy != WhenNoneNone }
 
 // Machine states.
 const (
@@ -142,12 +155,20 @@ type MachineAttrs struct {
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	Services     []Service         `json:"services,omitempty"`
 	// Source says what made the machine: SourceCLI, SourceAPI or SourceCNI; empty in
-	// records written before it was kept (see AttrsExt for how it travels).
+	// records written before it was kept (see attrsExt for how it travels).
 	Source string `json:"source,omitempty"`
 	// Ifname and CNINetwork are a CNI-made machine's interface in its container and
 	// the name of the runtime's network config it was made for (GC is per config).
 	Ifname     string `json:"ifname,omitempty"`
 	CNINetwork string `json:"cni_network,omitempty"`
+	// Health is the machine's health as its host last wrote it (HealthPassing,
+	// HealthCritical, HealthUnknown); "" for a machine without checks, which counts
+	// as passing. It changes only on transitions, so machines of an app still share
+	// their attributes.
+	Health string `json:"health,omitempty"`
+	// Checks are the machine's health checks with each one's status as of the last
+	// transition (the owning host's API shows live results).
+	Checks []Check `json:"checks,omitempty"`
 }
 
 // Machine sources.
@@ -159,6 +180,9 @@ const (
 
 // MetaContainerID is the metadata key of a CNI-made machine's container id.
 const MetaContainerID = "container_id"
+
+// Critical reports whether the machine's checks say it does not work.
+func (a *MachineAttrs) Critical() bool { return a != nil && a.Health == HealthCritical }
 
 // WithState returns a copy of m in state s; m and what it shares are untouched.
 func (m *Machine) WithState(s string) *Machine {

@@ -409,7 +409,8 @@ func (g *Gossip) Written(ctx context.Context, r *catalog.Record) {
 					if h == g.cfg.Name {
 						return struct{}{}, nil
 					}
-					return struct{}{}, g.Call(ctx, h, opWritten, []*catalog.Record{r}, nil)
+					// Portable: an arbiter of the previous release keeps fields it does not know.
+					return struct{}{}, g.Call(ctx, h, opWritten, []*catalog.Record{r.Portable()}, nil)
 				},
 				func(_ struct{}, err error) bool { return err == nil },
 				func(v quorum.Result[struct{}]) {

@@ -120,6 +120,11 @@ func decodeRecords(b []byte) ([]*catalog.Record, error) {
 	if err := json.Unmarshal(b, &rs); err != nil {
 		return nil, err
 	}
+	for _, r := range rs {
+		if r != nil {
+			r.Unportable()
+		}
+	}
 	return validRecords(rs)
 }
 

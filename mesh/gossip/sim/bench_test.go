@@ -44,6 +44,31 @@ func TestBenchSimFleet(t *testing.T) {
 	}
 }
 
+// TestBenchSimHealth: health transitions (a host writing one of its machines
+// critical) on 1,000 hosts (DOGWOOD_SIM_HOSTS), 1-100 ms links, 100 a second
+// fleet-wide after 2 s of creates: how long until every host has each one, so DNS
+// everywhere leaves the machine out.
+func TestBenchSimHealth(t *testing.T) {
+	benchOn(t)
+	n := 1000
+	if os.Getenv("DOGWOOD_SIM_HOSTS") != "" {
+		n = simHosts()
+	}
+	for _, loss := range []float64{0, 0.01} {
+		start := time.Now()
+		r := Run(Config{Hosts: n, Seed: 1, Health: true, Rate: 100, Warmup: 2 * time.Second, Changes: 150, Settle: 3 * time.Second, Loss: loss})
+		line("health transitions, loss %.0f%%: %s (wall %v)", loss*100, r, time.Since(start).Round(time.Second))
+		// The fleet targets: p99 ≤ 1 s, ≤ 2 s with 1 % loss (lost copies wait for a graft).
+		want := time.Second
+		if loss > 0 {
+			want = 2 * time.Second
+		}
+		if r.Missing > 0 || !r.Converged || r.EveryP99 > want {
+			t.Errorf("loss %.0f%%: %d missing, converged=%v, every-host p99 %v (want ≤ %v)", loss*100, r.Missing, r.Converged, r.EveryP99, want)
+		}
+	}
+}
+
 // TestBenchSimPartition: a third of the fleet (2,000 hosts by default) cut off for
 // 5 s with 1% loss and churn; how long until every host has everything after the
 // heal.

@@ -69,6 +69,11 @@ type Config struct {
 	PartitionAt, PartitionFor time.Duration
 	// Churn: every ChurnEvery, one random host fails for ChurnDown, then returns.
 	ChurnEvery, ChurnDown time.Duration
+	// Health makes the measured changes health transitions instead of creates: the
+	// warm-up creates machines with a passing check, and each measured change is a
+	// machine's host writing it critical (a new version of its record, health and
+	// checks riding in it as the agent writes them).
+	Health bool
 }
 
 func (c *Config) defaults() {
@@ -194,6 +199,7 @@ type host struct {
 	was    int  // partition side before the heal
 	sent   int  // messages sent while measuring
 	tickAt time.Time
+	own    []*catalog.Record // machines it made in the warm-up (Config.Health)
 }
 
 type evKind uint8
@@ -245,6 +251,7 @@ func (q *queue) Pop() any {
 
 type change struct {
 	id     catalog.ID
+	ver    catalog.Stamp // the change's version: an older one arriving late is not it
 	at     time.Time
 	src    int
 	want   []bool // hosts that should receive it (up, same side)
@@ -761,7 +768,7 @@ func aeSize(from string, m any) int {
 func (s *simulator) deliver(h *host, rs []*catalog.Record) {
 	for _, r := range h.cat.ApplyAll(rs) {
 		c := s.changes[r.ID()]
-		if c == nil || !c.want[h.idx] {
+		if c == nil || !c.want[h.idx] || r.Version.Compare(c.ver) < 0 {
 			continue
 		}
 		c.want[h.idx] = false
@@ -779,6 +786,10 @@ func (s *simulator) deliver(h *host, rs []*catalog.Record) {
 
 // makeChange creates machine number i on a random live host and publishes it.
 func (s *simulator) makeChange(i int) {
+	if i >= 0 && s.cfg.Health {
+		s.makeTransition()
+		return
+	}
 	var h *host
 	for h == nil || !h.up {
 		h = s.hosts[s.rng.Intn(len(s.hosts))]
@@ -798,15 +809,41 @@ func (s *simulator) makeChange(i int) {
 	}
 	m.Address = sixpn.MachineAddr(m.NetworkID, m.HostID, m.Field)
 	r := &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Gen: 1, Created: st, Version: st, Machine: m}
+	if s.cfg.Health {
+		now := s.now
+		r.Machine = m.WithHealth([]catalog.Check{{Kind: catalog.CheckHTTP, Target: "8080/healthz", Status: catalog.HealthPassing, Output: "HTTP 200", CheckedAt: &now}})
+		h.own = append(h.own, r)
+	}
+	s.publish(h, r, i >= 0)
+}
+
+// makeTransition has a random live host write one of its machines critical.
+func (s *simulator) makeTransition() {
+	var h *host
+	for h == nil || !h.up || len(h.own) == 0 {
+		h = s.hosts[s.rng.Intn(len(s.hosts))]
+	}
+	old := h.own[len(h.own)-1]
+	h.own = h.own[:len(h.own)-1]
+	now := s.now
+	r := *old
+	r.Version = h.cat.Tick()
+	r.Machine = old.Machine.WithHealth([]catalog.Check{{Kind: catalog.CheckHTTP, Target: "8080/healthz", Status: catalog.HealthCritical,
+		Output: "HTTP 503", CheckedAt: &now}})
+	s.publish(h, &r, true)
+}
+
+// publish applies r on h and sends it down the tree; measured changes are timed.
+func (s *simulator) publish(h *host, r *catalog.Record, measured bool) {
 	h.cat.Apply(r)
 	payload := catalog.AppendRecords(nil, []*catalog.Record{r})
 	s.records[&payload[0]] = []*catalog.Record{r}
-	if i < 0 {
+	if !measured {
 		h.tree.Publish(s.now, payload)
 		s.flush(h)
 		return
 	}
-	c := &change{id: r.ID(), at: s.now, src: h.idx, want: make([]bool, len(s.hosts))}
+	c := &change{id: r.ID(), ver: r.Version, at: s.now, src: h.idx, want: make([]bool, len(s.hosts))}
 	for _, o := range s.hosts {
 		if o != h && o.up && o.side == h.side {
 			c.want[o.idx] = true

@@ -148,6 +148,9 @@ type agent struct {
 	logFile             *os.File
 	cleanupRegistered   bool
 	extraArgs           []string
+	// bin, when set, is the agent binary instead of the one under test (an older
+	// release in a mixed-version cluster).
+	bin string
 }
 
 // cluster is a set of agents sharing a gossip key and a fake upstream.
@@ -269,7 +272,11 @@ func (a *agent) start() {
 	}
 	fmt.Fprintf(f, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
 	a.logFile = f
-	a.cmd = exec.Command(dogwoodBin(t), a.args()...)
+	bin := dogwoodBin(t)
+	if a.bin != "" {
+		bin = a.bin
+	}
+	a.cmd = exec.Command(bin, a.args()...)
 	a.cmd.Stdout, a.cmd.Stderr = f, f
 	a.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	if err := a.cmd.Start(); err != nil {

@@ -628,24 +628,7 @@ func (w *world) networkDNS(h *host, org string) netip.Addr {
 // answering "<tag>\n".
 func (w *world) createMachine(h *host, app, suffix string) *machine {
 	w.t.Helper()
-	ns := w.netns(suffix)
-	var m machine
-	// The app may not have reached h yet: retry until it has.
-	var out string
-	err := e2eproc.Eventually(10*time.Second, 100*time.Millisecond, func() error {
-		var err error
-		out, err = w.try(h, "machines", "create", "--app", app, "--netns", ns, "--json")
-		return err
-	})
-	if err != nil {
-		w.t.Fatalf("machines create --app %s on %s: %v\n%s", app, h.name, err, out)
-	}
-	if err := json.Unmarshal([]byte(out), &m); err != nil || m.Address == "" {
-		w.t.Fatalf("machines create output: %v\n%s", err, out)
-	}
-	m.ns, m.tag = ns, app+"@"+h.name
-	m.http = w.helper(ns, suffix+"-http", "http", "8080", m.tag)
-	return &m
+	return w.createMachineWith(h, app, suffix)
 }
 
 // helper starts the test binary as a helper tool inside namespace ns.

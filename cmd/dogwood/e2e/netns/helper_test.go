@@ -6,10 +6,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,6 +23,8 @@ import (
 //	stream-client ADDR SECONDS     read that stream; print a JSON report (bytes, max gap)
 //	udp-recv PORT                  print "GOT <source>" for every datagram
 //	udp-send SRC DST PORT          send three datagrams from SRC (which it need not hold)
+//	watch-aaaa SERVER NAME         ask SERVER for NAME AAAA every 100 ms; print
+//	                               "<unix nanoseconds> <sorted addresses>" at each change
 func helperMain(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -133,6 +138,28 @@ func helperMain(args []string) int {
 		}
 		c.Close()
 		return 0
+	case "watch-aaaa":
+		c := &dns.Client{Timeout: 500 * time.Millisecond}
+		last := "start"
+		for {
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(args[2]), dns.TypeAAAA)
+			r, _, err := c.Exchange(m, net.JoinHostPort(args[1], "53"))
+			if err == nil {
+				var as []string
+				for _, rr := range r.Answer {
+					if a, ok := rr.(*dns.AAAA); ok {
+						as = append(as, a.AAAA.String())
+					}
+				}
+				sort.Strings(as)
+				if cur := strings.Join(as, ","); cur != last {
+					fmt.Printf("%d %s\n", time.Now().UnixNano(), cur)
+					last = cur
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	return fail(fmt.Errorf("unknown helper %q", args[0]))
 }
