@@ -54,6 +54,7 @@ type agentOptions struct {
 	TombstoneTTL            time.Duration
 	InviteListen            string
 	Limits                  quota.Limits
+	DNSRRL                  int
 }
 
 func agentCommand(e *env) *cli.Command {
@@ -97,6 +98,7 @@ Example:
 			&cli.StringFlag{Name: "invite-listen", Usage: "on gateways, serve invitation redemption (TLS) on `IP:PORT`, or off (default: :51821)"},
 			&cli.StringFlag{Name: "log-format", Usage: "text|json", Value: "text"},
 			&cli.DurationFlag{Name: "tombstone-ttl", Usage: "how long deletes are remembered; a host out of touch for longer forgets what others wrote and catches up", Value: mesh.DefaultTombstoneTTL},
+			&cli.IntFlag{Name: "dns-rrl", Usage: "UDP DNS responses a second per client prefix (/24, /56) before truncating and dropping; 0 is off"},
 			&cli.IntFlag{Name: "limit-machines", Usage: "machines per org", Value: quota.Defaults.Machines},
 			&cli.IntFlag{Name: "limit-apps", Usage: "apps per org", Value: quota.Defaults.Apps},
 			&cli.IntFlag{Name: "limit-dns-records", Usage: "custom DNS records per org", Value: quota.Defaults.DNSRecords},
@@ -128,7 +130,7 @@ func agentOptionsFrom(c *cli.Context) agentOptions {
 		APISocket: c.String("api-socket"), APISocketGroup: c.String("api-socket-group"), APIListen: c.String("api-listen"), APITokenFile: c.String("api-token-file"),
 		APITLSCert: c.String("api-tls-cert"), APITLSKey: c.String("api-tls-key"),
 		MetricsAddr: c.String("metrics-addr"), LogLevel: c.String("log-level"), LogFormat: c.String("log-format"), AEInterval: c.Duration("anti-entropy-interval"), TombstoneTTL: c.Duration("tombstone-ttl"),
-		InviteListen: c.String("invite-listen"),
+		InviteListen: c.String("invite-listen"), DNSRRL: c.Int("dns-rrl"),
 		Limits: quota.Limits{Machines: c.Int("limit-machines"), Apps: c.Int("limit-apps"), DNSRecords: c.Int("limit-dns-records"),
 			Peers: c.Int("limit-peers"), ServicesPerMachine: c.Int("limit-services-per-machine"),
 			MetadataPerMachine: c.Int("limit-metadata-per-machine"), RecordBytes: c.Int("limit-record-bytes")},

@@ -56,7 +56,7 @@ func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, 
 	srv, err := server.New(server.Config{
 		Reachability: reach,
 		Source:       latestSource{n.Catalog()}, Changed: ch, Nearness: n, Listen: listen,
-		Upstreams: o.UpstreamDNS, ResolvConf: o.ResolvConf, Logger: log, Registerer: reg,
+		Upstreams: o.UpstreamDNS, ResolvConf: o.ResolvConf, Logger: log, Registerer: reg, RRL: o.DNSRRL,
 	})
 	if err != nil {
 		cancel()

@@ -25,6 +25,27 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	ra := w.RemoteAddr()
 	_, tcp := ra.(*net.TCPAddr)
 	sc := h.s.scratch.Get().(*scratch)
+	if !tcp && !req.Response {
+		switch h.s.rrl.decide(addrOf(ra)) {
+		case drop:
+			h.s.met.rrl.WithLabelValues("drop").Inc()
+			h.s.scratch.Put(sc)
+			return
+		case slip:
+			h.s.met.rrl.WithLabelValues("slip").Inc()
+			m := new(dns.Msg)
+			m.Id, m.Response, m.Opcode, m.Truncated = req.Id, true, req.Opcode, true
+			m.RecursionDesired = req.RecursionDesired
+			if len(req.Question) == 1 {
+				m.Question = req.Question
+			}
+			if out, err := m.PackBuffer(sc.buf[:0]); err == nil {
+				w.Write(out)
+			}
+			h.s.scratch.Put(sc)
+			return
+		}
+	}
 	out, qtype, rcode, fwd := h.s.respond(context.Background(), sc, req, h.l, addrOf(ra), tcp)
 	if out != nil {
 		if _, err := w.Write(out); err != nil {

@@ -58,7 +58,13 @@ type Config struct {
 	// descriptors to the budget, and one client cannot hold the others out.
 	MaxTCPConns     int
 	MaxTCPPerSource int
-	Logger          *slog.Logger
+	// RRL, when above 0, limits UDP responses to RRL a second per client prefix
+	// (IPv4 /24, IPv6 /56); past it every second response is truncated and empty
+	// and the rest dropped (rrl.go). Off by default.
+	RRL int
+	// Clock is for RRL; nil is time.Now.
+	Clock  func() time.Time
+	Logger *slog.Logger
 	// Registerer receives the dogwood_dns_* metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -74,6 +80,7 @@ type Server struct {
 	perSrc  int
 	static  []netip.AddrPort
 	changed <-chan struct{}
+	rrl     *rrl
 
 	scratch sync.Pool
 
@@ -124,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		perSrc:    cfg.MaxTCPPerSource,
 		static:    append([]netip.AddrPort(nil), cfg.Listen...),
 		changed:   cfg.Changed,
+		rrl:       newRRL(cfg.RRL, cfg.Clock),
 		listeners: map[netip.AddrPort]*listener{},
 		stop:      make(chan struct{}),
 	}

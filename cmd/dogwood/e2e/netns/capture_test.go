@@ -150,22 +150,16 @@ func extract(frames [][]byte, dst netip.AddrPort) recorded {
 
 // replay sends everything recorded to dst again from inside namespace ns.
 func (r recorded) replay(ns string, dst netip.AddrPort) (int, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return 0, err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return 0, err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return 0, err
-	}
-	defer netns.Set(orig)
+	sent := 0
+	err := inNamespace(ns, func() error {
+		var err error
+		sent, err = r.replayHere(dst)
+		return err
+	})
+	return sent, err
+}
+
+func (r recorded) replayHere(dst netip.AddrPort) (int, error) {
 	sent := 0
 	uc, err := net.Dial("udp", dst.String())
 	if err != nil {
@@ -192,6 +186,12 @@ func (r recorded) replay(ns string, dst netip.AddrPort) (int, error) {
 // sendRaw writes whole Ethernet frames out of iface in namespace ns (AF_PACKET),
 // as a hostile neighbour on the underlay segment would: no route, no source check.
 func sendRaw(ns, iface string, frames ...[]byte) error {
+	return inNamespace(ns, func() error { return sendRawHere(iface, frames) })
+}
+
+// inNamespace runs f on a thread switched into namespace ns: sockets f opens keep
+// that namespace.
+func inNamespace(ns string, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -208,6 +208,10 @@ func sendRaw(ns, iface string, frames ...[]byte) error {
 		return err
 	}
 	defer netns.Set(orig)
+	return f()
+}
+
+func sendRawHere(iface string, frames [][]byte) error {
 	ifc, err := net.InterfaceByName(iface)
 	if err != nil {
 		return err

@@ -341,10 +341,17 @@ func TestHostileTenant(t *testing.T) {
 	})
 
 	t.Run("validation at the door", func(t *testing.T) {
+		// A greedy tenant's machine: 65 services (the default limit is 64).
+		greedy := []string{"machines", "create", "--app", "web"}
+		for i := 0; i < 65; i++ {
+			greedy = append(greedy, "--service", fmt.Sprintf("s%d:tcp:%d", i, 1000+i))
+		}
+		before := len(strings.Split(strings.TrimSpace(w.cli(h2, "machines", "list", "--json")), "},"))
 		for _, tc := range []struct {
 			args []string
 			msg  string
 		}{
+			{greedy, "the machine has 65 services, the limit is 64"},
 			{[]string{"wireguard", "create", "acme", "ord", "evil", filepath.Join(w.dir, "evil.conf"), "--public-key", h2.pubKey}, "WireGuard key of host h2"},
 			{[]string{"wireguard", "create", "acme", "ord", "evil", filepath.Join(w.dir, "evil2.conf"), "--public-key", h1.pubKey}, "WireGuard key of host h1"},
 			{[]string{"apps", "create", "vms", "--org", "acme"}, "reserved"},
@@ -359,6 +366,9 @@ func TestHostileTenant(t *testing.T) {
 		w.cliJSON(h1, &peers, "wireguard", "list", "acme")
 		if len(peers) != 1 {
 			t.Errorf("refused peers were allocated: %+v", peers)
+		}
+		if after := len(strings.Split(strings.TrimSpace(w.cli(h2, "machines", "list", "--json")), "},")); after != before {
+			t.Errorf("the refused machine was allocated: %d machines listed, %d before", after, before)
 		}
 	})
 

@@ -2,6 +2,7 @@ package netns
 
 import (
 	"fmt"
+	invitecode "github.com/dogwood/dogwood/mesh/invite"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -203,6 +204,40 @@ func TestInvites(t *testing.T) {
 		w.cli(h2, "wireguard", "remove", "acme", "altered")
 	})
 	step("reuse, expiry, revocation and alteration refused")
+
+	t.Run("forged codes from the same address do not lock out the real one", func(t *testing.T) {
+		// Issue 21 item 4: someone behind the developer's NAT (here: the same laptop
+		// address, which already spent failures above) sends forged codes first.
+		real := invite("acme", "", "natted")
+		c, err := invitecode.Decode(real)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limited := 0
+		for i := 0; i < 8; i++ {
+			forged := c
+			forged.Secret[i] ^= 0xff
+			out, err := dev("wireguard", "join", forged.Encode(), filepath.Join(home, "forged.conf"))
+			if exitCode(err) != 1 {
+				t.Fatalf("forged code %d: exit %d\n%s", i, exitCode(err), out)
+			}
+			if strings.Contains(out, "too many") {
+				limited++
+			}
+		}
+		if limited == 0 {
+			t.Errorf("8 forged codes after 4 failures from one address: none rate limited")
+		}
+		file := filepath.Join(home, "natted.conf")
+		if out, err := dev("wireguard", "join", real, file); err != nil {
+			t.Fatalf("the real code after %d rate-limited forged ones from the same address: %v\n%s", limited, err, out)
+		}
+		if _, err := os.Stat(file); err != nil {
+			t.Errorf("the real join wrote no config: %v", err)
+		}
+		w.cli(h2, "wireguard", "remove", "acme", "natted")
+	})
+	step("forged codes did not lock out a real one")
 
 	t.Run("split DNS mode writes the resolvectl hooks", func(t *testing.T) {
 		c := invite("acme", "", "split", "--dns", "split")
