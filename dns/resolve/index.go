@@ -19,9 +19,11 @@ import (
 type appIndex struct {
 	view  *catalog.AppView
 	hosts []hostLive
-	// live are the started machines on live hosts, sorted by id.
-	live  []*catalog.Machine
-	addrs rrset // AAAA of live, same order
+	// live are the started machines on live hosts, sorted by id; liveHost[i] is where
+	// live[i]'s host is in hosts.
+	live     []*catalog.Machine
+	liveHost []int32
+	addrs    rrset // AAAA of live, same order
 	// byRegion has every region where the app has a machine in any state; the set holds
 	// the live ones (empty: the name exists, NODATA). An app in one region shares
 	// addrs.
@@ -56,23 +58,26 @@ func (a *appIndex) valid(av *catalog.AppView, snap *catalog.Snapshot) bool {
 
 func buildApp(av *catalog.AppView, snap *catalog.Snapshot) *appIndex {
 	a := &appIndex{view: av, byRegion: map[string]rrset{}}
-	seen := map[string]bool{}
+	seen := map[string]int32{}
 	var regions []string
 	for _, m := range av.Machines {
-		live, ok := seen[m.Host]
+		hi, ok := seen[m.Host]
 		if !ok {
-			live = snap.HostLive(m.Host)
-			seen[m.Host] = live
-			a.hosts = append(a.hosts, hostLive{m.Host, live})
+			hi = int32(len(a.hosts))
+			seen[m.Host] = hi
+			a.hosts = append(a.hosts, hostLive{m.Host, snap.HostLive(m.Host)})
 		}
+		live := a.hosts[hi].live
 		if len(regions) < 2 && (len(regions) == 0 || !strings.EqualFold(regions[0], m.Region)) {
 			regions = append(regions, strings.ToLower(m.Region))
 		}
 		if m.Started() && live && m.Address.Is6() {
 			a.live = append(a.live, m)
+			a.liveHost = append(a.liveHost, hi)
 		}
 	}
 	a.live = slices.Clip(a.live)
+	a.liveHost = slices.Clip(a.liveHost)
 	a.addrs = aaaaSet(a.live)
 	if len(regions) == 1 {
 		a.byRegion[regions[0]] = a.addrs

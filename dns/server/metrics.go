@@ -14,6 +14,7 @@ type metrics struct {
 	forwarded prometheus.Counter
 	upstream  *prometheus.CounterVec
 	malformed prometheus.Counter
+	dropped   prometheus.Counter
 	rrl       *prometheus.CounterVec
 
 	// Resolved children, so the per-query cost is a map read, not label hashing.
@@ -46,6 +47,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "dogwood", Subsystem: "dns", Name: "malformed_total",
 			Help: "Packets that could not be parsed as DNS queries.",
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dogwood", Subsystem: "dns", Name: "dropped_total",
+			Help: "UDP queries dropped because too many on the same socket were waiting for an upstream resolver.",
+		}),
 		rrl: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "dogwood", Subsystem: "dns", Name: "rrl_limited_total",
 			Help: "UDP responses held back by response-rate limiting (--dns-rrl): slip (sent truncated and empty) or drop.",
@@ -53,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		children: map[uint32]prometheus.Counter{},
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.queries, m.latency, m.forwarded, m.upstream, m.malformed, m.rrl} {
+		for _, c := range []prometheus.Collector{m.queries, m.latency, m.forwarded, m.upstream, m.malformed, m.dropped, m.rrl} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
