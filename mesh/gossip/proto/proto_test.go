@@ -190,3 +190,112 @@ func TestTreePrunesAndGrafts(t *testing.T) {
 		t.Fatalf("d delivered %d, grafts %d", n.got["d"], n.trees["d"].Stats.Grafts)
 	}
 }
+
+func TestCompactRoundTrip(t *testing.T) {
+	one, two := []byte("one"), []byte("records of two")
+	pack := Message{Kind: KindPack, Batch: []Message{
+		{Kind: KindGossip, ID: ContentID(one), Round: 300, Payload: one},
+		{Kind: KindGossip, ID: ContentID(two), Round: 1, Payload: two},
+	}}
+	for _, m := range []Message{
+		pack,
+		{Kind: KindIHaveShort, IDs: []uint64{1, 0xabcdef, 0xffffff}},
+		{Kind: KindGraftShort, IDs: []uint64{7}},
+	} {
+		b := m.Append(nil)
+		if len(b) != m.Size() {
+			t.Errorf("%v: Size %d, encoded %d", m.Kind, m.Size(), len(b))
+		}
+		got, err := Decode(b)
+		if err != nil || !reflect.DeepEqual(got, m) {
+			t.Errorf("%v: round trip gave %+v, %v", m.Kind, got, err)
+		}
+	}
+	// A short announcement carries 3 bytes of each id.
+	got, _ := Decode((&Message{Kind: KindIHaveShort, IDs: []uint64{0x1122334455667788}}).Append(nil))
+	if got.IDs[0] != 0x667788 {
+		t.Errorf("short id %#x, want 0x667788", got.IDs[0])
+	}
+	for _, bad := range [][]byte{{byte(KindPack)}, {byte(KindPack), 0}, {byte(KindPack), 1, 0, 0}, {byte(KindPack), 1, 0, 5, 'x'},
+		{byte(KindPack), 1, 0, 1, 'x', 'y'}, {byte(KindIHaveShort), 1, 1, 2}, {byte(KindIHaveShort), 0}, {byte(KindGraftShort), 2, 1, 2, 3}} {
+		if _, err := Decode(bad); err != ErrMalformed {
+			t.Errorf("Decode(%v) = %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+// wire delivers like net.pump, but every message goes through its encoding, and
+// packs and batches are split as the network layer does.
+func (n *net) wire(t *testing.T, drop func(from string, s Send) bool) {
+	t.Helper()
+	for moved := true; moved; {
+		moved = false
+		for _, name := range slices.Sorted(maps.Keys(n.trees)) {
+			for _, s := range n.trees[name].Outbox() {
+				moved = true
+				if drop != nil && drop(name, s) {
+					continue
+				}
+				m, err := Decode(s.Msg.Append(nil))
+				if err != nil {
+					t.Fatalf("%v from %s: %v", s.Msg.Kind, name, err)
+				}
+				for _, e := range m.Entries() {
+					if _, ok := n.trees[s.To].Receive(n.now, name, e); ok {
+						n.got[s.To]++
+					}
+				}
+			}
+		}
+	}
+}
+
+// In compact mode a change travels in a pack without its id (the receiver derives
+// it), and a host whose copy was lost hears of it by a 3-byte digest and fetches it
+// by that digest.
+func TestCompactRepair(t *testing.T) {
+	n := &net{trees: map[string]*Tree{}, got: map[string]int{}, now: time.Unix(0, 0)}
+	for _, name := range []string{"a", "b", "c"} {
+		n.trees[name] = NewTree(TreeConfig{Self: name, Compact: true, Degree: 1})
+	}
+	// A line a-b-c is the tree; c picks a as its lazy neighbor.
+	n.trees["a"].SetLinks([]string{"b"})
+	n.trees["b"].SetLinks([]string{"a", "c"})
+	n.trees["c"].SetLinks([]string{"b"})
+	n.trees["c"].AddPeers([]string{"a"})
+	n.wire(t, nil)
+	var kinds []Kind
+	payload := []byte("a change")
+	id := n.trees["a"].Publish(n.now, payload)
+	if id != ContentID(payload) {
+		t.Fatalf("compact id %x, want the content id", id)
+	}
+	n.wire(t, func(from string, s Send) bool {
+		kinds = append(kinds, s.Msg.Kind)
+		return from == "b" && s.To == "c" // the tree copy to c is lost
+	})
+	if n.got["b"] != 1 || n.got["c"] != 0 || !slices.Contains(kinds, KindPack) {
+		t.Fatalf("delivered %v with kinds %v", n.got, kinds)
+	}
+	kinds = nil
+	for i := 0; i < 20 && n.got["c"] == 0; i++ {
+		n.now = n.now.Add(100 * time.Millisecond)
+		for _, tr := range n.trees {
+			tr.Tick(n.now)
+		}
+		n.wire(t, func(_ string, s Send) bool { kinds = append(kinds, s.Msg.Kind); return false })
+	}
+	if n.got["c"] != 1 {
+		t.Fatalf("c never repaired; messages %v", kinds)
+	}
+	for _, k := range []Kind{KindIHaveShort, KindGraftShort, KindPack} {
+		if !slices.Contains(kinds, k) {
+			t.Errorf("repair did not use %v: %v", k, kinds)
+		}
+	}
+	for _, k := range kinds {
+		if k == KindIHave || k == KindGraft || k == KindGossip || k == KindBatch {
+			t.Errorf("compact tree sent %v", k)
+		}
+	}
+}
