@@ -60,6 +60,8 @@ bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, 
 	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'Bench' -v -timeout 20m ./mesh/meshbench/ | grep -E '^(BENCH|--- |ok|FAIL)'
 	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'BenchSim' -v -timeout 30m ./mesh/gossip/sim/ | grep -E '^(BENCH|--- |ok|FAIL)'
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 20x ./peers/wgsync ./peers/device
+	@echo "DNS answers from wire format: allocations per query must be 0 (counted, not timed)"
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkAnswer|BenchmarkServeRecords' -benchmem -benchtime 20000x ./dns/server
 	bash dns/bench/run.sh
 	bash dns/bench/records.sh
 	bash testdata/bench/iperf.sh

@@ -147,9 +147,6 @@ func (b *setBuilder) a(a [4]byte) {
 	b.end(at)
 }
 
-// srv is a machine's SRV record: priority 0, weight 10 (SPEC §4).
-func (b *setBuilder) srv(port uint16, target string) { b.srvRR(0, 10, port, target) }
-
 func (b *setBuilder) srvRR(prio, weight, port uint16, target string) {
 	at := b.begin(typeSRV)
 	b.wire = binary.BigEndian.AppendUint16(b.wire, prio)
@@ -159,7 +156,8 @@ func (b *setBuilder) srvRR(prio, weight, port uint16, target string) {
 	b.end(at)
 }
 
-// srvVM is srv with the target <id>.vm.<app>.internal. written label by label.
+// srvVM is a machine's SRV record, priority 0, weight 10 (SPEC §4), with the
+// target <id>.vm.<app>.internal. written label by label.
 func (b *setBuilder) srvVM(port uint16, id, app string) {
 	at := b.begin(typeSRV)
 	b.wire = binary.BigEndian.AppendUint16(b.wire, 0)

@@ -1,10 +1,6 @@
 package resolve
 
-import (
-	"unsafe"
-
-	"github.com/dogwood/dogwood/mesh/catalog"
-)
+import "unsafe"
 
 // work is one query's reusable memory: the presentation form of the question name
 // and the buffers that answers built per query (top<N>.nearest.of, SRV, process
@@ -17,7 +13,6 @@ type work struct {
 	offs  []int32
 	ranks []ranked
 	rtt   []int64
-	ms    []*catalog.Machine
 }
 
 func newWork() any { return &work{wire: make([]byte, 0, 1024)} }

@@ -220,3 +220,33 @@ func TestSlipMatchesUnpacked(t *testing.T) {
 		}
 	}
 }
+
+// TestReusePortSockets: with several UDP sockets on one address (SO_REUSEPORT),
+// queries from many source ports are all answered, large answers still come back
+// truncated over UDP and whole over TCP, and Close ends every loop.
+func TestReusePortSockets(t *testing.T) {
+	e := start(t, func(c *Config) { c.UDPSockets = 3 })
+	e.srv.mu.Lock()
+	var n int
+	for _, l := range e.srv.listeners {
+		n += len(l.batch)
+	}
+	e.srv.mu.Unlock()
+	if n != 3 {
+		t.Fatalf("%d batched UDP sockets, want 3", n)
+	}
+	for i := 0; i < 24; i++ { // a fresh client socket each: the kernel spreads them by source port
+		r := exchange(t, e.addr, "udp", msg("web.internal", dns.TypeAAAA, 1232, ecsOpt("fdaa:0:18::/48")))
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 3 {
+			t.Fatalf("query %d: %v", i, r)
+		}
+	}
+	r := exchange(t, e.addr, "udp", msg("big.internal", dns.TypeAAAA, 0, ecsOpt("fdaa:0:18::/48")))
+	if !r.Truncated {
+		t.Fatalf("big answer over UDP not truncated: %d records", len(r.Answer))
+	}
+	r = exchange(t, e.addr, "tcp", msg("big.internal", dns.TypeAAAA, 0, ecsOpt("fdaa:0:18::/48")))
+	if r.Truncated || len(r.Answer) != dnstest.BigN {
+		t.Fatalf("big answer over TCP: tc %v, %d records", r.Truncated, len(r.Answer))
+	}
+}

@@ -92,8 +92,12 @@ func (u *udpServer) run() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			u.log.Debug("dns read", "err", err)
-			continue
+			//lint:ignore SA1019 the same rule miekg/dns's UDP loop applies
+			if ne, ok := err.(net.Error); ok && ne.Temporary() {
+				continue
+			}
+			u.log.Warn("dns udp socket failed", "addr", u.l.Addr.String(), "err", err)
+			return
 		}
 		start := time.Now()
 		w := 0
