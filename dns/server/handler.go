@@ -39,16 +39,17 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		if _, err := w.Write(out); err != nil {
 			h.s.log.Debug("dns write", "remote", ra.String(), "err", err)
 		}
-		h.s.met.query(qtype, rcode)
-		if fwd {
-			h.s.met.forward.Observe(time.Since(start).Seconds())
-		} else {
-			h.s.met.local.Observe(time.Since(start).Seconds())
-		}
+		h.s.met.answered(qtype, rcode, fwd, start)
 	}
+	h.s.release(sc, out)
+}
+
+// release gives a scratch back to the pool with out as its buffer, unless out grew
+// too large to keep.
+func (s *Server) release(sc *scratch, out []byte) {
 	if cap(out) <= 64<<10 {
 		sc.buf = out[:0]
-		h.s.scratch.Put(sc)
+		s.scratch.Put(sc)
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,4 +111,14 @@ func (m *metrics) query(qtype uint16, rcode int) {
 		m.mu.Unlock()
 	}
 	c.Inc()
+}
+
+// answered counts one response and its latency since start, by path.
+func (m *metrics) answered(qtype uint16, rcode int, fwd bool, start time.Time) {
+	m.query(qtype, rcode)
+	if fwd {
+		m.forward.Observe(time.Since(start).Seconds())
+	} else {
+		m.local.Observe(time.Since(start).Seconds())
+	}
 }

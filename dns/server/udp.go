@@ -124,8 +124,7 @@ func (u *udpServer) run() {
 				u.unpacked(pkt, m.Addr, src)
 				continue
 			}
-			u.s.met.query(qtype, rcode)
-			u.s.met.local.Observe(time.Since(start).Seconds())
+			u.s.met.answered(qtype, rcode, false, start)
 			wbuf[w][0] = out
 			wms[w].Addr = m.Addr
 			w++
@@ -171,18 +170,10 @@ func (u *udpServer) unpacked(pkt []byte, to net.Addr, src netip.Addr) {
 				u.log.Debug("dns write", "remote", to.String(), "err", err)
 			}
 			if counted {
-				u.s.met.query(qtype, rcode)
-				if fwd {
-					u.s.met.forward.Observe(time.Since(start).Seconds())
-				} else {
-					u.s.met.local.Observe(time.Since(start).Seconds())
-				}
+				u.s.met.answered(qtype, rcode, fwd, start)
 			}
 		}
-		if cap(out) <= 64<<10 {
-			sc.buf = out[:0]
-			u.s.scratch.Put(sc)
-		}
+		u.s.release(sc, out)
 	}()
 }
 

@@ -204,62 +204,10 @@ func Decode(b []byte) (Message, error) {
 		if len(b) != 0 {
 			return Message{}, ErrMalformed
 		}
-	case KindBatch:
-		n, k := binary.Uvarint(b)
-		// An entry takes at least 10 bytes: a count beyond that is a lie and must
-		// not size an allocation.
-		if k <= 0 || n == 0 || n > uint64(len(b)/10) {
-			return Message{}, ErrMalformed
-		}
-		b = b[k:]
-		m.Batch = make([]Message, 0, n)
-		for range n {
-			if len(b) < 8 {
-				return Message{}, ErrMalformed
-			}
-			g := Message{Kind: KindGossip, ID: binary.BigEndian.Uint64(b)}
-			b = b[8:]
-			r, k := binary.Uvarint(b)
-			if k <= 0 || r > 0xffff {
-				return Message{}, ErrMalformed
-			}
-			g.Round = uint16(r)
-			b = b[k:]
-			l, k := binary.Uvarint(b)
-			if k <= 0 || l > uint64(len(b)-k) {
-				return Message{}, ErrMalformed
-			}
-			g.Payload = b[k : k+int(l)]
-			b = b[k+int(l):]
-			m.Batch = append(m.Batch, g)
-		}
-		if len(b) != 0 {
-			return Message{}, ErrMalformed
-		}
-	case KindPack:
-		n, k := binary.Uvarint(b)
-		// An entry takes at least 3 bytes (round, length, one byte of payload).
-		if k <= 0 || n == 0 || n > uint64(len(b)/3) {
-			return Message{}, ErrMalformed
-		}
-		b = b[k:]
-		m.Batch = make([]Message, 0, n)
-		for range n {
-			r, k := binary.Uvarint(b)
-			if k <= 0 || r > 0xffff {
-				return Message{}, ErrMalformed
-			}
-			b = b[k:]
-			l, k := binary.Uvarint(b)
-			if k <= 0 || l == 0 || l > uint64(len(b)-k) {
-				return Message{}, ErrMalformed
-			}
-			p := b[k : k+int(l)]
-			b = b[k+int(l):]
-			m.Batch = append(m.Batch, Message{Kind: KindGossip, ID: ContentID(p), Round: uint16(r), Payload: p})
-		}
-		if len(b) != 0 {
-			return Message{}, ErrMalformed
+	case KindBatch, KindPack:
+		var err error
+		if m.Batch, err = decodeEntries(b, m.Kind == KindBatch); err != nil {
+			return Message{}, err
 		}
 	case KindIHaveShort, KindGraftShort:
 		n, k := binary.Uvarint(b)
@@ -275,6 +223,53 @@ func Decode(b []byte) (Message, error) {
 		return Message{}, ErrMalformed
 	}
 	return m, nil
+}
+
+// decodeEntries reads the entries of a Batch (withID) or a Pack.
+func decodeEntries(b []byte, withID bool) ([]Message, error) {
+	// An entry takes at least 10 bytes in a batch (id, round, length) and 3 in a
+	// pack (round, length, a byte of payload): a count beyond that is a lie and must
+	// not size an allocation.
+	least := 3
+	if withID {
+		least = 10
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n == 0 || n > uint64(len(b)/least) {
+		return nil, ErrMalformed
+	}
+	b = b[k:]
+	out := make([]Message, 0, n)
+	for range n {
+		g := Message{Kind: KindGossip}
+		if withID {
+			if len(b) < 8 {
+				return nil, ErrMalformed
+			}
+			g.ID = binary.BigEndian.Uint64(b)
+			b = b[8:]
+		}
+		r, k := binary.Uvarint(b)
+		if k <= 0 || r > 0xffff {
+			return nil, ErrMalformed
+		}
+		g.Round = uint16(r)
+		b = b[k:]
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) || (!withID && l == 0) {
+			return nil, ErrMalformed
+		}
+		g.Payload = b[k : k+int(l)]
+		b = b[k+int(l):]
+		if !withID {
+			g.ID = ContentID(g.Payload)
+		}
+		out = append(out, g)
+	}
+	if len(b) != 0 {
+		return nil, ErrMalformed
+	}
+	return out, nil
 }
 
 // Send is a message the caller must deliver to host To.
