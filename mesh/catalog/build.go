@@ -5,13 +5,7 @@ package catalog
 func (c *Catalog) Snapshot() *Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Every change so far is in what this returns: a change made after it marks
-	// the snapshot stale again once it releases the lock.
-	c.stale.Store(false)
 	if c.snap != nil && c.snap.Seq == c.seq {
-		if c.latest.Load() == nil {
-			c.latest.Store(c.snap)
-		}
 		return c.snap
 	}
 	prev := c.snap

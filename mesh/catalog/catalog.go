@@ -68,11 +68,6 @@ type Catalog struct {
 	onConflict func(Conflict)
 	conflicts  []Conflict // decided under mu, reported after it is released
 	latest     atomic.Pointer[Snapshot]
-	// stale is set by every change and cleared by the build that includes it: the
-	// snapshot is built by its first reader after a change (Latest, Snapshot), not
-	// by the writer, so a burst of changes (remote records arriving one packet after
-	// another) costs one build per reader cycle instead of one per change.
-	stale atomic.Bool
 }
 
 type netIndex struct {
@@ -646,21 +641,18 @@ func (c *Catalog) Watch() (<-chan struct{}, func()) {
 	}
 }
 
-// Latest returns the newest snapshot. Between changes it takes no lock, so readers
-// on hot paths (DNS) do not wait behind gossip writes; the first reader after a
-// change builds the snapshot (incrementally) under the lock.
+// Latest returns the newest published snapshot without taking the catalog lock, so
+// readers on hot paths (DNS) never wait behind gossip writes.
 func (c *Catalog) Latest() *Snapshot {
-	if !c.stale.Load() {
-		if s := c.latest.Load(); s != nil {
-			return s
-		}
+	if s := c.latest.Load(); s != nil {
+		return s
 	}
 	return c.Snapshot()
 }
 
-// notify marks the snapshot stale and wakes watchers; the next reader builds it.
+// notify publishes a fresh snapshot (built incrementally) and wakes watchers.
 func (c *Catalog) notify() {
-	c.stale.Store(true)
+	c.Snapshot()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for ch := range c.watchers {
