@@ -65,6 +65,8 @@ bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, 
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 20x ./peers/wgsync ./peers/device
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkChecks' -benchtime 20x ./mesh/health
 	$(GO) test -count=3 -run '^$$' -bench 'BenchmarkAnswerFilteringPaired' -benchtime 100x ./dns/resolve
+	@echo "DNS answers from wire format: allocations per query must be 0 (counted, not timed)"
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkAnswer|BenchmarkServeRecords' -benchmem -benchtime 20000x ./dns/server
 	bash dns/bench/run.sh
 	bash dns/bench/records.sh
 	bash testdata/bench/iperf.sh

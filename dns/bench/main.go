@@ -281,7 +281,7 @@ func sampleQueries(snap *catalog.Snapshot, n int) []q {
 	var out []q
 	for i := 0; i < n; i++ {
 		app := nv.AppNames[rng.IntN(len(nv.AppNames))]
-		switch i % 4 {
+		switch i % 5 {
 		case 0:
 			out = append(out, q{app + ".internal.", dns.TypeAAAA})
 		case 1:
@@ -290,6 +290,8 @@ func sampleQueries(snap *catalog.Snapshot, n int) []q {
 			out = append(out, q{"regions." + app + ".internal.", dns.TypeTXT})
 		case 3:
 			out = append(out, q{app + ".internal.", dns.TypeTXT}) // NODATA on both
+		case 4:
+			out = append(out, q{"no" + app + ".internal.", dns.TypeAAAA}) // NXDOMAIN on both
 		}
 	}
 	return out

@@ -15,13 +15,20 @@
 # Runs alternate Knot/Dogwood for ROUNDS rounds and report medians, so noise from
 # other work on the machine hits both alike.
 #
-# Knobs: DURATION (s per run, 5), ROUNDS (3), CLIENTS (dnsperf -c, 4), PIN (1).
+# A third server, Dogwood with RECORDS custom records (`dogwood dns add`: AAAA, TXT,
+# ALIAS, CNAME, wildcards) in the same network, runs in the same rounds, so the cost
+# of custom records is measured against the same Knot. The machine's load average is
+# printed before and after: on a shared machine, read the ratios, not the qps.
+#
+# Knobs: DURATION (s per run, 5), ROUNDS (3), CLIENTS (dnsperf -c, 4), PIN (1),
+# RECORDS (10000; 0 skips the third server).
 set -euo pipefail
 
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-4}
 PIN=${PIN:-1}
+RECORDS=${RECORDS:-10000}
 ECS="8:00023000fdaa00000018" # family 2, source /48, scope 0, fdaa:0000:0018
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -60,6 +67,9 @@ B="$TMP/bench"
 OURS_PORT=$("$B" freeport)
 KNOT_PORT=$("$B" freeport)
 while [ "$KNOT_PORT" = "$OURS_PORT" ]; do KNOT_PORT=$("$B" freeport); done
+RECS_PORT=$("$B" freeport)
+while [ "$RECS_PORT" = "$OURS_PORT" ] || [ "$RECS_PORT" = "$KNOT_PORT" ]; do RECS_PORT=$("$B" freeport); done
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== starting Knot DNS on 127.0.0.1:$KNOT_PORT (${SRV_N} UDP workers) and Dogwood on 127.0.0.1:$OURS_PORT"
 mkdir -p "$TMP/knot/run" "$TMP/knot/db"
@@ -100,6 +110,10 @@ PIDS+=("$KNOT_PID")
 "${SRV_PIN[@]}" "$B" serve -addr "127.0.0.1:$OURS_PORT" >"$TMP/ours.log" 2>&1 &
 OURS_PID=$!
 PIDS+=("$OURS_PID")
+if [ "$RECORDS" -gt 0 ]; then
+	"${SRV_PIN[@]}" "$B" serve -records "$RECORDS" -addr "127.0.0.1:$RECS_PORT" >"$TMP/recs.log" 2>&1 &
+	PIDS+=("$!")
+fi
 
 ready() { # port, extra dig args
 	local port=$1; shift
@@ -115,9 +129,11 @@ ready() { # port, extra dig args
 }
 ready "$KNOT_PORT"
 ready "$OURS_PORT" +subnet=fdaa:0:18::/48
+[ "$RECORDS" -gt 0 ] && ready "$RECS_PORT" +subnet=fdaa:0:18::/48
 
 echo "== verifying answers (sample, TCP, compared as sets)"
-"$B" verify -ours "127.0.0.1:$OURS_PORT" -knot "127.0.0.1:$KNOT_PORT" -n 400 | sed 's/^/   /'
+"$B" verify -ours "127.0.0.1:$OURS_PORT" -knot "127.0.0.1:$KNOT_PORT" -n 500 | sed 's/^/   /'
+[ "$RECORDS" -gt 0 ] && "$B" verify -ours "127.0.0.1:$RECS_PORT" -knot "127.0.0.1:$KNOT_PORT" -n 500 | sed 's/^/   (with records) /'
 
 perf() { # port, extra args...
 	local port=$1; shift
@@ -127,14 +143,21 @@ qps() { awk '/Queries per second/ {printf "%d\n", $4}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== throughput: $ROUNDS alternating rounds of ${DURATION}s, dnsperf -c $CLIENTS"
-: >"$TMP/knot.qps"; : >"$TMP/ours.qps"
+: >"$TMP/knot.qps"; : >"$TMP/ours.qps"; : >"$TMP/recs.qps"
 for r in $(seq "$ROUNDS"); do
 	k=$(perf "$KNOT_PORT" -l "$DURATION" | qps)
 	o=$(perf "$OURS_PORT" -l "$DURATION" | qps)
 	echo "$k" >>"$TMP/knot.qps"; echo "$o" >>"$TMP/ours.qps"
-	echo "   round $r: knot $k qps, dogwood $o qps"
+	line="   round $r: knot $k qps, dogwood $o qps"
+	if [ "$RECORDS" -gt 0 ]; then
+		c=$(perf "$RECS_PORT" -l "$DURATION" | qps)
+		echo "$c" >>"$TMP/recs.qps"
+		line="$line, dogwood+records $c qps"
+	fi
+	echo "$line"
 done
 KQ=$(median <"$TMP/knot.qps"); OQ=$(median <"$TMP/ours.qps")
+RQ=$( [ "$RECORDS" -gt 0 ] && median <"$TMP/recs.qps" || echo 0)
 
 p99() { # port, rate
 	perf "$1" -l "$DURATION" -Q "$2" -v | awk '/^> / {print $NF}' | sort -g |
@@ -143,6 +166,10 @@ p99() { # port, rate
 echo "== latency at half of each server's peak"
 KL=$(p99 "$KNOT_PORT" $(( KQ / 2 )))
 OL=$(p99 "$OURS_PORT" $(( OQ / 2 )))
+RL="n/a"
+[ "$RECORDS" -gt 0 ] && RL=$(p99 "$RECS_PORT" $(( RQ / 2 )))
+ms() { awk '{print $1}' <<<"$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0 && a != "n/a") printf "%.2f", a/b; else print "n/a"}'; }
 
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 echo "== memory"
@@ -154,11 +181,14 @@ cat <<EOF
 ================ results ================
 catalog           1000 apps x 10 machines, 4 regions, 1 network ($(grep -c . "$TMP/internal.zone") zone lines)
 cpus              $NCPU ($( [ ${#SRV_PIN[@]} -gt 0 ] && echo "servers pinned to $SRV_N, dnsperf to the rest" || echo "unpinned"))
+load average      before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg) ($NCPU CPUs)
 knot qps          $KQ   (median of $ROUNDS)
 dogwood qps       $OQ   (median of $ROUNDS)
-ratio             $(awk -v o="$OQ" -v k="$KQ" 'BEGIN {printf "%.2f", o/k}') x Knot (target >= 0.60)
+ratio             $(ratio "$OQ" "$KQ") x Knot (target >= 1.00)
 p99 @ half peak   knot $KL
                   dogwood $OL
+p99 ratio         $(ratio "$(ms "$OL")" "$(ms "$KL")") x Knot (target <= 1.00)
+with $RECORDS records  dogwood $RQ qps = $(ratio "$RQ" "$KQ") x Knot, $(ratio "$RQ" "$OQ") x without; p99 $RL = $(ratio "$(ms "$RL")" "$(ms "$KL")") x Knot
 rss after runs    knot $(rss "$KNOT_PID"), dogwood $(rss "$OURS_PID")
 dogwood index     $(echo "$MEM" | tail -1)
   at 10x scale    $(echo "$MEM_BIG" | tail -1)

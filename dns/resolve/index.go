@@ -45,9 +45,11 @@ type appIndex struct {
 
 // answerSet is one set of machines of an app with their address answers.
 type answerSet struct {
-	// live are the machines, sorted by id.
-	live  []*catalog.Machine
-	addrs rrset // AAAA of live, same order
+	// live are the machines, sorted by id; liveHost[i] is where live[i]'s host is in
+	// the app's hosts.
+	live     []*catalog.Machine
+	liveHost []int32
+	addrs    rrset // AAAA of live, same order
 	// byRegion has every region where the app has a machine in any state; the set holds
 	// those of live (empty: the name exists, NODATA). An app in one region shares
 	// addrs.
@@ -83,38 +85,40 @@ func (a *appIndex) valid(av *catalog.AppView, snap *catalog.Snapshot, cut *HostS
 
 func buildApp(av *catalog.AppView, snap *catalog.Snapshot, cut *HostSet) *appIndex {
 	a := &appIndex{view: av, failOpen: av.FailOpen()}
-	seen := map[string]hostLive{}
+	seen := map[string]int32{}
 	var regions []string
 	var open, ok []*catalog.Machine
+	var openHost, okHost []int32
 	for _, m := range av.Machines {
-		h, known := seen[m.Host]
+		hi, known := seen[m.Host]
 		if !known {
-			h = hostLive{name: m.Host, live: snap.HostLive(m.Host), reach: !cut.Has(m.Host)}
-			seen[m.Host] = h
-			a.hosts = append(a.hosts, h)
+			hi = int32(len(a.hosts))
+			seen[m.Host] = hi
+			a.hosts = append(a.hosts, hostLive{name: m.Host, live: snap.HostLive(m.Host), reach: !cut.Has(m.Host)})
 		}
+		h := a.hosts[hi]
 		if len(regions) < 2 && (len(regions) == 0 || !strings.EqualFold(regions[0], m.Region)) {
 			regions = append(regions, strings.ToLower(m.Region))
 		}
 		if m.Started() && h.live && m.Address.Is6() {
-			open = append(open, m)
+			open, openHost = append(open, m), append(openHost, hi)
 			if h.reach && !m.Critical() {
-				ok = append(ok, m)
+				ok, okHost = append(ok, m), append(okHost, hi)
 			}
 		}
 	}
-	a.open = newAnswerSet(av, slices.Clip(open), len(regions) == 1)
+	a.open = newAnswerSet(av, slices.Clip(open), slices.Clip(openHost), len(regions) == 1)
 	a.ok = a.open
 	if len(ok) != len(open) {
-		a.ok = newAnswerSet(av, slices.Clip(ok), len(regions) == 1)
+		a.ok = newAnswerSet(av, slices.Clip(ok), slices.Clip(okHost), len(regions) == 1)
 	}
 	a.sets1 = [1]*answerSet{a.ok}
 	a.sets2 = [2]*answerSet{a.ok, a.open}
 	return a
 }
 
-func newAnswerSet(av *catalog.AppView, live []*catalog.Machine, oneRegion bool) *answerSet {
-	s := &answerSet{live: live, addrs: aaaaSet(live), byRegion: map[string]rrset{}}
+func newAnswerSet(av *catalog.AppView, live []*catalog.Machine, liveHost []int32, oneRegion bool) *answerSet {
+	s := &answerSet{live: live, liveHost: liveHost, addrs: aaaaSet(live), byRegion: map[string]rrset{}}
 	if oneRegion {
 		if len(av.Machines) > 0 {
 			s.byRegion[strings.ToLower(av.Machines[0].Region)] = s.addrs

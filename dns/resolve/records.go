@@ -166,6 +166,8 @@ func buildNode(recs []*catalog.DNSRecord) *recNode {
 
 // chase carries the state of one lookup through CNAME and ALIAS chains.
 type chase struct {
+	// w is the query's working memory; chased lookups get none of their own (see work).
+	w     *work
 	depth int
 	// dynamic is set when the answer depends on more than the network index (the
 	// RTT order of top<N>.nearest.of), so it must not be cached.
@@ -308,6 +310,16 @@ func (r *Resolver) aliasAddrs(st *state, n *netIndex, node *recNode, qtype uint1
 
 func (c *chase) next() *chase {
 	return &chase{depth: c.depth + 1}
+}
+
+// work returns the memory answers built per query are packed into. A chased lookup
+// gets fresh memory: its answer is copied into the chain's, and it must not share
+// buffers with the lookup that follows it (an ALIAS asks AAAA then A).
+func (c *chase) work() *work {
+	if c.w == nil {
+		c.w = &work{}
+	}
+	return c.w
 }
 
 // lookupName resolves an in-zone target name inside the same network.

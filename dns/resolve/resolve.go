@@ -14,7 +14,9 @@
 package resolve
 
 import (
+	"cmp"
 	"hash/maphash"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,6 +40,13 @@ type Source interface {
 type Nearness interface {
 	RTT(host string) (time.Duration, bool)
 }
+
+// StaticSource is a Source that always returns one snapshot (tests, `dogwood dig`
+// against a fixed view).
+type StaticSource struct{ Snap *catalog.Snapshot }
+
+// Snapshot implements Source.
+func (s StaticSource) Snapshot() *catalog.Snapshot { return s.Snap }
 
 // Reachability says which hosts this host cannot reach over WireGuard right now: its
 // own view of the data plane, no gossip involved. Names leave those hosts' machines
@@ -80,13 +89,6 @@ func (s *HostSet) Len() int {
 	return len(s.hosts)
 }
 
-// StaticSource is a Source that always returns one snapshot (tests, `dogwood dig`
-// against a fixed view).
-type StaticSource struct{ Snap *catalog.Snapshot }
-
-// Snapshot implements Source.
-func (s StaticSource) Snapshot() *catalog.Snapshot { return s.Snap }
-
 // Resolver answers queries from the latest snapshot of a Source. Safe for concurrent use.
 type Resolver struct {
 	src   Source
@@ -96,6 +98,8 @@ type Resolver struct {
 
 	cur atomic.Pointer[state]
 
+	work sync.Pool // *work: per-query buffers
+
 	// last remembers the newest index built per network so the next snapshot's
 	// builders can reuse unchanged apps. Only builders take the lock.
 	mu   sync.Mutex
@@ -104,7 +108,9 @@ type Resolver struct {
 
 // New returns a resolver over src. near may be nil (top<N> then orders by host name).
 func New(src Source, near Nearness) *Resolver {
-	return &Resolver{src: src, near: near, seed: maphash.MakeSeed(), last: map[uint32]*netIndex{}}
+	r := &Resolver{src: src, near: near, seed: maphash.MakeSeed(), last: map[uint32]*netIndex{}}
+	r.work.New = newWork
+	return r
 }
 
 // SetReachability makes answers leave out machines on hosts reach says this host
@@ -239,6 +245,31 @@ func (r *Resolver) HasNetwork(id uint32) bool {
 // Answer appends to buf the response to req for network netID. ok is false, and buf
 // is returned unchanged, when the name is not ours and should be forwarded.
 func (r *Resolver) Answer(buf []byte, netID uint32, name string, req *Request) (out []byte, rcode int, ok bool) {
+	w := r.work.Get().(*work)
+	out, rcode, ok = r.answer(buf, netID, name, req, w)
+	r.work.Put(w)
+	return out, rcode, ok
+}
+
+// AnswerWire is Answer for a query whose name the caller holds only in wire form
+// (req.QName): the name is matched without building a string, so an answered query
+// allocates nothing. ok is false, and buf is returned unchanged, both for names that
+// are not ours and for names this path does not take (ones that need escapes in
+// presentation form): the caller then unpacks the query and calls Answer, which
+// gives the same answer the slow way.
+func (r *Resolver) AnswerWire(buf []byte, netID uint32, req *Request) (out []byte, rcode int, ok bool) {
+	w := r.work.Get().(*work)
+	if name, present := w.present(req.QName); present {
+		out, rcode, ok = r.answer(buf, netID, name, req, w)
+	} else {
+		out = buf
+	}
+	r.work.Put(w)
+	return out, rcode, ok
+}
+
+// answer is Answer with the query's working memory; name may alias w.
+func (r *Resolver) answer(buf []byte, netID uint32, name string, req *Request, w *work) (out []byte, rcode int, ok bool) {
 	q := qname.Parse(name)
 	if q.Zone == qname.External {
 		return buf, 0, false
@@ -258,7 +289,8 @@ func (r *Resolver) Answer(buf []byte, netID uint32, name string, req *Request) (
 		return AppendError(buf, req, RcodeRefused), RcodeRefused, true
 	}
 	var resp response
-	r.lookup(st, n, &q, name, req.QType, &resp, &chase{})
+	ch := chase{w: w}
+	r.lookup(st, n, &q, name, req.QType, &resp, &ch)
 	return encode(buf, req, &resp, true), resp.rcode, true
 }
 
@@ -308,7 +340,7 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 	case qname.Nearest:
 		ch.dynamic = true
 		if qtype == typeAAAA || qtype == typeANY {
-			set = aaaaSet(r.nearest(st.snap, app.answering(), q.N))
+			set = r.nearest(ch.work(), st.snap, app.hosts, app.answering(), q.N)
 		}
 		typ = typeAAAA
 	case qname.VM:
@@ -325,7 +357,6 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 			}
 		}
 	case qname.Process:
-		var ms []*catalog.Machine
 		exists = false
 		for _, m := range app.view.Machines {
 			if strings.EqualFold(m.ProcessGroup, q.Group) {
@@ -334,17 +365,22 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 			}
 		}
 		if exists && (qtype == typeAAAA || qtype == typeANY) {
+			// The first set with a match answers: a filtered set (ok), then, failing
+			// open, every started machine. Each try reuses w's buffers.
+			w := ch.work()
 			for _, as := range app.sets() {
-				for _, m := range as.live {
+				b := w.builder()
+				for i, m := range as.live {
 					if strings.EqualFold(m.ProcessGroup, q.Group) {
-						ms = append(ms, m)
+						b.record(as.addrs, i)
 					}
 				}
-				if len(ms) > 0 {
+				set = b.set()
+				w.keep(&b)
+				if set.len() > 0 {
 					break
 				}
 			}
-			set = aaaaSet(ms)
 		}
 		typ, rotate = typeAAAA, true
 	case qname.Meta:
@@ -356,18 +392,22 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 			}
 		}
 		if exists && (qtype == typeAAAA || qtype == typeANY) {
-			var ms []*catalog.Machine
+			// The first set with a match answers: a filtered set (ok), then, failing
+			// open, every started machine. Each try reuses w's buffers.
+			w := ch.work()
 			for _, as := range app.sets() {
-				for _, m := range as.live {
+				b := w.builder()
+				for i, m := range as.live {
 					if hasMeta(m, q.Key, q.Value) {
-						ms = append(ms, m)
+						b.record(as.addrs, i)
 					}
 				}
-				if len(ms) > 0 {
+				set = b.set()
+				w.keep(&b)
+				if set.len() > 0 {
 					break
 				}
 			}
-			set = aaaaSet(ms)
 		}
 		typ, rotate = typeAAAA, true
 	case qname.Service:
@@ -379,14 +419,17 @@ func (r *Resolver) lookup(st *state, n *netIndex, q *qname.Query, name string, q
 			}
 		}
 		if exists && (qtype == typeSRV || qtype == typeANY) {
+			w := ch.work()
 			for _, as := range app.sets() {
-				var b setBuilder
+				b := w.builder()
 				for _, m := range as.live {
 					if port, ok := service(m, q.Service, q.Proto); ok {
-						b.srv(port, m.ID+".vm."+q.App+".internal.")
+						b.srvVM(port, m.ID, q.App)
 					}
 				}
-				if set = b.set(); set.len() > 0 {
+				set = b.set()
+				w.keep(&b)
+				if set.len() > 0 {
 					break
 				}
 			}
@@ -481,50 +524,54 @@ func service(m *catalog.Machine, name, proto string) (uint16, bool) {
 	return 0, false
 }
 
-// nearest returns up to k live machines ordered by distance from the answering host:
-// its own machines first, then by measured RTT, then hosts with no measurement by
-// name; machine ids break ties so the answer is stable.
-func (r *Resolver) nearest(snap *catalog.Snapshot, a *answerSet, k int) []*catalog.Machine {
-	type ranked struct {
-		m    *catalog.Machine
-		rank time.Duration
-	}
-	const unknown = time.Duration(1<<63 - 1)
-	rtt := map[string]time.Duration{}
-	rs := make([]ranked, 0, len(a.live))
-	for _, m := range a.live {
-		d, ok := rtt[m.Host]
-		if !ok {
-			switch {
-			case m.Host == snap.Self:
-				d = -1
-			case r.near != nil:
-				if v, ok := r.near.RTT(m.Host); ok {
-					d = max(v, 0)
-				} else {
-					d = unknown
-				}
-			default:
-				d = unknown
+// ranked is a machine (its index in answerSet.live) and its distance.
+type ranked struct {
+	i    int32
+	rank int64
+}
+
+// nearest returns the AAAA records of up to k live machines ordered by distance
+// from the answering host: its own machines first, then by measured RTT, then hosts
+// with no measurement by name; machine ids break ties so the answer is stable. The
+// set is packed into w.
+func (r *Resolver) nearest(w *work, snap *catalog.Snapshot, hosts []hostLive, a *answerSet, k int) rrset {
+	const unknown = int64(1<<63 - 1)
+	w.rtt = w.rtt[:0]
+	for _, h := range hosts {
+		d := unknown
+		switch {
+		case h.name == snap.Self:
+			d = -1
+		case r.near != nil:
+			if v, ok := r.near.RTT(h.name); ok {
+				d = int64(max(v, 0))
 			}
-			rtt[m.Host] = d
 		}
-		rs = append(rs, ranked{m, d})
+		w.rtt = append(w.rtt, d)
 	}
-	sort.Slice(rs, func(i, j int) bool {
-		if rs[i].rank != rs[j].rank {
-			return rs[i].rank < rs[j].rank
+	rs := w.ranks[:0]
+	for i := range a.live {
+		rs = append(rs, ranked{int32(i), w.rtt[a.liveHost[i]]})
+	}
+	live := a.live
+	slices.SortFunc(rs, func(x, y ranked) int {
+		if x.rank != y.rank {
+			return cmp.Compare(x.rank, y.rank)
 		}
-		if rs[i].m.Host != rs[j].m.Host {
-			return rs[i].m.Host < rs[j].m.Host
+		mx, my := live[x.i], live[y.i]
+		if c := strings.Compare(mx.Host, my.Host); c != 0 {
+			return c
 		}
-		return rs[i].m.ID < rs[j].m.ID
+		return strings.Compare(mx.ID, my.ID)
 	})
-	out := make([]*catalog.Machine, 0, min(k, len(rs)))
-	for i := 0; i < len(rs) && i < k; i++ {
-		out = append(out, rs[i].m)
+	b := w.builder()
+	for j := 0; j < len(rs) && j < k; j++ {
+		b.record(a.addrs, int(rs[j].i))
 	}
-	return out
+	w.ranks = rs[:0]
+	set := b.set()
+	w.keep(&b)
+	return set
 }
 
 // Query resolves one name for network netID with no size limit and returns the

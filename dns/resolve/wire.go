@@ -147,9 +147,6 @@ func (b *setBuilder) a(a [4]byte) {
 	b.end(at)
 }
 
-// srv is a machine's SRV record: priority 0, weight 10 (SPEC §4).
-func (b *setBuilder) srv(port uint16, target string) { b.srvRR(0, 10, port, target) }
-
 func (b *setBuilder) srvRR(prio, weight, port uint16, target string) {
 	at := b.begin(typeSRV)
 	b.wire = binary.BigEndian.AppendUint16(b.wire, prio)
@@ -157,6 +154,28 @@ func (b *setBuilder) srvRR(prio, weight, port uint16, target string) {
 	b.wire = binary.BigEndian.AppendUint16(b.wire, port)
 	b.wire = appendName(b.wire, target)
 	b.end(at)
+}
+
+// srvVM is a machine's SRV record, priority 0, weight 10 (SPEC §4), with the
+// target <id>.vm.<app>.internal. written label by label.
+func (b *setBuilder) srvVM(port uint16, id, app string) {
+	at := b.begin(typeSRV)
+	b.wire = binary.BigEndian.AppendUint16(b.wire, 0)
+	b.wire = binary.BigEndian.AppendUint16(b.wire, 10)
+	b.wire = binary.BigEndian.AppendUint16(b.wire, port)
+	b.wire = appendLabel(b.wire, id)
+	b.wire = appendLabel(b.wire, "vm")
+	b.wire = appendLabel(b.wire, app)
+	b.wire = appendLabel(b.wire, "internal")
+	b.wire = append(b.wire, 0)
+	b.end(at)
+}
+
+// record adds record i of s as it is.
+func (b *setBuilder) record(s rrset, i int) {
+	o := s.off(i)
+	b.offs = append(b.offs, int32(len(b.wire)))
+	b.wire = append(b.wire, s.wire[o:o+s.recLen(i)]...)
 }
 
 func (b *setBuilder) ptr(target string) { b.name(typePTR, target) }
@@ -202,13 +221,17 @@ func appendName(b []byte, name string) []byte {
 		} else {
 			name = ""
 		}
-		if len(lab) > 63 {
-			lab = lab[:63] // cannot happen for catalog names; keeps the packet valid
-		}
-		b = append(b, byte(len(lab)))
-		b = append(b, lab...)
+		b = appendLabel(b, lab)
 	}
 	return append(b, 0)
+}
+
+func appendLabel(b []byte, lab string) []byte {
+	if len(lab) > 63 {
+		lab = lab[:63] // cannot happen for catalog names; keeps the packet valid
+	}
+	b = append(b, byte(len(lab)))
+	return append(b, lab...)
 }
 
 // soaRdata is the SOA of a zone we are authoritative for; serial follows the catalog.

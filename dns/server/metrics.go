@@ -3,6 +3,7 @@ package server
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ type metrics struct {
 	forwarded prometheus.Counter
 	upstream  *prometheus.CounterVec
 	malformed prometheus.Counter
+	dropped   prometheus.Counter
 	rrl       *prometheus.CounterVec
 
 	// Resolved children, so the per-query cost is a map read, not label hashing.
@@ -46,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "dogwood", Subsystem: "dns", Name: "malformed_total",
 			Help: "Packets that could not be parsed as DNS queries.",
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dogwood", Subsystem: "dns", Name: "dropped_total",
+			Help: "UDP queries dropped because too many on the same socket were waiting for an upstream resolver.",
+		}),
 		rrl: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "dogwood", Subsystem: "dns", Name: "rrl_limited_total",
 			Help: "UDP responses held back by response-rate limiting (--dns-rrl): slip (sent truncated and empty) or drop.",
@@ -53,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		children: map[uint32]prometheus.Counter{},
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.queries, m.latency, m.forwarded, m.upstream, m.malformed, m.rrl} {
+		for _, c := range []prometheus.Collector{m.queries, m.latency, m.forwarded, m.upstream, m.malformed, m.dropped, m.rrl} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -105,4 +111,14 @@ func (m *metrics) query(qtype uint16, rcode int) {
 		m.mu.Unlock()
 	}
 	c.Inc()
+}
+
+// answered counts one response and its latency since start, by path.
+func (m *metrics) answered(qtype uint16, rcode int, fwd bool, start time.Time) {
+	m.query(qtype, rcode)
+	if fwd {
+		m.forward.Observe(time.Since(start).Seconds())
+	} else {
+		m.local.Observe(time.Since(start).Seconds())
+	}
 }

@@ -37,27 +37,27 @@ const (
 // already runs on this host. On any other listener ECS is ignored, so a remote
 // client cannot claim a network by writing an option.
 func Scope(l Listener, src netip.Addr, ecs *dns.EDNS0_SUBNET) (uint32, Rule) {
+	return scope(l, src, ecsFrom(ecs))
+}
+
+func scope(l Listener, src netip.Addr, ecs ecsInfo) (uint32, Rule) {
 	if p, ok := sixpn.Parse(l.Addr.Unmap()); ok && p.Net != 0 && p.Host == 0 && p.Field == 0 && p.Low == 3 {
 		return p.Net, ByListener
 	}
 	if p, ok := sixpn.Parse(src.Unmap()); ok && p.Net != 0 {
 		return p.Net, BySource
 	}
-	if ecs == nil || !l.Static {
+	if !ecs.present || !l.Static {
 		return 0, Refused
 	}
 	local := l.Addr.Unmap()
 	if !local.IsLoopback() && !(local.IsUnspecified() && src.Unmap().IsLoopback()) {
 		return 0, Refused
 	}
-	if ecs.Family != 2 || ecs.SourceNetmask < 48 || ecs.SourceNetmask > 128 {
+	if ecs.family != 2 || ecs.mask < 48 || ecs.mask > 128 {
 		return 0, Refused
 	}
-	a, ok := netip.AddrFromSlice(ecs.Address.To16())
-	if !ok {
-		return 0, Refused
-	}
-	if p, ok := sixpn.Parse(a); ok && p.Net != 0 {
+	if p, ok := sixpn.Parse(netip.AddrFrom16(ecs.addr)); ok && p.Net != 0 {
 		return p.Net, BySubnet
 	}
 	return 0, Refused
@@ -67,12 +67,16 @@ func Scope(l Listener, src netip.Addr, ecs *dns.EDNS0_SUBNET) (uint32, Rule) {
 // Error (RFC 8914) carries to the client: which network a query is for is
 // never guessed, so a host's own query needs to name it.
 func RefusedReason(l Listener, src netip.Addr, ecs *dns.EDNS0_SUBNET) string {
+	return refusedReason(l, src, ecsFrom(ecs))
+}
+
+func refusedReason(l Listener, src netip.Addr, ecs ecsInfo) string {
 	local := l.Addr.Unmap()
 	loopback := l.Static && (local.IsLoopback() || (local.IsUnspecified() && src.Unmap().IsLoopback()))
 	switch {
-	case ecs == nil && loopback:
+	case !ecs.present && loopback:
 		return "which 6PN network? name it with EDNS Client Subnet of its /48 (dig +subnet=fdaa:0:18::/48), or use dogwood dig --org ORG"
-	case ecs == nil:
+	case !ecs.present:
 		return ".internal answers machines (fdaa::3), peers (fdaa:<net>::3) and 6PN sources; on this host use a loopback dns-listen with EDNS Client Subnet, or dogwood dig --org ORG"
 	case !loopback:
 		return "EDNS Client Subnet names a network only on a loopback dns-listen of this host"

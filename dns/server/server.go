@@ -16,8 +16,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -58,6 +60,11 @@ type Config struct {
 	// descriptors to the budget, and one client cannot hold the others out.
 	MaxTCPConns     int
 	MaxTCPPerSource int
+	// UDPSockets is how many UDP sockets serve each address bound to one IP (joined
+	// with SO_REUSEPORT, each read by its own goroutine); default GOMAXPROCS, so one
+	// per core the process may use. Wildcard addresses always get one socket, served
+	// by miekg/dns (a reply there must leave from the address the query came to).
+	UDPSockets int
 	// RRL, when above 0, limits UDP responses to RRL a second per client prefix
 	// (IPv4 /24, IPv6 /56); past it every second response is truncated and empty
 	// and the rest dropped (rrl.go). Off by default.
@@ -78,6 +85,7 @@ type Server struct {
 	maxUDP  int
 	tcpPool *netlimit.Pool
 	perSrc  int
+	sockets int
 	static  []netip.AddrPort
 	changed <-chan struct{}
 	rrl     *rrl
@@ -129,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 		met:       met,
 		maxUDP:    cfg.MaxUDPSize,
 		perSrc:    cfg.MaxTCPPerSource,
+		sockets:   cfg.UDPSockets,
 		static:    append([]netip.AddrPort(nil), cfg.Listen...),
 		changed:   cfg.Changed,
 		rrl:       newRRL(cfg.RRL, cfg.Clock),
@@ -150,6 +159,9 @@ func New(cfg Config) (*Server, error) {
 	s.tcpPool = netlimit.NewPool(cfg.MaxTCPConns)
 	if s.perSrc <= 0 {
 		s.perSrc = 32
+	}
+	if s.sockets <= 0 {
+		s.sockets = runtime.GOMAXPROCS(0)
 	}
 	s.scratch.New = newScratch
 	if len(fwd.Upstreams()) == 0 {
@@ -257,14 +269,30 @@ func (s *Server) Close() error {
 
 // listener is one address served over UDP and TCP.
 type listener struct {
-	bound    netip.AddrPort
-	udp, tcp *dns.Server
-	wg       sync.WaitGroup
-	log      *slog.Logger
+	bound netip.AddrPort
+	// UDP is served either by our batched loops (batch, one per socket) or, on a
+	// wildcard address, by miekg/dns (udp).
+	batch []*udpServer
+	udp   *dns.Server
+	tcp   *dns.Server
+	wg    sync.WaitGroup
+	log   *slog.Logger
 }
 
 func (s *Server) listen(a netip.AddrPort, static bool) (*listener, error) {
+	sockets := s.sockets
+	if a.Addr().IsUnspecified() {
+		sockets = 1
+	}
 	lc := net.ListenConfig{Control: freebind}
+	if sockets > 1 {
+		lc.Control = func(network, address string, c syscall.RawConn) error {
+			if err := freebind(network, address, c); err != nil {
+				return err
+			}
+			return reusePort(c)
+		}
+	}
 	ctx := context.Background()
 	var (
 		pc    net.PacketConn
@@ -289,21 +317,34 @@ func (s *Server) listen(a netip.AddrPort, static bool) (*listener, error) {
 			return nil, fmt.Errorf("dns: listen tcp %s: %w", bound, err)
 		}
 	}
-	h := &handler{s: s, l: Listener{Addr: a.Addr(), Static: static}}
-	l := &listener{bound: bound, log: s.log}
-	var conn net.PacketConn = pc
-	if !a.Addr().IsUnspecified() {
-		// Bound to one address, replies leave from it anyway: hiding the *net.UDPConn
-		// makes miekg/dns use plain recvfrom/sendto instead of parsing and building
-		// per-packet control messages. Wildcard sockets keep them, so a reply leaves
-		// from the address the query was sent to.
-		conn = plainConn{pc}
+	pcs := []net.PacketConn{pc}
+	for len(pcs) < sockets {
+		more, err := lc.ListenPacket(ctx, "udp", bound.String())
+		if err != nil {
+			for _, c := range pcs {
+				c.Close()
+			}
+			ln.Close()
+			return nil, fmt.Errorf("dns: listen udp %s (socket %d): %w", bound, len(pcs)+1, err)
+		}
+		pcs = append(pcs, more)
 	}
-	l.udp = &dns.Server{
-		PacketConn:     conn,
-		Handler:        h,
-		UDPSize:        resolve.MaxMsg, // read buffer: never cut a large EDNS query
-		MsgInvalidFunc: s.invalid,
+	lis := Listener{Addr: a.Addr(), Static: static}
+	h := &handler{s: s, l: lis}
+	l := &listener{bound: bound, log: s.log}
+	if a.Addr().IsUnspecified() {
+		// Wildcard sockets need per-packet control messages so a reply leaves from
+		// the address the query was sent to; miekg/dns does that.
+		l.udp = &dns.Server{
+			PacketConn:     pc,
+			Handler:        h,
+			UDPSize:        resolve.MaxMsg, // read buffer: never cut a large EDNS query
+			MsgInvalidFunc: s.invalid,
+		}
+	} else {
+		for _, c := range pcs {
+			l.batch = append(l.batch, newUDPServer(s, lis, c))
+		}
 	}
 	l.tcp = &dns.Server{
 		Listener:       netlimit.Wrap(ln, s.tcpPool, s.perSrc),
@@ -316,13 +357,24 @@ func (s *Server) listen(a netip.AddrPort, static bool) (*listener, error) {
 	if err := l.start(); err != nil {
 		return nil, fmt.Errorf("dns: serve %s: %w", bound, err)
 	}
-	s.log.Info("dns listening", "addr", bound.String(), "static", static)
+	s.log.Info("dns listening", "addr", bound.String(), "static", static, "udp_sockets", len(pcs))
 	return l, nil
 }
 
+func (l *listener) servers() []*dns.Server {
+	if l.udp != nil {
+		return []*dns.Server{l.udp, l.tcp}
+	}
+	return []*dns.Server{l.tcp}
+}
+
 func (l *listener) start() error {
+	// The batched loops first: close, on a failure below, waits for them to end.
+	for _, u := range l.batch {
+		u.start()
+	}
 	errs := make(chan error, 2)
-	for _, srv := range []*dns.Server{l.udp, l.tcp} {
+	for _, srv := range l.servers() {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
 		l.wg.Add(1)
@@ -348,17 +400,20 @@ func (l *listener) start() error {
 func (l *listener) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, srv := range []*dns.Server{l.udp, l.tcp} {
+	for _, srv := range l.servers() {
 		if err := srv.ShutdownContext(ctx); err != nil && !isNotStarted(err) {
 			l.log.Warn("dns listener shutdown", "addr", l.bound.String(), "err", err)
 		}
 	}
 	// A server that never started still owns its socket.
-	if l.udp.PacketConn != nil {
+	if l.udp != nil && l.udp.PacketConn != nil {
 		l.udp.PacketConn.Close()
 	}
 	if l.tcp.Listener != nil {
 		l.tcp.Listener.Close()
+	}
+	for _, u := range l.batch {
+		u.close()
 	}
 	l.wg.Wait()
 }
@@ -366,6 +421,3 @@ func (l *listener) close() {
 func isNotStarted(err error) bool { return err != nil && err.Error() == "dns: server not started" }
 
 func (s *Server) invalid(_ []byte, _ error) { s.met.malformed.Inc() }
-
-// plainConn is a net.PacketConn that is not a *net.UDPConn.
-type plainConn struct{ net.PacketConn }

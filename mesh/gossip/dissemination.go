@@ -72,10 +72,7 @@ func (g *Gossip) onTree(body []byte) {
 	if m.Kind == proto.KindJoin {
 		g.learn(from, string(m.Payload))
 	}
-	msgs := []proto.Message{m}
-	if m.Kind == proto.KindBatch {
-		msgs = m.Batch
-	}
+	msgs := m.Entries()
 	// Every change in the message is validated before the tree sees any of it.
 	batches := make([][]*catalog.Record, len(msgs))
 	for i := range msgs {
@@ -237,11 +234,11 @@ func (g *Gossip) sendTree(out []proto.Send) {
 
 func treeKind(k proto.Kind) string {
 	switch k {
-	case proto.KindGossip:
+	case proto.KindGossip, proto.KindPack:
 		return "gossip"
-	case proto.KindIHave:
+	case proto.KindIHave, proto.KindIHaveShort:
 		return "ihave"
-	case proto.KindGraft:
+	case proto.KindGraft, proto.KindGraftShort:
 		return "graft"
 	case proto.KindPrune:
 		return "prune"

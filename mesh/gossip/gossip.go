@@ -42,6 +42,12 @@ import (
 type Config struct {
 	Name   string
 	HostID uint32
+	// CompactTree sends the broadcast tree's compact messages (proto.TreeConfig.
+	// Compact: id-less packs of changes, 4-byte announcements). Every release from
+	// this one reads them; the release before does not, so this stays off until
+	// every member can (protocol version negotiation is to switch it; until then
+	// an operator who upgraded every host may set it).
+	CompactTree bool
 	// BindAddr/BindPort is where memberlist listens (UDP and TCP).
 	BindAddr string
 	BindPort int
@@ -184,7 +190,7 @@ func New(cfg Config) (*Gossip, error) {
 	g.handlers[opRelease] = g.handleRelease
 	g.handlers[opWritten] = g.handleWritten
 	g.ae = proto.NewAntiEntropy(cfg.Catalog, aeDedupe)
-	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63(), GraftWait: g.graftWait})
+	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63(), GraftWait: g.graftWait, Compact: cfg.CompactTree})
 	g.kick = make(chan struct{}, 1)
 	g.relaid.Store(true) // the first tree loop lays the tree out
 

@@ -30,7 +30,47 @@ const (
 	// KindBatch carries several Gossip messages to one neighbor in one packet (see
 	// TreeConfig.EagerInterval). The receiver hands each to Receive.
 	KindBatch Kind = 6
+
+	// The compact kinds (TreeConfig.Compact) carry the same protocol in fewer
+	// bytes. A release before them cannot decode them (it drops them as malformed),
+	// so a tree sends them only when told every member reads them.
+
+	// KindPack is a Batch whose entries carry no id: a change's id in compact mode is
+	// ContentID of its payload, which the receiver derives. Entries: round and
+	// payload length as uvarints, then the payload. Decode returns a KindPack
+	// message whose Batch holds KindGossip messages with their ids filled in.
+	KindPack Kind = 7
+	// KindIHaveShort and KindGraftShort are IHave and Graft with 3-byte digests of
+	// ids (ShortID) after a uvarint count. A digest that matches a change the
+	// receiver has is taken for it: with a minute of changes at 100/s (6,000 ids
+	// kept), a missing change is mistaken for a present one about once in 2,800,
+	// and anti-entropy repairs that one.
+	KindIHaveShort Kind = 8
+	KindGraftShort Kind = 9
 )
+
+// ContentID is a change's id in compact mode: FNV-64a of its payload. Payloads
+// carry records with their version stamps, so two changes never share one.
+func ContentID(payload []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(payload)
+	return h.Sum64()
+}
+
+// ShortID is the digest of an id that compact announcements and grafts carry: its
+// low 24 bits.
+func ShortID(id uint64) uint32 { return uint32(id) & shortMask }
+
+const shortMask = 1<<24 - 1
+
+// Entries returns the Gossip messages a message carries: a batch's entries, or the
+// message itself.
+func (m *Message) Entries() []Message {
+	if m.Kind == KindBatch || m.Kind == KindPack {
+		return m.Batch
+	}
+	return []Message{*m}
+}
 
 // Message is one tree message. Which fields are used depends on Kind.
 type Message struct {
@@ -57,8 +97,21 @@ func (m *Message) Size() int {
 			n += batchEntrySize(&g)
 		}
 		return n
+	case KindPack:
+		n := 1 + uvarintLen(uint64(len(m.Batch)))
+		for _, g := range m.Batch {
+			n += packEntrySize(&g)
+		}
+		return n
+	case KindIHaveShort, KindGraftShort:
+		return 1 + uvarintLen(uint64(len(m.IDs))) + 3*len(m.IDs)
 	}
 	return 1
+}
+
+// A pack entry: round (varint), payload length (varint), payload.
+func packEntrySize(g *Message) int {
+	return uvarintLen(uint64(g.Round)) + uvarintLen(uint64(len(g.Payload))) + len(g.Payload)
 }
 
 // A batch entry: id (8 bytes), round (varint), payload length (varint), payload.
@@ -96,6 +149,19 @@ func (m *Message) Append(b []byte) []byte {
 			b = binary.AppendUvarint(b, uint64(g.Round))
 			b = binary.AppendUvarint(b, uint64(len(g.Payload)))
 			b = append(b, g.Payload...)
+		}
+	case KindPack:
+		b = binary.AppendUvarint(b, uint64(len(m.Batch)))
+		for _, g := range m.Batch {
+			b = binary.AppendUvarint(b, uint64(g.Round))
+			b = binary.AppendUvarint(b, uint64(len(g.Payload)))
+			b = append(b, g.Payload...)
+		}
+	case KindIHaveShort, KindGraftShort:
+		b = binary.AppendUvarint(b, uint64(len(m.IDs)))
+		for _, id := range m.IDs {
+			d := ShortID(id)
+			b = append(b, byte(d>>16), byte(d>>8), byte(d))
 		}
 	}
 	return b
@@ -138,42 +204,72 @@ func Decode(b []byte) (Message, error) {
 		if len(b) != 0 {
 			return Message{}, ErrMalformed
 		}
-	case KindBatch:
+	case KindBatch, KindPack:
+		var err error
+		if m.Batch, err = decodeEntries(b, m.Kind == KindBatch); err != nil {
+			return Message{}, err
+		}
+	case KindIHaveShort, KindGraftShort:
 		n, k := binary.Uvarint(b)
-		// An entry takes at least 10 bytes: a count beyond that is a lie and must
-		// not size an allocation.
-		if k <= 0 || n == 0 || n > uint64(len(b)/10) {
+		if k <= 0 || n == 0 || n > maxIDs || uint64(len(b)-k) != 3*n {
 			return Message{}, ErrMalformed
 		}
 		b = b[k:]
-		m.Batch = make([]Message, 0, n)
-		for range n {
-			if len(b) < 8 {
-				return Message{}, ErrMalformed
-			}
-			g := Message{Kind: KindGossip, ID: binary.BigEndian.Uint64(b)}
-			b = b[8:]
-			r, k := binary.Uvarint(b)
-			if k <= 0 || r > 0xffff {
-				return Message{}, ErrMalformed
-			}
-			g.Round = uint16(r)
-			b = b[k:]
-			l, k := binary.Uvarint(b)
-			if k <= 0 || l > uint64(len(b)-k) {
-				return Message{}, ErrMalformed
-			}
-			g.Payload = b[k : k+int(l)]
-			b = b[k+int(l):]
-			m.Batch = append(m.Batch, g)
-		}
-		if len(b) != 0 {
-			return Message{}, ErrMalformed
+		m.IDs = make([]uint64, n)
+		for i := range m.IDs {
+			m.IDs[i] = uint64(b[3*i])<<16 | uint64(b[3*i+1])<<8 | uint64(b[3*i+2])
 		}
 	default:
 		return Message{}, ErrMalformed
 	}
 	return m, nil
+}
+
+// decodeEntries reads the entries of a Batch (withID) or a Pack.
+func decodeEntries(b []byte, withID bool) ([]Message, error) {
+	// An entry takes at least 10 bytes in a batch (id, round, length) and 3 in a
+	// pack (round, length, a byte of payload): a count beyond that is a lie and must
+	// not size an allocation.
+	least := 3
+	if withID {
+		least = 10
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n == 0 || n > uint64(len(b)/least) {
+		return nil, ErrMalformed
+	}
+	b = b[k:]
+	out := make([]Message, 0, n)
+	for range n {
+		g := Message{Kind: KindGossip}
+		if withID {
+			if len(b) < 8 {
+				return nil, ErrMalformed
+			}
+			g.ID = binary.BigEndian.Uint64(b)
+			b = b[8:]
+		}
+		r, k := binary.Uvarint(b)
+		if k <= 0 || r > 0xffff {
+			return nil, ErrMalformed
+		}
+		g.Round = uint16(r)
+		b = b[k:]
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) || (!withID && l == 0) {
+			return nil, ErrMalformed
+		}
+		g.Payload = b[k : k+int(l)]
+		b = b[k+int(l):]
+		if !withID {
+			g.ID = ContentID(g.Payload)
+		}
+		out = append(out, g)
+	}
+	if len(b) != 0 {
+		return nil, ErrMalformed
+	}
+	return out, nil
 }
 
 // Send is a message the caller must deliver to host To.
@@ -190,8 +286,9 @@ type TreeConfig struct {
 	// connected with high probability at any fleet size.
 	Degree int
 	// LazyInterval is how often a busy link sends announcements, batched (default
-	// 200ms: on a laid-out tree they only serve repair, and a longer interval puts
-	// more ids in each packet); a quiet link sends after a quarter of it.
+	// 200ms, 500ms in compact mode: on a laid-out tree they only serve repair, and a
+	// longer interval puts more ids in each packet); a quiet link sends after a
+	// quarter of it.
 	LazyInterval time.Duration
 	// GraftTimeout is how long an announced id may stay missing before we graft
 	// the link that announced it, and then again per announcer (default 300ms: a
@@ -208,14 +305,20 @@ type TreeConfig struct {
 	// others, and they leave as one Batch. At 100 changes/s a tree link carries a
 	// change every 10 ms, and each packet costs about 90 bytes of seal, encryption
 	// and headers on top of a ~120-byte change; a copy on a quiet link goes at
-	// once, so a lone change is not delayed (Nagle's rule). Default 20ms; negative
-	// sends every copy at once.
+	// once, so a lone change is not delayed (Nagle's rule). Default 20ms (70ms in
+	// compact mode); negative sends every copy at once.
 	EagerInterval time.Duration
 	// Keep is how long received ids and payloads are remembered, to answer
 	// grafts and recognise duplicates (default 60s).
 	Keep time.Duration
 	// MaxRounds drops a message after this many hops (default 64).
 	MaxRounds int
+	// Compact sends the compact kinds (KindPack, KindIHaveShort, KindGraftShort)
+	// and gives published changes content ids. Off by default: only when every
+	// member of the cluster can read them (SetCompact switches it at run time, when
+	// membership says so). Received compact messages are read either way.
+	Compact    bool
+	PickedOnly bool
 	// Seed makes neighbor choice reproducible.
 	Seed int64
 }
@@ -249,7 +352,9 @@ type Tree struct {
 	// duplicates do not prune and grafts only fetch.
 	fixed bool
 
-	seen    map[uint64]stored
+	seen map[uint64]stored
+	// short finds a seen id by its ShortID (compact announcements and grafts).
+	short   map[uint32]uint64
 	order   []seenAt // ids by arrival, for expiry
 	missing map[uint64]*missing
 	lazyQ   map[string][]uint64
@@ -261,6 +366,8 @@ type Tree struct {
 	seq      uint64
 	out      []Send
 	Stats    TreeStats
+	// The intervals the caller left to us follow the mode (SetCompact).
+	lazyDefault, eagerDefault bool
 }
 
 type eagerBatch struct {
@@ -269,7 +376,15 @@ type eagerBatch struct {
 	size int
 }
 
-const defaultEagerInterval = 20 * time.Millisecond
+// Default intervals. Compact mode spends a little latency on bytes: eager copies
+// wait up to 70 ms for company (about seven changes share a packet's 90-byte
+// overhead at 100 changes/s instead of two) and announcements go every 500 ms.
+const (
+	defaultEagerInterval = 20 * time.Millisecond
+	defaultLazyInterval  = 200 * time.Millisecond
+	compactEagerInterval = 70 * time.Millisecond
+	compactLazyInterval  = 500 * time.Millisecond
+)
 
 // batchLimit keeps a batch inside one UDP packet (gossip.bestEffortLimit, less the
 // sender frame).
@@ -285,27 +400,26 @@ func NewTree(cfg TreeConfig) *Tree {
 	if cfg.Degree <= 0 {
 		cfg.Degree = 3
 	}
-	if cfg.LazyInterval <= 0 {
-		cfg.LazyInterval = 200 * time.Millisecond
-	}
+	lazyDefault := cfg.LazyInterval <= 0
 	if cfg.GraftTimeout <= 0 {
 		cfg.GraftTimeout = 300 * time.Millisecond
 	}
-	if cfg.EagerInterval == 0 {
-		cfg.EagerInterval = defaultEagerInterval
-	}
+	eagerDefault := cfg.EagerInterval == 0
 	if cfg.Keep <= 0 {
 		cfg.Keep = 60 * time.Second
 	}
 	if cfg.MaxRounds <= 0 {
 		cfg.MaxRounds = 64
 	}
-	return &Tree{
+	t := &Tree{
+		lazyDefault: lazyDefault, eagerDefault: eagerDefault,
 		cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
 		eager: map[string]bool{}, lazy: map[string]bool{}, picked: map[string]bool{},
-		seen: map[uint64]stored{}, missing: map[uint64]*missing{}, lazyQ: map[string][]uint64{},
+		seen: map[uint64]stored{}, short: map[uint32]uint64{}, missing: map[uint64]*missing{}, lazyQ: map[string][]uint64{},
 		eagerQ: map[string]*eagerBatch{}, lastPush: map[string]time.Time{}, lastLazy: map[string]time.Time{},
 	}
+	t.SetCompact(cfg.Compact)
+	return t
 }
 
 // SetLinks fixes the tree's eager links to links (a host's Ring.Links): from then
@@ -337,10 +451,29 @@ func (t *Tree) SetLinks(links []string) {
 // SetEagerInterval changes TreeConfig.EagerInterval (0: the default; negative:
 // every copy at once). Queued copies keep their times.
 func (t *Tree) SetEagerInterval(d time.Duration) {
+	t.eagerDefault = d == 0
 	if d == 0 {
 		d = defaultEagerInterval
+		if t.cfg.Compact {
+			d = compactEagerInterval
+		}
 	}
 	t.cfg.EagerInterval = d
+}
+
+// SetCompact switches the compact kinds on or off (TreeConfig.Compact), and with
+// them the intervals the caller did not set.
+func (t *Tree) SetCompact(on bool) {
+	t.cfg.Compact = on
+	if t.lazyDefault {
+		t.cfg.LazyInterval = defaultLazyInterval
+		if on {
+			t.cfg.LazyInterval = compactLazyInterval
+		}
+	}
+	if t.eagerDefault {
+		t.SetEagerInterval(0)
+	}
 }
 
 // NeedPeers is how many more neighbors the tree wants to pick.
@@ -411,6 +544,15 @@ func (t *Tree) IsNeighbor(name string) bool { return t.eager[name] || t.lazy[nam
 // has already delivered it locally.
 func (t *Tree) Publish(now time.Time, payload []byte) uint64 {
 	t.seq++
+	if t.cfg.Compact {
+		id := ContentID(payload)
+		if _, ok := t.seen[id]; ok {
+			return id // the same bytes are on their way already
+		}
+		t.remember(now, id, payload, 0)
+		t.forward(now, "", id, 0, payload)
+		return id
+	}
 	h := fnv.New64a()
 	h.Write([]byte(t.cfg.Self))
 	var b [8]byte
@@ -425,9 +567,18 @@ func (t *Tree) Publish(now time.Time, payload []byte) uint64 {
 
 func (t *Tree) remember(now time.Time, id uint64, payload []byte, round uint16) {
 	t.seen[id] = stored{payload: payload, round: round}
+	t.short[ShortID(id)] = id
 	t.order = append(t.order, seenAt{id, now})
 	delete(t.missing, id)
+	delete(t.missing, shortKey(ShortID(id)))
 }
+
+// shortKey keys a change known only by its ShortID in Tree.missing; full ids and
+// short keys cannot meet there unless a full id has its top bit set and its upper
+// half equal to the flag, which then only costs an extra graft.
+func shortKey(d uint32) uint64 { return 1<<63 | uint64(d) }
+
+func isShortKey(k uint64) bool { return k>>32 == 1<<31 }
 
 func (t *Tree) forward(now time.Time, from string, id uint64, round uint16, payload []byte) {
 	if int(round) >= t.cfg.MaxRounds {
@@ -467,14 +618,14 @@ func (t *Tree) graftWait(peer string) time.Duration {
 // push sends an eager copy now, or queues it in p's batch.
 func (t *Tree) push(now time.Time, p string, m Message) {
 	if t.cfg.EagerInterval <= 0 {
-		t.out = append(t.out, Send{To: p, Msg: m})
+		t.out = append(t.out, Send{To: p, Msg: t.single(m)})
 		return
 	}
 	q := t.eagerQ[p]
 	if q == nil && now.Sub(t.lastPush[p]) >= t.cfg.EagerInterval {
 		// The link was quiet: no wait (a lone change is not delayed).
 		t.lastPush[p] = now
-		t.out = append(t.out, Send{To: p, Msg: m})
+		t.out = append(t.out, Send{To: p, Msg: t.single(m)})
 		return
 	}
 	if q != nil && q.size+batchEntrySize(&m) > batchLimit {
@@ -494,11 +645,24 @@ func (t *Tree) flushBatch(p string, q *eagerBatch) {
 	if q.due.After(t.lastPush[p]) {
 		t.lastPush[p] = q.due
 	}
+	if t.cfg.Compact {
+		t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindPack, Batch: q.msgs}})
+		return
+	}
 	if len(q.msgs) == 1 {
 		t.out = append(t.out, Send{To: p, Msg: q.msgs[0]})
 		return
 	}
 	t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindBatch, Batch: q.msgs}})
+}
+
+// single is how one eager copy travels: a Gossip message, or in compact mode a
+// pack of one (2 bytes of framing instead of 10).
+func (t *Tree) single(m Message) Message {
+	if t.cfg.Compact {
+		return Message{Kind: KindPack, Batch: []Message{m}}
+	}
+	return m
 }
 
 // makeEager puts p in the tree (timing-shaped trees only).
@@ -552,28 +716,41 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 		t.remember(now, m.ID, m.Payload, m.Round)
 		t.forward(now, from, m.ID, m.Round, m.Payload)
 		return m.Payload, true
-	case KindIHave:
+	case KindIHave, KindIHaveShort:
 		if !t.IsNeighbor(from) {
 			t.lazy[from] = true
 		}
 		for _, id := range m.IDs {
-			if _, ok := t.seen[id]; ok {
+			key := id
+			if m.Kind == KindIHaveShort {
+				if _, ok := t.short[ShortID(id)]; ok {
+					continue
+				}
+				key = shortKey(ShortID(id))
+			} else if _, ok := t.seen[id]; ok {
 				continue
 			}
-			if ms := t.missing[id]; ms != nil {
+			if ms := t.missing[key]; ms != nil {
 				ms.from = append(ms.from, from)
 				continue
 			}
-			t.missing[id] = &missing{deadline: now.Add(t.graftWait(from)), from: []string{from}}
+			t.missing[key] = &missing{deadline: now.Add(t.graftWait(from)), from: []string{from}}
 		}
-	case KindGraft:
+	case KindGraft, KindGraftShort:
 		if !t.fixed {
 			t.makeEager(from)
 		}
 		for _, id := range m.IDs {
+			if m.Kind == KindGraftShort {
+				full, ok := t.short[ShortID(id)]
+				if !ok {
+					continue
+				}
+				id = full
+			}
 			if s, ok := t.seen[id]; ok {
 				t.Stats.Answered++
-				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindGossip, ID: id, Round: s.round + 1, Payload: s.payload}})
+				t.out = append(t.out, Send{To: from, Msg: t.single(Message{Kind: KindGossip, ID: id, Round: s.round + 1, Payload: s.payload})})
 			}
 		}
 	case KindPrune:
@@ -589,7 +766,11 @@ func (t *Tree) Tick(now time.Time) {
 	// Expire.
 	i := 0
 	for ; i < len(t.order) && now.Sub(t.order[i].at) > t.cfg.Keep; i++ {
-		delete(t.seen, t.order[i].id)
+		id := t.order[i].id
+		delete(t.seen, id)
+		if t.short[ShortID(id)] == id {
+			delete(t.short, ShortID(id))
+		}
 	}
 	if i > 0 {
 		t.order = append(t.order[:0], t.order[i:]...)
@@ -622,11 +803,17 @@ func (t *Tree) Tick(now time.Time) {
 		}
 		t.Stats.Grafts++
 		t.Stats.GraftIDs += uint64(len(ids))
-		for len(ids) > 0 {
-			n := min(len(ids), maxIDs)
-			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindGraft, IDs: ids[:n]}})
-			ids = ids[n:]
+		// Ids announced in full are asked for in full, short ones by digest.
+		var full, short []uint64
+		for _, id := range ids {
+			if isShortKey(id) {
+				short = append(short, uint64(ShortID(id)))
+			} else {
+				full = append(full, id)
+			}
 		}
+		t.sendIDs(p, KindGraft, full)
+		t.sendIDs(p, KindGraftShort, short)
 	}
 	// Eager batches due.
 	for _, p := range slices.Sorted(maps.Keys(t.eagerQ)) {
@@ -639,14 +826,22 @@ func (t *Tree) Tick(now time.Time) {
 		if now.Before(t.lastLazy[p].Add(t.cfg.LazyInterval)) {
 			continue
 		}
-		ids := t.lazyQ[p]
-		for len(ids) > 0 {
-			n := min(len(ids), maxIDs)
-			t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindIHave, IDs: ids[:n]}})
-			ids = ids[n:]
+		kind := KindIHave
+		if t.cfg.Compact {
+			kind = KindIHaveShort
 		}
+		t.sendIDs(p, kind, t.lazyQ[p])
 		delete(t.lazyQ, p)
 		t.lastLazy[p] = now
+	}
+}
+
+// sendIDs queues ids for p in messages of kind of at most maxIDs each.
+func (t *Tree) sendIDs(p string, kind Kind, ids []uint64) {
+	for len(ids) > 0 {
+		n := min(len(ids), maxIDs)
+		t.out = append(t.out, Send{To: p, Msg: Message{Kind: kind, IDs: ids[:n]}})
+		ids = ids[n:]
 	}
 }
 

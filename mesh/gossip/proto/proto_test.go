@@ -19,6 +19,12 @@ func TestMessageRoundTrip(t *testing.T) {
 			{Kind: KindGossip, ID: 1, Round: 300, Payload: []byte("one")},
 			{Kind: KindGossip, ID: 2, Round: 1, Payload: []byte{}},
 		}},
+		{Kind: KindPack, Batch: []Message{
+			{Kind: KindGossip, ID: ContentID([]byte("one")), Round: 300, Payload: []byte("one")},
+			{Kind: KindGossip, ID: ContentID([]byte("two")), Round: 1, Payload: []byte("two")},
+		}},
+		{Kind: KindIHaveShort, IDs: []uint64{1, 0xabcdef, 0xffffff}},
+		{Kind: KindGraftShort, IDs: []uint64{7}},
 	} {
 		b := m.Append(nil)
 		if len(b) != m.Size() {
@@ -44,6 +50,9 @@ type net struct {
 	trees map[string]*Tree
 	got   map[string]int
 	now   time.Time
+	// wire, when set, sends every message through its encoding and splits packs
+	// and batches as the network layer does; a message that does not decode fails it.
+	wire *testing.T
 }
 
 func (n *net) pump(drop func(from string, s Send) bool) {
@@ -55,8 +64,18 @@ func (n *net) pump(drop func(from string, s Send) bool) {
 				if drop != nil && drop(name, s) {
 					continue
 				}
-				if _, ok := n.trees[s.To].Receive(n.now, name, s.Msg); ok {
-					n.got[s.To]++
+				msgs := []Message{s.Msg}
+				if n.wire != nil {
+					m, err := Decode(s.Msg.Append(nil))
+					if err != nil {
+						n.wire.Fatalf("%v from %s: %v", s.Msg.Kind, name, err)
+					}
+					msgs = m.Entries()
+				}
+				for _, m := range msgs {
+					if _, ok := n.trees[s.To].Receive(n.now, name, m); ok {
+						n.got[s.To]++
+					}
 				}
 			}
 		}
@@ -188,5 +207,69 @@ func TestTreePrunesAndGrafts(t *testing.T) {
 	n.pump(nil)
 	if n.got["d"] != 2 || n.trees["d"].Stats.Grafts == 0 {
 		t.Fatalf("d delivered %d, grafts %d", n.got["d"], n.trees["d"].Stats.Grafts)
+	}
+}
+
+func TestCompactMalformed(t *testing.T) {
+	// A short announcement carries 3 bytes of each id.
+	got, _ := Decode((&Message{Kind: KindIHaveShort, IDs: []uint64{0x1122334455667788}}).Append(nil))
+	if got.IDs[0] != 0x667788 {
+		t.Errorf("short id %#x, want 0x667788", got.IDs[0])
+	}
+	for _, bad := range [][]byte{{byte(KindPack)}, {byte(KindPack), 0}, {byte(KindPack), 1, 0, 0}, {byte(KindPack), 1, 0, 5, 'x'},
+		{byte(KindPack), 1, 0, 1, 'x', 'y'}, {byte(KindIHaveShort), 1, 1, 2}, {byte(KindIHaveShort), 0}, {byte(KindGraftShort), 2, 1, 2, 3}} {
+		if _, err := Decode(bad); err != ErrMalformed {
+			t.Errorf("Decode(%v) = %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+// In compact mode a change travels in a pack without its id (the receiver derives
+// it), and a host whose copy was lost hears of it by a 3-byte digest and fetches it
+// by that digest.
+func TestCompactRepair(t *testing.T) {
+	n := &net{trees: map[string]*Tree{}, got: map[string]int{}, now: time.Unix(0, 0), wire: t}
+	for _, name := range []string{"a", "b", "c"} {
+		n.trees[name] = NewTree(TreeConfig{Self: name, Compact: true, Degree: 1})
+	}
+	// A line a-b-c is the tree; c picks a as its lazy neighbor.
+	n.trees["a"].SetLinks([]string{"b"})
+	n.trees["b"].SetLinks([]string{"a", "c"})
+	n.trees["c"].SetLinks([]string{"b"})
+	n.trees["c"].AddPeers([]string{"a"})
+	n.pump(nil)
+	var kinds []Kind
+	payload := []byte("a change")
+	id := n.trees["a"].Publish(n.now, payload)
+	if id != ContentID(payload) {
+		t.Fatalf("compact id %x, want the content id", id)
+	}
+	n.pump(func(from string, s Send) bool {
+		kinds = append(kinds, s.Msg.Kind)
+		return from == "b" && s.To == "c" // the tree copy to c is lost
+	})
+	if n.got["b"] != 1 || n.got["c"] != 0 || !slices.Contains(kinds, KindPack) {
+		t.Fatalf("delivered %v with kinds %v", n.got, kinds)
+	}
+	kinds = nil
+	for i := 0; i < 20 && n.got["c"] == 0; i++ {
+		n.now = n.now.Add(100 * time.Millisecond)
+		for _, tr := range n.trees {
+			tr.Tick(n.now)
+		}
+		n.pump(func(_ string, s Send) bool { kinds = append(kinds, s.Msg.Kind); return false })
+	}
+	if n.got["c"] != 1 {
+		t.Fatalf("c never repaired; messages %v", kinds)
+	}
+	for _, k := range []Kind{KindIHaveShort, KindGraftShort, KindPack} {
+		if !slices.Contains(kinds, k) {
+			t.Errorf("repair did not use %v: %v", k, kinds)
+		}
+	}
+	for _, k := range kinds {
+		if k == KindIHave || k == KindGraft || k == KindGossip || k == KindBatch {
+			t.Errorf("compact tree sent %v", k)
+		}
 	}
 }

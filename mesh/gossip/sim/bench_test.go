@@ -20,7 +20,9 @@ func line(format string, args ...any) { fmt.Printf("BENCH sim "+format+"\n", arg
 
 // TestBenchSimFleet: the fleet targets, in virtual time. 100 changes/s
 // fleet-wide for 1 s unmeasured (warm-up) and 1.5 s measured, each on a random
-// host, then 3 s to settle and 3 s idle.
+// host, then 3 s to settle and 3 s idle; with the tree's messages as every release
+// reads them, and compact (proto.TreeConfig.Compact). DOGWOOD_SIM_COMPACT=only
+// runs just the compact ones (a 10,000-host run takes minutes each).
 // Every simulated host holds a real catalog, so 10,000 hosts take several GB and
 // minutes of CPU.
 func TestBenchSimFleet(t *testing.T) {
@@ -32,8 +34,13 @@ func TestBenchSimFleet(t *testing.T) {
 	}{
 		{"latency 1-100ms", Config{LatencyMin: time.Millisecond, LatencyMax: 100 * time.Millisecond}},
 		{"latency 1-100ms, 1% loss", Config{LatencyMin: time.Millisecond, LatencyMax: 100 * time.Millisecond, Loss: 0.01}},
+		{"latency 1-100ms, compact", Config{LatencyMin: time.Millisecond, LatencyMax: 100 * time.Millisecond, Compact: true}},
+		{"latency 1-100ms, 1% loss, compact", Config{LatencyMin: time.Millisecond, LatencyMax: 100 * time.Millisecond, Loss: 0.01, Compact: true}},
 	} {
 		cfg := c.cfg
+		if os.Getenv("DOGWOOD_SIM_COMPACT") == "only" && !cfg.Compact {
+			continue
+		}
 		cfg.Hosts, cfg.Seed, cfg.Rate, cfg.Changes, cfg.Settle, cfg.Idle, cfg.Warmup = n, 1, 100, 150, 3*time.Second, 3*time.Second, time.Second
 		start := time.Now()
 		r := Run(cfg)
@@ -71,12 +78,12 @@ func TestBenchSimHealth(t *testing.T) {
 
 // TestBenchSimPartition: a third of the fleet (2,000 hosts by default) cut off for
 // 5 s with 1% loss and churn; how long until every host has everything after the
-// heal.
+// heal. Compact tree messages unless DOGWOOD_SIM_COMPACT=off.
 func TestBenchSimPartition(t *testing.T) {
 	benchOn(t)
 	n := simHosts() / 5
 	start := time.Now()
-	r := Run(Config{Hosts: n, Seed: 2, Rate: 100, Changes: 300, Loss: 0.01,
+	r := Run(Config{Hosts: n, Seed: 2, Rate: 100, Changes: 300, Loss: 0.01, Compact: os.Getenv("DOGWOOD_SIM_COMPACT") != "off",
 		PartitionFraction: 1.0 / 3, PartitionAt: time.Second, PartitionFor: 5 * time.Second,
 		ChurnEvery: 500 * time.Millisecond, ChurnDown: 3 * time.Second, Settle: 20 * time.Second})
 	line("partition 1/3 for 5s, 1%% loss, churn: %s (wall %v)", r, time.Since(start).Round(time.Second))

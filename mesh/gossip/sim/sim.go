@@ -58,6 +58,8 @@ type Config struct {
 	Degree                     int
 	GraftTimeout, LazyInterval time.Duration
 	EagerInterval              time.Duration
+	// Compact runs the tree with its compact messages (proto.TreeConfig.Compact).
+	Compact bool
 	// TimingTree shapes the tree from message timing (Plumtree's prunes and grafts)
 	// instead of laying it out from membership (proto.Ring, as the agent does).
 	TimingTree bool
@@ -139,7 +141,13 @@ type Result struct {
 	// packet overhead included: tree payload copies, announcements, grafts, prunes
 	// and joins, anti-entropy.
 	PerChange Split
-	Events    int
+	// Steady is PerChange counted over the changes' own stretch only (see
+	// simulator.steady): the cost per change of a steady stream at Rate.
+	Steady Split
+	// RecordBytes is the mean encoded size of a change's payload (its records), what
+	// PerChange.Total is compared with.
+	RecordBytes float64
+	Events      int
 
 	window time.Duration // what the traffic figures are averaged over
 	rate   float64
@@ -150,6 +158,10 @@ type Result struct {
 type Split struct {
 	Gossip, IHave, Control, AE, Packets float64
 }
+
+// Total is every byte a host sent per change; as every message sent is received by
+// one host, it is also what a host receives per change on average.
+func (p Split) Total() float64 { return p.Gossip + p.IHave + p.Control + p.AE }
 
 func (p Split) String() string {
 	return fmt.Sprintf("gossip %.0f ihave %.0f control %.0f ae %.0f (of which packet overhead %.0f)", p.Gossip, p.IHave, p.Control, p.AE, p.Packets)
@@ -170,6 +182,8 @@ func (r Result) String() string {
 	}
 	s += fmt.Sprintf("; eager links per host %.2f; graft ids %d answered %d", r.EagerLinks, r.GraftIDs, r.Answered)
 	s += fmt.Sprintf("; copies per host per change %.2f; bytes per change per host: %s", r.Copies, r.PerChange)
+	s += fmt.Sprintf("; steady stream: %s; received per host per change %.0f B for a %.0f B record (%.2fx; whole window with the warm-up's tail %.0f B, %.2fx)",
+		r.Steady, r.Steady.Total(), r.RecordBytes, r.Steady.Total()/max(1, r.RecordBytes), r.PerChange.Total(), r.PerChange.Total()/max(1, r.RecordBytes))
 	if r.HealConverged > 0 {
 		s += fmt.Sprintf("; converged %s after heal", ms(r.HealConverged))
 	}
@@ -219,6 +233,7 @@ const (
 	evHealDetect
 	evCheck
 	evMeasure
+	evSteadyEnd
 )
 
 type event struct {
@@ -274,10 +289,20 @@ type simulator struct {
 	order   []*change
 	delays  []time.Duration
 	late    int
+	// payloadBytes sums the measured changes' payload sizes.
+	payloadBytes int
 
-	measuring     bool
-	msgs, bytes   float64
-	split         Split
+	measuring   bool
+	msgs, bytes float64
+	split       Split
+	// steady counts from the first measured change to the last one: changes flow
+	// at Rate before and during it, so the traffic of earlier changes still on
+	// their way when it opens stands for that of the measured ones still on their
+	// way when it closes, and bytes in it per change made in it is the steady
+	// cost of a change (what a host pays per change at Rate, without the warm-up's
+	// tail that the whole window counts on top).
+	steady        bool
+	steadySplit   Split
 	partitioned   bool
 	cut           bool // membership on each side has dropped the other
 	depth         int  // the ring's depth (graftWait)
@@ -300,7 +325,7 @@ func Run(cfg Config) Result {
 		c := catalog.New(name)
 		c.SetSelfID(uint32(i + 1))
 		h := &host{name: name, idx: i, cat: c, up: true, listed: true,
-			tree: proto.NewTree(proto.TreeConfig{Self: name, GraftWait: s.graftWait, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, EagerInterval: cfg.EagerInterval, Seed: cfg.Seed*1_000_003 + int64(i)}),
+			tree: proto.NewTree(proto.TreeConfig{Self: name, GraftWait: s.graftWait, Degree: cfg.Degree, GraftTimeout: cfg.GraftTimeout, LazyInterval: cfg.LazyInterval, EagerInterval: cfg.EagerInterval, Compact: cfg.Compact, Seed: cfg.Seed*1_000_003 + int64(i)}),
 			ae:   proto.NewAntiEntropy(c, 0)}
 		s.hosts = append(s.hosts, h)
 		s.byName[name] = i
@@ -327,6 +352,7 @@ func Run(cfg Config) Result {
 	}
 	s.at(first, &event{kind: evMeasure})
 	lastChange := first + time.Duration(cfg.Changes)*gap
+	s.at(lastChange, &event{kind: evSteadyEnd})
 	end := lastChange + cfg.Settle
 	if cfg.PartitionFraction > 0 {
 		s.at(first+cfg.PartitionAt, &event{kind: evPartition})
@@ -396,6 +422,11 @@ func (s *simulator) result(from, to time.Time) Result {
 	r.PerChange = Split{s.split.Gossip / perChange, s.split.IHave / perChange, s.split.Control / perChange,
 		s.split.AE / perChange, s.split.Packets / perChange}
 	r.Converged = s.converged()
+	r.RecordBytes = float64(s.payloadBytes) / float64(max(1, len(s.order)))
+	sp := s.steadySplit
+	// Anti-entropy runs on its own clock, after the changes as much as during
+	// them: it keeps its whole-window share.
+	r.Steady = Split{sp.Gossip / perChange, sp.IHave / perChange, sp.Control / perChange, r.PerChange.AE, sp.Packets / perChange}
 	return r
 }
 
@@ -437,11 +468,7 @@ func (s *simulator) handle(e *event) {
 			return
 		}
 		from := s.hosts[e.from].name
-		msgs := []proto.Message{e.tree}
-		if e.tree.Kind == proto.KindBatch {
-			msgs = e.tree.Batch
-		}
-		for _, m := range msgs {
+		for _, m := range e.tree.Entries() {
 			if _, fresh := h.tree.Receive(s.now, from, m); fresh {
 				s.deliver(h, s.records[&m.Payload[0]])
 				h.ae.NoteChange(s.now)
@@ -488,8 +515,10 @@ func (s *simulator) handle(e *event) {
 			}
 		}
 		s.flush(h)
+	case evSteadyEnd:
+		s.steady = false
 	case evMeasure:
-		s.measuring = true
+		s.measuring, s.steady = true, true
 		for _, h := range s.hosts {
 			h.tree.Stats = proto.TreeStats{}
 		}
@@ -693,12 +722,12 @@ func (s *simulator) flush(h *host) {
 	for _, m := range h.tree.Outbox() {
 		size := 2 + len(h.name) + m.Msg.Size()
 		switch m.Msg.Kind {
-		case proto.KindGossip, proto.KindBatch:
-			s.count(h, size, &s.split.Gossip)
-		case proto.KindIHave:
-			s.count(h, size, &s.split.IHave)
+		case proto.KindGossip, proto.KindBatch, proto.KindPack:
+			s.count(h, size, func(p *Split) *float64 { return &p.Gossip })
+		case proto.KindIHave, proto.KindIHaveShort:
+			s.count(h, size, func(p *Split) *float64 { return &p.IHave })
 		default:
-			s.count(h, size, &s.split.Control)
+			s.count(h, size, func(p *Split) *float64 { return &p.Control })
 		}
 		if to, ok := s.route(h, m.To, size); ok {
 			s.at(to, &event{kind: evDeliverTree, to: s.byName[m.To], from: h.idx, tree: m.Msg})
@@ -706,7 +735,7 @@ func (s *simulator) flush(h *host) {
 	}
 	for _, m := range h.ae.Outbox() {
 		size := aeSize(h.name, m.Msg)
-		s.count(h, size, &s.split.AE)
+		s.count(h, size, func(p *Split) *float64 { return &p.AE })
 		if to, ok := s.route(h, m.To, size); ok {
 			s.at(to, &event{kind: evDeliverAE, to: s.byName[m.To], from: h.idx, ae: m.Msg})
 		}
@@ -719,7 +748,7 @@ func (s *simulator) flush(h *host) {
 
 // count adds one message of size bytes, sent by h, to the totals and to kind (a
 // field of split) while measuring.
-func (s *simulator) count(h *host, size int, kind *float64) {
+func (s *simulator) count(h *host, size int, kind func(*Split) *float64) {
 	if !s.measuring {
 		return
 	}
@@ -727,7 +756,11 @@ func (s *simulator) count(h *host, size int, kind *float64) {
 	s.msgs++
 	s.split.Packets += packetOverhead
 	s.bytes += float64(size + packetOverhead)
-	*kind += float64(size + packetOverhead)
+	*kind(&s.split) += float64(size + packetOverhead)
+	if s.steady {
+		s.steadySplit.Packets += packetOverhead
+		*kind(&s.steadySplit) += float64(size + packetOverhead)
+	}
 }
 
 // route decides a message's fate: its delay, or lost.
@@ -852,6 +885,7 @@ func (s *simulator) publish(h *host, r *catalog.Record, measured bool) {
 	}
 	s.changes[c.id] = c
 	s.order = append(s.order, c)
+	s.payloadBytes += len(payload)
 	h.tree.Publish(s.now, payload)
 	s.flush(h)
 }
