@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/vishvananda/netns"
 )
@@ -14,7 +15,11 @@ import (
 // the path machines take through the host's firewall, instead of over
 // loopback.
 func DialIn(ctx context.Context, nsName, network, address string) (net.Conn, error) {
-	target, err := netns.GetFromName(nsName)
+	open := netns.GetFromName
+	if strings.HasPrefix(nsName, "/") {
+		open = netns.GetFromPath // a container's namespace (plan.Machine.External)
+	}
+	target, err := open(nsName)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: %w", nsName, err)
 	}

@@ -267,7 +267,7 @@ if command -v podman >/dev/null && command -v runc >/dev/null && [ -x "$CNIBIN" 
 			"$STATE/cni-bin" "$STATE/pm-$h/net.d" >"$STATE/pm-$h/containers.conf"
 		printf '{"cniVersion": "1.0.0", "name": "acme-web",\n "plugins": [{"type": "dogwood", "org": "acme", "app": "web", "agent": "%s",\n              "services": ["http:tcp:80"], "metadata": {"tier": "frontend"}}]}\n' \
 			"$STATE/$h.sock" >"$STATE/pm-$h/net.d/acme-web.conflist"
-		pm $h import "$STATE/image.tar" localhost/dwdemo:1 >/dev/null
+		pm $h import -q "$STATE/image.tar" localhost/dwdemo:1 >/dev/null
 		# Low fixed limits: podman's defaults raise them, which a sandboxed root may not.
 		run pm $h run -d --name "c-$h" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network acme-web localhost/dwdemo:1 \
 			sh -c "echo hello from a container on $h > /www/index.html; exec httpd -f -p 80 -h /www" >/dev/null

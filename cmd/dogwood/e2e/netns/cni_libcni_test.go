@@ -28,13 +28,7 @@ func TestCNILibcni(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping network-namespace test in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "skipping: needs root (network namespaces); run `sudo go test -run CNILibcni ./cmd/dogwood/e2e/netns/`")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		skipOrFail(t, "skipping: unshare (util-linux) not installed")
-	}
-	requireEnv(t)
+	requireEnv(t, "unshare")
 	w := newWorld(t, "lc")
 	h1 := w.addHost(1, hostOpts{region: "ord", hostMounts: true})
 	w.cli(h1, "orgs", "create", "acme")

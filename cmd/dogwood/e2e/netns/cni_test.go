@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/cmd/dogwood/e2e/e2eproc"
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 )
 
 // Containers through a real runtime: podman (Debian's 4.3, CNI backend, runc) runs
@@ -26,31 +27,16 @@ import (
 // /run/netns must be visible to the agent, and runc needs the host's cgroup
 // mounts, which `ip netns exec` hides.
 
-// skipOrFail skips, except under CI=true where a test that cannot run fails.
-func skipOrFail(t *testing.T, format string, a ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true, but: "+format, a...)
-	}
-	t.Skipf(format, a...)
-}
-
 // requireContainers checks root, the tools and a static busybox (the image).
 func requireContainers(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("skipping container runtime test in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "skipping: needs root (network namespaces, podman); run `sudo go test -run CNI ./cmd/dogwood/e2e/netns/`")
-	}
-	for _, tool := range []string{"podman", "runc", "nsenter", "ip", "nft", "wg", "dig", "curl", "busybox", "tar"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "skipping: %s not installed (run `make deps`: podman, runc, busybox-static)", tool)
-		}
-	}
+	needs.Root(t)
+	needs.Tools(t, "podman", "runc", "nsenter", "tar")
 	if p, _ := exec.LookPath("busybox"); !staticELF(p) {
-		skipOrFail(t, "skipping: %s is not statically linked (install busybox-static)", p)
+		needs.Skip(t, "%s is not statically linked (install busybox-static: `make deps`)", p)
 	}
 	requireEnv(t, "podman")
 }

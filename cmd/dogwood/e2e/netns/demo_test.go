@@ -17,7 +17,7 @@ func TestDemoScript(t *testing.T) {
 	bin := dogwoodBin(t)
 	prefix := runPrefix() + "d"
 	state := filepath.Join(t.TempDir(), "demo")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second) // a loaded CI machine; the containers step adds ~10 s
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "../../../../testdata/demo/demo.sh")
 	cmd.Env = append(os.Environ(), "DOGWOOD_BIN="+bin, "DOGWOOD_DEMO_PREFIX="+prefix, "DOGWOOD_DEMO_STATE="+state,
