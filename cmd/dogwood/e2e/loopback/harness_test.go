@@ -107,9 +107,15 @@ func (r result) String() string {
 // (nothing the CLI does may hang).
 func run(t *testing.T, args ...string) result {
 	t.Helper()
+	return runBin(t, dogwoodBin(t), args...)
+}
+
+// runBin is run with another dogwood binary (an older release's CLI).
+func runBin(t *testing.T, bin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, dogwoodBin(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	// No default socket; a -race binary must not sleep 1 s at exit.
 	cmd.Env = append(os.Environ(), "DOGWOOD_AGENT=/nonexistent/dogwood-e2e.sock", "GORACE=atexit_sleep_ms=0")
 	var so, se bytes.Buffer
@@ -362,9 +368,13 @@ func (a *agent) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// cli runs a CLI command against this agent.
+// cli runs a CLI command against this agent, with the agent's own release (as an
+// operator on that host would).
 func (a *agent) cli(args ...string) result {
 	a.t.Helper()
+	if a.bin != "" {
+		return runBin(a.t, a.bin, append([]string{"--agent", a.sock}, args...)...)
+	}
 	return run(a.t, append([]string{"--agent", a.sock}, args...)...)
 }
 
