@@ -10,6 +10,7 @@ package containers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,12 +136,18 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (*Attachment, error) 
 			return nil, err
 		}
 	}
-	if len(req.Checks) > 0 {
-		return nil, &mesh.Error{Code: http.StatusBadRequest, Msg: "this agent does not run health checks yet: remove \"checks\" from the network config"}
-	}
 	spec := mesh.MachineSpec{App: req.App, Org: req.Org, Region: req.Region, ProcessGroup: req.ProcessGroup,
 		Metadata: req.Metadata, Services: req.Services,
 		Attachment: &mesh.Attachment{ContainerID: req.ContainerID, Ifname: req.Ifname, Netns: req.Netns, Network: req.CNINetwork}}
+	// The checks as machine creates take them: "http:8080/healthz" or an object;
+	// the node validates them like any create's.
+	for _, raw := range req.Checks {
+		var c catalog.Check
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, &mesh.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("invalid check %s in the network config: %v", raw, err)}
+		}
+		spec.Checks = append(spec.Checks, c)
+	}
 	m, err := s.Node.CreateMachine(ctx, spec)
 	if err != nil {
 		if m != nil {

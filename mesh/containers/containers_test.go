@@ -27,12 +27,14 @@ type fakeNode struct {
 	attachFail error
 	destroyed  []string
 	creates    int
+	lastSpec   mesh.MachineSpec
 }
 
 func (f *fakeNode) CreateMachine(_ context.Context, spec mesh.MachineSpec) (*catalog.Machine, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.creates++
+	f.lastSpec = spec
 	if spec.Org == "nope" {
 		return nil, &mesh.Error{Code: http.StatusNotFound, Msg: "org nope not found"}
 	}
@@ -114,8 +116,17 @@ func TestAddLeavesNothingHalfMade(t *testing.T) {
 		t.Errorf("unknown org: %v", err)
 	}
 	if _, err := s.Add(context.Background(), AddRequest{Key: Key{ContainerID: "c2", Ifname: "eth0"}, Org: "acme", App: "web", Netns: "/x",
-		Checks: []json.RawMessage{json.RawMessage(`{"kind":"tcp"}`)}}); mesh.StatusCode(err) != http.StatusBadRequest {
-		t.Errorf("checks: %v", err)
+		Checks: []json.RawMessage{json.RawMessage(`{"kind":"tcp","colour":"red"}`)}}); mesh.StatusCode(err) != http.StatusBadRequest {
+		t.Errorf("a check with an unknown field: %v", err)
+	}
+	// Checks reach the create in both spellings.
+	f.attachFail = nil
+	if _, err := s.Add(context.Background(), AddRequest{Key: Key{ContainerID: "c3", Ifname: "eth0"}, Org: "acme", App: "web", Netns: "/x",
+		Checks: []json.RawMessage{json.RawMessage(`"http:8080/healthz"`), json.RawMessage(`{"kind":"tcp","target":"5432","rise":1}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.lastSpec.Checks; len(got) != 2 || got[0].Kind != "http" || got[0].Target != "8080/healthz" || got[1].Kind != "tcp" || got[1].Rise != 1 {
+		t.Errorf("checks passed on: %+v", got)
 	}
 }
 

@@ -261,6 +261,7 @@ type cniMachine struct {
 	Netns    string            `json:"netns"`
 	Source   string            `json:"source"`
 	Group    string            `json:"process_group"`
+	Health   string            `json:"health"`
 	Metadata map[string]string `json:"metadata"`
 	// CreatedAt is when the agent recorded the machine.
 	CreatedAt time.Time `json:"created_at"`
@@ -338,7 +339,8 @@ func TestCNIPodman(t *testing.T) {
 	r1, r2 := w.runtime(h1), w.runtime(h2)
 	for _, r := range []*runtimeHost{r1, r2} {
 		r.network("acme-web", map[string]any{"org": "acme", "app": "web", "agent": r.h.sock, "services": []string{"http:tcp:8080"},
-			"metadata": map[string]string{"tier": "front"}})
+			"metadata": map[string]string{"tier": "front"},
+			"checks":   []any{map[string]any{"kind": "tcp", "target": "8080", "interval": "1s", "timeout": "500ms", "rise": 1}}})
 		r.network("globex-api", map[string]any{"org": "globex", "app": "api", "agent": r.h.sock})
 	}
 	step("hosts, orgs and runtimes ready")
@@ -378,6 +380,15 @@ func TestCNIPodman(t *testing.T) {
 		}
 	}
 	step("acme containers resolve each other and talk across hosts")
+	// The config's health check runs against the container (httpd on 8080).
+	if err := e2eproc.Eventually(20*time.Second, 250*time.Millisecond, func() error {
+		if m := w.machineOf(h1, id1); m.Health != "passing" {
+			return fmt.Errorf("c1's health: %q", m.Health)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 
 	// A globex container reaches neither and cannot resolve acme's names.
 	r1.httpd("g1", "globex-api")
