@@ -118,7 +118,8 @@ func (g *Gossip) treeLoop() {
 	defer g.wg.Done()
 	t := time.NewTimer(treeIdle)
 	defer t.Stop()
-	var laid time.Time
+	var laid, spoke time.Time
+	compact := g.cfg.CompactTree
 	for {
 		select {
 		case <-g.ctx.Done():
@@ -132,7 +133,21 @@ func (g *Gossip) treeLoop() {
 			g.relayout()
 		}
 		g.refillTree()
+		// The compact tree messages go out only while every member this host talks
+		// to reads them (protocol 3, v0.3.0 on); a member of an older release that
+		// joins turns them off again within a second.
+		var switchTo *bool
+		if now.Sub(spoke) >= time.Second {
+			spoke = now
+			if on := g.cfg.CompactTree || g.versions.ReadsCompact(); on != compact {
+				compact, switchTo = on, &on
+				g.log.Info("broadcast tree messages", "compact", on, "protocol", g.versions.Speak())
+			}
+		}
 		g.treeMu.Lock()
+		if switchTo != nil {
+			g.tree.SetCompact(*switchTo)
+		}
 		if d := g.tree.Deadline(); d.IsZero() || !now.Before(d) {
 			g.tree.Tick(now)
 		}

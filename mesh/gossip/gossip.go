@@ -42,11 +42,10 @@ import (
 type Config struct {
 	Name   string
 	HostID uint32
-	// CompactTree sends the broadcast tree's compact messages (proto.TreeConfig.
-	// Compact: id-less packs of changes, 4-byte announcements). Every release from
-	// this one reads them; the release before does not, so this stays off until
-	// every member can (protocol version negotiation is to switch it; until then
-	// an operator who upgraded every host may set it).
+	// CompactTree forces the broadcast tree's compact messages (proto.TreeConfig.
+	// Compact: id-less packs of changes, 4-byte announcements) on whatever the
+	// members speak. Unset, the tree sends them while every member it talks to
+	// speaks protocol 3 or later (Versions.Speak; the release before reads none).
 	CompactTree bool
 	// BindAddr/BindPort is where memberlist listens (UDP and TCP).
 	BindAddr string

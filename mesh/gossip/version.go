@@ -16,7 +16,8 @@ import (
 //
 //	1  v0.1.0  unsealed messages
 //	2  v0.2.0  every message carries the replay seal (replay.go); unsealed ones are refused
-//	3  v0.3.0  the protocol version travels in the node meta; messages as in 2
+//	3  v0.3.0  the protocol version travels in the node meta; the broadcast tree's
+//	           compact messages, sent while every member speaks 3 (Speak)
 //
 // The seal stays mandatory, so protocol 1 is below MinProtocol for good. A change to
 // a message that a host of the previous protocol could not read gets a new protocol
@@ -24,6 +25,9 @@ import (
 const (
 	Protocol    = 3
 	MinProtocol = 2
+	// compactProtocol is the first protocol whose hosts read the broadcast tree's
+	// compact messages (proto.TreeConfig.Compact); Speak turns them on.
+	compactProtocol = 3
 )
 
 // assumedProtocol is what a member that advertises no protocol speaks until its
@@ -203,6 +207,10 @@ func (v *Versions) Speak() int {
 	}
 	return p
 }
+
+// ReadsCompact reports whether every member this host talks to reads the broadcast
+// tree's compact messages.
+func (v *Versions) ReadsCompact() bool { return v.Speak() >= compactProtocol }
 
 // CallError is why a call to a member cannot work or did not: nil when the member
 // speaks a compatible protocol and the call did not fail. Calls use it to name the

@@ -96,3 +96,21 @@ func TestUnsealedSender(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactOnlyWhenEveryMemberReadsIt: the tree's compact messages wait for the
+// last member of the release before to go (or to be upgraded).
+func TestCompactOnlyWhenEveryMemberReadsIt(t *testing.T) {
+	v := NewVersions("h1", slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	v.Observe("h2", encodeMeta(2, 512))
+	if !v.ReadsCompact() {
+		t.Fatal("every member on this release: compact should be on")
+	}
+	v.Observe("h3", []byte(`{"v":1,"id":3}`)) // v0.2.0
+	if v.ReadsCompact() {
+		t.Fatal("a v0.2.0 member joined: compact must be off")
+	}
+	v.Observe("h3", encodeMeta(3, 512)) // h3 upgraded in place
+	if !v.ReadsCompact() {
+		t.Fatal("h3 upgraded: compact should be on again")
+	}
+}
