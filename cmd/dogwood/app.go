@@ -184,12 +184,15 @@ func usageHook(_ *cli.Context, err error, _ bool) error { return &usageError{err
 func client(c *cli.Context) *api.Client {
 	agent := c.String("agent")
 	if !strings.Contains(agent, "://") {
-		return api.NewClient(agent)
+		cl := api.NewClient(agent)
+		cl.Via = api.ViaCLI
+		return cl
 	}
 	cl, err := remoteClient(agent, c.String("token-file"), c.String("agent-fingerprint"), c.String("agent-ca"))
 	if err != nil {
 		return api.Failing(err)
 	}
+	cl.Via = api.ViaCLI
 	return cl
 }
 

@@ -322,7 +322,7 @@ func machinesCommand(e *env) *cli.Command {
 						return err
 					}
 					spec := mesh.MachineSpec{App: c.String("app"), Org: c.String("org"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
-						Netns: c.String("netns"), Stopped: c.Bool("stopped"), Source: catalog.SourceCLI}
+						Netns: c.String("netns"), Stopped: c.Bool("stopped")} // source: the client's Via header
 					if err := checkInput(mesh.ValidApp(spec.App)); err != nil {
 						return err
 					}

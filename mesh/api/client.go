@@ -23,9 +23,21 @@ type Client struct {
 	// BaseURL and Token select a TCP listener instead of the socket.
 	BaseURL string
 	Token   string
-	http    *http.Client
+	// Via names the program that asks (ViaCLI), in the ViaHeader of every request:
+	// a header, not a body field, because agents of the release before refuse
+	// unknown body fields and the CLI of an upgraded package talks to the old agent
+	// until it restarts.
+	Via  string
+	http *http.Client
 	err     error // set by Failing: every call returns it
 }
+
+// ViaHeader carries Client.Via; ViaCLI is the dogwood CLI's value (a machine it
+// creates has source "cli").
+const (
+	ViaHeader = "Dogwood-Client"
+	ViaCLI    = "cli"
+)
 
 // Failing returns a client whose every call fails with err: lets the CLI report a
 // bad --agent/--token-file setup where the command would have reached the agent.
@@ -108,6 +120,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if c.Via != "" {
+		req.Header.Set(ViaHeader, c.Via)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -220,6 +220,9 @@ func (s *Server) Handler() http.Handler {
 		if err := decode(r, &spec); err != nil {
 			return nil, err
 		}
+		if spec.Source == "" && r.Header.Get(ViaHeader) == ViaCLI {
+			spec.Source = catalog.SourceCLI
+		}
 		return s.viewMachine(s.Node.CreateMachine(r.Context(), spec))
 	})
 	h("GET /v1/machines/{id}", func(r *http.Request) (any, error) { return s.viewMachine(s.Node.Machine(r.PathValue("id"))) })
