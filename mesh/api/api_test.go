@@ -423,3 +423,31 @@ func TestTLSAPIWithCA(t *testing.T) {
 		}
 	}
 }
+
+// TestMachineSourceFromVia: the CLI says it is the CLI in a header, never in the
+// body (an agent of the release before refuses unknown body fields); other clients'
+// machines say api.
+func TestMachineSourceFromVia(t *testing.T) {
+	n, _ := startNode(t)
+	h := (&Server{Node: n, Version: "test"}).Handler()
+	for _, c := range []call{
+		{method: "POST", path: "/v1/orgs", body: `{"slug":"acme"}`},
+		{method: "POST", path: "/v1/apps", body: `{"name":"web","org":"acme"}`},
+	} {
+		if res, b := do(t, h, c); res.StatusCode != 201 {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, res.StatusCode, b)
+		}
+	}
+	for _, tc := range []struct{ via, want string }{{ViaCLI, "cli"}, {"", "api"}} {
+		r := httptest.NewRequest("POST", "/v1/machines", strings.NewReader(`{"app":"web","org":"acme","stopped":true}`))
+		if tc.via != "" {
+			r.Header.Set(ViaHeader, tc.via)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var m struct{ Source string }
+		if w.Code != 201 || json.Unmarshal(w.Body.Bytes(), &m) != nil || m.Source != tc.want {
+			t.Errorf("via %q: %d %s, want source %q", tc.via, w.Code, w.Body, tc.want)
+		}
+	}
+}
