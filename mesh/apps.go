@@ -88,7 +88,7 @@ func (n *Node) ListApps(org string) ([]catalog.App, error) {
 	}
 	out := []catalog.App{}
 	for _, r := range n.cat.List(catalog.KindApp) {
-		if org == "" || r.App.Org == org {
+		if (org == "" || r.App.Org == org) && !r.App.IsLimits() {
 			out = append(out, *r.App)
 		}
 	}

@@ -35,7 +35,7 @@ func overLimit(err error) error { return &Error{http.StatusForbidden, err.Error(
 
 // orgLimit refuses one more object of kind in org over its limit.
 func orgLimit(l quota.Limits, cat *catalog.Catalog, k quota.Kind, org string) error {
-	if err := l.CheckOrg(k, org, quota.Count(cat.List(k.RecordKind()), k, org)); err != nil {
+	if err := l.CheckOrg(k, org, orgOverrides(cat, org), quota.Count(cat.List(k.RecordKind()), k, org)); err != nil {
 		return overLimit(err)
 	}
 	return nil

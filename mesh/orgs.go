@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
 
@@ -27,6 +28,8 @@ type OrgInfo struct {
 	Slug      string        `json:"slug"`
 	CreatedAt time.Time     `json:"created_at"`
 	Networks  []NetworkInfo `json:"networks"`
+	// Limits are the org's effective per-org quotas and which are its overrides.
+	Limits quota.Effective `json:"limits"`
 }
 
 // NetworkInfo describes one network.
@@ -56,7 +59,7 @@ func (n *Node) CreateOrg(ctx context.Context, slug string) (*OrgInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("org %q created but its default network failed: %w", slug, err)
 	}
-	return &OrgInfo{Slug: slug, CreatedAt: now, Networks: []NetworkInfo{*nw}}, nil
+	return &OrgInfo{Slug: slug, CreatedAt: now, Networks: []NetworkInfo{*nw}, Limits: effectiveLimits(n.cfg.Limits, n.cat, slug)}, nil
 }
 
 // ListOrgs lists orgs with their networks.
@@ -71,7 +74,7 @@ func (n *Node) ListOrgs() []OrgInfo {
 		if nets == nil {
 			nets = []NetworkInfo{}
 		}
-		out = append(out, OrgInfo{Slug: r.Key, CreatedAt: r.Org.CreatedAt, Networks: nets})
+		out = append(out, OrgInfo{Slug: r.Key, CreatedAt: r.Org.CreatedAt, Networks: nets, Limits: effectiveLimits(n.cfg.Limits, n.cat, r.Key)})
 	}
 	return out
 }
@@ -81,7 +84,12 @@ func (n *Node) RemoveOrg(ctx context.Context, slug string) error {
 	if err := n.requireOrg(slug); err != nil {
 		return err
 	}
+	var carrier *catalog.Record
 	for _, r := range n.cat.List(catalog.KindApp) {
+		if r.App.Org == slug && r.App.IsLimits() {
+			carrier = r
+			continue
+		}
 		if r.App.Org == slug {
 			return conflict("org %q still has app %q; remove its apps first", slug, r.Key)
 		}
@@ -98,6 +106,9 @@ func (n *Node) RemoveOrg(ctx context.Context, slug string) error {
 		}
 	}
 	rs = append(rs, n.orgDNSRecords(slug)...)
+	if carrier != nil {
+		rs = append(rs, carrier)
+	}
 	return n.tombstone(rs...)
 }
 

@@ -67,7 +67,7 @@ func orgsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:        "orgs",
 		Usage:       "create, list and remove orgs (tenants)",
-		Description: "Examples:\n  dogwood orgs create acme\n  dogwood orgs list --json\n  dogwood orgs remove acme",
+		Description: "Examples:\n  dogwood orgs create acme\n  dogwood orgs list --json\n  dogwood orgs set-limits acme --machines 50000\n  dogwood orgs remove acme",
 		Subcommands: []*cli.Command{
 			{
 				Name: "create", Usage: "create an org with its default network", ArgsUsage: "SLUG",
@@ -117,6 +117,7 @@ func orgsCommand(e *env) *cli.Command {
 					return nil
 				},
 			},
+			orgsSetLimitsCommand(e),
 			removeCommand(e, "remove an org that has no apps or peers", "SLUG", mesh.ValidOrg, "/v1/orgs/", "org", "dogwood orgs remove acme"),
 		},
 	}

@@ -164,6 +164,13 @@ func (s *Server) Handler() http.Handler {
 		}
 		return s.Node.CreateOrg(r.Context(), req.Slug)
 	})
+	h("PATCH /v1/orgs/{slug}/limits", func(r *http.Request) (any, error) {
+		var req mesh.OrgLimitsUpdate
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return s.Node.SetOrgLimits(r.Context(), r.PathValue("slug"), req)
+	})
 	h("DELETE /v1/orgs/{slug}", func(r *http.Request) (any, error) {
 		return nil, s.Node.RemoveOrg(r.Context(), r.PathValue("slug"))
 	})

@@ -407,7 +407,7 @@ func (c *Catalog) index(r *Record) {
 		}
 		c.dirtyNets[r.Network.ID] = struct{}{}
 	case r.App != nil:
-		if !r.Deleted {
+		if !r.Deleted && !r.App.IsLimits() { // an org's limits carrier is no app (orglimits.go)
 			c.net(r.App.NetworkID).apps[r.App.Name] = r.App
 		}
 		c.dirtyNets[r.App.NetworkID] = struct{}{}

@@ -88,6 +88,9 @@ func liftMachineExt(a *MachineAttrs) {
 // appRequestID is the request id an app is encoded with: its own, then its
 // extension pairs.
 func appRequestID(a *App) string {
+	if a.Limits != nil {
+		return limitsPrefix + a.Limits.String()
+	}
 	if a.WhenNoneHealthy == "" {
 		return a.RequestID
 	}
@@ -97,6 +100,14 @@ func appRequestID(a *App) string {
 // liftAppExt splits a decoded app's request id into the id and its extension pairs.
 // Anything it does not recognize stays in the request id as it was.
 func liftAppExt(a *App) {
+	if a.IsLimits() {
+		if v, ok := strings.CutPrefix(a.RequestID, limitsPrefix); ok {
+			if l, ok := parseOrgLimits(v); ok {
+				a.RequestID, a.Limits = "", &l
+			}
+		}
+		return
+	}
 	rid, rest, ok := strings.Cut(a.RequestID, extAppSep)
 	if !ok {
 		return
@@ -113,9 +124,9 @@ func liftAppExt(a *App) {
 // with nothing to move is returned as it is.
 func (r *Record) Portable() *Record {
 	switch {
-	case r.App != nil && r.App.WhenNoneHealthy != "":
+	case r.App != nil && (r.App.WhenNoneHealthy != "" || r.App.Limits != nil):
 		out, a := *r, *r.App
-		a.RequestID, a.WhenNoneHealthy = appRequestID(r.App), ""
+		a.RequestID, a.WhenNoneHealthy, a.Limits = appRequestID(r.App), "", nil
 		out.App = &a
 		return &out
 	case r.Machine != nil && r.Machine.MachineAttrs != nil && hasExt(r.Machine.MachineAttrs):

@@ -87,6 +87,8 @@ type App struct {
 	// would leave a name of the app with no machine: "" or WhenNoneAll answers them
 	// all (fail open), WhenNoneNone answers none.
 	WhenNoneHealthy string `json:"when_none_healthy,omitempty"`
+	// Limits is set on an org's limits carrier only (orglimits.go), never on an app.
+	Limits *OrgLimits `json:"limits,omitempty"`
 }
 
 // App.WhenNoneHealthy values.

@@ -65,9 +65,16 @@ type Exceeded struct {
 	Subject string // "org acme", "machine 0123…"
 	Count   int
 	Max     int
+	// Org is set when the limit is the org's own override (orgs set-limits), so
+	// the refusal names the command that changes it, not the agent flag.
+	Org string
 }
 
 func (e *Exceeded) Error() string {
+	if e.Org != "" {
+		return fmt.Sprintf("limit reached: %s has %d %s, the limit is %d (this org's override; ask an operator to raise it: dogwood orgs set-limits %s --%s N)",
+			e.Subject, e.Count, e.Limit, e.Max, e.Org, flagName(e.Limit))
+	}
 	return fmt.Sprintf("limit reached: %s has %d %s, the limit is %d (ask an operator to raise it: agent flag --limit-%s or config)",
 		e.Subject, e.Count, e.Limit, e.Max, flagName(e.Limit))
 }
@@ -124,12 +131,58 @@ func (l Limits) max(k Kind) int {
 }
 
 // CheckOrg refuses one more object of kind in org when the org already holds
-// count of them.
-func (l Limits) CheckOrg(k Kind, org string, count int) error {
-	if m := l.max(k); count >= m {
-		return &Exceeded{Limit: k.String(), Subject: "org " + org, Count: count, Max: m}
+// count of them: the org's override of that limit when it has one (o may be nil),
+// else the cluster-wide one.
+func (l Limits) CheckOrg(k Kind, org string, o *catalog.OrgLimits, count int) error {
+	m, own := l.max(k), Override(o, k)
+	if own > 0 {
+		m = own
+	}
+	if count >= m {
+		e := &Exceeded{Limit: k.String(), Subject: "org " + org, Count: count, Max: m}
+		if own > 0 {
+			e.Org = org
+		}
+		return e
 	}
 	return nil
+}
+
+// Override is o's value for k; 0 (or a nil o) means "the cluster default".
+func Override(o *catalog.OrgLimits, k Kind) int {
+	if o == nil {
+		return 0
+	}
+	return [...]int{o.Machines, o.Apps, o.DNSRecords, o.Peers}[k]
+}
+
+// Effective is what an org may hold of each kind, and which of them are the org's
+// own overrides rather than the cluster defaults.
+type Effective struct {
+	Machines   int      `json:"machines"`
+	Apps       int      `json:"apps"`
+	DNSRecords int      `json:"dns_records"`
+	Peers      int      `json:"peers"`
+	Overrides  []string `json:"overrides"` // "machines", "apps", "dns_records", "peers"
+}
+
+// ForOrg is the effective per-org limits of an org with overrides o (may be nil).
+func (l Limits) ForOrg(o *catalog.OrgLimits) Effective {
+	e := Effective{Overrides: []string{}}
+	vals := [...]*int{&e.Machines, &e.Apps, &e.DNSRecords, &e.Peers}
+	for k := Machines; k <= Peers; k++ {
+		*vals[k] = l.max(k)
+		if v := Override(o, k); v > 0 {
+			*vals[k] = v
+			e.Overrides = append(e.Overrides, k.JSONName())
+		}
+	}
+	return e
+}
+
+// JSONName is k's name in JSON and in `orgs set-limits` flags (with '-').
+func (k Kind) JSONName() string {
+	return [...]string{"machines", "apps", "dns_records", "peers"}[k]
 }
 
 // Count counts the live records of org that kind k limits.
@@ -140,7 +193,7 @@ func Count(live []*catalog.Record, k Kind, org string) int {
 		switch {
 		case k == Machines && r.Machine != nil && r.Machine.MachinePlace != nil:
 			o = r.Machine.Org
-		case k == Apps && r.App != nil:
+		case k == Apps && r.App != nil && !r.App.IsLimits():
 			o = r.App.Org
 		case k == DNSRecords && r.DNS != nil:
 			o = r.DNS.Org

@@ -3,6 +3,7 @@ package quota
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -46,19 +47,73 @@ func TestCheckRecord(t *testing.T) {
 
 func TestCheckOrgSaysLimitAndCount(t *testing.T) {
 	l := Limits{Machines: 3}
-	if err := l.CheckOrg(Machines, "acme", 2); err != nil {
+	if err := l.CheckOrg(Machines, "acme", nil, 2); err != nil {
 		t.Fatal(err)
 	}
-	err := l.CheckOrg(Machines, "acme", 3)
+	err := l.CheckOrg(Machines, "acme", nil, 3)
 	if err == nil || !strings.Contains(err.Error(), "org acme has 3 machines, the limit is 3") || !strings.Contains(err.Error(), "--limit-machines") {
 		t.Fatalf("%v", err)
 	}
-	if err := (Limits{}).CheckOrg(Peers, "acme", Defaults.Peers-1); err != nil {
+	if err := (Limits{}).CheckOrg(Peers, "acme", nil, Defaults.Peers-1); err != nil {
 		t.Fatalf("default peers: %v", err)
 	}
 	rs := []*catalog.Record{machine(0, 0), machine(0, 0), {Kind: catalog.KindApp, App: &catalog.App{Org: "acme"}}}
 	rs[1].Deleted = true
 	if n := Count(rs, Machines, "acme"); n != 1 {
 		t.Fatalf("count %d", n)
+	}
+}
+
+func TestOrgOverridePrecedence(t *testing.T) {
+	l := Limits{Machines: 3, Apps: 10}
+	for _, tc := range []struct {
+		name    string
+		o       *catalog.OrgLimits
+		k       Kind
+		count   int
+		refused bool
+		own     bool
+	}{
+		{"no override: cluster limit", nil, Machines, 3, true, false},
+		{"no override: under", nil, Machines, 2, false, false},
+		{"override raises", &catalog.OrgLimits{Machines: 5}, Machines, 4, false, false},
+		{"override raised: at it", &catalog.OrgLimits{Machines: 5}, Machines, 5, true, true},
+		{"override lowers", &catalog.OrgLimits{Apps: 1}, Apps, 1, true, true},
+		{"zero is the default", &catalog.OrgLimits{Apps: 0, Machines: 9}, Apps, 9, false, false},
+		{"zero is the default: at it", &catalog.OrgLimits{Machines: 9}, Apps, 10, true, false},
+		{"default of a kind without flag", &catalog.OrgLimits{Machines: 9}, Peers, Defaults.Peers, true, false},
+	} {
+		err := l.CheckOrg(tc.k, "acme", tc.o, tc.count)
+		if (err != nil) != tc.refused {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if err != nil {
+			e := err.(*Exceeded)
+			if (e.Org != "") != tc.own || e.Count != tc.count {
+				t.Errorf("%s: %+v", tc.name, e)
+			}
+			if tc.own && !strings.Contains(err.Error(), "orgs set-limits acme --"+flagName(tc.k.String())) {
+				t.Errorf("%s: refusal does not name the command: %v", tc.name, err)
+			}
+		}
+	}
+	e := l.ForOrg(&catalog.OrgLimits{Apps: 2, Peers: 7})
+	want := Effective{Machines: 3, Apps: 2, DNSRecords: Defaults.DNSRecords, Peers: 7, Overrides: []string{"apps", "peers"}}
+	if !reflect.DeepEqual(e, want) {
+		t.Errorf("ForOrg: %+v, want %+v", e, want)
+	}
+	if e := l.ForOrg(nil); len(e.Overrides) != 0 || e.Machines != 3 {
+		t.Errorf("ForOrg(nil): %+v", e)
+	}
+}
+
+func TestCountSkipsLimitsCarrier(t *testing.T) {
+	live := []*catalog.Record{
+		{Kind: catalog.KindApp, Key: "acme/web", App: &catalog.App{Name: "web", Org: "acme"}},
+		{Kind: catalog.KindApp, Key: catalog.LimitsKey("acme"), App: &catalog.App{Name: catalog.LimitsApp, Org: "acme", Limits: &catalog.OrgLimits{Apps: 1}}},
+	}
+	if n := Count(live, Apps, "acme"); n != 1 {
+		t.Errorf("counted %d apps, want 1 (the limits carrier is not an app)", n)
 	}
 }

@@ -1,0 +1,120 @@
+package mesh
+
+import (
+	"context"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/quota"
+)
+
+// OrgLimitsUpdate is a `orgs set-limits` request: a nil field stays as it is, 0
+// removes the org's override (the cluster default applies again).
+type OrgLimitsUpdate struct {
+	Machines   *int `json:"machines,omitempty"`
+	Apps       *int `json:"apps,omitempty"`
+	DNSRecords *int `json:"dns_records,omitempty"`
+	Peers      *int `json:"peers,omitempty"`
+}
+
+// maxOverride bounds an override: past it a typo, not a plan (the record-size and
+// memory reasoning behind the defaults in package quota).
+const maxOverride = 1_000_000
+
+// apply returns cur with u's fields set, or a usage error.
+func (u OrgLimitsUpdate) apply(cur catalog.OrgLimits) (catalog.OrgLimits, error) {
+	set := 0
+	for _, f := range []struct {
+		name string
+		v    *int
+		dst  *int
+	}{{"machines", u.Machines, &cur.Machines}, {"apps", u.Apps, &cur.Apps}, {"dns-records", u.DNSRecords, &cur.DNSRecords}, {"peers", u.Peers, &cur.Peers}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < 0 || *f.v > maxOverride {
+			return cur, invalid("invalid --%s %d: use 1-%d, or 0 for the cluster default", f.name, *f.v, maxOverride)
+		}
+		*f.dst = *f.v
+		set++
+	}
+	if set == 0 {
+		return cur, invalid("nothing to set: give --machines, --apps, --dns-records or --peers (0 restores the cluster default)")
+	}
+	return cur, nil
+}
+
+// orgOverrides is org's limits overrides, nil when it has none.
+func orgOverrides(cat *catalog.Catalog, org string) *catalog.OrgLimits {
+	r := cat.Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.LimitsKey(org)})
+	if r == nil || r.App == nil {
+		return nil
+	}
+	return r.App.Limits
+}
+
+// limitsCarrierNetwork is the network an org's limits carrier sits in: the
+// default one, else the first (the previous release indexes apps by network).
+func limitsCarrierNetwork(cat *catalog.Catalog, org string) *catalog.Network {
+	var first *catalog.Network
+	for _, r := range cat.List(catalog.KindNetwork) {
+		if r.Network.Org != org {
+			continue
+		}
+		if r.Network.Name == DefaultNetwork {
+			return r.Network
+		}
+		if first == nil || r.Network.Name < first.Name {
+			first = r.Network
+		}
+	}
+	return first
+}
+
+// SetOrgLimits changes an org's overrides of the per-org quotas. Any host may write
+// them; every host writes the same record identity (catalog.LimitsRecord), so the
+// newest write wins everywhere, as for apps update.
+func (n *Node) SetOrgLimits(_ context.Context, org string, u OrgLimitsUpdate) (*OrgInfo, error) {
+	if err := n.requireOrg(org); err != nil {
+		return nil, err
+	}
+	n.createMu.Lock()
+	orgRec := n.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: org})
+	if orgRec == nil {
+		n.createMu.Unlock()
+		return nil, notFound("org %q not found", org)
+	}
+	cur := orgOverrides(n.cat, org)
+	var base catalog.OrgLimits
+	if cur != nil {
+		base = *cur
+	}
+	next, err := u.apply(base)
+	if err != nil {
+		n.createMu.Unlock()
+		return nil, err
+	}
+	if cur == nil || next != *cur {
+		nw := limitsCarrierNetwork(n.cat, org)
+		if nw == nil {
+			n.createMu.Unlock()
+			return nil, conflict("org %q has no network to keep its limits in; create one first", org)
+		}
+		err = n.record(catalog.LimitsRecord(orgRec, nw, next, n.cat.Tick()))
+	}
+	n.createMu.Unlock()
+	n.flush()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range n.ListOrgs() {
+		if o.Slug == org {
+			return &o, nil
+		}
+	}
+	return nil, notFound("org %q not found", org)
+}
+
+// effectiveLimits is what ListOrgs shows of an org's quotas.
+func effectiveLimits(l quota.Limits, cat *catalog.Catalog, org string) quota.Effective {
+	return l.ForOrg(orgOverrides(cat, org))
+}
