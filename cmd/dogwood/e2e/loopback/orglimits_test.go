@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,4 +111,45 @@ func TestOrgSetLimits(t *testing.T) {
 		o, out := a1.orgLimits("solo")
 		return o.Slug == "solo" && len(o.Limits.Overrides) == 0 && o.Limits.Peers == 1000, out
 	})
+}
+
+// TestOrgLimitsMixedVersions: an org's overrides set on this release reach an agent
+// of the previous release in a record it keeps and forwards (it drops nothing as
+// invalid, catalogs agree), and a new agent that learns the catalog from the old
+// one alone enforces them.
+func TestOrgLimitsMixedVersions(t *testing.T) {
+	old := prevBin(t)
+	c := newCluster(t)
+	h1 := c.add("h1", "ord")
+	h1.bin = old
+	h1.start()
+	h2 := c.add("h2", "ord")
+	h2.start()
+	c.waitMembers([]*agent{h1, h2}, 20*time.Second)
+
+	h2.must("orgs", "create", "acme")
+	h2.must("orgs", "set-limits", "acme", "--apps", "1")
+	eventually(t, 10*time.Second, func() (bool, string) {
+		r := h1.cli("apps", "list")
+		return r.code == 0 && strings.Contains(r.stdout, "dogwood.limits"), r.String()
+	})
+	eventually(t, 20*time.Second, func() (bool, string) {
+		a, b := catalogHeaders(t, h1), catalogHeaders(t, h2)
+		return strings.Join(a, "\n") == strings.Join(b, "\n"), fmt.Sprintf("h1 %d records, h2 %d", len(a), len(b))
+	})
+	if strings.Contains(readFile(h1.log), "invalid_record") {
+		t.Errorf("the old agent dropped records as invalid:\n%s", h1.logTail(40))
+	}
+
+	h2.signal(syscall.SIGTERM, 10*time.Second)
+	h3 := c.add("h3", "ams")
+	h3.start()
+	eventually(t, 20*time.Second, func() (bool, string) {
+		o, out := h3.orgLimits("acme")
+		return o.Limits.Apps == 1 && slices.Equal(o.Limits.Overrides, []string{"apps"}), out
+	})
+	h3.must("apps", "create", "web", "--org", "acme")
+	if r := h3.cli("apps", "create", "api", "--org", "acme"); r.code != 1 || !strings.Contains(r.stderr, "org acme has 1 apps, the limit is 1") {
+		t.Errorf("h3 (catalog from the old agent) did not enforce the override: %s", r)
+	}
 }
