@@ -29,7 +29,7 @@ type Client struct {
 	// until it restarts.
 	Via  string
 	http *http.Client
-	err     error // set by Failing: every call returns it
+	err  error // set by Failing: every call returns it
 }
 
 // ViaHeader carries Client.Via; ViaCLI is the dogwood CLI's value (a machine it
