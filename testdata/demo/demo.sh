@@ -274,7 +274,8 @@ if command -v podman >/dev/null && command -v runc >/dev/null && [ -x "$CNIBIN" 
 	done
 	sed 's/^/  /' "$STATE/pm-h1/net.d/acme-web.conflist"
 	run dw machines list --source cni
-	C3=$("$BIN" --agent "$STATE/h3.sock" machines list --source cni --json | tr -d ' \n' | grep -o '"address":"[^"]*","app":"web","created_at":"[^"]*","host":"h3"' | cut -d'"' -f4)
+	# The table's columns: ID ORG APP REGION HOST ADDRESS STATE HEALTH PROCESS.
+	C3=$("$BIN" --agent "$STATE/h3.sock" machines list --source cni | awk 'NR > 1 && $3 == "web" && $5 == "h3" {print $6; exit}')
 	[ -n "$C3" ] || fail "no container machine on h3"
 	for _ in $(seq 50); do pm h1 exec c-h1 nslookup -type=AAAA web.internal 2>/dev/null | grep -q "$C3" && break; sleep 0.1; done
 	run pm h1 exec c-h1 nslookup -type=AAAA web.internal
