@@ -15,20 +15,8 @@ import (
 // the path machines take through the host's firewall, instead of over
 // loopback.
 func DialIn(ctx context.Context, nsName, network, address string) (net.Conn, error) {
-	open := netns.GetFromName
-	if strings.HasPrefix(nsName, "/") {
-		open = netns.GetFromPath // a container's namespace (plan.Machine.External)
-	}
-	target, err := open(nsName)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", nsName, err)
-	}
-	defer target.Close()
 	var c net.Conn
-	err = onLockedThread(func() error {
-		if err := netns.Set(target); err != nil {
-			return fmt.Errorf("enter netns %s: %w", nsName, err)
-		}
+	err := InNamespace(nsName, func() error {
 		// The dial (and for TCP its handshake) happens inside the namespace.
 		var err error
 		c, err = (&net.Dialer{}).DialContext(ctx, network, address)
@@ -39,4 +27,26 @@ func DialIn(ctx context.Context, nsName, network, address string) (net.Conn, err
 		c = nil
 	}
 	return c, err
+}
+
+// InNamespace runs f on an OS thread inside the network namespace nsName (a name
+// under /run/netns, or a path such as /proc/PID/ns/net); sockets f opens stay in
+// that namespace. The thread goes back to its own namespace afterwards, or is
+// discarded if it cannot.
+func InNamespace(nsName string, f func() error) error {
+	open := netns.GetFromName
+	if strings.HasPrefix(nsName, "/") {
+		open = netns.GetFromPath // a container's namespace (plan.Machine.External)
+	}
+	target, err := open(nsName)
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", nsName, err)
+	}
+	defer target.Close()
+	return onLockedThread(func() error {
+		if err := netns.Set(target); err != nil {
+			return fmt.Errorf("enter netns %s: %w", nsName, err)
+		}
+		return f()
+	})
 }

@@ -5,41 +5,16 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/dogwood/dogwood/mesh/sixpn"
+	"github.com/dogwood/dogwood/peers/attach"
 	"github.com/dogwood/dogwood/peers/internal/nstest"
 	"github.com/dogwood/dogwood/peers/plan"
 )
-
-// inNetns runs f on a thread switched into namespace name. Sockets keep the
-// namespace they were created in, so a connection dialled here lives there.
-func inNetns(t *testing.T, name string, f func() error) error {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return err
-	}
-	defer netns.Set(orig)
-	return f()
-}
 
 // probe reports whether a TCP connect or a UDP round trip to ap succeeds. The UDP
 // reply may come from another of the host's addresses (a wildcard socket's source is
@@ -190,7 +165,7 @@ func TestTenantBoundary(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						err := inNetns(t, ns, func() error { return probe(proto, netip.AddrPortFrom(tg.addr, uint16(p)), tg.zone) })
+						err := attach.InNamespace(ns, func() error { return probe(proto, netip.AddrPortFrom(tg.addr, uint16(p)), tg.zone) })
 						want := !filtered || (allowed(net, tg.addr, p) && tg.zone == "")
 						if want && err != nil {
 							t.Errorf("%s → %s %v:%d: %v, want an answer", who, proto, tg.addr, p, err)

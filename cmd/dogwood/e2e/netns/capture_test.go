@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sort"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/dogwood/dogwood/peers/attach"
 )
 
 // sniffer records the IPv4 frames one interface sends or receives, as an attacker
@@ -25,34 +24,24 @@ type sniffer struct {
 }
 
 func sniff(ns, iface string) (*sniffer, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	fd := -1
+	err := attach.InNamespace(ns, func() error {
+		ifc, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		const ethPAll = 0x0003
+		proto := int(ethPAll>>8 | (ethPAll&0xff)<<8) // network byte order
+		if fd, err = syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, proto); err != nil {
+			return err
+		}
+		if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifc.Index}); err != nil {
+			syscall.Close(fd)
+			return err
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return nil, err
-	}
-	defer netns.Set(orig)
-	ifc, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, err
-	}
-	const ethPAll = 0x0003
-	proto := int(ethPAll>>8 | (ethPAll&0xff)<<8) // network byte order
-	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, proto)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifc.Index}); err != nil {
-		syscall.Close(fd)
 		return nil, err
 	}
 	tv := syscall.Timeval{Usec: 100000}
@@ -151,7 +140,7 @@ func extract(frames [][]byte, dst netip.AddrPort) recorded {
 // replay sends everything recorded to dst again from inside namespace ns.
 func (r recorded) replay(ns string, dst netip.AddrPort) (int, error) {
 	sent := 0
-	err := inNamespace(ns, func() error {
+	err := attach.InNamespace(ns, func() error {
 		var err error
 		sent, err = r.replayHere(dst)
 		return err
@@ -186,29 +175,7 @@ func (r recorded) replayHere(dst netip.AddrPort) (int, error) {
 // sendRaw writes whole Ethernet frames out of iface in namespace ns (AF_PACKET),
 // as a hostile neighbour on the underlay segment would: no route, no source check.
 func sendRaw(ns, iface string, frames ...[]byte) error {
-	return inNamespace(ns, func() error { return sendRawHere(iface, frames) })
-}
-
-// inNamespace runs f on a thread switched into namespace ns: sockets f opens keep
-// that namespace.
-func inNamespace(ns string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return err
-	}
-	defer netns.Set(orig)
-	return f()
+	return attach.InNamespace(ns, func() error { return sendRawHere(iface, frames) })
 }
 
 func sendRawHere(iface string, frames [][]byte) error {
