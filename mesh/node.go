@@ -24,6 +24,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/claim"
 	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/dogwood/dogwood/mesh/quota"
 	"github.com/dogwood/dogwood/mesh/sixpn"
@@ -90,6 +91,7 @@ type Node struct {
 	store   *store.Store
 	cat     *catalog.Catalog
 	gossip  *gossip.Gossip
+	claims  *claim.Claimer // name reservations, over gossip
 	id      store.Identity
 	wgKey   wgtypes.Key
 	metrics *metrics
@@ -263,6 +265,8 @@ func (n *Node) start() error {
 		return err
 	}
 	n.gossip = g
+	n.claims = claim.New(claim.Config{Self: id.Name, Caller: g, Members: g, Reader: n.cat, Merger: g,
+		Logger: n.log.With("component", "claim")})
 	n.gossip.Handle(opHostLookup, n.handleHostLookup)
 	n.registerInviteRPC()
 	if err := n.syncIdentity(cfg.IdentityTimeout); err != nil {

@@ -165,7 +165,7 @@ func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInf
 		if err := n.commit(&next); err != nil {
 			return nil, err
 		}
-		n.gossip.Written(ctx, &next)
+		n.claims.Written(ctx, &next)
 		r = &next
 	}
 	return nil, conflict("could not find a unique network id")

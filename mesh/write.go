@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
-	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/claim"
 )
 
 // createNamed writes a new record under a name that must be unique. The name is
-// first reserved with a majority of its arbiter hosts (gossip.Claim), so of two
+// first reserved with a majority of its arbiter hosts (claim.Claimer.Claim), so of two
 // concurrent creates of one name at most one is written, and the other caller gets
 // an error instead of a silent success.
 func (n *Node) createNamed(ctx context.Context, build func() *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
@@ -71,7 +71,7 @@ func (n *Node) writeNamed(ctx context.Context, w namedWrite) (*catalog.Record, e
 	if err != nil {
 		return nil, err
 	}
-	n.gossip.Written(ctx, r)
+	n.claims.Written(ctx, r)
 	if got := n.cat.Get(w.id); got == nil || !got.SameIdentity(r) {
 		return nil, conflict("%s", w.lost)
 	}
@@ -115,13 +115,13 @@ func (n *Node) waitFor(ctx context.Context, id catalog.ID, cond func(*catalog.Re
 // claim reserves r's unique names with their arbiters (no lock held: it waits on
 // the network).
 func (n *Node) claim(ctx context.Context, r *catalog.Record, what string) error {
-	err := n.gossip.Claim(ctx, r)
+	err := n.claims.Claim(ctx, r)
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, gossip.ErrClaimConflict):
+	case errors.Is(err, claim.ErrConflict):
 		return conflict("%s already exists: created concurrently on another host (%v)", what, err)
-	case errors.Is(err, gossip.ErrNoQuorum):
+	case errors.Is(err, claim.ErrNoQuorum):
 		// Partitioned from most arbiters: write anyway, as the cluster always has;
 		// the merge order resolves a concurrent create on the other side on heal.
 		n.log.Warn("named create without a majority of arbiters", "what", what, "err", err)

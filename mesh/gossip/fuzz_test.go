@@ -56,7 +56,7 @@ func seedMessages(f *testing.F) {
 	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindGraftShort, IDs: []uint64{3}}))
 	f.Add(treeFrame("h2", &proto.Message{Kind: proto.KindJoin, Payload: []byte("127.0.0.1:1")}))
 	add(msgRPCReq, rpcRequest{ID: 1, origin: o, Op: "echo", Body: json.RawMessage(`{}`)})
-	add(msgRPCReq, rpcRequest{ID: 2, origin: o, Op: opClaim, Body: json.RawMessage(`{"keys":["id/org/x"],"holder":{"host":"h2"},"record":` + org + `}`)})
+	add(msgRPCReq, rpcRequest{ID: 2, origin: o, Op: "claim", Body: json.RawMessage(`{"keys":["id/org/x"],"holder":{"host":"h2"},"record":` + org + `}`)})
 	add(msgRPCResp, rpcResponse{ID: 1})
 	add(msgLeaving, "h2")
 }

@@ -35,7 +35,6 @@ import (
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
-	"github.com/dogwood/dogwood/mesh/quorum"
 )
 
 // Config is everything a Gossip needs; zero timings take defaults.
@@ -86,7 +85,9 @@ type Config struct {
 }
 
 // Handler serves one RPC op. It returns a value to encode as the response body.
-type Handler func(ctx context.Context, from string, body json.RawMessage) (any, error)
+// An alias, so that packages serving calls name the signature without importing
+// this one.
+type Handler = func(ctx context.Context, from string, body json.RawMessage) (any, error)
 
 // Gossip is a running cluster member.
 type Gossip struct {
@@ -102,7 +103,6 @@ type Gossip struct {
 	// neither is held while sending.
 	aeMu   sync.Mutex
 	ae     *proto.AntiEntropy
-	arb    arbiter
 	treeMu sync.Mutex
 	tree   *proto.Tree
 	kick   chan struct{} // the tree has an earlier deadline
@@ -183,11 +183,6 @@ func New(cfg Config) (*Gossip, error) {
 	g.replay = newReplayGuard(nil)
 	g.versions = NewVersions(cfg.Name, cfg.Logger)
 	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
-	g.arb.grants = map[string]grant{}
-	g.arb.slow = quorum.NewSlow(slowFor, slowArbiter, nil)
-	g.handlers[opClaim] = g.handleClaim
-	g.handlers[opRelease] = g.handleRelease
-	g.handlers[opWritten] = g.handleWritten
 	g.ae = proto.NewAntiEntropy(cfg.Catalog, aeDedupe)
 	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63(), GraftWait: g.graftWait, Compact: cfg.CompactTree})
 	g.kick = make(chan struct{}, 1)
@@ -355,6 +350,10 @@ func (g *Gossip) drop(reason string, err error) {
 	g.metrics.dropped.WithLabelValues(reason).Inc()
 	g.log.Debug("dropped gossip message", "reason", reason, "err", err)
 }
+
+// Merge takes records from other hosts that arrived outside gossip (claim RPCs)
+// the way gossip takes its own: admitted, applied, persisted when they changed.
+func (g *Gossip) Merge(rs []*catalog.Record) { g.merge(rs) }
 
 // merge applies records from other hosts and persists what changed.
 func (g *Gossip) merge(rs []*catalog.Record) []*catalog.Record {

@@ -130,6 +130,9 @@ func (g *Gossip) alive(self bool) []*memberlist.Node {
 	return out
 }
 
+// AliveNames are the names of alive and suspect members, this host included.
+func (g *Gossip) AliveNames() []string { return g.aliveNames(true) }
+
 // aliveNames are the names of alive and suspect members (with this host when self).
 func (g *Gossip) aliveNames(self bool) []string {
 	alive := g.alive(self)

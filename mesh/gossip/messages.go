@@ -113,21 +113,6 @@ func decode(buf []byte) (msgType, []byte, error) {
 	return t, buf[1:], nil
 }
 
-// decodeRecords parses and validates a JSON record batch (an RPC body); one bad
-// record rejects the batch, since a sender that produces it is broken or hostile.
-func decodeRecords(b []byte) ([]*catalog.Record, error) {
-	var rs []*catalog.Record
-	if err := json.Unmarshal(b, &rs); err != nil {
-		return nil, err
-	}
-	for _, r := range rs {
-		if r != nil {
-			r.Unportable()
-		}
-	}
-	return validRecords(rs)
-}
-
 // decodeRecordList parses and validates a record batch as the tree and anti-entropy
 // carry it (catalog's binary encoding: a machine record is about 110 bytes instead
 // of 330 as JSON); one bad record rejects the batch.
