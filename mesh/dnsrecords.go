@@ -257,7 +257,7 @@ func (n *Node) RemoveDNSRecords(ctx context.Context, f DNSRecordFilter) ([]catal
 		}
 		value = rec.Value
 	} else if typ != "" && !validDNSType(typ) {
-		return nil, invalid("record type %q: use one of %s", f.Type, strings.Join(catalog.DNSTypes, ", "))
+		return nil, invalid("record type %q: use one of %s", f.Type, strings.Join(catalog.DNSTypes(), ", "))
 	}
 	nw, err := n.dnsNetwork(f.Org, f.Network)
 	if err != nil {
@@ -287,7 +287,7 @@ func (n *Node) RemoveDNSRecords(ctx context.Context, f DNSRecordFilter) ([]catal
 }
 
 func validDNSType(t string) bool {
-	for _, x := range catalog.DNSTypes {
+	for _, x := range catalog.DNSTypes() {
 		if x == t {
 			return true
 		}

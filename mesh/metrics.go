@@ -31,7 +31,7 @@ func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 	live, tomb := c.n.cat.Len()
-	for _, k := range catalog.Kinds {
+	for _, k := range catalog.Kinds() {
 		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(live[k]), k.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(tomb), "tombstone")

@@ -128,7 +128,7 @@ Examples:
 						return usagef("%s", err)
 					}
 					if f.Type != "" && !isDNSType(f.Type) {
-						return usagef("record type %q: use one of %s", f.Type, strings.Join(catalog.DNSTypes, ", "))
+						return usagef("record type %q: use one of %s", f.Type, strings.Join(catalog.DNSTypes(), ", "))
 					}
 					cl := client(c)
 					if f.Org, err = dnsOrg(c.Context, cl, f.Org); err != nil {
@@ -152,7 +152,7 @@ Examples:
 }
 
 func isDNSType(s string) bool {
-	for _, t := range catalog.DNSTypes {
+	for _, t := range catalog.DNSTypes() {
 		if strings.EqualFold(s, t) {
 			return true
 		}

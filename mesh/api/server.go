@@ -383,7 +383,7 @@ func (s *Server) status(*http.Request) (any, error) {
 	n := s.Node
 	live, tomb := n.Catalog().Len()
 	counts := map[string]int{"tombstones": tomb}
-	for _, k := range catalog.Kinds {
+	for _, k := range catalog.Kinds() {
 		counts[k.String()+"s"] = live[k]
 	}
 	members := map[string]int{}

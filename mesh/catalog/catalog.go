@@ -583,7 +583,7 @@ func (c *Catalog) AddressOwner(a netip.Addr) (ID, bool) {
 	var found bool
 	c.eachMachine(func(_ int, e *mentry) {
 		if !found && e.live() && !e.bodyless && e.m.Address == a {
-			out, found = ID{KindMachine, e.m.ID}, true
+			out, found = ID{Kind: KindMachine, Key: e.m.ID}, true
 		}
 	})
 	return out, found
@@ -671,27 +671,6 @@ func (c *Catalog) Seq() uint64 {
 }
 
 func peerIndex(p *Peer) (int, bool) { return sixpn.PeerIndex(p.Address) }
-
-// SubBuckets is the fan-out of the second digest level: each bucket splits into this
-// many leaves, so anti-entropy narrows a difference to ~1/65536 of the catalog before
-// it exchanges any headers.
-const SubBuckets = 256
-
-// Leaf is the digest leaf (bucket*SubBuckets + sub-bucket) of a record id.
-func Leaf(id ID) int {
-	h := fnvID(id)
-	return Bucket(id)*SubBuckets + int((h>>8)%SubBuckets)
-}
-
-func fnvID(id ID) uint64 {
-	// FNV-1a 64 inline: a second, independent hash of the id for the sub-bucket.
-	h := uint64(14695981039346656037)
-	h = (h ^ uint64(id.Kind)) * 1099511628211
-	for i := 0; i < len(id.Key); i++ {
-		h = (h ^ uint64(id.Key[i])) * 1099511628211
-	}
-	return h
-}
 
 // SubDigests returns, for each bucket, the XOR digests of its SubBuckets leaves.
 // It costs a pass over the records of those buckets only.

@@ -130,7 +130,7 @@ func (c *Catalog) dropMachinesWhere(drop func(*mentry) bool, out []ID) []ID {
 	for _, d := range ds {
 		c.unindexMachine(d.e)
 		c.dropMachineLocked(d.b, d.e)
-		out = append(out, ID{KindMachine, d.e.m.ID})
+		out = append(out, ID{Kind: KindMachine, Key: d.e.m.ID})
 	}
 	return out
 }

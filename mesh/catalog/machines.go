@@ -31,11 +31,11 @@ type mentry struct {
 	bodyless bool
 }
 
-func (e *mentry) created() Stamp { return Stamp{e.createdClock, e.createdNode} }
-func (e *mentry) version() Stamp { return Stamp{e.versionClock, e.versionNode} }
+func (e *mentry) created() Stamp { return Stamp{Clock: e.createdClock, Node: e.createdNode} }
+func (e *mentry) version() Stamp { return Stamp{Clock: e.versionClock, Node: e.versionNode} }
 
 func (e *mentry) header() Header {
-	return Header{KindMachine, e.m.ID, e.gen, e.created(), e.version(), e.deleted}
+	return Header{Kind: KindMachine, Key: e.m.ID, Gen: e.gen, Created: e.created(), Version: e.version(), Deleted: e.deleted}
 }
 
 // record materializes the record e holds. Its Machine is the catalog's: read-only.
@@ -225,6 +225,16 @@ func attrsEqual(a, b *MachineAttrs) bool {
 		a.Health == b.Health && checksEqual(a.Checks, b.Checks) && (a.Checks == nil) == (b.Checks == nil)
 }
 
+func checksEqual(a, b []Check) bool {
+	return slices.EqualFunc(a, b, func(x, y Check) bool {
+		if (x.CheckedAt == nil) != (y.CheckedAt == nil) || x.CheckedAt != nil && !x.CheckedAt.Equal(*y.CheckedAt) {
+			return false
+		}
+		x.CheckedAt, y.CheckedAt = nil, nil
+		return x == y
+	})
+}
+
 func (in *interner) internAttrs(a *MachineAttrs) *MachineAttrs {
 	if a == nil {
 		a = &MachineAttrs{}
@@ -300,7 +310,7 @@ func (a *appMachines) flush() []*Machine {
 
 // machineTable returns the bucket table holding a machine id.
 func (c *Catalog) machineTable(key string) (int, *mtable) {
-	b := Bucket(ID{KindMachine, key})
+	b := Bucket(ID{Kind: KindMachine, Key: key})
 	return b, &c.machines[b]
 }
 

@@ -1,4 +1,4 @@
-package catalog
+package record
 
 import (
 	"encoding/binary"
@@ -149,6 +149,27 @@ func Bucket(id ID) int {
 	f.Write([]byte{byte(id.Kind)})
 	f.Write([]byte(id.Key))
 	return int(f.Sum32() % Buckets)
+}
+
+// SubBuckets is the fan-out of the second digest level: each bucket splits into this
+// many leaves, so anti-entropy narrows a difference to ~1/65536 of the catalog before
+// it exchanges any headers.
+const SubBuckets = 256
+
+// Leaf is the digest leaf (bucket*SubBuckets + sub-bucket) of a record id.
+func Leaf(id ID) int {
+	h := fnvID(id)
+	return Bucket(id)*SubBuckets + int((h>>8)%SubBuckets)
+}
+
+func fnvID(id ID) uint64 {
+	// FNV-1a 64 inline: a second, independent hash of the id for the sub-bucket.
+	h := uint64(14695981039346656037)
+	h = (h ^ uint64(id.Kind)) * 1099511628211
+	for i := 0; i < len(id.Key); i++ {
+		h = (h ^ uint64(id.Key[i])) * 1099511628211
+	}
+	return h
 }
 
 // Validate checks a record from the wire or disk: known kind, key consistent with body,

@@ -1,4 +1,4 @@
-package catalog
+package record
 
 import (
 	"fmt"
@@ -20,7 +20,9 @@ const (
 )
 
 // Kinds lists every record kind, in dependency order.
-var Kinds = []Kind{KindHost, KindOrg, KindNetwork, KindApp, KindMachine, KindPeer, KindDNSRecord}
+func Kinds() []Kind {
+	return []Kind{KindHost, KindOrg, KindNetwork, KindApp, KindMachine, KindPeer, KindDNSRecord}
+}
 
 func (k Kind) String() string {
 	switch k {

@@ -1,4 +1,4 @@
-package catalog
+package record
 
 import (
 	"bytes"
@@ -213,14 +213,4 @@ func (a *MachineAttrs) HealthOrPassing() string {
 		return HealthPassing
 	}
 	return a.Health
-}
-
-func checksEqual(a, b []Check) bool {
-	return slices.EqualFunc(a, b, func(x, y Check) bool {
-		if (x.CheckedAt == nil) != (y.CheckedAt == nil) || x.CheckedAt != nil && !x.CheckedAt.Equal(*y.CheckedAt) {
-			return false
-		}
-		x.CheckedAt, y.CheckedAt = nil, nil
-		return x == y
-	})
 }
