@@ -251,11 +251,12 @@ func (n *Node) start() error {
 
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.remote.run(n.stop, persistWindow) }()
+	sink := gossipSink{Catalog: n.cat, persist: n.persistAsync}
 	g, err := gossip.New(gossip.Config{
 		Name: id.Name, HostID: id.HostID,
 		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
-		Key: cfg.GossipKey, ExtraKeys: cfg.GossipExtraKeys, Join: cfg.Join, Catalog: n.cat,
-		Persist: n.persistAsync, Admit: cfg.Limits.CheckRecord, Logger: n.log.With("component", "gossip"),
+		Key: cfg.GossipKey, ExtraKeys: cfg.GossipExtraKeys, Join: cfg.Join,
+		Sink: sink, Reader: sink, Admit: cfg.Limits.CheckRecord, Logger: n.log.With("component", "gossip"),
 		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
 		Transport: cfg.Transport, TuneMemberlist: cfg.TuneMemberlist, ReconnectInterval: cfg.ReconnectInterval,
 	})

@@ -2,7 +2,7 @@ package gossip
 
 import (
 	"encoding/json"
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/record"
 	"math/rand"
 	"time"
 
@@ -166,7 +166,7 @@ const aeDedupe = 2 * time.Second
 // splitRecordList encodes rs as record-list messages of at most limit bytes each
 // (a single record larger than limit goes alone), so no stream a receiver reads
 // before authenticating it needs more than its per-stream budget.
-func splitRecordList(rs []*catalog.Record, limit int) [][]byte {
+func splitRecordList(rs []*record.Record, limit int) [][]byte {
 	b := encodeRecordList(rs)
 	if len(b) <= limit || len(rs) < 2 {
 		return [][]byte{b}

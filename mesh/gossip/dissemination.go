@@ -7,8 +7,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // Dissemination over the network: the broadcast tree itself is proto.Tree; this file
@@ -41,7 +41,7 @@ const relayoutEvery = time.Second
 const treeIdle = time.Second
 
 // Publish disseminates local changes (already applied to the local catalog).
-func (g *Gossip) Publish(rs ...*catalog.Record) {
+func (g *Gossip) Publish(rs ...*record.Record) {
 	if len(rs) == 0 || g.closed.Load() {
 		return
 	}
@@ -74,7 +74,7 @@ func (g *Gossip) onTree(body []byte) {
 	}
 	msgs := m.Entries()
 	// Every change in the message is validated before the tree sees any of it.
-	batches := make([][]*catalog.Record, len(msgs))
+	batches := make([][]*record.Record, len(msgs))
 	for i := range msgs {
 		if msgs[i].Kind != proto.KindGossip {
 			continue
@@ -85,7 +85,7 @@ func (g *Gossip) onTree(body []byte) {
 		}
 		msgs[i].Payload = append([]byte(nil), msgs[i].Payload...)
 	}
-	var rs []*catalog.Record
+	var rs []*record.Record
 	now := time.Now()
 	g.treeMu.Lock()
 	for i := range msgs {

@@ -18,17 +18,24 @@ import (
 
 // fuzzGossip is one member on memberlist's in-memory network: receive runs the
 // real handlers (records, anti-entropy at every level, RPC, leave) without sockets.
-func fuzzGossip(f *testing.F) *Gossip {
+func fuzzGossip(f *testing.F) (*Gossip, *catalog.Catalog) {
 	net := &memberlist.MockNetwork{}
-	g, err := New(Config{Name: "h1", HostID: 7, Catalog: catalog.New("h1"), Transport: net.NewTransport("h1"),
+	cat := catalog.New("h1")
+	g, err := New(Config{Name: "h1", HostID: 7, Sink: catalogSink{cat}, Reader: catalogSink{cat}, Transport: net.NewTransport("h1"),
 		AEInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { g.Close() })
 	g.Handle("echo", func(_ context.Context, _ string, body json.RawMessage) (any, error) { return body, nil })
-	return g
+	return g, cat
 }
+
+// catalogSink keeps what gossip learns in a catalog, in memory.
+type catalogSink struct{ *catalog.Catalog }
+
+func (s catalogSink) Merge(rs []*catalog.Record) []*catalog.Record { return s.ApplyAll(rs) }
+func (s catalogSink) Failed() []Peer                               { return nil }
 
 func seedMessages(f *testing.F) {
 	org := `{"k":2,"key":"x","cr":{"c":1,"n":1},"v":{"c":1,"n":1},"org":{"slug":"x"}}`
@@ -67,11 +74,11 @@ func seedMessages(f *testing.F) {
 // valid records, and raw input without a seal never reaches a handler.
 func FuzzGossipReceive(f *testing.F) {
 	seedMessages(f)
-	g := fuzzGossip(f)
+	g, cat := fuzzGossip(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// memberlist's contract: NotifyMsg (and the push/pull merge) must not block.
 		done := make(chan string, 1)
-		go func() { done <- check(g, b) }()
+		go func() { done <- check(g, cat, b) }()
 		select {
 		case msg := <-done:
 			if msg != "" {
@@ -85,17 +92,17 @@ func FuzzGossipReceive(f *testing.F) {
 }
 
 // check runs one input through the receive path and returns what went wrong.
-func check(g *Gossip, b []byte) string {
+func check(g *Gossip, cat *catalog.Catalog, b []byte) string {
 	g.receive(seal(time.Now(), b))
-	seq := g.cat.Seq()
+	seq := cat.Seq()
 	if len(b) == 0 || b[0] != sealTag {
 		g.receive(b) // unsealed: dropped at the gate
-		if g.cat.Seq() != seq {
+		if cat.Seq() != seq {
 			return "an unsealed message changed the catalog"
 		}
 	}
 	g.mergePushPull(b)
-	for _, r := range g.cat.All() {
+	for _, r := range cat.All() {
 		if err := r.Validate(); err != nil {
 			return fmt.Sprintf("catalog holds an invalid record after %q: %v", b, err)
 		}

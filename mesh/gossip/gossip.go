@@ -33,8 +33,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/coordinate"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // Config is everything a Gossip needs; zero timings take defaults.
@@ -60,13 +60,13 @@ type Config struct {
 	ExtraKeys [][]byte
 	Join      []string
 
-	Catalog *catalog.Catalog
-	// Persist is called with records from other hosts that changed the catalog, so
-	// they reach disk. It may batch; it must not block for long.
-	Persist func([]*catalog.Record)
+	// Sink takes the records and member statuses gossip learns; Reader is what it
+	// reads of local state. See their concurrency contracts.
+	Sink   Sink
+	Reader Reader
 	// Admit, when set, refuses records from other hosts over a per-record limit
 	// (quota.Limits.CheckRecord); tombstones are always admitted.
-	Admit func(*catalog.Record) error
+	Admit func(*record.Record) error
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -84,6 +84,40 @@ type Config struct {
 	TuneMemberlist func(*memberlist.Config)
 }
 
+// Sink takes what gossip learns from other hosts. Gossip calls it from memberlist's
+// goroutines (its delegates: packet and stream handlers, the probe loop) and from
+// its own (the tree, anti-entropy, RPC handlers), concurrently: as memberlist asks
+// of its delegates, a Sink must be safe for concurrent use and must not block on
+// disk or network (persisting what changed is queued, not waited for).
+type Sink interface {
+	// Merge takes valid, admitted records from other hosts and returns those that
+	// changed local state.
+	Merge(rs []*record.Record) []*record.Record
+	// SetStatus records a member's status (record.StatusAlive, …); it reports
+	// whether the status changed.
+	SetStatus(name, status string) bool
+}
+
+// Reader is what gossip reads of local state: the anti-entropy digests and the
+// records they repair, member statuses, and where to reach failed hosts. Called on
+// the same goroutines as Sink, it must answer from memory without blocking.
+type Reader interface {
+	proto.Store
+	// Get returns the record with this id, tombstones included, or nil.
+	Get(record.ID) *record.Record
+	// Status is a member's last status ("" when unknown).
+	Status(name string) string
+	// Failed lists the hosts local state holds as failed, with the gossip address
+	// each last advertised (hosts without one are left out).
+	Failed() []Peer
+}
+
+// Peer is a host and the gossip address to reach it at.
+type Peer struct {
+	Name string
+	Addr netip.AddrPort
+}
+
 // Handler serves one RPC op. It returns a value to encode as the response body.
 // An alias, so that packages serving calls name the signature without importing
 // this one.
@@ -93,7 +127,8 @@ type Handler = func(ctx context.Context, from string, body json.RawMessage) (any
 type Gossip struct {
 	cfg     Config
 	log     *slog.Logger
-	cat     *catalog.Catalog
+	sink    Sink
+	state   Reader
 	ml      *memberlist.Memberlist
 	keyring *memberlist.Keyring // nil without encryption; see keyring.go
 	metrics *Metrics
@@ -145,8 +180,8 @@ type Gossip struct {
 // New starts memberlist and the background loops. Joining happens in the background
 // and retries until one target answers.
 func New(cfg Config) (*Gossip, error) {
-	if cfg.Name == "" || cfg.Catalog == nil {
-		return nil, errors.New("gossip: name and catalog are required")
+	if cfg.Name == "" || cfg.Sink == nil || cfg.Reader == nil {
+		return nil, errors.New("gossip: name, sink and reader are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -163,16 +198,13 @@ func New(cfg Config) (*Gossip, error) {
 	if cfg.RPCTimeout == 0 {
 		cfg.RPCTimeout = 3 * time.Second
 	}
-	if cfg.Persist == nil {
-		cfg.Persist = func([]*catalog.Record) {}
-	}
 	cc, err := coordinate.NewClient(coordinate.DefaultConfig())
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gossip{
-		cfg: cfg, log: cfg.Logger, cat: cfg.Catalog, metrics: cfg.Metrics, coords: cc,
+		cfg: cfg, log: cfg.Logger, sink: cfg.Sink, state: cfg.Reader, metrics: cfg.Metrics, coords: cc,
 		handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{},
 		peerCoord: map[string]*coordinate.Coordinate{},
 		learned:   map[string]netip.AddrPort{},
@@ -183,7 +215,7 @@ func New(cfg Config) (*Gossip, error) {
 	g.replay = newReplayGuard(nil)
 	g.versions = NewVersions(cfg.Name, cfg.Logger)
 	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
-	g.ae = proto.NewAntiEntropy(cfg.Catalog, aeDedupe)
+	g.ae = proto.NewAntiEntropy(cfg.Reader, aeDedupe)
 	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63(), GraftWait: g.graftWait, Compact: cfg.CompactTree})
 	g.kick = make(chan struct{}, 1)
 	g.relaid.Store(true) // the first tree loop lays the tree out
@@ -245,7 +277,7 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g.ml = ml
 	close(g.ready)
-	g.cat.SetStatus(cfg.Name, catalog.StatusAlive)
+	g.sink.SetStatus(cfg.Name, record.StatusAlive)
 
 	g.wg.Add(3)
 	go g.aeLoop()
@@ -353,10 +385,10 @@ func (g *Gossip) drop(reason string, err error) {
 
 // Merge takes records from other hosts that arrived outside gossip (claim RPCs)
 // the way gossip takes its own: admitted, applied, persisted when they changed.
-func (g *Gossip) Merge(rs []*catalog.Record) { g.merge(rs) }
+func (g *Gossip) Merge(rs []*record.Record) { g.merge(rs) }
 
-// merge applies records from other hosts and persists what changed.
-func (g *Gossip) merge(rs []*catalog.Record) []*catalog.Record {
+// merge hands admitted records from other hosts to the sink.
+func (g *Gossip) merge(rs []*record.Record) []*record.Record {
 	if g.cfg.Admit != nil {
 		kept := rs[:0:0]
 		for _, r := range rs {
@@ -368,11 +400,7 @@ func (g *Gossip) merge(rs []*catalog.Record) []*catalog.Record {
 		}
 		rs = kept
 	}
-	changed := g.cat.ApplyAll(rs)
-	if len(changed) > 0 {
-		g.cfg.Persist(changed)
-	}
-	return changed
+	return g.sink.Merge(rs)
 }
 
 // Leave announces a graceful departure and waits up to timeout for it to spread.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // Membership: who is in the cluster and in which state. memberlist owns failure
@@ -72,20 +72,16 @@ func (g *Gossip) reconnectLoop() {
 		case <-t.C:
 		case <-first:
 		}
-		snap := g.cat.Latest()
 		live := map[string]bool{}
 		for _, n := range g.alive(false) {
 			live[n.Name] = true
 		}
 		var targets []string
-		for _, h := range snap.Hosts {
-			if h.Name == g.cfg.Name || h.Status != catalog.StatusFailed || h.GossipPort == 0 || !h.Addr.IsValid() {
+		for _, h := range g.state.Failed() {
+			if h.Name == g.cfg.Name || live[h.Name] || !h.Addr.IsValid() || h.Addr.Port() == 0 {
 				continue
 			}
-			if live[h.Name] {
-				continue
-			}
-			targets = append(targets, netip.AddrPortFrom(h.Addr, h.GossipPort).String())
+			targets = append(targets, h.Addr.String())
 		}
 		if len(targets) == 0 {
 			continue
@@ -111,7 +107,7 @@ type Member struct {
 func (g *Gossip) Members() []Member {
 	var out []Member
 	for _, n := range g.ml.Members() {
-		out = append(out, Member{Name: n.Name, Addr: n.Addr, Port: n.Port, Status: g.cat.Status(n.Name)})
+		out = append(out, Member{Name: n.Name, Addr: n.Addr, Port: n.Port, Status: g.state.Status(n.Name)})
 	}
 	return out
 }
@@ -196,8 +192,8 @@ func (g *Gossip) markLeaving(name string) {
 	g.mu.Lock()
 	g.leaving[name] = true
 	g.mu.Unlock()
-	if !g.isMember(name) && g.cat.Status(name) == catalog.StatusFailed {
-		g.cat.SetStatus(name, catalog.StatusLeft)
+	if !g.isMember(name) && g.state.Status(name) == record.StatusFailed {
+		g.sink.SetStatus(name, record.StatusLeft)
 	}
 }
 
@@ -239,8 +235,8 @@ func (g *Gossip) onJoin(n *memberlist.Node) {
 	g.setMember(n, true)
 	g.versions.Observe(n.Name, n.Meta)
 	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
-	returning := g.cat.Get(catalog.ID{Kind: catalog.KindHost, Key: n.Name}) != nil && !catalog.Live(g.cat.Status(n.Name))
-	g.cat.SetStatus(n.Name, catalog.StatusAlive)
+	returning := g.state.Get(record.ID{Kind: record.KindHost, Key: n.Name}) != nil && !record.Live(g.state.Status(n.Name))
+	g.sink.SetStatus(n.Name, record.StatusAlive)
 	g.metrics.events.WithLabelValues("join").Inc()
 	if n.Name != g.cfg.Name {
 		g.log.Info("member joined", "member", n.Name, "addr", n.Address())
@@ -268,15 +264,15 @@ func (g *Gossip) onLeave(n *memberlist.Node) {
 	g.versions.Gone(n.Name)
 	// n.State is not usable here: memberlist never updates the embedded Node's State
 	// (nodeState.State shadows it). The leave intent (msgLeaving) tells left apart.
-	status := catalog.StatusFailed
+	status := record.StatusFailed
 	if g.takeLeaving(n.Name) {
-		status = catalog.StatusLeft
+		status = record.StatusLeft
 	}
-	g.cat.SetStatus(n.Name, status)
+	g.sink.SetStatus(n.Name, status)
 	g.metrics.events.WithLabelValues(status).Inc()
 	switch {
 	case n.Name == g.cfg.Name: // our own leave: the agent logs it
-	case status == catalog.StatusLeft:
+	case status == record.StatusLeft:
 		g.log.Info("member left", "member", n.Name, "addr", n.Address())
 	default:
 		g.log.Info("member failed", "member", n.Name, "addr", n.Address())
@@ -293,14 +289,14 @@ func (g *Gossip) onUpdate(n *memberlist.Node) {
 // onAlive ends a suspicion: the host answered a probe, refuted, or spoke to us. Only
 // suspect turns alive here; failed and left change on join events alone.
 func (g *Gossip) onAlive(name string) {
-	if g.cat.Status(name) == catalog.StatusSuspect {
-		g.cat.SetStatus(name, catalog.StatusAlive)
+	if g.state.Status(name) == record.StatusSuspect {
+		g.sink.SetStatus(name, record.StatusAlive)
 	}
 }
 
 // onSuspect starts a suspicion; it only ever turns alive into suspect.
 func (g *Gossip) onSuspect(name string) {
-	if g.cat.Status(name) == catalog.StatusAlive {
-		g.cat.SetStatus(name, catalog.StatusSuspect)
+	if g.state.Status(name) == record.StatusAlive {
+		g.sink.SetStatus(name, record.StatusSuspect)
 	}
 }

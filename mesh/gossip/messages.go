@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // Every user message starts with a type byte (as serf does). Records (in tree
@@ -116,8 +116,8 @@ func decode(buf []byte) (msgType, []byte, error) {
 // decodeRecordList parses and validates a record batch as the tree and anti-entropy
 // carry it (catalog's binary encoding: a machine record is about 110 bytes instead
 // of 330 as JSON); one bad record rejects the batch.
-func decodeRecordList(b []byte) ([]*catalog.Record, error) {
-	rs, err := catalog.DecodeRecords(b)
+func decodeRecordList(b []byte) ([]*record.Record, error) {
+	rs, err := record.DecodeRecords(b)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func decodeRecordList(b []byte) ([]*catalog.Record, error) {
 	return validRecords(rs)
 }
 
-func validRecords(rs []*catalog.Record) ([]*catalog.Record, error) {
+func validRecords(rs []*record.Record) ([]*record.Record, error) {
 	for _, r := range rs {
 		if r == nil {
 			return nil, errors.New("null record")
@@ -141,7 +141,7 @@ func validRecords(rs []*catalog.Record) ([]*catalog.Record, error) {
 
 // encodeRecordList is a change's payload on the tree, and the body of a records
 // message: the records in catalog's binary encoding.
-func encodeRecordList(rs []*catalog.Record) []byte { return catalog.AppendRecords(nil, rs) }
+func encodeRecordList(rs []*record.Record) []byte { return record.AppendRecords(nil, rs) }
 
 // treeFrame prefixes a tree message with its sender's name.
 func treeFrame(self string, m *proto.Message) []byte {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 func TestDecodeRejectsBadInput(t *testing.T) {
@@ -20,21 +20,21 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 // Records on the wire are binary: a batch that does not decode, or decodes to an
 // invalid record, is rejected whole.
 func TestDecodeRecordListRejectsBadInput(t *testing.T) {
-	org := &catalog.Record{Kind: catalog.KindOrg, Key: "x", Gen: 1, Created: catalog.Stamp{Clock: 1, Node: 1},
-		Version: catalog.Stamp{Clock: 1, Node: 1}, Org: &catalog.Org{Slug: "x"}}
-	good := encodeRecordList([]*catalog.Record{org})
+	org := &record.Record{Kind: record.KindOrg, Key: "x", Gen: 1, Created: record.Stamp{Clock: 1, Node: 1},
+		Version: record.Stamp{Clock: 1, Node: 1}, Org: &record.Org{Slug: "x"}}
+	good := encodeRecordList([]*record.Record{org})
 	if rs, err := decodeRecordList(good); err != nil || len(rs) != 1 || rs[0].Org.Slug != "x" {
 		t.Fatalf("good batch: %v %v", rs, err)
 	}
 	other := *org
-	other.Org = &catalog.Org{Slug: "other"} // body disagrees with the key
+	other.Org = &record.Org{Slug: "other"} // body disagrees with the key
 	bad := [][]byte{
 		nil,
 		{0},
 		[]byte(`[{"k":2}]`), // JSON is not the wire form
 		good[:len(good)-1],
 		append(append([]byte(nil), good...), 0),
-		encodeRecordList([]*catalog.Record{org, &other}),
+		encodeRecordList([]*record.Record{org, &other}),
 	}
 	for _, b := range bad {
 		if _, err := decodeRecordList(b); err == nil {

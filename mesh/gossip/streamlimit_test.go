@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 func TestStreamLimiter(t *testing.T) {
@@ -66,14 +66,14 @@ func (closed) Close() error { return nil }
 // TestRecordMessagesFitTheStreamBudget: anti-entropy splits records into messages a
 // receiver's per-stream budget admits, whatever the batch holds.
 func TestRecordMessagesFitTheStreamBudget(t *testing.T) {
-	var rs []*catalog.Record
+	var rs []*record.Record
 	for i := 0; i < 500; i++ {
-		attrs := &catalog.MachineAttrs{}
+		attrs := &record.MachineAttrs{}
 		for j := 0; j < 300; j++ {
-			attrs.Services = append(attrs.Services, catalog.Service{Name: fmt.Sprintf("svc-%d-%d", i, j), Proto: "tcp", Port: uint16(1000 + j)})
+			attrs.Services = append(attrs.Services, record.Service{Name: fmt.Sprintf("svc-%d-%d", i, j), Proto: "tcp", Port: uint16(1000 + j)})
 		}
-		m := &catalog.Machine{ID: fmt.Sprintf("%014x", i), MachinePlace: &catalog.MachinePlace{App: "web", Org: "acme", Network: "default"}, MachineAttrs: attrs}
-		rs = append(rs, &catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Machine: m})
+		m := &record.Machine{ID: fmt.Sprintf("%014x", i), MachinePlace: &record.MachinePlace{App: "web", Org: "acme", Network: "default"}, MachineAttrs: attrs}
+		rs = append(rs, &record.Record{Kind: record.KindMachine, Key: m.ID, Machine: m})
 	}
 	parts := splitRecordList(rs, maxRecordsMsg)
 	got := 0
@@ -81,7 +81,7 @@ func TestRecordMessagesFitTheStreamBudget(t *testing.T) {
 		if len(p)+64 > maxStreamBytes {
 			t.Fatalf("a records message of %d bytes, stream budget %d", len(p), maxStreamBytes)
 		}
-		dec, err := catalog.DecodeRecords(p)
+		dec, err := record.DecodeRecords(p)
 		if err != nil {
 			t.Fatal(err)
 		}

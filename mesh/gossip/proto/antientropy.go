@@ -7,17 +7,17 @@ import (
 	"sort"
 	"time"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
-// Store is what anti-entropy compares and reads: *catalog.Catalog. Repaired records
+// Store is what anti-entropy compares and reads: *record.Catalog. Repaired records
 // come back to the caller as AERecords messages; applying them is the caller's job
 // (it also persists them).
 type Store interface {
-	Digest() (root uint64, buckets [catalog.Buckets]uint64)
+	Digest() (root uint64, buckets [record.Buckets]uint64)
 	SubDigests(buckets []int) [][]uint64
-	LeafHeaders(leaves []int) []catalog.Header
-	Records(ids []catalog.ID) []*catalog.Record
+	LeafHeaders(leaves []int) []record.Header
+	Records(ids []record.ID) []*record.Record
 }
 
 // Anti-entropy messages. The network layer adds who sent them. An exchange narrows a
@@ -39,16 +39,16 @@ type (
 	}
 	// AEHeaders carries the headers of the records in the leaves that differ.
 	AEHeaders struct {
-		Leaves  []int            `json:"leaves"`
-		Headers []catalog.Header `json:"headers"`
+		Leaves  []int           `json:"leaves"`
+		Headers []record.Header `json:"headers"`
 	}
 	// AEWant asks for records by id.
 	AEWant struct {
-		IDs []catalog.ID `json:"ids"`
+		IDs []record.ID `json:"ids"`
 	}
 	// AERecords carries records that win over what the receiver has.
 	AERecords struct {
-		Records []*catalog.Record
+		Records []*record.Record
 	}
 )
 
@@ -233,16 +233,16 @@ func (a *AntiEntropy) onSubs(from string, m *AESubs) error {
 		return ErrMalformedAE
 	}
 	for i, b := range m.Buckets {
-		if b < 0 || b >= catalog.Buckets || len(m.Subs[i]) != 8*catalog.SubBuckets {
+		if b < 0 || b >= record.Buckets || len(m.Subs[i]) != 8*record.SubBuckets {
 			return ErrMalformedAE
 		}
 	}
 	mine := a.store.SubDigests(m.Buckets)
 	var leaves []int
 	for i, b := range m.Buckets {
-		for j := 0; j < catalog.SubBuckets; j++ {
+		for j := 0; j < record.SubBuckets; j++ {
 			if binary.BigEndian.Uint64(m.Subs[i][8*j:]) != mine[i][j] {
-				leaves = append(leaves, b*catalog.SubBuckets+j)
+				leaves = append(leaves, b*record.SubBuckets+j)
 			}
 		}
 	}
@@ -255,11 +255,11 @@ func (a *AntiEntropy) onSubs(from string, m *AESubs) error {
 // onHeaders finishes the comparison: we know both sides' headers for the differing
 // leaves, so we send what we have that wins and ask for what they have that wins.
 func (a *AntiEntropy) onHeaders(from string, m *AEHeaders) error {
-	mine := map[catalog.ID]catalog.Header{}
+	mine := map[record.ID]record.Header{}
 	for _, h := range a.store.LeafHeaders(m.Leaves) {
 		mine[h.ID()] = h
 	}
-	var want, give []catalog.ID
+	var want, give []record.ID
 	var bad error
 	for _, th := range m.Headers {
 		if !th.Kind.Valid() {
@@ -291,7 +291,7 @@ func (a *AntiEntropy) onHeaders(from string, m *AEHeaders) error {
 	return bad
 }
 
-func (a *AntiEntropy) sendRecords(to string, ids []catalog.ID) {
+func (a *AntiEntropy) sendRecords(to string, ids []record.ID) {
 	for len(ids) > 0 {
 		n := min(len(ids), RecordBatch)
 		rs := a.store.Records(ids[:n])
@@ -312,7 +312,7 @@ func (a *AntiEntropy) Outbox() []AESend {
 
 // Digests are the bucket digests, encoded as base64 of big-endian bytes (2.7 KB in
 // JSON instead of about 5 KB as numbers).
-type Digests [catalog.Buckets]uint64
+type Digests [record.Buckets]uint64
 
 // MarshalJSON encodes the digests as base64 bytes.
 func (d Digests) MarshalJSON() ([]byte, error) {
