@@ -3,35 +3,51 @@ package mesh
 import (
 	"context"
 	"fmt"
-	"github.com/dogwood/dogwood/mesh/quota"
 	"strings"
+	"sync"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/quota"
 )
 
-// CreateApp creates an app in a network of an org.
-func (n *Node) CreateApp(ctx context.Context, name, org, network string) (*catalog.App, error) {
-	return n.CreateAppRequest(ctx, name, org, network, "")
+// Apps creates, lists, updates and removes apps. An app's name is unique in its org
+// (Namer); any host may write an app record.
+type Apps struct {
+	r      Reader
+	w      Writer
+	names  Namer
+	limits quota.Limits
+
+	// mu serializes apps update's read-modify-write of one app record, so two
+	// updates on this host never write over each other.
+	mu sync.Mutex
 }
 
-// CreateAppRequest is CreateApp with the client's request id: a retry of a create
-// that may or may not have happened returns the app it made instead of failing or
-// creating it twice.
-func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, requestID string, settings ...AppSettings) (*catalog.App, error) {
+// AppSpec is an app to create.
+type AppSpec struct {
+	Name, Org string
+	// Network is the org's network the app lives in; empty means DefaultNetwork.
+	Network string
+	// RequestID is the client's id for this create: a retry of a create that may or
+	// may not have happened returns the app it made instead of failing or creating
+	// it twice.
+	RequestID string
+	Settings  AppSettings
+}
+
+// Create creates an app in a network of an org.
+func (as *Apps) Create(ctx context.Context, spec AppSpec) (*catalog.App, error) {
+	name, org, network := spec.Name, spec.Org, spec.Network
 	if err := validNewApp(name); err != nil {
 		return nil, err
 	}
-	var set AppSettings
-	for _, s := range settings {
-		if err := s.check(); err != nil {
-			return nil, err
-		}
-		set = s
-	}
-	if err := ValidRequestID(requestID); err != nil {
+	if err := spec.Settings.check(); err != nil {
 		return nil, err
 	}
-	if a, err := n.appByRequest(requestID); a != nil || err != nil {
+	if err := ValidRequestID(spec.RequestID); err != nil {
+		return nil, err
+	}
+	if a, err := as.byRequest(spec.RequestID); a != nil || err != nil {
 		return a, err
 	}
 	if network == "" {
@@ -40,27 +56,27 @@ func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, request
 	if err := ValidNetwork(network); err != nil {
 		return nil, err
 	}
-	if err := n.requireOrg(org); err != nil {
+	if err := requireOrg(as.r, org); err != nil {
 		return nil, err
 	}
-	nw, err := n.networkByName(org, network)
+	nw, err := networkByName(as.r, org, network)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.appNameFree(nw.ID, name); err != nil {
+	if err := appNameFree(as.r, nw.ID, name); err != nil {
 		return nil, err
 	}
-	if err := orgLimit(n.cfg.Limits, n.cat, quota.Apps, org); err != nil {
+	if err := orgLimit(as.limits, as.r, quota.Apps, org); err != nil {
 		return nil, err
 	}
 	key := catalog.AppKey(org, name)
-	r, err := n.createNamed(ctx, func() *catalog.Record {
-		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID, RequestID: requestID,
-			WhenNoneHealthy: set.stored()}}
+	r, err := as.names.CreateNamed(ctx, func() *catalog.Record {
+		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID, RequestID: spec.RequestID,
+			WhenNoneHealthy: spec.Settings.stored()}}
 	}, catalog.ID{Kind: catalog.KindApp, Key: key}, fmt.Sprintf("app %q", name))
 	if err != nil {
 		// A concurrent retry of the same request may have won the name.
-		if a, aerr := n.appByRequest(requestID); a != nil {
+		if a, aerr := as.byRequest(spec.RequestID); a != nil {
 			return a, aerr
 		}
 		return nil, err
@@ -68,8 +84,8 @@ func (n *Node) CreateAppRequest(ctx context.Context, name, org, network, request
 	return r.App, nil
 }
 
-func (n *Node) appByRequest(rid string) (*catalog.App, error) {
-	r := n.cat.ByRequest(catalog.KindApp, rid)
+func (as *Apps) byRequest(rid string) (*catalog.App, error) {
+	r := as.r.ByRequest(catalog.KindApp, rid)
 	switch {
 	case r == nil:
 		return nil, nil
@@ -79,15 +95,15 @@ func (n *Node) appByRequest(rid string) (*catalog.App, error) {
 	return r.App, nil
 }
 
-// ListApps lists apps, of one org if org is set.
-func (n *Node) ListApps(org string) ([]catalog.App, error) {
+// List lists apps, of one org if org is set.
+func (as *Apps) List(org string) ([]catalog.App, error) {
 	if org != "" {
-		if err := n.requireOrg(org); err != nil {
+		if err := requireOrg(as.r, org); err != nil {
 			return nil, err
 		}
 	}
 	out := []catalog.App{}
-	for _, r := range n.cat.List(catalog.KindApp) {
+	for _, r := range as.r.List(catalog.KindApp) {
 		if (org == "" || r.App.Org == org) && !r.App.IsLimits() {
 			out = append(out, *r.App)
 		}
@@ -95,23 +111,23 @@ func (n *Node) ListApps(org string) ([]catalog.App, error) {
 	return out, nil
 }
 
-// RemoveApp removes an app that has no machines left. org may be empty when the
-// name is used in one org only.
-func (n *Node) RemoveApp(ctx context.Context, org, name string) error {
-	r, err := n.app(org, name)
+// Remove removes an app that has no machines left. org may be empty when the name
+// is used in one org only.
+func (as *Apps) Remove(ctx context.Context, org, name string) error {
+	r, err := findApp(as.r, org, name)
 	if err != nil {
 		return err
 	}
-	if a := n.cat.Snapshot().Apps[r.Key]; a != nil && len(a.Machines) > 0 {
+	if a := as.r.Snapshot().Apps[r.Key]; a != nil && len(a.Machines) > 0 {
 		return conflict("app %q still has %d machines; destroy them first", name, len(a.Machines))
 	}
-	return n.tombstone(r)
+	return tombstone(as.w, r)
 }
 
-// app finds the live app record for a name. App names are unique within an org, so
-// without an org the name must be used in exactly one org; otherwise the caller must
-// say which (a usage error, exit 2).
-func (n *Node) app(org, name string) (*catalog.Record, error) {
+// findApp finds the live app record for a name. App names are unique within an org,
+// so without an org the name must be used in exactly one org; otherwise the caller
+// must say which (a usage error, exit 2).
+func findApp(cat Reader, org, name string) (*catalog.Record, error) {
 	if err := ValidApp(name); err != nil {
 		return nil, err
 	}
@@ -119,14 +135,14 @@ func (n *Node) app(org, name string) (*catalog.Record, error) {
 		if err := ValidOrg(org); err != nil {
 			return nil, err
 		}
-		r := n.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.AppKey(org, name)})
+		r := cat.Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.AppKey(org, name)})
 		if r == nil {
 			return nil, notFound("app %q not found in org %q", name, org)
 		}
 		return r, nil
 	}
 	var found []*catalog.Record
-	for _, r := range n.cat.List(catalog.KindApp) {
+	for _, r := range cat.List(catalog.KindApp) {
 		if r.App.Name == name {
 			found = append(found, r)
 		}

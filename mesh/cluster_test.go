@@ -206,7 +206,7 @@ func (c *cluster) waitMembers(n int) {
 	c.eventually(10*time.Second, "membership", func() bool {
 		for _, h := range c.hosts {
 			alive := 0
-			for _, m := range h.Members() {
+			for _, m := range h.Members.List() {
 				if m.Status == catalog.StatusAlive {
 					alive++
 				}
@@ -279,7 +279,7 @@ func TestClusterConvergence(t *testing.T) {
 	c := newCluster(t, 3)
 	ctx := context.Background()
 	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
-	org, err := h0.CreateOrg(ctx, "acme")
+	org, err := h0.Orgs.Create(ctx, "acme")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,13 +292,13 @@ func TestClusterConvergence(t *testing.T) {
 			t.Fatalf("%s lacks the org right after create returned", h.name)
 		}
 	}
-	if _, err := h1.CreateApp(ctx, "web", "acme", ""); err != nil {
+	if _, err := h1.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); err != nil {
 		t.Fatal(err)
 	}
 	var ms []*catalog.Machine
 	for _, h := range c.hosts {
 		for i := 0; i < 5; i++ {
-			m, err := h.CreateMachine(ctx, MachineSpec{App: "web", Metadata: map[string]string{"role": "primary"}})
+			m, err := h.Machines.Create(ctx, MachineSpec{App: "web", Metadata: map[string]string{"role": "primary"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -307,7 +307,7 @@ func TestClusterConvergence(t *testing.T) {
 	}
 	c.waitConverged()
 	for _, h := range c.hosts {
-		list, _ := h.ListMachines("", "web")
+		list, _ := h.Machines.List("", "web")
 		if len(list) != 15 {
 			t.Fatalf("%s sees %d machines", h.name, len(list))
 		}
@@ -317,26 +317,29 @@ func TestClusterConvergence(t *testing.T) {
 	if target.Host != "h2" {
 		t.Fatalf("machine on %s", target.Host)
 	}
-	if _, err := h0.MachineAction(ctx, target.ID, "stop"); err != nil {
+	if _, err := h0.Machines.Action(ctx, target.ID, "stop"); err != nil {
 		t.Fatal(err)
 	}
 	c.eventually(5*time.Second, "stop to propagate", func() bool {
-		m, _ := h1.Machine(target.ID)
+		m, _ := h1.Machines.Get(target.ID)
 		return m != nil && m.State == catalog.StateStopped
 	})
-	if _, err := h1.MachineAction(ctx, target.ID, "destroy"); err != nil {
+	if _, err := h1.Machines.Action(ctx, target.ID, "destroy"); err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
-	if _, err := h0.Machine(target.ID); StatusCode(err) != 404 {
+	if _, err := h0.Machines.Get(target.ID); StatusCode(err) != 404 {
 		t.Fatalf("destroyed machine: %v", err)
 	}
 	// Bad input gets clear errors.
 	for _, err := range []error{
-		func() error { _, err := h0.CreateOrg(ctx, "Bad_Slug"); return err }(),
-		func() error { _, err := h0.CreateApp(ctx, "x", "nope", ""); return err }(),
-		func() error { _, err := h0.CreateApp(ctx, "web", "acme", ""); return err }(),
-		func() error { _, err := h0.CreateMachine(ctx, MachineSpec{App: "ghost"}); return err }(),
+		func() error { _, err := h0.Orgs.Create(ctx, "Bad_Slug"); return err }(),
+		func() error { _, err := h0.Apps.Create(ctx, AppSpec{Name: "x", Org: "nope", Network: ""}); return err }(),
+		func() error {
+			_, err := h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
+			return err
+		}(),
+		func() error { _, err := h0.Machines.Create(ctx, MachineSpec{App: "ghost"}); return err }(),
 	} {
 		if err == nil {
 			t.Error("bad input accepted")
@@ -356,7 +359,7 @@ func TestConcurrentCreateOneWinner(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, errs[i] = h.CreateOrg(ctx, slug)
+				_, errs[i] = h.Orgs.Create(ctx, slug)
 			}()
 		}
 		wg.Wait()
@@ -377,8 +380,8 @@ func TestConcurrentMachinesNoCollision(t *testing.T) {
 	c := newCluster(t, 1)
 	h := c.hosts[0]
 	ctx := context.Background()
-	h.CreateOrg(ctx, "acme")
-	h.CreateApp(ctx, "web", "acme", "")
+	h.Orgs.Create(ctx, "acme")
+	h.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	seen := map[string]bool{}
@@ -387,7 +390,7 @@ func TestConcurrentMachinesNoCollision(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 25; i++ {
-				m, err := h.CreateMachine(ctx, MachineSpec{App: "web"})
+				m, err := h.Machines.Create(ctx, MachineSpec{App: "web"})
 				if err != nil {
 					t.Error(err)
 					return
@@ -411,8 +414,8 @@ func TestConcurrentMachinesNoCollision(t *testing.T) {
 func cutOffThird(t *testing.T) (c *cluster, h0, h1, h2 *testHost) {
 	c = newCluster(t, 3)
 	h0, h1, h2 = c.hosts[0], c.hosts[1], c.hosts[2]
-	h0.CreateOrg(context.Background(), "acme")
-	h0.CreateApp(context.Background(), "web", "acme", "")
+	h0.Orgs.Create(context.Background(), "acme")
+	h0.Apps.Create(context.Background(), AppSpec{Name: "web", Org: "acme", Network: ""})
 	c.waitConverged()
 	c.cut(h2, h0)
 	c.cut(h2, h1)
@@ -423,19 +426,19 @@ func TestPartitionAndHeal(t *testing.T) {
 	c, h0, h1, h2 := cutOffThird(t)
 	ctx := context.Background()
 	// Both sides write while apart.
-	m0, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
+	m0, err := h0.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	m2, err := h2.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h2.CreateApp(ctx, "db", "acme", ""); err != nil {
+	if _, err := h2.Apps.Create(ctx, AppSpec{Name: "db", Org: "acme", Network: ""}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if _, err := h1.Machine(m2.ID); err == nil {
+	if _, err := h1.Machines.Get(m2.ID); err == nil {
 		t.Fatal("partition leaked a write")
 	}
 	c.heal(h2, h0)
@@ -443,7 +446,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	c.waitConverged()
 	for _, h := range c.hosts {
 		for _, id := range []string{m0.ID, m2.ID} {
-			if _, err := h.Machine(id); err != nil {
+			if _, err := h.Machines.Get(id); err != nil {
 				t.Errorf("%s after heal: %v", h.name, err)
 			}
 		}
@@ -454,9 +457,9 @@ func TestRestartKeepsEverything(t *testing.T) {
 	c := newCluster(t, 2)
 	ctx := context.Background()
 	h0, h1 := c.hosts[0], c.hosts[1]
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
-	m, err := h1.CreateMachine(ctx, MachineSpec{App: "web"})
+	h0.Orgs.Create(ctx, "acme")
+	h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
+	m, err := h1.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +473,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if h1b.HostID() != id || h1b.PrivateKey() != key {
 		t.Fatal("identity changed across restart")
 	}
-	got, err := h1b.Machine(m.ID)
+	got, err := h1b.Machines.Get(m.ID)
 	if err != nil || got.Address != m.Address {
 		t.Fatalf("machine after restart: %+v %v", got, err)
 	}
@@ -480,15 +483,15 @@ func TestRestartKeepsEverything(t *testing.T) {
 func TestWrongKeyCannotJoin(t *testing.T) {
 	c := newCluster(t, 2)
 	ctx := context.Background()
-	c.hosts[0].CreateOrg(ctx, "acme")
+	c.hosts[0].Orgs.Create(ctx, "acme")
 	a, p := c.hosts[0].gossip.LocalAddr()
 	bad := c.start("intruder", []byte("ffffffffffffffffffffffffffffffff"), t.TempDir(), "127.0.9.9", []string{fmt.Sprintf("%s:%d", a, p)})
 	defer bad.Close()
 	time.Sleep(1500 * time.Millisecond)
-	if len(bad.ListOrgs()) != 0 {
+	if len(bad.Orgs.List()) != 0 {
 		t.Fatal("host with the wrong key read the catalog")
 	}
-	for _, m := range c.hosts[0].Members() {
+	for _, m := range c.hosts[0].Members.List() {
 		if m.Name == "intruder" {
 			t.Fatal("host with the wrong key joined")
 		}
@@ -522,7 +525,7 @@ func TestGarbageOnGossipPortIsDropped(t *testing.T) {
 	}
 	c.eventually(5*time.Second, "drops counted", func() bool { return h0.gossip.Dropped() > 0 })
 	// The agent still works.
-	if _, err := h0.CreateOrg(context.Background(), "still-alive"); err != nil {
+	if _, err := h0.Orgs.Create(context.Background(), "still-alive"); err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
@@ -554,7 +557,7 @@ func TestKeyRotation(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := oldFirst.CreateOrg(context.Background(), "rotating"); err != nil {
+	if _, err := oldFirst.Orgs.Create(context.Background(), "rotating"); err != nil {
 		t.Fatal(err)
 	}
 	for newFirst.Catalog().Live(catalog.ID{Kind: catalog.KindOrg, Key: "rotating"}) == nil {
@@ -573,7 +576,7 @@ func TestLongPartitionHeals(t *testing.T) {
 	c.eventually(10*time.Second, "h2 declared failed", func() bool {
 		return h0.cat.Status("h2") == catalog.StatusFailed && h2.cat.Status("h0") == catalog.StatusFailed
 	})
-	m, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	m, err := h2.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,7 +587,7 @@ func TestLongPartitionHeals(t *testing.T) {
 		return h0.cat.Status("h2") == catalog.StatusAlive && h1.cat.Status("h2") == catalog.StatusAlive && h2.cat.Status("h0") == catalog.StatusAlive
 	})
 	c.waitConverged()
-	if _, err := h1.Machine(m.ID); err != nil {
+	if _, err := h1.Machines.Get(m.ID); err != nil {
 		t.Fatalf("write made during the partition: %v", err)
 	}
 }
@@ -614,9 +617,9 @@ func TestHostIDCollisionResolved(t *testing.T) {
 	c := newCluster(t, 1)
 	h0 := c.hosts[0]
 	ctx := context.Background()
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
-	if _, err := h0.CreateMachine(ctx, MachineSpec{App: "web"}); err != nil {
+	h0.Orgs.Create(ctx, "acme")
+	h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
+	if _, err := h0.Machines.Create(ctx, MachineSpec{App: "web"}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -633,7 +636,7 @@ func TestHostIDCollisionResolved(t *testing.T) {
 	dup := c.start("dup", testKey, dir, "127.0.7.7", []string{net.JoinHostPort(a.String(), fmt.Sprint(p))})
 	c.hosts = append(c.hosts, dup)
 	c.waitConverged()
-	m, err := dup.CreateMachine(ctx, MachineSpec{App: "web"})
+	m, err := dup.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,32 +17,32 @@ func TestAppNamesUniquePerOrg(t *testing.T) {
 	ctx := context.Background()
 	h0, h1 := c.hosts[0], c.hosts[1]
 	for _, org := range []string{"acme", "globex"} {
-		if _, err := h0.CreateOrg(ctx, org); err != nil {
+		if _, err := h0.Orgs.Create(ctx, org); err != nil {
 			t.Fatal(err)
 		}
 		c.waitConverged()
-		if _, err := h1.CreateApp(ctx, "web", org, ""); err != nil {
+		if _, err := h1.Apps.Create(ctx, AppSpec{Name: "web", Org: org, Network: ""}); err != nil {
 			t.Fatalf("app web in %s: %v", org, err)
 		}
 	}
-	if _, err := h0.CreateApp(ctx, "web", "acme", ""); StatusCode(err) != http.StatusConflict {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); StatusCode(err) != http.StatusConflict {
 		t.Fatalf("second web in acme: %v", err)
 	}
 	c.waitConverged()
-	if _, err := h0.CreateMachine(ctx, MachineSpec{App: "web"}); StatusCode(err) != http.StatusBadRequest {
+	if _, err := h0.Machines.Create(ctx, MachineSpec{App: "web"}); StatusCode(err) != http.StatusBadRequest {
 		t.Fatalf("ambiguous app name: err = %v, want a usage error", err)
 	}
-	if _, err := h0.ListMachines("", "web"); StatusCode(err) != http.StatusBadRequest {
+	if _, err := h0.Machines.List("", "web"); StatusCode(err) != http.StatusBadRequest {
 		t.Fatalf("ambiguous list: %v", err)
 	}
-	if err := h0.RemoveApp(ctx, "", "web"); StatusCode(err) != http.StatusBadRequest {
+	if err := h0.Apps.Remove(ctx, "", "web"); StatusCode(err) != http.StatusBadRequest {
 		t.Fatalf("ambiguous remove: %v", err)
 	}
-	ma, err := h0.CreateMachine(ctx, MachineSpec{App: "web", Org: "acme"})
+	ma, err := h0.Machines.Create(ctx, MachineSpec{App: "web", Org: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mg, err := h1.CreateMachine(ctx, MachineSpec{App: "web", Org: "globex"})
+	mg, err := h1.Machines.Create(ctx, MachineSpec{App: "web", Org: "globex"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,20 +56,20 @@ func TestAppNamesUniquePerOrg(t *testing.T) {
 			t.Fatalf("%s/web: %+v", org, a)
 		}
 	}
-	if list, err := h1.ListMachines("globex", "web"); err != nil || len(list) != 1 || list[0].ID != mg.ID {
+	if list, err := h1.Machines.List("globex", "web"); err != nil || len(list) != 1 || list[0].ID != mg.ID {
 		t.Fatalf("globex web machines: %v %v", list, err)
 	}
-	if err := h1.RemoveApp(ctx, "globex", "web"); StatusCode(err) != http.StatusConflict {
+	if err := h1.Apps.Remove(ctx, "globex", "web"); StatusCode(err) != http.StatusConflict {
 		t.Fatalf("remove app with a machine: %v", err)
 	}
-	if _, err := h1.MachineAction(ctx, mg.ID, "destroy"); err != nil {
+	if _, err := h1.Machines.Action(ctx, mg.ID, "destroy"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h1.RemoveApp(ctx, "globex", "web"); err != nil {
+	if err := h1.Apps.Remove(ctx, "globex", "web"); err != nil {
 		t.Fatal(err)
 	}
 	// Now the name is unambiguous again.
-	if _, err := h1.CreateMachine(ctx, MachineSpec{App: "web"}); err != nil {
+	if _, err := h1.Machines.Create(ctx, MachineSpec{App: "web"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -80,18 +80,18 @@ func TestAppNamesUniquePerOrg(t *testing.T) {
 func TestPartitionAppConflictConverges(t *testing.T) {
 	c, h0, h1, h2 := cutOffThird(t)
 	ctx := context.Background()
-	if _, err := h0.CreateApp(ctx, "dg1", "acme", ""); err != nil {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "dg1", Org: "acme", Network: ""}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h2.CreateApp(ctx, "dg1", "acme", ""); err != nil {
+	if _, err := h2.Apps.Create(ctx, AppSpec{Name: "dg1", Org: "acme", Network: ""}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged(h0, h1)
-	m0, err := h1.CreateMachine(ctx, MachineSpec{App: "dg1"})
+	m0, err := h1.Machines.Create(ctx, MachineSpec{App: "dg1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := h2.CreateMachine(ctx, MachineSpec{App: "dg1"})
+	m2, err := h2.Machines.Create(ctx, MachineSpec{App: "dg1"})
 	if err != nil {
 		t.Fatal(err)
 	}

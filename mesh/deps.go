@@ -6,6 +6,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/gossip"
 )
 
 // The contracts between the core's parts. Each resource type (machines, apps, orgs,
@@ -53,4 +54,89 @@ type DataPlane interface {
 	Up(name string, key wgtypes.Key) error
 	// PeerStats reports the data plane's view of WireGuard peers, by public key.
 	PeerStats() map[string]PeerStat
+}
+
+// Reader is what the resources read of the catalog: a subset of *catalog.Catalog's
+// methods, so a resource's unit test can hand it a catalog it filled by hand (or a
+// fake) and a resource cannot write the catalog past the Writer.
+//
+// Concurrency: every method is safe to call from any goroutine with any lock held
+// (the catalog takes only its own short locks and does no I/O).
+type Reader interface {
+	// Get is the record under id, tombstones included; nil when there is none.
+	Get(id catalog.ID) *catalog.Record
+	// Live is Get without tombstones.
+	Live(id catalog.ID) *catalog.Record
+	// List is the live records of a kind.
+	List(kind catalog.Kind) []*catalog.Record
+	// ByRequest is the record a create with this request id made, tombstones included.
+	ByRequest(kind catalog.Kind, requestID string) *catalog.Record
+	Snapshot() *catalog.Snapshot
+	// Status is a host's membership status as this host sees it.
+	Status(host string) string
+	NetworkIDClaims(id uint32) []string
+	FieldUsed(hostID, field uint32) bool
+	FreePeerIndex(gatewayID, networkID uint32, reserved map[int]bool) int
+	// Watch signals each change; stop ends the subscription.
+	Watch() (changed <-chan struct{}, stop func())
+	// Tick advances the catalog's Lamport clock and returns the stamp a new version
+	// takes. It changes no record: it is a read of the clock that never returns the
+	// same stamp twice.
+	Tick() catalog.Stamp
+}
+
+// Namer writes records whose name is unique in the cluster (orgs, networks, apps,
+// peers, DNS records): it reserves the name with the name's arbiters before the
+// write, so of two concurrent creates of one name on two hosts at most one is
+// written and the other caller gets a conflict instead of a silent success.
+//
+// Concurrency: it waits on the network; call it with no lock held.
+type Namer interface {
+	// CreateNamed writes build's record under id, which must not exist (live).
+	CreateNamed(ctx context.Context, build func() *catalog.Record, id catalog.ID, what string) (*catalog.Record, error)
+	// WriteNamed writes a new generation of a name (an ALIAS switched to a new target).
+	WriteNamed(ctx context.Context, w NamedWrite) (*catalog.Record, error)
+	// Reclaim reserves r's unique values again and commits r (the same record
+	// identity with a newer version): a network whose id another network won takes
+	// a new one.
+	Reclaim(ctx context.Context, r *catalog.Record, what string) error
+}
+
+// NamedWrite is one write under a name that arbiters guard: a create, or an alias
+// switched to a new target.
+type NamedWrite struct {
+	ID    catalog.ID
+	What  string
+	Build func() *catalog.Record
+	// Taken refuses the write before the claim, Raced after it (a write of the name
+	// on this host meanwhile); gen is the generation this write takes.
+	Taken, Raced func(cur *catalog.Record, gen uint32) error
+	// Lost is the error when another host's write of the name won.
+	Lost string
+}
+
+// Allocator serializes what is allocated under this host's id (machine fields,
+// gateway peer slots) with the id itself: a host-id collision moves the id only
+// while nothing is allocated under it, so allocation and the move exclude each
+// other.
+//
+// Concurrency: f runs with the allocation lock held; it may Record (disk) but must
+// not Flush or wait on the network. What f records is the caller's to Flush after
+// Allocate returns.
+type Allocator interface {
+	// Allocate runs f with the host's id, which cannot change while f runs. It
+	// refuses (unavailable) once the cluster no longer accepts this host.
+	Allocate(f func(hostID uint32) error) error
+}
+
+// Caller asks the host that owns a record (a machine's host, a peer's gateway) to
+// run an operation (gossip.Call). It waits on the network: call it with no lock held.
+type Caller interface {
+	Call(ctx context.Context, host, op string, req, resp any) error
+}
+
+// Handlers is where a resource registers the operations other hosts call on it
+// (gossip.Handle). Handlers run on the RPC's goroutine and may block.
+type Handlers interface {
+	Handle(op string, h gossip.Handler)
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dogwood/dogwood/mesh/quota"
+	"log/slog"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/quota"
 )
 
 // Custom DNS records (`dogwood dns add|list|remove`): one catalog record per
@@ -17,6 +19,17 @@ import (
 // ones are catalog.NormalizeDNSRecord. A check and the write that follows are not
 // atomic across hosts: when an app and a record of the same name are created on two
 // hosts at once, DNS answers the app everywhere and the record stays listed.
+
+// DNSRecords adds, lists and removes custom records. A record (or a name's one
+// ALIAS) is unique in its network (Namer).
+type DNSRecords struct {
+	r      Reader
+	w      Writer
+	names  Namer
+	limits quota.Limits
+	now    func() time.Time
+	log    *slog.Logger
+}
 
 // DNSRecordSpec is a record to add, as the user typed it.
 type DNSRecordSpec struct {
@@ -46,21 +59,21 @@ func dnsInvalid(err error) error {
 	return err
 }
 
-func (n *Node) dnsNetwork(org, network string) (*catalog.Network, error) {
+func dnsNetwork(cat Reader, org, network string) (*catalog.Network, error) {
 	if network == "" {
 		network = DefaultNetwork
 	}
 	if err := ValidNetwork(network); err != nil {
 		return nil, err
 	}
-	if err := n.requireOrg(org); err != nil {
+	if err := requireOrg(cat, org); err != nil {
 		return nil, err
 	}
-	return n.networkByName(org, network)
+	return networkByName(cat, org, network)
 }
 
-// AddDNSRecord adds a custom record to a network.
-func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.DNSRecord, error) {
+// Add adds a custom record to a network.
+func (ds *DNSRecords) Add(ctx context.Context, spec DNSRecordSpec) (*catalog.DNSRecord, error) {
 	ttl := -1
 	if spec.TTL != nil {
 		if *spec.TTL < 0 {
@@ -72,24 +85,24 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 	if err != nil {
 		return nil, dnsInvalid(err)
 	}
-	nw, err := n.dnsNetwork(spec.Org, spec.Network)
+	nw, err := dnsNetwork(ds.r, spec.Org, spec.Network)
 	if err != nil {
 		return nil, err
 	}
-	if err := orgLimit(n.cfg.Limits, n.cat, quota.DNSRecords, nw.Org); err != nil {
+	if err := orgLimit(ds.limits, ds.r, quota.DNSRecords, nw.Org); err != nil {
 		return nil, err
 	}
 	rec.Org, rec.Network, rec.NetworkID = nw.Org, nw.Name, nw.ID
-	rec.CreatedAt = n.now().UTC()
+	rec.CreatedAt = ds.now().UTC()
 
-	snap := n.cat.Snapshot()
+	snap := ds.r.Snapshot()
 	nv := snap.Networks[nw.ID]
 	var existing []*catalog.DNSRecord
 	if nv != nil && nv.Records != nil {
 		existing = nv.Records.List
 	}
 	key := catalog.DNSRecordKey(rec.NetworkID, rec.Name, rec.Type, rec.Value)
-	if cur := n.cat.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: key}); cur != nil && cur.DNS != nil && cur.DNS.Value == rec.Value {
+	if cur := ds.r.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: key}); cur != nil && cur.DNS != nil && cur.DNS.Value == rec.Value {
 		return nil, conflict("%s %s %s already exists in network %s/%s", rec.Name, rec.Type, rec.Value, nw.Org, nw.Name)
 	}
 	// An ALIAS added to a name that has one replaces it in one write: the
@@ -116,9 +129,9 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 		}
 	}
 	if rec.Type == "ALIAS" {
-		return n.writeAlias(ctx, replaced, &rec, key)
+		return ds.writeAlias(ctx, replaced, &rec, key)
 	}
-	r, err := n.createNamed(ctx, func() *catalog.Record {
+	r, err := ds.names.CreateNamed(ctx, func() *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: &rec}
 	}, catalog.ID{Kind: catalog.KindDNSRecord, Key: key}, fmt.Sprintf("%s %s %s", rec.Name, rec.Type, rec.Value))
 	if err != nil {
@@ -131,32 +144,32 @@ func (n *Node) AddDNSRecord(ctx context.Context, spec DNSRecordSpec) (*catalog.D
 // ALIAS record gets a new generation, which replaces the old target in one write
 // (no moment without the name). Two hosts switching one name at once meet on that
 // record; the merge order picks one and the other caller gets an error.
-func (n *Node) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key string) (*catalog.DNSRecord, error) {
-	_, err := n.writeNamed(ctx, namedWrite{
-		id:   catalog.ID{Kind: catalog.KindDNSRecord, Key: key},
-		what: rec.Name + " ALIAS",
-		build: func() *catalog.Record {
+func (ds *DNSRecords) writeAlias(ctx context.Context, old, rec *catalog.DNSRecord, key string) (*catalog.DNSRecord, error) {
+	_, err := ds.names.WriteNamed(ctx, NamedWrite{
+		ID:   catalog.ID{Kind: catalog.KindDNSRecord, Key: key},
+		What: rec.Name + " ALIAS",
+		Build: func() *catalog.Record {
 			return &catalog.Record{Kind: catalog.KindDNSRecord, Key: key, DNS: rec}
 		},
-		taken: func(cur *catalog.Record, _ uint32) error {
+		Taken: func(cur *catalog.Record, _ uint32) error {
 			if cur != nil && !cur.Deleted && cur.DNS != nil && cur.DNS.Value == rec.Value {
 				return conflict("%s ALIAS %s already exists", rec.Name, rec.Value)
 			}
 			return nil
 		},
-		raced: func(now *catalog.Record, gen uint32) error {
+		Raced: func(now *catalog.Record, gen uint32) error {
 			if now != nil && now.Gen >= gen {
 				return conflict("%s ALIAS was switched concurrently on this host", rec.Name)
 			}
 			return nil
 		},
-		lost: rec.Name + " ALIAS was switched concurrently on another host, which won",
+		Lost: rec.Name + " ALIAS was switched concurrently on another host, which won",
 	})
 	if err != nil {
 		return nil, err
 	}
 	if old != nil {
-		n.log.Info("dns alias switched", "name", rec.Name, "from", old.Value, "to", rec.Value)
+		ds.log.Info("dns alias switched", "name", rec.Name, "from", old.Value, "to", rec.Value)
 	}
 	return rec, nil
 }
@@ -205,17 +218,17 @@ func checkTarget(nv *catalog.NetworkView, existing []*catalog.DNSRecord, rec *ca
 	return invalid("ALIAS target %s does not exist in network %s/%s: name an app (api-green), a name generated for one (ord.api-green) or another record of the network", target, rec.Org, rec.Network)
 }
 
-// ListDNSRecords lists custom records, of one org if org is set, sorted by org,
-// network, name, type and value.
-func (n *Node) ListDNSRecords(org string) ([]catalog.DNSRecord, error) {
+// List lists custom records, of one org if org is set, sorted by org, network,
+// name, type and value.
+func (ds *DNSRecords) List(org string) ([]catalog.DNSRecord, error) {
 	if org != "" {
-		if err := n.requireOrg(org); err != nil {
+		if err := requireOrg(ds.r, org); err != nil {
 			return nil, err
 		}
 	}
-	snap := n.cat.Snapshot()
+	snap := ds.r.Snapshot()
 	out := []catalog.DNSRecord{}
-	for _, r := range n.cat.List(catalog.KindDNSRecord) {
+	for _, r := range ds.r.List(catalog.KindDNSRecord) {
 		d := r.DNS
 		if d == nil || (org != "" && d.Org != org) || snap.Networks[d.NetworkID] == nil {
 			continue
@@ -239,9 +252,9 @@ func (n *Node) ListDNSRecords(org string) ([]catalog.DNSRecord, error) {
 	return out, nil
 }
 
-// RemoveDNSRecords removes the records of a name, or only those of one type, or the
-// one with a value. It returns what it removed; nothing matching is an error.
-func (n *Node) RemoveDNSRecords(ctx context.Context, f DNSRecordFilter) ([]catalog.DNSRecord, error) {
+// Remove removes the records of a name, or only those of one type, or the one with
+// a value. It returns what it removed; nothing matching is an error.
+func (ds *DNSRecords) Remove(ctx context.Context, f DNSRecordFilter) ([]catalog.DNSRecord, error) {
 	name, err := catalog.NormalizeDNSName(f.Name)
 	if err != nil {
 		return nil, dnsInvalid(err)
@@ -259,18 +272,18 @@ func (n *Node) RemoveDNSRecords(ctx context.Context, f DNSRecordFilter) ([]catal
 	} else if typ != "" && !validDNSType(typ) {
 		return nil, invalid("record type %q: use one of %s", f.Type, strings.Join(catalog.DNSTypes(), ", "))
 	}
-	nw, err := n.dnsNetwork(f.Org, f.Network)
+	nw, err := dnsNetwork(ds.r, f.Org, f.Network)
 	if err != nil {
 		return nil, err
 	}
 	var hit []*catalog.Record
 	var out []catalog.DNSRecord
-	if nv := n.cat.Snapshot().Networks[nw.ID]; nv != nil && nv.Records != nil {
+	if nv := ds.r.Snapshot().Networks[nw.ID]; nv != nil && nv.Records != nil {
 		for _, d := range nv.Records.List {
 			if d.Name != name || (typ != "" && d.Type != typ) || (value != "" && d.Value != value) {
 				continue
 			}
-			if r := n.cat.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: catalog.DNSRecordKey(d.NetworkID, d.Name, d.Type, d.Value)}); r != nil {
+			if r := ds.r.Live(catalog.ID{Kind: catalog.KindDNSRecord, Key: catalog.DNSRecordKey(d.NetworkID, d.Name, d.Type, d.Value)}); r != nil {
 				hit = append(hit, r)
 				out = append(out, *d)
 			}
@@ -280,7 +293,7 @@ func (n *Node) RemoveDNSRecords(ctx context.Context, f DNSRecordFilter) ([]catal
 		what := strings.TrimSpace(strings.Join([]string{name, typ, value}, " "))
 		return nil, notFound("no record %s in network %s/%s", what, nw.Org, nw.Name)
 	}
-	if err := n.tombstone(hit...); err != nil {
+	if err := tombstone(ds.w, hit...); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -296,9 +309,9 @@ func validDNSType(t string) bool {
 }
 
 // orgDNSRecords are the live custom records of an org, which go with its networks.
-func (n *Node) orgDNSRecords(org string) []*catalog.Record {
+func orgDNSRecords(cat Reader, org string) []*catalog.Record {
 	var out []*catalog.Record
-	for _, r := range n.cat.List(catalog.KindDNSRecord) {
+	for _, r := range cat.List(catalog.KindDNSRecord) {
 		if r.DNS != nil && r.DNS.Org == org {
 			out = append(out, r)
 		}
@@ -308,8 +321,8 @@ func (n *Node) orgDNSRecords(org string) []*catalog.Record {
 
 // appNameFree refuses an app whose name a custom record of its network uses as its
 // last label (the app would take over the record's names).
-func (n *Node) appNameFree(netID uint32, app string) error {
-	nv := n.cat.Snapshot().Networks[netID]
+func appNameFree(cat Reader, netID uint32, app string) error {
+	nv := cat.Snapshot().Networks[netID]
 	if nv == nil || nv.Records == nil {
 		return nil
 	}

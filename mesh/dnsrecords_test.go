@@ -14,21 +14,21 @@ func TestDNSRecords(t *testing.T) {
 	c := newCluster(t, 2)
 	h0, h1 := c.hosts[0], c.hosts[1]
 	ctx := context.Background()
-	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+	if _, err := h0.Orgs.Create(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h0.CreateNetwork(ctx, "acme", "staging"); err != nil {
+	if _, err := h0.Networks.Create(ctx, "acme", "staging"); err != nil {
 		t.Fatal(err)
 	}
 	for _, app := range []string{"api-blue", "api-green"} {
-		if _, err := h0.CreateApp(ctx, app, "acme", ""); err != nil {
+		if _, err := h0.Apps.Create(ctx, AppSpec{Name: app, Org: "acme", Network: ""}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	c.waitConverged()
 	ttl := 30
 	add := func(h *testHost, network, name, typ, value string) error {
-		_, err := h.AddDNSRecord(ctx, DNSRecordSpec{Org: "acme", Network: network, Name: name, Type: typ, Value: value, TTL: &ttl})
+		_, err := h.DNSRecords.Add(ctx, DNSRecordSpec{Org: "acme", Network: network, Name: name, Type: typ, Value: value, TTL: &ttl})
 		return err
 	}
 	if err := add(h1, "", "api", "ALIAS", "api-blue"); err != nil {
@@ -72,22 +72,22 @@ func TestDNSRecords(t *testing.T) {
 	}
 	// Replicated: h0 sees h1's records in its snapshot, in the default network only.
 	c.eventually(5*time.Second, "records replicated", func() bool {
-		nw, _ := h0.networkByName("acme", "default")
+		nw, _ := networkByName(h0.cat, "acme", "default")
 		nv := h0.cat.Snapshot().Networks[nw.ID]
 		return nv != nil && nv.Records != nil && len(nv.Records.List) == 4
 	})
-	st, _ := h0.networkByName("acme", "staging")
+	st, _ := networkByName(h0.cat, "acme", "staging")
 	if h0.cat.Snapshot().Networks[st.ID].Records != nil {
 		t.Fatal("staging sees default's records")
 	}
 	// An app created later under a record's name is refused.
-	if _, err := h0.CreateApp(ctx, "db", "acme", ""); err == nil || StatusCode(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "taken by the DNS record db.internal") {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "db", Org: "acme", Network: ""}); err == nil || StatusCode(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "taken by the DNS record db.internal") {
 		t.Fatalf("app over a record: %v", err)
 	}
-	if _, err := h0.CreateApp(ctx, "db", "acme", "staging"); err != nil {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "db", Org: "acme", Network: "staging"}); err != nil {
 		t.Fatalf("the same name in another network: %v", err)
 	}
-	list, err := h0.ListDNSRecords("acme")
+	list, err := h0.DNSRecords.List("acme")
 	if err != nil || len(list) != 4 || list[0].Name != "api.internal" || list[0].TTL != 30 {
 		t.Fatalf("list: %v %+v", err, list)
 	}
@@ -129,14 +129,14 @@ func TestDNSRecords(t *testing.T) {
 	if err := add(h0, "", "api", "ALIAS", "api-green"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h0.RemoveDNSRecords(ctx, DNSRecordFilter{Org: "acme", Name: "db", Type: "AAAA", Value: "FDAA::5"}); err != nil {
+	if _, err := h0.DNSRecords.Remove(ctx, DNSRecordFilter{Org: "acme", Name: "db", Type: "AAAA", Value: "FDAA::5"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h0.RemoveDNSRecords(ctx, DNSRecordFilter{Org: "acme", Name: "db"}); StatusCode(err) != http.StatusNotFound {
+	if _, err := h0.DNSRecords.Remove(ctx, DNSRecordFilter{Org: "acme", Name: "db"}); StatusCode(err) != http.StatusNotFound {
 		t.Fatalf("removing nothing: %v", err)
 	}
 	c.waitConverged()
-	list, _ = h1.ListDNSRecords("")
+	list, _ = h1.DNSRecords.List("")
 	var got []string
 	for _, r := range list {
 		got = append(got, r.Name+" "+r.Type+" "+r.Value)
@@ -145,17 +145,17 @@ func TestDNSRecords(t *testing.T) {
 	if strings.Join(got, ",") != want {
 		t.Fatalf("after the switch on h1: %q", got)
 	}
-	if _, err := h1.CreateApp(ctx, "db", "acme", ""); err != nil && !strings.Contains(err.Error(), "already exists") {
+	if _, err := h1.Apps.Create(ctx, AppSpec{Name: "db", Org: "acme", Network: ""}); err != nil && !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("app after its record was removed: %v", err)
 	}
 	// Removing an org takes its records with its networks.
-	if _, err := h0.CreateOrg(ctx, "tmp"); err != nil {
+	if _, err := h0.Orgs.Create(ctx, "tmp"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h0.AddDNSRecord(ctx, DNSRecordSpec{Org: "tmp", Name: "x", Type: "TXT", Value: "y"}); err != nil {
+	if _, err := h0.DNSRecords.Add(ctx, DNSRecordSpec{Org: "tmp", Name: "x", Type: "TXT", Value: "y"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h0.RemoveOrg(ctx, "tmp"); err != nil {
+	if err := h0.Orgs.Remove(ctx, "tmp"); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range h0.cat.List(catalog.KindDNSRecord) {

@@ -3,11 +3,10 @@ package mesh
 import (
 	"errors"
 	"fmt"
-	"github.com/dogwood/dogwood/mesh/catalog"
-	"github.com/dogwood/dogwood/mesh/quota"
 	"net/http"
 
 	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/quota"
 )
 
 // Error is an operation error with the HTTP status the API answers with. The CLI turns
@@ -34,7 +33,7 @@ func conflict(format string, a ...any) error {
 func overLimit(err error) error { return &Error{http.StatusForbidden, err.Error()} }
 
 // orgLimit refuses one more object of kind in org over its limit.
-func orgLimit(l quota.Limits, cat *catalog.Catalog, k quota.Kind, org string) error {
+func orgLimit(l quota.Limits, cat Reader, k quota.Kind, org string) error {
 	if err := l.CheckOrg(k, org, orgOverrides(cat, org), quota.Count(cat.List(k.RecordKind()), k, org)); err != nil {
 		return overLimit(err)
 	}

@@ -30,29 +30,29 @@ func (s AppSettings) stored() string {
 	return s.WhenNoneHealthy
 }
 
-// UpdateApp changes an app's settings. Any host may write an app record; the newer
+// Update changes an app's settings. Any host may write an app record; the newer
 // version wins everywhere.
-func (n *Node) UpdateApp(_ context.Context, org, name string, s AppSettings) (*catalog.App, error) {
+func (as *Apps) Update(_ context.Context, org, name string, s AppSettings) (*catalog.App, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	n.createMu.Lock()
-	r, err := n.app(org, name)
+	as.mu.Lock()
+	r, err := findApp(as.r, org, name)
 	if err != nil {
-		n.createMu.Unlock()
+		as.mu.Unlock()
 		return nil, err
 	}
 	a := *r.App
 	if a.WhenNoneHealthy == s.stored() {
-		n.createMu.Unlock()
+		as.mu.Unlock()
 		return &a, nil
 	}
 	a.WhenNoneHealthy = s.stored()
 	next := *r
-	next.App, next.Version = &a, n.cat.Tick()
-	err = n.record(&next)
-	n.createMu.Unlock()
-	n.flush()
+	next.App, next.Version = &a, as.r.Tick()
+	err = as.w.Record(&next)
+	as.mu.Unlock()
+	as.w.Flush()
 	if err != nil {
 		return nil, err
 	}
@@ -85,23 +85,22 @@ func lower(s string) string {
 	return string(b)
 }
 
-// SetMachineHealth writes a health transition of a machine of this host: its checks
-// with their new statuses. The health runner calls it on transitions only. A
-// transition for checks the machine no longer has (changed or stopped meanwhile) is
-// dropped.
-func (n *Node) SetMachineHealth(id string, checks []catalog.Check) error {
-	n.allocMu.Lock()
-	r := n.cat.Live(catalog.ID{Kind: catalog.KindMachine, Key: id})
-	if r == nil || r.Machine.Host != n.id.Name || !r.Machine.Started() ||
+// SetHealth writes a health transition of a machine of this host: its checks with
+// their new statuses. The health runner calls it on transitions only. A transition
+// for checks the machine no longer has (changed or stopped meanwhile) is dropped.
+func (ms *Machines) SetHealth(id string, checks []catalog.Check) error {
+	ms.mu.Lock()
+	r := ms.r.Live(catalog.ID{Kind: catalog.KindMachine, Key: id})
+	if r == nil || r.Machine.Host != ms.host || !r.Machine.Started() ||
 		!slices.EqualFunc(r.Machine.Checks, checks, func(a, b catalog.Check) bool { return a.Config() == b.Config() }) {
-		n.allocMu.Unlock()
+		ms.mu.Unlock()
 		return nil
 	}
 	next := *r
-	next.Machine, next.Version = r.Machine.WithHealth(checks), n.cat.Tick()
-	err := n.record(&next)
-	n.allocMu.Unlock()
-	n.flush()
+	next.Machine, next.Version = r.Machine.WithHealth(checks), ms.r.Tick()
+	err := ms.w.Record(&next)
+	ms.mu.Unlock()
+	ms.w.Flush()
 	return err
 }
 

@@ -17,13 +17,13 @@ func TestHealthWrites(t *testing.T) {
 	c := newCluster(t, 2)
 	ctx := context.Background()
 	h0, h1 := c.hosts[0], c.hosts[1]
-	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+	if _, err := h0.Orgs.Create(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h0.CreateAppRequest(ctx, "web", "acme", "", "", AppSettings{WhenNoneHealthy: "sometimes"}); StatusCode(err) != http.StatusBadRequest {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: "", RequestID: "", Settings: AppSettings{WhenNoneHealthy: "sometimes"}}); StatusCode(err) != http.StatusBadRequest {
 		t.Fatalf("bad when_none_healthy: %v", err)
 	}
-	if _, err := h0.CreateAppRequest(ctx, "web", "acme", "", "", AppSettings{WhenNoneHealthy: catalog.WhenNoneNone}); err != nil {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: "", RequestID: "", Settings: AppSettings{WhenNoneHealthy: catalog.WhenNoneNone}}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
@@ -34,11 +34,11 @@ func TestHealthWrites(t *testing.T) {
 		{{Kind: "tcp", Target: "80", Status: catalog.HealthPassing}},
 		make([]catalog.Check, catalog.MaxChecks+1),
 	} {
-		if _, err := h1.CreateMachine(ctx, MachineSpec{App: "web", Checks: bad}); StatusCode(err) != http.StatusBadRequest {
+		if _, err := h1.Machines.Create(ctx, MachineSpec{App: "web", Checks: bad}); StatusCode(err) != http.StatusBadRequest {
 			t.Errorf("checks %+v: %v, want 400", bad, err)
 		}
 	}
-	m, err := h1.CreateMachine(ctx, MachineSpec{App: "web", Checks: []catalog.Check{{Kind: "HTTP", Target: "8080/healthz"}}})
+	m, err := h1.Machines.Create(ctx, MachineSpec{App: "web", Checks: []catalog.Check{{Kind: "HTTP", Target: "8080/healthz"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,41 +49,41 @@ func TestHealthWrites(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	crit := []catalog.Check{{Kind: "http", Target: "8080/healthz", Status: catalog.HealthCritical, Output: "HTTP 503", CheckedAt: &now}}
 	// Only the owner writes; another host's call is a no-op.
-	if err := h0.SetMachineHealth(m.ID, crit); err != nil {
+	if err := h0.Machines.SetHealth(m.ID, crit); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := h0.Machine(m.ID); got.Health != catalog.HealthUnknown {
+	if got, _ := h0.Machines.Get(m.ID); got.Health != catalog.HealthUnknown {
 		t.Fatalf("a host that does not run the machine wrote its health: %+v", got.MachineAttrs)
 	}
-	if err := h1.SetMachineHealth(m.ID, crit); err != nil {
+	if err := h1.Machines.SetHealth(m.ID, crit); err != nil {
 		t.Fatal(err)
 	}
 	c.eventually(5*time.Second, "the transition everywhere", func() bool {
-		got, _ := h0.Machine(m.ID)
+		got, _ := h0.Machines.Get(m.ID)
 		return got != nil && got.Health == catalog.HealthCritical && got.Checks[0].Output == "HTTP 503"
 	})
 	// A transition for other checks (the machine's changed meanwhile) is dropped.
-	if err := h1.SetMachineHealth(m.ID, []catalog.Check{{Kind: "tcp", Target: "1", Status: catalog.HealthPassing}}); err != nil {
+	if err := h1.Machines.SetHealth(m.ID, []catalog.Check{{Kind: "tcp", Target: "1", Status: catalog.HealthPassing}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := h1.Machine(m.ID); got.Health != catalog.HealthCritical {
+	if got, _ := h1.Machines.Get(m.ID); got.Health != catalog.HealthCritical {
 		t.Fatalf("a transition for other checks was written: %+v", got.MachineAttrs)
 	}
 	// Stop checks anew: unknown.
-	if _, err := h0.MachineAction(ctx, m.ID, "stop"); err != nil {
+	if _, err := h0.Machines.Action(ctx, m.ID, "stop"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := h1.Machine(m.ID); got.Health != catalog.HealthUnknown || got.Checks[0].Status != catalog.HealthUnknown {
+	if got, _ := h1.Machines.Get(m.ID); got.Health != catalog.HealthUnknown || got.Checks[0].Status != catalog.HealthUnknown {
 		t.Fatalf("after stop: %+v", got.MachineAttrs)
 	}
-	if err := h1.SetMachineHealth(m.ID, crit); err != nil {
+	if err := h1.Machines.SetHealth(m.ID, crit); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := h1.Machine(m.ID); got.Health != catalog.HealthUnknown {
+	if got, _ := h1.Machines.Get(m.ID); got.Health != catalog.HealthUnknown {
 		t.Fatalf("a stopped machine's health was written: %+v", got.MachineAttrs)
 	}
 	// The app's setting, changed on the other host.
-	a, err := h1.UpdateApp(ctx, "acme", "web", AppSettings{WhenNoneHealthy: catalog.WhenNoneAll})
+	a, err := h1.Apps.Update(ctx, "acme", "web", AppSettings{WhenNoneHealthy: catalog.WhenNoneAll})
 	if err != nil || a.WhenNoneHealthy != "" {
 		t.Fatalf("update: %+v %v", a, err)
 	}
@@ -91,20 +91,20 @@ func TestHealthWrites(t *testing.T) {
 		r := h0.Snapshot().Apps["acme/web"]
 		return r != nil && r.FailOpen()
 	})
-	if _, err := h0.UpdateApp(ctx, "acme", "nope", AppSettings{}); StatusCode(err) != http.StatusNotFound {
+	if _, err := h0.Apps.Update(ctx, "acme", "nope", AppSettings{}); StatusCode(err) != http.StatusNotFound {
 		t.Fatalf("update of a missing app: %v", err)
 	}
 	// The owner restarts: what it wrote is on its disk.
-	if _, err := h1.MachineAction(ctx, m.ID, "start"); err != nil {
+	if _, err := h1.Machines.Action(ctx, m.ID, "start"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h1.SetMachineHealth(m.ID, crit); err != nil {
+	if err := h1.Machines.SetHealth(m.ID, crit); err != nil {
 		t.Fatal(err)
 	}
 	h1.Close()
 	h1b := c.start("h1", testKey, h1.dir, h1.ip, c.joinAddr(h0))
 	c.hosts[1] = h1b
-	if got, _ := h1b.Machine(m.ID); got == nil || got.Health != catalog.HealthCritical || got.Checks[0].CheckedAt == nil || !got.Checks[0].CheckedAt.Equal(now) {
+	if got, _ := h1b.Machines.Get(m.ID); got == nil || got.Health != catalog.HealthCritical || got.Checks[0].CheckedAt == nil || !got.Checks[0].CheckedAt.Equal(now) {
 		t.Fatalf("after restart: %+v", got)
 	}
 }

@@ -17,7 +17,7 @@ func (c *cluster) joinAddr(h *testHost) []string {
 }
 
 func member(h *testHost, name string) *MemberInfo {
-	for _, m := range h.Members() {
+	for _, m := range h.Members.List() {
 		if m.Name == name {
 			return &m
 		}
@@ -68,22 +68,22 @@ func TestReimageSupersedes(t *testing.T) {
 				c := newCluster(t, 3)
 				ctx := context.Background()
 				h0 := c.hosts[0]
-				if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+				if _, err := h0.Orgs.Create(ctx, "acme"); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := h0.CreateApp(ctx, "web", "acme", ""); err != nil {
+				if _, err := h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); err != nil {
 					t.Fatal(err)
 				}
 				c.waitConverged()
 				// Some history under the name first, so the old record carries a
 				// high Lamport clock and the fresh host's first stamps are lower.
 				for i := 0; i < 5; i++ {
-					if _, err := c.hosts[2].CreateMachine(ctx, MachineSpec{App: "web"}); err != nil {
+					if _, err := c.hosts[2].Machines.Create(ctx, MachineSpec{App: "web"}); err != nil {
 						t.Fatal(err)
 					}
 				}
 				c.waitConverged()
-				oldMachines, _ := c.hosts[2].ListMachines("", "web")
+				oldMachines, _ := c.hosts[2].Machines.List("", "web")
 				old, fresh := c.reimage(2, waitFailed)
 				newKey := fresh.PrivateKey().PublicKey().String()
 				if fresh.HostID() == old.HostID() {
@@ -102,7 +102,7 @@ func TestReimageSupersedes(t *testing.T) {
 					for _, h := range c.hosts {
 						for _, m := range oldMachines {
 							if m.Host == "h2" {
-								if _, err := h.Machine(m.ID); err == nil {
+								if _, err := h.Machines.Get(m.ID); err == nil {
 									return false
 								}
 							}
@@ -110,7 +110,7 @@ func TestReimageSupersedes(t *testing.T) {
 					}
 					return true
 				})
-				m, err := fresh.CreateMachine(ctx, MachineSpec{App: "web"})
+				m, err := fresh.Machines.Create(ctx, MachineSpec{App: "web"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -146,17 +146,17 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 	c := newCluster(t, 3)
 	ctx := context.Background()
 	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
+	h0.Orgs.Create(ctx, "acme")
+	h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
 	c.waitConverged()
-	m, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	m, err := h2.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
 	h2.Close()
 	c.eventually(10*time.Second, "h2 failed", func() bool { return h0.cat.Status("h2") == catalog.StatusFailed })
-	if err := h0.RemoveMember(ctx, "h2"); err != nil {
+	if err := h0.Members.Remove(ctx, "h2"); err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged(h0, h1)
@@ -164,7 +164,7 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 		if member(h, "h2") != nil {
 			t.Fatalf("%s still lists h2", h.name)
 		}
-		if _, err := h.Machine(m.ID); err == nil {
+		if _, err := h.Machines.Get(m.ID); err == nil {
 			t.Fatalf("%s still has h2's machine", h.name)
 		}
 	}
@@ -176,7 +176,7 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start cut off: %v", err)
 	}
-	if _, err := cut.CreateMachine(ctx, MachineSpec{App: "web"}); StatusCode(err) != http.StatusServiceUnavailable {
+	if _, err := cut.Machines.Create(ctx, MachineSpec{App: "web"}); StatusCode(err) != http.StatusServiceUnavailable {
 		t.Fatalf("a host that has not reached its cluster since it started acknowledged a create: %v", err)
 	}
 	cut.Close()
@@ -197,7 +197,7 @@ func TestRemovedHostNeverHalfAdmitted(t *testing.T) {
 		return mi != nil && mi.HostID == h2b.HostID() && mi.Status == catalog.StatusAlive
 	})
 	c.waitConverged() // the new host has the catalog (the app) before it creates
-	if _, err := h2b.CreateMachine(ctx, MachineSpec{App: "web"}); err != nil {
+	if _, err := h2b.Machines.Create(ctx, MachineSpec{App: "web"}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
@@ -210,7 +210,7 @@ func TestRestartedHostWritesOnceItReachesItsCluster(t *testing.T) {
 	c := newCluster(t, 2)
 	ctx := context.Background()
 	h0, h1 := c.hosts[0], c.hosts[1]
-	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+	if _, err := h0.Orgs.Create(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
@@ -222,14 +222,14 @@ func TestRestartedHostWritesOnceItReachesItsCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.hosts[0] = h0b
-	if _, err := h0b.CreateApp(ctx, "web", "acme", ""); StatusCode(err) != http.StatusServiceUnavailable {
+	if _, err := h0b.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); StatusCode(err) != http.StatusServiceUnavailable {
 		t.Fatalf("create before reaching the cluster: %v, want 503", err)
 	}
 	h0b.blocked.Delete(h1.ip)
 	var last error
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, last = h0b.CreateApp(ctx, "web", "acme", ""); last == nil {
+		if _, last = h0b.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); last == nil {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -22,6 +23,23 @@ type InviteConfig struct {
 	Book     *invite.Book
 	Endpoint string   // host:port of the invite listener, as codes name it
 	Pin      [32]byte // of the listener's certificate
+}
+
+// Invites issues, lists, revokes and redeems invitations. A gateway that serves
+// invitations keeps them in its own book (InviteConfig), never in the catalog: any
+// host takes a request and sends it to the gateways (Caller); a redeemed invitation
+// becomes a peer of the gateway's pool.
+type Invites struct {
+	cfg          *InviteConfig // nil: this host issues none
+	gateway      bool
+	host, region string // this host's, fixed while it runs
+	r            Reader
+	pool         *gatewayPeers // creates a redeemed invitation's peer
+	call         Caller
+	rtt          func(host string) (time.Duration, bool)
+	now          func() time.Time
+	log          *slog.Logger
+	metrics      *metrics
 }
 
 // InviteSpec asks for an invitation; any agent takes it and forwards it to a
@@ -64,8 +82,8 @@ func ValidDNSMode(s string) error {
 	return invalid("invalid DNS mode %q: full, split or none", s)
 }
 
-func (n *Node) checkInviteSpec(spec *InviteSpec) error {
-	if err := n.checkPeerPlace(spec.Name, spec.Org, &spec.Network, spec.Region); err != nil {
+func (iv *Invites) checkSpec(spec *InviteSpec) error {
+	if err := checkPeerPlace(iv.r, spec.Name, spec.Org, &spec.Network, spec.Region); err != nil {
 		return err
 	}
 	if err := ValidDNSMode(spec.DNS); err != nil {
@@ -74,22 +92,22 @@ func (n *Node) checkInviteSpec(spec *InviteSpec) error {
 	if spec.DNS == "" {
 		spec.DNS = "full"
 	}
-	if !spec.ExpiresAt.After(n.now()) {
+	if !spec.ExpiresAt.After(iv.now()) {
 		return invalid("the invitation's expiry must be in the future")
 	}
-	if n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(spec.Org, spec.Name)}) != nil {
+	if iv.r.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(spec.Org, spec.Name)}) != nil {
 		return conflict("peer %q already exists in org %q", spec.Name, spec.Org)
 	}
 	return nil
 }
 
-// CreateInvite issues a single-use invitation on the nearest gateway (in
-// spec.Region if set) that serves invitations, and returns its code.
-func (n *Node) CreateInvite(ctx context.Context, spec InviteSpec) (*InviteInfo, error) {
-	if err := n.checkInviteSpec(&spec); err != nil {
+// Create issues a single-use invitation on the nearest gateway (in spec.Region if
+// set) that serves invitations, and returns its code.
+func (iv *Invites) Create(ctx context.Context, spec InviteSpec) (*InviteInfo, error) {
+	if err := iv.checkSpec(&spec); err != nil {
 		return nil, err
 	}
-	gws := n.gateways(spec.Region)
+	gws := gateways(iv.r, iv.host, iv.rtt, spec.Region)
 	if len(gws) == 0 {
 		if spec.Region != "" {
 			return nil, notFound("no live gateway in region %q", spec.Region)
@@ -100,11 +118,11 @@ func (n *Node) CreateInvite(ctx context.Context, spec InviteSpec) (*InviteInfo, 
 	for _, gw := range gws {
 		var info *InviteInfo
 		var err error
-		if gw.Name == n.id.Name {
-			info, err = n.createInviteLocal(spec)
+		if gw.Name == iv.host {
+			info, err = iv.createLocal(spec)
 		} else {
 			var out InviteInfo
-			if err = n.gossip.Call(ctx, gw.Name, opInviteCreate, spec, &out); err == nil {
+			if err = iv.call.Call(ctx, gw.Name, opInviteCreate, spec, &out); err == nil {
 				info = &out
 			}
 		}
@@ -126,22 +144,22 @@ func isRemoteNoInvites(err error) bool {
 	return errors.As(err, &re) && re.Message == errNoInvites.Msg
 }
 
-func (n *Node) createInviteLocal(spec InviteSpec) (*InviteInfo, error) {
-	ic := n.cfg.Invites
-	if ic == nil || !n.cfg.Gateway {
+func (iv *Invites) createLocal(spec InviteSpec) (*InviteInfo, error) {
+	ic := iv.cfg
+	if ic == nil || !iv.gateway {
 		return nil, errNoInvites
 	}
-	if err := n.checkInviteSpec(&spec); err != nil {
+	if err := iv.checkSpec(&spec); err != nil {
 		return nil, err
 	}
-	if spec.Region != "" && spec.Region != n.cfg.Region {
-		return nil, invalid("gateway %q is in region %q, not %q", n.id.Name, n.cfg.Region, spec.Region)
+	if spec.Region != "" && spec.Region != iv.region {
+		return nil, invalid("gateway %q is in region %q, not %q", iv.host, iv.region, spec.Region)
 	}
 	var secret [invite.SecretLen]byte
 	if _, err := rand.Read(secret[:]); err != nil {
 		return nil, err
 	}
-	now := n.now().UTC()
+	now := iv.now().UTC()
 	inv := invite.Invite{Hash: invite.Hash(secret), Org: spec.Org, Network: spec.Network, Name: spec.Name,
 		DNS: spec.DNS, CreatedAt: now, ExpiresAt: spec.ExpiresAt.UTC()}
 	if err := ic.Book.Add(inv); err != nil {
@@ -150,48 +168,47 @@ func (n *Node) createInviteLocal(spec InviteSpec) (*InviteInfo, error) {
 		}
 		return nil, err
 	}
-	n.log.Info("invitation issued", "peer", spec.Name, "org", spec.Org, "expires", inv.ExpiresAt)
-	info := n.inviteInfo(inv)
+	iv.log.Info("invitation issued", "peer", spec.Name, "org", spec.Org, "expires", inv.ExpiresAt)
+	info := iv.info(inv)
 	info.Code = invite.Code{Endpoint: ic.Endpoint, Pin: ic.Pin, Secret: secret}.Encode()
 	return &info, nil
 }
 
-func (n *Node) inviteInfo(inv invite.Invite) InviteInfo {
-	return InviteInfo{Name: inv.Name, Org: inv.Org, Network: inv.Network, Region: n.cfg.Region, Gateway: n.id.Name,
+func (iv *Invites) info(inv invite.Invite) InviteInfo {
+	return InviteInfo{Name: inv.Name, Org: inv.Org, Network: inv.Network, Region: iv.region, Gateway: iv.host,
 		DNS: inv.DNS, CreatedAt: inv.CreatedAt, ExpiresAt: inv.ExpiresAt}
 }
 
-func (n *Node) localInvites(org string) []InviteInfo {
-	if n.cfg.Invites == nil {
+func (iv *Invites) local(org string) []InviteInfo {
+	if iv.cfg == nil {
 		return nil
 	}
 	var out []InviteInfo
-	for _, inv := range n.cfg.Invites.Book.Pending(org) {
-		out = append(out, n.inviteInfo(inv))
+	for _, inv := range iv.cfg.Book.Pending(org) {
+		out = append(out, iv.info(inv))
 	}
 	return out
 }
 
-// ListInvites lists pending invitations of every live gateway (of one org if
-// set).
-func (n *Node) ListInvites(ctx context.Context, org string) ([]InviteInfo, error) {
+// List lists pending invitations of every live gateway (of one org if set).
+func (iv *Invites) List(ctx context.Context, org string) ([]InviteInfo, error) {
 	if org != "" {
-		if err := n.requireOrg(org); err != nil {
+		if err := requireOrg(iv.r, org); err != nil {
 			return nil, err
 		}
 	}
 	out := []InviteInfo{}
-	for _, gw := range n.gateways("") {
-		if gw.Name == n.id.Name {
-			out = append(out, n.localInvites(org)...)
+	for _, gw := range gateways(iv.r, iv.host, iv.rtt, "") {
+		if gw.Name == iv.host {
+			out = append(out, iv.local(org)...)
 			continue
 		}
 		var got []InviteInfo
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := n.gossip.Call(cctx, gw.Name, opInviteList, org, &got)
+		err := iv.call.Call(cctx, gw.Name, opInviteList, org, &got)
 		cancel()
 		if err != nil {
-			n.log.Debug("list invitations", "gateway", gw.Name, "err", err)
+			iv.log.Debug("list invitations", "gateway", gw.Name, "err", err)
 			continue
 		}
 		out = append(out, got...)
@@ -205,9 +222,9 @@ func (n *Node) ListInvites(ctx context.Context, org string) ([]InviteInfo, error
 	return out, nil
 }
 
-// RemoveInvite revokes the pending invitation for peer name in org, on
-// whichever gateway issued it.
-func (n *Node) RemoveInvite(ctx context.Context, org, name string) error {
+// Remove revokes the pending invitation for peer name in org, on whichever
+// gateway issued it.
+func (iv *Invites) Remove(ctx context.Context, org, name string) error {
 	if err := ValidOrg(org); err != nil {
 		return err
 	}
@@ -215,13 +232,13 @@ func (n *Node) RemoveInvite(ctx context.Context, org, name string) error {
 		return err
 	}
 	removed := false
-	for _, gw := range n.gateways("") {
+	for _, gw := range gateways(iv.r, iv.host, iv.rtt, "") {
 		var ok bool
 		var err error
-		if gw.Name == n.id.Name {
-			ok, err = n.removeInviteLocal(peerRef{org, name})
+		if gw.Name == iv.host {
+			ok, err = iv.removeLocal(peerRef{org, name})
 		} else {
-			err = n.gossip.Call(ctx, gw.Name, opInviteRemove, peerRef{org, name}, &ok)
+			err = iv.call.Call(ctx, gw.Name, opInviteRemove, peerRef{org, name}, &ok)
 		}
 		if err != nil {
 			return fmt.Errorf("gateway %s: %w", gw.Name, err)
@@ -234,23 +251,23 @@ func (n *Node) RemoveInvite(ctx context.Context, org, name string) error {
 	return nil
 }
 
-func (n *Node) removeInviteLocal(ref peerRef) (bool, error) {
-	if n.cfg.Invites == nil {
+func (iv *Invites) removeLocal(ref peerRef) (bool, error) {
+	if iv.cfg == nil {
 		return false, nil
 	}
-	ok, err := n.cfg.Invites.Book.Remove(ref.Org, ref.Name)
+	ok, err := iv.cfg.Book.Remove(ref.Org, ref.Name)
 	if ok {
-		n.log.Info("invitation revoked", "peer", ref.Name, "org", ref.Org)
+		iv.log.Info("invitation revoked", "peer", ref.Name, "org", ref.Org)
 	}
 	return ok, err
 }
 
-// RedeemInvite is the gateway's side of `dogwood wireguard join`: it claims
+// Redeem is the gateway's side of `dogwood wireguard join`: it claims
 // the invitation (single use, on disk first) and creates its peer with the
 // laptop's public key; if the peer cannot be created the invitation stays
 // valid.
-func (n *Node) RedeemInvite(ctx context.Context, secret [invite.SecretLen]byte, publicKey string) (*invite.Response, error) {
-	ic := n.cfg.Invites
+func (iv *Invites) Redeem(ctx context.Context, secret [invite.SecretLen]byte, publicKey string) (*invite.Response, error) {
+	ic := iv.cfg
 	if ic == nil {
 		return nil, invite.ErrUnknown
 	}
@@ -263,41 +280,41 @@ func (n *Node) RedeemInvite(ctx context.Context, secret [invite.SecretLen]byte, 
 		return nil, err
 	}
 	spec := PeerSpec{Org: inv.Org, Network: inv.Network, Name: inv.Name, PublicKey: publicKey}
-	p, err := n.gw.create(ctx, spec)
+	p, err := iv.pool.create(ctx, spec)
 	if err != nil {
 		if rerr := ic.Book.Release(secret); rerr != nil {
-			n.log.Error("releasing an invitation after a failed redemption", "peer", inv.Name, "err", rerr)
+			iv.log.Error("releasing an invitation after a failed redemption", "peer", inv.Name, "err", rerr)
 		}
 		return nil, err
 	}
-	info := n.peerInfo(p)
-	n.metrics.peerCreates.Inc()
+	info := peerInfo(iv.r, p)
+	iv.metrics.peerCreates.Inc()
 	return &invite.Response{Name: p.Name, Org: p.Org, Network: p.Network, Gateway: p.Gateway, Region: p.Region,
 		Address: info.Address, DNS: info.DNS, DNSMode: inv.DNS, NetworkPrefix: info.NetworkPrefix,
 		GatewayPublicKey: info.GatewayPublicKey, GatewayEndpoint: info.GatewayEndpoint}, nil
 }
 
-// registerInviteRPC installs the gateway's invitation handlers.
-func (n *Node) registerInviteRPC() {
-	n.gossip.Handle(opInviteCreate, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+// register installs the gateway's invitation handlers.
+func (iv *Invites) register(h Handlers) {
+	h.Handle(opInviteCreate, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
 		var spec InviteSpec
 		if err := json.Unmarshal(body, &spec); err != nil {
 			return nil, invalid("bad invitation request: %v", err)
 		}
-		return n.createInviteLocal(spec)
+		return iv.createLocal(spec)
 	})
-	n.gossip.Handle(opInviteList, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+	h.Handle(opInviteList, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
 		var org string
 		if err := json.Unmarshal(body, &org); err != nil {
 			return nil, invalid("bad invitation request: %v", err)
 		}
-		return n.localInvites(org), nil
+		return iv.local(org), nil
 	})
-	n.gossip.Handle(opInviteRemove, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+	h.Handle(opInviteRemove, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
 		var ref peerRef
 		if err := json.Unmarshal(body, &ref); err != nil {
 			return nil, invalid("bad invitation request: %v", err)
 		}
-		return n.removeInviteLocal(ref)
+		return iv.removeLocal(ref)
 	})
 }

@@ -2,11 +2,14 @@ package mesh
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"github.com/dogwood/dogwood/mesh/quota"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
 
@@ -43,9 +46,30 @@ type Attachment struct {
 	ContainerID, Ifname, Netns, Network string
 }
 
-// CreateMachine allocates a machine field and address on this host and records the
+// Machines creates, lists, starts, stops and destroys machines. A machine's record
+// is written only by the host it runs on: operations on another host's machine are
+// sent there (Caller), so two hosts never write one machine.
+type Machines struct {
+	host, region string // this host's, fixed while it runs
+	r            Reader
+	w            Writer
+	alloc        Allocator
+	inst         Installer
+	call         Caller
+	limits       quota.Limits
+	now          func() time.Time
+	// randField draws a machine field to try (sixpn.RandomMachineField).
+	randField func() uint32
+
+	// mu serializes the read-modify-write of this host's machine records (start,
+	// stop, destroy, health), so two of them on one machine never write over each
+	// other. Creates do not need it: they write a new record under alloc.
+	mu sync.Mutex
+}
+
+// Create allocates a machine field and address on this host and records the
 // machine. Allocation is serialized on the host, so concurrent creates never collide.
-func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Machine, error) {
+func (ms *Machines) Create(ctx context.Context, spec MachineSpec) (*catalog.Machine, error) {
 	if err := checkMachineSpec(&spec); err != nil {
 		return nil, err
 	}
@@ -68,114 +92,112 @@ func (n *Node) CreateMachine(ctx context.Context, spec MachineSpec) (*catalog.Ma
 		return nil, err
 	}
 	spec.Checks = checks
-	if m, err := n.machineByRequest(ctx, spec.RequestID); m != nil || err != nil {
+	if m, err := ms.byRequest(ctx, spec.RequestID); m != nil || err != nil {
 		return m, err
 	}
-	if spec.Region != "" && spec.Region != n.cfg.Region {
-		return nil, invalid("this host is in region %q; run the command on a host in region %q", n.cfg.Region, spec.Region)
+	if spec.Region != "" && spec.Region != ms.region {
+		return nil, invalid("this host is in region %q; run the command on a host in region %q", ms.region, spec.Region)
 	}
-	ar, err := n.app(spec.Org, spec.App)
+	ar, err := findApp(ms.r, spec.Org, spec.App)
 	if err != nil {
 		return nil, err
 	}
 	app := ar.App
-	lim := n.cfg.Limits.WithDefaults()
+	lim := ms.limits.WithDefaults()
 	if len(spec.Services) > lim.ServicesPerMachine {
 		return nil, overLimit(&quota.Exceeded{Limit: "services", Subject: "the machine", Count: len(spec.Services), Max: lim.ServicesPerMachine})
 	}
 	if len(spec.Metadata) > lim.MetadataPerMachine {
 		return nil, overLimit(&quota.Exceeded{Limit: "metadata entries", Subject: "the machine", Count: len(spec.Metadata), Max: lim.MetadataPerMachine})
 	}
-	if err := orgLimit(n.cfg.Limits, n.cat, quota.Machines, app.Org); err != nil {
+	if err := orgLimit(ms.limits, ms.r, quota.Machines, app.Org); err != nil {
 		return nil, err
 	}
 	if spec.ProcessGroup == "" {
 		spec.ProcessGroup = "app"
 	}
 	if spec.Netns != "" {
-		for _, m := range n.cat.Snapshot().LocalMachines {
+		for _, m := range ms.r.Snapshot().LocalMachines {
 			if m.Netns == spec.Netns && m.Ifname == ifname {
 				return nil, conflict("network namespace %q is already used by machine %s", spec.Netns, m.ID)
 			}
 		}
 	}
-	m, err := n.allocMachine(spec, app)
-	n.flush() // publish outside allocMu
-	if err != nil || m.RequestID != spec.RequestID || m.Host != n.id.Name {
+	m, err := ms.allocate(spec, app)
+	ms.w.Flush() // publish outside the allocation lock
+	if err != nil || m.RequestID != spec.RequestID || m.Host != ms.host {
 		return m, err
 	}
-	if err := n.installed(ctx, catalog.ID{Kind: catalog.KindMachine, Key: m.ID}); err != nil {
+	if err := ms.inst.Installed(ctx, catalog.ID{Kind: catalog.KindMachine, Key: m.ID}); err != nil {
 		return m, fmt.Errorf("machine %s recorded, but attaching it failed: %w", m.ID, err)
 	}
 	return m, nil
 }
 
-// allocMachine picks a free machine field and id and records the machine: under
-// allocMu so concurrent creates never collide, and only disk and memory inside it.
-func (n *Node) allocMachine(spec MachineSpec, app *catalog.App) (*catalog.Machine, error) {
-	n.allocMu.Lock()
-	defer n.allocMu.Unlock()
-	if err := n.Err(); err != nil {
-		return nil, unavailable("%v", err)
-	}
-	if err := n.checkHostID(); err != nil {
-		return nil, err
-	}
-	if r := n.cat.ByRequest(catalog.KindMachine, spec.RequestID); r != nil && !r.Deleted {
-		return r.Machine, nil // a concurrent retry of this request got here first
-	}
-	var field uint32
-	for {
-		field = sixpn.RandomMachineField()
-		if !n.cat.FieldUsed(n.id.HostID, field) {
-			break
+// allocate picks a free machine field and id and records the machine: under the
+// allocation lock so concurrent creates never collide, and only disk and memory
+// inside it.
+func (ms *Machines) allocate(spec MachineSpec, app *catalog.App) (*catalog.Machine, error) {
+	var m *catalog.Machine
+	err := ms.alloc.Allocate(func(hostID uint32) error {
+		if r := ms.r.ByRequest(catalog.KindMachine, spec.RequestID); r != nil && !r.Deleted {
+			m = r.Machine // a concurrent retry of this request got here first
+			return nil
 		}
-	}
-	id := sixpn.NewMachineID()
-	for n.cat.Get(catalog.ID{Kind: catalog.KindMachine, Key: id}) != nil {
-		id = sixpn.NewMachineID()
-	}
-	state := catalog.StateStarted
-	if spec.Stopped {
-		state = catalog.StateStopped
-	}
-	m := &catalog.Machine{
-		ID:           id,
-		MachinePlace: &catalog.MachinePlace{App: app.Name, Org: app.Org, Network: app.Network, NetworkID: app.NetworkID, Host: n.id.Name, HostID: n.id.HostID, Region: n.cfg.Region},
-		Field:        field,
-		Address:      sixpn.MachineAddr(app.NetworkID, n.id.HostID, field),
-		CreatedAt:    n.now().UTC(),
-		RequestID:    spec.RequestID,
-		MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services, Source: spec.Source,
-			Checks: spec.Checks, Health: catalog.AggregateHealth(spec.Checks)}, Netns: spec.Netns,
-	}
-	if a := spec.Attachment; a != nil {
-		m.Ifname, m.CNINetwork = a.Ifname, a.Network
-	}
-	stamp := n.cat.Tick()
-	r := &catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: m}
-	if err := n.record(r); err != nil {
-		return nil, err
-	}
-	return m, nil
+		var field uint32
+		for {
+			field = ms.randField()
+			if !ms.r.FieldUsed(hostID, field) {
+				break
+			}
+		}
+		id := sixpn.NewMachineID()
+		for ms.r.Get(catalog.ID{Kind: catalog.KindMachine, Key: id}) != nil {
+			id = sixpn.NewMachineID()
+		}
+		state := catalog.StateStarted
+		if spec.Stopped {
+			state = catalog.StateStopped
+		}
+		nm := &catalog.Machine{
+			ID:           id,
+			MachinePlace: &catalog.MachinePlace{App: app.Name, Org: app.Org, Network: app.Network, NetworkID: app.NetworkID, Host: ms.host, HostID: hostID, Region: ms.region},
+			Field:        field,
+			Address:      sixpn.MachineAddr(app.NetworkID, hostID, field),
+			CreatedAt:    ms.now().UTC(),
+			RequestID:    spec.RequestID,
+			MachineAttrs: &catalog.MachineAttrs{State: state, ProcessGroup: spec.ProcessGroup, Metadata: spec.Metadata, Services: spec.Services, Source: spec.Source,
+				Checks: spec.Checks, Health: catalog.AggregateHealth(spec.Checks)}, Netns: spec.Netns,
+		}
+		if a := spec.Attachment; a != nil {
+			nm.Ifname, nm.CNINetwork = a.Ifname, a.Network
+		}
+		stamp := ms.r.Tick()
+		if err := ms.w.Record(&catalog.Record{Kind: catalog.KindMachine, Key: id, Gen: 1, Created: stamp, Version: stamp, Machine: nm}); err != nil {
+			return err
+		}
+		m = nm
+		return nil
+	})
+	return m, err
 }
 
-// ListMachines lists machines, sorted by org, app, then id: of one app if app is set
-// (org may be empty when the name is used in one org), of one org if only org is set.
-func (n *Node) ListMachines(org, app string) ([]catalog.Machine, error) {
+// List lists machines, sorted by org, app, then id: of one app if app is set (org
+// may be empty when the name is used in one org), of one org if only org is set.
+func (ms *Machines) List(org, app string) ([]catalog.Machine, error) {
 	if app != "" {
-		r, err := n.app(org, app)
+		r, err := findApp(ms.r, org, app)
 		if err != nil {
 			return nil, err
 		}
 		org = r.App.Org
 	} else if org != "" {
-		if err := n.requireOrg(org); err != nil {
+		if err := requireOrg(ms.r, org); err != nil {
 			return nil, err
 		}
 	}
 	out := []catalog.Machine{}
-	for _, r := range n.cat.List(catalog.KindMachine) {
+	for _, r := range ms.r.List(catalog.KindMachine) {
 		m := r.Machine
 		if (org == "" || m.Org == org) && (app == "" || m.App == app) {
 			out = append(out, *m)
@@ -193,12 +215,12 @@ func (n *Node) ListMachines(org, app string) ([]catalog.Machine, error) {
 	return out, nil
 }
 
-// Machine returns one machine.
-func (n *Node) Machine(id string) (*catalog.Machine, error) {
+// Get returns one machine.
+func (ms *Machines) Get(id string) (*catalog.Machine, error) {
 	if err := ValidMachineID(id); err != nil {
 		return nil, err
 	}
-	r := n.cat.Live(catalog.ID{Kind: catalog.KindMachine, Key: id})
+	r := ms.r.Live(catalog.ID{Kind: catalog.KindMachine, Key: id})
 	if r == nil {
 		return nil, notFound("machine %s not found", id)
 	}
@@ -210,26 +232,26 @@ type machineOp struct {
 	Action string `json:"action"` // start, stop, destroy
 }
 
-// MachineAction starts, stops or destroys a machine. Only the host that runs it
-// writes its record, so other hosts forward the request there.
-func (n *Node) MachineAction(ctx context.Context, id, action string) (*catalog.Machine, error) {
-	m, err := n.Machine(id)
+// Action starts, stops or destroys a machine. Only the host that runs it writes its
+// record, so other hosts forward the request there.
+func (ms *Machines) Action(ctx context.Context, id, action string) (*catalog.Machine, error) {
+	m, err := ms.Get(id)
 	if err != nil {
 		return nil, err
 	}
-	if m.Host == n.id.Name {
-		return n.machineAction(ctx, machineOp{ID: id, Action: action})
+	if m.Host == ms.host {
+		return ms.act(ctx, machineOp{ID: id, Action: action})
 	}
-	if !n.cat.Snapshot().HostLive(m.Host) {
-		return nil, unavailable("machine %s runs on host %q, which is %s", id, m.Host, n.cat.Status(m.Host))
+	if !ms.r.Snapshot().HostLive(m.Host) {
+		return nil, unavailable("machine %s runs on host %q, which is %s", id, m.Host, ms.r.Status(m.Host))
 	}
 	var out catalog.Machine
-	if err := n.gossip.Call(ctx, m.Host, opMachine, machineOp{ID: id, Action: action}, &out); err != nil {
+	if err := ms.call.Call(ctx, m.Host, opMachine, machineOp{ID: id, Action: action}, &out); err != nil {
 		return nil, err
 	}
 	// The owner has written the change; make sure our catalog has it before we answer
 	// so a following `machines list` here shows it.
-	n.waitFor(ctx, catalog.ID{Kind: catalog.KindMachine, Key: id}, func(r *catalog.Record) bool {
+	waitRecord(ctx, ms.r, catalog.ID{Kind: catalog.KindMachine, Key: id}, func(r *catalog.Record) bool {
 		if action == "destroy" {
 			return r.Deleted
 		}
@@ -238,12 +260,13 @@ func (n *Node) MachineAction(ctx context.Context, id, action string) (*catalog.M
 	return &out, nil
 }
 
-func (n *Node) machineAction(ctx context.Context, op machineOp) (*catalog.Machine, error) {
-	n.allocMu.Lock()
-	r := n.cat.Live(catalog.ID{Kind: catalog.KindMachine, Key: op.ID})
-	if r == nil || r.Machine.Host != n.id.Name {
-		n.allocMu.Unlock()
-		return nil, notFound("machine %s not found on host %q", op.ID, n.id.Name)
+// act runs an action on a machine of this host.
+func (ms *Machines) act(ctx context.Context, op machineOp) (*catalog.Machine, error) {
+	ms.mu.Lock()
+	r := ms.r.Live(catalog.ID{Kind: catalog.KindMachine, Key: op.ID})
+	if r == nil || r.Machine.Host != ms.host {
+		ms.mu.Unlock()
+		return nil, notFound("machine %s not found on host %q", op.ID, ms.host)
 	}
 	var err error
 	m := *r.Machine
@@ -256,29 +279,29 @@ func (n *Node) machineAction(ctx context.Context, op machineOp) (*catalog.Machin
 		if m.State != state {
 			m = *resetChecks(m.WithState(state)) // the attributes are shared: never assign through them
 			next := *r
-			next.Machine, next.Version = &m, n.cat.Tick()
-			err = n.record(&next)
+			next.Machine, next.Version = &m, ms.r.Tick()
+			err = ms.w.Record(&next)
 		}
 	case "destroy":
-		err = n.record(n.tombstones(r)...)
+		err = ms.w.Record(ms.w.Tombstones(r)...)
 	default:
 		err = invalid("unknown machine action %q", op.Action)
 	}
-	n.allocMu.Unlock()
-	n.flush()
+	ms.mu.Unlock()
+	ms.w.Flush()
 	if err != nil {
 		return nil, err
 	}
-	if err := n.installed(ctx, catalog.ID{Kind: catalog.KindMachine, Key: op.ID}); err != nil {
+	if err := ms.inst.Installed(ctx, catalog.ID{Kind: catalog.KindMachine, Key: op.ID}); err != nil {
 		return &m, fmt.Errorf("machine %s updated, but the data plane failed: %w", op.ID, err)
 	}
 	return &m, nil
 }
 
-// machineByRequest returns the machine an earlier attempt of this request created
+// byRequest returns the machine an earlier attempt of this request created
 // (attached now, if the first attempt failed after recording it), or nil.
-func (n *Node) machineByRequest(ctx context.Context, rid string) (*catalog.Machine, error) {
-	r := n.cat.ByRequest(catalog.KindMachine, rid)
+func (ms *Machines) byRequest(ctx context.Context, rid string) (*catalog.Machine, error) {
+	r := ms.r.ByRequest(catalog.KindMachine, rid)
 	switch {
 	case r == nil:
 		return nil, nil
@@ -286,10 +309,21 @@ func (n *Node) machineByRequest(ctx context.Context, rid string) (*catalog.Machi
 		return nil, conflict("request %s created machine %s, which was destroyed since", rid, r.Key)
 	}
 	m := r.Machine
-	if m.Host == n.id.Name {
-		if err := n.installed(ctx, r.ID()); err != nil {
+	if m.Host == ms.host {
+		if err := ms.inst.Installed(ctx, r.ID()); err != nil {
 			return m, fmt.Errorf("machine %s recorded, but attaching it failed: %w", m.ID, err)
 		}
 	}
 	return m, nil
+}
+
+// register serves the machine operations other hosts send to the machine's host.
+func (ms *Machines) register(h Handlers) {
+	h.Handle(opMachine, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var op machineOp
+		if err := json.Unmarshal(body, &op); err != nil {
+			return nil, invalid("bad machine request: %v", err)
+		}
+		return ms.act(ctx, op)
+	})
 }

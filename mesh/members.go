@@ -10,6 +10,14 @@ import (
 	"github.com/dogwood/dogwood/mesh/release"
 )
 
+// Members lists the cluster's hosts and removes the ones gone for good.
+type Members struct {
+	host     string // this host's name
+	r        Reader
+	w        Writer
+	versions interface{ Versions() *gossip.Versions }
+}
+
 // MemberInfo is one host as `dogwood members` prints it.
 type MemberInfo struct {
 	Name      string `json:"name"`
@@ -29,18 +37,18 @@ type MemberInfo struct {
 	VersionProblem string `json:"version_problem,omitempty"`
 }
 
-// Members lists every host in the catalog with its membership status.
-func (n *Node) Members() []MemberInfo {
-	snap := n.cat.Snapshot()
+// List lists every host in the catalog with its membership status.
+func (ms *Members) List() []MemberInfo {
+	snap := ms.r.Snapshot()
 	out := []MemberInfo{}
-	vs := n.gossip.Versions()
+	vs := ms.versions.Versions()
 	for _, h := range snap.Hosts {
 		m := MemberInfo{
 			Name: h.Name, HostID: h.ID, HostIDHex: fmt.Sprintf("%08x", h.ID), Region: h.Region,
 			Addr: fmt.Sprintf("%s:%d", h.Addr, h.GossipPort), Status: h.Status, Gateway: h.Gateway,
 			PublicKey: h.PublicKey, Endpoint: h.PublicEndpoint,
 		}
-		if h.Name == n.id.Name {
+		if h.Name == ms.host {
 			m.Version, m.Protocol = release.Version, gossip.Protocol
 		} else if mv, ok := vs.Member(h.Name); ok {
 			m.Version, m.Protocol, m.VersionProblem = mv.Release, mv.Protocol, mv.Problem
@@ -51,33 +59,33 @@ func (n *Node) Members() []MemberInfo {
 	return out
 }
 
-// RemoveMember removes a host for good: its record, machines and peers are tombstoned.
+// Remove removes a host for good: its record, machines and peers are tombstoned.
 // A live host must leave first (stop its agent), so a running host is never cut off
 // by accident.
-func (n *Node) RemoveMember(ctx context.Context, name string) error {
+func (ms *Members) Remove(ctx context.Context, name string) error {
 	if err := ValidHostName(name); err != nil {
 		return err
 	}
-	if name == n.id.Name {
+	if name == ms.host {
 		return invalid("cannot remove this host from itself; run it on another host after stopping this agent")
 	}
-	hr := n.cat.Live(catalog.ID{Kind: catalog.KindHost, Key: name})
+	hr := ms.r.Live(catalog.ID{Kind: catalog.KindHost, Key: name})
 	if hr == nil {
 		return notFound("host %q not found", name)
 	}
-	if st := n.cat.Status(name); catalog.Live(st) {
+	if st := ms.r.Status(name); catalog.Live(st) {
 		return conflict("host %q is %s; stop its agent (it then leaves) before removing it", name, st)
 	}
 	rs := []*catalog.Record{hr}
-	for _, r := range n.cat.List(catalog.KindMachine) {
+	for _, r := range ms.r.List(catalog.KindMachine) {
 		if r.Machine.Host == name {
 			rs = append(rs, r)
 		}
 	}
-	for _, r := range n.cat.List(catalog.KindPeer) {
+	for _, r := range ms.r.List(catalog.KindPeer) {
 		if r.Peer.Gateway == name {
 			rs = append(rs, r)
 		}
 	}
-	return n.tombstone(rs...)
+	return tombstone(ms.w, rs...)
 }

@@ -83,8 +83,18 @@ type Config struct {
 	Invites *InviteConfig
 }
 
-// Node is a running host.
+// Node is a running host. It builds the resource types and exposes them; callers
+// use them directly (node.Machines.Create).
 type Node struct {
+	Machines   *Machines
+	Apps       *Apps
+	Orgs       *Orgs
+	Networks   *Networks
+	Peers      *Peers
+	DNSRecords *DNSRecords
+	Invites    *Invites
+	Members    *Members
+
 	cfg     Config
 	log     *slog.Logger
 	now     func() time.Time
@@ -98,8 +108,7 @@ type Node struct {
 	advAddr netip.Addr
 
 	createMu sync.Mutex // serializes name checks with their writes
-	allocMu  sync.Mutex // serializes machine-field and peer-slot allocation
-	gw       *gatewayPeers
+	allocMu  sync.Mutex // serializes allocation under the host id with changes of the id
 
 	remote    *remoteWriter // other hosts' records to disk
 	outMu     sync.Mutex
@@ -149,7 +158,6 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st, stop: make(chan struct{}), fatal: make(chan struct{})}
 	n.remote = newRemoteWriter(st.Put, func(ids []catalog.ID) []*catalog.Record { return n.cat.Records(ids) },
 		cfg.Logger.With("component", "persist"), cfg.Clock)
-	n.gw = &gatewayPeers{n: n, reserved: map[int]bool{}}
 	if err := n.start(); err != nil {
 		st.Close()
 		return nil, err
@@ -268,8 +276,9 @@ func (n *Node) start() error {
 	n.gossip = g
 	n.claims = claim.New(claim.Config{Self: id.Name, Caller: g, Members: g, Reader: n.cat, Merger: g,
 		Logger: n.log.With("component", "claim")})
+	wireResources(n)
 	n.gossip.Handle(opHostLookup, n.handleHostLookup)
-	n.registerInviteRPC()
+	n.Invites.register(n.gossip)
 	if err := n.syncIdentity(cfg.IdentityTimeout); err != nil {
 		n.Close()
 		return identityAdvice(err, cfg.DataDir)
@@ -284,7 +293,7 @@ func (n *Node) start() error {
 	}
 	n.registerRPC()
 	n.wg.Add(3)
-	go n.gw.expiryLoop()
+	go func() { defer n.wg.Done(); n.Peers.gw.expire(n.stop) }()
 	go n.identityLoop()
 	go n.gcLoop()
 	return nil
@@ -352,17 +361,6 @@ func (n *Node) Catalog() *catalog.Catalog             { return n.cat }
 func (n *Node) Snapshot() *catalog.Snapshot           { return n.cat.Snapshot() }
 func (n *Node) Gossip() *gossip.Gossip                { return n.gossip }
 func (n *Node) RTT(host string) (time.Duration, bool) { return n.gossip.RTT(host) }
-
-// installed brings the data plane in line with the catalog and reports only what
-// concerns object id: an operation waits for its own machine or peer and fails only
-// for its own reasons (another machine's broken namespace is the reconciler's to
-// retry, not this create's to roll back).
-func (n *Node) installed(ctx context.Context, id catalog.ID) error {
-	if n.cfg.Install == nil {
-		return nil
-	}
-	return n.cfg.Install(ctx, id)
-}
 
 // Backup streams a consistent copy of this host's data file.
 func (n *Node) Backup(w io.Writer) (int64, error) { return n.store.Backup(w) }

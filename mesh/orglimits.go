@@ -44,7 +44,7 @@ func (u OrgLimitsUpdate) apply(cur catalog.OrgLimits) (catalog.OrgLimits, error)
 }
 
 // orgOverrides is org's limits overrides, nil when it has none.
-func orgOverrides(cat *catalog.Catalog, org string) *catalog.OrgLimits {
+func orgOverrides(cat Reader, org string) *catalog.OrgLimits {
 	r := cat.Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.LimitsKey(org)})
 	if r == nil || r.App == nil {
 		return nil
@@ -54,7 +54,7 @@ func orgOverrides(cat *catalog.Catalog, org string) *catalog.OrgLimits {
 
 // limitsCarrierNetwork is the network an org's limits carrier sits in: the
 // default one, else the first (the previous release indexes apps by network).
-func limitsCarrierNetwork(cat *catalog.Catalog, org string) *catalog.Network {
+func limitsCarrierNetwork(cat Reader, org string) *catalog.Network {
 	var first *catalog.Network
 	for _, r := range cat.List(catalog.KindNetwork) {
 		if r.Network.Org != org {
@@ -70,51 +70,51 @@ func limitsCarrierNetwork(cat *catalog.Catalog, org string) *catalog.Network {
 	return first
 }
 
-// SetOrgLimits changes an org's overrides of the per-org quotas. Any host may write
+// SetLimits changes an org's overrides of the per-org quotas. Any host may write
 // them; every host writes the same record identity (catalog.LimitsRecord), so the
 // newest write wins everywhere, as for apps update.
-func (n *Node) SetOrgLimits(_ context.Context, org string, u OrgLimitsUpdate) (*OrgInfo, error) {
-	if err := n.requireOrg(org); err != nil {
+func (o *Orgs) SetLimits(_ context.Context, org string, u OrgLimitsUpdate) (*OrgInfo, error) {
+	if err := requireOrg(o.r, org); err != nil {
 		return nil, err
 	}
-	n.createMu.Lock()
-	orgRec := n.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: org})
+	o.mu.Lock()
+	orgRec := o.r.Live(catalog.ID{Kind: catalog.KindOrg, Key: org})
 	if orgRec == nil {
-		n.createMu.Unlock()
+		o.mu.Unlock()
 		return nil, notFound("org %q not found", org)
 	}
-	cur := orgOverrides(n.cat, org)
+	cur := orgOverrides(o.r, org)
 	var base catalog.OrgLimits
 	if cur != nil {
 		base = *cur
 	}
 	next, err := u.apply(base)
 	if err != nil {
-		n.createMu.Unlock()
+		o.mu.Unlock()
 		return nil, err
 	}
 	if cur == nil || next != *cur {
-		nw := limitsCarrierNetwork(n.cat, org)
+		nw := limitsCarrierNetwork(o.r, org)
 		if nw == nil {
-			n.createMu.Unlock()
+			o.mu.Unlock()
 			return nil, conflict("org %q has no network to keep its limits in; create one first", org)
 		}
-		err = n.record(catalog.LimitsRecord(orgRec, nw, next, n.cat.Tick()))
+		err = o.w.Record(catalog.LimitsRecord(orgRec, nw, next, o.r.Tick()))
 	}
-	n.createMu.Unlock()
-	n.flush()
+	o.mu.Unlock()
+	o.w.Flush()
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range n.ListOrgs() {
-		if o.Slug == org {
-			return &o, nil
+	for _, info := range o.List() {
+		if info.Slug == org {
+			return &info, nil
 		}
 	}
 	return nil, notFound("org %q not found", org)
 }
 
-// effectiveLimits is what ListOrgs shows of an org's quotas.
-func effectiveLimits(l quota.Limits, cat *catalog.Catalog, org string) quota.Effective {
+// effectiveLimits is what Orgs.List shows of an org's quotas.
+func effectiveLimits(l quota.Limits, cat Reader, org string) quota.Effective {
 	return l.ForOrg(orgOverrides(cat, org))
 }

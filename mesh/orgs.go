@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
@@ -13,11 +14,33 @@ import (
 // DefaultNetwork is the network every org is created with.
 const DefaultNetwork = "default"
 
-func (n *Node) requireOrg(slug string) error {
+// Orgs creates, lists and removes orgs and sets their limits. An org's slug is
+// unique in the cluster (Namer); an org is created with its default network.
+type Orgs struct {
+	r        Reader
+	w        Writer
+	names    Namer
+	networks *Networks
+	limits   quota.Limits
+	now      func() time.Time
+
+	// mu serializes set-limits' read-modify-write of an org's limits record, so
+	// two updates on this host never write over each other.
+	mu sync.Mutex
+}
+
+// Networks creates and lists networks. A network's name is unique in its org and
+// its id in the cluster (Namer).
+type Networks struct {
+	r     Reader
+	names Namer
+}
+
+func requireOrg(cat Reader, slug string) error {
 	if err := ValidOrg(slug); err != nil {
 		return err
 	}
-	if n.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: slug}) == nil {
+	if cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: slug}) == nil {
 		return notFound("org %q not found", slug)
 	}
 	return nil
@@ -44,48 +67,48 @@ func networkInfo(nw *catalog.Network) NetworkInfo {
 	return NetworkInfo{Org: nw.Org, Name: nw.Name, ID: nw.ID, Prefix: sixpn.NetworkPrefix(nw.ID).String()}
 }
 
-// CreateOrg creates an org with its default network.
-func (n *Node) CreateOrg(ctx context.Context, slug string) (*OrgInfo, error) {
+// Create creates an org with its default network.
+func (o *Orgs) Create(ctx context.Context, slug string) (*OrgInfo, error) {
 	if err := ValidOrg(slug); err != nil {
 		return nil, err
 	}
-	now := n.now().UTC()
-	if _, err := n.createNamed(ctx, func() *catalog.Record {
+	now := o.now().UTC()
+	if _, err := o.names.CreateNamed(ctx, func() *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindOrg, Key: slug, Org: &catalog.Org{Slug: slug, CreatedAt: now}}
 	}, catalog.ID{Kind: catalog.KindOrg, Key: slug}, fmt.Sprintf("org %q", slug)); err != nil {
 		return nil, err
 	}
-	nw, err := n.CreateNetwork(ctx, slug, DefaultNetwork)
+	nw, err := o.networks.Create(ctx, slug, DefaultNetwork)
 	if err != nil {
 		return nil, fmt.Errorf("org %q created but its default network failed: %w", slug, err)
 	}
-	return &OrgInfo{Slug: slug, CreatedAt: now, Networks: []NetworkInfo{*nw}, Limits: effectiveLimits(n.cfg.Limits, n.cat, slug)}, nil
+	return &OrgInfo{Slug: slug, CreatedAt: now, Networks: []NetworkInfo{*nw}, Limits: effectiveLimits(o.limits, o.r, slug)}, nil
 }
 
-// ListOrgs lists orgs with their networks.
-func (n *Node) ListOrgs() []OrgInfo {
+// List lists orgs with their networks.
+func (o *Orgs) List() []OrgInfo {
 	byOrg := map[string][]NetworkInfo{}
-	for _, r := range n.cat.List(catalog.KindNetwork) {
+	for _, r := range o.r.List(catalog.KindNetwork) {
 		byOrg[r.Network.Org] = append(byOrg[r.Network.Org], networkInfo(r.Network))
 	}
 	out := []OrgInfo{}
-	for _, r := range n.cat.List(catalog.KindOrg) {
+	for _, r := range o.r.List(catalog.KindOrg) {
 		nets := byOrg[r.Key]
 		if nets == nil {
 			nets = []NetworkInfo{}
 		}
-		out = append(out, OrgInfo{Slug: r.Key, CreatedAt: r.Org.CreatedAt, Networks: nets, Limits: effectiveLimits(n.cfg.Limits, n.cat, r.Key)})
+		out = append(out, OrgInfo{Slug: r.Key, CreatedAt: r.Org.CreatedAt, Networks: nets, Limits: effectiveLimits(o.limits, o.r, r.Key)})
 	}
 	return out
 }
 
-// RemoveOrg removes an org that has no apps and no peers, with its networks.
-func (n *Node) RemoveOrg(ctx context.Context, slug string) error {
-	if err := n.requireOrg(slug); err != nil {
+// Remove removes an org that has no apps and no peers, with its networks.
+func (o *Orgs) Remove(ctx context.Context, slug string) error {
+	if err := requireOrg(o.r, slug); err != nil {
 		return err
 	}
 	var carrier *catalog.Record
-	for _, r := range n.cat.List(catalog.KindApp) {
+	for _, r := range o.r.List(catalog.KindApp) {
 		if r.App.Org == slug && r.App.IsLimits() {
 			carrier = r
 			continue
@@ -94,44 +117,44 @@ func (n *Node) RemoveOrg(ctx context.Context, slug string) error {
 			return conflict("org %q still has app %q; remove its apps first", slug, r.Key)
 		}
 	}
-	for _, r := range n.cat.List(catalog.KindPeer) {
+	for _, r := range o.r.List(catalog.KindPeer) {
 		if r.Peer.Org == slug {
 			return conflict("org %q still has peer %q; remove its peers first", slug, r.Peer.Name)
 		}
 	}
-	rs := []*catalog.Record{n.cat.Live(catalog.ID{Kind: catalog.KindOrg, Key: slug})}
-	for _, r := range n.cat.List(catalog.KindNetwork) {
+	rs := []*catalog.Record{o.r.Live(catalog.ID{Kind: catalog.KindOrg, Key: slug})}
+	for _, r := range o.r.List(catalog.KindNetwork) {
 		if r.Network.Org == slug {
 			rs = append(rs, r)
 		}
 	}
-	rs = append(rs, n.orgDNSRecords(slug)...)
+	rs = append(rs, orgDNSRecords(o.r, slug)...)
 	if carrier != nil {
 		rs = append(rs, carrier)
 	}
-	return n.tombstone(rs...)
+	return tombstone(o.w, rs...)
 }
 
-func (n *Node) networkByName(org, name string) (*catalog.Network, error) {
-	r := n.cat.Live(catalog.ID{Kind: catalog.KindNetwork, Key: catalog.NetworkKey(org, name)})
+func networkByName(cat Reader, org, name string) (*catalog.Network, error) {
+	r := cat.Live(catalog.ID{Kind: catalog.KindNetwork, Key: catalog.NetworkKey(org, name)})
 	if r == nil {
 		return nil, notFound("network %q not found in org %q", name, org)
 	}
 	return r.Network, nil
 }
 
-// CreateNetwork creates a network with a fresh random id, unique in the cluster.
-func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInfo, error) {
+// Create creates a network with a fresh random id, unique in the cluster.
+func (ns *Networks) Create(ctx context.Context, org, name string) (*NetworkInfo, error) {
 	if err := ValidNetwork(name); err != nil {
 		return nil, err
 	}
-	if err := n.requireOrg(org); err != nil {
+	if err := requireOrg(ns.r, org); err != nil {
 		return nil, err
 	}
 	key := catalog.NetworkKey(org, name)
-	r, err := n.createNamed(ctx, func() *catalog.Record {
+	r, err := ns.names.CreateNamed(ctx, func() *catalog.Record {
 		id := sixpn.Random32()
-		for len(n.cat.NetworkIDClaims(id)) > 0 {
+		for len(ns.r.NetworkIDClaims(id)) > 0 {
 			id = sixpn.Random32()
 		}
 		return &catalog.Record{Kind: catalog.KindNetwork, Key: key, Network: &catalog.Network{Org: org, Name: name, ID: id}}
@@ -144,8 +167,8 @@ func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInf
 	// now, before anything was allocated in the network.
 	for attempt := 0; attempt < 5; attempt++ {
 		lost := false
-		for _, k := range n.cat.NetworkIDClaims(r.Network.ID) {
-			if o := n.cat.Get(catalog.ID{Kind: catalog.KindNetwork, Key: k}); o != nil && k != key && o.Created.Compare(r.Created) < 0 {
+		for _, k := range ns.r.NetworkIDClaims(r.Network.ID) {
+			if o := ns.r.Get(catalog.ID{Kind: catalog.KindNetwork, Key: k}); o != nil && k != key && o.Created.Compare(r.Created) < 0 {
 				lost = true
 			}
 		}
@@ -154,32 +177,28 @@ func (n *Node) CreateNetwork(ctx context.Context, org, name string) (*NetworkInf
 			return &info, nil
 		}
 		nw := *r.Network
-		for len(n.cat.NetworkIDClaims(nw.ID)) > 0 {
+		for len(ns.r.NetworkIDClaims(nw.ID)) > 0 {
 			nw.ID = sixpn.Random32()
 		}
 		next := *r
-		next.Network, next.Version = &nw, n.cat.Tick()
-		if err := n.claim(ctx, &next, fmt.Sprintf("network %q in org %q", name, org)); err != nil {
+		next.Network, next.Version = &nw, ns.r.Tick()
+		if err := ns.names.Reclaim(ctx, &next, fmt.Sprintf("network %q in org %q", name, org)); err != nil {
 			return nil, err
 		}
-		if err := n.commit(&next); err != nil {
-			return nil, err
-		}
-		n.claims.Written(ctx, &next)
 		r = &next
 	}
 	return nil, conflict("could not find a unique network id")
 }
 
-// ListNetworks lists networks, of one org if org is set.
-func (n *Node) ListNetworks(org string) ([]NetworkInfo, error) {
+// List lists networks, of one org if org is set.
+func (ns *Networks) List(org string) ([]NetworkInfo, error) {
 	if org != "" {
-		if err := n.requireOrg(org); err != nil {
+		if err := requireOrg(ns.r, org); err != nil {
 			return nil, err
 		}
 	}
 	out := []NetworkInfo{}
-	for _, r := range n.cat.List(catalog.KindNetwork) {
+	for _, r := range ns.r.List(catalog.KindNetwork) {
 		if org == "" || r.Network.Org == org {
 			out = append(out, networkInfo(r.Network))
 		}

@@ -2,9 +2,10 @@ package mesh
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dogwood/dogwood/mesh/quota"
+	"log/slog"
 	"math"
 	"sort"
 	"time"
@@ -13,8 +14,25 @@ import (
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/gossip"
+	"github.com/dogwood/dogwood/mesh/quota"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
+
+// Peers creates, lists, inspects and removes user peers. A peer's record is written
+// only on its gateway (gatewayPeers there): any host takes the request and sends it
+// to the nearest live gateway (Caller).
+type Peers struct {
+	host    string // this host's name, fixed while it runs
+	r       Reader
+	w       Writer
+	call    Caller
+	rtt     func(host string) (time.Duration, bool)
+	limits  quota.Limits
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics
+	gw      *gatewayPeers // this host's own peers, when it is a gateway
+}
 
 // PeerSpec asks for a user peer. Only the public key ever reaches the agent.
 type PeerSpec struct {
@@ -61,33 +79,34 @@ type PeerStat struct {
 	TxBytes       int64     `json:"tx_bytes"`
 }
 
-func (n *Node) peerInfo(p *catalog.Peer) PeerInfo {
+func peerInfo(cat Reader, p *catalog.Peer) PeerInfo {
 	info := PeerInfo{
 		Name: p.Name, Org: p.Org, Network: p.Network, Region: p.Region, Gateway: p.Gateway,
 		Address: p.Address.String(), PublicKey: p.PublicKey, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt,
 		AddressPrefix: fmt.Sprintf("%s/120", p.Address), NetworkPrefix: sixpn.NetworkPrefix(p.NetworkID).String(),
 		DNS: sixpn.NetworkDNS(p.NetworkID).String(),
 	}
-	if h := n.cat.Snapshot().Hosts[p.Gateway]; h != nil {
+	if h := cat.Snapshot().Hosts[p.Gateway]; h != nil {
 		info.GatewayPublicKey = h.PublicKey
 		info.GatewayEndpoint = h.PublicEndpoint
 	}
 	return info
 }
 
-// gateways returns live gateway hosts, nearest first (this host, then by RTT, then name).
-func (n *Node) gateways(region string) []*catalog.HostView {
+// gateways returns live gateway hosts, nearest first (this host, then by RTT, then
+// name).
+func gateways(cat Reader, self string, rtt func(string) (time.Duration, bool), region string) []*catalog.HostView {
 	var out []*catalog.HostView
-	for _, h := range n.cat.Snapshot().Hosts {
+	for _, h := range cat.Snapshot().Hosts {
 		if h.Gateway && h.Live() && h.PublicKey != "" && h.PublicEndpoint != "" && (region == "" || h.Region == region) {
 			out = append(out, h)
 		}
 	}
 	dist := func(h *catalog.HostView) float64 {
-		if h.Name == n.id.Name {
+		if h.Name == self {
 			return -1
 		}
-		if d, ok := n.RTT(h.Name); ok {
+		if d, ok := rtt(h.Name); ok {
 			return float64(d)
 		}
 		return math.MaxFloat64
@@ -105,11 +124,11 @@ func (n *Node) gateways(region string) []*catalog.HostView {
 // checkPeerPlace validates where a new peer (or the peer an invitation
 // will create) goes, filling in the default network; peers and invitations
 // must agree on these rules or a redeemed invitation could fail.
-func (n *Node) checkPeerPlace(name, org string, network *string, region string) error {
+func checkPeerPlace(cat Reader, name, org string, network *string, region string) error {
 	if err := ValidPeerName(name); err != nil {
 		return err
 	}
-	if err := n.requireOrg(org); err != nil {
+	if err := requireOrg(cat, org); err != nil {
 		return err
 	}
 	if *network == "" {
@@ -118,7 +137,7 @@ func (n *Node) checkPeerPlace(name, org string, network *string, region string) 
 	if err := ValidNetwork(*network); err != nil {
 		return err
 	}
-	if _, err := n.networkByName(org, *network); err != nil {
+	if _, err := networkByName(cat, org, *network); err != nil {
 		return err
 	}
 	if region != "" {
@@ -129,8 +148,9 @@ func (n *Node) checkPeerPlace(name, org string, network *string, region string) 
 	return nil
 }
 
-func (n *Node) checkPeerSpec(spec *PeerSpec) error {
-	if err := n.checkPeerPlace(spec.Name, spec.Org, &spec.Network, spec.Region); err != nil {
+// checkPeerSpec validates a peer create where it is asked and again on its gateway.
+func checkPeerSpec(cat Reader, now time.Time, spec *PeerSpec) error {
+	if err := checkPeerPlace(cat, spec.Name, spec.Org, &spec.Network, spec.Region); err != nil {
 		return err
 	}
 	if err := ValidRequestID(spec.RequestID); err != nil {
@@ -140,38 +160,38 @@ func (n *Node) checkPeerSpec(spec *PeerSpec) error {
 	if err != nil || k == (wgtypes.Key{}) {
 		return invalid("invalid WireGuard public key %q", spec.PublicKey)
 	}
-	if err := n.checkPeerKey(k.String()); err != nil {
+	if err := checkPeerKey(cat, k.String()); err != nil {
 		return err
 	}
-	if spec.ExpiresAt != nil && !spec.ExpiresAt.After(n.now()) {
+	if spec.ExpiresAt != nil && !spec.ExpiresAt.After(now) {
 		return invalid("expiry %s is in the past", spec.ExpiresAt.Format(time.RFC3339))
 	}
 	return nil
 }
 
-// CreatePeer registers a user peer on a gateway and returns once the gateway has
+// Create registers a user peer on a gateway and returns once the gateway has
 // installed it. On any failure nothing is left registered.
-func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error) {
-	start := n.now()
+func (ps *Peers) Create(ctx context.Context, spec PeerSpec) (*PeerInfo, error) {
+	start := ps.now()
 	// A retry of a create that happened returns its peer before the checks that
 	// peer itself would now fail (its name and key are taken).
 	if err := ValidRequestID(spec.RequestID); err != nil {
 		return nil, err
 	}
-	if r := n.cat.ByRequest(catalog.KindPeer, spec.RequestID); r != nil && !r.Deleted {
-		info := n.peerInfo(r.Peer)
+	if r := ps.r.ByRequest(catalog.KindPeer, spec.RequestID); r != nil && !r.Deleted {
+		info := peerInfo(ps.r, r.Peer)
 		return &info, nil
 	}
-	if err := n.checkPeerSpec(&spec); err != nil {
+	if err := checkPeerSpec(ps.r, ps.now(), &spec); err != nil {
 		return nil, err
 	}
-	if n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(spec.Org, spec.Name)}) != nil {
+	if ps.r.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(spec.Org, spec.Name)}) != nil {
 		return nil, conflict("peer %q already exists in org %q", spec.Name, spec.Org)
 	}
-	if err := orgLimit(n.cfg.Limits, n.cat, quota.Peers, spec.Org); err != nil {
+	if err := orgLimit(ps.limits, ps.r, quota.Peers, spec.Org); err != nil {
 		return nil, err
 	}
-	gws := n.gateways(spec.Region)
+	gws := gateways(ps.r, ps.host, ps.rtt, spec.Region)
 	if len(gws) == 0 {
 		if spec.Region != "" {
 			return nil, notFound("no live gateway in region %q", spec.Region)
@@ -180,26 +200,26 @@ func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error)
 	}
 	gw := gws[0]
 	var info *PeerInfo
-	if gw.Name == n.id.Name {
-		p, err := n.gw.create(ctx, spec)
+	if gw.Name == ps.host {
+		p, err := ps.gw.create(ctx, spec)
 		if err != nil {
 			return nil, err
 		}
-		i := n.peerInfo(p)
+		i := peerInfo(ps.r, p)
 		info = &i
 	} else {
 		var p catalog.Peer
-		if err := n.gossip.Call(ctx, gw.Name, opPeerCreate, spec, &p); err != nil {
+		if err := ps.call.Call(ctx, gw.Name, opPeerCreate, spec, &p); err != nil {
 			var re *gossip.RemoteError
 			if !errors.As(err, &re) {
 				// The gateway may have acted before we stopped waiting: undo.
 				cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				uerr := n.gossip.Call(cctx, gw.Name, opPeerRemove, peerRef{Org: spec.Org, Name: spec.Name}, nil)
+				uerr := ps.call.Call(cctx, gw.Name, opPeerRemove, peerRef{Org: spec.Org, Name: spec.Name}, nil)
 				cancel()
 				if uerr != nil && !errors.As(uerr, &re) {
 					// A remote "not found" means there was nothing to undo; anything else
 					// may leave a peer behind, which the operator must hear about.
-					n.log.Warn("peer create failed and its undo could not be confirmed", "org", spec.Org, "peer", spec.Name, "gateway", gw.Name, "err", uerr)
+					ps.log.Warn("peer create failed and its undo could not be confirmed", "org", spec.Org, "peer", spec.Name, "gateway", gw.Name, "err", uerr)
 					err = errors.Join(err, fmt.Errorf("undo not confirmed (check `dogwood wireguard list %s`): %w", spec.Org, uerr))
 				}
 			}
@@ -207,13 +227,13 @@ func (n *Node) CreatePeer(ctx context.Context, spec PeerSpec) (*PeerInfo, error)
 		}
 		// The gateway has written and pushed the record; make sure ours has it before
 		// answering, so `wireguard list/status` here right after create shows it.
-		n.waitFor(ctx, catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(p.Org, p.Name)}, func(r *catalog.Record) bool { return !r.Deleted })
-		i := n.peerInfo(&p)
+		waitRecord(ctx, ps.r, catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(p.Org, p.Name)}, func(r *catalog.Record) bool { return !r.Deleted })
+		i := peerInfo(ps.r, &p)
 		i.GatewayPublicKey, i.GatewayEndpoint = gw.PublicKey, gw.PublicEndpoint
 		info = &i
 	}
-	n.metrics.peerCreates.Inc()
-	n.metrics.peerCreateSeconds.Observe(n.now().Sub(start).Seconds())
+	ps.metrics.peerCreates.Inc()
+	ps.metrics.peerCreateSeconds.Observe(ps.now().Sub(start).Seconds())
 	return info, nil
 }
 
@@ -222,60 +242,60 @@ type peerRef struct {
 	Name string `json:"name"`
 }
 
-// RemovePeer removes a peer on its gateway (which cuts the tunnel at once) and frees
+// Remove removes a peer on its gateway (which cuts the tunnel at once) and frees
 // its address.
-func (n *Node) RemovePeer(ctx context.Context, org, name string) error {
-	r, err := n.livePeer(org, name)
+func (ps *Peers) Remove(ctx context.Context, org, name string) error {
+	r, err := livePeer(ps.r, org, name)
 	if err != nil {
 		return err
 	}
-	if r.Peer.Gateway == n.id.Name {
-		return n.gw.remove(ctx, peerRef{org, name})
+	if r.Peer.Gateway == ps.host {
+		return ps.gw.remove(ctx, peerRef{org, name})
 	}
-	if !n.cat.Snapshot().HostLive(r.Peer.Gateway) {
+	if !ps.r.Snapshot().HostLive(r.Peer.Gateway) {
 		// A dead gateway cannot carry traffic; the tombstone reaches it when it returns.
-		return n.tombstone(r)
+		return tombstone(ps.w, r)
 	}
-	if err := n.gossip.Call(ctx, r.Peer.Gateway, opPeerRemove, peerRef{org, name}, nil); err != nil {
+	if err := ps.call.Call(ctx, r.Peer.Gateway, opPeerRemove, peerRef{org, name}, nil); err != nil {
 		return err
 	}
-	n.waitFor(ctx, r.ID(), func(x *catalog.Record) bool { return x.Deleted })
-	n.metrics.peerRemoves.Inc()
+	waitRecord(ctx, ps.r, r.ID(), func(x *catalog.Record) bool { return x.Deleted })
+	ps.metrics.peerRemoves.Inc()
 	return nil
 }
 
-func (n *Node) livePeer(org, name string) (*catalog.Record, error) {
+func livePeer(cat Reader, org, name string) (*catalog.Record, error) {
 	if err := ValidOrg(org); err != nil {
 		return nil, err
 	}
 	if err := ValidPeerName(name); err != nil {
 		return nil, err
 	}
-	r := n.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(org, name)})
+	r := cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey(org, name)})
 	if r == nil {
 		return nil, notFound("peer %q not found in org %q", name, org)
 	}
 	return r, nil
 }
 
-// ListPeers lists peers (of one org if set) with their gateways' handshake data.
-func (n *Node) ListPeers(ctx context.Context, org string) ([]PeerInfo, error) {
+// List lists peers (of one org if set) with their gateways' handshake data.
+func (ps *Peers) List(ctx context.Context, org string) ([]PeerInfo, error) {
 	if org != "" {
-		if err := n.requireOrg(org); err != nil {
+		if err := requireOrg(ps.r, org); err != nil {
 			return nil, err
 		}
 	}
 	out := []PeerInfo{}
 	byGW := map[string][]string{}
-	for _, r := range n.cat.List(catalog.KindPeer) {
+	for _, r := range ps.r.List(catalog.KindPeer) {
 		if org == "" || r.Peer.Org == org {
-			out = append(out, n.peerInfo(r.Peer))
+			out = append(out, peerInfo(ps.r, r.Peer))
 			byGW[r.Peer.Gateway] = append(byGW[r.Peer.Gateway], r.Peer.PublicKey)
 		}
 	}
 	stats := map[string]PeerStat{}
 	for gw, keys := range byGW {
-		for _, s := range n.peerStats(ctx, gw, keys) {
+		for _, s := range ps.stats(ctx, gw, keys) {
 			stats[s.PublicKey] = s
 		}
 	}
@@ -295,31 +315,56 @@ func applyStat(p *PeerInfo, s PeerStat) {
 	p.Endpoint, p.RxBytes, p.TxBytes = s.Endpoint, s.RxBytes, s.TxBytes
 }
 
-// PeerStatus returns one peer with live data from its gateway.
-func (n *Node) PeerStatus(ctx context.Context, org, name string) (*PeerInfo, error) {
-	r, err := n.livePeer(org, name)
+// Status returns one peer with live data from its gateway.
+func (ps *Peers) Status(ctx context.Context, org, name string) (*PeerInfo, error) {
+	r, err := livePeer(ps.r, org, name)
 	if err != nil {
 		return nil, err
 	}
-	info := n.peerInfo(r.Peer)
-	for _, s := range n.peerStats(ctx, r.Peer.Gateway, []string{r.Peer.PublicKey}) {
+	info := peerInfo(ps.r, r.Peer)
+	for _, s := range ps.stats(ctx, r.Peer.Gateway, []string{r.Peer.PublicKey}) {
 		applyStat(&info, s)
 	}
 	return &info, nil
 }
 
-func (n *Node) peerStats(ctx context.Context, gw string, keys []string) []PeerStat {
-	if gw == n.id.Name {
-		return n.gw.stats(keys)
+func (ps *Peers) stats(ctx context.Context, gw string, keys []string) []PeerStat {
+	if gw == ps.host {
+		return ps.gw.stats(keys)
 	}
-	if !n.cat.Snapshot().HostLive(gw) {
+	if !ps.r.Snapshot().HostLive(gw) {
 		return nil
 	}
 	var out []PeerStat
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := n.gossip.Call(cctx, gw, opPeerStatus, keys, &out); err != nil {
-		n.log.Debug("peer status", "gateway", gw, "err", err)
+	if err := ps.call.Call(cctx, gw, opPeerStatus, keys, &out); err != nil {
+		ps.log.Debug("peer status", "gateway", gw, "err", err)
 	}
 	return out
+}
+
+// register serves the peer operations other hosts send to a peer's gateway.
+func (ps *Peers) register(h Handlers) {
+	h.Handle(opPeerCreate, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var spec PeerSpec
+		if err := json.Unmarshal(body, &spec); err != nil {
+			return nil, invalid("bad peer request: %v", err)
+		}
+		return ps.gw.create(ctx, spec)
+	})
+	h.Handle(opPeerRemove, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var ref peerRef
+		if err := json.Unmarshal(body, &ref); err != nil {
+			return nil, invalid("bad peer request: %v", err)
+		}
+		return nil, ps.gw.remove(ctx, ref)
+	})
+	h.Handle(opPeerStatus, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
+		var keys []string
+		if err := json.Unmarshal(body, &keys); err != nil {
+			return nil, invalid("bad peer status request: %v", err)
+		}
+		return ps.gw.stats(keys), nil
+	})
 }

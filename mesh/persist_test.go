@@ -43,10 +43,10 @@ func TestRemoteRecordsWrittenOnClose(t *testing.T) {
 	c := newCluster(t, 2)
 	ctx := context.Background()
 	h0, h1 := c.hosts[0], c.hosts[1]
-	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+	if _, err := h0.Orgs.Create(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	c.eventually(10*time.Second, "the org reaches h1", func() bool { return len(h1.ListOrgs()) > 0 })
+	c.eventually(10*time.Second, "the org reaches h1", func() bool { return len(h1.Orgs.List()) > 0 })
 	// At once: inside the window, before the writer's transaction.
 	rs := closedRecords(t, h1)
 	for _, r := range rs {

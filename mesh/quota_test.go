@@ -19,7 +19,7 @@ func TestQuotasAtTheDoor(t *testing.T) {
 	c := newClusterWith(t, 1, 0, map[string]quota.Limits{"h0": {Apps: 2, Machines: 2, DNSRecords: 1, ServicesPerMachine: 3}})
 	h := c.hosts[0]
 	ctx := context.Background()
-	if _, err := h.CreateOrg(ctx, "acme"); err != nil {
+	if _, err := h.Orgs.Create(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
 	refused := func(what string, err error, words ...string) {
@@ -34,11 +34,11 @@ func TestQuotasAtTheDoor(t *testing.T) {
 		}
 	}
 	for _, a := range []string{"web", "api"} {
-		if _, err := h.CreateApp(ctx, a, "acme", ""); err != nil {
+		if _, err := h.Apps.Create(ctx, AppSpec{Name: a, Org: "acme", Network: ""}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := h.CreateApp(ctx, "db", "acme", "")
+	_, err := h.Apps.Create(ctx, AppSpec{Name: "db", Org: "acme", Network: ""})
 	refused("third app", err, "org acme has 2 apps", "limit is 2")
 	if n := len(h.cat.List(catalog.KindApp)); n != 2 {
 		t.Errorf("%d apps after the refusal", n)
@@ -51,23 +51,23 @@ func TestQuotasAtTheDoor(t *testing.T) {
 		}
 		return s
 	}
-	_, err = h.CreateMachine(ctx, MachineSpec{App: "web", Org: "acme", Services: svcs(4)})
+	_, err = h.Machines.Create(ctx, MachineSpec{App: "web", Org: "acme", Services: svcs(4)})
 	refused("4 services", err, "4 services", "limit is 3")
 	for i := 0; i < 2; i++ {
-		if _, err := h.CreateMachine(ctx, MachineSpec{App: "web", Org: "acme", Services: svcs(3)}); err != nil {
+		if _, err := h.Machines.Create(ctx, MachineSpec{App: "web", Org: "acme", Services: svcs(3)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err = h.CreateMachine(ctx, MachineSpec{App: "api", Org: "acme"})
+	_, err = h.Machines.Create(ctx, MachineSpec{App: "api", Org: "acme"})
 	refused("third machine", err, "org acme has 2 machines", "limit is 2")
 	if n := len(h.cat.List(catalog.KindMachine)); n != 2 {
 		t.Errorf("%d machines after the refusals", n)
 	}
 
-	if _, err := h.AddDNSRecord(ctx, DNSRecordSpec{Org: "acme", Name: "a", Type: "TXT", Value: "x"}); err != nil {
+	if _, err := h.DNSRecords.Add(ctx, DNSRecordSpec{Org: "acme", Name: "a", Type: "TXT", Value: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.AddDNSRecord(ctx, DNSRecordSpec{Org: "acme", Name: "b", Type: "TXT", Value: "y"})
+	_, err = h.DNSRecords.Add(ctx, DNSRecordSpec{Org: "acme", Name: "b", Type: "TXT", Value: "y"})
 	refused("second DNS record", err, "1 DNS records", "limit is 1")
 }
 
@@ -77,18 +77,19 @@ func TestQuotasOnGossipInput(t *testing.T) {
 	c := newClusterWith(t, 2, 0, map[string]quota.Limits{"h1": {ServicesPerMachine: 2}})
 	h0, h1 := c.hosts[0], c.hosts[1]
 	ctx := context.Background()
-	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+	if _, err := h0.Orgs.Create(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h0.CreateApp(ctx, "web", "acme", ""); err != nil {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); err != nil {
 		t.Fatal(err)
 	}
-	big, err := h0.CreateMachine(ctx, MachineSpec{App: "web", Org: "acme", Services: []catalog.Service{
+	big, err := h0.Machines.Create(ctx, MachineSpec{App: "web", Org: "acme", Services: []catalog.Service{
 		{Name: "a", Proto: "tcp", Port: 1}, {Name: "b", Proto: "tcp", Port: 2}, {Name: "c", Proto: "tcp", Port: 3}}})
+
 	if err != nil {
 		t.Fatal(err)
 	}
-	small, err := h0.CreateMachine(ctx, MachineSpec{App: "web", Org: "acme"})
+	small, err := h0.Machines.Create(ctx, MachineSpec{App: "web", Org: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,19 +125,19 @@ func TestReplayedGossipHasNoEffect(t *testing.T) {
 	ctx := context.Background()
 	waitFor(t, 10*time.Second, "membership", func() bool { return len(h0.gossip.Members()) == 2 && len(h1.gossip.Members()) == 2 })
 
-	if _, err := h0.CreateOrg(ctx, "acme"); err != nil {
+	if _, err := h0.Orgs.Create(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h0.CreateApp(ctx, "web", "acme", ""); err != nil {
+	if _, err := h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "app on h1", func() bool { _, err := h1.ListMachines("acme", "web"); return err == nil })
-	m, err := h1.CreateMachine(ctx, MachineSpec{App: "web"})
+	waitFor(t, 5*time.Second, "app on h1", func() bool { _, err := h1.Machines.List("acme", "web"); return err == nil })
+	m, err := h1.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	state := func(n *Node) string {
-		mm, err := n.Machine(m.ID)
+		mm, err := n.Machines.Get(m.ID)
 		if err != nil {
 			return err.Error()
 		}
@@ -146,11 +146,11 @@ func TestReplayedGossipHasNoEffect(t *testing.T) {
 	waitFor(t, 5*time.Second, "machine on h0", func() bool { return state(h0) == "started" })
 
 	w0.take() // from here on, record the operation only
-	if _, err := h0.MachineAction(ctx, m.ID, "stop"); err != nil {
+	if _, err := h0.Machines.Action(ctx, m.ID, "stop"); err != nil {
 		t.Fatal(err)
 	}
 	packets, streams := w0.take()
-	if _, err := h0.MachineAction(ctx, m.ID, "start"); err != nil {
+	if _, err := h0.Machines.Action(ctx, m.ID, "start"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "restart seen on both hosts", func() bool { return state(h0) == "started" && state(h1) == "started" })

@@ -19,16 +19,16 @@ func TestTombstonesCollected(t *testing.T) {
 	c := newClusterTTL(t, 2, 2*time.Second)
 	ctx := context.Background()
 	h0, h1 := c.hosts[0], c.hosts[1]
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
+	h0.Orgs.Create(ctx, "acme")
+	h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
 	c.waitConverged()
 	var last *catalog.Record
 	for i := 0; i < 20; i++ {
-		m, err := h1.CreateMachine(ctx, MachineSpec{App: "web"})
+		m, err := h1.Machines.Create(ctx, MachineSpec{App: "web"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h1.MachineAction(ctx, m.ID, "destroy"); err != nil {
+		if _, err := h1.Machines.Action(ctx, m.ID, "destroy"); err != nil {
 			t.Fatal(err)
 		}
 		last = h1.cat.Get(catalog.ID{Kind: catalog.KindMachine, Key: m.ID})
@@ -60,25 +60,25 @@ func TestAwayHostCannotResurrect(t *testing.T) {
 	c := newClusterTTL(t, 3, 3*time.Second)
 	ctx := context.Background()
 	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
+	h0.Orgs.Create(ctx, "acme")
+	h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
 	c.waitConverged()
-	h1.CreateApp(ctx, "gone", "acme", "")
+	h1.Apps.Create(ctx, AppSpec{Name: "gone", Org: "acme", Network: ""})
 	c.waitConverged()
-	m, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
+	m, err := h0.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	mine, err := h2.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
 	h2.Close()
-	if _, err := h0.MachineAction(ctx, m.ID, "destroy"); err != nil {
+	if _, err := h0.Machines.Action(ctx, m.ID, "destroy"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h1.RemoveApp(ctx, "acme", "gone"); err != nil {
+	if err := h1.Apps.Remove(ctx, "acme", "gone"); err != nil {
 		t.Fatal(err)
 	}
 	c.eventually(15*time.Second, "tombstones collected", func() bool { return tombstones(h0) == 0 && tombstones(h1) == 0 })
@@ -86,13 +86,13 @@ func TestAwayHostCannotResurrect(t *testing.T) {
 	c.hosts[2] = h2b
 	c.waitConverged()
 	for _, h := range c.hosts {
-		if _, err := h.Machine(m.ID); err == nil {
+		if _, err := h.Machines.Get(m.ID); err == nil {
 			t.Fatalf("%s: destroyed machine came back", h.name)
 		}
-		if _, err := h.app("acme", "gone"); err == nil {
+		if _, err := findApp(h.cat, "acme", "gone"); err == nil {
 			t.Fatalf("%s: removed app came back", h.name)
 		}
-		if _, err := h.Machine(mine.ID); err != nil {
+		if _, err := h.Machines.Get(mine.ID); err != nil {
 			t.Fatalf("%s: the returning host's own machine is gone: %v", h.name, err)
 		}
 	}
@@ -106,36 +106,36 @@ func TestLongPartitionCannotResurrect(t *testing.T) {
 	c := newClusterTTL(t, 3, 3*time.Second)
 	ctx := context.Background()
 	h0, h1, h2 := c.hosts[0], c.hosts[1], c.hosts[2]
-	h0.CreateOrg(ctx, "acme")
-	h0.CreateApp(ctx, "web", "acme", "")
+	h0.Orgs.Create(ctx, "acme")
+	h0.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""})
 	c.waitConverged()
-	m, err := h0.CreateMachine(ctx, MachineSpec{App: "web"})
+	m, err := h0.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine, err := h2.CreateMachine(ctx, MachineSpec{App: "web"})
+	mine, err := h2.Machines.Create(ctx, MachineSpec{App: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.waitConverged()
 	c.cut(h2, h0)
 	c.cut(h2, h1)
-	if _, err := h0.MachineAction(ctx, m.ID, "destroy"); err != nil {
+	if _, err := h0.Machines.Action(ctx, m.ID, "destroy"); err != nil {
 		t.Fatal(err)
 	}
 	c.eventually(15*time.Second, "tombstone collected on the majority side", func() bool { return tombstones(h0) == 0 && tombstones(h1) == 0 })
 	c.eventually(15*time.Second, "the cut-off host forgot what others wrote", func() bool {
-		_, err := h2.Machine(m.ID)
+		_, err := h2.Machines.Get(m.ID)
 		return err != nil
 	})
 	c.heal(h2, h0)
 	c.heal(h2, h1)
 	c.waitConverged()
 	for _, h := range c.hosts {
-		if _, err := h.Machine(m.ID); err == nil {
+		if _, err := h.Machines.Get(m.ID); err == nil {
 			t.Fatalf("%s: destroyed machine came back after the heal", h.name)
 		}
-		if _, err := h.Machine(mine.ID); err != nil {
+		if _, err := h.Machines.Get(mine.ID); err != nil {
 			t.Fatalf("%s: the cut-off host's own machine is gone: %v", h.name, err)
 		}
 	}

@@ -33,13 +33,13 @@ func checkReservedApp(name string) error {
 // gateway's own included) or another peer's: WireGuard keys peers by public key, so
 // the gateway could never install it, and admitting it would hand the caller an
 // address for a tunnel that cannot exist (or, worse, traffic meant for a host).
-func (n *Node) checkPeerKey(key string) error {
-	for _, h := range n.Snapshot().Hosts {
+func checkPeerKey(cat Reader, key string) error {
+	for _, h := range cat.Snapshot().Hosts {
 		if h.PublicKey == key {
 			return invalid("public key %s is the WireGuard key of host %s: a peer needs a key of its own (`wg genkey | wg pubkey`)", key, h.Name)
 		}
 	}
-	for _, r := range n.cat.List(catalog.KindPeer) {
+	for _, r := range cat.List(catalog.KindPeer) {
 		if r.Peer.PublicKey == key {
 			return conflict("public key %s is already used by peer %q of org %q", key, r.Peer.Name, r.Peer.Org)
 		}

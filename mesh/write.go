@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/claim"
@@ -20,48 +19,35 @@ func (n *Node) createNamed(ctx context.Context, build func() *catalog.Record, id
 		}
 		return nil
 	}
-	return n.writeNamed(ctx, namedWrite{id: id, what: what, build: build, taken: exists, raced: exists,
-		lost: what + " was created concurrently on another host, which won"})
-}
-
-// namedWrite is one write under a name that arbiters guard: a create, or an alias
-// switched to a new target.
-type namedWrite struct {
-	id    catalog.ID
-	what  string
-	build func() *catalog.Record
-	// taken refuses the write before the claim, raced after it (a write of the name
-	// on this host meanwhile); gen is the generation this write takes.
-	taken, raced func(cur *catalog.Record, gen uint32) error
-	// lost is the error when another host's write of the name won.
-	lost string
+	return n.writeNamed(ctx, NamedWrite{ID: id, What: what, Build: build, Taken: exists, Raced: exists,
+		Lost: what + " was created concurrently on another host, which won"})
 }
 
 // writeNamed takes the name's next generation, claims it with the name's arbiters,
 // writes it and reports whether the cluster kept it.
-func (n *Node) writeNamed(ctx context.Context, w namedWrite) (*catalog.Record, error) {
+func (n *Node) writeNamed(ctx context.Context, w NamedWrite) (*catalog.Record, error) {
 	if err := n.writable(); err != nil {
 		return nil, err
 	}
 	n.createMu.Lock()
-	cur := n.cat.Get(w.id)
+	cur := n.cat.Get(w.ID)
 	gen := uint32(1)
 	if cur != nil {
 		gen = cur.Gen + 1
 	}
-	if err := w.taken(cur, gen); err != nil {
+	if err := w.Taken(cur, gen); err != nil {
 		n.createMu.Unlock()
 		return nil, err
 	}
 	stamp := n.cat.Tick()
-	r := w.build()
+	r := w.Build()
 	r.Gen, r.Created, r.Version = gen, stamp, stamp
 	n.createMu.Unlock()
-	if err := n.claim(ctx, r, w.what); err != nil {
+	if err := n.claim(ctx, r, w.What); err != nil {
 		return nil, err
 	}
 	n.createMu.Lock()
-	if err := w.raced(n.cat.Get(w.id), gen); err != nil {
+	if err := w.Raced(n.cat.Get(w.ID), gen); err != nil {
 		n.createMu.Unlock()
 		return nil, err
 	}
@@ -72,14 +58,11 @@ func (n *Node) writeNamed(ctx context.Context, w namedWrite) (*catalog.Record, e
 		return nil, err
 	}
 	n.claims.Written(ctx, r)
-	if got := n.cat.Get(w.id); got == nil || !got.SameIdentity(r) {
-		return nil, conflict("%s", w.lost)
+	if got := n.cat.Get(w.ID); got == nil || !got.SameIdentity(r) {
+		return nil, conflict("%s", w.Lost)
 	}
 	return r, nil
 }
-
-// tombstone writes deletions for the given live records.
-func (n *Node) tombstone(rs ...*catalog.Record) error { return n.commit(n.tombstones(rs...)...) }
 
 // tombstones builds deletions for the given live records.
 func (n *Node) tombstones(rs ...*catalog.Record) []*catalog.Record {
@@ -92,24 +75,6 @@ func (n *Node) tombstones(rs ...*catalog.Record) []*catalog.Record {
 		out = append(out, &t)
 	}
 	return out
-}
-
-// waitFor polls the local catalog until cond holds for id or ctx ends (bounded at 2s).
-func (n *Node) waitFor(ctx context.Context, id catalog.ID, cond func(*catalog.Record) bool) bool {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	ch, stop := n.cat.Watch()
-	defer stop()
-	for {
-		if r := n.cat.Get(id); r != nil && cond(r) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-ch:
-		}
-	}
 }
 
 // claim reserves r's unique names with their arbiters (no lock held: it waits on

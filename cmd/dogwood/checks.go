@@ -79,7 +79,7 @@ func (c *machineChecks) transition(tr health.Transition) {
 		c.log.Warn("machine health changed", "machine", tr.Machine, "from", tr.From, "to", tr.To, "checks", why)
 		c.trans.WithLabelValues(tr.To).Inc()
 	}
-	if err := c.node.SetMachineHealth(tr.Machine, tr.Checks); err != nil {
+	if err := c.node.Machines.SetHealth(tr.Machine, tr.Checks); err != nil {
 		c.log.Warn("write machine health", "machine", tr.Machine, "err", err)
 	}
 }

@@ -237,11 +237,11 @@ func (d *doctor) members(ctx context.Context) []doctorCheck {
 	// Right after a (re)start the catalog remembers the members from disk as
 	// failed until gossip hears from them again: wait for that briefly, as for
 	// first handshakes.
-	members := d.node.Members()
+	members := d.node.Members.List()
 	young := time.Since(d.started) < handshakeGrace
 	for deadline := time.Now().Add(handshakeWait); young && d.notRejoined(members) && time.Now().Before(deadline) && ctx.Err() == nil; {
 		time.Sleep(100 * time.Millisecond)
-		members = d.node.Members()
+		members = d.node.Members.List()
 	}
 	for _, m := range members {
 		if m.Name == d.node.Name() {
@@ -312,7 +312,7 @@ func (d *doctor) wireguard(ctx context.Context) []doctorCheck {
 		return append(out, fail("wireguard peers", err.Error(), "wg show "+d.opts.WGInterface))
 	}
 	var live []mesh.MemberInfo
-	for _, m := range d.node.Members() {
+	for _, m := range d.node.Members.List() {
 		if m.Name != d.node.Name() && catalog.Live(m.Status) && m.PublicKey != "" {
 			live = append(live, m)
 		}
@@ -417,7 +417,7 @@ func (d *doctor) machineDNS(ctx context.Context) []doctorCheck {
 	if d.dp.dp == nil {
 		return nil
 	}
-	ms, err := d.node.ListMachines("", "")
+	ms, err := d.node.Machines.List("", "")
 	if err != nil {
 		return nil
 	}
@@ -510,7 +510,7 @@ func (d *doctor) clock(ctx context.Context) []doctorCheck {
 	mine := readBuildInfo().Version
 	versions := map[string][]string{mine: {d.node.Name()}}
 	var problems []string
-	for _, m := range d.node.Members() {
+	for _, m := range d.node.Members.List() {
 		if m.Name == d.node.Name() || !catalog.Live(m.Status) {
 			continue
 		}

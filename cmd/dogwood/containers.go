@@ -21,7 +21,7 @@ const reapGrace = 10 * time.Second
 // container machines whose namespace died. With --wireguard off nothing attaches
 // namespaces, so the endpoints answer 503 and nothing is reaped.
 func startContainers(ctx context.Context, node *mesh.Node, dp *dataPlane, log *slog.Logger) (map[string]http.HandlerFunc, func()) {
-	svc := &containers.Service{Node: node, Log: log,
+	svc := &containers.Service{Machines: node.Machines, Catalog: node.Catalog(), Log: log,
 		Installed: func(ctx context.Context, id string) error {
 			return dp.install(ctx, catalog.ID{Kind: catalog.KindMachine, Key: id})
 		}}
@@ -43,7 +43,7 @@ func startContainers(ctx context.Context, node *mesh.Node, dp *dataPlane, log *s
 		Machines: func() []*catalog.Machine { return node.Snapshot().LocalMachines },
 		Gone:     containers.NamespaceGone,
 		Destroy: func(ctx context.Context, id string) error {
-			_, err := node.MachineAction(ctx, id, "destroy")
+			_, err := node.Machines.Action(ctx, id, "destroy")
 			return err
 		},
 		Grace: reapGrace, Log: log,

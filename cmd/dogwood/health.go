@@ -57,7 +57,7 @@ func diskCheck(behind error) readyCheck {
 func (r *readiness) joined() readyCheck {
 	c := readyCheck{Name: "gossip"}
 	alive := 0
-	for _, m := range r.node.Members() {
+	for _, m := range r.node.Members.List() {
 		if m.Name != r.node.Name() && catalog.Live(m.Status) {
 			alive++
 		}
@@ -202,7 +202,7 @@ func (m *membersCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]float64{catalog.StatusAlive: 0, catalog.StatusSuspect: 0, catalog.StatusFailed: 0, catalog.StatusLeft: 0}
-	for _, mi := range m.node.Members() {
+	for _, mi := range m.node.Members.List() {
 		counts[mi.Status]++
 		if mi.Status != catalog.StatusAlive {
 			ch <- prometheus.MustNewConstMetric(m.unhealthy, prometheus.GaugeValue, 1, mi.Name, mi.Status)

@@ -83,7 +83,7 @@ func (l *inviteListener) serve(node *mesh.Node) {
 	if l == nil {
 		return
 	}
-	l.srv.Redeem = node.RedeemInvite
+	l.srv.Redeem = node.Invites.Redeem
 	l.log.Info("serving invitations", "listen", l.ln.Addr().String(), "endpoint", l.cfg.Endpoint, "pin", invite.PinOf(l.cfg.Pin))
 	go func() {
 		if err := l.srv.Serve(l.ln); err != nil {

@@ -191,7 +191,7 @@ func (k *keyring) fanout(ctx context.Context, req keyringRequest) ([]keyringHost
 		}
 	}
 	var names []string
-	for _, m := range k.node.Members() {
+	for _, m := range k.node.Members.List() {
 		if catalog.Live(m.Status) {
 			names = append(names, m.Name)
 		}

@@ -14,12 +14,12 @@ func (s *Server) inviteRoutes(h func(pattern string, f func(r *http.Request) (an
 		if err := decode(r, &spec); err != nil {
 			return nil, err
 		}
-		return s.Node.CreateInvite(r.Context(), spec)
+		return s.Node.Invites.Create(r.Context(), spec)
 	})
 	h("GET /v1/invites", func(r *http.Request) (any, error) {
-		return s.Node.ListInvites(r.Context(), r.URL.Query().Get("org"))
+		return s.Node.Invites.List(r.Context(), r.URL.Query().Get("org"))
 	})
 	h("DELETE /v1/invites/{org}/{name}", func(r *http.Request) (any, error) {
-		return nil, s.Node.RemoveInvite(r.Context(), r.PathValue("org"), r.PathValue("name"))
+		return nil, s.Node.Invites.Remove(r.Context(), r.PathValue("org"), r.PathValue("name"))
 	})
 }

@@ -63,7 +63,7 @@ func TestCreateRetriedAfterLostAnswer(t *testing.T) {
 	if err := cl.DoRetry(ctx, "POST", "/v1/machines", mesh.MachineSpec{App: "web", RequestID: "r-m"}, &m); err != nil || m.ID == "" {
 		t.Fatalf("machine: %+v %v", m, err)
 	}
-	if ms, _ := n.ListMachines("acme", "web"); len(ms) != 1 || ms[0].ID != m.ID {
+	if ms, _ := n.Machines.List("acme", "web"); len(ms) != 1 || ms[0].ID != m.ID {
 		t.Fatalf("machines after a retried create: %+v, want only %s", ms, m.ID)
 	}
 	k, _ := wgtypes.GeneratePrivateKey()
@@ -73,7 +73,7 @@ func TestCreateRetriedAfterLostAnswer(t *testing.T) {
 	if err := cl.DoRetry(ctx, "POST", "/v1/peers", spec, &p); err != nil || p.Address == "" {
 		t.Fatalf("peer: %+v %v", p, err)
 	}
-	if ps, _ := n.ListPeers(ctx, "acme"); len(ps) != 1 || ps[0].Address != p.Address {
+	if ps, _ := n.Peers.List(ctx, "acme"); len(ps) != 1 || ps[0].Address != p.Address {
 		t.Fatalf("peers after a retried create: %+v", ps)
 	}
 }

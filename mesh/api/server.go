@@ -150,11 +150,11 @@ func (s *Server) Handler() http.Handler {
 	}
 	h("GET /v1/health", func(*http.Request) (any, error) { return map[string]string{"status": "ok"}, nil })
 	h("GET /v1/status", s.status)
-	h("GET /v1/members", func(*http.Request) (any, error) { return s.Node.Members(), nil })
+	h("GET /v1/members", func(*http.Request) (any, error) { return s.Node.Members.List(), nil })
 	h("DELETE /v1/members/{name}", func(r *http.Request) (any, error) {
-		return nil, s.Node.RemoveMember(r.Context(), r.PathValue("name"))
+		return nil, s.Node.Members.Remove(r.Context(), r.PathValue("name"))
 	})
-	h("GET /v1/orgs", func(*http.Request) (any, error) { return s.Node.ListOrgs(), nil })
+	h("GET /v1/orgs", func(*http.Request) (any, error) { return s.Node.Orgs.List(), nil })
 	h("POST /v1/orgs", func(r *http.Request) (any, error) {
 		var req struct {
 			Slug string `json:"slug"`
@@ -162,19 +162,19 @@ func (s *Server) Handler() http.Handler {
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		return s.Node.CreateOrg(r.Context(), req.Slug)
+		return s.Node.Orgs.Create(r.Context(), req.Slug)
 	})
 	h("PATCH /v1/orgs/{slug}/limits", func(r *http.Request) (any, error) {
 		var req mesh.OrgLimitsUpdate
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		return s.Node.SetOrgLimits(r.Context(), r.PathValue("slug"), req)
+		return s.Node.Orgs.SetLimits(r.Context(), r.PathValue("slug"), req)
 	})
 	h("DELETE /v1/orgs/{slug}", func(r *http.Request) (any, error) {
-		return nil, s.Node.RemoveOrg(r.Context(), r.PathValue("slug"))
+		return nil, s.Node.Orgs.Remove(r.Context(), r.PathValue("slug"))
 	})
-	h("GET /v1/networks", func(r *http.Request) (any, error) { return s.Node.ListNetworks(r.URL.Query().Get("org")) })
+	h("GET /v1/networks", func(r *http.Request) (any, error) { return s.Node.Networks.List(r.URL.Query().Get("org")) })
 	h("POST /v1/networks", func(r *http.Request) (any, error) {
 		var req struct {
 			Org  string `json:"org"`
@@ -183,10 +183,10 @@ func (s *Server) Handler() http.Handler {
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		return s.Node.CreateNetwork(r.Context(), req.Org, req.Name)
+		return s.Node.Networks.Create(r.Context(), req.Org, req.Name)
 	})
 	h("GET /v1/apps", func(r *http.Request) (any, error) {
-		as, err := s.Node.ListApps(r.URL.Query().Get("org"))
+		as, err := s.Node.Apps.List(r.URL.Query().Get("org"))
 		for i := range as {
 			as[i] = appView(as[i])
 		}
@@ -203,20 +203,20 @@ func (s *Server) Handler() http.Handler {
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		return viewApp(s.Node.CreateAppRequest(r.Context(), req.Name, req.Org, req.Network, req.RequestID, req.AppSettings))
+		return viewApp(s.Node.Apps.Create(r.Context(), mesh.AppSpec{Name: req.Name, Org: req.Org, Network: req.Network, RequestID: req.RequestID, Settings: req.AppSettings}))
 	})
 	h("PATCH /v1/apps/{name}", func(r *http.Request) (any, error) {
 		var req mesh.AppSettings
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		return viewApp(s.Node.UpdateApp(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"), req))
+		return viewApp(s.Node.Apps.Update(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"), req))
 	})
 	h("DELETE /v1/apps/{name}", func(r *http.Request) (any, error) {
-		return nil, s.Node.RemoveApp(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"))
+		return nil, s.Node.Apps.Remove(r.Context(), r.URL.Query().Get("org"), r.PathValue("name"))
 	})
 	h("GET /v1/machines", func(r *http.Request) (any, error) {
-		ms, err := s.Node.ListMachines(r.URL.Query().Get("org"), r.URL.Query().Get("app"))
+		ms, err := s.Node.Machines.List(r.URL.Query().Get("org"), r.URL.Query().Get("app"))
 		for i := range ms {
 			ms[i] = s.machineView(&ms[i])
 		}
@@ -230,32 +230,32 @@ func (s *Server) Handler() http.Handler {
 		if spec.Source == "" && r.Header.Get(ViaHeader) == ViaCLI {
 			spec.Source = catalog.SourceCLI
 		}
-		return s.viewMachine(s.Node.CreateMachine(r.Context(), spec))
+		return s.viewMachine(s.Node.Machines.Create(r.Context(), spec))
 	})
-	h("GET /v1/machines/{id}", func(r *http.Request) (any, error) { return s.viewMachine(s.Node.Machine(r.PathValue("id"))) })
+	h("GET /v1/machines/{id}", func(r *http.Request) (any, error) { return s.viewMachine(s.Node.Machines.Get(r.PathValue("id"))) })
 	h("POST /v1/machines/{id}/{action}", func(r *http.Request) (any, error) {
 		a := r.PathValue("action")
 		if a != "start" && a != "stop" {
 			return nil, &mesh.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("unknown machine action %q", a)}
 		}
-		return s.viewMachine(s.Node.MachineAction(r.Context(), r.PathValue("id"), a))
+		return s.viewMachine(s.Node.Machines.Action(r.Context(), r.PathValue("id"), a))
 	})
 	h("DELETE /v1/machines/{id}", func(r *http.Request) (any, error) {
-		return s.viewMachine(s.Node.MachineAction(r.Context(), r.PathValue("id"), "destroy"))
+		return s.viewMachine(s.Node.Machines.Action(r.Context(), r.PathValue("id"), "destroy"))
 	})
-	h("GET /v1/peers", func(r *http.Request) (any, error) { return s.Node.ListPeers(r.Context(), r.URL.Query().Get("org")) })
+	h("GET /v1/peers", func(r *http.Request) (any, error) { return s.Node.Peers.List(r.Context(), r.URL.Query().Get("org")) })
 	h("POST /v1/peers", func(r *http.Request) (any, error) {
 		var spec mesh.PeerSpec
 		if err := decode(r, &spec); err != nil {
 			return nil, err
 		}
-		return s.Node.CreatePeer(r.Context(), spec)
+		return s.Node.Peers.Create(r.Context(), spec)
 	})
 	h("GET /v1/peers/{org}/{name}", func(r *http.Request) (any, error) {
-		return s.Node.PeerStatus(r.Context(), r.PathValue("org"), r.PathValue("name"))
+		return s.Node.Peers.Status(r.Context(), r.PathValue("org"), r.PathValue("name"))
 	})
 	h("DELETE /v1/peers/{org}/{name}", func(r *http.Request) (any, error) {
-		return nil, s.Node.RemovePeer(r.Context(), r.PathValue("org"), r.PathValue("name"))
+		return nil, s.Node.Peers.Remove(r.Context(), r.PathValue("org"), r.PathValue("name"))
 	})
 	s.inviteRoutes(h)
 	s.dnsRoutes(h)
@@ -387,7 +387,7 @@ func (s *Server) status(*http.Request) (any, error) {
 		counts[k.String()+"s"] = live[k]
 	}
 	members := map[string]int{}
-	for _, m := range n.Members() {
+	for _, m := range n.Members.List() {
 		members[m.Status]++
 	}
 	st := &Status{
@@ -421,7 +421,7 @@ func (s *Server) dig(r *http.Request) (any, error) {
 	if err := mesh.ValidOrg(req.Org); err != nil {
 		return nil, err
 	}
-	nets, err := s.Node.ListNetworks(req.Org)
+	nets, err := s.Node.Networks.List(req.Org)
 	if err != nil {
 		return nil, err
 	}

@@ -26,10 +26,14 @@ import (
 	"github.com/dogwood/dogwood/peers/plan"
 )
 
-// Node is what the service needs of the agent's node.
-type Node interface {
-	CreateMachine(ctx context.Context, spec mesh.MachineSpec) (*catalog.Machine, error)
-	MachineAction(ctx context.Context, id, action string) (*catalog.Machine, error)
+// Machines is what the service needs of the agent's machines (*mesh.Machines).
+type Machines interface {
+	Create(ctx context.Context, spec mesh.MachineSpec) (*catalog.Machine, error)
+	Action(ctx context.Context, id, action string) (*catalog.Machine, error)
+}
+
+// Catalog is where the service finds this host's machines (*catalog.Catalog).
+type Catalog interface {
 	Snapshot() *catalog.Snapshot
 }
 
@@ -42,7 +46,8 @@ type (
 
 // Service serves ADD, DEL, CHECK and GC for this host.
 type Service struct {
-	Node Node
+	Machines Machines
+	Catalog  Catalog
 	// Installed brings the data plane in line and reports this machine's own
 	// failure (the agent's data plane install); nil when there is none.
 	Installed func(ctx context.Context, id string) error
@@ -88,7 +93,7 @@ func IsContainer(m *catalog.Machine) bool {
 
 // Find returns the local machine of an attachment, or nil.
 func (s *Service) Find(k Key) *catalog.Machine {
-	for _, m := range s.Node.Snapshot().LocalMachines {
+	for _, m := range s.Catalog.Snapshot().LocalMachines {
 		if IsContainer(m) && m.Ifname == k.Ifname && m.Metadata[catalog.MetaContainerID] == k.ContainerID {
 			return m
 		}
@@ -148,7 +153,7 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (*Attachment, error) 
 		}
 		spec.Checks = append(spec.Checks, c)
 	}
-	m, err := s.Node.CreateMachine(ctx, spec)
+	m, err := s.Machines.Create(ctx, spec)
 	if err != nil {
 		if m != nil {
 			// Recorded, not attached: take it back so nothing half-made remains.
@@ -162,7 +167,7 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (*Attachment, error) 
 }
 
 func (s *Service) checkNetwork(req AddRequest) error {
-	snap := s.Node.Snapshot()
+	snap := s.Catalog.Snapshot()
 	for _, a := range snap.Apps {
 		if a.Name == req.App && (req.Org == "" || a.Org == req.Org) && a.Network != req.Network {
 			return &mesh.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("app %q of org %q is in network %q, not %q", a.Name, a.Org, a.Network, req.Network)}
@@ -181,7 +186,7 @@ func (s *Service) installed(ctx context.Context, id string) error {
 // destroy destroys a local machine; one already gone is not an error. It finishes
 // even when the caller gives up: a teardown must not stop half way.
 func (s *Service) destroy(ctx context.Context, id string) error {
-	_, err := s.Node.MachineAction(context.WithoutCancel(ctx), id, "destroy")
+	_, err := s.Machines.Action(context.WithoutCancel(ctx), id, "destroy")
 	if mesh.StatusCode(err) == http.StatusNotFound {
 		return nil
 	}
@@ -221,7 +226,7 @@ func (s *Service) GC(ctx context.Context, cniNetwork string, valid []Key) ([]str
 	}
 	var removed []string
 	var errs []error
-	for _, m := range s.Node.Snapshot().LocalMachines {
+	for _, m := range s.Catalog.Snapshot().LocalMachines {
 		if !IsContainer(m) || m.CNINetwork != cniNetwork {
 			continue
 		}

@@ -30,7 +30,7 @@ type fakeNode struct {
 	lastSpec   mesh.MachineSpec
 }
 
-func (f *fakeNode) CreateMachine(_ context.Context, spec mesh.MachineSpec) (*catalog.Machine, error) {
+func (f *fakeNode) Create(_ context.Context, spec mesh.MachineSpec) (*catalog.Machine, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.creates++
@@ -51,7 +51,7 @@ func (f *fakeNode) CreateMachine(_ context.Context, spec mesh.MachineSpec) (*cat
 	return &m, nil
 }
 
-func (f *fakeNode) MachineAction(_ context.Context, id, action string) (*catalog.Machine, error) {
+func (f *fakeNode) Action(_ context.Context, id, action string) (*catalog.Machine, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, m := range f.machines {
@@ -78,7 +78,7 @@ func req(cid, ifname, netns string) AddRequest {
 
 func TestAddIsIdempotentOnContainerAndInterface(t *testing.T) {
 	f := &fakeNode{}
-	s := &Service{Node: f, Log: quiet()}
+	s := &Service{Machines: f, Catalog: f, Log: quiet()}
 	ctx := context.Background()
 	a1, err := s.Add(ctx, req("c1", "eth0", "/run/netns/x"))
 	if err != nil {
@@ -105,7 +105,7 @@ func TestAddIsIdempotentOnContainerAndInterface(t *testing.T) {
 
 func TestAddLeavesNothingHalfMade(t *testing.T) {
 	f := &fakeNode{attachFail: errors.New("create veth: file exists")}
-	s := &Service{Node: f, Log: quiet()}
+	s := &Service{Machines: f, Catalog: f, Log: quiet()}
 	if _, err := s.Add(context.Background(), req("c1", "eth0", "/run/netns/x")); err == nil || !strings.Contains(err.Error(), "veth") {
 		t.Fatalf("err = %v", err)
 	}
@@ -132,7 +132,7 @@ func TestAddLeavesNothingHalfMade(t *testing.T) {
 
 func TestDelAndGC(t *testing.T) {
 	f := &fakeNode{}
-	s := &Service{Node: f, Log: quiet()}
+	s := &Service{Machines: f, Catalog: f, Log: quiet()}
 	ctx := context.Background()
 	for _, c := range []string{"a", "b", "c"} {
 		if _, err := s.Add(ctx, req(c, "eth0", "/run/netns/"+c)); err != nil {
@@ -171,7 +171,7 @@ func TestDelAndGC(t *testing.T) {
 
 func TestReaperWaitsForGrace(t *testing.T) {
 	f := &fakeNode{}
-	s := &Service{Node: f, Log: quiet()}
+	s := &Service{Machines: f, Catalog: f, Log: quiet()}
 	ctx := context.Background()
 	a, _ := s.Add(ctx, req("dead", "eth0", "/proc/1234/ns/net"))
 	s.Add(ctx, req("alive", "eth0", "/run/netns/alive"))
@@ -182,7 +182,7 @@ func TestReaperWaitsForGrace(t *testing.T) {
 		Machines: func() []*catalog.Machine { return f.Snapshot().LocalMachines },
 		Gone:     func(m *catalog.Machine) bool { return gone[m.ID] },
 		Destroy: func(ctx context.Context, id string) error {
-			_, err := f.MachineAction(ctx, id, "destroy")
+			_, err := f.Action(ctx, id, "destroy")
 			return err
 		},
 		Grace: 10 * time.Second, Log: quiet(),

@@ -7,7 +7,7 @@
 // loopback UDP/TCP with the gossip key set and default timings. They are ordinary Go
 // tests named TestBench* that skip unless DOGWOOD_BENCH=1:
 //
-//   - propagation: time from CreateMachine returning on one host until every other
+//   - propagation: time from Machines.Create returning on one host until every other
 //     host's catalog holds the machine (p50/p99 over 200 creates, 5 and 50 agents);
 //   - memory: heap bytes per 100,000 machine records in a catalog (and a running node);
 //   - idle gossip: bytes per second each host writes with 1,000 vs 100,000 records

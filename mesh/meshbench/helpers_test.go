@@ -315,10 +315,10 @@ func counters(n *benchNode, name, label string) map[string]float64 {
 // every node has the app.
 func (c *cluster) setupApp(ctx context.Context, d time.Duration) {
 	c.t.Helper()
-	if _, err := c.nodes[0].CreateOrg(ctx, "bench"); err != nil {
+	if _, err := c.nodes[0].Orgs.Create(ctx, "bench"); err != nil {
 		c.t.Fatalf("create org: %v", err)
 	}
-	if _, err := c.nodes[0].CreateApp(ctx, "bench", "bench", ""); err != nil {
+	if _, err := c.nodes[0].Apps.Create(ctx, mesh.AppSpec{Name: "bench", Org: "bench"}); err != nil {
 		c.t.Fatalf("create app: %v", err)
 	}
 	eventually(c.t, d, "app on every node", func() bool {

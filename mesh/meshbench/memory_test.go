@@ -171,7 +171,7 @@ func TestBenchMemory(t *testing.T) {
 	benchOn(t)
 	n := benchRecords(t)
 	Section(fmt.Sprintf("Memory and start-up with %d machine records", n),
-		"Synthetic machine records as CreateMachine writes them (14-hex id, one metadata pair, one service) over "+
+		"Synthetic machine records as Machines.Create writes them (14-hex id, one metadata pair, one service) over "+
 			"1,000 apps in 100 orgs on 50 hosts (+1,250 host/org/network/app records). Heap = runtime HeapAlloc after two GCs; "+
 			"RSS = VmRSS after GC + debug.FreeOSMemory (includes bbolt's mmap pages for the agent). "+
 			"B/record divides by the number of machine records. DNS indexes are built by resolving every app's AAAA set "+

@@ -86,7 +86,7 @@ func (a *arrivals) all(id string) ([]time.Time, bool) {
 
 type propResult struct {
 	agents, creates int
-	// everyHost: CreateMachine return -> the last other host has it (0 if all had it
+	// everyHost: Machines.Create return -> the last other host has it (0 if all had it
 	// before the call returned). fromCall: the same measured from the call's start.
 	everyHost, fromCall []time.Duration
 	// perHost: return -> arrival, one sample per (create, other host).
@@ -139,7 +139,7 @@ func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, 
 		hi := k % agents
 		h := c.nodes[hi]
 		callStart := time.Now()
-		m, err := h.CreateMachine(ctx, mesh.MachineSpec{App: "bench", Metadata: map[string]string{"k": fmt.Sprint(k)}})
+		m, err := h.Machines.Create(ctx, mesh.MachineSpec{App: "bench", Metadata: map[string]string{"k": fmt.Sprint(k)}})
 		ret := time.Now()
 		if err != nil {
 			t.Fatalf("create %d on %s: %v", k, h.Name(), err)
@@ -196,11 +196,11 @@ func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, 
 
 func (r propResult) print() {
 	label := fmt.Sprintf("propagation agents=%d creates=%d", r.agents, r.creates)
-	Line("%s every-host p50=%s p99=%s max=%s (CreateMachine return -> last other host's catalog has it)",
+	Line("%s every-host p50=%s p99=%s max=%s (Machines.Create return -> last other host's catalog has it)",
 		label, Ms(Percentile(r.everyHost, 50)), Ms(Percentile(r.everyHost, 99)), Ms(Percentile(r.everyHost, 100)))
 	Line("%s from-call-start p50=%s p99=%s max=%s", label,
 		Ms(Percentile(r.fromCall, 50)), Ms(Percentile(r.fromCall, 99)), Ms(Percentile(r.fromCall, 100)))
-	Line("%s per-host p50=%s p99=%s (%d samples, %d arrived before CreateMachine returned)", label,
+	Line("%s per-host p50=%s p99=%s (%d samples, %d arrived before Machines.Create returned)", label,
 		Ms(Percentile(r.perHost, 50)), Ms(Percentile(r.perHost, 99)), len(r.perHost), r.early)
 	Line("%s CreateMachine p50=%s p99=%s; timeouts=%d; wire bytes out per create (all hosts)=%s; creates took %v; setup %v",
 		label, Ms(Percentile(r.createDur, 50)), Ms(Percentile(r.createDur, 99)), r.timeouts,

@@ -64,7 +64,7 @@ func ParentRecords() []*catalog.Record {
 }
 
 // MachineRecords returns machine records number from..to-1. Each is what
-// CreateMachine writes for a CLI create, with one metadata pair, one service and a
+// Machines.Create writes for a CLI create, with one metadata pair, one service and a
 // 24-hex client request id; ids are 14 hex digits spread like random ones.
 func MachineRecords(from, to int) []*catalog.Record { return machineRecords(from, to, false) }
 
@@ -82,7 +82,7 @@ func machineRecords(from, to int, netns bool) []*catalog.Record {
 	return out
 }
 
-// synthMachine is synthetic machine i as CreateMachine writes it.
+// synthMachine is synthetic machine i as Machines.Create writes it.
 func synthMachine(i int, netns bool) *catalog.Machine {
 	a, h := i%SynthApps, i%SynthHosts
 	o := a % SynthOrgs

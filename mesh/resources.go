@@ -1,0 +1,114 @@
+package mesh
+
+import (
+	"context"
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/sixpn"
+)
+
+// wireResources builds the resource types from the node's parts: each gets only
+// the neighbours it needs, as interfaces, so the node is their composition root and
+// nothing else.
+func wireResources(n *Node) {
+	var (
+		w     = nodeWriter{n}
+		names = nodeWriter{n}
+		alloc = nodeAllocator{n}
+		inst  = installFunc(n.cfg.Install)
+		name  = n.id.Name
+		cfg   = n.cfg
+	)
+	n.Networks = &Networks{r: n.cat, names: names}
+	n.Orgs = &Orgs{r: n.cat, w: w, names: names, networks: n.Networks, limits: cfg.Limits, now: n.now}
+	n.Apps = &Apps{r: n.cat, w: w, names: names, limits: cfg.Limits}
+	n.Machines = &Machines{host: name, region: cfg.Region, r: n.cat, w: w, alloc: alloc, inst: inst, call: n.gossip,
+		limits: cfg.Limits, now: n.now, randField: sixpn.RandomMachineField}
+	n.DNSRecords = &DNSRecords{r: n.cat, w: w, names: names, limits: cfg.Limits, now: n.now, log: n.log}
+	gw := &gatewayPeers{host: name, region: cfg.Region, gateway: cfg.Gateway, r: n.cat, w: w, names: names, alloc: alloc,
+		inst: inst, peerStats: cfg.PeerStats, now: n.now, log: n.log, metrics: n.metrics, reserved: map[int]bool{}}
+	n.Peers = &Peers{host: name, r: n.cat, w: w, call: n.gossip, rtt: n.gossip.RTT, limits: cfg.Limits, now: n.now,
+		log: n.log, metrics: n.metrics, gw: gw}
+	n.Invites = &Invites{cfg: cfg.Invites, gateway: cfg.Gateway, host: name, region: cfg.Region, r: n.cat, pool: gw,
+		call: n.gossip, rtt: n.gossip.RTT, now: n.now, log: n.log, metrics: n.metrics}
+	n.Members = &Members{host: name, r: n.cat, w: w, versions: n.gossip}
+}
+
+// nodeWriter is the write path and the name reservations as Node holds them until
+// they move to their own type. split: replica
+type nodeWriter struct{ n *Node }
+
+func (w nodeWriter) Writable() error                                    { return w.n.writable() }
+func (w nodeWriter) Record(rs ...*catalog.Record) error                 { return w.n.record(rs...) }
+func (w nodeWriter) Flush()                                             { w.n.flush() }
+func (w nodeWriter) Commit(rs ...*catalog.Record) error                 { return w.n.commit(rs...) }
+func (w nodeWriter) Tombstones(rs ...*catalog.Record) []*catalog.Record { return w.n.tombstones(rs...) }
+func (w nodeWriter) WriteNamed(ctx context.Context, nw NamedWrite) (*catalog.Record, error) {
+	return w.n.writeNamed(ctx, nw)
+}
+func (w nodeWriter) CreateNamed(ctx context.Context, build func() *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
+	return w.n.createNamed(ctx, build, id, what)
+}
+func (w nodeWriter) Reclaim(ctx context.Context, r *catalog.Record, what string) error {
+	if err := w.n.claim(ctx, r, what); err != nil {
+		return err
+	}
+	if err := w.n.commit(r); err != nil {
+		return err
+	}
+	w.n.claims.Written(ctx, r)
+	return nil
+}
+
+// nodeAllocator is the allocation lock as Node holds it with the host's identity
+// until identity moves to its own type. split: Admission
+type nodeAllocator struct{ n *Node }
+
+func (a nodeAllocator) Allocate(f func(hostID uint32) error) error {
+	n := a.n
+	n.allocMu.Lock()
+	err := n.Err()
+	if err != nil {
+		err = unavailable("%v", err)
+	} else if err = n.checkHostID(); err == nil {
+		err = f(n.id.HostID)
+	}
+	n.allocMu.Unlock()
+	n.flush() // a host record checkHostID wrote
+	return err
+}
+
+// installFunc is Config.Install as an Installer; nil installs nothing (tests, hosts
+// without a data plane). split: dataplane
+type installFunc func(ctx context.Context, id catalog.ID) error
+
+func (f installFunc) Installed(ctx context.Context, id catalog.ID) error {
+	if f == nil {
+		return nil
+	}
+	return f(ctx, id)
+}
+
+// tombstone writes deletions of the given live records.
+func tombstone(w Writer, rs ...*catalog.Record) error { return w.Commit(w.Tombstones(rs...)...) }
+
+// waitRecord watches the local catalog until cond holds for id or ctx ends (bounded at
+// 2s): after another host wrote a change for us, so that a list here right after
+// shows it.
+func waitRecord(ctx context.Context, r Reader, id catalog.ID, cond func(*catalog.Record) bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ch, stop := r.Watch()
+	defer stop()
+	for {
+		if rec := r.Get(id); rec != nil && cond(rec) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}
