@@ -1,8 +1,3 @@
-// Package mesh owns a host's place in the cluster: its identity, the replicated
-// catalog with its persistence and dissemination, 6PN allocation, and every operation
-// the API offers on orgs, networks, apps, machines, peers and members. It wires
-// mesh/catalog (state), mesh/store (disk) and mesh/gossip (network) together; the
-// data plane and DNS only read its snapshots.
 package mesh
 
 import (
