@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -62,6 +63,9 @@ type Config struct {
 	PrivateKey wgtypes.Key
 	ListenPort int
 	Logger     *slog.Logger
+	// TUNGrace is how long Open waits for an existing TUN of this name to go away
+	// (0: DefaultTUNGrace).
+	TUNGrace time.Duration
 }
 
 // Device is an open WireGuard interface. Its Device and ConfigureDevice methods make
@@ -138,8 +142,37 @@ func openOn(cfg Config, t tun.Device) (*Device, error) {
 
 var errNoKernelSupport = errors.New("kernel has no WireGuard support")
 
+// DefaultTUNGrace is how long Open waits for a TUN interface of its name to go away. A
+// wireguard-go TUN lives as long as the file descriptor of the process that made it;
+// when an agent restarts (an upgrade, systemd's Restart=) the kernel may still be
+// tearing down the previous process's TUN as the new one starts, and on a loaded host
+// that takes a moment. Without the wait the new agent fails with "interface exists".
+// A TUN that outlives it belongs to a running process: then it is an error.
+const DefaultTUNGrace = 5 * time.Second
+
+// lingering looks the interface up, waiting up to grace for a TUN to disappear.
+// It returns the link that exists, or the lookup error when there is none.
+func (d *Device) lingering(name string, grace time.Duration) (netlink.Link, error) {
+	if grace == 0 {
+		grace = DefaultTUNGrace
+	}
+	deadline := time.Now().Add(grace)
+	logged := false
+	for {
+		l, err := netlink.LinkByName(name)
+		if err != nil || l.Type() != "tuntap" && l.Type() != "tun" || !time.Now().Before(deadline) {
+			return l, err
+		}
+		if !logged {
+			d.log.Info("waiting for the previous TUN interface to go away", "up_to", grace)
+			logged = true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (d *Device) openKernel(cfg Config) error {
-	if l, err := netlink.LinkByName(cfg.Name); err == nil {
+	if l, err := d.lingering(cfg.Name, cfg.TUNGrace); err == nil {
 		if l.Type() != "wireguard" {
 			return fmt.Errorf("interface %s exists and is a %s, not a kernel WireGuard link (another agent running?)", cfg.Name, l.Type())
 		}
@@ -167,7 +200,7 @@ func (d *Device) openKernel(cfg Config) error {
 // (benchmarks pass an in-memory TUN so they need no interface).
 func (d *Device) openUserspace(cfg Config, t tun.Device) error {
 	if t == nil {
-		if l, err := netlink.LinkByName(cfg.Name); err == nil {
+		if l, err := d.lingering(cfg.Name, cfg.TUNGrace); err == nil {
 			return fmt.Errorf("interface %s already exists (%s): another agent or wireguard-go owns it", cfg.Name, l.Type())
 		}
 		var err error

@@ -173,7 +173,7 @@ func TestAutoMode(t *testing.T) {
 		t.Fatal("link not up")
 	}
 	if want == Userspace {
-		if _, err := Open(Config{Name: d.Name(), Mode: Userspace, PrivateKey: newKey(t)}); err == nil {
+		if _, err := Open(Config{Name: d.Name(), Mode: Userspace, PrivateKey: newKey(t), TUNGrace: 200 * time.Millisecond}); err == nil {
 			t.Fatal("second device on the same name must fail")
 		}
 		if _, err := Open(Config{Name: nstest.Name("k"), Mode: Kernel, PrivateKey: newKey(t)}); err == nil {
@@ -199,5 +199,26 @@ func TestParseMode(t *testing.T) {
 	}
 	if _, err := Open(Config{Name: "this-name-is-too-long"}); err == nil {
 		t.Error("long name accepted")
+	}
+}
+
+// TestOpenWaitsForPreviousTUN: an agent restarted while the kernel still tears down
+// the previous process's TUN opens once it is gone, instead of failing.
+func TestOpenWaitsForPreviousTUN(t *testing.T) {
+	if !nstest.Enter(t) {
+		return
+	}
+	name := nstest.Name("r")
+	old := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name}, Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_NO_PI}
+	if err := netlink.LinkAdd(old); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = netlink.LinkDel(old) // a failure shows as Open's error below
+	}()
+	d := open(t, name, Userspace)
+	if d.Mode() != Userspace {
+		t.Fatalf("mode %s", d.Mode())
 	}
 }

@@ -575,9 +575,27 @@ func (w *world) waitMembers(hosts []*host, want ...string) {
 			return nil
 		})
 		if err != nil {
-			w.t.Fatal(err)
+			w.t.Fatalf("%s%v", w.exitedAgents(hosts), err)
 		}
 	}
+}
+
+// exitedAgents describes agents of hosts that are no longer running, with the end
+// of their logs, first in a failure message: a member that "does not come back" is
+// most often an agent that could not start, and a long report is cut from the end.
+func (w *world) exitedAgents(hosts []*host) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		if h.agent == nil || !h.agent.exited() {
+			continue
+		}
+		log := h.agent.output()
+		if len(log) > 3000 {
+			log = "…" + log[len(log)-3000:]
+		}
+		fmt.Fprintf(&b, "the agent of %s exited (%v); the end of its log:\n%s\n", h.name, h.agent.err, log)
+	}
+	return b.String()
 }
 
 // ---------------------------------------------------------------------------
