@@ -38,6 +38,9 @@ type Probe struct {
 	Timeout time.Duration
 	// seq ties a result to this run: a result for a check replaced meanwhile is dropped.
 	seq uint64
+	// conn is the http check's connection kept between probes (nil: a fresh
+	// connection per probe); Runner sets it.
+	conn *keptConn
 }
 
 // Transition is a change of one machine's check statuses that the host writes.

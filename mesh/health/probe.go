@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,14 +16,25 @@ import (
 // routed to its veth, and the tenant boundary lets the host's own connections
 // through (replies to connections the host opened), so no namespace is entered.
 //
-// tcp passes when the connection is accepted. http sends one GET over a fresh
-// connection (HTTP/1.1, Connection: close) and passes on a 2xx or 3xx status line;
-// only the status line is read, so a large body costs nothing. Connections close
+// tcp passes when a fresh connection is accepted. http sends one GET (HTTP/1.1) and
+// passes on a 2xx or 3xx status, once the whole head of the answer has arrived within
+// the timeout; a head that is not HTTP, or is malformed, fails. Connections close
 // with a reset, as HAProxy's checks do: no FIN exchange and no TIME_WAIT socket per
 // check (10,000 checks at 10 s would keep about 60,000 in TIME_WAIT).
 //
+// An http probe that carries a kept connection (the Runner gives each machine+port
+// one) reuses
+// what its last probe left open: dialling and tearing down a connection
+// was two thirds of an http check's CPU, most of it the kernel's. A connection is
+// kept only when the answer says where it ends (Content-Length of at most
+// maxKeptBody, or no body) and the server did not ask to close; a kept connection
+// the server closed meanwhile is re-dialled within the same probe, and one that
+// errs or times out is closed. A kept connection is re-dialled after maxKeptUses
+// probes, so a server that still answers on an old connection but no longer accepts
+// new ones is found within that many intervals.
+//
 // It uses the socket system calls directly, blocking the worker that runs it (in
-// poll for the connect, in send and recv with socket timeouts for http): net.Dial
+// poll for the connect and the answer): net.Dial
 // cost about twice the CPU per check (its poller round trip, a timer, TCP
 // keepalive and address lookups), and checks are the one thing an agent does
 // thousands of times a second.
@@ -37,23 +49,295 @@ func (n NetProber) Probe(ctx context.Context, p Probe) (bool, string) {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	fd, err := connect(p.Addr, deadline)
-	if err != nil {
-		return false, errText(err)
-	}
-	defer unix.Close(fd)
 	if p.Kind != "http" {
+		fd, err := connect(p.Addr, deadline)
+		if err != nil {
+			return false, errText(err)
+		}
+		unix.Close(fd)
 		return true, "connected"
 	}
 	ua := n.UserAgent
 	if ua == "" {
 		ua = "dogwood-health"
 	}
-	code, err := httpStatus(fd, p, ua, deadline)
+	code, err := httpProbe(p, ua, deadline)
 	if err != nil {
 		return false, errText(err)
 	}
 	return code >= 200 && code < 400, "HTTP " + strconv.Itoa(code)
+}
+
+const (
+	// maxHead bounds the head of an answer read; a longer head still decides the
+	// check by its status, but its connection is not kept.
+	maxHead = 4096
+	// maxKeptBody is the largest body read (and thrown away) to keep a connection.
+	maxKeptBody = 16 << 10
+	// maxKeptUses is how many probes one kept connection serves.
+	maxKeptUses = 6
+)
+
+// keptConn holds the connection an http check keeps open between probes. Runner
+// makes one per machine+port and closes it when the check goes.
+type keptConn struct {
+	mu     sync.Mutex
+	fd     int // -1: none
+	uses   int
+	closed bool
+}
+
+func newKeptConn() *keptConn { return &keptConn{fd: -1} }
+
+// take hands out the kept connection (-1 if none) and how many probes it served.
+func (k *keptConn) take() (int, int) {
+	k.mu.Lock()
+	fd, uses := k.fd, k.uses
+	k.fd, k.uses = -1, 0
+	k.mu.Unlock()
+	return fd, uses
+}
+
+// put keeps fd for the next probe, or closes it if the keep has gone or holds one.
+func (k *keptConn) put(fd, uses int) {
+	k.mu.Lock()
+	if k.closed || k.fd >= 0 {
+		k.mu.Unlock()
+		unix.Close(fd)
+		return
+	}
+	k.fd, k.uses = fd, uses
+	k.mu.Unlock()
+}
+
+// Close closes the kept connection; a probe in flight closes its own on return.
+func (k *keptConn) Close() {
+	k.mu.Lock()
+	fd := k.fd
+	k.fd, k.closed = -1, true
+	k.mu.Unlock()
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+// httpProbe sends the GET, on p.conn when there is one, and returns
+// the answer's status code.
+func httpProbe(p Probe, ua string, deadline time.Time) (int, error) {
+	keep := p.conn != nil
+	var reqBuf [256]byte
+	req := append(reqBuf[:0], "GET "...)
+	req = append(req, p.Path...)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = p.Addr.AppendTo(req)
+	req = append(req, "\r\nUser-Agent: "...)
+	req = append(req, ua...)
+	req = append(req, "\r\nAccept: */*\r\n"...)
+	if !keep {
+		req = append(req, "Connection: close\r\n"...)
+	}
+	req = append(req, "\r\n"...)
+
+	fd, uses := -1, 0
+	if keep {
+		fd, uses = p.conn.take()
+		if fd >= 0 && uses >= maxKeptUses {
+			unix.Close(fd)
+			fd, uses = -1, 0
+		}
+	}
+	for {
+		reused := fd >= 0
+		if !reused {
+			var err error
+			if fd, err = connect(p.Addr, deadline); err != nil {
+				return 0, err
+			}
+		}
+		code, reusable, got, err := exchange(fd, req, deadline)
+		if err != nil && reused && got == 0 && !errors.Is(err, errTimeout) {
+			// The server closed the kept connection since the last probe (an idle
+			// timeout, a restart): that says nothing of its health, a fresh one does.
+			unix.Close(fd)
+			fd = -1
+			continue
+		}
+		if keep && reusable && err == nil {
+			p.conn.put(fd, uses+1)
+		} else {
+			unix.Close(fd)
+		}
+		return code, err
+	}
+}
+
+var (
+	errClosed   = errors.New("connection closed without an answer")
+	errCut      = errors.New("answer cut short")
+	errNotHTTP  = errors.New("not an HTTP response")
+	errBadLine  = errors.New("bad HTTP status line")
+	errBadHead  = errors.New("bad HTTP header")
+	errBadCLen  = errors.New("bad Content-Length")
+	httpPrefix  = []byte("HTTP/")
+	headEndCRLF = []byte("\r\n\r\n")
+)
+
+// exchange writes req on fd and reads the answer's head, and its body when that
+// lets the connection be kept. got is how many bytes of answer arrived (0: the
+// connection was dead before answering). reusable says the connection is at the
+// start of the next answer, with nothing unread.
+func exchange(fd int, req []byte, deadline time.Time) (code int, reusable bool, got int, err error) {
+	// Each call is tried first and waited for only when the socket is not ready: a
+	// connection takes a small request at once.
+	for b := req; len(b) > 0; {
+		n, err := unix.Write(fd, b)
+		switch {
+		case err == unix.EAGAIN:
+			if err := wait(fd, unix.POLLOUT, deadline); err != nil {
+				return 0, false, 0, err
+			}
+		case err == unix.EINTR:
+		case err != nil:
+			return 0, false, 0, err
+		default:
+			b = b[n:]
+		}
+	}
+	var buf [maxHead]byte
+	end := -1 // end of the head in buf
+	for end < 0 {
+		if got == len(buf) {
+			// A head this long still has its status line; the rest is not read.
+			code, _, _, err := parseHead(buf[:got], false)
+			return code, false, got, err
+		}
+		// The answer comes from another process: wait for it rather than try a
+		// read that finds nothing.
+		if err := wait(fd, unix.POLLIN, deadline); err != nil {
+			return 0, false, got, err
+		}
+		n, err := read(fd, buf[got:])
+		switch {
+		case err == unix.EAGAIN:
+			continue
+		case err != nil:
+			return 0, false, got, err
+		case n == 0 && got == 0:
+			return 0, false, 0, errClosed
+		case n == 0:
+			if !bytes.HasPrefix(buf[:got], httpPrefix[:min(got, len(httpPrefix))]) {
+				return 0, false, got, errNotHTTP
+			}
+			return 0, false, got, errCut
+		}
+		got += n
+		if !bytes.HasPrefix(buf[:got], httpPrefix[:min(got, len(httpPrefix))]) {
+			return 0, false, got, errNotHTTP
+		}
+		if i := bytes.Index(buf[:got], headEndCRLF); i >= 0 {
+			end = i + len(headEndCRLF)
+		}
+	}
+	code, keep, body, err := parseHead(buf[:end], true)
+	if err != nil || !keep {
+		return code, false, got, err
+	}
+	// Read the body away so the next answer starts the connection; anything more
+	// than the body is not an answer to us, and the connection is not kept.
+	rest := got - end
+	for rest < body {
+		if err := wait(fd, unix.POLLIN, deadline); err != nil {
+			return code, false, got, nil
+		}
+		n, err := read(fd, buf[:min(len(buf), body-rest+1)])
+		if err == unix.EAGAIN {
+			continue
+		}
+		if err != nil || n == 0 {
+			return code, false, got, nil
+		}
+		rest += n
+		got += n
+	}
+	return code, rest == body, got, nil
+}
+
+func read(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// parseHead reads an answer's head (status line, header lines, blank line when
+// complete is set). keep says the connection may serve another request once body
+// bytes are read: HTTP/1.1, no "Connection: close", no Transfer-Encoding, and a
+// length of at most maxKeptBody (or a status without a body).
+func parseHead(head []byte, complete bool) (code int, keep bool, body int, err error) {
+	line, rest, ok := bytes.Cut(head, []byte("\n"))
+	if !ok {
+		return 0, false, 0, errBadLine
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	// HTTP/1.x SP 3DIGIT [SP reason]
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || (line[7] != '0' && line[7] != '1') ||
+		line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
+		if !bytes.HasPrefix(line, httpPrefix) {
+			return 0, false, 0, errNotHTTP
+		}
+		return 0, false, 0, errBadLine
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return 0, false, 0, errBadLine
+		}
+	}
+	code = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	if code < 100 || code > 599 {
+		return 0, false, 0, errBadLine
+	}
+	if !complete {
+		return code, false, 0, nil
+	}
+	keep = line[7] == '1' && code >= 200
+	length := -1
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
+			return 0, false, 0, errBadHead
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			n, err := strconv.Atoi(string(value))
+			if err != nil || n < 0 || value[0] == '+' || (length >= 0 && n != length) {
+				return 0, false, 0, errBadCLen
+			}
+			length = n
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			keep = false
+		case bytes.EqualFold(name, []byte("Connection")):
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				if bytes.EqualFold(bytes.TrimSpace(tok), []byte("close")) {
+					keep = false
+				}
+			}
+		}
+	}
+	switch {
+	case code == 204 || code == 304:
+		length = 0
+	case length < 0 || length > maxKeptBody:
+		keep = false
+	}
+	return code, keep, max(length, 0), nil
 }
 
 var errTimeout = errors.New("timeout")
@@ -120,75 +404,6 @@ func wait(fd int, events int16, deadline time.Time) error {
 		}
 		return nil
 	}
-}
-
-// httpStatus sends a GET for p.Path and reads the status code of the answer.
-func httpStatus(fd int, p Probe, ua string, deadline time.Time) (int, error) {
-	var req bytes.Buffer
-	req.WriteString("GET ")
-	req.WriteString(p.Path)
-	req.WriteString(" HTTP/1.1\r\nHost: ")
-	req.WriteString(p.Addr.String())
-	req.WriteString("\r\nUser-Agent: ")
-	req.WriteString(ua)
-	req.WriteString("\r\nAccept: */*\r\nConnection: close\r\n\r\n")
-	// Each call is tried first and waited for only when the socket is not ready: a
-	// fresh connection takes the request at once, and a local answer is often
-	// there by the first read.
-	b := req.Bytes()
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		switch {
-		case err == unix.EAGAIN:
-			if err := wait(fd, unix.POLLOUT, deadline); err != nil {
-				return 0, err
-			}
-		case err == unix.EINTR:
-		case err != nil:
-			return 0, err
-		default:
-			b = b[n:]
-		}
-	}
-	var buf [64]byte
-	got := 0
-	for got < len(buf) && bytes.IndexByte(buf[:got], '\n') < 0 {
-		n, err := unix.Read(fd, buf[got:])
-		switch {
-		case err == unix.EAGAIN:
-			if err := wait(fd, unix.POLLIN, deadline); err != nil {
-				return 0, err
-			}
-			continue
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, err
-		case n == 0:
-			return parseStatus(buf[:got])
-		}
-		got += n
-	}
-	return parseStatus(buf[:got])
-}
-
-// parseStatus reads the code of an HTTP status line ("HTTP/1.1 200 OK").
-func parseStatus(line []byte) (int, error) {
-	if len(line) == 0 {
-		return 0, errors.New("connection closed without an answer")
-	}
-	if !bytes.HasPrefix(line, []byte("HTTP/")) {
-		return 0, errors.New("not an HTTP response")
-	}
-	sp := bytes.IndexByte(line, ' ')
-	if sp < 0 || len(line) < sp+4 {
-		return 0, errors.New("bad HTTP status line")
-	}
-	code, err := strconv.Atoi(string(line[sp+1 : sp+4]))
-	if err != nil {
-		return 0, errors.New("bad HTTP status code")
-	}
-	return code, nil
 }
 
 // errText is a probe error as machines list shows it.

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -33,10 +34,12 @@ type RunnerConfig struct {
 // Runner runs an Engine on real time: one goroutine schedules, probes run on
 // workers, and each worker records its result in the engine itself.
 type Runner struct {
-	cfg  RunnerConfig
-	mu   sync.Mutex // guards eng
-	eng  *Engine
-	kick chan struct{}
+	cfg RunnerConfig
+	mu  sync.Mutex // guards eng and conns
+	eng *Engine
+	// conns are the http checks' kept connections, one per machine+port.
+	conns map[connKey]*keptConn
+	kick  chan struct{}
 	// Probes run on workers that stay (a goroutine per probe grew a fresh stack
 	// through the dial path every time); there are as many as were ever busy at once.
 	work    chan Probe
@@ -49,6 +52,11 @@ type Runner struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+}
+
+type connKey struct {
+	machine string
+	addr    netip.AddrPort
 }
 
 // slack lets the scheduler take every check due within it in one wake-up: a host
@@ -64,7 +72,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runner{cfg: cfg, eng: NewEngine(), kick: make(chan struct{}, 1), work: make(chan Probe),
+	r := &Runner{cfg: cfg, eng: NewEngine(), conns: map[connKey]*keptConn{}, kick: make(chan struct{}, 1), work: make(chan Probe),
 		pending: map[string]Transition{}, wake: make(chan struct{}, 1), cancel: cancel}
 	r.wg.Add(2)
 	go r.loop(ctx)
@@ -72,11 +80,30 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	return r
 }
 
-// Set replaces the machines to check (see Engine.Set).
+// Set replaces the machines to check (see Engine.Set), and closes the kept
+// connections of http checks that went.
 func (r *Runner) Set(targets []Target) {
+	live := map[connKey]bool{}
+	for _, t := range targets {
+		for _, c := range t.Checks {
+			if port, _, err := c.Port(); err == nil && c.Kind == catalog.CheckHTTP {
+				live[connKey{t.ID, netip.AddrPortFrom(t.Addr, port)}] = true
+			}
+		}
+	}
+	var gone []*keptConn
 	r.mu.Lock()
 	r.eng.Set(r.cfg.Now(), targets)
+	for k, c := range r.conns {
+		if !live[k] {
+			gone = append(gone, c)
+			delete(r.conns, k)
+		}
+	}
 	r.mu.Unlock()
+	for _, c := range gone {
+		c.Close()
+	}
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -98,10 +125,17 @@ func (r *Runner) Counts() map[string]int {
 }
 
 // Close stops checking and waits for the runner's goroutines (probes in flight end
-// by their timeouts).
+// by their timeouts), and closes the kept connections.
 func (r *Runner) Close() {
 	r.cancel()
 	r.wg.Wait()
+	r.mu.Lock()
+	conns := r.conns
+	r.conns = map[connKey]*keptConn{}
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 func (r *Runner) loop(ctx context.Context) {
@@ -116,6 +150,18 @@ func (r *Runner) loop(ctx context.Context) {
 		r.mu.Lock()
 		due = r.eng.Due(now.Add(slack), due[:0])
 		next := r.eng.Next()
+		for i, p := range due {
+			if p.Kind != catalog.CheckHTTP {
+				continue
+			}
+			k := connKey{p.Machine, p.Addr}
+			c := r.conns[k]
+			if c == nil {
+				c = newKeptConn()
+				r.conns[k] = c
+			}
+			due[i].conn = c
+		}
 		r.mu.Unlock()
 		for _, p := range due {
 			select {
