@@ -225,8 +225,8 @@ func TestKeptConnClose(t *testing.T) {
 	if pass, out := (NetProber{}).Probe(context.Background(), Probe{Kind: "http", Addr: ap, Path: "/", Timeout: time.Second, conn: conn}); !pass {
 		t.Fatal(out)
 	}
-	if fd, _ := conn.take(); fd >= 0 {
-		t.Errorf("closed keep holds fd %d", fd)
+	if f, _ := conn.take(); f != nil {
+		t.Errorf("closed keep holds %v", f.Fd())
 	}
 }
 
