@@ -366,14 +366,19 @@ func connect(ap netip.AddrPort, deadline time.Time) (int, error) {
 	switch err := unix.Connect(fd, sa); err {
 	case nil:
 	case unix.EINPROGRESS:
-		if err := wait(fd, unix.POLLOUT, deadline); err != nil {
-			return -1, err
-		}
-		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		rev, err := wait(fd, unix.POLLOUT, deadline)
 		if err != nil {
 			return -1, err
 		}
-		if v != 0 {
+		// Writable with no error is connected; only a failure needs SO_ERROR for why.
+		if rev&(unix.POLLERR|unix.POLLHUP) != 0 || rev&unix.POLLOUT == 0 {
+			v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err != nil {
+				return -1, err
+			}
+			if v == 0 {
+				v = int(unix.ECONNREFUSED) // hung up without saying why
+			}
 			return -1, unix.Errno(v)
 		}
 	default:
@@ -383,12 +388,12 @@ func connect(ap netip.AddrPort, deadline time.Time) (int, error) {
 	return fd, nil
 }
 
-// wait polls fd for events until deadline.
-func wait(fd int, events int16, deadline time.Time) error {
+// wait polls fd for events until deadline and returns the events that came.
+func wait(fd int, events int16, deadline time.Time) (int16, error) {
 	for {
 		ms := int(time.Until(deadline) / time.Millisecond)
 		if ms <= 0 {
-			return errTimeout
+			return 0, errTimeout
 		}
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
 		n, err := unix.Poll(pfd, ms)
@@ -396,11 +401,11 @@ func wait(fd int, events int16, deadline time.Time) error {
 		case err == unix.EINTR:
 			continue
 		case err != nil:
-			return err
+			return 0, err
 		case n == 0:
-			return errTimeout
+			return 0, errTimeout
 		}
-		return nil
+		return pfd[0].Revents, nil
 	}
 }
 
