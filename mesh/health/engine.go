@@ -2,7 +2,8 @@
 // what its results add up to (rise and fall damp flapping), and the transitions the
 // host must write to the catalog. Engine is the logic with no I/O and no clock of its
 // own (tests drive it with a fake clock); Runner runs an Engine with real time and a
-// Prober; TCPProber dials from the host into the machine.
+// Prober; NetProber checks from the host into the machine (http checks keep a
+// connection, and so a file descriptor, per machine and port between probes).
 //
 // It does not write the catalog or read it: the agent hands it the machines to check
 // and receives transitions, and writes those through the catalog like any record the
