@@ -34,6 +34,8 @@ type Orgs struct {
 type Networks struct {
 	r     Reader
 	names Namer
+	// randID draws a network id to try (sixpn.Random32).
+	randID func() uint32
 }
 
 func requireOrg(cat Reader, slug string) error {
@@ -153,9 +155,9 @@ func (ns *Networks) Create(ctx context.Context, org, name string) (*NetworkInfo,
 	}
 	key := catalog.NetworkKey(org, name)
 	r, err := ns.names.CreateNamed(ctx, func() *catalog.Record {
-		id := sixpn.Random32()
+		id := ns.randID()
 		for len(ns.r.NetworkIDClaims(id)) > 0 {
-			id = sixpn.Random32()
+			id = ns.randID()
 		}
 		return &catalog.Record{Kind: catalog.KindNetwork, Key: key, Network: &catalog.Network{Org: org, Name: name, ID: id}}
 	}, catalog.ID{Kind: catalog.KindNetwork, Key: key}, fmt.Sprintf("network %q in org %q", name, org))
@@ -178,7 +180,7 @@ func (ns *Networks) Create(ctx context.Context, org, name string) (*NetworkInfo,
 		}
 		nw := *r.Network
 		for len(ns.r.NetworkIDClaims(nw.ID)) > 0 {
-			nw.ID = sixpn.Random32()
+			nw.ID = ns.randID()
 		}
 		next := *r
 		next.Network, next.Version = &nw, ns.r.Tick()

@@ -20,7 +20,7 @@ func wireResources(n *Node) {
 		name  = n.id.Name
 		cfg   = n.cfg
 	)
-	n.Networks = &Networks{r: n.cat, names: names}
+	n.Networks = &Networks{r: n.cat, names: names, randID: sixpn.Random32}
 	n.Orgs = &Orgs{r: n.cat, w: w, names: names, networks: n.Networks, limits: cfg.Limits, now: n.now}
 	n.Apps = &Apps{r: n.cat, w: w, names: names, limits: cfg.Limits}
 	n.Machines = &Machines{host: name, region: cfg.Region, r: n.cat, w: w, alloc: alloc, inst: inst, call: n.gossip,

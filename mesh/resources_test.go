@@ -3,12 +3,17 @@ package mesh
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/invite"
 	"github.com/dogwood/dogwood/mesh/quota"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
@@ -73,6 +78,10 @@ func (w *fakeWriter) log() []*catalog.Record {
 type fakeNamer struct {
 	w    *fakeWriter
 	lost map[catalog.ID]bool
+	// meanwhile, when set, runs between the claim and the write: what the arbiters'
+	// answers bring in (another host's record) lands in the catalog there.
+	meanwhile func(r *catalog.Record)
+	reclaims  int
 }
 
 func (n *fakeNamer) CreateNamed(ctx context.Context, build func() *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
@@ -100,10 +109,14 @@ func (n *fakeNamer) WriteNamed(_ context.Context, nw NamedWrite) (*catalog.Recor
 	r := nw.Build()
 	stamp := n.w.cat.Tick()
 	r.Gen, r.Created, r.Version = gen, stamp, stamp
+	if n.meanwhile != nil {
+		n.meanwhile(r)
+	}
 	return r, n.w.Commit(r)
 }
 
 func (n *fakeNamer) Reclaim(_ context.Context, r *catalog.Record, _ string) error {
+	n.reclaims++
 	return n.w.Commit(r)
 }
 
@@ -167,7 +180,7 @@ func newWorld(t *testing.T) *world {
 	x := &world{cat: cat, w: w, names: &fakeNamer{w: w, lost: map[catalog.ID]bool{}}, inst: &fakeInstaller{},
 		alloc: &fakeAllocator{hostID: 0x0a0b0c0d}, call: &fakeCaller{}}
 	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
-	x.nets = &Networks{r: cat, names: x.names}
+	x.nets = &Networks{r: cat, names: x.names, randID: sixpn.Random32}
 	x.orgs = &Orgs{r: cat, w: w, names: x.names, networks: x.nets, now: now}
 	x.apps = &Apps{r: cat, w: w, names: x.names}
 	x.machines = &Machines{host: "h1", region: "local", r: cat, w: w, alloc: x.alloc, inst: x.inst, call: x.call, now: now,
@@ -390,5 +403,220 @@ func TestOrgsSetLimitsAndRemove(t *testing.T) {
 		if rs := x.cat.List(k); len(rs) != 0 {
 			t.Fatalf("%d live %s records left after the org's removal (its limits carrier included)", len(rs), k)
 		}
+	}
+}
+
+func TestNetworksLostIDTakesAnother(t *testing.T) {
+	x := newWorld(t)
+	ctx := context.Background()
+	ids := []uint32{77, 78}
+	x.nets.randID = func() uint32 {
+		id := ids[0]
+		ids = ids[1:]
+		return id
+	}
+	// While the create claims id 77, an earlier create elsewhere turns out to hold it.
+	x.names.meanwhile = func(r *catalog.Record) {
+		if r.Network == nil {
+			return
+		}
+		x.names.meanwhile = nil
+		early := catalog.Stamp{Clock: 1, Node: 1}
+		x.cat.Apply(&catalog.Record{Kind: catalog.KindNetwork, Key: catalog.NetworkKey("beta", "default"), Gen: 1, Created: early, Version: early,
+			Network: &catalog.Network{Org: "beta", Name: "default", ID: 77}})
+	}
+	info, err := x.nets.Create(ctx, "acme", "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID != 78 || x.names.reclaims != 1 {
+		t.Fatalf("network got id %d after %d reclaims, want 78 after 1", info.ID, x.names.reclaims)
+	}
+	if r := x.cat.Live(catalog.ID{Kind: catalog.KindNetwork, Key: catalog.NetworkKey("acme", "staging")}); r == nil || r.Network.ID != 78 {
+		t.Fatalf("catalog holds %+v, want the network with id 78", r)
+	}
+	if _, err := x.nets.Create(ctx, "nobody", "x"); StatusCode(err) != http.StatusNotFound {
+		t.Fatalf("network in a missing org: %v, want 404", err)
+	}
+}
+
+// gatewayWorld adds this host as a live gateway and its Peers.
+func gatewayWorld(t *testing.T) (*world, *Peers) {
+	x := newWorld(t)
+	key, _ := wgtypes.GeneratePrivateKey()
+	stamp := x.cat.Tick()
+	x.cat.Apply(&catalog.Record{Kind: catalog.KindHost, Key: "h1", Gen: 1, Created: stamp, Version: stamp,
+		Host: &catalog.Host{Name: "h1", ID: x.alloc.hostID, Region: "local", Gateway: true,
+			PublicKey: key.PublicKey().String(), PublicEndpoint: "198.18.0.1:51820"}})
+	x.cat.SetStatus("h1", catalog.StatusAlive)
+	m := newMetrics(nil, nil)
+	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	gw := &gatewayPeers{host: "h1", region: "local", gateway: true, r: x.cat, w: x.w, names: x.names, alloc: x.alloc,
+		inst: x.inst, now: now, log: log, metrics: m, reserved: map[int]bool{}}
+	ps := &Peers{host: "h1", r: x.cat, w: x.w, call: x.call, rtt: func(string) (time.Duration, bool) { return 0, false },
+		now: now, log: log, metrics: m, gw: gw}
+	return x, ps
+}
+
+func TestPeersCreateOnThisGateway(t *testing.T) {
+	x, ps := gatewayWorld(t)
+	ctx := context.Background()
+	pub := func() string { k, _ := wgtypes.GeneratePrivateKey(); return k.PublicKey().String() }
+	k1 := pub()
+	a, err := ps.Create(ctx, PeerSpec{Org: "acme", Name: "laptop", PublicKey: k1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ps.Create(ctx, PeerSpec{Org: "acme", Name: "phone", PublicKey: pub()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Gateway != "h1" || a.Address == b.Address {
+		t.Fatalf("peers on %s at %s and %s: want this gateway, two addresses", a.Gateway, a.Address, b.Address)
+	}
+	if len(ps.gw.reserved) != 0 {
+		t.Fatalf("slots still reserved after the creates: %v", ps.gw.reserved)
+	}
+	if len(x.call.calls) != 0 {
+		t.Fatalf("a peer of this gateway was sent elsewhere: %v", x.call.calls)
+	}
+	if _, err := ps.Create(ctx, PeerSpec{Org: "acme", Name: "again", PublicKey: k1}); StatusCode(err) != http.StatusConflict {
+		t.Fatalf("a second peer with one key: %v, want 409", err)
+	}
+	// Not installed: the record is taken back.
+	x.inst.fail = errors.New("wg: no device")
+	if _, err := ps.Create(ctx, PeerSpec{Org: "acme", Name: "tablet", PublicKey: pub()}); err == nil {
+		t.Fatal("create succeeded though the data plane failed")
+	}
+	if x.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey("acme", "tablet")}) != nil {
+		t.Fatal("a peer the data plane refused stays recorded")
+	}
+	x.inst.fail = nil
+	if err := ps.Remove(ctx, "acme", "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	if x.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey("acme", "laptop")}) != nil {
+		t.Fatal("removed peer still live")
+	}
+	x.cat.SetStatus("h1", catalog.StatusLeft)
+	if _, err := ps.Create(ctx, PeerSpec{Org: "acme", Name: "late", PublicKey: pub()}); StatusCode(err) != http.StatusServiceUnavailable {
+		t.Fatalf("create with no live gateway: %v, want 503", err)
+	}
+}
+
+func TestDNSRecordsAliasSwitch(t *testing.T) {
+	x := newWorld(t)
+	ctx := context.Background()
+	if _, err := x.apps.Create(ctx, AppSpec{Name: "web-green", Org: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	ds := &DNSRecords{r: x.cat, w: x.w, names: x.names, now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	add := func(name, typ, value string) error {
+		_, err := ds.Add(ctx, DNSRecordSpec{Org: "acme", Name: name, Type: typ, Value: value})
+		return err
+	}
+	if err := add("www", "ALIAS", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("www", "ALIAS", "web"); StatusCode(err) != http.StatusConflict {
+		t.Fatalf("the same ALIAS again: %v, want 409", err)
+	}
+	if err := add("www", "ALIAS", "web-green"); err != nil {
+		t.Fatal(err)
+	}
+	var aliases []*catalog.Record
+	for _, r := range x.cat.List(catalog.KindDNSRecord) {
+		if r.DNS.Name == "www.internal" {
+			aliases = append(aliases, r)
+		}
+	}
+	if len(aliases) != 1 || aliases[0].DNS.Value != "web-green.internal" || aliases[0].Gen != 2 {
+		t.Fatalf("after the switch: %d records for www, want one ALIAS to web-green in generation 2", len(aliases))
+	}
+	if err := add("db", "TXT", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("db", "TXT", "x"); StatusCode(err) != http.StatusConflict {
+		t.Fatalf("the same record again: %v, want 409", err)
+	}
+	gone, err := ds.Remove(ctx, DNSRecordFilter{Org: "acme", Name: "www"})
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("remove www: %v, %d removed", err, len(gone))
+	}
+	if _, err := ds.Remove(ctx, DNSRecordFilter{Org: "acme", Name: "www"}); StatusCode(err) != http.StatusNotFound {
+		t.Fatalf("remove www twice: %v, want 404", err)
+	}
+}
+
+func TestMembersRemove(t *testing.T) {
+	x := newWorld(t)
+	ctx := context.Background()
+	ms := &Members{host: "h1", r: x.cat, w: x.w}
+	stamp := x.cat.Tick()
+	x.cat.Apply(&catalog.Record{Kind: catalog.KindHost, Key: "h2", Gen: 1, Created: stamp, Version: stamp,
+		Host: &catalog.Host{Name: "h2", ID: 7, Region: "local"}})
+	app := x.cat.Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.AppKey("acme", "web")}).App
+	m := &catalog.Machine{ID: "0123456789abcd", Field: 9, CreatedAt: time.Unix(1, 0).UTC(), Address: sixpn.MachineAddr(app.NetworkID, 7, 9),
+		MachinePlace: &catalog.MachinePlace{App: "web", Org: "acme", Network: app.Network, NetworkID: app.NetworkID, Host: "h2", HostID: 7, Region: "local"},
+		MachineAttrs: &catalog.MachineAttrs{State: catalog.StateStarted, ProcessGroup: "app", Source: catalog.SourceAPI}}
+	x.cat.Apply(&catalog.Record{Kind: catalog.KindMachine, Key: m.ID, Gen: 1, Created: stamp, Version: stamp, Machine: m})
+	if err := ms.Remove(ctx, "h1"); StatusCode(err) != http.StatusBadRequest {
+		t.Fatalf("remove this host: %v, want 400", err)
+	}
+	x.cat.SetStatus("h2", catalog.StatusAlive)
+	if err := ms.Remove(ctx, "h2"); StatusCode(err) != http.StatusConflict {
+		t.Fatalf("remove a live host: %v, want 409", err)
+	}
+	x.cat.SetStatus("h2", catalog.StatusLeft)
+	if err := ms.Remove(ctx, "h2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []catalog.ID{{Kind: catalog.KindHost, Key: "h2"}, {Kind: catalog.KindMachine, Key: m.ID}} {
+		if r := x.cat.Get(id); r == nil || !r.Deleted {
+			t.Fatalf("%s not tombstoned with its host", id)
+		}
+	}
+}
+
+func TestInvitesIssueAndRedeem(t *testing.T) {
+	x, ps := gatewayWorld(t)
+	ctx := context.Background()
+	now := ps.now
+	book, err := invite.OpenBook(t.TempDir()+"/invites.json", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv := &Invites{cfg: &InviteConfig{Book: book, Endpoint: "198.18.0.1:8443"}, gateway: true, host: "h1", region: "local",
+		r: x.cat, pool: ps.gw, call: x.call, rtt: ps.rtt, now: now, log: ps.log, metrics: ps.metrics}
+	spec := InviteSpec{Org: "acme", Name: "laptop", ExpiresAt: now().Add(time.Hour)}
+	info, err := iv.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iv.Create(ctx, spec); StatusCode(err) != http.StatusConflict {
+		t.Fatalf("a second invitation for one peer: %v, want 409", err)
+	}
+	if list, _ := iv.List(ctx, "acme"); len(list) != 1 || list[0].Code != "" || list[0].DNS != "full" {
+		t.Fatalf("pending invitations %+v, want one, without its code, DNS full", list)
+	}
+	code, err := invite.Decode(info.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := wgtypes.GeneratePrivateKey()
+	resp, err := iv.Redeem(ctx, code.Secret, k.PublicKey().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := x.cat.Live(catalog.ID{Kind: catalog.KindPeer, Key: catalog.PeerKey("acme", "laptop")})
+	if r == nil || r.Peer.PublicKey != k.PublicKey().String() || resp.Address != r.Peer.Address.String() {
+		t.Fatalf("redeemed peer %+v, answer %+v: want the peer with the laptop's key at the answered address", r, resp)
+	}
+	if _, err := iv.Redeem(ctx, code.Secret, k.PublicKey().String()); err == nil {
+		t.Fatal("an invitation was redeemed twice")
+	}
+	if err := iv.Remove(ctx, "acme", "laptop"); StatusCode(err) != http.StatusNotFound {
+		t.Fatalf("revoke a redeemed invitation: %v, want 404", err)
 	}
 }
