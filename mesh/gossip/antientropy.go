@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"github.com/dogwood/dogwood/mesh/record"
 	"math/rand"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
@@ -41,7 +43,26 @@ type (
 	}
 )
 
-func (g *Gossip) aeLoop() {
+// antiEntropy runs the periodic exchange (proto.AntiEntropy) over the network.
+type antiEntropy struct {
+	g *Gossip
+
+	mu sync.Mutex // serializes ex; not held while sending
+	ex *proto.AntiEntropy
+	// returned is when a member last came back (unix ns), for the exchange's
+	// rounds; membership's callback must not wait for mu.
+	returned atomic.Int64
+}
+
+// noteChange tells the exchange that the tree just brought changes.
+func (a *antiEntropy) noteChange(now time.Time) {
+	a.mu.Lock()
+	a.ex.NoteChange(now)
+	a.mu.Unlock()
+}
+
+func (a *antiEntropy) loop() {
+	g := a.g
 	defer g.wg.Done()
 	base := g.cfg.AEInterval
 	for {
@@ -53,51 +74,54 @@ func (g *Gossip) aeLoop() {
 		case <-time.After(d):
 		}
 		now := time.Now()
-		g.aeMu.Lock()
-		if r := g.returned.Load(); r != 0 {
-			g.ae.NoteReturn(time.Unix(0, r))
+		a.mu.Lock()
+		if r := a.returned.Load(); r != 0 {
+			a.ex.NoteReturn(time.Unix(0, r))
 		}
-		due := g.ae.Due(now)
-		base = g.ae.Period(now, g.cfg.AEInterval)
-		g.aeMu.Unlock()
+		due := a.ex.Due(now)
+		base = a.ex.Period(now, g.cfg.AEInterval)
+		a.mu.Unlock()
 		if !due {
 			continue
 		}
-		peers := g.alive(false)
+		peers := g.members.alive(false)
 		if len(peers) == 0 {
 			continue
 		}
-		g.startAE(peers[rand.Intn(len(peers))].Name)
+		a.start(peers[rand.Intn(len(peers))].Name)
 	}
 }
 
 // startAE opens an exchange with one member by sending our root digest.
-func (g *Gossip) startAE(name string) {
+func (a *antiEntropy) start(name string) {
+	g := a.g
 	if g.closed.Load() {
 		return
 	}
-	g.aeMu.Lock()
-	if g.ae.Start(time.Now(), name) {
+	a.mu.Lock()
+	if a.ex.Start(time.Now(), name) {
 		g.metrics.aeRounds.Inc()
 	}
-	out := g.ae.Outbox()
-	g.aeMu.Unlock()
-	g.sendAE(out)
+	out := a.ex.Outbox()
+	a.mu.Unlock()
+	a.send(out)
 }
 
 // onAE hands one received message to the exchange and sends what it answers.
-func (g *Gossip) onAE(from string, m any) {
-	g.aeMu.Lock()
-	err := g.ae.Receive(from, m)
-	out := g.ae.Outbox()
-	g.aeMu.Unlock()
+func (a *antiEntropy) receive(from string, m any) {
+	g := a.g
+	a.mu.Lock()
+	err := a.ex.Receive(from, m)
+	out := a.ex.Outbox()
+	a.mu.Unlock()
 	if err != nil {
 		g.drop("malformed", err)
 	}
-	g.sendAE(out)
+	a.send(out)
 }
 
-func (g *Gossip) sendAE(out []proto.AESend) {
+func (a *antiEntropy) send(out []proto.AESend) {
+	g := a.g
 	o := g.origin()
 	for _, s := range out {
 		var err error
@@ -131,12 +155,14 @@ func (g *Gossip) sendAE(out []proto.AESend) {
 // pushPullState is what memberlist's push/pull (on join and periodically) carries for
 // us: only our digest root. It then starts a real anti-entropy exchange when roots
 // differ, instead of shipping the whole catalog.
-func (g *Gossip) pushPullState() []byte {
-	b, _ := json.Marshal(aeRoot{g.origin(), &proto.AERoot{Root: g.ae.Root()}})
+func (a *antiEntropy) pushPullState() []byte {
+	g := a.g
+	b, _ := json.Marshal(aeRoot{g.origin(), &proto.AERoot{Root: a.ex.Root()}})
 	return b
 }
 
-func (g *Gossip) mergePushPull(buf []byte) {
+func (a *antiEntropy) mergePushPull(buf []byte) {
+	g := a.g
 	var m aeRoot
 	if err := json.Unmarshal(buf, &m); err != nil || m.AERoot == nil {
 		g.drop("malformed", err)
@@ -145,9 +171,9 @@ func (g *Gossip) mergePushPull(buf []byte) {
 	if m.From == "" || m.From == g.cfg.Name {
 		return
 	}
-	g.learn(m.From, m.Addr)
-	if g.ae.Root() != m.Root && !g.closed.Load() {
-		go g.startAE(m.From)
+	g.members.learn(m.From, m.Addr)
+	if a.ex.Root() != m.Root && !g.closed.Load() {
+		go a.start(m.From)
 	}
 }
 
@@ -157,7 +183,7 @@ func onAEMsg[T any](g *Gossip, from string, m *T) {
 		g.drop("malformed", nil)
 		return
 	}
-	g.onAE(from, m)
+	g.ae.receive(from, m)
 }
 
 // aeDedupe is how long an exchange with one peer suppresses another.

@@ -2,43 +2,54 @@ package gossip
 
 import (
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/serf/coordinate"
 )
 
-// RTT estimates the round-trip time to a host from network coordinates.
-func (g *Gossip) RTT(name string) (time.Duration, bool) {
-	if name == g.cfg.Name {
-		return 0, true
-	}
-	g.mu.Lock()
-	c := g.peerCoord[name]
-	g.mu.Unlock()
-	if c == nil {
-		return 0, false
-	}
-	return g.coords.DistanceTo(c), true
+// coords is this host's network coordinate (serf/coordinate, fed by memberlist's
+// probes) and the last coordinate each member sent.
+type coords struct {
+	self   string
+	client *coordinate.Client
+
+	mu    sync.Mutex
+	peers map[string]*coordinate.Coordinate
 }
 
-func (g *Gossip) coordPayload() []byte {
-	b, _ := json.Marshal(g.coords.GetCoordinate())
+// RTT estimates the round-trip time to a host from network coordinates.
+func (c *coords) RTT(name string) (time.Duration, bool) {
+	if name == c.self {
+		return 0, true
+	}
+	c.mu.Lock()
+	pc := c.peers[name]
+	c.mu.Unlock()
+	if pc == nil {
+		return 0, false
+	}
+	return c.client.DistanceTo(pc), true
+}
+
+func (c *coords) coordPayload() []byte {
+	b, _ := json.Marshal(c.client.GetCoordinate())
 	return b
 }
 
 // updateCoord folds one measured round trip to a host into our coordinate.
-func (g *Gossip) updateCoord(name string, rtt time.Duration, payload []byte) {
+func (c *coords) updateCoord(name string, rtt time.Duration, payload []byte) {
 	if len(payload) == 0 {
 		return
 	}
-	var c coordinate.Coordinate
-	if err := json.Unmarshal(payload, &c); err != nil || !c.IsValid() {
+	var pc coordinate.Coordinate
+	if err := json.Unmarshal(payload, &pc); err != nil || !pc.IsValid() {
 		return
 	}
-	if _, err := g.coords.Update(name, &c, rtt); err != nil {
+	if _, err := c.client.Update(name, &pc, rtt); err != nil {
 		return
 	}
-	g.mu.Lock()
-	g.peerCoord[name] = &c
-	g.mu.Unlock()
+	c.mu.Lock()
+	c.peers[name] = &pc
+	c.mu.Unlock()
 }

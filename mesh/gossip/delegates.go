@@ -28,16 +28,16 @@ func (d *delegate) NotifyMsg(buf []byte) {
 // (dissemination.go), not on memberlist's gossip.
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
-func (d *delegate) LocalState(join bool) []byte { return (*Gossip)(d).pushPullState() }
+func (d *delegate) LocalState(join bool) []byte { return (*Gossip)(d).ae.pushPullState() }
 
-func (d *delegate) MergeRemoteState(buf []byte, join bool) { (*Gossip)(d).mergePushPull(buf) }
+func (d *delegate) MergeRemoteState(buf []byte, join bool) { (*Gossip)(d).ae.mergePushPull(buf) }
 
 // events implements memberlist.EventDelegate.
 type events Gossip
 
-func (e *events) NotifyJoin(n *memberlist.Node)   { (*Gossip)(e).onJoin(n) }
-func (e *events) NotifyLeave(n *memberlist.Node)  { (*Gossip)(e).onLeave(n) }
-func (e *events) NotifyUpdate(n *memberlist.Node) { (*Gossip)(e).onUpdate(n) }
+func (e *events) NotifyJoin(n *memberlist.Node)   { (*Gossip)(e).members.onJoin(n) }
+func (e *events) NotifyLeave(n *memberlist.Node)  { (*Gossip)(e).members.onLeave(n) }
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Gossip)(e).members.onUpdate(n) }
 
 // alives implements memberlist.AliveDelegate: memberlist calls it for every alive
 // message about a host (its join, its refutation of a suspicion, push/pull merges).
@@ -45,7 +45,7 @@ func (e *events) NotifyUpdate(n *memberlist.Node) { (*Gossip)(e).onUpdate(n) }
 type alives Gossip
 
 func (a *alives) NotifyAlive(n *memberlist.Node) error {
-	(*Gossip)(a).onAlive(n.Name)
+	(*Gossip)(a).members.onAlive(n.Name)
 	return nil
 }
 
@@ -57,6 +57,6 @@ func (p *pings) AckPayload() []byte { return (*Gossip)(p).coordPayload() }
 
 func (p *pings) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
 	g := (*Gossip)(p)
-	g.onAlive(other.Name)
+	g.members.onAlive(other.Name)
 	g.updateCoord(other.Name, rtt, payload)
 }

@@ -1,11 +1,10 @@
 package gossip
 
 import (
-	"encoding/json"
-	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
 	"github.com/dogwood/dogwood/mesh/record"
@@ -40,37 +39,65 @@ const relayoutEvery = time.Second
 // tops up neighbors.
 const treeIdle = time.Second
 
+// broadcast drives the broadcast tree (proto.Tree) over the network.
+type broadcast struct {
+	g *Gossip
+
+	mu   sync.Mutex // serializes t; not held while sending
+	t    *proto.Tree
+	kick chan struct{} // the tree has an earlier deadline
+	// relaid is set when membership changed and the tree's links must be laid out
+	// again from the new view (loop does it, at most every relayoutEvery).
+	relaid atomic.Bool
+	// depth is the laid-out tree's depth (graftWait).
+	depth atomic.Int32
+	// fleet is how many members the tree was last laid out over (ExchangeOnReturn).
+	fleet atomic.Int32
+}
+
+func newBroadcast(g *Gossip) *broadcast {
+	b := &broadcast{g: g, kick: make(chan struct{}, 1)}
+	b.t = proto.NewTree(proto.TreeConfig{Self: g.cfg.Name, Degree: TreeDegree, Seed: rand.Int63(), GraftWait: b.graftWait, Compact: g.cfg.CompactTree})
+	b.relaid.Store(true) // the first loop lays the tree out
+	return b
+}
+
 // Publish disseminates local changes (already applied to the local catalog).
-func (g *Gossip) Publish(rs ...*record.Record) {
+func (g *Gossip) Publish(rs ...*record.Record) { g.tree.publish(rs...) }
+
+// publish disseminates local changes (already applied to the local catalog).
+func (b *broadcast) publish(rs ...*record.Record) {
+	g := b.g
 	if len(rs) == 0 || g.closed.Load() {
 		return
 	}
 	payload := encodeRecordList(rs)
-	g.refillTree()
-	g.treeMu.Lock()
-	g.tree.Publish(time.Now(), payload)
-	out := g.tree.Outbox()
-	g.treeMu.Unlock()
-	g.sendTree(out)
-	g.kickTree()
+	b.refill()
+	b.mu.Lock()
+	b.t.Publish(time.Now(), payload)
+	out := b.t.Outbox()
+	b.mu.Unlock()
+	b.send(out)
+	b.wake()
 }
 
 // onTree handles one received tree message. A change's records are validated before
 // the tree sees it, so a broken payload is never forwarded.
-func (g *Gossip) onTree(body []byte) {
+func (b *broadcast) receive(body []byte) {
+	g := b.g
 	from, raw, err := splitTreeFrame(body)
 	if err != nil {
 		g.drop("malformed", err)
 		return
 	}
-	g.onAlive(from)
+	g.members.onAlive(from)
 	m, err := proto.Decode(raw)
 	if err != nil {
 		g.drop("malformed", err)
 		return
 	}
 	if m.Kind == proto.KindJoin {
-		g.learn(from, string(m.Payload))
+		g.members.learn(from, string(m.Payload))
 	}
 	msgs := m.Entries()
 	// Every change in the message is validated before the tree sees any of it.
@@ -87,34 +114,33 @@ func (g *Gossip) onTree(body []byte) {
 	}
 	var rs []*record.Record
 	now := time.Now()
-	g.treeMu.Lock()
+	b.mu.Lock()
 	for i := range msgs {
-		if _, fresh := g.tree.Receive(now, from, msgs[i]); fresh {
+		if _, fresh := b.t.Receive(now, from, msgs[i]); fresh {
 			rs = append(rs, batches[i]...)
 		}
 	}
-	out := g.tree.Outbox()
-	g.treeMu.Unlock()
-	g.sendTree(out)
+	out := b.t.Outbox()
+	b.mu.Unlock()
+	b.send(out)
 	if len(rs) > 0 {
 		g.merge(rs)
-		g.aeMu.Lock()
-		g.ae.NoteChange(time.Now())
-		g.aeMu.Unlock()
+		g.ae.noteChange(time.Now())
 	}
-	g.kickTree()
+	b.wake()
 }
 
-func (g *Gossip) kickTree() {
+func (b *broadcast) wake() {
 	select {
-	case g.kick <- struct{}{}:
+	case b.kick <- struct{}{}:
 	default:
 	}
 }
 
 // treeLoop runs the tree's timers: batched announcements, grafts of missing changes,
 // expiry, and keeping enough neighbors.
-func (g *Gossip) treeLoop() {
+func (b *broadcast) loop() {
+	g := b.g
 	defer g.wg.Done()
 	t := time.NewTimer(treeIdle)
 	defer t.Stop()
@@ -125,14 +151,14 @@ func (g *Gossip) treeLoop() {
 		case <-g.ctx.Done():
 			return
 		case <-t.C:
-		case <-g.kick:
+		case <-b.kick:
 		}
 		now := time.Now()
-		if g.relaid.Load() && now.Sub(laid) >= relayoutEvery {
+		if b.relaid.Load() && now.Sub(laid) >= relayoutEvery {
 			laid = now
-			g.relayout()
+			b.relayout()
 		}
-		g.refillTree()
+		b.refill()
 		// The compact tree messages go out only while every member this host talks
 		// to reads them (protocol 3, v0.3.0 on); a member of an older release that
 		// joins turns them off again within a second.
@@ -144,22 +170,22 @@ func (g *Gossip) treeLoop() {
 				g.log.Info("broadcast tree messages", "compact", on, "protocol", g.versions.Speak())
 			}
 		}
-		g.treeMu.Lock()
+		b.mu.Lock()
 		if switchTo != nil {
-			g.tree.SetCompact(*switchTo)
+			b.t.SetCompact(*switchTo)
 		}
-		if d := g.tree.Deadline(); d.IsZero() || !now.Before(d) {
-			g.tree.Tick(now)
+		if d := b.t.Deadline(); d.IsZero() || !now.Before(d) {
+			b.t.Tick(now)
 		}
-		out := g.tree.Outbox()
-		next := g.tree.Deadline()
-		g.treeMu.Unlock()
-		g.sendTree(out)
+		out := b.t.Outbox()
+		next := b.t.Deadline()
+		b.mu.Unlock()
+		b.send(out)
 		wait := treeIdle
 		if !next.IsZero() {
 			wait = min(wait, max(time.Until(next), time.Millisecond))
 		}
-		if g.relaid.Load() {
+		if b.relaid.Load() {
 			wait = min(wait, max(relayoutEvery-time.Since(laid), time.Millisecond))
 		}
 		if !t.Stop() {
@@ -173,68 +199,73 @@ func (g *Gossip) treeLoop() {
 }
 
 // refillTree offers alive members as neighbors when the tree wants more.
-func (g *Gossip) refillTree() {
-	g.treeMu.Lock()
-	need := g.tree.NeedPeers()
-	g.treeMu.Unlock()
+func (b *broadcast) refill() {
+	g := b.g
+	b.mu.Lock()
+	need := b.t.NeedPeers()
+	b.mu.Unlock()
 	if need == 0 {
 		return
 	}
-	names := g.aliveNames(false) // AddPeers picks among them with its own random source
-	g.treeMu.Lock()
-	g.tree.AddPeers(names)
-	out := g.tree.Outbox()
-	g.treeMu.Unlock()
-	g.sendTree(out)
+	names := g.members.aliveNames(false) // AddPeers picks among them with its own random source
+	b.mu.Lock()
+	b.t.AddPeers(names)
+	out := b.t.Outbox()
+	b.mu.Unlock()
+	b.send(out)
 }
 
 // memberChanged keeps the tree's neighbors among live members.
-func (g *Gossip) memberChanged(name string, live bool) {
+func (b *broadcast) memberChanged(name string, live bool) {
+	g := b.g
 	if !live {
-		g.treeMu.Lock()
-		g.tree.RemovePeer(name)
-		g.treeMu.Unlock()
+		b.mu.Lock()
+		b.t.RemovePeer(name)
+		b.mu.Unlock()
 	}
-	g.relaid.Store(true)
+	b.relaid.Store(true)
 	if !g.closed.Load() {
-		g.kickTree()
+		b.wake()
 	}
 }
 
 // graftWait derives the tree's graft timeout for an announcer from the round-trip
 // time our network coordinates estimate to it (0: unknown, the tree's default).
-func (g *Gossip) graftWait(peer string) time.Duration {
+func (b *broadcast) graftWait(peer string) time.Duration {
+	g := b.g
 	rtt, ok := g.RTT(peer)
 	if !ok {
 		return 0
 	}
-	return proto.GraftWaitFor(int(g.depth.Load()), rtt)
+	return proto.GraftWaitFor(int(b.depth.Load()), rtt)
 }
 
 // relayout gives the tree its links in the layout of the current members.
-func (g *Gossip) relayout() {
-	g.relaid.Store(false)
+func (b *broadcast) relayout() {
+	g := b.g
+	b.relaid.Store(false)
 	// This host is among the alive members; NewRing ignores a name given twice, so
 	// it is in the layout even before memberlist lists it.
-	ring := proto.NewRing(append(g.aliveNames(true), g.cfg.Name), 0)
-	g.depth.Store(int32(ring.Depth()))
-	g.fleet.Store(int32(ring.Len()))
+	ring := proto.NewRing(append(g.members.aliveNames(true), g.cfg.Name), 0)
+	b.depth.Store(int32(ring.Depth()))
+	b.fleet.Store(int32(ring.Len()))
 	links := ring.Links(g.cfg.Name)
-	g.treeMu.Lock()
-	g.tree.SetLinks(links)
+	b.mu.Lock()
+	b.t.SetLinks(links)
 	if ring.Len() < batchFrom {
-		g.tree.SetEagerInterval(-1)
+		b.t.SetEagerInterval(-1)
 	} else {
-		g.tree.SetEagerInterval(0)
+		b.t.SetEagerInterval(0)
 	}
-	out := g.tree.Outbox()
-	g.treeMu.Unlock()
-	g.sendTree(out)
+	out := b.t.Outbox()
+	b.mu.Unlock()
+	b.send(out)
 }
 
-func (g *Gossip) sendTree(out []proto.Send) {
+func (b *broadcast) send(out []proto.Send) {
+	g := b.g
 	for _, s := range out {
-		n := g.node(s.To)
+		n := g.members.node(s.To)
 		if n == nil {
 			continue
 		}
@@ -263,45 +294,4 @@ func treeKind(k proto.Kind) string {
 		return "gossip"
 	}
 	return "unknown"
-}
-
-// bestEffortLimit keeps a message inside one UDP packet with memberlist's framing and
-// encryption overhead.
-const bestEffortLimit = 1100
-
-func (g *Gossip) send(n *memberlist.Node, t msgType, msg []byte) {
-	var err error
-	if len(msg) <= bestEffortLimit {
-		err = g.ml.SendBestEffort(n, msg)
-	} else {
-		err = g.ml.SendReliable(n, msg)
-	}
-	if err != nil {
-		g.log.Debug("send failed", "to", n.Name, "type", t, "err", err)
-		g.metrics.sendErrors.WithLabelValues(t.String()).Inc()
-		return
-	}
-	g.metrics.sent.WithLabelValues(t.String()).Inc()
-	if (t >= msgAERoot && t <= msgAEWant) || t == msgAESubs {
-		g.metrics.aeBytes.WithLabelValues("sent").Add(float64(len(msg)))
-	}
-}
-
-// sendBytes sends a message whose body is already encoded.
-func (g *Gossip) sendBytes(name string, t msgType, body []byte) error {
-	n := g.node(name)
-	if n == nil {
-		return fmt.Errorf("host %q is not a member", name)
-	}
-	g.send(n, t, frame(t, body))
-	return nil
-}
-
-// sendTo sends v as JSON.
-func (g *Gossip) sendTo(name string, t msgType, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return g.sendBytes(name, t, b)
 }

@@ -101,7 +101,7 @@ func check(g *Gossip, cat *catalog.Catalog, b []byte) string {
 			return "an unsealed message changed the catalog"
 		}
 	}
-	g.mergePushPull(b)
+	g.ae.mergePushPull(b)
 	for _, r := range cat.All() {
 		if err := r.Validate(); err != nil {
 			return fmt.Sprintf("catalog holds an invalid record after %q: %v", b, err)

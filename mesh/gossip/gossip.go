@@ -1,19 +1,28 @@
-// Package gossip owns how catalog records travel between hosts: membership and
-// failure detection (hashicorp/memberlist, encrypted with the cluster's gossip key),
-// the push of every change to every member, anti-entropy by digest, request/response
-// calls between agents, and round-trip-time coordinates (serf/coordinate) for
-// "nearest" answers.
+// Package gossip is the transport between hosts: membership and failure detection
+// (hashicorp/memberlist, encrypted with the cluster's gossip keys, with a replay
+// seal on every message), dissemination of record changes, anti-entropy by digest,
+// request/response calls between agents, version negotiation, and round-trip-time
+// coordinates (serf/coordinate) for "nearest" answers.
 //
-// Dissemination has three layers, each covering the one before:
-//  1. Publish sends a change straight to every alive member (UDP when it fits a
-//     packet, TCP otherwise): one hop, so propagation is one network round trip.
-//  2. The same change rides memberlist's gossip broadcasts a few times, in case a
-//     packet was lost.
-//  3. Anti-entropy: every interval a host sends its catalog digest (8 bytes) to one
-//     random member; only when digests differ do they exchange bucket digests, then
-//     the headers of differing buckets, then just the records that differ. Idle cost
-//     is constant whatever the catalog size; a host that was away catches up by
-//     receiving what it missed.
+// It must not decide what records mean or write local state: what it learns goes
+// to a Sink (records from other hosts, member statuses), and what it sends comes
+// from a Reader and from Publish. It imports record types (mesh/record) but never
+// the catalog. Nothing it runs inside a memberlist callback waits on the network.
+//
+// Gossip composes one type per concern, each in its own file: membership
+// (membership.go), the broadcast tree (dissemination.go), anti-entropy
+// (antientropy.go), RPC (rpc.go), the keyring (keyring.go), coordinates
+// (coordinates.go); send.go sends, replay.go seals and opens.
+//
+// Dissemination has two layers, the second covering the first:
+//  1. The broadcast tree (proto.Tree): a change goes to every host along a tree
+//     laid out from membership, one eager copy per host, and is announced by id on
+//     a few other links, so a lost copy is grafted from a neighbor.
+//  2. Anti-entropy: every interval a host sends its digest (8 bytes) to one random
+//     member; only when digests differ do they exchange bucket digests, then leaf
+//     digests, then the headers of differing leaves, then just the records that
+//     differ. Idle cost is constant whatever the catalog size; a host that was away
+//     catches up by receiving what it missed.
 package gossip
 
 import (
@@ -24,7 +33,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"math/rand"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -130,43 +138,21 @@ type Gossip struct {
 	sink    Sink
 	state   Reader
 	ml      *memberlist.Memberlist
-	keyring *memberlist.Keyring // nil without encryption; see keyring.go
+	keyring // Keys, InstallKey, UseKey, RemoveKey
 	metrics *Metrics
-	coords  *coordinate.Client
+	*coords // RTT
 
-	// aeMu serializes the anti-entropy state machine, treeMu the broadcast tree;
-	// neither is held while sending.
-	aeMu   sync.Mutex
-	ae     *proto.AntiEntropy
-	treeMu sync.Mutex
-	tree   *proto.Tree
-	kick   chan struct{} // the tree has an earlier deadline
-	// relaid is set when membership changed and the tree's links must be laid out
-	// again from the new view (treeLoop does it, at most every relayoutEvery).
-	relaid atomic.Bool
-	// depth is the laid-out tree's depth (graftWait).
-	depth atomic.Int32
-	// fleet is how many members the tree was last laid out over (ExchangeOnReturn).
-	fleet atomic.Int32
-	// returned is when a member last came back (unix ns), for anti-entropy's
-	// rounds; membership's callback must not wait for aeMu.
-	returned atomic.Int64
+	ae   *antiEntropy
+	tree *broadcast
 
-	// members are the alive and suspect members as membership's events left them
-	// (copies), so a send finds its address without copying memberlist's list.
-	membersMu sync.RWMutex
-	members   map[string]memberlist.Node
+	members *membership
+	// reliable holds a token per TCP send in flight (send.go).
+	reliable chan struct{}
 
-	mu        sync.Mutex
-	handlers  map[string]Handler
-	pending   map[uint64]chan rpcResponse
-	peerCoord map[string]*coordinate.Coordinate
-	learned   map[string]netip.AddrPort
-	leaving   map[string]bool // hosts that announced a graceful leave
-	nextID    atomic.Uint64
-	replay    *replayGuard
-	drops     atomic.Uint64
-	versions  *Versions
+	*rpcs    // Call, Handle
+	replay   *replayGuard
+	drops    atomic.Uint64
+	versions *Versions
 
 	// ready is closed once ml is set: memberlist calls our delegates (a host joining
 	// us, a message) as soon as its listeners run, before Create has returned.
@@ -204,21 +190,16 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gossip{
-		cfg: cfg, log: cfg.Logger, sink: cfg.Sink, state: cfg.Reader, metrics: cfg.Metrics, coords: cc,
-		handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{},
-		peerCoord: map[string]*coordinate.Coordinate{},
-		learned:   map[string]netip.AddrPort{},
-		leaving:   map[string]bool{},
-		members:   map[string]memberlist.Node{},
-		ctx:       ctx, cancel: cancel, ready: make(chan struct{}),
+		cfg: cfg, log: cfg.Logger, sink: cfg.Sink, state: cfg.Reader, metrics: cfg.Metrics, coords: &coords{self: cfg.Name, client: cc, peers: map[string]*coordinate.Coordinate{}},
+		ctx: ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 	g.replay = newReplayGuard(nil)
 	g.versions = NewVersions(cfg.Name, cfg.Logger)
-	g.nextID.Store(randomID()) // replay.go: no stale response matches a new call
-	g.ae = proto.NewAntiEntropy(cfg.Reader, aeDedupe)
-	g.tree = proto.NewTree(proto.TreeConfig{Self: cfg.Name, Degree: TreeDegree, Seed: rand.Int63(), GraftWait: g.graftWait, Compact: cfg.CompactTree})
-	g.kick = make(chan struct{}, 1)
-	g.relaid.Store(true) // the first tree loop lays the tree out
+	g.rpcs = newRPCs(g)
+	g.members = newMembership(g)
+	g.reliable = make(chan struct{}, maxReliableSends)
+	g.ae = &antiEntropy{g: g, ex: proto.NewAntiEntropy(cfg.Reader, aeDedupe)}
+	g.tree = newBroadcast(g)
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name
@@ -236,7 +217,7 @@ func New(cfg Config) (*Gossip, error) {
 			return nil, fmt.Errorf("gossip keyring: %w", err)
 		}
 		mc.Keyring = kr
-		g.keyring = kr
+		g.keyring = keyring{kr}
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
@@ -264,9 +245,9 @@ func New(cfg Config) (*Gossip, error) {
 		}
 		tr = newStreamLimiter(nt, maxStreams, maxStreamsPerSource, func() { g.drop("stream_cap", nil) })
 	}
-	mc.Transport = &watchedTransport{Transport: tr, unreachable: g.onSuspect}
-	// Records travel by direct push, so memberlist's own gossip can stay at its
-	// defaults; the probe settings decide how fast failures show (≈5 s on LAN).
+	mc.Transport = &watchedTransport{Transport: tr, unreachable: g.members.onSuspect}
+	// Records travel on our broadcast tree, not memberlist's gossip broadcasts; the
+	// probe settings decide how fast failures show (≈5 s on LAN).
 	if cfg.TuneMemberlist != nil {
 		cfg.TuneMemberlist(mc)
 	}
@@ -280,12 +261,12 @@ func New(cfg Config) (*Gossip, error) {
 	g.sink.SetStatus(cfg.Name, record.StatusAlive)
 
 	g.wg.Add(3)
-	go g.aeLoop()
-	go g.treeLoop()
-	go g.reconnectLoop()
+	go g.ae.loop()
+	go g.tree.loop()
+	go g.members.reconnectLoop()
 	if len(cfg.Join) > 0 {
 		g.wg.Add(1)
-		go g.joinLoop(cfg.Join)
+		go g.members.joinLoop(cfg.Join)
 	}
 	return g, nil
 }
@@ -326,25 +307,19 @@ func (g *Gossip) receive(buf []byte) {
 	case msgRPCReq:
 		dispatch(g, body, func(m rpcRequest) {
 			g.wg.Add(1)
-			go g.serveRPC(m)
+			go g.rpcs.serve(m)
 		})
 	case msgTree:
-		g.onTree(body)
+		g.tree.receive(body)
 	case msgLeaving:
 		var name string
 		if g.unmarshal(body, &name) && name != "" && name != g.cfg.Name {
-			g.markLeaving(name)
+			g.members.markLeaving(name)
 		}
 	case msgRPCResp:
 		var m rpcResponse
 		if g.unmarshal(body, &m) {
-			g.mu.Lock()
-			ch := g.pending[m.ID]
-			delete(g.pending, m.ID)
-			g.mu.Unlock()
-			if ch != nil {
-				ch <- m
-			}
+			g.rpcs.deliver(m)
 		}
 	}
 }
@@ -355,8 +330,8 @@ func dispatch[T interface{ sender() origin }](g *Gossip, body []byte, f func(T))
 	var m T
 	if g.unmarshal(body, &m) {
 		o := m.sender()
-		g.learn(o.From, o.Addr)
-		g.onAlive(o.From)
+		g.members.learn(o.From, o.Addr)
+		g.members.onAlive(o.From)
 		f(m)
 	}
 }
@@ -408,7 +383,7 @@ func (g *Gossip) merge(rs []*record.Record) []*record.Record {
 // failed when memberlist reports it gone.
 func (g *Gossip) Leave(timeout time.Duration) error {
 	if msg, err := encode(msgLeaving, g.cfg.Name); err == nil {
-		for _, n := range g.alive(false) {
+		for _, n := range g.members.alive(false) {
 			if err := g.ml.SendReliable(n, msg); err != nil {
 				g.log.Debug("send leave intent", "to", n.Name, "err", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/memberlist"
 	"strings"
 )
 
@@ -12,6 +13,10 @@ import (
 // it), remove the old one. memberlist's Keyring is safe for concurrent use, so
 // these methods take no lock of ours; a caller that persists the result (the
 // agent rewrites its key file) does so after the change.
+
+// keyring is the gossip keys of this host (memberlist's Keyring, nil when gossip
+// runs unencrypted).
+type keyring struct{ kr *memberlist.Keyring }
 
 // ErrNoKeyring means gossip runs unencrypted (--insecure-no-gossip-key): there is
 // no keyring to change.
@@ -24,50 +29,50 @@ var ErrPrimaryKey = errors.New("this key is in use (it encrypts this host's goss
 var ErrUnknownKey = errors.New("key not installed on this host")
 
 // Keys returns this host's gossip keys, the primary (encrypting) one first.
-func (g *Gossip) Keys() ([][]byte, error) {
-	if g.keyring == nil {
+func (r keyring) Keys() ([][]byte, error) {
+	if r.kr == nil {
 		return nil, ErrNoKeyring
 	}
-	return g.keyring.GetKeys(), nil
+	return r.kr.GetKeys(), nil
 }
 
 // InstallKey adds a key that this host then accepts; installing a key twice is
 // not an error.
-func (g *Gossip) InstallKey(k []byte) error {
-	if g.keyring == nil {
+func (r keyring) InstallKey(k []byte) error {
+	if r.kr == nil {
 		return ErrNoKeyring
 	}
-	return g.keyring.AddKey(k)
+	return r.kr.AddKey(k)
 }
 
 // UseKey makes an installed key the one this host encrypts with.
-func (g *Gossip) UseKey(k []byte) error {
-	if g.keyring == nil {
+func (r keyring) UseKey(k []byte) error {
+	if r.kr == nil {
 		return ErrNoKeyring
 	}
-	if !g.hasKey(k) {
+	if !r.hasKey(k) {
 		return ErrUnknownKey
 	}
-	return g.keyring.UseKey(k)
+	return r.kr.UseKey(k)
 }
 
 // RemoveKey drops a key: messages sealed with it are no longer accepted. The
 // primary key cannot be removed.
-func (g *Gossip) RemoveKey(k []byte) error {
-	if g.keyring == nil {
+func (r keyring) RemoveKey(k []byte) error {
+	if r.kr == nil {
 		return ErrNoKeyring
 	}
-	if !g.hasKey(k) {
+	if !r.hasKey(k) {
 		return ErrUnknownKey
 	}
-	if string(g.keyring.GetPrimaryKey()) == string(k) {
+	if string(r.kr.GetPrimaryKey()) == string(k) {
 		return ErrPrimaryKey
 	}
-	return g.keyring.RemoveKey(k)
+	return r.kr.RemoveKey(k)
 }
 
-func (g *Gossip) hasKey(k []byte) bool {
-	for _, have := range g.keyring.GetKeys() {
+func (r keyring) hasKey(k []byte) bool {
+	for _, have := range r.kr.GetKeys() {
 		if string(have) == string(k) {
 			return true
 		}

@@ -14,7 +14,7 @@ func TestKeyringOps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Gossip{keyring: kr}
+	g := keyring{kr}
 	if err := g.RemoveKey(k1); !errors.Is(err, ErrPrimaryKey) {
 		t.Fatalf("remove primary: %v", err)
 	}

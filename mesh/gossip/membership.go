@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -24,13 +25,33 @@ import (
 //   - suspect: our own probe of it failed (see suspicion.go);
 //   - failed / left: NotifyLeave, left when the host announced it was leaving.
 
+// membership turns memberlist's events into member statuses and keeps what a send
+// needs to find a member: the alive and suspect members as the events left them
+// (copies, so a send does not copy memberlist's list), and addresses learnt from
+// messages of hosts membership has not told us about yet.
+type membership struct {
+	g *Gossip
+
+	mu    sync.RWMutex
+	nodes map[string]memberlist.Node
+
+	learnMu sync.Mutex
+	learned map[string]netip.AddrPort
+	leaving map[string]bool // hosts that announced a graceful leave
+}
+
+func newMembership(g *Gossip) *membership {
+	return &membership{g: g, nodes: map[string]memberlist.Node{}, learned: map[string]netip.AddrPort{}, leaving: map[string]bool{}}
+}
+
 // LocalAddr is the address and port memberlist advertises.
 func (g *Gossip) LocalAddr() (net.IP, uint16) {
 	n := g.ml.LocalNode()
 	return n.Addr, n.Port
 }
 
-func (g *Gossip) joinLoop(targets []string) {
+func (m *membership) joinLoop(targets []string) {
+	g := m.g
 	defer g.wg.Done()
 	backoff := 200 * time.Millisecond
 	for {
@@ -57,7 +78,8 @@ func (g *Gossip) joinLoop(targets []string) {
 // never heal on its own (serf does the same).
 const ReconnectInterval = 10 * time.Second
 
-func (g *Gossip) reconnectLoop() {
+func (m *membership) reconnectLoop() {
+	g := m.g
 	defer g.wg.Done()
 	t := time.NewTicker(g.cfg.ReconnectInterval)
 	defer t.Stop()
@@ -73,7 +95,7 @@ func (g *Gossip) reconnectLoop() {
 		case <-first:
 		}
 		live := map[string]bool{}
-		for _, n := range g.alive(false) {
+		for _, n := range m.alive(false) {
 			live[n.Name] = true
 		}
 		var targets []string
@@ -112,7 +134,8 @@ func (g *Gossip) Members() []Member {
 	return out
 }
 
-func (g *Gossip) alive(self bool) []*memberlist.Node {
+func (m *membership) alive(self bool) []*memberlist.Node {
+	g := m.g
 	<-g.ready
 	var out []*memberlist.Node
 	for _, n := range g.ml.Members() {
@@ -127,11 +150,11 @@ func (g *Gossip) alive(self bool) []*memberlist.Node {
 }
 
 // AliveNames are the names of alive and suspect members, this host included.
-func (g *Gossip) AliveNames() []string { return g.aliveNames(true) }
+func (g *Gossip) AliveNames() []string { return g.members.aliveNames(true) }
 
 // aliveNames are the names of alive and suspect members (with this host when self).
-func (g *Gossip) aliveNames(self bool) []string {
-	alive := g.alive(self)
+func (m *membership) aliveNames(self bool) []string {
+	alive := m.alive(self)
 	names := make([]string, 0, len(alive))
 	for _, n := range alive {
 		names = append(names, n.Name)
@@ -139,19 +162,20 @@ func (g *Gossip) aliveNames(self bool) []string {
 	return names
 }
 
-func (g *Gossip) node(name string) *memberlist.Node {
+func (m *membership) node(name string) *memberlist.Node {
+	g := m.g
 	<-g.ready
-	g.membersMu.RLock()
-	n, ok := g.members[name]
-	g.membersMu.RUnlock()
+	m.mu.RLock()
+	n, ok := m.nodes[name]
+	m.mu.RUnlock()
 	if ok {
 		return &n
 	}
 	// Membership spreads by gossip, so a host can hear from a newcomer before it
 	// hears about it; answer it at the address it told us.
-	g.mu.Lock()
-	ap, ok := g.learned[name]
-	g.mu.Unlock()
+	m.learnMu.Lock()
+	ap, ok := m.learned[name]
+	m.learnMu.Unlock()
 	if ok {
 		return &memberlist.Node{Name: name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}
 	}
@@ -160,7 +184,8 @@ func (g *Gossip) node(name string) *memberlist.Node {
 
 // learn remembers the gossip address a host sent from (bounded: only names that are
 // or were hosts of the cluster matter, and the map is cleared when it grows large).
-func (g *Gossip) learn(name, addr string) {
+func (m *membership) learn(name, addr string) {
+	g := m.g
 	if name == "" || addr == "" || name == g.cfg.Name {
 		return
 	}
@@ -168,12 +193,12 @@ func (g *Gossip) learn(name, addr string) {
 	if err != nil {
 		return
 	}
-	g.mu.Lock()
-	if len(g.learned) > 4096 {
-		clear(g.learned)
+	m.learnMu.Lock()
+	if len(m.learned) > 4096 {
+		clear(m.learned)
 	}
-	g.learned[name] = ap
-	g.mu.Unlock()
+	m.learned[name] = ap
+	m.learnMu.Unlock()
 }
 
 func (g *Gossip) selfAddr() string {
@@ -188,18 +213,20 @@ func (g *Gossip) selfAddr() string {
 
 // markLeaving records a leave intent. If memberlist already reported the host gone
 // (the intent arrived late), its status is corrected to left.
-func (g *Gossip) markLeaving(name string) {
-	g.mu.Lock()
-	g.leaving[name] = true
-	g.mu.Unlock()
-	if !g.isMember(name) && g.state.Status(name) == record.StatusFailed {
+func (m *membership) markLeaving(name string) {
+	g := m.g
+	m.learnMu.Lock()
+	m.leaving[name] = true
+	m.learnMu.Unlock()
+	if !m.isMember(name) && g.state.Status(name) == record.StatusFailed {
 		g.sink.SetStatus(name, record.StatusLeft)
 	}
 }
 
 // isMember reports whether memberlist counts name as a live member (g.node also
 // answers hosts only learned from their messages).
-func (g *Gossip) isMember(name string) bool {
+func (m *membership) isMember(name string) bool {
+	g := m.g
 	<-g.ready
 	for _, n := range g.ml.Members() {
 		if n.Name == name {
@@ -210,62 +237,64 @@ func (g *Gossip) isMember(name string) bool {
 }
 
 // takeLeaving reports and clears whether name announced a graceful leave.
-func (g *Gossip) takeLeaving(name string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ok := g.leaving[name]
-	delete(g.leaving, name)
+func (m *membership) takeLeaving(name string) bool {
+	m.learnMu.Lock()
+	defer m.learnMu.Unlock()
+	ok := m.leaving[name]
+	delete(m.leaving, name)
 	return ok
 }
 
 func (g *Gossip) nodeMeta(limit int) []byte { return encodeMeta(g.cfg.HostID, limit) }
 
-// setMember keeps members in step with membership's events (node).
-func (g *Gossip) setMember(n *memberlist.Node, live bool) {
-	g.membersMu.Lock()
+// setMember keeps nodes in step with membership's events (node).
+func (m *membership) setMember(n *memberlist.Node, live bool) {
+	m.mu.Lock()
 	if live {
-		g.members[n.Name] = *n
+		m.nodes[n.Name] = *n
 	} else {
-		delete(g.members, n.Name)
+		delete(m.nodes, n.Name)
 	}
-	g.membersMu.Unlock()
+	m.mu.Unlock()
 }
 
-func (g *Gossip) onJoin(n *memberlist.Node) {
-	g.setMember(n, true)
+func (m *membership) onJoin(n *memberlist.Node) {
+	g := m.g
+	m.setMember(n, true)
 	g.versions.Observe(n.Name, n.Meta)
-	g.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
+	m.takeLeaving(n.Name) // back: a stale intent must not mark a later failure as left
 	returning := g.state.Get(record.ID{Kind: record.KindHost, Key: n.Name}) != nil && !record.Live(g.state.Status(n.Name))
 	g.sink.SetStatus(n.Name, record.StatusAlive)
 	g.metrics.events.WithLabelValues("join").Inc()
 	if n.Name != g.cfg.Name {
 		g.log.Info("member joined", "member", n.Name, "addr", n.Address())
 	}
-	g.memberChanged(n.Name, true)
+	g.tree.memberChanged(n.Name, true)
 	if !returning || n.Name == g.cfg.Name {
 		return
 	}
 	// Periodic rounds must not be skipped for tree traffic while what it missed
 	// or made meanwhile is compared (proto.AntiEntropy.NoteReturn).
-	g.returned.Store(time.Now().UnixNano())
-	if g.cfg.Name < n.Name && !g.closed.Load() && proto.ExchangeOnReturn(int(g.fleet.Load()), rand.Float64()) {
+	g.ae.returned.Store(time.Now().UnixNano())
+	if g.cfg.Name < n.Name && !g.closed.Load() && proto.ExchangeOnReturn(int(g.tree.fleet.Load()), rand.Float64()) {
 		// A host that comes back may have missed changes, or have changes we
 		// missed: compare digests right away rather than waiting for the next round.
 		// One exchange repairs both sides, so only the lower name starts it, and
 		// only a few members in all (ExchangeOnReturn), or a healed partition
 		// would start an exchange per pair of hosts across it. A host joining for
 		// the first time is caught up by the push/pull of its join.
-		go g.startAE(n.Name)
+		go g.ae.start(n.Name)
 	}
 }
 
-func (g *Gossip) onLeave(n *memberlist.Node) {
-	g.setMember(n, false)
+func (m *membership) onLeave(n *memberlist.Node) {
+	g := m.g
+	m.setMember(n, false)
 	g.versions.Gone(n.Name)
 	// n.State is not usable here: memberlist never updates the embedded Node's State
 	// (nodeState.State shadows it). The leave intent (msgLeaving) tells left apart.
 	status := record.StatusFailed
-	if g.takeLeaving(n.Name) {
+	if m.takeLeaving(n.Name) {
 		status = record.StatusLeft
 	}
 	g.sink.SetStatus(n.Name, status)
@@ -277,25 +306,28 @@ func (g *Gossip) onLeave(n *memberlist.Node) {
 	default:
 		g.log.Info("member failed", "member", n.Name, "addr", n.Address())
 	}
-	g.memberChanged(n.Name, false)
+	g.tree.memberChanged(n.Name, false)
 }
 
-func (g *Gossip) onUpdate(n *memberlist.Node) {
-	g.setMember(n, true)
+func (m *membership) onUpdate(n *memberlist.Node) {
+	g := m.g
+	m.setMember(n, true)
 	g.versions.Observe(n.Name, n.Meta)
-	g.onAlive(n.Name)
+	m.onAlive(n.Name)
 }
 
 // onAlive ends a suspicion: the host answered a probe, refuted, or spoke to us. Only
 // suspect turns alive here; failed and left change on join events alone.
-func (g *Gossip) onAlive(name string) {
+func (m *membership) onAlive(name string) {
+	g := m.g
 	if g.state.Status(name) == record.StatusSuspect {
 		g.sink.SetStatus(name, record.StatusAlive)
 	}
 }
 
 // onSuspect starts a suspicion; it only ever turns alive into suspect.
-func (g *Gossip) onSuspect(name string) {
+func (m *membership) onSuspect(name string) {
+	g := m.g
 	if g.state.Status(name) == record.StatusAlive {
 		g.sink.SetStatus(name, record.StatusSuspect)
 	}

@@ -154,8 +154,8 @@ func (g *Gossip) unseal(buf []byte) ([]byte, bool) {
 		g.log.Warn("dropped a gossip message from outside the replay window: a replay, or a host whose clock is off (check NTP)",
 			"offset", skew.Round(time.Second).String(), "window", g.replay.window.String())
 	case errors.Is(err, errReplayed) && len(buf) > sealOverhead && msgType(buf[sealOverhead]) == msgRecords:
-		// memberlist's broadcast queue sends the same record batch more than once on
-		// purpose; that is not an attack, and records are idempotent anyway.
+		// A records message seen twice is not worth alarm (records are idempotent);
+		// it is counted apart from other replays so those stand out.
 		g.drop("duplicate_records", err)
 	case errors.Is(err, errReplayed):
 		g.drop("replay", err)

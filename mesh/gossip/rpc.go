@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 )
 
 // RemoteError is an error a remote handler returned; Code carries an HTTP-like status
@@ -20,15 +22,48 @@ func (e *RemoteError) Error() string { return e.Message }
 // Coded lets handlers choose the status code a caller sees.
 type Coded interface{ StatusCode() int }
 
-// Handle registers an RPC handler. Register before other hosts may call.
-func (g *Gossip) Handle(op string, h Handler) {
-	g.mu.Lock()
-	g.handlers[op] = h
-	g.mu.Unlock()
+// rpcs is request/response calls between agents over gossip's messages: the
+// handlers this host serves and the calls it waits on. Responses are matched by
+// id; ids start at a random value per process (replay.go).
+type rpcs struct {
+	g *Gossip
+
+	mu       sync.Mutex
+	handlers map[string]Handler
+	pending  map[uint64]chan rpcResponse
+	nextID   atomic.Uint64
+}
+
+func newRPCs(g *Gossip) *rpcs {
+	r := &rpcs{g: g, handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{}}
+	r.nextID.Store(randomID()) // replay.go: no stale response matches a new call
+	return r
+}
+
+// deliver hands a response to the call waiting on it, if any still is.
+func (r *rpcs) deliver(m rpcResponse) {
+	r.mu.Lock()
+	ch := r.pending[m.ID]
+	delete(r.pending, m.ID)
+	r.mu.Unlock()
+	if ch != nil {
+		ch <- m
+	}
+}
+
+// Handle registers (or replaces) the handler of op; safe at any time. Other hosts
+// may call as soon as New returns: a call of an op not registered yet is answered
+// "unknown operation" (400), which the caller sees as a failed call, as it would a
+// host that is still starting.
+func (r *rpcs) Handle(op string, h Handler) {
+	r.mu.Lock()
+	r.handlers[op] = h
+	r.mu.Unlock()
 }
 
 // Call sends a request to one host and decodes its response into resp (may be nil).
-func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error {
+func (r *rpcs) Call(ctx context.Context, host, op string, req, resp any) error {
+	g := r.g
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.cfg.RPCTimeout)
@@ -38,20 +73,20 @@ func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error
 	if err != nil {
 		return err
 	}
-	id := g.nextID.Add(1)
+	id := r.nextID.Add(1)
 	ch := make(chan rpcResponse, 1)
-	g.mu.Lock()
-	g.pending[id] = ch
-	g.mu.Unlock()
+	r.mu.Lock()
+	r.pending[id] = ch
+	r.mu.Unlock()
 	defer func() {
-		g.mu.Lock()
-		delete(g.pending, id)
-		g.mu.Unlock()
+		r.mu.Lock()
+		delete(r.pending, id)
+		r.mu.Unlock()
 	}()
 	if err := g.versions.CallError(host); err != nil {
 		return err
 	}
-	n := g.node(host)
+	n := g.members.node(host)
 	if n == nil {
 		return fmt.Errorf("host %q is not reachable (not a cluster member)", host)
 	}
@@ -87,11 +122,12 @@ func (g *Gossip) Call(ctx context.Context, host, op string, req, resp any) error
 	}
 }
 
-func (g *Gossip) serveRPC(m rpcRequest) {
+func (r *rpcs) serve(m rpcRequest) {
+	g := r.g
 	defer g.wg.Done()
-	g.mu.Lock()
-	h := g.handlers[m.Op]
-	g.mu.Unlock()
+	r.mu.Lock()
+	h := r.handlers[m.Op]
+	r.mu.Unlock()
 	var resp rpcResponse
 	resp.ID = m.ID
 	if h == nil {
@@ -114,7 +150,7 @@ func (g *Gossip) serveRPC(m rpcRequest) {
 			resp.Body = b
 		}
 	}
-	n := g.node(m.From)
+	n := g.members.node(m.From)
 	if n == nil {
 		return
 	}
