@@ -28,7 +28,6 @@ type (
 )
 
 const (
-	Buckets              = record.Buckets
 	CheckHTTP            = record.CheckHTTP
 	CheckTCP             = record.CheckTCP
 	DefaultCheckFall     = record.DefaultCheckFall
@@ -48,9 +47,6 @@ const (
 	KindPeer             = record.KindPeer
 	LimitsApp            = record.LimitsApp
 	MaxChecks            = record.MaxChecks
-	MaxDNSName           = record.MaxDNSName
-	MaxDNSTTL            = record.MaxDNSTTL
-	MaxTXT               = record.MaxTXT
 	MetaContainerID      = record.MetaContainerID
 	SourceAPI            = record.SourceAPI
 	SourceCLI            = record.SourceCLI
@@ -66,9 +62,6 @@ const (
 	WhenNoneNone         = record.WhenNoneNone
 )
 
-// ErrCodec is record.ErrCodec (errors.Is matches either).
-var ErrCodec = record.ErrCodec
-
 // Forwarders to mesh/record, where the functions live with their types.
 
 func AggregateHealth(checks []Check) string { return record.AggregateHealth(checks) }
@@ -78,8 +71,6 @@ func AppKey(org, name string) string { return record.AppKey(org, name) }
 func AppendRecord(b []byte, r *Record) []byte { return record.AppendRecord(b, r) }
 
 func AppendRecords(b []byte, rs []*Record) []byte { return record.AppendRecords(b, rs) }
-
-func Bucket(id ID) int { return record.Bucket(id) }
 
 func CheckDNSCoexist(existing []*DNSRecord, r *DNSRecord) error {
 	return record.CheckDNSCoexist(existing, r)
@@ -95,13 +86,9 @@ func DNSTypes() []string { return record.DNSTypes() }
 
 func DecodeRecord(b []byte) (*Record, int, error) { return record.DecodeRecord(b) }
 
-func DecodeRecords(b []byte) ([]*Record, error) { return record.DecodeRecords(b) }
-
 func InZone(name string) bool { return record.InZone(name) }
 
 func Kinds() []Kind { return record.Kinds() }
-
-func Leaf(id ID) int { return record.Leaf(id) }
 
 func LimitsKey(org string) string { return record.LimitsKey(org) }
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dogwood/dogwood/mesh/record"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
 
@@ -23,7 +24,7 @@ type Catalog struct {
 	// records holds every record but machines, which live in machines (see
 	// machines.go): per digest bucket, by id.
 	records  map[ID]*Record
-	machines [Buckets]mtable
+	machines [record.Buckets]mtable
 	// machineReqs holds machines (tombstones too) by client request id.
 	machineReqs mtable
 	intern      interner
@@ -31,8 +32,8 @@ type Catalog struct {
 	// peers does not walk every machine.
 	byKind map[Kind]map[string]*Record
 
-	buckets  [Buckets]uint64
-	byBucket [Buckets]map[ID]struct{} // records (not machines) per bucket
+	buckets  [record.Buckets]uint64
+	byBucket [record.Buckets]map[ID]struct{} // records (not machines) per bucket
 
 	// Uniqueness indexes; they include tombstones because ids are never reused.
 	hostIDs    map[uint32]map[string]struct{} // host id -> host names claiming it
@@ -154,7 +155,7 @@ func (c *Catalog) Get(id ID) *Record {
 
 func (c *Catalog) getLocked(id ID) *Record {
 	if id.Kind == KindMachine {
-		if e := c.machines[Bucket(id)].get(c.intern.seed, id.Key); e != nil {
+		if e := c.machines[record.Bucket(id)].get(c.intern.seed, id.Key); e != nil {
 			return e.record()
 		}
 		return nil
@@ -336,7 +337,7 @@ func (c *Catalog) applyLocked(r *Record) bool {
 	if !win {
 		return false
 	}
-	b := Bucket(id)
+	b := record.Bucket(id)
 	if old != nil {
 		c.buckets[b] ^= old.Header().Hash()
 		c.unindex(old)
@@ -568,10 +569,10 @@ func (c *Catalog) FieldUsed(host, field uint32) bool {
 	return used
 }
 
-// AddressOwner returns the live record owning a 6PN address. It walks the peers and
+// addressOwner returns the live record owning a 6PN address. It walks the peers and
 // machines: for tests and diagnostics, not for hot paths (an index cost a map entry
 // per record for a question only they ask).
-func (c *Catalog) AddressOwner(a netip.Addr) (ID, bool) {
+func (c *Catalog) addressOwner(a netip.Addr) (ID, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range c.byKind[KindPeer] {
@@ -603,7 +604,7 @@ func (c *Catalog) FreePeerIndex(gw, net uint32, reserved map[int]bool) int {
 }
 
 // Digest returns the XOR digest of every bucket and of the whole catalog.
-func (c *Catalog) Digest() (root uint64, buckets [Buckets]uint64) {
+func (c *Catalog) Digest() (root uint64, buckets [record.Buckets]uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, b := range c.buckets {
@@ -680,15 +681,15 @@ func (c *Catalog) SubDigests(buckets []int) [][]uint64 {
 	out := make([][]uint64, len(buckets))
 	for i, b := range buckets {
 		out[i] = make([]uint64, SubBuckets)
-		if b < 0 || b >= Buckets {
+		if b < 0 || b >= record.Buckets {
 			continue
 		}
 		for id := range c.byBucket[b] {
-			out[i][Leaf(id)%SubBuckets] ^= c.records[id].Header().Hash()
+			out[i][record.Leaf(id)%SubBuckets] ^= c.records[id].Header().Hash()
 		}
 		for e := range c.machines[b].all() {
 			h := e.header()
-			out[i][Leaf(h.ID())%SubBuckets] ^= h.Hash()
+			out[i][record.Leaf(h.ID())%SubBuckets] ^= h.Hash()
 		}
 	}
 	return out
@@ -699,7 +700,7 @@ func (c *Catalog) LeafHeaders(leaves []int) []Header {
 	want := map[int]bool{}
 	byBucket := map[int]bool{}
 	for _, l := range leaves {
-		if l >= 0 && l < Buckets*SubBuckets {
+		if l >= 0 && l < record.Buckets*SubBuckets {
 			want[l] = true
 			byBucket[l/SubBuckets] = true
 		}
@@ -709,12 +710,12 @@ func (c *Catalog) LeafHeaders(leaves []int) []Header {
 	var out []Header
 	for b := range byBucket {
 		for id := range c.byBucket[b] {
-			if want[Leaf(id)] {
+			if want[record.Leaf(id)] {
 				out = append(out, c.records[id].Header())
 			}
 		}
 		for e := range c.machines[b].all() {
-			if h := e.header(); want[Leaf(h.ID())] {
+			if h := e.header(); want[record.Leaf(h.ID())] {
 				out = append(out, h)
 			}
 		}

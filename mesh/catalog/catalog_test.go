@@ -140,7 +140,7 @@ func TestSnapshotIncremental(t *testing.T) {
 	if !c.FieldUsed(2, 0x10002) {
 		t.Error("tombstoned field forgotten")
 	}
-	if _, ok := c.AddressOwner(sixpn.MachineAddr(0x18, 2, 0x10002)); ok {
+	if _, ok := c.addressOwner(sixpn.MachineAddr(0x18, 2, 0x10002)); ok {
 		t.Error("deleted machine still owns its address")
 	}
 	// Status changes reach the host views.

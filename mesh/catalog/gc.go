@@ -1,6 +1,10 @@
 package catalog
 
-import "time"
+import (
+	"time"
+
+	"github.com/dogwood/dogwood/mesh/record"
+)
 
 // Tombstone collection. A delete is a tombstone so a stale copy cannot resurrect the
 // object; once every host has had the horizon (--tombstone-ttl) to hear of it, the
@@ -83,7 +87,7 @@ func (c *Catalog) Forget(keep func(*Record) bool) []ID {
 // dropLocked removes a record from the map, digests and uniqueness indexes. Live
 // indexes are the caller's (unindex) business.
 func (c *Catalog) dropLocked(id ID, r *Record) {
-	b := Bucket(id)
+	b := record.Bucket(id)
 	c.buckets[b] ^= r.Header().Hash()
 	delete(c.byBucket[b], id)
 	delete(c.records, id)

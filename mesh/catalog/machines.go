@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"sort"
+
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // Machine records are most of a large catalog (a million in a big fleet), so the
@@ -310,7 +312,7 @@ func (a *appMachines) flush() []*Machine {
 
 // machineTable returns the bucket table holding a machine id.
 func (c *Catalog) machineTable(key string) (int, *mtable) {
-	b := Bucket(ID{Kind: KindMachine, Key: key})
+	b := record.Bucket(ID{Kind: KindMachine, Key: key})
 	return b, &c.machines[b]
 }
 

@@ -2,13 +2,13 @@ package gossip
 
 import (
 	"encoding/json"
-	"github.com/dogwood/dogwood/mesh/record"
 	"math/rand"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/gossip/proto"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // Anti-entropy over the network: the exchange itself is proto.AntiEntropy; this file

@@ -165,9 +165,9 @@ func (b *broadcast) loop() {
 		var switchTo *bool
 		if now.Sub(spoke) >= time.Second {
 			spoke = now
-			if on := g.cfg.CompactTree || g.versions.ReadsCompact(); on != compact {
+			if on := g.cfg.CompactTree || g.versions.readsCompact(); on != compact {
 				compact, switchTo = on, &on
-				g.log.Info("broadcast tree messages", "compact", on, "protocol", g.versions.Speak())
+				g.log.Info("broadcast tree messages", "compact", on, "protocol", g.versions.speak())
 			}
 		}
 		b.mu.Lock()

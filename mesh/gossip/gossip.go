@@ -52,7 +52,7 @@ type Config struct {
 	// CompactTree forces the broadcast tree's compact messages (proto.TreeConfig.
 	// Compact: id-less packs of changes, 4-byte announcements) on whatever the
 	// members speak. Unset, the tree sends them while every member it talks to
-	// speaks protocol 3 or later (Versions.Speak; the release before reads none).
+	// speaks protocol 3 or later (Versions.speak; the release before reads none).
 	CompactTree bool
 	// BindAddr/BindPort is where memberlist listens (UDP and TCP).
 	BindAddr string
@@ -126,10 +126,10 @@ type Peer struct {
 	Addr netip.AddrPort
 }
 
-// Handler serves one RPC op. It returns a value to encode as the response body.
+// handler serves one RPC op. It returns a value to encode as the response body.
 // An alias, so that packages serving calls name the signature without importing
 // this one.
-type Handler = func(ctx context.Context, from string, body json.RawMessage) (any, error)
+type handler = func(ctx context.Context, from string, body json.RawMessage) (any, error)
 
 // Gossip is a running cluster member.
 type Gossip struct {
@@ -179,7 +179,7 @@ func New(cfg Config) (*Gossip, error) {
 		cfg.AEInterval = time.Second
 	}
 	if cfg.ReconnectInterval == 0 {
-		cfg.ReconnectInterval = ReconnectInterval
+		cfg.ReconnectInterval = reconnectInterval
 	}
 	if cfg.RPCTimeout == 0 {
 		cfg.RPCTimeout = 3 * time.Second
@@ -194,7 +194,7 @@ func New(cfg Config) (*Gossip, error) {
 		ctx: ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 	g.replay = newReplayGuard(nil)
-	g.versions = NewVersions(cfg.Name, cfg.Logger)
+	g.versions = newVersions(cfg.Name, cfg.Logger)
 	g.rpcs = newRPCs(g)
 	g.members = newMembership(g)
 	g.reliable = make(chan struct{}, maxReliableSends)

@@ -4,8 +4,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/hashicorp/memberlist"
 	"strings"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Gossip keys change at run time the way Consul's `keyring` does it: install a new
@@ -18,20 +19,20 @@ import (
 // runs unencrypted).
 type keyring struct{ kr *memberlist.Keyring }
 
-// ErrNoKeyring means gossip runs unencrypted (--insecure-no-gossip-key): there is
+// errNoKeyring means gossip runs unencrypted (--insecure-no-gossip-key): there is
 // no keyring to change.
-var ErrNoKeyring = errors.New("gossip is not encrypted on this host: no keyring")
+var errNoKeyring = errors.New("gossip is not encrypted on this host: no keyring")
 
-// ErrPrimaryKey refuses to remove the key this host encrypts with.
-var ErrPrimaryKey = errors.New("this key is in use (it encrypts this host's gossip); `dogwood keyring use` another key first")
+// errPrimaryKey refuses to remove the key this host encrypts with.
+var errPrimaryKey = errors.New("this key is in use (it encrypts this host's gossip); `dogwood keyring use` another key first")
 
-// ErrUnknownKey is an operation on a key this host does not have.
-var ErrUnknownKey = errors.New("key not installed on this host")
+// errUnknownKey is an operation on a key this host does not have.
+var errUnknownKey = errors.New("key not installed on this host")
 
 // Keys returns this host's gossip keys, the primary (encrypting) one first.
 func (r keyring) Keys() ([][]byte, error) {
 	if r.kr == nil {
-		return nil, ErrNoKeyring
+		return nil, errNoKeyring
 	}
 	return r.kr.GetKeys(), nil
 }
@@ -40,7 +41,7 @@ func (r keyring) Keys() ([][]byte, error) {
 // not an error.
 func (r keyring) InstallKey(k []byte) error {
 	if r.kr == nil {
-		return ErrNoKeyring
+		return errNoKeyring
 	}
 	return r.kr.AddKey(k)
 }
@@ -48,10 +49,10 @@ func (r keyring) InstallKey(k []byte) error {
 // UseKey makes an installed key the one this host encrypts with.
 func (r keyring) UseKey(k []byte) error {
 	if r.kr == nil {
-		return ErrNoKeyring
+		return errNoKeyring
 	}
 	if !r.hasKey(k) {
-		return ErrUnknownKey
+		return errUnknownKey
 	}
 	return r.kr.UseKey(k)
 }
@@ -60,13 +61,13 @@ func (r keyring) UseKey(k []byte) error {
 // primary key cannot be removed.
 func (r keyring) RemoveKey(k []byte) error {
 	if r.kr == nil {
-		return ErrNoKeyring
+		return errNoKeyring
 	}
 	if !r.hasKey(k) {
-		return ErrUnknownKey
+		return errUnknownKey
 	}
 	if string(r.kr.GetPrimaryKey()) == string(k) {
-		return ErrPrimaryKey
+		return errPrimaryKey
 	}
 	return r.kr.RemoveKey(k)
 }

@@ -15,10 +15,10 @@ func TestKeyringOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := keyring{kr}
-	if err := g.RemoveKey(k1); !errors.Is(err, ErrPrimaryKey) {
+	if err := g.RemoveKey(k1); !errors.Is(err, errPrimaryKey) {
 		t.Fatalf("remove primary: %v", err)
 	}
-	if err := g.UseKey(k2); !errors.Is(err, ErrUnknownKey) {
+	if err := g.UseKey(k2); !errors.Is(err, errUnknownKey) {
 		t.Fatalf("use uninstalled: %v", err)
 	}
 	if err := g.InstallKey(k2); err != nil {
@@ -39,7 +39,7 @@ func TestKeyringOps(t *testing.T) {
 	if err != nil || !bytes.Equal(p, k2) || len(extra) != 1 || !bytes.Equal(extra[0], k1) {
 		t.Fatalf("round trip: %x %x %v", p, extra, err)
 	}
-	if _, err := (&Gossip{}).Keys(); !errors.Is(err, ErrNoKeyring) {
+	if _, err := (&Gossip{}).Keys(); !errors.Is(err, errNoKeyring) {
 		t.Fatalf("unencrypted: %v", err)
 	}
 }

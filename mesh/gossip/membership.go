@@ -72,11 +72,11 @@ func (m *membership) joinLoop(targets []string) {
 	}
 }
 
-// ReconnectInterval is how often we try to reach hosts the catalog knows but
+// reconnectInterval is how often we try to reach hosts the catalog knows but
 // membership has declared failed. memberlist stops gossiping to dead nodes after
 // GossipToTheDeadTime (30 s), so without this a partition longer than that would
 // never heal on its own (serf does the same).
-const ReconnectInterval = 10 * time.Second
+const reconnectInterval = 10 * time.Second
 
 func (m *membership) reconnectLoop() {
 	g := m.g

@@ -19,7 +19,7 @@ import (
 // Defence: every message we encode is sealed (inside memberlist's encryption, so
 // the seal cannot be changed without the key) with the sender's wall-clock time and
 // a random 128-bit nonce. A receiver admits a sealed message once: it refuses one
-// whose time is outside ±ReplayWindow of its own clock, and remembers the nonce of
+// whose time is outside ±replayWindow of its own clock, and remembers the nonce of
 // every message it admitted until that message's time leaves the window. Together
 // that is "at most once, and only within the window", whoever resends it and
 // whenever. Unsealed messages are refused. RPC call ids start at a random value per
@@ -31,8 +31,8 @@ import (
 // a host whose clock is off by more sees its messages refused, logged at WARN with
 // the offset and counted as dogwood_gossip_dropped_total{reason="clock_skew"}.
 
-// ReplayWindow is how far a sealed message's time may be from the receiver's clock.
-const ReplayWindow = 2 * time.Minute
+// replayWindow is how far a sealed message's time may be from the receiver's clock.
+const replayWindow = 2 * time.Minute
 
 // replayMemory caps remembered nonces; beyond it (more than ~1000 messages a
 // second from the whole cluster for two minutes) new messages are refused rather
@@ -91,7 +91,7 @@ func newReplayGuard(now func() time.Time) *replayGuard {
 	if now == nil {
 		now = time.Now
 	}
-	return &replayGuard{now: now, window: ReplayWindow, max: replayMemory, seen: map[[16]byte]int64{}}
+	return &replayGuard{now: now, window: replayWindow, max: replayMemory, seen: map[[16]byte]int64{}}
 }
 
 // open checks a sealed message and returns what it wraps; skew is how far the
@@ -164,7 +164,7 @@ func (g *Gossip) unseal(buf []byte) ([]byte, bool) {
 	default:
 		g.drop("unsealed", err)
 		if from := unsealedSender(buf); from != "" {
-			g.versions.Unsealed(from)
+			g.versions.unsealed(from)
 		}
 	}
 	return nil, false

@@ -20,9 +20,9 @@ func TestReplayGuard(t *testing.T) {
 		t.Errorf("second delivery: %v, want errReplayed", err)
 	}
 	// A receiver that restarted has forgotten the nonce; the window still holds.
-	now = t0.Add(ReplayWindow + time.Second)
+	now = t0.Add(replayWindow + time.Second)
 	fresh := newReplayGuard(func() time.Time { return now })
-	if _, skew, err := fresh.open(sealed); !errors.Is(err, errClockSkew) || skew < ReplayWindow {
+	if _, skew, err := fresh.open(sealed); !errors.Is(err, errClockSkew) || skew < replayWindow {
 		t.Errorf("replay after the window: %v (skew %v), want errClockSkew", err, skew)
 	}
 	// Hours later, same.
@@ -32,7 +32,7 @@ func TestReplayGuard(t *testing.T) {
 	}
 	// A sender clock far ahead is refused too.
 	now = t0
-	if _, _, err := fresh.open(seal(t0.Add(ReplayWindow+time.Minute), msg)); !errors.Is(err, errClockSkew) {
+	if _, _, err := fresh.open(seal(t0.Add(replayWindow+time.Minute), msg)); !errors.Is(err, errClockSkew) {
 		t.Errorf("future message: %v", err)
 	}
 	// Tampering with the seal is memberlist's to catch (it authenticates the whole
@@ -63,7 +63,7 @@ func TestReplayGuardMemoryIsBounded(t *testing.T) {
 		t.Fatalf("over capacity: %v, want errMemory", err)
 	}
 	// Once they leave the window they are forgotten and room is made.
-	now = t0.Add(ReplayWindow + time.Second)
+	now = t0.Add(replayWindow + time.Second)
 	if _, _, err := g.open(seal(now, []byte{1})); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}

@@ -19,8 +19,8 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string { return e.Message }
 
-// Coded lets handlers choose the status code a caller sees.
-type Coded interface{ StatusCode() int }
+// coded lets handlers choose the status code a caller sees.
+type coded interface{ StatusCode() int }
 
 // rpcs is request/response calls between agents over gossip's messages: the
 // handlers this host serves and the calls it waits on. Responses are matched by
@@ -29,13 +29,13 @@ type rpcs struct {
 	g *Gossip
 
 	mu       sync.Mutex
-	handlers map[string]Handler
+	handlers map[string]handler
 	pending  map[uint64]chan rpcResponse
 	nextID   atomic.Uint64
 }
 
 func newRPCs(g *Gossip) *rpcs {
-	r := &rpcs{g: g, handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{}}
+	r := &rpcs{g: g, handlers: map[string]handler{}, pending: map[uint64]chan rpcResponse{}}
 	r.nextID.Store(randomID()) // replay.go: no stale response matches a new call
 	return r
 }
@@ -55,7 +55,7 @@ func (r *rpcs) deliver(m rpcResponse) {
 // may call as soon as New returns: a call of an op not registered yet is answered
 // "unknown operation" (400), which the caller sees as a failed call, as it would a
 // host that is still starting.
-func (r *rpcs) Handle(op string, h Handler) {
+func (r *rpcs) Handle(op string, h handler) {
 	r.mu.Lock()
 	r.handlers[op] = h
 	r.mu.Unlock()
@@ -110,7 +110,7 @@ func (r *rpcs) Call(ctx context.Context, host, op string, req, resp any) error {
 	g.metrics.sent.WithLabelValues(msgRPCReq.String()).Inc()
 	select {
 	case <-ctx.Done():
-		return fmt.Errorf("host %q did not answer %s%s: %w", host, op, g.versions.Describe(host), ctx.Err())
+		return fmt.Errorf("host %q did not answer %s%s: %w", host, op, g.versions.describe(host), ctx.Err())
 	case r := <-ch:
 		if r.Error != "" {
 			return &RemoteError{Host: host, Code: r.Code, Message: r.Error}
@@ -138,7 +138,7 @@ func (r *rpcs) serve(m rpcRequest) {
 		cancel()
 		if err != nil {
 			resp.Error, resp.Code = err.Error(), 500
-			var c Coded
+			var c coded
 			if errors.As(err, &c) {
 				resp.Code = c.StatusCode()
 			}

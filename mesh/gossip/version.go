@@ -21,12 +21,12 @@ import (
 //
 // The seal stays mandatory, so protocol 1 is below MinProtocol for good. A change to
 // a message that a host of the previous protocol could not read gets a new protocol
-// number and is sent only while Versions.Speak reports it: every live member reads it.
+// number and is sent only while Versions.speak reports it: every live member reads it.
 const (
 	Protocol    = 3
 	MinProtocol = 2
 	// compactProtocol is the first protocol whose hosts read the broadcast tree's
-	// compact messages (proto.TreeConfig.Compact); Speak turns them on.
+	// compact messages (proto.TreeConfig.Compact); speak turns them on.
 	compactProtocol = 3
 )
 
@@ -86,8 +86,8 @@ type Versions struct {
 	warned  map[string]int // member → protocol already warned about
 }
 
-// NewVersions starts with no members known.
-func NewVersions(self string, log *slog.Logger) *Versions {
+// newVersions starts with no members known.
+func newVersions(self string, log *slog.Logger) *Versions {
 	return &Versions{self: self, log: log, members: map[string]MemberVersion{}, warned: map[string]int{}}
 }
 
@@ -116,9 +116,9 @@ func (v *Versions) Observe(name string, meta []byte) {
 	v.mu.Unlock()
 }
 
-// Unsealed records that a member sent a message without the replay seal: it speaks
+// unsealed records that a member sent a message without the replay seal: it speaks
 // protocol 1. A member that advertises a protocol never does, so its claim stands.
-func (v *Versions) Unsealed(name string) {
+func (v *Versions) unsealed(name string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old, ok := v.members[name]
@@ -194,9 +194,9 @@ func (v *Versions) All() []MemberVersion {
 	return out
 }
 
-// Speak is the protocol this host may send: the oldest that any live member it can
+// speak is the protocol this host may send: the oldest that any live member it can
 // talk to speaks (members it cannot talk to do not hold the cluster back).
-func (v *Versions) Speak() int {
+func (v *Versions) speak() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := Protocol
@@ -208,9 +208,9 @@ func (v *Versions) Speak() int {
 	return p
 }
 
-// ReadsCompact reports whether every member this host talks to reads the broadcast
+// readsCompact reports whether every member this host talks to reads the broadcast
 // tree's compact messages.
-func (v *Versions) ReadsCompact() bool { return v.Speak() >= compactProtocol }
+func (v *Versions) readsCompact() bool { return v.speak() >= compactProtocol }
 
 // CallError is why a call to a member cannot work or did not: nil when the member
 // speaks a compatible protocol and the call did not fail. Calls use it to name the
@@ -220,12 +220,12 @@ func (v *Versions) CallError(host string) error {
 	if !ok || mv.Compatible {
 		return nil
 	}
-	return &VersionError{Member: mv}
+	return &versionError{Member: mv}
 }
 
-// Describe is a note naming a member's version when it differs from this host's,
+// describe is a note naming a member's version when it differs from this host's,
 // for errors about calls it did not answer; "" when it runs this release.
-func (v *Versions) Describe(host string) string {
+func (v *Versions) describe(host string) string {
 	mv, ok := v.Member(host)
 	if !ok || (mv.Advertised && mv.Protocol == Protocol && mv.Release == release.Version) {
 		return ""
@@ -234,15 +234,15 @@ func (v *Versions) Describe(host string) string {
 		host, releaseName(mv.Release), mv.Protocol, releaseName(release.Version), Protocol)
 }
 
-// VersionError refuses a call to a member this host cannot exchange messages with.
-type VersionError struct{ Member MemberVersion }
+// versionError refuses a call to a member this host cannot exchange messages with.
+type versionError struct{ Member MemberVersion }
 
-func (e *VersionError) Error() string {
+func (e *versionError) Error() string {
 	return "cannot reach " + e.Member.Name + " because of versions: " + e.Member.Problem
 }
 
 // StatusCode makes the API answer 503: the operation may work after the upgrade.
-func (e *VersionError) StatusCode() int { return 503 }
+func (e *versionError) StatusCode() int { return 503 }
 
 // unsealedSender reads who sent a message without the replay seal, as protocol 1
 // (v0.1.0) formats them: a type byte, then JSON naming the sender in "from" (every

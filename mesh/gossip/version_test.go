@@ -34,11 +34,11 @@ func TestVersionsFromMeta(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			v := NewVersions("h1", slog.New(slog.NewTextHandler(&logs, nil)))
+			v := newVersions("h1", slog.New(slog.NewTextHandler(&logs, nil)))
 			v.Observe("h2", []byte(c.meta))
 			if c.unsealed {
-				v.Unsealed("h2")
-				v.Unsealed("h2")
+				v.unsealed("h2")
+				v.unsealed("h2")
 				v.Observe("h2", []byte(c.meta)) // an update with the same meta keeps what traffic showed
 			}
 			mv, ok := v.Member("h2")
@@ -46,7 +46,7 @@ func TestVersionsFromMeta(t *testing.T) {
 				t.Fatalf("got %+v", mv)
 			}
 			err := v.CallError("h2")
-			var ve *VersionError
+			var ve *versionError
 			if c.compatible != (err == nil) || (err != nil && !errors.As(err, &ve)) {
 				t.Errorf("call error %v", err)
 			}
@@ -62,22 +62,22 @@ func TestVersionsFromMeta(t *testing.T) {
 }
 
 func TestVersionsSpeakOldest(t *testing.T) {
-	v := NewVersions("h1", slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
-	if got := v.Speak(); got != Protocol {
+	v := newVersions("h1", slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	if got := v.speak(); got != Protocol {
 		t.Fatalf("alone: speak %d", got)
 	}
 	v.Observe("h2", encodeMeta(2, 512))
 	v.Observe("h3", []byte(`{"v":1,"id":3}`))
-	if got := v.Speak(); got != 2 {
+	if got := v.speak(); got != 2 {
 		t.Errorf("with a v0.2.0 member: speak %d, want 2", got)
 	}
 	v.Observe("h4", []byte(`{"v":1,"id":4}`))
-	v.Unsealed("h4") // protocol 1: cannot talk to it at all, so it holds nobody back
+	v.unsealed("h4") // protocol 1: cannot talk to it at all, so it holds nobody back
 	v.Gone("h3")
-	if got := v.Speak(); got != Protocol {
+	if got := v.speak(); got != Protocol {
 		t.Errorf("v0.2.0 member gone, a v0.1.0 one left: speak %d, want %d", got, Protocol)
 	}
-	if d := v.Describe("h2"); d != "" {
+	if d := v.describe("h2"); d != "" {
 		t.Errorf("same release described as %q", d)
 	}
 }
@@ -100,17 +100,17 @@ func TestUnsealedSender(t *testing.T) {
 // TestCompactOnlyWhenEveryMemberReadsIt: the tree's compact messages wait for the
 // last member of the release before to go (or to be upgraded).
 func TestCompactOnlyWhenEveryMemberReadsIt(t *testing.T) {
-	v := NewVersions("h1", slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	v := newVersions("h1", slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
 	v.Observe("h2", encodeMeta(2, 512))
-	if !v.ReadsCompact() {
+	if !v.readsCompact() {
 		t.Fatal("every member on this release: compact should be on")
 	}
 	v.Observe("h3", []byte(`{"v":1,"id":3}`)) // v0.2.0
-	if v.ReadsCompact() {
+	if v.readsCompact() {
 		t.Fatal("a v0.2.0 member joined: compact must be off")
 	}
 	v.Observe("h3", encodeMeta(3, 512)) // h3 upgraded in place
-	if !v.ReadsCompact() {
+	if !v.readsCompact() {
 		t.Fatal("h3 upgraded: compact should be on again")
 	}
 }
