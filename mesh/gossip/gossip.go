@@ -126,10 +126,10 @@ type Peer struct {
 	Addr netip.AddrPort
 }
 
-// handler serves one RPC op. It returns a value to encode as the response body.
+// Handler serves one RPC op. It returns a value to encode as the response body.
 // An alias, so that packages serving calls name the signature without importing
 // this one.
-type handler = func(ctx context.Context, from string, body json.RawMessage) (any, error)
+type Handler = func(ctx context.Context, from string, body json.RawMessage) (any, error)
 
 // Gossip is a running cluster member.
 type Gossip struct {

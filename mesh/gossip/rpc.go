@@ -29,13 +29,13 @@ type rpcs struct {
 	g *Gossip
 
 	mu       sync.Mutex
-	handlers map[string]handler
+	handlers map[string]Handler
 	pending  map[uint64]chan rpcResponse
 	nextID   atomic.Uint64
 }
 
 func newRPCs(g *Gossip) *rpcs {
-	r := &rpcs{g: g, handlers: map[string]handler{}, pending: map[uint64]chan rpcResponse{}}
+	r := &rpcs{g: g, handlers: map[string]Handler{}, pending: map[uint64]chan rpcResponse{}}
 	r.nextID.Store(randomID()) // replay.go: no stale response matches a new call
 	return r
 }
@@ -55,7 +55,7 @@ func (r *rpcs) deliver(m rpcResponse) {
 // may call as soon as New returns: a call of an op not registered yet is answered
 // "unknown operation" (400), which the caller sees as a failed call, as it would a
 // host that is still starting.
-func (r *rpcs) Handle(op string, h handler) {
+func (r *rpcs) Handle(op string, h Handler) {
 	r.mu.Lock()
 	r.handlers[op] = h
 	r.mu.Unlock()
