@@ -31,8 +31,9 @@
 //
 // A remote write (a record another host wrote):
 //
-//	gossip (memberlist callback, must not block) ─► catalog merge (merge order)
-//	   ─► async persister (batched, one fsync per window) ─► mesh/store
+//	gossip (quota check: Admit) ─► gossip.Sink.Merge (memberlist goroutines: must
+//	   not block) ─► catalog merge (merge order)
+//	   ├► async persister (batched, one fsync per window) ─► mesh/store
 //	   └► catalog watchers: the data plane's reconciler, DNS, the identity loop
 //
 // Who may write: Writer.Writable is the admission gate. Until a host of the cluster
@@ -40,5 +41,6 @@
 // is refused (503) before anything is reserved or recorded; once the cluster has
 // removed or superseded this host, Allocate refuses too and the node stops. Only a
 // record's owner writes it (a machine's host, a peer's gateway); records arriving
-// from other hosts are checked against the quotas before they are merged.
+// from other hosts are checked against the quotas (gossip's Admit) before they reach
+// the Sink.
 package mesh
