@@ -19,7 +19,7 @@ type metrics struct {
 
 // catalogCollector reads counts at scrape time instead of keeping gauges in sync.
 type catalogCollector struct {
-	n                         *Node
+	cat                       *catalog.Catalog
 	records, members, gwPeers *prometheus.Desc
 }
 
@@ -30,13 +30,13 @@ func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
-	live, tomb := c.n.cat.Len()
+	live, tomb := c.cat.Len()
 	for _, k := range catalog.Kinds() {
 		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(live[k]), k.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(tomb), "tombstone")
 	counts := map[string]int{catalog.StatusAlive: 0, catalog.StatusSuspect: 0, catalog.StatusFailed: 0, catalog.StatusLeft: 0}
-	snap := c.n.cat.Snapshot()
+	snap := c.cat.Snapshot()
 	for _, h := range snap.Hosts {
 		counts[h.Status]++
 	}
@@ -46,7 +46,7 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.gwPeers, prometheus.GaugeValue, float64(len(snap.LocalPeers)))
 }
 
-func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
+func newMetrics() *metrics {
 	m := &metrics{
 		writes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_catalog_local_writes_total", Help: "Records written by this host."}),
 		peerCreates:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dogwood_peer_creates_total", Help: "User peers created through this agent."}),
@@ -58,13 +58,17 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_conflicts_resolved_total",
 			Help: "Conflicts this host resolved or lost: concurrent creates of one name, host names taken over by a re-image."}, []string{"kind"}),
 	}
+	return m
+}
+
+// register exports the counters and the catalog's counts to reg (nil: nowhere).
+func (m *metrics) register(reg prometheus.Registerer, cat *catalog.Catalog) {
 	if reg != nil {
 		reg.MustRegister(m.writes, m.conflicts, m.collected, m.peerCreates, m.peerRemoves, m.peerExpiries, m.peerCreateSeconds, &catalogCollector{
-			n:       n,
+			cat:     cat,
 			records: prometheus.NewDesc("dogwood_catalog_records", "Catalog records by kind (live), and tombstones.", []string{"kind"}, nil),
 			members: prometheus.NewDesc("dogwood_members", "Hosts by membership status.", []string{"status"}, nil),
 			gwPeers: prometheus.NewDesc("dogwood_gateway_peers", "User peers on this gateway.", nil, nil),
 		})
 	}
-	return m
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -20,8 +19,10 @@ import (
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/claim"
+	"github.com/dogwood/dogwood/mesh/clock"
 	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/dogwood/dogwood/mesh/quota"
+	"github.com/dogwood/dogwood/mesh/replica"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 	"github.com/dogwood/dogwood/mesh/store"
 )
@@ -48,7 +49,9 @@ type Config struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	Clock      func() time.Time
+	// Clock drives the core's timers (the persister's window, tombstone collection,
+	// the identity check); nil is the wall clock. Tests pass a clock.Fake.
+	Clock clock.Clock
 
 	AEInterval time.Duration
 	Transport  memberlist.Transport
@@ -78,8 +81,11 @@ type Config struct {
 	Invites *InviteConfig
 }
 
-// Node is a running host. It builds the resource types and exposes them; callers
-// use them directly (node.Machines.Create).
+// Node is a running host. It builds the core's parts and hands each its neighbours
+// as interfaces — the replica (the only writer of catalog and disk), admission
+// (identity and the write gate), names (unique-name writes), the transport — then the
+// resource types on top, which callers use directly (node.Machines.Create). It closes
+// them in order and does nothing else.
 type Node struct {
 	Machines   *Machines
 	Apps       *Apps
@@ -97,29 +103,15 @@ type Node struct {
 	cat     *catalog.Catalog
 	gossip  *gossip.Gossip
 	claims  *claim.Claimer // name reservations, over gossip
-	id      store.Identity
+	rep     *replica.Replica
+	adm     *admission
+	names   *names
 	wgKey   wgtypes.Key
 	metrics *metrics
-	advAddr netip.Addr
 
-	createMu sync.Mutex // serializes name checks with their writes
-	allocMu  sync.Mutex // serializes allocation under the host id with changes of the id
-
-	remote    *remoteWriter // other hosts' records to disk
-	outMu     sync.Mutex
-	outbox    []*catalog.Record // recorded local writes not yet published
-	fatal     chan struct{}
-	fatalOnce sync.Once
-	fatalErr  error
-	// confirmed: since it started, a host of the cluster told this host what it
-	// holds under its name (or this is the first host); until then no writes.
-	confirmed atomic.Bool
-
-	conflictMu   sync.Mutex
-	conflictSeen map[string]bool // conflicts already reported, so re-sent losers are not logged again
-	wg           sync.WaitGroup
-	stop         chan struct{}
-	closeOnce    sync.Once
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	closeOnce sync.Once
 }
 
 // Start opens the data dir, restores identity and catalog, and joins the cluster.
@@ -128,7 +120,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = time.Now
+		cfg.Clock = clock.Real()
 	}
 	if cfg.TombstoneTTL <= 0 {
 		cfg.TombstoneTTL = DefaultTombstoneTTL
@@ -150,9 +142,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger.Info("data dir migrated from an older release's layout", "from", m.From, "to", m.To,
 			"records_rewritten", m.Rewritten, "records_dropped", m.Dropped, "backup", m.Backup)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock, store: st, stop: make(chan struct{}), fatal: make(chan struct{})}
-	n.remote = newRemoteWriter(st.Put, func(ids []catalog.ID) []*catalog.Record { return n.cat.Records(ids) },
-		cfg.Logger.With("component", "persist"), cfg.Clock)
+	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Clock.Now, store: st, stop: make(chan struct{})}
 	if err := n.start(); err != nil {
 		st.Close()
 		return nil, err
@@ -162,6 +152,10 @@ func Start(cfg Config) (*Node, error) {
 
 func (n *Node) start() error {
 	cfg := n.cfg
+	addrs, err := parseAddrs(cfg)
+	if err != nil {
+		return err
+	}
 	id, ok, err := n.store.Identity()
 	if err != nil {
 		return err
@@ -194,16 +188,24 @@ func (n *Node) start() error {
 		// it applies them, instead of walking every machine again afterwards.
 		n.cat.SetSelfID(id.HostID)
 	}
-	if err := n.loadCatalog(); err != nil {
-		return err
-	}
-	if ok {
-		if err := n.forgetIfAway(id); err != nil {
-			return err
-		}
-	}
-	n.cat.SetHorizon(func() time.Time { return n.now().Add(-cfg.TombstoneTTL) })
-	if err := n.store.Delete(n.cat.Collect()...); err != nil {
+	n.metrics = newMetrics()
+	n.adm = newAdmission(cfg, cfg.Clock, n.store, n.cat, id, n.wgKey, addrs.advAddr)
+	n.rep = replica.New(replica.Config{
+		Catalog: n.cat, Durable: n.store, Gate: n.adm, Cluster: n.adm, Clock: cfg.Clock, TTL: cfg.TombstoneTTL,
+		// The transport starts after the replica (it hands records to it); nothing is
+		// published before it runs.
+		Publisher: replica.PublishFunc(func(rs ...*catalog.Record) { n.gossip.Publish(rs...) }),
+		Check: func(r *catalog.Record) error {
+			if err := cfg.Limits.CheckRecord(r); err != nil {
+				return overLimit(err)
+			}
+			return nil
+		},
+		Log:     n.log,
+		Metrics: replica.Metrics{Writes: n.metrics.writes, Collected: n.metrics.collected, Conflicts: n.metrics.conflicts},
+	})
+	n.adm.w = n.rep
+	if err := n.rep.Restore(id.Name, id.HostID, ok); err != nil {
 		return err
 	}
 	if !ok {
@@ -216,100 +218,102 @@ func (n *Node) start() error {
 			return err
 		}
 	}
-	n.id = id
+	n.adm.id = id
 	n.cat.SetSelfID(id.HostID)
 	if cfg.OnIdentity != nil {
 		if err := cfg.OnIdentity(id.Name, n.wgKey); err != nil {
 			return err
 		}
 	}
-	n.metrics = newMetrics(cfg.Registerer, n)
-	n.cat.OnConflict(n.onConflict)
+	n.metrics.register(cfg.Registerer, n.cat)
 
+	n.rep.Start()
+	g, err := gossip.New(gossip.Config{
+		Name: id.Name, HostID: id.HostID,
+		BindAddr: addrs.host, BindPort: addrs.port, AdvertiseAddr: addrs.advHost, AdvertisePort: addrs.advPort,
+		Key: cfg.GossipKey, ExtraKeys: cfg.GossipExtraKeys, Join: cfg.Join,
+		Sink: n.rep, Reader: gossipReader{n.cat}, Admit: cfg.Limits.CheckRecord, Logger: n.log.With("component", "gossip"),
+		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
+		Transport: cfg.Transport, TuneMemberlist: cfg.TuneMemberlist, ReconnectInterval: cfg.ReconnectInterval,
+	})
+	if err != nil {
+		return errors.Join(err, n.rep.Close())
+	}
+	n.gossip = g
+	n.adm.net = g
+	n.claims = claim.New(claim.Config{Self: id.Name, Caller: g, Members: g, Reader: n.cat, Merger: g,
+		Logger: n.log.With("component", "claim")})
+	n.names = &names{r: n.cat, w: n.rep, arbiters: n.claims, log: n.log}
+	wireResources(n)
+	g.Handle(opHostLookup, n.adm.handleHostLookup)
+	n.Invites.register(g)
+	if err := n.adm.start(); err != nil {
+		n.Close()
+		return err
+	}
+	// Served only once the host's identity stands: an operation sent while a host is
+	// still starting, or to a host that turns out removed, is refused, not run
+	// half-started. The identity lookup and invites are served from the beginning.
+	n.Machines.register(g)
+	n.Peers.register(g)
+	n.rep.StartGC()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.Peers.gw.expire(n.stop) }()
+	return nil
+}
+
+// addrs is where the host listens for gossip and what it tells others.
+type addrs struct {
+	host, advHost string
+	port, advPort int
+	advAddr       netip.Addr
+}
+
+// parseAddrs checks --gossip-addr and --advertise.
+func parseAddrs(cfg Config) (addrs, error) {
+	var a addrs
 	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
 	if err != nil {
-		return invalid("invalid --gossip-addr %q: want IP:PORT", cfg.GossipAddr)
+		return a, invalid("invalid --gossip-addr %q: want IP:PORT", cfg.GossipAddr)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil || port < 0 || port > 65535 {
-		return invalid("invalid --gossip-addr port %q", portStr)
+		return a, invalid("invalid --gossip-addr port %q", portStr)
 	}
 	advHost, advPort := host, port
 	if cfg.Advertise != "" {
 		if h, p, err := net.SplitHostPort(cfg.Advertise); err == nil {
 			advHost = h
 			if advPort, err = strconv.Atoi(p); err != nil {
-				return invalid("invalid --advertise %q", cfg.Advertise)
+				return a, invalid("invalid --advertise %q", cfg.Advertise)
 			}
 		} else {
 			advHost = cfg.Advertise
 		}
 	}
 	if advHost == "" || advHost == "0.0.0.0" || advHost == "::" {
-		return invalid("--advertise is required when --gossip-addr binds every address")
+		return a, invalid("--advertise is required when --gossip-addr binds every address")
 	}
-	if n.advAddr, err = netip.ParseAddr(advHost); err != nil {
-		return invalid("invalid advertise address %q: want an IP address", advHost)
-	}
-
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.remote.run(n.stop, persistWindow) }()
-	sink := gossipSink{Catalog: n.cat, persist: n.persistAsync}
-	g, err := gossip.New(gossip.Config{
-		Name: id.Name, HostID: id.HostID,
-		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
-		Key: cfg.GossipKey, ExtraKeys: cfg.GossipExtraKeys, Join: cfg.Join,
-		Sink: sink, Reader: sink, Admit: cfg.Limits.CheckRecord, Logger: n.log.With("component", "gossip"),
-		Metrics: gossip.NewMetrics(cfg.Registerer), AEInterval: cfg.AEInterval,
-		Transport: cfg.Transport, TuneMemberlist: cfg.TuneMemberlist, ReconnectInterval: cfg.ReconnectInterval,
-	})
+	advAddr, err := netip.ParseAddr(advHost)
 	if err != nil {
-		close(n.stop)
-		n.wg.Wait()
-		return err
+		return a, invalid("invalid advertise address %q: want an IP address", advHost)
 	}
-	n.gossip = g
-	n.claims = claim.New(claim.Config{Self: id.Name, Caller: g, Members: g, Reader: n.cat, Merger: g,
-		Logger: n.log.With("component", "claim")})
-	wireResources(n)
-	n.gossip.Handle(opHostLookup, n.handleHostLookup)
-	n.Invites.register(n.gossip)
-	if err := n.syncIdentity(cfg.IdentityTimeout); err != nil {
-		n.Close()
-		return identityAdvice(err, cfg.DataDir)
-	}
-	n.allocMu.Lock()
-	err = n.writeHostRecord()
-	n.allocMu.Unlock()
-	n.flush()
-	if err != nil {
-		n.Close()
-		return identityAdvice(err, cfg.DataDir)
-	}
-	n.registerRPC()
-	n.wg.Add(3)
-	go func() { defer n.wg.Done(); n.Peers.gw.expire(n.stop) }()
-	go n.identityLoop()
-	go n.gcLoop()
-	return nil
+	return addrs{host: host, port: port, advHost: advHost, advPort: advPort, advAddr: advAddr}, nil
 }
 
-// loadCatalog applies the stored records batch by batch (the catalog keeps records
-// far more compactly than decoded ones, so holding them all decoded at once would be
-// most of the start's peak memory), decoding the next batch while the catalog applies
-// one: with a million records that halves the start. Batches arrive in key order, so
-// the result does not depend on timing.
-func (n *Node) loadCatalog() error {
-	batches := make(chan []*catalog.Record, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- n.store.LoadEach(100_000, func(rs []*catalog.Record) { batches <- rs })
-		close(batches)
-	}()
-	for rs := range batches {
-		n.cat.ApplyAll(rs)
+// gossipReader is what gossip reads of local state: the catalog, and the failed
+// hosts at the gossip address their host record holds.
+type gossipReader struct{ *catalog.Catalog }
+
+// Failed lists the failed hosts with a gossip address.
+func (r gossipReader) Failed() []gossip.Peer {
+	var out []gossip.Peer
+	for _, h := range r.Latest().Hosts {
+		if h.Status == catalog.StatusFailed && h.GossipPort != 0 && h.Addr.IsValid() {
+			out = append(out, gossip.Peer{Name: h.Name, Addr: netip.AddrPortFrom(h.Addr, h.GossipPort)})
+		}
 	}
-	return <-done
+	return out
 }
 
 // Close leaves nothing running. Call Leave first for a graceful exit.
@@ -319,18 +323,17 @@ func (n *Node) Close() error {
 		var errs []error
 		if n.gossip != nil {
 			// The contact time is what a restart compares with the tombstone horizon.
-			if n.inTouch() {
-				if e := n.store.SaveAliveAt(n.now()); e != nil {
-					errs = append(errs, fmt.Errorf("save last contact time: %w", e))
-				}
+			if e := n.rep.SaveContact(); e != nil {
+				errs = append(errs, fmt.Errorf("save last contact time: %w", e))
 			}
 			if e := n.gossip.Close(); e != nil {
 				errs = append(errs, fmt.Errorf("close gossip: %w", e))
 			}
 		}
+		n.adm.close()
 		close(n.stop)
 		n.wg.Wait()
-		errs = append(errs, n.remote.write()) // what is still queued
+		errs = append(errs, n.rep.Close()) // writes what is still queued
 		if e := n.store.Close(); e != nil {
 			errs = append(errs, fmt.Errorf("close data file: %w", e))
 		}
@@ -342,14 +345,21 @@ func (n *Node) Close() error {
 // DiskBehind is nil unless records from other hosts that this host applied are not
 // yet on its disk because writing them failed (they are retried); readiness and
 // doctor report it.
-func (n *Node) DiskBehind() error { return n.remote.behind() }
+func (n *Node) DiskBehind() error { return n.rep.Behind() }
+
+// Fatal is closed when the node must stop because the cluster no longer accepts its
+// identity; Err then says why and what to do.
+func (n *Node) Fatal() <-chan struct{} { return n.adm.Fatal() }
+
+// Err returns why the node stopped (nil while it runs).
+func (n *Node) Err() error { return n.adm.Err() }
 
 // Leave tells the cluster this host is going away on purpose.
 func (n *Node) Leave(timeout time.Duration) error { return n.gossip.Leave(timeout) }
 
 // Identity accessors.
-func (n *Node) Name() string                          { return n.id.Name }
-func (n *Node) HostID() uint32                        { return n.id.HostID }
+func (n *Node) Name() string                          { return n.adm.id.Name }
+func (n *Node) HostID() uint32                        { _, id := n.adm.Self(); return id }
 func (n *Node) Region() string                        { return n.cfg.Region }
 func (n *Node) PrivateKey() wgtypes.Key               { return n.wgKey }
 func (n *Node) Catalog() *catalog.Catalog             { return n.cat }

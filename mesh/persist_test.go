@@ -2,42 +2,20 @@ package mesh
 
 import (
 	"context"
-	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/replica"
 	"github.com/dogwood/dogwood/mesh/store"
 )
 
-// TestPersistAsyncNeverBlocks: gossip hands remote records to persistAsync from
-// memberlist callbacks, which must not block. With the writer stalled (here: not
-// running at all) any number of calls return, and the writer later gets each id
-// once with the newest version the catalog holds.
-func TestPersistAsyncNeverBlocks(t *testing.T) {
-	n := &Node{remote: newRemoteWriter(nil, nil, nil, time.Now)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; i < 5000; i++ {
-			key := fmt.Sprintf("%014x", i%3000)
-			n.persistAsync([]*catalog.Record{{Kind: catalog.KindMachine, Key: key}})
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("persistAsync blocked with no writer running (a gossip callback would hang memberlist)")
-	}
-	if ids := n.remote.take(); len(ids) != 3000 {
-		t.Fatalf("writer got %d ids, want the 3000 distinct ones", len(ids))
-	}
-	if ids := n.remote.take(); len(ids) != 0 {
-		t.Fatalf("ids handed out twice: %d", len(ids))
-	}
-}
-
-// TestRemoteRecordsWrittenOnClose: remote records wait up to persistWindow to be
+// TestRemoteRecordsWrittenOnClose: remote records wait up to replica.Window to be
 // written together; a host closed inside that window still has them on disk.
 func TestRemoteRecordsWrittenOnClose(t *testing.T) {
 	c := newCluster(t, 2)
@@ -54,7 +32,7 @@ func TestRemoteRecordsWrittenOnClose(t *testing.T) {
 			return
 		}
 	}
-	t.Fatalf("h1 closed %v after the org arrived and lost it: %d records on disk", persistWindow, len(rs))
+	t.Fatalf("h1 closed %v after the org arrived and lost it: %d records on disk", replica.Window, len(rs))
 }
 
 // closedRecords closes h and returns what its data dir holds.
@@ -71,4 +49,64 @@ func closedRecords(t *testing.T, h *testHost) []*catalog.Record {
 		t.Fatal(err)
 	}
 	return rs
+}
+
+// TestCloseReportsFailures: Close returns what failed (here: the data file was
+// already closed under it, so saving the contact time and the last remote records
+// fail) instead of nil.
+func TestCloseReportsFailures(t *testing.T) {
+	c := newCluster(t, 2)
+	h := c.hosts[1]
+	if err := h.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.rep.Merge([]*catalog.Record{{Kind: catalog.KindOrg, Key: "zz", Gen: 1, Org: &catalog.Org{Slug: "zz"}}})
+	err := h.Close()
+	if err == nil {
+		t.Fatal("Close returned nil with a closed data file under it")
+	}
+	t.Logf("Close: %v", err)
+	if err := h.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestNoIgnoredErrors: no call's error is thrown away with `_ =` in this package's
+// code (rollbacks included: a failed rollback is reported with the error that caused
+// it).
+func TestNoIgnoredErrors(t *testing.T) {
+	var files []string
+	for _, dir := range []string{".", "replica", "clock"} {
+		fs, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, fs...)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(af, func(n ast.Node) bool {
+			as, ok := n.(*ast.AssignStmt)
+			if !ok || len(as.Rhs) != 1 {
+				return true
+			}
+			if _, call := as.Rhs[0].(*ast.CallExpr); !call {
+				return true
+			}
+			for _, l := range as.Lhs {
+				if id, ok := l.(*ast.Ident); !ok || id.Name != "_" {
+					return true
+				}
+			}
+			t.Errorf("%s: a call's result is discarded with `_ =`", fset.Position(as.Pos()))
+			return true
+		})
+	}
 }

@@ -13,11 +13,11 @@ import (
 // nothing else.
 func wireResources(n *Node) {
 	var (
-		w     = nodeWriter{n}
-		names = nodeWriter{n}
-		alloc = nodeAllocator{n}
+		w     = n.rep
+		names = n.names
+		alloc = n.adm
 		inst  = installFunc(n.cfg.Install)
-		name  = n.id.Name
+		name  = n.adm.id.Name
 		cfg   = n.cfg
 	)
 	n.Networks = &Networks{r: n.cat, names: names, randID: sixpn.Random32}
@@ -33,50 +33,6 @@ func wireResources(n *Node) {
 	n.Invites = &Invites{cfg: cfg.Invites, gateway: cfg.Gateway, host: name, region: cfg.Region, r: n.cat, pool: gw,
 		call: n.gossip, rtt: n.gossip.RTT, now: n.now, log: n.log, metrics: n.metrics}
 	n.Members = &Members{host: name, r: n.cat, w: w, versions: n.gossip}
-}
-
-// nodeWriter is the write path and the name reservations as Node holds them until
-// they move to their own type. split: replica
-type nodeWriter struct{ n *Node }
-
-func (w nodeWriter) Writable() error                                    { return w.n.writable() }
-func (w nodeWriter) Record(rs ...*catalog.Record) error                 { return w.n.record(rs...) }
-func (w nodeWriter) Flush()                                             { w.n.flush() }
-func (w nodeWriter) Commit(rs ...*catalog.Record) error                 { return w.n.commit(rs...) }
-func (w nodeWriter) Tombstones(rs ...*catalog.Record) []*catalog.Record { return w.n.tombstones(rs...) }
-func (w nodeWriter) WriteNamed(ctx context.Context, nw NamedWrite) (*catalog.Record, error) {
-	return w.n.writeNamed(ctx, nw)
-}
-func (w nodeWriter) CreateNamed(ctx context.Context, build func() *catalog.Record, id catalog.ID, what string) (*catalog.Record, error) {
-	return w.n.createNamed(ctx, build, id, what)
-}
-func (w nodeWriter) Reclaim(ctx context.Context, r *catalog.Record, what string) error {
-	if err := w.n.claim(ctx, r, what); err != nil {
-		return err
-	}
-	if err := w.n.commit(r); err != nil {
-		return err
-	}
-	w.n.claims.Written(ctx, r)
-	return nil
-}
-
-// nodeAllocator is the allocation lock as Node holds it with the host's identity
-// until identity moves to its own type. split: Admission
-type nodeAllocator struct{ n *Node }
-
-func (a nodeAllocator) Allocate(f func(hostID uint32) error) error {
-	n := a.n
-	n.allocMu.Lock()
-	err := n.Err()
-	if err != nil {
-		err = unavailable("%v", err)
-	} else if err = n.checkHostID(); err == nil {
-		err = f(n.id.HostID)
-	}
-	n.allocMu.Unlock()
-	n.flush() // a host record checkHostID wrote
-	return err
 }
 
 // installFunc is Config.Install as an Installer; nil installs nothing (tests, hosts
