@@ -449,7 +449,7 @@ func gatewayWorld(t *testing.T) (*world, *Peers) {
 		Host: &catalog.Host{Name: "h1", ID: x.alloc.hostID, Region: "local", Gateway: true,
 			PublicKey: key.PublicKey().String(), PublicEndpoint: "198.18.0.1:51820"}})
 	x.cat.SetStatus("h1", catalog.StatusAlive)
-	m := newMetrics(nil, nil)
+	m := newMetrics()
 	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	gw := &gatewayPeers{host: "h1", region: "local", gateway: true, r: x.cat, w: x.w, names: x.names, alloc: x.alloc,
