@@ -92,7 +92,7 @@ func (a *antiEntropy) loop() {
 	}
 }
 
-// startAE opens an exchange with one member by sending our root digest.
+// start opens an exchange with one member by sending our root digest.
 func (a *antiEntropy) start(name string) {
 	g := a.g
 	if g.closed.Load() {
@@ -107,7 +107,7 @@ func (a *antiEntropy) start(name string) {
 	a.send(out)
 }
 
-// onAE hands one received message to the exchange and sends what it answers.
+// receive hands one received message to the exchange and sends what it answers.
 func (a *antiEntropy) receive(from string, m any) {
 	g := a.g
 	a.mu.Lock()

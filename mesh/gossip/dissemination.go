@@ -65,7 +65,7 @@ func newBroadcast(g *Gossip) *broadcast {
 // Publish disseminates local changes (already applied to the local catalog).
 func (g *Gossip) Publish(rs ...*record.Record) { g.tree.publish(rs...) }
 
-// publish disseminates local changes (already applied to the local catalog).
+// publish hands local changes to the tree and sends what it queues at once.
 func (b *broadcast) publish(rs ...*record.Record) {
 	g := b.g
 	if len(rs) == 0 || g.closed.Load() {
@@ -81,7 +81,7 @@ func (b *broadcast) publish(rs ...*record.Record) {
 	b.wake()
 }
 
-// onTree handles one received tree message. A change's records are validated before
+// receive handles one received tree message. A change's records are validated before
 // the tree sees it, so a broken payload is never forwarded.
 func (b *broadcast) receive(body []byte) {
 	g := b.g
@@ -137,7 +137,7 @@ func (b *broadcast) wake() {
 	}
 }
 
-// treeLoop runs the tree's timers: batched announcements, grafts of missing changes,
+// loop runs the tree's timers: batched announcements, grafts of missing changes,
 // expiry, and keeping enough neighbors.
 func (b *broadcast) loop() {
 	g := b.g
@@ -198,7 +198,7 @@ func (b *broadcast) loop() {
 	}
 }
 
-// refillTree offers alive members as neighbors when the tree wants more.
+// refill offers alive members as neighbors when the tree wants more.
 func (b *broadcast) refill() {
 	g := b.g
 	b.mu.Lock()

@@ -359,7 +359,7 @@ func (g *Gossip) drop(reason string, err error) {
 }
 
 // Merge takes records from other hosts that arrived outside gossip (claim RPCs)
-// the way gossip takes its own: admitted, applied, persisted when they changed.
+// the way gossip takes its own: admitted, then handed to the sink.
 func (g *Gossip) Merge(rs []*record.Record) { g.merge(rs) }
 
 // merge hands admitted records from other hosts to the sink.

@@ -16,7 +16,7 @@ import (
 
 // Membership: who is in the cluster and in which state. memberlist owns failure
 // detection; this file turns its delegate callbacks (delegates.go) into host statuses
-// in the catalog, keeps joining and reconnecting, and answers "who is alive" for
+// for the Sink, keeps joining and reconnecting, and answers "who is alive" for
 // dissemination, anti-entropy and RPC.
 //
 // Statuses come from events, never from memberlist's log text:

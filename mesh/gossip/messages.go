@@ -114,7 +114,7 @@ func decode(buf []byte) (msgType, []byte, error) {
 }
 
 // decodeRecordList parses and validates a record batch as the tree and anti-entropy
-// carry it (catalog's binary encoding: a machine record is about 110 bytes instead
+// carry it (mesh/record's binary encoding: a machine record is about 110 bytes instead
 // of 330 as JSON); one bad record rejects the batch.
 func decodeRecordList(b []byte) ([]*record.Record, error) {
 	rs, err := record.DecodeRecords(b)
@@ -140,7 +140,7 @@ func validRecords(rs []*record.Record) ([]*record.Record, error) {
 }
 
 // encodeRecordList is a change's payload on the tree, and the body of a records
-// message: the records in catalog's binary encoding.
+// message: the records in mesh/record's binary encoding.
 func encodeRecordList(rs []*record.Record) []byte { return record.AppendRecords(nil, rs) }
 
 // treeFrame prefixes a tree message with its sender's name.
