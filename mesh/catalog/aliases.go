@@ -5,61 +5,61 @@ import "github.com/dogwood/dogwood/mesh/record"
 // The record types live in mesh/record, which anything that only carries records
 // (gossip) imports without the catalog; these names keep them at home here.
 
+// A record, its identity and its place in the merge order; its kinds.
 type (
-	App            = record.App
-	Check          = record.Check
-	DNSRecord      = record.DNSRecord
-	DNSRecordError = record.DNSRecordError
-	Duration       = record.Duration
-	Header         = record.Header
-	Host           = record.Host
-	ID             = record.ID
-	Kind           = record.Kind
-	Machine        = record.Machine
-	MachineAttrs   = record.MachineAttrs
-	MachinePlace   = record.MachinePlace
-	Network        = record.Network
-	Org            = record.Org
-	OrgLimits      = record.OrgLimits
-	Peer           = record.Peer
-	Record         = record.Record
-	Service        = record.Service
-	Stamp          = record.Stamp
+	Record = record.Record
+	ID     = record.ID
+	Kind   = record.Kind
+	Header = record.Header
+	Stamp  = record.Stamp
 )
 
 const (
-	CheckHTTP            = record.CheckHTTP
-	CheckTCP             = record.CheckTCP
-	DefaultCheckFall     = record.DefaultCheckFall
-	DefaultCheckInterval = record.DefaultCheckInterval
-	DefaultCheckRise     = record.DefaultCheckRise
-	DefaultCheckTimeout  = record.DefaultCheckTimeout
-	DefaultDNSTTL        = record.DefaultDNSTTL
-	HealthCritical       = record.HealthCritical
-	HealthPassing        = record.HealthPassing
-	HealthUnknown        = record.HealthUnknown
-	KindApp              = record.KindApp
-	KindDNSRecord        = record.KindDNSRecord
-	KindHost             = record.KindHost
-	KindMachine          = record.KindMachine
-	KindNetwork          = record.KindNetwork
-	KindOrg              = record.KindOrg
-	KindPeer             = record.KindPeer
-	LimitsApp            = record.LimitsApp
-	MaxChecks            = record.MaxChecks
-	MetaContainerID      = record.MetaContainerID
-	SourceAPI            = record.SourceAPI
-	SourceCLI            = record.SourceCLI
-	SourceCNI            = record.SourceCNI
-	StateStarted         = record.StateStarted
-	StateStopped         = record.StateStopped
-	StatusAlive          = record.StatusAlive
-	StatusFailed         = record.StatusFailed
-	StatusLeft           = record.StatusLeft
-	StatusSuspect        = record.StatusSuspect
-	SubBuckets           = record.SubBuckets
-	WhenNoneAll          = record.WhenNoneAll
-	WhenNoneNone         = record.WhenNoneNone
+	KindHost, KindOrg, KindNetwork, KindApp, KindMachine, KindPeer, KindDNSRecord = record.KindHost, record.KindOrg, record.KindNetwork, record.KindApp, record.KindMachine, record.KindPeer, record.KindDNSRecord
+	SubBuckets                                                                    = record.SubBuckets
+)
+
+// Hosts, orgs, networks and DNS records; host statuses.
+type (
+	Host           = record.Host
+	Org            = record.Org
+	OrgLimits      = record.OrgLimits
+	Network        = record.Network
+	DNSRecord      = record.DNSRecord
+	DNSRecordError = record.DNSRecordError
+)
+
+const (
+	StatusAlive, StatusSuspect, StatusFailed, StatusLeft = record.StatusAlive, record.StatusSuspect, record.StatusFailed, record.StatusLeft
+	LimitsApp, DefaultDNSTTL                             = record.LimitsApp, record.DefaultDNSTTL
+)
+
+// Apps, machines and peers; machine states, sources and health.
+type (
+	App          = record.App
+	Service      = record.Service
+	Machine      = record.Machine
+	MachinePlace = record.MachinePlace
+	MachineAttrs = record.MachineAttrs
+	Peer         = record.Peer
+)
+
+const (
+	StateStarted, StateStopped                       = record.StateStarted, record.StateStopped
+	SourceAPI, SourceCLI, SourceCNI, MetaContainerID = record.SourceAPI, record.SourceCLI, record.SourceCNI, record.MetaContainerID
+	HealthPassing, HealthCritical, HealthUnknown     = record.HealthPassing, record.HealthCritical, record.HealthUnknown
+	WhenNoneAll, WhenNoneNone                        = record.WhenNoneAll, record.WhenNoneNone
+)
+
+// Health checks and their settings.
+type (
+	Check    = record.Check
+	Duration = record.Duration
+)
+
+const (
+	CheckHTTP, CheckTCP, MaxChecks                                                = record.CheckHTTP, record.CheckTCP, record.MaxChecks
+	DefaultCheckInterval, DefaultCheckTimeout, DefaultCheckRise, DefaultCheckFall = record.DefaultCheckInterval, record.DefaultCheckTimeout, record.DefaultCheckRise, record.DefaultCheckFall
 )
 
 // Forwarders to mesh/record, where the functions live with their types.
