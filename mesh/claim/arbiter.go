@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // arbiter is one host's grant table: which claimant holds each name it arbitrates.
@@ -18,7 +18,7 @@ type arbiter struct {
 
 type grant struct {
 	holder  claimant
-	id      catalog.ID
+	id      record.ID
 	expires time.Time
 }
 
@@ -39,13 +39,13 @@ func (a *arbiter) arbitrate(req claimRequest) claimReply {
 	// A live record with another identity already has the name (and the claim is
 	// not a new generation replacing it, as an ALIAS switch is): refuse, and hand it
 	// over so the claimant learns of it.
-	var existing []*catalog.Record
+	var existing []*record.Record
 	if cur := a.cat.Get(id); cur != nil && !cur.Deleted && !cur.SameIdentity(r) && cur.Gen >= r.Gen {
 		existing = append(existing, cur)
 	}
 	if r.Network != nil {
 		for _, k := range a.cat.NetworkIDClaims(r.Network.ID) {
-			if o := a.cat.Live(catalog.ID{Kind: catalog.KindNetwork, Key: k}); o != nil && k != r.Key {
+			if o := a.cat.Live(record.ID{Kind: record.KindNetwork, Key: k}); o != nil && k != r.Key {
 				existing = append(existing, o)
 			}
 		}

@@ -6,7 +6,7 @@
 // It must not write the catalog or disk itself and must not know the transport:
 // it reads the catalog through Reader, hands records it learns to Merger, calls
 // other hosts and serves their calls through Caller, and learns who is alive from
-// Members. The messages it exchanges ("claim", "claim.release", "claim.written" and
+// Members. It imports record types (mesh/record), never the catalog. The messages it exchanges ("claim", "claim.release", "claim.written" and
 // their JSON bodies) are read by hosts of earlier releases, which arbitrate for
 // this one in a mixed cluster: their format must not change.
 //
@@ -43,8 +43,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/quorum"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // Caller calls other hosts and serves their calls (*gossip.Gossip). Handle is
@@ -63,8 +63,8 @@ type Members interface {
 // Reader is what an arbiter reads of its catalog (*catalog.Catalog); records it
 // returns are not modified.
 type Reader interface {
-	Get(catalog.ID) *catalog.Record
-	Live(catalog.ID) *catalog.Record
+	Get(record.ID) *record.Record
+	Live(record.ID) *record.Record
 	NetworkIDClaims(id uint32) []string
 }
 
@@ -72,7 +72,7 @@ type Reader interface {
 // holds a name, a claimant's written record) the way records from gossip are
 // taken. It is called from RPC handlers and claim rounds and must not block long.
 type Merger interface {
-	Merge([]*catalog.Record)
+	Merge([]*record.Record)
 }
 
 // Config is what a Claimer needs; zero Timeout, Logger and Now take defaults.
@@ -138,7 +138,7 @@ func New(cfg Config) *Claimer {
 // Claim reserves the names a fresh record takes with a majority of their arbiters.
 // It returns nil when the caller may write r; ErrConflict (wrapped) when another
 // create holds or won a name; ErrNoQuorum when too few arbiters answered.
-func (c *Claimer) Claim(ctx context.Context, r *catalog.Record) error {
+func (c *Claimer) Claim(ctx context.Context, r *record.Record) error {
 	var last error
 	for attempt := 0; attempt < 6; attempt++ {
 		err, retry := c.round(r).run(ctx)
@@ -157,7 +157,7 @@ func (c *Claimer) Claim(ctx context.Context, r *catalog.Record) error {
 }
 
 // round is one attempt at r over the arbiters of its names among today's members.
-func (c *Claimer) round(r *catalog.Record) round {
+func (c *Claimer) round(r *record.Record) round {
 	hosts := c.cfg.Members.AliveNames()
 	arbiters := map[string][]string{}
 	for _, key := range claimKeys(r) {
@@ -187,12 +187,12 @@ func (c *Claimer) round(r *catalog.Record) round {
 				c.cfg.Logger.Debug("claim release", "key", key, "arbiter", h, "err", err)
 			}
 		},
-		learn: func(x *catalog.Record) bool {
+		learn: func(x *record.Record) bool {
 			if x == nil || x.Validate() != nil {
 				c.cfg.Logger.Debug("claim: an arbiter handed over an invalid record")
 				return false
 			}
-			c.cfg.Merger.Merge([]*catalog.Record{x})
+			c.cfg.Merger.Merge([]*record.Record{x})
 			return true
 		},
 	}
@@ -206,7 +206,7 @@ func (c *Claimer) round(r *catalog.Record) round {
 // waited for (the broadcast tree carries the record to them, and to everyone
 // else), unless a majority needs them: one bad link costs at most one RPC timeout,
 // on the first create that meets it.
-func (c *Claimer) Written(ctx context.Context, r *catalog.Record) {
+func (c *Claimer) Written(ctx context.Context, r *record.Record) {
 	hosts := c.cfg.Members.AliveNames()
 	var wg sync.WaitGroup
 	for _, key := range claimKeys(r) {
@@ -226,7 +226,7 @@ func (c *Claimer) Written(ctx context.Context, r *catalog.Record) {
 						return struct{}{}, nil
 					}
 					// Portable: an arbiter of the previous release keeps fields it does not know.
-					return struct{}{}, c.cfg.Caller.Call(ctx, h, opWritten, []*catalog.Record{r.Portable()}, nil)
+					return struct{}{}, c.cfg.Caller.Call(ctx, h, opWritten, []*record.Record{r.Portable()}, nil)
 				},
 				func(_ struct{}, err error) bool { return err == nil },
 				func(v quorum.Result[struct{}]) {

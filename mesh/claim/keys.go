@@ -5,11 +5,11 @@ import (
 	"hash/fnv"
 	"sort"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // claimKeys are the unique names a record takes.
-func claimKeys(r *catalog.Record) []string {
+func claimKeys(r *record.Record) []string {
 	keys := []string{"id/" + r.ID().String()}
 	if r.Network != nil {
 		keys = append(keys, fmt.Sprintf("network-id/%08x", r.Network.ID))

@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/quorum"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // round is one attempt to reserve a record's names with their arbiters. It
@@ -16,14 +16,14 @@ import (
 // soon as every name has one, and grants that arrive after it gave up are released.
 type round struct {
 	me       claimant
-	r        *catalog.Record
+	r        *record.Record
 	arbiters map[string][]string // name → its arbiter hosts
 	slow     *quorum.Slow
 	timeout  time.Duration
 	log      *slog.Logger
 	ask      func(ctx context.Context, key, host string, req claimRequest) (claimReply, error)
 	release  func(key, host string, req claimRequest)
-	learn    func(*catalog.Record) bool // merges a record an arbiter handed over; false if invalid
+	learn    func(*record.Record) bool // merges a record an arbiter handed over; false if invalid
 }
 
 func (c round) run(ctx context.Context) (err error, retry bool) {
@@ -81,8 +81,8 @@ func (c round) run(ctx context.Context) (err error, retry bool) {
 			}
 			if h := v.Value.Holder; h != nil {
 				conflict = h
-				other := &catalog.Record{Kind: r.Kind, Key: r.Key, Gen: h.Gen, Created: h.Created, Version: h.Created}
-				if other.Wins(&catalog.Record{Kind: r.Kind, Key: r.Key, Gen: me.Gen, Created: me.Created, Version: me.Created}) {
+				other := &record.Record{Kind: r.Kind, Key: r.Key, Gen: h.Gen, Created: h.Created, Version: h.Created}
+				if other.Wins(&record.Record{Kind: r.Kind, Key: r.Key, Gen: me.Gen, Created: me.Created, Version: me.Created}) {
 					lose = true
 				}
 			}

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/record"
 )
 
 // The RPC ops and their JSON bodies, as every release since arbiters exist sends
@@ -18,21 +18,21 @@ const (
 )
 
 type claimant struct {
-	Host    string        `json:"host"`
-	Gen     uint32        `json:"gen"`
-	Created catalog.Stamp `json:"created"`
+	Host    string       `json:"host"`
+	Gen     uint32       `json:"gen"`
+	Created record.Stamp `json:"created"`
 }
 
 type claimRequest struct {
-	Keys   []string        `json:"keys"`
-	Holder claimant        `json:"holder"`
-	Record *catalog.Record `json:"record"`
+	Keys   []string       `json:"keys"`
+	Holder claimant       `json:"holder"`
+	Record *record.Record `json:"record"`
 }
 
 type claimReply struct {
-	Granted bool              `json:"granted"`
-	Holder  *claimant         `json:"holder,omitempty"` // who holds it when refused
-	Records []*catalog.Record `json:"records,omitempty"`
+	Granted bool             `json:"granted"`
+	Holder  *claimant        `json:"holder,omitempty"` // who holds it when refused
+	Records []*record.Record `json:"records,omitempty"`
 }
 
 func (c *Claimer) handleClaim(_ context.Context, _ string, body json.RawMessage) (any, error) {
@@ -57,14 +57,14 @@ func (c *Claimer) handleWritten(_ context.Context, _ string, body json.RawMessag
 	if err != nil {
 		return nil, fmt.Errorf("bad written request: %v", err)
 	}
-	c.cfg.Merger.Merge([]*catalog.Record{r})
+	c.cfg.Merger.Merge([]*record.Record{r})
 	return nil, nil
 }
 
 // decodeWritten parses a written request: a JSON list of exactly one valid record,
 // in its portable form.
-func decodeWritten(body []byte) (*catalog.Record, error) {
-	var rs []*catalog.Record
+func decodeWritten(body []byte) (*record.Record, error) {
+	var rs []*record.Record
 	if err := json.Unmarshal(body, &rs); err != nil {
 		return nil, err
 	}
