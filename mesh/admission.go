@@ -87,13 +87,20 @@ type identityWriter interface {
 	Merge(rs []*catalog.Record) []*catalog.Record
 }
 
-// transport is what admission asks of the cluster (*gossip.Gossip).
+// transport is what admission asks of the cluster (gossipTransport).
 type transport interface {
 	Members() []gossip.Member
-	Versions() *gossip.Versions
+	// CallError is why host cannot answer a call (it runs a release this one
+	// cannot exchange messages with), or nil.
+	CallError(host string) error
 	Call(ctx context.Context, host, op string, req, resp any) error
 	LocalAddr() (net.IP, uint16)
 }
+
+// gossipTransport is *gossip.Gossip as admission's transport.
+type gossipTransport struct{ *gossip.Gossip }
+
+func (g gossipTransport) CallError(host string) error { return g.Versions().CallError(host) }
 
 func newAdmission(cfg Config, c clock.Clock, ids identityStore, cat *catalog.Catalog, id store.Identity, key wgtypes.Key, addr netip.Addr) *admission {
 	return &admission{cfg: cfg, log: cfg.Logger, clock: c, ids: ids, cat: cat, id: id, key: key, addr: addr,
@@ -296,7 +303,7 @@ func (a *admission) knowsOthers() bool {
 func (a *admission) lookupName() (bool, error) {
 	asked := 0
 	for _, m := range a.net.Members() {
-		if m.Name == a.id.Name || !catalog.Live(m.Status) || asked == 3 || a.net.Versions().CallError(m.Name) != nil {
+		if m.Name == a.id.Name || !catalog.Live(m.Status) || asked == 3 || a.net.CallError(m.Name) != nil {
 			continue
 		}
 		asked++
@@ -330,7 +337,7 @@ func (a *admission) lookupName() (bool, error) {
 func (a *admission) hearsOnlyOtherVersions() bool {
 	var others []string
 	for _, m := range a.net.Members() {
-		if m.Name != a.id.Name && catalog.Live(m.Status) && a.net.Versions().CallError(m.Name) != nil {
+		if m.Name != a.id.Name && catalog.Live(m.Status) && a.net.CallError(m.Name) != nil {
 			others = append(others, m.Name)
 		}
 	}

@@ -226,16 +226,13 @@ func TestRestartedHostWritesOnceItReachesItsCluster(t *testing.T) {
 		t.Fatalf("create before reaching the cluster: %v, want 503", err)
 	}
 	h0b.blocked.Delete(h1.ip)
-	var last error
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, last = h0b.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); last == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no write accepted after the cluster answered: %v", last)
-		}
-		time.Sleep(100 * time.Millisecond)
+	select {
+	case <-h0b.adm.opened:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the gate did not open within 15 s of the cluster becoming reachable")
+	}
+	if _, err := h0b.Apps.Create(ctx, AppSpec{Name: "web", Org: "acme", Network: ""}); err != nil {
+		t.Fatalf("write refused once the cluster answered: %v", err)
 	}
 	c.waitConverged()
 }

@@ -240,7 +240,7 @@ func (n *Node) start() error {
 		return errors.Join(err, n.rep.Close())
 	}
 	n.gossip = g
-	n.adm.net = g
+	n.adm.net = gossipTransport{g}
 	n.claims = claim.New(claim.Config{Self: id.Name, Caller: g, Members: g, Reader: n.cat, Merger: g,
 		Logger: n.log.With("component", "claim")})
 	n.names = &names{r: n.cat, w: n.rep, arbiters: n.claims, log: n.log}
