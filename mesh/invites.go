@@ -73,8 +73,8 @@ const (
 	opInviteRemove = "invite.remove"
 )
 
-// ValidDNSMode checks a config DNS mode name.
-func ValidDNSMode(s string) error {
+// validDNSMode checks a config DNS mode name.
+func validDNSMode(s string) error {
 	switch s {
 	case "", "full", "split", "none":
 		return nil
@@ -86,7 +86,7 @@ func (iv *Invites) checkSpec(spec *InviteSpec) error {
 	if err := checkPeerPlace(iv.r, spec.Name, spec.Org, &spec.Network, spec.Region); err != nil {
 		return err
 	}
-	if err := ValidDNSMode(spec.DNS); err != nil {
+	if err := validDNSMode(spec.DNS); err != nil {
 		return err
 	}
 	if spec.DNS == "" {

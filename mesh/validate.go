@@ -221,23 +221,23 @@ func checkAttachment(s *MachineSpec, a *Attachment) error {
 	if !reCNIID.MatchString(a.Network) {
 		return invalid("invalid CNI network name %q: use letters, digits, '_', '.' and '-'", a.Network)
 	}
-	if err := ValidIfname(a.Ifname); err != nil {
+	if err := validIfname(a.Ifname); err != nil {
 		return err
 	}
-	return ValidNetnsPath(a.Netns)
+	return validNetnsPath(a.Netns)
 }
 
-// ValidIfname checks an interface name as the kernel does (dev_valid_name).
-func ValidIfname(s string) error {
+// validIfname checks an interface name as the kernel does (dev_valid_name).
+func validIfname(s string) error {
 	if s == "" || len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\r\v\f\x00") {
 		return invalid("invalid interface name %q: 1-15 characters, no '/', ':' or spaces", s)
 	}
 	return nil
 }
 
-// ValidNetnsPath checks a network namespace given as a path (CNI_NETNS): absolute,
+// validNetnsPath checks a network namespace given as a path (CNI_NETNS): absolute,
 // clean, and printable.
-func ValidNetnsPath(p string) error {
+func validNetnsPath(p string) error {
 	if len(p) < 2 || len(p) > 255 || p[0] != '/' || path.Clean(p) != p || strings.ContainsFunc(p, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
 		return invalid("invalid network namespace path %q: want an absolute, clean path like /run/netns/NAME or /proc/PID/ns/net", p)
 	}
