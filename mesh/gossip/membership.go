@@ -58,6 +58,15 @@ func (m *membership) joinLoop(targets []string) {
 		n, err := g.ml.Join(targets)
 		if n > 0 {
 			g.log.Info("joined cluster", "contacted", n)
+			// A host that restarts under its name and address is still held as
+			// left or failed by the others, at an incarnation its fresh memberlist
+			// does not beat: the join's push/pull told the seeds an older alive,
+			// which they ignore, and the state they answered made this host
+			// refute with a higher one. That refutation travels only by gossip,
+			// and when it misses a seed the seed holds the host left until its
+			// next periodic push/pull (30 s). A second exchange with the seeds
+			// carries it to them directly.
+			g.ml.Join(targets)
 			return
 		}
 		g.log.Warn("join failed, retrying", "targets", strings.Join(targets, ","), errAttr(err), "in", backoff)

@@ -104,3 +104,38 @@ func TestSinkGetsRecordsAndStatuses(t *testing.T) {
 	}
 	eventually(t, "a graceful leave is reported as left", func() bool { return s1.last("h22") == catalog.StatusLeft })
 }
+
+// TestRestartedHostSeenAliveBySeed: a host that left and comes back under the same
+// name and address is seen alive by its seed even when no gossip round carries its
+// refutation (the restarted host's gossip and periodic push/pull are off here): the
+// seed held it as left at an incarnation the new process's join does not beat.
+func TestRestartedHostSeenAliveBySeed(t *testing.T) {
+	quiet := func(c *memberlist.Config) {
+		c.GossipInterval, c.PushPullInterval, c.ProbeInterval = time.Hour, 0, time.Hour
+	}
+	start := func(name string, port int, join []string, tune func(*memberlist.Config)) (*Gossip, *recordingSink) {
+		s := &recordingSink{catalogSink: catalogSink{catalog.New(name)}, statuses: map[string][]string{}}
+		g, err := New(Config{Name: name, HostID: uint32(len(name)), Sink: s, Reader: s, Join: join,
+			BindAddr: "127.0.0.1", BindPort: port, AEInterval: time.Hour, TuneMemberlist: tune,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Close() })
+		return g, s
+	}
+	g1, s1 := start("h1", 0, nil, nil)
+	a1, p1 := g1.LocalAddr()
+	seed := []string{(&memberlist.Node{Addr: a1, Port: p1}).Address()}
+	g2, _ := start("h2", 0, seed, nil)
+	eventually(t, "the seed sees h2 alive", func() bool { return s1.last("h2") == catalog.StatusAlive })
+	_, port := g2.LocalAddr()
+	if err := g2.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	g2.Close()
+	eventually(t, "the seed holds h2 as left", func() bool { return s1.last("h2") == catalog.StatusLeft })
+
+	start("h2", int(port), seed, quiet)
+	eventually(t, "the seed sees the restarted h2 alive", func() bool { return s1.last("h2") == catalog.StatusAlive })
+}
