@@ -10,7 +10,9 @@ VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --exact-match --matc
 DATE    ?= $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 # urfave/cli's man-page and markdown generators (and the markdown parser they
-# link, whose package init every CLI call paid for) are not used.
+# link, whose package init every CLI call paid for) are not used. The tag agent
+# builds dogwood-agent: the same command with the agent's side linked in (see
+# cmd/dogwood/delegate.go); make test and lint use it so every file is checked.
 TAGS  := urfave_cli_no_docs
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS  := wireguard-tools wireguard-go iproute2 nftables dnsutils curl iperf3 dnsperf knot procps busybox-static iputils-ping bc prometheus debootstrap zsh fish podman runc
@@ -22,8 +24,9 @@ CMDS  := wg wireguard-go ip nft dig curl iperf3 dnsperf knotd pkill busybox ping
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/dogwood and the CNI plugin bin/dogwood-cni
+build: ## build bin/dogwood, the agent's side bin/dogwood-agent it runs, and the CNI plugin bin/dogwood-cni
 	$(GO) build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/dogwood
+	$(GO) build -trimpath -tags $(TAGS),agent -ldflags "$(LDFLAGS)" -o $(dir $(BIN))dogwood-agent ./cmd/dogwood
 	$(GO) build -trimpath -o bin/dogwood-cni ./cmd/dogwood-cni
 
 deps: ## install the system tools tests and demo use (apt-get, only what is missing)
@@ -42,11 +45,13 @@ dist: ## release archives, .deb packages and SHA256SUMS in dist/ for this machin
 lint: ## hygiene gates: go.mod/go.sum tidy, staticcheck, govulncheck (skipped when offline)
 	$(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags agent ./cmd/dogwood
 	bash testdata/ci/govulncheck.sh
 
 test: deps build lint ## run every test (network-namespace tests need root; they skip otherwise)
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) vet -tags agent ./cmd/dogwood
+	$(GO) test -tags agent -count=1 -timeout 15m ./...
 	@echo "short fuzz runs (make fuzz runs them longer); counted, not timed: a time limit"
 	@echo "that expires while the fuzzer handles a new input is reported as a failure"
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime 100000x ./dns/server
@@ -57,7 +62,7 @@ test: deps build lint ## run every test (network-namespace tests need root; they
 	$(GO) test -run '^$$' -fuzz '^FuzzGossipReceive$$' -fuzztime 20000x ./mesh/gossip
 
 test-unit: ## tests that need no root and no tools
-	$(GO) test -count=1 -short ./...
+	$(GO) test -tags agent -count=1 -short ./...
 
 bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, WireGuard reconcile, health checks, DNS filtering, iperf3, peer create
 	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'Bench' -v -timeout 20m ./mesh/meshbench/ | grep -E '^(BENCH|--- |ok|FAIL)'

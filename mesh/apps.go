@@ -41,7 +41,7 @@ func (as *Apps) Create(ctx context.Context, spec AppSpec) (*catalog.App, error) 
 	if err := validNewApp(name); err != nil {
 		return nil, err
 	}
-	if err := spec.Settings.check(); err != nil {
+	if err := spec.Settings.Check(); err != nil {
 		return nil, err
 	}
 	if err := ValidRequestID(spec.RequestID); err != nil {
@@ -72,7 +72,7 @@ func (as *Apps) Create(ctx context.Context, spec AppSpec) (*catalog.App, error) 
 	key := catalog.AppKey(org, name)
 	r, err := as.names.CreateNamed(ctx, func() *catalog.Record {
 		return &catalog.Record{Kind: catalog.KindApp, Key: key, App: &catalog.App{Name: name, Org: org, Network: network, NetworkID: nw.ID, RequestID: spec.RequestID,
-			WhenNoneHealthy: spec.Settings.stored()}}
+			WhenNoneHealthy: spec.Settings.Stored()}}
 	}, catalog.ID{Kind: catalog.KindApp, Key: key}, fmt.Sprintf("app %q", name))
 	if err != nil {
 		// A concurrent retry of the same request may have won the name.

@@ -31,26 +31,6 @@ type DNSRecords struct {
 	log    *slog.Logger
 }
 
-// DNSRecordSpec is a record to add, as the user typed it.
-type DNSRecordSpec struct {
-	Org     string `json:"org"`
-	Network string `json:"network,omitempty"`
-	Name    string `json:"name"`
-	Type    string `json:"type"`
-	Value   string `json:"value"`
-	// TTL in seconds; nil is the default (5).
-	TTL *int `json:"ttl,omitempty"`
-}
-
-// DNSRecordFilter selects records to remove: Name always, Type and Value optionally.
-type DNSRecordFilter struct {
-	Org     string `json:"org"`
-	Network string `json:"network,omitempty"`
-	Name    string `json:"name"`
-	Type    string `json:"type,omitempty"`
-	Value   string `json:"value,omitempty"`
-}
-
 func dnsInvalid(err error) error {
 	var de *catalog.DNSRecordError
 	if errors.As(err, &de) {

@@ -7,30 +7,24 @@ import (
 
 	"github.com/dogwood/dogwood/mesh/gossip"
 	"github.com/dogwood/dogwood/mesh/quota"
+	"github.com/dogwood/dogwood/mesh/schema"
 )
 
-// Error is an operation error with the HTTP status the API answers with. The CLI turns
-// StatusBadRequest into exit code 2 (invalid input) and everything else into 1.
-type Error struct {
-	Code int
-	Msg  string
-}
-
-func (e *Error) Error() string   { return e.Msg }
-func (e *Error) StatusCode() int { return e.Code }
+// Error is an operation error with the HTTP status the API answers with (schema.Error).
+type Error = schema.Error
 
 func invalid(format string, a ...any) error {
-	return &Error{http.StatusBadRequest, fmt.Sprintf(format, a...)}
+	return &Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf(format, a...)}
 }
 func notFound(format string, a ...any) error {
-	return &Error{http.StatusNotFound, fmt.Sprintf(format, a...)}
+	return &Error{Code: http.StatusNotFound, Msg: fmt.Sprintf(format, a...)}
 }
 func conflict(format string, a ...any) error {
-	return &Error{http.StatusConflict, fmt.Sprintf(format, a...)}
+	return &Error{Code: http.StatusConflict, Msg: fmt.Sprintf(format, a...)}
 }
 
 // overLimit is a quota refusal (SPEC §10): 403, which the CLI reports with exit 1.
-func overLimit(err error) error { return &Error{http.StatusForbidden, err.Error()} }
+func overLimit(err error) error { return &Error{Code: http.StatusForbidden, Msg: err.Error()} }
 
 // orgLimit refuses one more object of kind in org over its limit.
 func orgLimit(l quota.Limits, cat Reader, k quota.Kind, org string) error {
@@ -41,7 +35,7 @@ func orgLimit(l quota.Limits, cat Reader, k quota.Kind, org string) error {
 }
 
 func unavailable(format string, a ...any) error {
-	return &Error{http.StatusServiceUnavailable, fmt.Sprintf(format, a...)}
+	return &Error{Code: http.StatusServiceUnavailable, Msg: fmt.Sprintf(format, a...)}
 }
 
 // StatusCode returns the HTTP status that fits err (500 for unknown errors).

@@ -7,33 +7,10 @@ import (
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
-// AppSettings are the app settings a create or `apps update` sets.
-type AppSettings struct {
-	// WhenNoneHealthy is "all" (default) or "none": see catalog.App.
-	WhenNoneHealthy string `json:"when_none_healthy,omitempty"`
-}
-
-func (s AppSettings) check() error {
-	switch s.WhenNoneHealthy {
-	case "", catalog.WhenNoneAll, catalog.WhenNoneNone:
-		return nil
-	}
-	return invalid("invalid when_none_healthy %q: use all or none", s.WhenNoneHealthy)
-}
-
-// stored is the value the app record keeps: the default is not spelled out, so an
-// app that never chose encodes as before.
-func (s AppSettings) stored() string {
-	if s.WhenNoneHealthy == catalog.WhenNoneAll {
-		return ""
-	}
-	return s.WhenNoneHealthy
-}
-
 // Update changes an app's settings. Any host may write an app record; the newer
 // version wins everywhere.
 func (as *Apps) Update(_ context.Context, org, name string, s AppSettings) (*catalog.App, error) {
-	if err := s.check(); err != nil {
+	if err := s.Check(); err != nil {
 		return nil, err
 	}
 	as.mu.Lock()
@@ -43,11 +20,11 @@ func (as *Apps) Update(_ context.Context, org, name string, s AppSettings) (*cat
 		return nil, err
 	}
 	a := *r.App
-	if a.WhenNoneHealthy == s.stored() {
+	if a.WhenNoneHealthy == s.Stored() {
 		as.mu.Unlock()
 		return &a, nil
 	}
-	a.WhenNoneHealthy = s.stored()
+	a.WhenNoneHealthy = s.Stored()
 	next := *r
 	next.App, next.Version = &a, as.r.Tick()
 	err = as.w.Record(&next)

@@ -42,31 +42,6 @@ type Invites struct {
 	metrics      *metrics
 }
 
-// InviteSpec asks for an invitation; any agent takes it and forwards it to a
-// gateway, which issues the code.
-type InviteSpec struct {
-	Org       string    `json:"org"`
-	Network   string    `json:"network,omitempty"`
-	Region    string    `json:"region,omitempty"`
-	Name      string    `json:"name"`
-	DNS       string    `json:"dns,omitempty"` // full (default), split or none
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// InviteInfo is a pending invitation; Code is set only in the answer to its
-// creation (the gateway keeps only a hash of the secret).
-type InviteInfo struct {
-	Code      string    `json:"code,omitempty"`
-	Name      string    `json:"name"`
-	Org       string    `json:"org"`
-	Network   string    `json:"network"`
-	Region    string    `json:"region"`
-	Gateway   string    `json:"gateway"`
-	DNS       string    `json:"dns"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
 const (
 	opInviteCreate = "invite.create"
 	opInviteList   = "invite.list"

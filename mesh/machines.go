@@ -10,41 +10,9 @@ import (
 
 	"github.com/dogwood/dogwood/mesh/catalog"
 	"github.com/dogwood/dogwood/mesh/quota"
+	"github.com/dogwood/dogwood/mesh/schema"
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
-
-// MachineSpec is a machine to create on this host.
-type MachineSpec struct {
-	App string `json:"app"`
-	// Org picks the app's org; it may be empty when the app name is used in one org.
-	Org          string            `json:"org,omitempty"`
-	Region       string            `json:"region,omitempty"`
-	ProcessGroup string            `json:"process_group,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
-	Services     []catalog.Service `json:"services,omitempty"`
-	Netns        string            `json:"netns,omitempty"`
-	Stopped      bool              `json:"stopped,omitempty"`
-	// Checks are the machine's health checks ("http:8080/healthz" or an object with
-	// kind, target, interval, timeout, rise, fall); its host runs them.
-	Checks []catalog.Check `json:"checks,omitempty"`
-	// RequestID is the client's id for this create: a retry returns the machine the
-	// first attempt made (the CLI sets one and retries when the agent connection fails).
-	RequestID string `json:"request_id,omitempty"`
-	// Source is who asks: catalog.SourceCLI or SourceAPI (empty: api). Container
-	// runtimes' machines come with an Attachment instead.
-	Source string `json:"source,omitempty"`
-	// Attachment makes the machine a container runtime's (CNI) interface. Only the
-	// agent's local CNI service sets it; a request body never can.
-	Attachment *Attachment `json:"-"`
-}
-
-// Attachment is the interface a container runtime asked for through the CNI plugin:
-// the machine joins the namespace at Netns (a path the runtime owns and removes) as
-// interface Ifname. ContainerID goes into the machine's metadata; Network is the
-// runtime's network config name, which CNI's GC is scoped by.
-type Attachment struct {
-	ContainerID, Ifname, Netns, Network string
-}
 
 // Machines creates, lists, starts, stops and destroys machines. A machine's record
 // is written only by the host it runs on: operations on another host's machine are
@@ -70,7 +38,7 @@ type Machines struct {
 // Create allocates a machine field and address on this host and records the
 // machine. Allocation is serialized on the host, so concurrent creates never collide.
 func (ms *Machines) Create(ctx context.Context, spec MachineSpec) (*catalog.Machine, error) {
-	if err := checkMachineSpec(&spec); err != nil {
+	if err := schema.CheckMachineSpec(&spec); err != nil {
 		return nil, err
 	}
 	ifname := ""

@@ -18,25 +18,6 @@ type Members struct {
 	versions interface{ Versions() *gossip.Versions }
 }
 
-// MemberInfo is one host as `dogwood members` prints it.
-type MemberInfo struct {
-	Name      string `json:"name"`
-	HostID    uint32 `json:"host_id"`
-	HostIDHex string `json:"host_id_hex"`
-	Region    string `json:"region"`
-	Addr      string `json:"addr"`
-	Status    string `json:"status"`
-	Gateway   bool   `json:"gateway"`
-	PublicKey string `json:"public_key"`
-	Endpoint  string `json:"public_endpoint,omitempty"`
-	// Version is the member's release as it advertises it ("0.3.0"), or what its
-	// gossip tells ("0.2.0 or older"); "" when this host has not heard it.
-	Version  string `json:"version"`
-	Protocol int    `json:"protocol,omitempty"`
-	// VersionProblem says why this host cannot exchange messages with the member.
-	VersionProblem string `json:"version_problem,omitempty"`
-}
-
 // List lists every host in the catalog with its membership status.
 func (ms *Members) List() []MemberInfo {
 	snap := ms.r.Snapshot()

@@ -7,42 +7,6 @@ import (
 	"github.com/dogwood/dogwood/mesh/quota"
 )
 
-// OrgLimitsUpdate is a `orgs set-limits` request: a nil field stays as it is, 0
-// removes the org's override (the cluster default applies again).
-type OrgLimitsUpdate struct {
-	Machines   *int `json:"machines,omitempty"`
-	Apps       *int `json:"apps,omitempty"`
-	DNSRecords *int `json:"dns_records,omitempty"`
-	Peers      *int `json:"peers,omitempty"`
-}
-
-// maxOverride bounds an override: past it a typo, not a plan (the record-size and
-// memory reasoning behind the defaults in package quota).
-const maxOverride = 1_000_000
-
-// apply returns cur with u's fields set, or a usage error.
-func (u OrgLimitsUpdate) apply(cur catalog.OrgLimits) (catalog.OrgLimits, error) {
-	set := 0
-	for _, f := range []struct {
-		name string
-		v    *int
-		dst  *int
-	}{{"machines", u.Machines, &cur.Machines}, {"apps", u.Apps, &cur.Apps}, {"dns-records", u.DNSRecords, &cur.DNSRecords}, {"peers", u.Peers, &cur.Peers}} {
-		if f.v == nil {
-			continue
-		}
-		if *f.v < 0 || *f.v > maxOverride {
-			return cur, invalid("invalid --%s %d: use 1-%d, or 0 for the cluster default", f.name, *f.v, maxOverride)
-		}
-		*f.dst = *f.v
-		set++
-	}
-	if set == 0 {
-		return cur, invalid("nothing to set: give --machines, --apps, --dns-records or --peers (0 restores the cluster default)")
-	}
-	return cur, nil
-}
-
 // orgOverrides is org's limits overrides, nil when it has none.
 func orgOverrides(cat Reader, org string) *catalog.OrgLimits {
 	r := cat.Live(catalog.ID{Kind: catalog.KindApp, Key: catalog.LimitsKey(org)})
@@ -88,7 +52,7 @@ func (o *Orgs) SetLimits(_ context.Context, org string, u OrgLimitsUpdate) (*Org
 	if cur != nil {
 		base = *cur
 	}
-	next, err := u.apply(base)
+	next, err := u.Apply(base)
 	if err != nil {
 		o.mu.Unlock()
 		return nil, err

@@ -11,9 +11,6 @@ import (
 	"github.com/dogwood/dogwood/mesh/sixpn"
 )
 
-// DefaultNetwork is the network every org is created with.
-const DefaultNetwork = "default"
-
 // Orgs creates, lists and removes orgs and sets their limits. An org's slug is
 // unique in the cluster (Namer); an org is created with its default network.
 type Orgs struct {
@@ -46,23 +43,6 @@ func requireOrg(cat Reader, slug string) error {
 		return notFound("org %q not found", slug)
 	}
 	return nil
-}
-
-// OrgInfo is an org with its networks, as `orgs list` prints it.
-type OrgInfo struct {
-	Slug      string        `json:"slug"`
-	CreatedAt time.Time     `json:"created_at"`
-	Networks  []NetworkInfo `json:"networks"`
-	// Limits are the org's effective per-org quotas and which are its overrides.
-	Limits quota.Effective `json:"limits"`
-}
-
-// NetworkInfo describes one network.
-type NetworkInfo struct {
-	Org    string `json:"org"`
-	Name   string `json:"name"`
-	ID     uint32 `json:"id"`
-	Prefix string `json:"prefix"`
 }
 
 func networkInfo(nw *catalog.Network) NetworkInfo {

@@ -34,42 +34,6 @@ type Peers struct {
 	gw      *gatewayPeers // this host's own peers, when it is a gateway
 }
 
-// PeerSpec asks for a user peer. Only the public key ever reaches the agent.
-type PeerSpec struct {
-	Org       string     `json:"org"`
-	Network   string     `json:"network,omitempty"`
-	Region    string     `json:"region,omitempty"`
-	Name      string     `json:"name"`
-	PublicKey string     `json:"public_key"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	// RequestID is the client's id for this create: a retry returns the peer the
-	// first attempt made.
-	RequestID string `json:"request_id,omitempty"`
-}
-
-// PeerInfo is a peer plus what a config file needs from its gateway.
-type PeerInfo struct {
-	Name          string     `json:"name"`
-	Org           string     `json:"org"`
-	Network       string     `json:"network"`
-	Region        string     `json:"region"`
-	Gateway       string     `json:"gateway"`
-	Address       string     `json:"address"`
-	PublicKey     string     `json:"public_key"`
-	CreatedAt     time.Time  `json:"created_at"`
-	ExpiresAt     *time.Time `json:"expires_at"`
-	LastHandshake *time.Time `json:"last_handshake"`
-
-	AddressPrefix    string `json:"address_prefix"` // the /120, as the config's Address
-	NetworkPrefix    string `json:"network_prefix"` // the /48, as AllowedIPs
-	DNS              string `json:"dns"`
-	GatewayPublicKey string `json:"gateway_public_key"`
-	GatewayEndpoint  string `json:"gateway_endpoint"`
-	Endpoint         string `json:"endpoint,omitempty"` // where the gateway last saw the peer
-	RxBytes          int64  `json:"rx_bytes"`
-	TxBytes          int64  `json:"tx_bytes"`
-}
-
 // PeerStat is what the data plane knows about one WireGuard peer.
 type PeerStat struct {
 	PublicKey     string    `json:"public_key"`

@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -60,7 +62,7 @@ type agentOptions struct {
 func agentCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
-		Usage: "run the host agent (gossip, catalog, WireGuard, DNS, API)",
+		Usage: agentUsage,
 		Description: `Runs until SIGINT/SIGTERM, then leaves the cluster gracefully. State (identity,
 WireGuard key, catalog) lives in --data-dir and survives kill -9.
 

@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -51,10 +53,7 @@ func TestCleanupReadsAgentConfig(t *testing.T) {
 		needs.Skip(t, "needs root for a network namespace of its own")
 	}
 	needTool(t, "runs cleanup in a namespace of its own", "unshare", "go")
-	bin := filepath.Join(dir, "dogwood")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildDogwood(t, dir)
 	out, err := exec.Command("unshare", "-n", bin, "agent", "cleanup", "--config", f).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "removed dwcfgtest0") {
 		t.Errorf("agent cleanup --config: %v\n%s", err, out)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 )
 
 // usageError marks bad usage or invalid input: exit status 2.
@@ -26,7 +26,7 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(form
 // (including the agent's 400 answers), 1 for operations that failed.
 func exitCode(err error) int {
 	var ue *usageError
-	var ae *api.Error
+	var ae *apiclient.Error
 	switch {
 	case err == nil:
 		return 0
@@ -39,12 +39,15 @@ func exitCode(err error) int {
 }
 
 type env struct {
+	// args are the command line as given (args[0] the program): a command that
+	// runs in dogwood-agent passes them on unchanged.
+	args           []string
 	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	e := &env{args: args, stdin: stdin, stdout: stdout, stderr: stderr}
 	app := newApp(e)
 	if len(args) > 1 && args[1] == completeCommand {
 		return runComplete(app, args[2:], stdout)
@@ -181,25 +184,25 @@ func commandPath(c *cli.Context) string {
 // subcommand usage errors: urfave's OnUsageError is per command.
 func usageHook(_ *cli.Context, err error, _ bool) error { return &usageError{err.Error()} }
 
-func client(c *cli.Context) *api.Client {
+func client(c *cli.Context) *apiclient.Client {
 	agent := c.String("agent")
 	if !strings.Contains(agent, "://") {
-		cl := api.NewClient(agent)
-		cl.Via = api.ViaCLI
+		cl := apiclient.NewClient(agent)
+		cl.Via = apiclient.ViaCLI
 		return cl
 	}
 	cl, err := remoteClient(agent, c.String("token-file"), c.String("agent-fingerprint"), c.String("agent-ca"))
 	if err != nil {
-		return api.Failing(err)
+		return apiclient.Failing(err)
 	}
-	cl.Via = api.ViaCLI
+	cl.Via = apiclient.ViaCLI
 	return cl
 }
 
 // remoteClient is the client for --agent https://HOST:PORT: the token comes from
 // --token-file or DOGWOOD_TOKEN, the certificate check from --agent-fingerprint or
 // --agent-ca (else the system's roots).
-func remoteClient(agent, tokenFile, fingerprint, caFile string) (*api.Client, error) {
+func remoteClient(agent, tokenFile, fingerprint, caFile string) (*apiclient.Client, error) {
 	tok := os.Getenv("DOGWOOD_TOKEN")
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
@@ -211,11 +214,11 @@ func remoteClient(agent, tokenFile, fingerprint, caFile string) (*api.Client, er
 	if fingerprint != "" && caFile != "" {
 		return nil, usagef("--agent-fingerprint and --agent-ca are alternatives: give one")
 	}
-	tlsCfg, err := api.ClientTLS(fingerprint, caFile)
+	tlsCfg, err := apiclient.ClientTLS(fingerprint, caFile)
 	if err != nil {
 		return nil, &usageError{err.Error()}
 	}
-	cl, err := api.NewRemoteClient(agent, tok, tlsCfg)
+	cl, err := apiclient.NewRemoteClient(agent, tok, tlsCfg)
 	if err != nil {
 		return nil, &usageError{err.Error()}
 	}

@@ -29,6 +29,9 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 			if c.Name == "help" || c.Name == "version" || c.Hidden {
 				continue // urfave's own; version is a one-word command
 			}
+			if !agentLinked && isDelegated(c.Name) {
+				continue // its help is dogwood-agent's
+			}
 			if !strings.Contains(c.Description, "Example") || !strings.Contains(c.Description, "dogwood ") {
 				t.Errorf("dogwood %s --help has no example", p)
 			}
@@ -62,6 +65,9 @@ func TestReorderArgs(t *testing.T) {
 		{"ping web.internal -c 2 --config f", "ping -c 2 --config f web.internal"},
 		{"dig -- -x", "dig -- -x"},
 	} {
+		if !agentLinked && isDelegated(strings.Fields(tc.in)[0]) {
+			continue // passed to dogwood-agent as given, which reorders them
+		}
 		got := strings.Join(reorderArgs(app, append([]string{"dogwood"}, strings.Fields(tc.in)...))[1:], " ")
 		if got != tc.want {
 			t.Errorf("reorder %q = %q, want %q", tc.in, got, tc.want)
@@ -109,11 +115,13 @@ func TestUnknownCommands(t *testing.T) {
 }
 
 func TestHelpTexts(t *testing.T) {
-	_, out, _ := runCLI(t, "dig", "--help")
-	if !strings.Contains(out, "--config FILE") {
-		t.Errorf("dig --help: no FILE placeholder for --config:\n%s", out)
+	if agentLinked {
+		_, out, _ := runCLI(t, "dig", "--help")
+		if !strings.Contains(out, "--config FILE") {
+			t.Errorf("dig --help: no FILE placeholder for --config:\n%s", out)
+		}
 	}
-	_, out, _ = runCLI(t, "machines", "show", "--help")
+	_, out, _ := runCLI(t, "machines", "show", "--help")
 	if !strings.Contains(out, "one object") || strings.Contains(out, "array") {
 		t.Errorf("machines show --help: --json wording:\n%s", out)
 	}

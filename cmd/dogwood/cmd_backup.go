@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -26,7 +28,7 @@ const backupArchivePath = "/v1/backup/archive"
 func backupCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "backup",
-		Usage:     "write one file that restores this host completely (mode 0600)",
+		Usage:     backupUsage,
 		ArgsUsage: "FILE",
 		Description: `Taken while the agent runs: the data file in one read transaction (identity,
 WireGuard private key, catalog) and the data dir's other files (the invitation
@@ -120,7 +122,7 @@ func serveBackupArchive(node *mesh.Node, dataDir string) http.HandlerFunc {
 func restoreCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "restore",
-		Usage:     "put a backup back into a stopped agent's data dir, after checking it",
+		Usage:     restoreUsage,
 		ArgsUsage: "FILE",
 		Description: `Checks FILE first (the manifest's checksums, the data file's pages and the
 host's identity) and writes nothing if it is damaged. The agent must be stopped.

@@ -13,9 +13,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh"
-	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/schema"
 )
 
 func checkInput(err error) error {
@@ -34,16 +34,16 @@ func orgArg(c *cli.Context) (string, error) {
 	if len(a) == 0 {
 		return "", nil
 	}
-	return a[0], checkInput(mesh.ValidOrg(a[0]))
+	return a[0], checkInput(schema.ValidOrg(a[0]))
 }
 
 // pickOrg checks the org, or picks the only one there is; nameIt is the
 // usage error when there are n orgs to choose from.
-func pickOrg(ctx context.Context, cl *api.Client, org string, nameIt func(n int) error) (string, error) {
+func pickOrg(ctx context.Context, cl *apiclient.Client, org string, nameIt func(n int) error) (string, error) {
 	if org != "" {
-		return org, checkInput(mesh.ValidOrg(org))
+		return org, checkInput(schema.ValidOrg(org))
 	}
-	var orgs []mesh.OrgInfo
+	var orgs []schema.OrgInfo
 	if err := cl.Do(ctx, "GET", "/v1/orgs", nil, &orgs); err != nil {
 		return "", err
 	}
@@ -56,11 +56,11 @@ func pickOrg(ctx context.Context, cl *api.Client, org string, nameIt func(n int)
 // checkRegionName checks the optional region and the name of a peer to be.
 func checkRegionName(region, name string) error {
 	if region != "" {
-		if err := checkInput(mesh.ValidRegion(region)); err != nil {
+		if err := checkInput(schema.ValidRegion(region)); err != nil {
 			return err
 		}
 	}
-	return checkInput(mesh.ValidPeerName(name))
+	return checkInput(schema.ValidPeerName(name))
 }
 
 func orgsCommand(e *env) *cli.Command {
@@ -74,11 +74,11 @@ func orgsCommand(e *env) *cli.Command {
 				Description: "Example:\n  dogwood orgs create acme",
 				Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := oneArg(c, "SLUG", mesh.ValidOrg)
+					a, err := oneArg(c, "SLUG", schema.ValidOrg)
 					if err != nil {
 						return err
 					}
-					var org mesh.OrgInfo
+					var org schema.OrgInfo
 					if err := client(c).Do(c.Context, "POST", "/v1/orgs", map[string]string{"slug": a[0]}, &org); err != nil {
 						return err
 					}
@@ -98,7 +98,7 @@ func orgsCommand(e *env) *cli.Command {
 					if _, err := args(c, 0, 0, "[--json]"); err != nil {
 						return err
 					}
-					var orgs []mesh.OrgInfo
+					var orgs []schema.OrgInfo
 					if err := client(c).Do(c.Context, "GET", "/v1/orgs", nil, &orgs); err != nil {
 						return err
 					}
@@ -118,7 +118,7 @@ func orgsCommand(e *env) *cli.Command {
 				},
 			},
 			orgsSetLimitsCommand(e),
-			removeCommand(e, "remove an org that has no apps or peers", "SLUG", mesh.ValidOrg, "/v1/orgs/", "org", "dogwood orgs remove acme"),
+			removeCommand(e, "remove an org that has no apps or peers", "SLUG", schema.ValidOrg, "/v1/orgs/", "org", "dogwood orgs remove acme"),
 		},
 	}
 }
@@ -134,14 +134,14 @@ func networksCommand(e *env) *cli.Command {
 				Description: "Example:\n  dogwood networks create staging --org acme",
 				Flags:       []cli.Flag{&cli.StringFlag{Name: "org", Usage: "org `SLUG`", Required: true}, jsonObjectFlag}, OnUsageError: usageHook,
 				Action: func(c *cli.Context) error {
-					a, err := oneArg(c, "NAME --org SLUG", mesh.ValidNetwork)
+					a, err := oneArg(c, "NAME --org SLUG", schema.ValidNetwork)
 					if err != nil {
 						return err
 					}
-					if err := checkInput(mesh.ValidOrg(c.String("org"))); err != nil {
+					if err := checkInput(schema.ValidOrg(c.String("org"))); err != nil {
 						return err
 					}
-					var n mesh.NetworkInfo
+					var n schema.NetworkInfo
 					if err := client(c).Do(c.Context, "POST", "/v1/networks", map[string]string{"org": c.String("org"), "name": a[0]}, &n); err != nil {
 						return err
 					}
@@ -159,7 +159,7 @@ func networksCommand(e *env) *cli.Command {
 					if _, err := args(c, 0, 0, "[--org SLUG] [--json]"); err != nil {
 						return err
 					}
-					var nets []mesh.NetworkInfo
+					var nets []schema.NetworkInfo
 					if err := client(c).Do(c.Context, "GET", "/v1/networks?org="+url.QueryEscape(c.String("org")), nil, &nets); err != nil {
 						return err
 					}
@@ -189,7 +189,7 @@ func appsCommand(e *env) *cli.Command {
 				Description: "Examples:\n  dogwood apps create web --org acme\n  dogwood apps create db --org acme --network staging",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "org", Usage: "org `SLUG`", Required: true},
-					&cli.StringFlag{Name: "network", Usage: "network `NAME`", Value: mesh.DefaultNetwork},
+					&cli.StringFlag{Name: "network", Usage: "network `NAME`", Value: schema.DefaultNetwork},
 					whenNoneFlag,
 					requestIDFlag,
 					jsonObjectFlag,
@@ -199,7 +199,7 @@ func appsCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
-					for _, err := range []error{mesh.ValidApp(a[0]), mesh.ValidOrg(c.String("org")), mesh.ValidNetwork(c.String("network"))} {
+					for _, err := range []error{schema.ValidApp(a[0]), schema.ValidOrg(c.String("org")), schema.ValidNetwork(c.String("network"))} {
 						if err := checkInput(err); err != nil {
 							return err
 						}
@@ -253,7 +253,7 @@ func appsCommand(e *env) *cli.Command {
 				},
 			},
 			appsUpdateCommand(e),
-			withOrgFlag(removeCommand(e, "remove an app that has no machines", "NAME", mesh.ValidApp, "/v1/apps/", "app", "dogwood apps remove web --org acme")),
+			withOrgFlag(removeCommand(e, "remove an app that has no machines", "NAME", schema.ValidApp, "/v1/apps/", "app", "dogwood apps remove web --org acme")),
 		},
 	}
 }
@@ -322,18 +322,18 @@ func machinesCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
-					spec := mesh.MachineSpec{App: c.String("app"), Org: c.String("org"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
+					spec := schema.MachineSpec{App: c.String("app"), Org: c.String("org"), Region: c.String("region"), ProcessGroup: c.String("process-group"),
 						Netns: c.String("netns"), Stopped: c.Bool("stopped")} // source: the client's Via header
-					if err := checkInput(mesh.ValidApp(spec.App)); err != nil {
+					if err := checkInput(schema.ValidApp(spec.App)); err != nil {
 						return err
 					}
 					if spec.Region != "" {
-						if err := checkInput(mesh.ValidRegion(spec.Region)); err != nil {
+						if err := checkInput(schema.ValidRegion(spec.Region)); err != nil {
 							return err
 						}
 					}
 					for _, kv := range c.StringSlice("metadata") {
-						k, v, err := mesh.ParseMetadata(kv)
+						k, v, err := schema.ParseMetadata(kv)
 						if err != nil {
 							return checkInput(err)
 						}
@@ -343,7 +343,7 @@ func machinesCommand(e *env) *cli.Command {
 						spec.Metadata[k] = v
 					}
 					for _, s := range c.StringSlice("service") {
-						sv, err := mesh.ParseService(s)
+						sv, err := schema.ParseService(s)
 						if err != nil {
 							return checkInput(err)
 						}
@@ -377,7 +377,7 @@ func machinesCommand(e *env) *cli.Command {
 						return err
 					}
 					if a := c.String("app"); a != "" {
-						if err := checkInput(mesh.ValidApp(a)); err != nil {
+						if err := checkInput(schema.ValidApp(a)); err != nil {
 							return err
 						}
 					}
@@ -421,7 +421,7 @@ func machineAction(e *env, name, method, suffix string) *cli.Command {
 		Description: "Example:\n  dogwood machines " + name + " 3f9c2a1b7d0e44",
 		Flags:       []cli.Flag{jsonObjectFlag},
 		Action: func(c *cli.Context) error {
-			a, err := oneArg(c, "ID", mesh.ValidMachineID)
+			a, err := oneArg(c, "ID", schema.ValidMachineID)
 			if err != nil {
 				return err
 			}
@@ -468,7 +468,7 @@ var requestIDFlag = &cli.StringFlag{Name: "request-id", Usage: "client `ID` of t
 // requestID returns --request-id or a fresh random one.
 func requestID(c *cli.Context) (string, error) {
 	if rid := c.String("request-id"); rid != "" {
-		return rid, checkInput(mesh.ValidRequestID(rid))
+		return rid, checkInput(schema.ValidRequestID(rid))
 	}
 	var b [12]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -493,7 +493,7 @@ func machineShowCommand(e *env) *cli.Command {
 		Description: "Examples:\n  dogwood machines show 3f9c2a1b7d0e44\n  dogwood machines show 3f9c2a1b7d0e44 --json",
 		Flags:       []cli.Flag{jsonObjectFlag}, OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
-			a, err := oneArg(c, "ID", mesh.ValidMachineID)
+			a, err := oneArg(c, "ID", schema.ValidMachineID)
 			if err != nil {
 				return err
 			}

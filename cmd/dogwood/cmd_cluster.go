@@ -10,8 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh"
-	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/schema"
 )
 
 func keygenCommand(e *env) *cli.Command {
@@ -34,7 +33,7 @@ func keygenCommand(e *env) *cli.Command {
 
 // memberVersion is the VERSION column: the release, "?" when not heard yet, and
 // "(cannot talk)" after a member this host cannot exchange messages with.
-func memberVersion(m mesh.MemberInfo) string {
+func memberVersion(m schema.MemberInfo) string {
 	v := m.Version
 	if v == "" {
 		v = "?"
@@ -54,7 +53,7 @@ func membersCommand(e *env) *cli.Command {
 			if _, err := args(c, 0, 0, "[--json]"); err != nil {
 				return err
 			}
-			var ms []mesh.MemberInfo
+			var ms []schema.MemberInfo
 			if err := client(c).Do(c.Context, "GET", "/v1/members", nil, &ms); err != nil {
 				return err
 			}
@@ -77,7 +76,7 @@ func membersCommand(e *env) *cli.Command {
 			}
 			return nil
 		},
-		Subcommands: []*cli.Command{removeCommand(e, "remove a host that is gone for good (tombstones its machines and peers)", "NAME", mesh.ValidHostName, "/v1/members/", "host", "dogwood members remove host4")},
+		Subcommands: []*cli.Command{removeCommand(e, "remove a host that is gone for good (tombstones its machines and peers)", "NAME", schema.ValidHostName, "/v1/members/", "host", "dogwood members remove host4")},
 	}
 }
 
@@ -90,7 +89,7 @@ func statusCommand(e *env) *cli.Command {
 			if _, err := args(c, 0, 0, "[--json]"); err != nil {
 				return err
 			}
-			var st api.Status
+			var st schema.Status
 			if err := client(c).Do(c.Context, "GET", "/v1/status", nil, &st); err != nil {
 				return err
 			}

@@ -8,13 +8,13 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh"
-	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/schema"
 )
 
 func dnsCommand(e *env) *cli.Command {
-	networkFlag := &cli.StringFlag{Name: "network", Usage: "network of the org (`NAME`)", Value: mesh.DefaultNetwork}
+	networkFlag := &cli.StringFlag{Name: "network", Usage: "network of the org (`NAME`)", Value: schema.DefaultNetwork}
 	return &cli.Command{
 		Name:  "dns",
 		Usage: "custom .internal records: AAAA, A, CNAME, TXT, SRV and ALIAS (blue/green switches)",
@@ -63,7 +63,7 @@ Examples:
 					if org, err = dnsOrg(c.Context, cl, org); err != nil {
 						return err
 					}
-					rec, err := cl.AddDNSRecord(c.Context, mesh.DNSRecordSpec{Org: org, Network: c.String("network"), Name: a[0], Type: a[1], Value: a[2], TTL: &ttl})
+					rec, err := cl.AddDNSRecord(c.Context, schema.DNSRecordSpec{Org: org, Network: c.String("network"), Name: a[0], Type: a[1], Value: a[2], TTL: &ttl})
 					if err != nil {
 						return err
 					}
@@ -112,7 +112,7 @@ Examples:
 					if err != nil {
 						return err
 					}
-					f := mesh.DNSRecordFilter{Network: c.String("network")}
+					f := schema.DNSRecordFilter{Network: c.String("network")}
 					switch {
 					case len(a) == 4 || (len(a) == 3 && isDNSType(a[2]) && !isDNSType(a[1])) || (len(a) == 2 && !isDNSType(a[1])):
 						f.Org, a = a[0], a[1:]
@@ -161,7 +161,7 @@ func isDNSType(s string) bool {
 }
 
 // dnsOrg checks the org, or picks the only one there is.
-func dnsOrg(ctx context.Context, cl *api.Client, org string) (string, error) {
+func dnsOrg(ctx context.Context, cl *apiclient.Client, org string) (string, error) {
 	return pickOrg(ctx, cl, org, func(n int) error {
 		return usagef("name the org: there are %d orgs (dogwood dns add ORG NAME TYPE VALUE)", n)
 	})

@@ -8,8 +8,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/schema"
 )
 
 // checkFlags are `machines create`'s health check flags.
@@ -104,7 +104,7 @@ func appsUpdateCommand(e *env) *cli.Command {
 		Description: "Example:\n  dogwood apps update web --when-none-healthy none",
 		Flags:       []cli.Flag{appOrgFlag, whenNoneFlag, jsonObjectFlag}, OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
-			a, err := oneArg(c, "NAME --when-none-healthy all|none", mesh.ValidApp)
+			a, err := oneArg(c, "NAME --when-none-healthy all|none", schema.ValidApp)
 			if err != nil {
 				return err
 			}
@@ -119,7 +119,7 @@ func appsUpdateCommand(e *env) *cli.Command {
 				path += "?org=" + url.QueryEscape(o)
 			}
 			var app catalog.App
-			if err := client(c).Do(c.Context, "PATCH", path, mesh.AppSettings{WhenNoneHealthy: c.String("when-none-healthy")}, &app); err != nil {
+			if err := client(c).Do(c.Context, "PATCH", path, schema.AppSettings{WhenNoneHealthy: c.String("when-none-healthy")}, &app); err != nil {
 				return err
 			}
 			if c.Bool("json") {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh"
-	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 	"github.com/dogwood/dogwood/mesh/invite"
+	"github.com/dogwood/dogwood/mesh/schema"
 	"github.com/dogwood/dogwood/peers/config"
 )
 
@@ -36,7 +36,7 @@ Examples:
   dogwood wireguard invite acme "" ci-runner --expires 10m --dns none
   dogwood wireguard invite acme --expires 2d --dns split`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "network", Usage: "network `NAME` of the org", Value: mesh.DefaultNetwork},
+			&cli.StringFlag{Name: "network", Usage: "network `NAME` of the org", Value: schema.DefaultNetwork},
 			expiresFlag("the code is valid for `DURATION` (e.g. 30m, 1h, 7d)", "1h"),
 			dnsModeFlag,
 			jsonObjectFlag,
@@ -78,9 +78,9 @@ func createInvite(c *cli.Context, e *env, org, region, name string) error {
 	if err != nil {
 		return err
 	}
-	spec := mesh.InviteSpec{Org: org, Network: c.String("network"), Region: region, Name: name, DNS: string(mode),
+	spec := schema.InviteSpec{Org: org, Network: c.String("network"), Region: region, Name: name, DNS: string(mode),
 		ExpiresAt: time.Now().Add(ttl).UTC()}
-	var inv mesh.InviteInfo
+	var inv schema.InviteInfo
 	if err := cl.Do(c.Context, "POST", "/v1/invites", spec, &inv); err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func createInvite(c *cli.Context, e *env, org, region, name string) error {
 
 // inviteJSON is a pending invitation as `wireguard list --json` and `invite
 // --json` show it: the peer fields it will have, state "invited".
-func inviteJSON(inv mesh.InviteInfo) map[string]any {
+func inviteJSON(inv schema.InviteInfo) map[string]any {
 	m := map[string]any{
 		"name": inv.Name, "org": inv.Org, "network": inv.Network, "region": inv.Region, "gateway": inv.Gateway,
 		"address": nil, "public_key": nil, "created_at": inv.CreatedAt, "expires_at": inv.ExpiresAt,
@@ -171,7 +171,7 @@ func joinInvite(ctx context.Context, e *env, codeText, file, dnsOverride string,
 	if dnsOverride != "" {
 		mode, _ = config.ParseDNSMode(dnsOverride)
 	}
-	p := mesh.PeerInfo{Name: resp.Name, Org: resp.Org, Network: resp.Network, Region: resp.Region, Gateway: resp.Gateway,
+	p := schema.PeerInfo{Name: resp.Name, Org: resp.Org, Network: resp.Network, Region: resp.Region, Gateway: resp.Gateway,
 		Address: resp.Address, DNS: resp.DNS, NetworkPrefix: resp.NetworkPrefix,
 		GatewayPublicKey: resp.GatewayPublicKey, GatewayEndpoint: resp.GatewayEndpoint, PublicKey: pub.String()}
 	cfg, err := buildPeerConfig(priv, pub, p, mode)
@@ -196,24 +196,24 @@ func joinInvite(ctx context.Context, e *env, codeText, file, dnsOverride string,
 
 // pendingInvite finds the pending invitation for a peer the agent did not
 // find (err is that 404).
-func pendingInvite(c *cli.Context, org, name string, err error) (mesh.InviteInfo, bool) {
-	var ae *api.Error
+func pendingInvite(c *cli.Context, org, name string, err error) (schema.InviteInfo, bool) {
+	var ae *apiclient.Error
 	if !errors.As(err, &ae) || ae.Status != 404 {
-		return mesh.InviteInfo{}, false
+		return schema.InviteInfo{}, false
 	}
-	var invs []mesh.InviteInfo
+	var invs []schema.InviteInfo
 	if client(c).Do(c.Context, "GET", "/v1/invites?org="+url.QueryEscape(org), nil, &invs) != nil {
-		return mesh.InviteInfo{}, false
+		return schema.InviteInfo{}, false
 	}
 	for _, inv := range invs {
 		if inv.Name == name {
 			return inv, true
 		}
 	}
-	return mesh.InviteInfo{}, false
+	return schema.InviteInfo{}, false
 }
 
-func showInvite(e *env, inv mesh.InviteInfo, asJSON bool) error {
+func showInvite(e *env, inv schema.InviteInfo, asJSON bool) error {
 	if asJSON {
 		return printJSON(e.stdout, inviteJSON(inv))
 	}
@@ -228,7 +228,7 @@ func showInvite(e *env, inv mesh.InviteInfo, asJSON bool) error {
 func removePeerOrInvite(c *cli.Context, e *env, org, name string) error {
 	cl := client(c)
 	err := cl.Do(c.Context, "DELETE", "/v1/peers/"+url.PathEscape(org)+"/"+url.PathEscape(name), nil, nil)
-	var ae *api.Error
+	var ae *apiclient.Error
 	if err == nil {
 		fmt.Fprintf(e.stdout, "removed peer %s from org %s\n", name, org)
 		return nil

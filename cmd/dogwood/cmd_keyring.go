@@ -8,6 +8,21 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// keyringRequest is one keyring operation: list, install, use or remove.
+type keyringRequest struct {
+	Op  string `json:"op"`
+	Key string `json:"key,omitempty"` // base64
+}
+
+// keyringHost is one host's answer.
+type keyringHost struct {
+	Host    string   `json:"host"`
+	OK      bool     `json:"ok"`
+	Error   string   `json:"error,omitempty"`
+	Primary string   `json:"primary,omitempty"`
+	Keys    []string `json:"keys,omitempty"`
+}
+
 func keyringCommand(e *env) *cli.Command {
 	op := func(name, usage, desc string) *cli.Command {
 		return &cli.Command{

@@ -7,19 +7,19 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/schema"
 )
 
 // orgLimitFlags are set-limits' flags with the request field each sets.
 var orgLimitFlags = []struct {
 	name  string
 	usage string
-	field func(*mesh.OrgLimitsUpdate) **int
+	field func(*schema.OrgLimitsUpdate) **int
 }{
-	{"machines", "machines in the org", func(u *mesh.OrgLimitsUpdate) **int { return &u.Machines }},
-	{"apps", "apps in the org", func(u *mesh.OrgLimitsUpdate) **int { return &u.Apps }},
-	{"dns-records", "custom DNS records in the org", func(u *mesh.OrgLimitsUpdate) **int { return &u.DNSRecords }},
-	{"peers", "developer peers in the org", func(u *mesh.OrgLimitsUpdate) **int { return &u.Peers }},
+	{"machines", "machines in the org", func(u *schema.OrgLimitsUpdate) **int { return &u.Machines }},
+	{"apps", "apps in the org", func(u *schema.OrgLimitsUpdate) **int { return &u.Apps }},
+	{"dns-records", "custom DNS records in the org", func(u *schema.OrgLimitsUpdate) **int { return &u.DNSRecords }},
+	{"peers", "developer peers in the org", func(u *schema.OrgLimitsUpdate) **int { return &u.Peers }},
 }
 
 func orgsSetLimitsCommand(e *env) *cli.Command {
@@ -35,11 +35,11 @@ func orgsSetLimitsCommand(e *env) *cli.Command {
 			"Examples:\n  dogwood orgs set-limits acme --machines 50000 --peers 10\n  dogwood orgs set-limits acme --machines 0",
 		Flags: flags, OnUsageError: usageHook,
 		Action: func(c *cli.Context) error {
-			a, err := oneArg(c, usage, mesh.ValidOrg)
+			a, err := oneArg(c, usage, schema.ValidOrg)
 			if err != nil {
 				return err
 			}
-			var req mesh.OrgLimitsUpdate
+			var req schema.OrgLimitsUpdate
 			for _, f := range orgLimitFlags {
 				if !c.IsSet(f.name) {
 					continue
@@ -50,10 +50,10 @@ func orgsSetLimitsCommand(e *env) *cli.Command {
 				}
 				*f.field(&req) = &v
 			}
-			if req == (mesh.OrgLimitsUpdate{}) {
+			if req == (schema.OrgLimitsUpdate{}) {
 				return checkInput(fmt.Errorf("nothing to set: give --machines, --apps, --dns-records or --peers (0 restores the cluster default)"))
 			}
-			var org mesh.OrgInfo
+			var org schema.OrgInfo
 			if err := client(c).Do(c.Context, "PATCH", "/v1/orgs/"+url.PathEscape(a[0])+"/limits", req, &org); err != nil {
 				return err
 			}

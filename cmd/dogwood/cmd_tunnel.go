@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -36,7 +38,7 @@ func loadConfig(path string) (config.Config, error) {
 func digCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "dig",
-		Usage:     "query .internal DNS as a machine of a network sees it",
+		Usage:     digUsage,
 		ArgsUsage: "NAME [TYPE]",
 		Description: `With --org, the local agent answers for that org's network. With --config, the query
 goes to fdaa:<net>::3 through the tunnel, exactly as a laptop's would: through the
@@ -148,7 +150,7 @@ func ipv6OnlyHint(e *env, msg *dns.Msg, name string, qtype uint16, query func(st
 
 func pingCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name: "ping", Usage: "ping a machine or peer through a userspace tunnel (no root)", ArgsUsage: "NAME|ADDR",
+		Name: "ping", Usage: pingUsage, ArgsUsage: "NAME|ADDR",
 		Description: `Examples:
   dogwood ping --config laptop.conf web.internal
   dogwood ping --config laptop.conf -c 3 fdaa:0:18:a7b:7d:f066:b83b:2`,
@@ -178,7 +180,7 @@ func pingCommand(e *env) *cli.Command {
 
 func proxyCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name: "proxy", Usage: "forward a local TCP port to a machine through a userspace tunnel (no root)",
+		Name: "proxy", Usage: proxyUsage,
 		ArgsUsage: "LOCAL_PORT:NAME:REMOTE_PORT",
 		Description: `Listens on 127.0.0.1:LOCAL_PORT; every connection is resolved and dialed through the tunnel.
 

@@ -15,11 +15,11 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/schema"
 	"github.com/dogwood/dogwood/peers/config"
 )
 
-func peerJSON(p mesh.PeerInfo) map[string]any {
+func peerJSON(p schema.PeerInfo) map[string]any {
 	return map[string]any{
 		"name": p.Name, "org": p.Org, "network": p.Network, "region": p.Region, "gateway": p.Gateway,
 		"address": p.Address, "public_key": p.PublicKey, "created_at": p.CreatedAt, "expires_at": p.ExpiresAt,
@@ -102,7 +102,7 @@ Examples:
   dogwood wireguard create acme ord laptop laptop.conf --dns split
   dogwood wireguard create acme ord laptop laptop.conf --public-key "$(wg pubkey < laptop.key)"`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "network", Usage: "network `NAME` of the org", Value: mesh.DefaultNetwork},
+					&cli.StringFlag{Name: "network", Usage: "network `NAME` of the org", Value: schema.DefaultNetwork},
 					&cli.BoolFlag{Name: "qr", Usage: "also print the config as a QR code (WireGuard mobile apps)"},
 					expiresFlag("remove the peer after `DURATION` (e.g. 12h, 7d, 2w)", ""),
 					dnsModeFlag,
@@ -129,11 +129,11 @@ Examples:
 					if err != nil {
 						return err
 					}
-					var ps []mesh.PeerInfo
+					var ps []schema.PeerInfo
 					if err := client(c).Do(c.Context, "GET", "/v1/peers?org="+url.QueryEscape(org), nil, &ps); err != nil {
 						return err
 					}
-					var invs []mesh.InviteInfo
+					var invs []schema.InviteInfo
 					if err := client(c).Do(c.Context, "GET", "/v1/invites?org="+url.QueryEscape(org), nil, &invs); err != nil {
 						return err
 					}
@@ -182,7 +182,7 @@ Examples:
 					if err != nil {
 						return err
 					}
-					var p mesh.PeerInfo
+					var p schema.PeerInfo
 					if err := client(c).Do(c.Context, "GET", path, nil, &p); err != nil {
 						if inv, ok := pendingInvite(c, a[0], a[1], err); ok {
 							return showInvite(e, inv, c.Bool("json"))
@@ -247,12 +247,12 @@ func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, 
 	if err != nil {
 		return err
 	}
-	spec := mesh.PeerSpec{Org: org, Network: c.String("network"), Region: region, Name: name, PublicKey: pub.String(), RequestID: rid}
+	spec := schema.PeerSpec{Org: org, Network: c.String("network"), Region: region, Name: name, PublicKey: pub.String(), RequestID: rid}
 	if expires != 0 {
 		t := time.Now().Add(expires).UTC()
 		spec.ExpiresAt = &t
 	}
-	var p mesh.PeerInfo
+	var p schema.PeerInfo
 	if err := cl.DoRetry(ctx, "POST", "/v1/peers", spec, &p); err != nil {
 		return err
 	}
@@ -290,7 +290,7 @@ func createPeer(ctx context.Context, c *cli.Context, e *env, org, region, name, 
 
 // buildPeerConfig renders the config of peer p for a key pair: priv is zero
 // when only the public key pub is known here (--public-key).
-func buildPeerConfig(priv, pub wgtypes.Key, p mesh.PeerInfo, mode config.DNSMode) (config.Config, error) {
+func buildPeerConfig(priv, pub wgtypes.Key, p schema.PeerInfo, mode config.DNSMode) (config.Config, error) {
 	cfg, err := baseConfig(priv, p)
 	if err != nil {
 		return cfg, err
@@ -304,7 +304,7 @@ func buildPeerConfig(priv, pub wgtypes.Key, p mesh.PeerInfo, mode config.DNSMode
 	return cfg, nil
 }
 
-func baseConfig(priv wgtypes.Key, p mesh.PeerInfo) (config.Config, error) {
+func baseConfig(priv wgtypes.Key, p schema.PeerInfo) (config.Config, error) {
 	if priv == (wgtypes.Key{}) {
 		// config.New wants a key; WithoutPrivateKey drops this one.
 		var err error
@@ -337,10 +337,10 @@ func peerArgs(c *cli.Context) ([]string, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if err := checkInput(mesh.ValidOrg(a[0])); err != nil {
+	if err := checkInput(schema.ValidOrg(a[0])); err != nil {
 		return nil, "", err
 	}
-	if err := checkInput(mesh.ValidPeerName(a[1])); err != nil {
+	if err := checkInput(schema.ValidPeerName(a[1])); err != nil {
 		return nil, "", err
 	}
 	return a, "/v1/peers/" + url.PathEscape(a[0]) + "/" + url.PathEscape(a[1]), nil

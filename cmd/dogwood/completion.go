@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dogwood/dogwood/mesh/api"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 )
 
 // completeCommand is the hidden word every shell's completion script calls:
@@ -216,7 +216,7 @@ var nameQueries = map[string][2]string{
 // agentNames asks the agent at addr for names of a kind, within a short time.
 func agentNames(addr string) nameSource {
 	return func(kind string) []string {
-		cl := api.NewClient(addr)
+		cl := apiclient.NewClient(addr)
 		if strings.Contains(addr, "://") {
 			return nil // a remote agent wants a token and a pin: not for a TAB press
 		}

@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -50,10 +52,7 @@ func TestShellCompletion(t *testing.T) {
 	needTool(t, "drives bash completion", "bash", "go")
 	sock, _, _, _, _ := testAgent(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "dogwood")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildDogwood(t, dir)
 	env := append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "DOGWOOD_AGENT="+sock)
 	if out, err := exec.Command(bin, "--agent", sock, "orgs", "create", "acme").CombinedOutput(); err != nil {
 		t.Fatalf("orgs create: %v %s", err, out)

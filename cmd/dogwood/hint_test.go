@@ -1,25 +1,18 @@
+//go:build agent
+
 package main
 
 import (
 	"errors"
-	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dogwood/dogwood/cmd/dogwood/e2e/needs"
 	"github.com/dogwood/dogwood/peers/config"
 )
-
-// needTool skips when a tool is missing, except under CI=true where a skip
-// would hide a test that never ran (package needs decides).
-func needTool(t *testing.T, why string, tools ...string) {
-	t.Helper()
-	if missing := needs.Missing(tools...); len(missing) > 0 {
-		needs.Skip(t, "%s not installed (make deps): %s", strings.Join(missing, ", "), why)
-	}
-}
 
 func TestWgQuickArg(t *testing.T) {
 	for _, tc := range []struct{ file, arg, problem string }{

@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -74,8 +76,16 @@ func openInvites(o agentOptions, publicEndpoint string, log *slog.Logger, reg pr
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	cfg := &mesh.InviteConfig{Book: book, Pin: id.Pin, Endpoint: net.JoinHostPort(pubHost, strconv.Itoa(port))}
+	results := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_invite_redemptions_total",
+		Help: "Invitation redemption attempts by result: ok, unknown, used, expired, bad, failed, rate_limited."}, []string{"result"})
+	if reg != nil {
+		if err := reg.Register(results); err != nil {
+			return fail(err)
+		}
+	}
+	count := func(result string) { results.WithLabelValues(result).Inc() }
 	return &inviteListener{cfg: cfg, ln: ln, log: log,
-		srv: &invite.Server{Identity: id, Logger: log, Registerer: reg, Check: book.Check}}, nil
+		srv: &invite.Server{Identity: id, Logger: log, Counted: count, Check: book.Check}}, nil
 }
 
 // serve starts redemption once the node runs.

@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -24,21 +26,6 @@ import (
 // rewrites its key file, so a restart keeps the result.
 
 const opKeyring = "keyring"
-
-// keyringRequest is one keyring operation: list, install, use or remove.
-type keyringRequest struct {
-	Op  string `json:"op"`
-	Key string `json:"key,omitempty"` // base64
-}
-
-// keyringHost is one host's answer.
-type keyringHost struct {
-	Host    string   `json:"host"`
-	OK      bool     `json:"ok"`
-	Error   string   `json:"error,omitempty"`
-	Primary string   `json:"primary,omitempty"`
-	Keys    []string `json:"keys,omitempty"`
-}
 
 // keyring applies operations to this host's gossip keys and key file.
 type keyring struct {

@@ -1,3 +1,5 @@
+//go:build agent
+
 package main
 
 import (
@@ -150,8 +152,13 @@ func TestDebInstall(t *testing.T) {
 	if v := in("dogwood", "version"); !strings.HasPrefix(v, "dogwood 1.2.3-rc.1 (commit 0123456789ab, built 2026-01-02T03:04:05Z") {
 		t.Errorf("installed dogwood version: %q", v)
 	}
+	// The agent's commands run /usr/lib/dogwood/dogwood-agent in dogwood's place.
+	if h := in("dogwood", "agent", "--help"); !strings.Contains(h, "--gossip-key-file") {
+		t.Errorf("installed dogwood agent --help: %q", h)
+	}
 	for path, mode := range map[string]os.FileMode{
 		"/etc/dogwood": os.ModeDir | 0o750, "/etc/dogwood/agent.yaml": 0o640, "/usr/bin/dogwood": 0o755,
+		"/usr/lib/dogwood/dogwood-agent":          0o755,
 		"/usr/lib/systemd/system/dogwood.service": 0o644, "/usr/share/bash-completion/completions/dogwood": 0o644,
 		"/usr/share/doc/dogwood/copyright": 0o644, "/usr/share/doc/dogwood/monitoring/alerts.yml": 0o644,
 		// Where zsh (Debian's fpath) and fish look for completions of packages.
@@ -209,7 +216,7 @@ func TestDebInstall(t *testing.T) {
 	}
 
 	in("dpkg", "--purge", "dogwood")
-	for _, p := range []string{"/usr/bin/dogwood", "/etc/dogwood/agent.yaml", "/usr/lib/systemd/system/dogwood.service", "/usr/lib/cni/dogwood", "/opt/cni/bin/dogwood"} {
+	for _, p := range []string{"/usr/bin/dogwood", "/usr/lib/dogwood/dogwood-agent", "/etc/dogwood/agent.yaml", "/usr/lib/systemd/system/dogwood.service", "/usr/lib/cni/dogwood", "/opt/cni/bin/dogwood"} {
 		if _, err := os.Stat(filepath.Join(root, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after purge %s: %v", p, err)
 		}

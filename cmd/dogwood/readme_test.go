@@ -60,10 +60,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "dogwood"), ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	os.Mkdir(filepath.Join(dir, "bin"), 0o755)
+	buildDogwood(t, filepath.Join(dir, "bin"))
 	// Whatever happens, no agent survives the test.
 	script := "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + strings.Join(blocks, "\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

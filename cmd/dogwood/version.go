@@ -6,7 +6,6 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dogwood/dogwood/mesh/release"
@@ -99,20 +98,6 @@ func (b buildInfo) String() string {
 // logAttrs are the build's fields for the agent's first log line.
 func (b buildInfo) logAttrs() []any {
 	return []any{"version", b.Version, "commit", b.shortCommit(), "built", b.Date, "go", b.GoVersion}
-}
-
-// collector is the constant dogwood_build_info gauge (value 1, the build in labels),
-// the convention Prometheus' own build_info metrics follow.
-func (b buildInfo) collector() prometheus.Collector {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "dogwood_build_info",
-		Help: "A constant 1 labelled with the version, commit, build date and Go version of the running agent.",
-		ConstLabels: prometheus.Labels{
-			"version": b.Version, "commit": b.Commit, "date": b.Date, "goversion": b.GoVersion,
-		},
-	})
-	g.Set(1)
-	return g
 }
 
 func versionCommand(e *env) *cli.Command {

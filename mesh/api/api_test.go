@@ -27,6 +27,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 	"github.com/dogwood/dogwood/mesh/store"
 )
 
@@ -249,13 +250,13 @@ func TestTLSAPI(t *testing.T) {
 	ctx := context.Background()
 
 	pinned := func(pin string) *tls.Config {
-		c, err := ClientTLS(pin, "")
+		c, err := apiclient.ClientTLS(pin, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
-	cl, err := NewRemoteClient(url, "tok", pinned(fp))
+	cl, err := apiclient.NewRemoteClient(url, "tok", pinned(fp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,31 +273,31 @@ func TestTLSAPI(t *testing.T) {
 		}
 		b.WriteString(colons[i : i+2])
 	}
-	if cl, _ := NewRemoteClient(url, "tok", pinned(b.String())); cl.Do(ctx, "GET", "/v1/health", nil, nil) != nil {
+	if cl, _ := apiclient.NewRemoteClient(url, "tok", pinned(b.String())); cl.Do(ctx, "GET", "/v1/health", nil, nil) != nil {
 		t.Errorf("colon-separated fingerprint refused")
 	}
 
 	wrong := "sha256:" + strings.Repeat("ab", 32)
-	cl, _ = NewRemoteClient(url, "tok", pinned(wrong))
+	cl, _ = apiclient.NewRemoteClient(url, "tok", pinned(wrong))
 	if err := cl.Do(ctx, "GET", "/v1/health", nil, nil); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Errorf("wrong pin: %v", err)
 	}
-	cl, _ = NewRemoteClient(url, "tok", pinned(""))
+	cl, _ = apiclient.NewRemoteClient(url, "tok", pinned(""))
 	if err := cl.Do(ctx, "GET", "/v1/health", nil, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("no pin, self-signed: %v", err)
 	}
-	cl, _ = NewRemoteClient(url, "nope", pinned(fp))
-	var ae *Error
+	cl, _ = apiclient.NewRemoteClient(url, "nope", pinned(fp))
+	var ae *apiclient.Error
 	if err := cl.Do(ctx, "GET", "/v1/health", nil, nil); !errors.As(err, &ae) || ae.Status != 401 {
 		t.Errorf("wrong token: %v", err)
 	}
-	if _, err := NewRemoteClient("http://"+ln.Addr().String(), "tok", pinned(fp)); err == nil {
+	if _, err := apiclient.NewRemoteClient("http://"+ln.Addr().String(), "tok", pinned(fp)); err == nil {
 		t.Error("plain http accepted")
 	}
-	if _, err := NewRemoteClient(url, "", pinned(fp)); err == nil {
+	if _, err := apiclient.NewRemoteClient(url, "", pinned(fp)); err == nil {
 		t.Error("no token accepted")
 	}
-	if _, err := ClientTLS("sha256:1234", ""); err == nil {
+	if _, err := apiclient.ClientTLS("sha256:1234", ""); err == nil {
 		t.Error("short fingerprint accepted")
 	}
 	// A plain-HTTP request to the TLS port gets nothing useful.
@@ -398,7 +399,7 @@ func TestTLSAPIWithCA(t *testing.T) {
 		t.Error("a certificate without its key was accepted")
 	}
 	cert, fp, err := LoadOrCreateCert(t.TempDir(), certFile, keyFile, nil)
-	if err != nil || fp != Fingerprint(der) {
+	if err != nil || fp != apiclient.Fingerprint(der) {
 		t.Fatalf("load: %v %s", err, fp)
 	}
 	ln, err := Listen("127.0.0.1:0", TCPAPILimits(), &cert)
@@ -412,11 +413,11 @@ func TestTLSAPIWithCA(t *testing.T) {
 		ca string
 		ok bool
 	}{{caFile, true}, {otherCA, false}} {
-		cfg, err := ClientTLS("", tc.ca)
+		cfg, err := apiclient.ClientTLS("", tc.ca)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl, _ := NewRemoteClient("https://"+ln.Addr().String(), "tok", cfg)
+		cl, _ := apiclient.NewRemoteClient("https://"+ln.Addr().String(), "tok", cfg)
 		err = cl.Do(context.Background(), "GET", "/v1/health", nil, nil)
 		if (err == nil) != tc.ok {
 			t.Errorf("CA %s: %v, want ok=%v", filepath.Base(tc.ca), err, tc.ok)
@@ -438,10 +439,10 @@ func TestMachineSourceFromVia(t *testing.T) {
 			t.Fatalf("%s %s: %d %s", c.method, c.path, res.StatusCode, b)
 		}
 	}
-	for _, tc := range []struct{ via, want string }{{ViaCLI, "cli"}, {"", "api"}} {
+	for _, tc := range []struct{ via, want string }{{apiclient.ViaCLI, "cli"}, {"", "api"}} {
 		r := httptest.NewRequest("POST", "/v1/machines", strings.NewReader(`{"app":"web","org":"acme","stopped":true}`))
 		if tc.via != "" {
-			r.Header.Set(ViaHeader, tc.via)
+			r.Header.Set(apiclient.ViaHeader, tc.via)
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)

@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 )
 
 // TestCreateRetriedAfterLostAnswer: machines, apps and peers created with a request id
@@ -48,7 +49,7 @@ func TestCreateRetriedAfterLostAnswer(t *testing.T) {
 	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	cl := NewClient(sock)
+	cl := apiclient.NewClient(sock)
 	ctx := context.Background()
 	if err := cl.Do(ctx, "POST", "/v1/orgs", map[string]string{"slug": "acme"}, nil); err == nil {
 		t.Fatal("first call should have lost its answer")

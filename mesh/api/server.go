@@ -10,7 +10,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,61 +23,19 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dogwood/dogwood/mesh"
+	"github.com/dogwood/dogwood/mesh/apiclient"
 	"github.com/dogwood/dogwood/mesh/catalog"
+	"github.com/dogwood/dogwood/mesh/schema"
 )
 
-// WireGuardStatus is the data plane's state as `dogwood status` shows it.
-type WireGuardStatus struct {
-	Interface string          `json:"interface"`
-	Mode      string          `json:"mode"`
-	Port      int             `json:"port"`
-	Peers     []WireGuardPeer `json:"peers"`
-}
-
-// WireGuardPeer is one peer of the host's interface.
-type WireGuardPeer struct {
-	PublicKey     string     `json:"public_key"`
-	Host          string     `json:"host,omitempty"` // the host or user peer it belongs to
-	Endpoint      string     `json:"endpoint"`
-	AllowedIPs    []string   `json:"allowed_ips"`
-	LastHandshake *time.Time `json:"last_handshake"`
-	HandshakeAge  *float64   `json:"handshake_age_seconds"`
-	RxBytes       int64      `json:"rx_bytes"`
-	TxBytes       int64      `json:"tx_bytes"`
-	// Reachable is this host's verdict on a host peer's tunnel (false: its machines
-	// are out of this host's DNS answers); absent for user peers.
-	Reachable *bool `json:"reachable,omitempty"`
-}
-
-// Status is this host's identity, catalog counts and WireGuard peers.
-type Status struct {
-	Name      string           `json:"name"`
-	HostID    uint32           `json:"host_id"`
-	HostIDHex string           `json:"host_id_hex"`
-	Region    string           `json:"region"`
-	PublicKey string           `json:"public_key"`
-	Gateway   bool             `json:"gateway"`
-	Version   string           `json:"version"`
-	Catalog   map[string]int   `json:"catalog"`
-	Members   map[string]int   `json:"members"`
-	WireGuard *WireGuardStatus `json:"wireguard"`
-	// APIFingerprint pins the TLS API's certificate (--agent-fingerprint).
-	APIFingerprint string `json:"api_fingerprint,omitempty"`
-}
-
-// DigRequest asks the agent's DNS resolver for a network's view.
-type DigRequest struct {
-	Org     string `json:"org"`
-	Network string `json:"network,omitempty"`
-	Name    string `json:"name"`
-	Type    string `json:"type,omitempty"`
-}
-
-// DigResponse carries the DNS answer in wire format, so the CLI prints exactly what
-// a resolver would have received.
-type DigResponse struct {
-	Msg string `json:"msg"` // base64 of the DNS message
-}
+// The status and dig shapes are schema's (the CLI links that, not this package).
+type (
+	WireGuardStatus = schema.WireGuardStatus
+	WireGuardPeer   = schema.WireGuardPeer
+	Status          = schema.Status
+	DigRequest      = schema.DigRequest
+	DigResponse     = schema.DigResponse
+)
 
 // Server serves the API for one node.
 type Server struct {
@@ -227,7 +184,7 @@ func (s *Server) Handler() http.Handler {
 		if err := decode(r, &spec); err != nil {
 			return nil, err
 		}
-		if spec.Source == "" && r.Header.Get(ViaHeader) == ViaCLI {
+		if spec.Source == "" && r.Header.Get(apiclient.ViaHeader) == apiclient.ViaCLI {
 			spec.Source = catalog.SourceCLI
 		}
 		return s.viewMachine(s.Node.Machines.Create(r.Context(), spec))
@@ -484,6 +441,3 @@ func dirOf(p string) string {
 	}
 	return "."
 }
-
-// ErrNoAgent is returned by the client when nothing listens on the socket.
-var ErrNoAgent = errors.New("no agent is running")

@@ -140,7 +140,9 @@ func testGateway(t *testing.T, limits Limits) (*Book, *Identity, string, *clock)
 	return b, id, addr, clk
 }
 
-func testGatewayServer(t *testing.T, limits Limits) (*Book, *Identity, string, *clock, *Server) {
+// testGatewayServer is testGateway that also returns the server's redemption
+// results, counted as the agent counts them.
+func testGatewayServer(t *testing.T, limits Limits) (*Book, *Identity, string, *clock, *prometheus.CounterVec) {
 	t.Helper()
 	dir := t.TempDir()
 	clk := &clock{t: time.Now()}
@@ -156,7 +158,9 @@ func testGatewayServer(t *testing.T, limits Limits) (*Book, *Identity, string, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Identity: id, Now: clk.now, Limits: limits, Registerer: prometheus.NewRegistry(), Check: book.Check,
+	results := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "results"}, []string{"result"})
+	count := func(r string) { results.WithLabelValues(r).Inc() }
+	srv := &Server{Identity: id, Now: clk.now, Limits: limits, Counted: count, Check: book.Check,
 		Redeem: func(ctx context.Context, secret [SecretLen]byte, pub string) (*Response, error) {
 			if pub == "" {
 				return nil, &BadRequest{Msg: "missing public key"}
@@ -182,7 +186,7 @@ func testGatewayServer(t *testing.T, limits Limits) (*Book, *Identity, string, *
 	if err := eventuallyServing(srv); err != nil {
 		t.Fatal(err)
 	}
-	return book, id, ln.Addr().String(), clk, srv
+	return book, id, ln.Addr().String(), clk, results
 }
 
 // eventuallyServing waits until Serve has set up its metrics.
@@ -251,7 +255,7 @@ func TestRedeemOverTLS(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	_, id, addr, clk, srv := testGatewayServer(t, Limits{PerIPBurst: 3, PerIPEvery: time.Minute})
+	_, id, addr, clk, results := testGatewayServer(t, Limits{PerIPBurst: 3, PerIPEvery: time.Minute})
 	c := Code{Endpoint: addr, Pin: id.Pin, Secret: newSecret()}
 	for i := 0; i < 3; i++ {
 		if _, err := Redeem(context.Background(), c, "PUB"); !errors.Is(err, ErrUnknown) {
@@ -266,7 +270,7 @@ func TestRateLimit(t *testing.T) {
 	if _, err := Redeem(context.Background(), c, "PUB"); !errors.Is(err, ErrUnknown) {
 		t.Errorf("after the refill interval: %v", err)
 	}
-	if got, lim := testutil.ToFloat64(srv.results.WithLabelValues("unknown")), testutil.ToFloat64(srv.results.WithLabelValues("rate_limited")); got != 4 || lim != 1 {
+	if got, lim := testutil.ToFloat64(results.WithLabelValues("unknown")), testutil.ToFloat64(results.WithLabelValues("rate_limited")); got != 4 || lim != 1 {
 		t.Errorf("dogwood_invite_redemptions_total: unknown %v, rate_limited %v; want 4 and 1", got, lim)
 	}
 }
@@ -276,7 +280,7 @@ func TestRateLimit(t *testing.T) {
 // from that same address is still redeemed, while the forged ones keep costing the
 // gateway no more than a lookup each (they never reach Redeem again).
 func TestForgedCodesDoNotLockOutARealOne(t *testing.T) {
-	book, id, addr, clk, srv := testGatewayServer(t, Limits{PerIPBurst: 3, PerIPEvery: time.Minute, GlobalPerSec: 1})
+	book, id, addr, clk, results := testGatewayServer(t, Limits{PerIPBurst: 3, PerIPEvery: time.Minute, GlobalPerSec: 1})
 	ctx := context.Background()
 	limited := 0
 	for i := 0; i < 20; i++ {
@@ -304,10 +308,10 @@ func TestForgedCodesDoNotLockOutARealOne(t *testing.T) {
 	if _, err := Redeem(ctx, Code{Endpoint: addr, Pin: id.Pin, Secret: s}, "PUB"); err == nil || !strings.Contains(err.Error(), "too many") {
 		t.Errorf("the used code from a limited address: %v, want rate limited", err)
 	}
-	if got := testutil.ToFloat64(srv.results.WithLabelValues("unknown")); got != 3 {
+	if got := testutil.ToFloat64(results.WithLabelValues("unknown")); got != 3 {
 		t.Errorf("%v forged codes reached the book, want only the burst of 3", got)
 	}
-	if got := testutil.ToFloat64(srv.results.WithLabelValues("ok")); got != 1 {
+	if got := testutil.ToFloat64(results.WithLabelValues("ok")); got != 1 {
 		t.Errorf("ok redemptions %v, want 1", got)
 	}
 }

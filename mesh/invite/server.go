@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 )
@@ -96,10 +95,12 @@ type Server struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Limits   Limits
-	// Registerer, when set, gets dogwood_invite_redemptions_total{result}.
-	Registerer prometheus.Registerer
-
-	results *prometheus.CounterVec
+	// Counted, when set, is called with each redemption attempt's result (ok,
+	// unknown, used, expired, bad, failed, rate_limited): the agent counts them in
+	// dogwood_invite_redemptions_total. A function rather than a Prometheus
+	// registerer: the CLI links this package for codes and redemption, and
+	// Prometheus' package init would cost every CLI call its CPU.
+	Counted func(result string)
 
 	mu     sync.Mutex
 	perIP  map[string]*rate.Limiter
@@ -116,12 +117,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	s.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogwood_invite_redemptions_total",
-		Help: "Invitation redemption attempts by result: ok, unknown, used, expired, bad, failed, rate_limited."}, []string{"result"})
-	if s.Registerer != nil {
-		if err := s.Registerer.Register(s.results); err != nil {
-			return err
-		}
+	if s.Counted == nil {
+		s.Counted = func(string) {}
 	}
 	s.mu.Lock()
 	s.perIP = map[string]*rate.Limiter{}
@@ -205,7 +202,7 @@ func (s *Server) failed(host string) {
 }
 
 func (s *Server) refuseRate(w http.ResponseWriter) {
-	s.results.WithLabelValues("rate_limited").Inc()
+	s.Counted("rate_limited")
 	w.Header().Set("Retry-After", "60")
 	writeErr(w, http.StatusTooManyRequests, "rate", "too many failed invitation attempts from this address: wait a minute and try again")
 }
@@ -243,7 +240,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		s.Logger.Info("invitation redeemed", "peer", resp.Name, "org", resp.Org, "from", r.RemoteAddr)
-		s.results.WithLabelValues("ok").Inc()
+		s.Counted("ok")
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(resp)
@@ -283,7 +280,7 @@ type errorBody struct {
 }
 
 func (s *Server) writeErr(w http.ResponseWriter, code int, reason, msg string) {
-	s.results.WithLabelValues(reason).Inc()
+	s.Counted(reason)
 	writeErr(w, code, reason, msg)
 }
 

@@ -21,7 +21,7 @@ gen() { # name commit
 	src=$work/src-$name
 	mkdir -p "$src"
 	git -C "$root" archive "$commit" | tar -x -C "$src"
-	(cd "$src" && go build -o "$work/dogwood-$name" ./cmd/dogwood)
+	(cd "$src" && go build -tags agent -o "$work/dogwood-$name" ./cmd/dogwood) # one binary, before and after the split
 	unshare --net sh "$out/gen-one.sh" "$work/dogwood-$name" "$work/$name"
 	mkdir -p "$out/$name"
 	cp "$work/$name/h1/dogwood.db" "$out/$name/dogwood.db"

@@ -28,6 +28,12 @@ for arch in $ARCHS; do
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -buildvcs=false -tags urfave_cli_no_docs \
 		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -X main.date=$DATE" \
 		-o "$root/dogwood" ./cmd/dogwood
+	# The agent's side, which dogwood runs for agent, proxy, dig, ping, backup and
+	# restore (cmd/dogwood/delegate.go): beside dogwood in the archive, in
+	# /usr/lib/dogwood in the .deb.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -buildvcs=false -tags urfave_cli_no_docs,agent \
+		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -X main.date=$DATE" \
+		-o "$root/dogwood-agent" ./cmd/dogwood
 	# The CNI plugin, a program of its own so container starts stay cheap; runtimes
 	# run it as "dogwood" from their plugin directories.
 	mkdir -p "$root/cni"

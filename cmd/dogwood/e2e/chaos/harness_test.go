@@ -124,15 +124,13 @@ func newWorld(t *testing.T) *world {
 	os.Chmod(dir, 0o755)
 	w := &world{t: t, pfx: "dc" + hex.EncodeToString(b), dir: dir}
 	t.Cleanup(w.cleanup)
-	w.bin = filepath.Join(dir, "dogwood")
 	if src := os.Getenv("DOGWOOD_BIN"); src != "" {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(w.bin, data, 0o755)
-	} else if out, err := e2eproc.Run(5*time.Minute, nil, "go", "build", "-o", w.bin, "github.com/dogwood/dogwood/cmd/dogwood"); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		w.bin, err = e2eproc.CopyDogwood(src, dir)
+	} else {
+		w.bin, err = e2eproc.BuildDogwood(dir)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	w.br = w.netns("br")
 	w.must("ip", "-n", w.br, "link", "add", "br0", "type", "bridge")

@@ -60,16 +60,11 @@ func dogwoodBin(t *testing.T) string {
 		if buildDir, buildErr = os.MkdirTemp("", "dogwood-e2e-bin-"); buildErr != nil {
 			return
 		}
-		binPath = filepath.Join(buildDir, "dogwood")
-		args := []string{"build", "-o", binPath}
+		var flags []string
 		if raceEnabled {
-			args = append(args, "-race")
+			flags = append(flags, "-race")
 		}
-		args = append(args, "github.com/dogwood/dogwood/cmd/dogwood")
-		out, err := exec.Command("go", args...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binPath, buildErr = e2eproc.BuildDogwood(buildDir, flags...)
 	})
 	if buildErr != nil {
 		t.Fatalf("dogwood binary: %v", buildErr)

@@ -63,7 +63,9 @@ func prevBin(t *testing.T) string {
 		t.Fatalf("git archive %s: %v\n%s", c, err, out)
 	}
 	os.MkdirAll(dir, 0o755)
-	build := exec.Command("go", "build", "-o", bin+".tmp", "./cmd/dogwood")
+	// -tags agent: one binary that runs every command itself, whether the release
+	// is from before the split into dogwood and dogwood-agent or after.
+	build := exec.Command("go", "build", "-tags", "agent", "-o", bin+".tmp", "./cmd/dogwood")
 	build.Dir = src
 	build.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	if out, err := build.CombinedOutput(); err != nil {

@@ -68,25 +68,15 @@ func dogwoodBin(t *testing.T) string {
 		if binErr = os.Chmod(baseDir, 0o755); binErr != nil {
 			return
 		}
-		binPath = filepath.Join(baseDir, "dogwood")
 		if src := os.Getenv("DOGWOOD_BIN"); src != "" {
-			var b []byte
-			if b, binErr = os.ReadFile(src); binErr == nil {
-				binErr = os.WriteFile(binPath, b, 0o755)
-			}
+			binPath, binErr = e2eproc.CopyDogwood(src, baseDir)
 			return
 		}
-		gobin, err := exec.LookPath("go")
-		if err != nil {
+		if _, err := exec.LookPath("go"); err != nil {
 			binErr = fmt.Errorf("no go in PATH to build dogwood (or set DOGWOOD_BIN): %w", err)
 			return
 		}
-		cmd := exec.Command(gobin, "build", "-o", binPath, "github.com/dogwood/dogwood/cmd/dogwood")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		binErr = os.Chmod(binPath, 0o755)
+		binPath, binErr = e2eproc.BuildDogwood(baseDir)
 	})
 	if binErr != nil {
 		t.Fatalf("building dogwood: %v", binErr)

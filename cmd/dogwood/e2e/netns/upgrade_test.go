@@ -63,7 +63,10 @@ func releaseBin(t *testing.T, commit string) string {
 	}
 	bin := filepath.Join(baseDir, "dogwood-"+commit)
 	// -trimpath: the source dir differs per run; without it no compile is cached.
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/dogwood")
+	// The agent tag makes one binary that runs every command itself: releases
+	// before the split into dogwood and dogwood-agent ignore it (they are one
+	// binary anyway), later ones link the agent's side in.
+	build := exec.Command("go", "build", "-trimpath", "-tags", "agent", "-o", bin, "./cmd/dogwood")
 	build.Dir = src
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building %s: %v\n%s", commit, err, out)

@@ -1,4 +1,8 @@
-package api
+// Package apiclient is the client of an agent's API (its unix socket, or its TLS
+// listener with a token): the CLI's way to the agent. It must not import the node
+// or the server (package api): the CLI links it, and every package the CLI links
+// runs its init in every CLI call.
+package apiclient
 
 import (
 	"bytes"
@@ -16,6 +20,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// ErrNoAgent is returned by the client when nothing listens on the socket.
+var ErrNoAgent = errors.New("no agent is running")
 
 // Client talks to an agent's API socket.
 type Client struct {

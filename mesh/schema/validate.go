@@ -1,4 +1,4 @@
-package mesh
+package schema
 
 import (
 	"fmt"
@@ -163,7 +163,8 @@ func ParseMetadata(s string) (string, string, error) {
 	return k, v, nil
 }
 
-func checkMachineSpec(s *MachineSpec) error {
+// CheckMachineSpec checks a machine create's fields (the app's existence is the node's to check).
+func CheckMachineSpec(s *MachineSpec) error {
 	if err := ValidApp(s.App); err != nil {
 		return err
 	}

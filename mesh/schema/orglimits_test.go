@@ -1,4 +1,4 @@
-package mesh
+package schema
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ func TestOrgLimitsUpdateApply(t *testing.T) {
 		{"negative", OrgLimitsUpdate{DNSRecords: n(-1)}, cur, "invalid --dns-records -1"},
 		{"absurd", OrgLimitsUpdate{Peers: n(maxOverride + 1)}, cur, "invalid --peers"},
 	} {
-		got, err := tc.u.apply(cur)
+		got, err := tc.u.Apply(cur)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) || !isStatus(err, 400) {
 				t.Errorf("%s: err %v, want 400 with %q", tc.name, err, tc.err)

@@ -1,0 +1,50 @@
+//go:build !agent
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// The light binary's stand-ins for the commands that run in dogwood-agent
+// (delegate.go): each replaces this process with dogwood-agent and the same
+// arguments, so `dogwood agent --help` shows the agent's flags.
+
+// agentLinked: this build is the light dogwood, without the agent's side.
+const agentLinked = false
+
+func agentCommand(e *env) *cli.Command   { return delegated(e, "agent", agentUsage) }
+func digCommand(e *env) *cli.Command     { return delegated(e, "dig", digUsage) }
+func pingCommand(e *env) *cli.Command    { return delegated(e, "ping", pingUsage) }
+func proxyCommand(e *env) *cli.Command   { return delegated(e, "proxy", proxyUsage) }
+func backupCommand(e *env) *cli.Command  { return delegated(e, "backup", backupUsage) }
+func restoreCommand(e *env) *cli.Command { return delegated(e, "restore", restoreUsage) }
+
+func delegated(e *env, name, usage string) *cli.Command {
+	return &cli.Command{
+		Name: name, Usage: usage, SkipFlagParsing: true, HideHelp: true,
+		Action: func(*cli.Context) error { return execAgent(e.args) },
+	}
+}
+
+// execAgent runs dogwood-agent in this process's place with args (args[0] is
+// replaced by its path). It returns only when that cannot be done.
+func execAgent(args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", agentBinaryName, err)
+	}
+	bin, err := agentBinary(self, os.Stat)
+	if err != nil {
+		return err
+	}
+	argv := append([]string{bin}, args[1:]...)
+	if err := syscall.Exec(bin, argv, os.Environ()); err != nil {
+		return fmt.Errorf("running %s: %w", bin, err)
+	}
+	return nil
+}
