@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 )
 
 // Two binaries, one command. Every CLI call runs the package init of all the
@@ -43,16 +44,20 @@ func isDelegated(name string) bool {
 
 // agentBinary finds dogwood-agent: beside the running binary (a build tree, an
 // unpacked release archive, a test's directory), else in agentLibDir. self is
-// the running binary's path; stat is os.Stat in production.
+// the running binary's path ("" when unknown: a chroot without /proc); stat is
+// os.Stat in production.
 func agentBinary(self string, stat func(string) (fs.FileInfo, error)) (string, error) {
-	var tried []string
-	for _, dir := range []string{filepath.Dir(self), agentLibDir} {
+	var dirs, tried []string
+	if self != "" {
+		dirs = append(dirs, filepath.Dir(self))
+	}
+	for _, dir := range append(dirs, agentLibDir) {
 		p := filepath.Join(dir, agentBinaryName)
 		if fi, err := stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 		tried = append(tried, p)
 	}
-	return "", fmt.Errorf("this command runs in %s, which is not at %s nor %s: install the whole package, or build both binaries (make build)",
-		agentBinaryName, tried[0], tried[1])
+	return "", fmt.Errorf("this command runs in %s, which is not at %s: install the whole package, or build both binaries (make build)",
+		agentBinaryName, strings.Join(tried, " nor "))
 }

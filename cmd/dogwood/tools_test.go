@@ -54,6 +54,9 @@ func TestAgentBinary(t *testing.T) {
 		{"a directory", map[string]fs.FileMode{"/opt/dw/dogwood-agent": fs.ModeDir | 0o755}, ""},
 		{"missing", nil, ""},
 	} {
+		if got, err := agentBinary("", stat(tc.files)); tc.want == "/usr/lib/dogwood/dogwood-agent" && (got != tc.want || err != nil) {
+			t.Errorf("%s, own path unknown: %q, %v", tc.name, got, err)
+		}
 		got, err := agentBinary("/opt/dw/dogwood", stat(tc.files))
 		if got != tc.want || (err != nil) != (tc.want == "") {
 			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)

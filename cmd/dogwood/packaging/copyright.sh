@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the .deb's /usr/share/doc/dogwood/copyright in Debian's machine-readable
 # format (DEP-5, copyright-format 1.0): Dogwood's own licence, then one paragraph per
-# Go module linked into the static binary, with its licence from the module cache.
+# Go module linked into the static binaries, with its licence from the module cache
+# (dogwood-agent's modules: a superset of dogwood's).
 # Run from the repository root; dist.sh calls it.
 set -euo pipefail
 GO=${GO:-go}
@@ -10,14 +11,15 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: dogwood
 Upstream-Contact: Dogwood maintainers <dogwood@example.org>
 Source: https://github.com/dogwood/dogwood
-Comment: /usr/bin/dogwood is a static Go binary; the Files: vendor/MODULE/*
- paragraphs below are the Go modules compiled into it.
+Comment: /usr/bin/dogwood and /usr/lib/dogwood/dogwood-agent are static Go
+ binaries; the Files: vendor/MODULE/* paragraphs below are the Go modules
+ compiled into them.
 
 Files: *
 Copyright: the Dogwood authors
 License: Apache-2.0
 HEAD
-"$GO" list -deps -f '{{with .Module}}{{if not .Main}}{{.Path}} {{.Dir}}{{end}}{{end}}' ./cmd/dogwood | sort -u |
+"$GO" list -tags agent -deps -f '{{with .Module}}{{if not .Main}}{{.Path}} {{.Dir}}{{end}}{{end}}' ./cmd/dogwood | sort -u |
 while read -r mod dir; do
 	text=$(find "$dir" -maxdepth 1 -iregex '.*/\(licen[cs]e\|copying\)\(\.md\|\.txt\)?' | sort | head -1)
 	if [ -z "$text" ]; then
