@@ -44,14 +44,32 @@ type Installer interface {
 	Installed(ctx context.Context, id catalog.ID) error
 }
 
+// Snapshots is the catalog as the data plane reads it. Data flows one way: the
+// catalog publishes a snapshot and signals; the data plane reads the latest one and
+// never calls back into the core to read.
+type Snapshots interface {
+	// Latest is the newest published snapshot; lock-free, never nil.
+	Latest() *catalog.Snapshot
+	// Watch signals (coalesced, never blocking the writer) after every change, and
+	// once right away; stop ends the signals.
+	Watch() (changed <-chan struct{}, stop func())
+}
+
 // DataPlane is what the core needs of the host's data plane (WireGuard, links,
 // filters). The agent implements it; tests and hosts without a data plane pass nil.
+//
+// Concurrency: Up is called once, from Start, before any other method. Installed
+// and PeerStats are called from API and RPC goroutines, concurrently, with no lock of
+// the core held; they may block on the data plane's own work (Installed until its
+// change is applied or ctx ends) but must not call back into the Node.
 type DataPlane interface {
 	Installer
-	// Up runs once the host's identity is loaded and before it joins or announces
-	// itself, so no other host ever sends a handshake to a port that is not listening
-	// yet (a lost first handshake costs a 5 s retry).
-	Up(name string, key wgtypes.Key) error
+	// Up runs once the host's identity and catalog are loaded and before the host
+	// joins or announces itself, so no other host ever sends a handshake to a port
+	// that is not listening yet (a lost first handshake costs a 5 s retry). cat is
+	// the catalog the host keeps for the rest of its life: the data plane reads it
+	// from here on, never the Node, which is still starting.
+	Up(name string, key wgtypes.Key, cat Snapshots) error
 	// PeerStats reports the data plane's view of WireGuard peers, by public key.
 	PeerStats() map[string]PeerStat
 }

@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -59,17 +58,9 @@ type Config struct {
 	TuneMemberlist    func(*memberlist.Config)
 	ReconnectInterval time.Duration
 
-	// Install, when set, brings the data plane in line with the catalog now and
-	// returns only the failures that concern object id. Machine and peer operations
-	// call it so they return only once the change is installed.
-	Install func(ctx context.Context, id catalog.ID) error
-	// OnIdentity, when set, runs once the host's identity is loaded and before the
-	// host joins or announces itself. The agent brings WireGuard up here, so no other
-	// host ever sends a handshake to a port that is not listening yet (a lost first
-	// handshake costs a 5 s retry).
-	OnIdentity func(name string, key wgtypes.Key) error
-	// PeerStats, when set, reports the data plane's view of WireGuard peers by key.
-	PeerStats func() map[string]PeerStat
+	// DataPlane is the host's data plane (the agent's WireGuard, links and
+	// filters); nil means none, as in tests.
+	DataPlane DataPlane
 	// TombstoneTTL is how long tombstones are kept (--tombstone-ttl, default 72h).
 	TombstoneTTL time.Duration
 	// Limits are the quotas (SPEC §10); zero fields take quota.Defaults.
@@ -220,8 +211,8 @@ func (n *Node) start() error {
 	}
 	n.adm.id = id
 	n.cat.SetSelfID(id.HostID)
-	if cfg.OnIdentity != nil {
-		if err := cfg.OnIdentity(id.Name, n.wgKey); err != nil {
+	if cfg.DataPlane != nil {
+		if err := cfg.DataPlane.Up(id.Name, n.wgKey, n.cat); err != nil {
 			return err
 		}
 	}

@@ -13,13 +13,17 @@ import (
 // nothing else.
 func wireResources(n *Node) {
 	var (
-		w     = n.rep
-		names = n.names
-		alloc = n.adm
-		inst  = installFunc(n.cfg.Install)
+		w               = n.rep
+		names           = n.names
+		alloc           = n.adm
+		inst  Installer = noDataPlane{}
+		stats func() map[string]PeerStat
 		name  = n.adm.id.Name
 		cfg   = n.cfg
 	)
+	if dp := cfg.DataPlane; dp != nil {
+		inst, stats = dp, dp.PeerStats
+	}
 	n.Networks = &Networks{r: n.cat, names: names, randID: sixpn.Random32}
 	n.Orgs = &Orgs{r: n.cat, w: w, names: names, networks: n.Networks, limits: cfg.Limits, now: n.now}
 	n.Apps = &Apps{r: n.cat, w: w, names: names, limits: cfg.Limits}
@@ -27,7 +31,7 @@ func wireResources(n *Node) {
 		limits: cfg.Limits, now: n.now, randField: sixpn.RandomMachineField}
 	n.DNSRecords = &DNSRecords{r: n.cat, w: w, names: names, limits: cfg.Limits, now: n.now, log: n.log}
 	gw := &gatewayPeers{host: name, region: cfg.Region, gateway: cfg.Gateway, r: n.cat, w: w, names: names, alloc: alloc,
-		inst: inst, peerStats: cfg.PeerStats, now: n.now, log: n.log, metrics: n.metrics, reserved: map[int]bool{}}
+		inst: inst, peerStats: stats, now: n.now, log: n.log, metrics: n.metrics, reserved: map[int]bool{}}
 	n.Peers = &Peers{host: name, r: n.cat, w: w, call: n.gossip, rtt: n.gossip.RTT, limits: cfg.Limits, now: n.now,
 		log: n.log, metrics: n.metrics, gw: gw}
 	n.Invites = &Invites{cfg: cfg.Invites, gateway: cfg.Gateway, host: name, region: cfg.Region, r: n.cat, pool: gw,
@@ -35,16 +39,10 @@ func wireResources(n *Node) {
 	n.Members = &Members{host: name, r: n.cat, w: w, versions: n.gossip}
 }
 
-// installFunc is Config.Install as an Installer; nil installs nothing (tests, hosts
-// without a data plane). split: dataplane
-type installFunc func(ctx context.Context, id catalog.ID) error
+// noDataPlane installs nothing: tests and hosts without a data plane.
+type noDataPlane struct{}
 
-func (f installFunc) Installed(ctx context.Context, id catalog.ID) error {
-	if f == nil {
-		return nil
-	}
-	return f(ctx, id)
-}
+func (noDataPlane) Installed(context.Context, catalog.ID) error { return nil }
 
 // tombstone writes deletions of the given live records.
 func tombstone(w Writer, rs ...*catalog.Record) error { return w.Commit(w.Tombstones(rs...)...) }

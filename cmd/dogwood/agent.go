@@ -222,7 +222,7 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		Name: o.Name, DataDir: o.DataDir, Region: o.Region, GossipAddr: o.GossipAddr, Advertise: o.Advertise,
 		Join: o.Join, GossipKey: key, GossipExtraKeys: extraKeys, WGPort: uint16(o.WGPort), WireGuard: o.WireGuard != "off",
 		Gateway: o.Gateway, PublicEndpoint: publicEndpoint, Logger: logger, Registerer: reg,
-		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Limits: o.Limits, Install: dp.install, PeerStats: dp.peerStats, OnIdentity: dp.open,
+		AEInterval: o.AEInterval, TombstoneTTL: o.TombstoneTTL, Limits: o.Limits, DataPlane: dp,
 		Invites: invites.config(),
 	})
 	if err != nil {
@@ -244,19 +244,18 @@ func runAgent(ctx context.Context, o agentOptions, e *env) error {
 		node.Close()
 	}
 
-	if err := dp.start(ctx, node); err != nil {
-		closeNode(true)
-		return err
-	}
 	rv := startReach(dp, logger.With("component", "wireguard"), reg)
 	defer rv.close()
-	dnsSrv, err := startDNS(ctx, o, node, dp, rv, logger.With("component", "dns"), reg)
+	dnsSrv, err := startDNS(o, node.Catalog(), node, rv, logger.With("component", "dns"), reg)
 	if err != nil {
 		rv.close()
 		dp.close()
 		closeNode(true)
 		return err
 	}
+	// The agent loop: every catalog change goes to WireGuard, then to the DNS
+	// listeners on the addresses WireGuard put up.
+	dp.run(dnsSrv)
 
 	reg.MustRegister(newMembersCollector(node))
 	checks := startChecks(node, logger.With("component", "health"), reg)

@@ -25,7 +25,7 @@ const reapGrace = 10 * time.Second
 func startContainers(ctx context.Context, node *mesh.Node, dp *dataPlane, log *slog.Logger) (map[string]http.HandlerFunc, func()) {
 	svc := &containers.Service{Machines: node.Machines, Catalog: node.Catalog(), Log: log,
 		Installed: func(ctx context.Context, id string) error {
-			return dp.install(ctx, catalog.ID{Kind: catalog.KindMachine, Key: id})
+			return dp.Installed(ctx, catalog.ID{Kind: catalog.KindMachine, Key: id})
 		}}
 	routes := svc.Routes()
 	for pattern, h := range routes {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/dogwood/dogwood/dns/resolve"
 	"github.com/dogwood/dogwood/dns/server"
-	"github.com/dogwood/dogwood/mesh"
 	"github.com/dogwood/dogwood/mesh/catalog"
 )
 
@@ -27,14 +26,15 @@ type dnsService struct {
 	srv    *server.Server
 	cancel func()
 	log    *slog.Logger
-	// closed stops the data plane's hook from resyncing listeners of a closed
-	// server (the data plane keeps applying while the agent leaves the cluster).
+	// closed keeps the agent loop from resyncing listeners of a closed server (it
+	// keeps applying while the agent leaves the cluster).
 	closed atomic.Bool
 }
 
-// startDNS serves .internal on --dns-listen and, with WireGuard, on fdaa::3 and
-// fdaa:<net>::3 (port 53) as the data plane puts those addresses on the host.
-func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, rv *reachView, log *slog.Logger, reg prometheus.Registerer) (*dnsService, error) {
+// startDNS serves .internal on --dns-listen. Answers read the catalog's latest
+// snapshot; the listeners on fdaa::3 and fdaa:<net>::3 (port 53) are the agent
+// loop's to move (SyncListeners), after the data plane put those addresses up.
+func startDNS(o agentOptions, cat *catalog.Catalog, near resolve.Nearness, rv *reachView, log *slog.Logger, reg prometheus.Registerer) (*dnsService, error) {
 	var listen []netip.AddrPort
 	for _, l := range o.DNSListen {
 		ap, err := netip.ParseAddrPort(l)
@@ -50,14 +50,14 @@ func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, 
 			}
 		}
 	}
-	ch, cancel := n.Catalog().Watch()
+	ch, cancel := cat.Watch()
 	var reach resolve.Reachability
 	if rv != nil {
 		reach = rv
 	}
 	srv, err := server.New(server.Config{
 		Reachability: reach,
-		Source:       latestSource{n.Catalog()}, Changed: ch, Nearness: n, Listen: listen,
+		Source:       latestSource{cat}, Changed: ch, Nearness: near, Listen: listen,
 		Upstreams: o.UpstreamDNS, ResolvConf: o.ResolvConf, Logger: log, Registerer: reg, RRL: o.DNSRRL,
 	})
 	if err != nil {
@@ -68,20 +68,15 @@ func startDNS(ctx context.Context, o agentOptions, n *mesh.Node, dp *dataPlane, 
 		cancel()
 		return nil, fmt.Errorf("dns: %w", err)
 	}
-	s := &dnsService{srv: srv, cancel: cancel, log: log}
-	dp.setDNSHook(func(addrs []netip.Addr) {
-		if s.closed.Load() {
-			return
-		}
-		var aps []netip.AddrPort
-		for _, a := range addrs {
-			aps = append(aps, netip.AddrPortFrom(a, 53))
-		}
-		if err := srv.SyncListeners(aps); err != nil {
-			log.Warn("dns listeners", "err", err)
-		}
-	})
-	return s, nil
+	return &dnsService{srv: srv, cancel: cancel, log: log}, nil
+}
+
+// SyncListeners serves on exactly the static listeners and addrs.
+func (s *dnsService) SyncListeners(addrs []netip.AddrPort) error {
+	if s.closed.Load() {
+		return nil
+	}
+	return s.srv.SyncListeners(addrs)
 }
 
 func (s *dnsService) resolve(ctx context.Context, network uint32, name string, qtype uint16) (*dns.Msg, error) {
