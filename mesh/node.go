@@ -63,7 +63,7 @@ type Config struct {
 	DataPlane DataPlane
 	// TombstoneTTL is how long tombstones are kept (--tombstone-ttl, default 72h).
 	TombstoneTTL time.Duration
-	// Limits are the quotas (SPEC §10); zero fields take quota.Defaults.
+	// Limits are the quotas (SPEC §10); zero fields take quota.Defaults().
 	Limits quota.Limits
 	// IdentityTimeout bounds how long Start waits for a joined host to tell it what
 	// the cluster holds under its name (default 3s).

@@ -56,7 +56,7 @@ func TestApplyStatusMetrics(t *testing.T) {
 	if err := dp.Apply(snap); err != nil {
 		t.Fatal(err)
 	}
-	if got := dp.DNSAddrs(); !slices.Equal(got, []netip.Addr{sixpn.MachineDNS, sixpn.NetworkDNS(0x18)}) {
+	if got := dp.DNSAddrs(); !slices.Equal(got, []netip.Addr{sixpn.MachineDNS(), sixpn.NetworkDNS(0x18)}) {
 		t.Errorf("DNSAddrs %v", got)
 	}
 	st, err := dp.Status()

@@ -327,7 +327,7 @@ func TestMultiHost(t *testing.T) {
 		mustNotPing(t, "b1", "a2")
 	})
 	t.Run("dns addresses answer their own network only", func(t *testing.T) {
-		if !canPing(t, "a1", sixpn.MachineDNS) {
+		if !canPing(t, "a1", sixpn.MachineDNS()) {
 			t.Error("machine cannot reach fdaa::3")
 		}
 		if !canPing(t, "a1", sixpn.NetworkDNS(netX)) {

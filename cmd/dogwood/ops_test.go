@@ -75,7 +75,7 @@ limit-machines: 50
 		GossipKeyFile: "/etc/dogwood/gossip.key", Gateway: true, WGPort: 51999, LogFormat: "json",
 		DataDir: "/var/lib/dogwood", GossipAddr: "0.0.0.0:7946", WireGuard: "auto", WGInterface: "dogwood0",
 		ResolvConf: "/etc/resolv.conf", APISocket: "/run/dogwood/api.sock", LogLevel: "info", AEInterval: o.AEInterval, TombstoneTTL: 72 * time.Hour}
-	want.Limits = quota.Defaults
+	want.Limits = quota.Defaults()
 	want.Limits.Machines = 50
 	if !reflect.DeepEqual(o, want) {
 		t.Fatalf("options from file + flags:\n got %+v\nwant %+v", o, want)

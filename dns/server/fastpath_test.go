@@ -145,7 +145,7 @@ func TestFastPathMatchesUnpacked(t *testing.T) {
 		}{
 			{loListener, loSrc},
 			{Listener{Addr: sixpn.NetworkDNS(dnstest.NetA)}, loSrc},
-			{Listener{Addr: sixpn.MachineDNS}, netip.MustParseAddr("fdaa:0:19:1:2:3:4:2")},
+			{Listener{Addr: sixpn.MachineDNS()}, netip.MustParseAddr("fdaa:0:19:1:2:3:4:2")},
 			{Listener{Addr: netip.MustParseAddr("192.0.2.1"), Static: true}, netip.MustParseAddr("192.0.2.9")},
 		} {
 			for i, pkt := range pkts {

@@ -122,7 +122,7 @@ func TestScope(t *testing.T) {
 	any4 := Listener{Addr: netip.MustParseAddr("0.0.0.0"), Static: true}
 	pub := Listener{Addr: netip.MustParseAddr("192.0.2.1"), Static: true}
 	net18 := Listener{Addr: netip.MustParseAddr("fdaa:0:18::3")}
-	machines := Listener{Addr: sixpn.MachineDNS}
+	machines := Listener{Addr: sixpn.MachineDNS()}
 	dynLo := Listener{Addr: netip.MustParseAddr("127.0.0.2")}
 	loSrc := netip.MustParseAddr("127.0.0.1")
 	pubSrc := netip.MustParseAddr("198.51.100.7")
@@ -559,7 +559,7 @@ func TestRespondScopes(t *testing.T) {
 		return &m
 	}
 	net18 := Listener{Addr: sixpn.NetworkDNS(dnstest.NetA)}
-	machines := Listener{Addr: sixpn.MachineDNS}
+	machines := Listener{Addr: sixpn.MachineDNS()}
 	peer := "fdaa:0:18:a7b:7d:0:a:2"
 	secret := "fdaa:0:19:a7b:7d:1:7:2"
 	if m := ask(net18, peer, "web.internal"); len(m.Answer) != 3 {
@@ -775,7 +775,7 @@ func FuzzHandler(f *testing.F) {
 	listeners := []Listener{
 		{Addr: netip.MustParseAddr("127.0.0.1"), Static: true},
 		{Addr: sixpn.NetworkDNS(dnstest.NetA)},
-		{Addr: sixpn.MachineDNS},
+		{Addr: sixpn.MachineDNS()},
 	}
 	srcs := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fdaa:0:18:a7b:7d:0:a:2"), netip.MustParseAddr("fdaa:0:19:1:2:3:4:2")}
 	f.Fuzz(func(t *testing.T, b []byte, tcp bool, sel uint8) {

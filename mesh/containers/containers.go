@@ -109,7 +109,7 @@ func View(m *catalog.Machine) *Attachment {
 		Prefix:  netip.PrefixFrom(m.Address, 112),
 		Gateway: sixpn.MachineGateway(m.NetworkID, m.HostID, m.Field),
 		Routes:  attach.Routes(pm),
-		DNS:     []netip.Addr{sixpn.MachineDNS},
+		DNS:     []netip.Addr{sixpn.MachineDNS()},
 		// The host side of the veth (plan.VethName): the runtime lists it in results.
 		HostIface: plan.VethName(m.Field),
 	}

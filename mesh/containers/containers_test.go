@@ -98,7 +98,7 @@ func TestAddIsIdempotentOnContainerAndInterface(t *testing.T) {
 	if err != nil || a4.Machine.ID == a1.Machine.ID || len(f.destroyed) != 1 || f.destroyed[0] != a1.Machine.ID {
 		t.Fatalf("new namespace: %+v %v destroyed %v", a4, err, f.destroyed)
 	}
-	if want := sixpn.MachineGateway(0x18, 1, a4.Machine.Field); a4.Gateway != want || a4.Prefix.Bits() != 112 || len(a4.Routes) != 2 || a4.DNS[0] != sixpn.MachineDNS {
+	if want := sixpn.MachineGateway(0x18, 1, a4.Machine.Field); a4.Gateway != want || a4.Prefix.Bits() != 112 || len(a4.Routes) != 2 || a4.DNS[0] != sixpn.MachineDNS() {
 		t.Errorf("view: %+v", a4)
 	}
 }

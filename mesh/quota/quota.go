@@ -30,20 +30,22 @@ type Limits struct {
 
 // Defaults: generous for a real org, small enough that no tenant can make every
 // host hold gigabytes (10,000 machines of ≤ 16 KiB is at most 160 MiB per org; a
-// typical machine record is ~110 bytes).
-var Defaults = Limits{
-	ServicesPerMachine: 64,
-	MetadataPerMachine: 32,
-	RecordBytes:        16 << 10,
-	Machines:           10000,
-	Apps:               1000,
-	DNSRecords:         10000,
-	Peers:              1000,
+// typical machine record is ~110 bytes). A function, so no caller can change them.
+func Defaults() Limits {
+	return Limits{
+		ServicesPerMachine: 64,
+		MetadataPerMachine: 32,
+		RecordBytes:        16 << 10,
+		Machines:           10000,
+		Apps:               1000,
+		DNSRecords:         10000,
+		Peers:              1000,
+	}
 }
 
 // WithDefaults fills zero fields from Defaults.
 func (l Limits) WithDefaults() Limits {
-	d := Defaults
+	d := Defaults()
 	pick := func(v *int, def int) {
 		if *v <= 0 {
 			*v = def

@@ -54,7 +54,7 @@ func TestCheckOrgSaysLimitAndCount(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "org acme has 3 machines, the limit is 3") || !strings.Contains(err.Error(), "--limit-machines") {
 		t.Fatalf("%v", err)
 	}
-	if err := (Limits{}).CheckOrg(Peers, "acme", nil, Defaults.Peers-1); err != nil {
+	if err := (Limits{}).CheckOrg(Peers, "acme", nil, Defaults().Peers-1); err != nil {
 		t.Fatalf("default peers: %v", err)
 	}
 	rs := []*catalog.Record{machine(0, 0), machine(0, 0), {Kind: catalog.KindApp, App: &catalog.App{Org: "acme"}}}
@@ -81,7 +81,7 @@ func TestOrgOverridePrecedence(t *testing.T) {
 		{"override lowers", &catalog.OrgLimits{Apps: 1}, Apps, 1, true, true},
 		{"zero is the default", &catalog.OrgLimits{Apps: 0, Machines: 9}, Apps, 9, false, false},
 		{"zero is the default: at it", &catalog.OrgLimits{Machines: 9}, Apps, 10, true, false},
-		{"default of a kind without flag", &catalog.OrgLimits{Machines: 9}, Peers, Defaults.Peers, true, false},
+		{"default of a kind without flag", &catalog.OrgLimits{Machines: 9}, Peers, Defaults().Peers, true, false},
 	} {
 		err := l.CheckOrg(tc.k, "acme", tc.o, tc.count)
 		if (err != nil) != tc.refused {
@@ -99,7 +99,7 @@ func TestOrgOverridePrecedence(t *testing.T) {
 		}
 	}
 	e := l.ForOrg(&catalog.OrgLimits{Apps: 2, Peers: 7})
-	want := Effective{Machines: 3, Apps: 2, DNSRecords: Defaults.DNSRecords, Peers: 7, Overrides: []string{"apps", "peers"}}
+	want := Effective{Machines: 3, Apps: 2, DNSRecords: Defaults().DNSRecords, Peers: 7, Overrides: []string{"apps", "peers"}}
 	if !reflect.DeepEqual(e, want) {
 		t.Errorf("ForOrg: %+v, want %+v", e, want)
 	}

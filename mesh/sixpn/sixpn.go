@@ -16,11 +16,12 @@ import (
 	"net/netip"
 )
 
-// Prefix is fdaa::/16, the whole private space.
-var Prefix = netip.MustParsePrefix("fdaa::/16")
+// Prefix is fdaa::/16, the whole private space. (A function, not a variable, so no
+// caller can move it.)
+func Prefix() netip.Prefix { return netip.PrefixFrom(build(0, 0, 0, 0), 16) }
 
-// MachineDNS is the DNS address machines use (host field 0, network 0).
-var MachineDNS = netip.MustParseAddr("fdaa::3")
+// MachineDNS is the DNS address machines use (network 0, host 0, low 3): fdaa::3.
+func MachineDNS() netip.Addr { return build(0, 0, 0, 3) }
 
 const (
 	// MinMachineField is the first machine field a machine may get; lower values are
@@ -104,7 +105,7 @@ type Parts struct {
 
 // Parse splits a 6PN address; ok is false outside fdaa::/16.
 func Parse(a netip.Addr) (Parts, bool) {
-	if !a.Is6() || a.Is4In6() || !Prefix.Contains(a) {
+	if !a.Is6() || a.Is4In6() || !Prefix().Contains(a) {
 		return Parts{}, false
 	}
 	b := a.As16()

@@ -18,7 +18,8 @@ func TestLayout(t *testing.T) {
 		{"machine addr", MachineAddr(0x18, 0x0a7b007d, 0xf066b83b).String(), "fdaa:0:18:a7b:7d:f066:b83b:2"},
 		{"machine gateway", MachineGateway(0x18, 0x0a7b007d, 0xf066b83b).String(), "fdaa:0:18:a7b:7d:f066:b83b:1"},
 		{"network dns", NetworkDNS(0x18).String(), "fdaa:0:18::3"},
-		{"machine dns", MachineDNS.String(), "fdaa::3"},
+		{"machine dns", MachineDNS().String(), "fdaa::3"},
+		{"the whole space", Prefix().String(), "fdaa::/16"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

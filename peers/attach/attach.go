@@ -356,7 +356,7 @@ func Routes(m plan.Machine) []netip.Prefix {
 	if !m.External {
 		return []netip.Prefix{netip.PrefixFrom(netip.IPv6Unspecified(), 0)}
 	}
-	return []netip.Prefix{sixpn.NetworkPrefix(m.NetworkID), netip.PrefixFrom(sixpn.MachineDNS, 128)}
+	return []netip.Prefix{sixpn.NetworkPrefix(m.NetworkID), netip.PrefixFrom(sixpn.MachineDNS(), 128)}
 }
 
 // isNetns reports whether h is a network namespace (a path can name any file).
@@ -418,20 +418,22 @@ func ensureUp(h *netlink.Handle, l netlink.Link, mtu int, addr netip.Prefix) err
 	return nil
 }
 
-// Resolv is the resolv.conf every machine gets.
-var Resolv = []byte("# written by dogwood: .internal and everything else via the host's DNS\nnameserver " + sixpn.MachineDNS.String() + "\n")
+// resolvConf is the resolv.conf every machine gets.
+func resolvConf() []byte {
+	return []byte("# written by dogwood: .internal and everything else via the host's DNS\nnameserver " + sixpn.MachineDNS().String() + "\n")
+}
 
 func (a *Attacher) writeResolv(ns string) error {
 	dir := filepath.Join(a.cfg.EtcNetns, ns)
 	path := filepath.Join(dir, "resolv.conf")
-	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, Resolv) {
+	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, resolvConf()) {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	tmp := path + ".dogwood-tmp"
-	if err := os.WriteFile(tmp, Resolv, 0o644); err != nil {
+	if err := os.WriteFile(tmp, resolvConf(), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path) // atomic: a process starting now never reads half a file

@@ -169,7 +169,7 @@ var (
 	mask16  = net.CIDRMask(16, 128)
 	mask10  = net.CIDRMask(10, 128)
 	zero16  = make([]byte, 16)
-	sixpn16 = sixpn.Prefix.Addr().AsSlice()
+	sixpn16 = sixpn.Prefix().Addr().AsSlice()
 	ll      = netip.MustParseAddr("fe80::").AsSlice()
 	dnsAll  = netip.MustParseAddr("fdaa::3").AsSlice() // DNS as machines see it
 	dnsLow  = netip.MustParseAddr("::3").AsSlice()     // fdaa:<net>::3 below the /48

@@ -73,7 +73,7 @@ func (l *Links) SyncRoutes(iface string, want []netip.Prefix) (added, removed in
 	var errs []error
 	for _, r := range have {
 		p, ok := prefixOf(r.Dst)
-		if !ok || !sixpn.Prefix.Contains(p.Addr()) {
+		if !ok || !sixpn.Prefix().Contains(p.Addr()) {
 			continue // link-local, multicast: the kernel's, not ours
 		}
 		if wantSet[p] {

@@ -241,7 +241,7 @@ func Compute(s *catalog.Snapshot) Desired {
 		})
 	}
 
-	d.DNS = append(d.DNS, sixpn.MachineDNS)
+	d.DNS = append(d.DNS, sixpn.MachineDNS())
 	for _, nid := range d.Networks {
 		d.DNS = append(d.DNS, sixpn.NetworkDNS(nid))
 	}
