@@ -8,10 +8,11 @@
 // longer than the tombstone horizon allows, and reports the conflicts the merge order
 // decided.
 //
-// It must not do network I/O (publishing is the Publisher's, membership the
-// Cluster's), decide who may write (the Gate does) or what a record means (the
-// resources do), and nothing else may write the catalog or the data file: a second
-// writer would break "on disk before anyone is told".
+// It must not do network I/O of its own (Flush hands records to the Publisher;
+// whether the host is in touch is the Cluster's to say), decide who may write (the
+// Gate does) or what a record means (the resources do); and nothing else may write
+// the catalog or the data file: a second writer would break "on disk before anyone is
+// told".
 //
 // Concurrency: Record, RecordAny and Tombstones may be called with the caller's locks
 // held (they do disk I/O but never wait on the network); Flush and Commit publish and
