@@ -94,17 +94,7 @@ func orgsCommand(e *env) *cli.Command {
 			{
 				Name: "list", Usage: "list orgs and their networks", Flags: []cli.Flag{jsonFlag}, OnUsageError: usageHook,
 				Description: "Examples:\n  dogwood orgs list\n  dogwood orgs list --json",
-				Action: func(c *cli.Context) error {
-					if _, err := args(c, 0, 0, "[--json]"); err != nil {
-						return err
-					}
-					var orgs []schema.OrgInfo
-					if err := client(c).Do(c.Context, "GET", "/v1/orgs", nil, &orgs); err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, orgs)
-					}
+				Action: listAction(e, "[--json]", func(*cli.Context) string { return "/v1/orgs" }, nil, func(orgs []schema.OrgInfo) ([]string, [][]string) {
 					var rows [][]string
 					for _, o := range orgs {
 						var nets []string
@@ -113,9 +103,8 @@ func orgsCommand(e *env) *cli.Command {
 						}
 						rows = append(rows, []string{o.Slug, strings.Join(nets, " ")})
 					}
-					table(e.stdout, []string{"SLUG", "NETWORKS"}, rows)
-					return nil
-				},
+					return []string{"SLUG", "NETWORKS"}, rows
+				}),
 			},
 			orgsSetLimitsCommand(e),
 			removeCommand(e, "remove an org that has no apps or peers", "SLUG", schema.ValidOrg, "/v1/orgs/", "org", "dogwood orgs remove acme"),
@@ -155,24 +144,13 @@ func networksCommand(e *env) *cli.Command {
 			{
 				Name: "list", Usage: "list networks", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org (`SLUG`)"}, jsonFlag}, OnUsageError: usageHook,
 				Description: "Examples:\n  dogwood networks list\n  dogwood networks list --org acme --json",
-				Action: func(c *cli.Context) error {
-					if _, err := args(c, 0, 0, "[--org SLUG] [--json]"); err != nil {
-						return err
-					}
-					var nets []schema.NetworkInfo
-					if err := client(c).Do(c.Context, "GET", "/v1/networks?org="+url.QueryEscape(c.String("org")), nil, &nets); err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, nets)
-					}
+				Action: listAction(e, "[--org SLUG] [--json]", orgQuery("/v1/networks"), nil, func(nets []schema.NetworkInfo) ([]string, [][]string) {
 					var rows [][]string
 					for _, n := range nets {
 						rows = append(rows, []string{n.Org, n.Name, fmt.Sprintf("%08x", n.ID), n.Prefix})
 					}
-					table(e.stdout, []string{"ORG", "NAME", "ID", "PREFIX"}, rows)
-					return nil
-				},
+					return []string{"ORG", "NAME", "ID", "PREFIX"}, rows
+				}),
 			},
 		},
 	}
@@ -229,28 +207,19 @@ func appsCommand(e *env) *cli.Command {
 			{
 				Name: "list", Usage: "list apps", Flags: []cli.Flag{&cli.StringFlag{Name: "org", Usage: "only this org (`SLUG`)"}, jsonFlag}, OnUsageError: usageHook,
 				Description: "Examples:\n  dogwood apps list\n  dogwood apps list --org acme --json",
-				Action: func(c *cli.Context) error {
-					if _, err := args(c, 0, 0, "[--org SLUG] [--json]"); err != nil {
-						return err
+				Action: listAction(e, "[--org SLUG] [--json]", orgQuery("/v1/apps"), func(apps []catalog.App) any {
+					out := make([]map[string]any, 0, len(apps))
+					for _, a := range apps {
+						out = append(out, appJSON(a))
 					}
-					var apps []catalog.App
-					if err := client(c).Do(c.Context, "GET", "/v1/apps?org="+url.QueryEscape(c.String("org")), nil, &apps); err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						out := make([]map[string]any, 0, len(apps))
-						for _, a := range apps {
-							out = append(out, appJSON(a))
-						}
-						return printJSON(e.stdout, out)
-					}
+					return out
+				}, func(apps []catalog.App) ([]string, [][]string) {
 					var rows [][]string
 					for _, a := range apps {
 						rows = append(rows, []string{a.Name, a.Org, a.Network})
 					}
-					table(e.stdout, []string{"NAME", "ORG", "NETWORK"}, rows)
-					return nil
-				},
+					return []string{"NAME", "ORG", "NETWORK"}, rows
+				}),
 			},
 			appsUpdateCommand(e),
 			withOrgFlag(removeCommand(e, "remove an app that has no machines", "NAME", schema.ValidApp, "/v1/apps/", "app", "dogwood apps remove web --org acme")),
@@ -535,4 +504,33 @@ var machineColumns = []string{"ID", "ORG", "APP", "REGION", "HOST", "ADDRESS", "
 
 func machineRow(m catalog.Machine) []string {
 	return []string{m.ID, m.Org, m.App, m.Region, m.Host, m.Address.String(), m.State, m.HealthOrPassing(), m.ProcessGroup}
+}
+
+// listAction is what every list command shares: no positional arguments, one GET,
+// then the items as JSON (through asJSON when the SPEC's objects differ from the
+// API's; nil prints them as they came) or as the table rows gives.
+func listAction[T any](e *env, usage string, path func(*cli.Context) string, asJSON func([]T) any, rows func([]T) ([]string, [][]string)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if _, err := args(c, 0, 0, usage); err != nil {
+			return err
+		}
+		var items []T
+		if err := client(c).Do(c.Context, "GET", path(c), nil, &items); err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			if asJSON != nil {
+				return printJSON(e.stdout, asJSON(items))
+			}
+			return printJSON(e.stdout, items)
+		}
+		header, body := rows(items)
+		table(e.stdout, header, body)
+		return nil
+	}
+}
+
+// orgQuery is a list path filtered by the --org flag (empty: every org).
+func orgQuery(path string) func(*cli.Context) string {
+	return func(c *cli.Context) string { return path + "?org=" + url.QueryEscape(c.String("org")) }
 }

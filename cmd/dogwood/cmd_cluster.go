@@ -49,17 +49,7 @@ func membersCommand(e *env) *cli.Command {
 		Name: "members", Usage: "list the cluster's hosts with their status (alive, suspect, failed, left)",
 		Description: "Examples:\n  dogwood members\n  dogwood members --json\n  dogwood members remove host4",
 		Flags:       []cli.Flag{jsonFlag}, OnUsageError: usageHook,
-		Action: func(c *cli.Context) error {
-			if _, err := args(c, 0, 0, "[--json]"); err != nil {
-				return err
-			}
-			var ms []schema.MemberInfo
-			if err := client(c).Do(c.Context, "GET", "/v1/members", nil, &ms); err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printJSON(e.stdout, ms)
-			}
+		Action: listAction(e, "[--json]", func(*cli.Context) string { return "/v1/members" }, nil, func(ms []schema.MemberInfo) ([]string, [][]string) {
 			var rows [][]string
 			for _, m := range ms {
 				gw := ""
@@ -67,15 +57,12 @@ func membersCommand(e *env) *cli.Command {
 					gw = "gateway " + m.Endpoint
 				}
 				rows = append(rows, []string{m.Name, m.HostIDHex, m.Region, m.Addr, m.Status, memberVersion(m), orDash(gw), orDash(m.PublicKey)})
-			}
-			table(e.stdout, []string{"NAME", "HOST ID", "REGION", "ADDR", "STATUS", "VERSION", "GATEWAY", "PUBLIC KEY"}, rows)
-			for _, m := range ms {
 				if m.VersionProblem != "" {
 					fmt.Fprintf(e.stderr, "cannot talk to %s because of versions: %s\n", m.Name, m.VersionProblem)
 				}
 			}
-			return nil
-		},
+			return []string{"NAME", "HOST ID", "REGION", "ADDR", "STATUS", "VERSION", "GATEWAY", "PUBLIC KEY"}, rows
+		}),
 		Subcommands: []*cli.Command{removeCommand(e, "remove a host that is gone for good (tombstones its machines and peers)", "NAME", schema.ValidHostName, "/v1/members/", "host", "dogwood members remove host4")},
 	}
 }
