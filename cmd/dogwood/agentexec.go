@@ -2,13 +2,7 @@
 
 package main
 
-import (
-	"fmt"
-	"os"
-	"syscall"
-
-	"github.com/urfave/cli/v2"
-)
+import "github.com/urfave/cli/v2"
 
 // The light binary's stand-ins for the commands that run in dogwood-agent
 // (delegate.go): each replaces this process with dogwood-agent and the same
@@ -29,22 +23,4 @@ func delegated(e *env, name, usage string) *cli.Command {
 		Name: name, Usage: usage, SkipFlagParsing: true, HideHelp: true,
 		Action: func(*cli.Context) error { return execAgent(e.args) },
 	}
-}
-
-// execAgent runs dogwood-agent in this process's place with args (args[0] is
-// replaced by its path). It returns only when that cannot be done.
-func execAgent(args []string) error {
-	self, err := os.Executable()
-	if err != nil {
-		self = "" // no /proc (a chroot): only the package's place is left
-	}
-	bin, err := agentBinary(self, os.Stat)
-	if err != nil {
-		return err
-	}
-	argv := append([]string{bin}, args[1:]...)
-	if err := syscall.Exec(bin, argv, os.Environ()); err != nil {
-		return fmt.Errorf("running %s: %w", bin, err)
-	}
-	return nil
 }

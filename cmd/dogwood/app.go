@@ -50,6 +50,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{args: args, stdin: stdin, stdout: stdout, stderr: stderr}
 	app := newApp(e)
 	if len(args) > 1 && args[1] == completeCommand {
+		if !agentLinked && isDelegated(completedCommand(app, args[2:])) {
+			// Its flags are dogwood-agent's; without it, offer nothing.
+			execAgent(args)
+			return 0
+		}
 		return runComplete(app, args[2:], stdout)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

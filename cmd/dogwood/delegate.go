@@ -3,8 +3,12 @@ package main
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
 )
 
 // Two binaries, one command. Every CLI call runs the package init of all the
@@ -42,6 +46,23 @@ func isDelegated(name string) bool {
 	return false
 }
 
+// completedCommand is the top-level command of a completion request's words
+// (the last word is the one being completed): the first word that is neither a
+// flag nor a global flag's value, or "".
+func completedCommand(app *cli.App, words []string) string {
+	for i := 0; i < len(words)-1; i++ {
+		w := words[i]
+		if strings.HasPrefix(w, "-") {
+			if !strings.Contains(w, "=") && takesValue(app.Flags, w) {
+				i++
+			}
+			continue
+		}
+		return w
+	}
+	return ""
+}
+
 // agentBinary finds dogwood-agent: beside the running binary (a build tree, an
 // unpacked release archive, a test's directory), else in agentLibDir. self is
 // the running binary's path ("" when unknown: a chroot without /proc); stat is
@@ -60,4 +81,22 @@ func agentBinary(self string, stat func(string) (fs.FileInfo, error)) (string, e
 	}
 	return "", fmt.Errorf("this command runs in %s, which is not at %s: install the whole package, or build both binaries (make build)",
 		agentBinaryName, strings.Join(tried, " nor "))
+}
+
+// execAgent runs dogwood-agent in this process's place with args (args[0] is
+// replaced by its path). It returns only when that cannot be done.
+func execAgent(args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		self = "" // no /proc (a chroot): only the package's place is left
+	}
+	bin, err := agentBinary(self, os.Stat)
+	if err != nil {
+		return err
+	}
+	argv := append([]string{bin}, args[1:]...)
+	if err := syscall.Exec(bin, argv, os.Environ()); err != nil {
+		return fmt.Errorf("running %s: %w", bin, err)
+	}
+	return nil
 }

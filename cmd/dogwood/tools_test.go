@@ -75,3 +75,19 @@ func (m fakeInfo) Mode() fs.FileMode  { return fs.FileMode(m) }
 func (m fakeInfo) ModTime() time.Time { return time.Time{} }
 func (m fakeInfo) IsDir() bool        { return fs.FileMode(m).IsDir() }
 func (m fakeInfo) Sys() any           { return nil }
+
+func TestCompletedCommand(t *testing.T) {
+	app := newApp(&env{})
+	for _, tc := range []struct{ words, want string }{
+		{"agent --gos", "agent"},
+		{"--agent /x.sock agent --gos", "agent"},
+		{"--agent=/x.sock proxy --con", "proxy"},
+		{"machines list --o", "machines"},
+		{"ag", ""},
+		{"--agent /x.sock ", ""},
+	} {
+		if got := completedCommand(app, strings.Split(tc.words, " ")); got != tc.want {
+			t.Errorf("%q: %q, want %q", tc.words, got, tc.want)
+		}
+	}
+}
