@@ -33,6 +33,11 @@ type partition struct {
 	streams chan net.Conn
 	done    chan struct{}
 	once    sync.Once
+	// refused counts traffic the cut stopped, both ways; dials counts connections
+	// this host opened. Tests wait on these rather than sleeping "long enough" for
+	// something not to happen.
+	refused atomic.Int64
+	dials   atomic.Int64
 }
 
 func newPartition(t *testing.T, ip string, blocked *sync.Map) *partition {
@@ -46,6 +51,7 @@ func newPartition(t *testing.T, ip string, blocked *sync.Map) *partition {
 			select {
 			case pk := <-nt.PacketCh():
 				if p.isBlocked(pk.From.String()) {
+					p.refused.Add(1)
 					continue
 				}
 				select {
@@ -55,6 +61,7 @@ func newPartition(t *testing.T, ip string, blocked *sync.Map) *partition {
 				}
 			case c := <-nt.StreamCh():
 				if p.isBlocked(c.RemoteAddr().String()) {
+					p.refused.Add(1)
 					c.Close()
 					continue
 				}
@@ -86,13 +93,16 @@ func (p *partition) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error)
 }
 func (p *partition) WriteTo(b []byte, addr string) (time.Time, error) {
 	if p.isBlocked(addr) {
+		p.refused.Add(1)
 		return time.Now(), nil
 	}
 	return p.inner.WriteTo(b, addr)
 }
 func (p *partition) PacketCh() <-chan *memberlist.Packet { return p.packets }
 func (p *partition) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
+	p.dials.Add(1)
 	if p.isBlocked(addr) {
+		p.refused.Add(1)
 		return nil, fmt.Errorf("partitioned from %s", addr)
 	}
 	return p.inner.DialTimeout(addr, d)
@@ -111,6 +121,7 @@ func (p *partition) shutdown() error {
 
 type testHost struct {
 	*Node
+	tr      *partition
 	ip      string
 	dir     string
 	blocked *sync.Map
@@ -170,7 +181,7 @@ func (c *cluster) tryStart(name string, key []byte, dir string, ip string, join 
 		tr.Shutdown()
 		return nil, err
 	}
-	return &testHost{Node: n, ip: ip, dir: dir, blocked: blocked, name: name, key: key}, nil
+	return &testHost{Node: n, tr: tr, ip: ip, dir: dir, blocked: blocked, name: name, key: key}, nil
 }
 
 func newCluster(t *testing.T, size int) *cluster { return newClusterTTL(t, size, 0) }
@@ -437,7 +448,13 @@ func TestPartitionAndHeal(t *testing.T) {
 	if _, err := h2.Apps.Create(ctx, AppSpec{Name: "db", Org: "acme", Network: ""}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The other side's own write arriving shows gossip ran meanwhile; h2's sends
+	// stopped at the cut show it tried to cross.
+	sent := h2.tr.refused.Load()
+	c.eventually(10*time.Second, "m0 on h1 and h2's sends refused", func() bool {
+		_, err := h1.Machines.Get(m0.ID)
+		return err == nil && h2.tr.refused.Load() >= sent+10
+	})
 	if _, err := h1.Machines.Get(m2.ID); err == nil {
 		t.Fatal("partition leaked a write")
 	}
@@ -487,7 +504,9 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	a, p := c.hosts[0].gossip.LocalAddr()
 	bad := c.start("intruder", []byte("ffffffffffffffffffffffffffffffff"), t.TempDir(), "127.0.9.9", []string{fmt.Sprintf("%s:%d", a, p)})
 	defer bad.Close()
-	time.Sleep(1500 * time.Millisecond)
+	// Wait until the intruder has tried to join twice (its join retries after a
+	// failure: the first was turned away by the key), rather than sleeping.
+	c.eventually(10*time.Second, "the intruder's second join attempt", func() bool { return bad.tr.dials.Load() >= 2 })
 	if len(bad.Orgs.List()) != 0 {
 		t.Fatal("host with the wrong key read the catalog")
 	}
