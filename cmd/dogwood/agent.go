@@ -461,3 +461,8 @@ func shareSocket(path, group string) error {
 	}
 	return os.Chmod(path, 0o660)
 }
+
+// logAttrs are the build's fields for the agent's first log line.
+func (b buildInfo) logAttrs() []any {
+	return []any{"version", b.Version, "commit", b.shortCommit(), "built", b.Date, "go", b.GoVersion}
+}

@@ -95,11 +95,6 @@ func (b buildInfo) String() string {
 	return fmt.Sprintf("dogwood %s (commit %s, built %s, %s %s)", b.Version, b.shortCommit(), b.Date, b.GoVersion, b.Platform)
 }
 
-// logAttrs are the build's fields for the agent's first log line.
-func (b buildInfo) logAttrs() []any {
-	return []any{"version", b.Version, "commit", b.shortCommit(), "built", b.Date, "go", b.GoVersion}
-}
-
 func versionCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name: "version", Usage: "print the version, commit and build date",
