@@ -63,7 +63,7 @@ func (d *doctor) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // them in a fixed order.
 func (d *doctor) run(ctx context.Context) []doctorCheck {
 	groups := []func(context.Context) []doctorCheck{
-		d.keyFile, d.dataDir, d.listeners, d.members, d.wireguard, d.dnsListeners, d.machineDNS, d.upstreams, d.clock, d.nftables, d.mtu,
+		d.keyFile, d.dataDir, d.listeners, d.members, d.wireguard, d.dnsListeners, d.machineDNS, d.peerDNS, d.upstreams, d.clock, d.nftables, d.mtu,
 	}
 	res := make([][]doctorCheck, len(groups))
 	var wg sync.WaitGroup

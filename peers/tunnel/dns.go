@@ -114,3 +114,16 @@ func (t *Tunnel) Resolve(ctx context.Context, name string) ([]netip.Addr, error)
 	}
 	return out, nil
 }
+
+// ExchangeOnce sends m once to the tunnel's first DNS server over network
+// ("udp" or "tcp"), bounded by DNSTimeout: a check that must tell UDP from TCP
+// and must not spend Exchange's retries (dogwood doctor on a gateway).
+func (t *Tunnel) ExchangeOnce(ctx context.Context, m *dns.Msg, network string) (*dns.Msg, error) {
+	if len(t.dnsServer) == 0 {
+		return nil, errors.New("the config names no DNS server")
+	}
+	if network != "udp" && network != "tcp" {
+		return nil, fmt.Errorf("network %q: want udp or tcp", network)
+	}
+	return t.exchange(ctx, m, t.dnsServer[0], network)
+}

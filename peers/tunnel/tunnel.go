@@ -360,3 +360,17 @@ func Dig(ctx context.Context, cfg config.Config, name string, qtype uint16) (*dn
 	defer t.Close()
 	return t.Dig(ctx, name, qtype)
 }
+
+// Handshaked reports whether the tunnel's own session completed a handshake
+// with the gateway; a tunnel that uses one already up on this machine has no
+// session of its own and reports false.
+func (t *Tunnel) Handshaked() bool {
+	t.mu.Lock()
+	dev := t.dev
+	t.mu.Unlock()
+	if dev == nil {
+		return false
+	}
+	st, err := dev.IpcGet()
+	return err == nil && strings.Contains(st, "last_handshake_time_sec=") && !strings.Contains(st, "last_handshake_time_sec=0\n")
+}

@@ -436,3 +436,47 @@ func TestBackToBackTunnels(t *testing.T) {
 		t.Fatalf("second tunnel right after the first: %v (after %v)", err, time.Since(start))
 	}
 }
+
+// TestExchangeOnceAndHandshaked: one query over each transport, reaching the
+// gateway's DNS; a tunnel whose gateway never answers reports no handshake and
+// fails its query within the DNS timeout.
+func TestExchangeOnceAndHandshaked(t *testing.T) {
+	e := newEnv(t)
+	tun := e.up(t, Options{})
+	ctx := testCtx(t)
+	if !tun.Handshaked() {
+		t.Error("Handshaked is false after Up with a live gateway")
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		tcpBefore := e.gw.tcpQueries.Load()
+		m := new(dns.Msg)
+		m.SetQuestion("web.internal.", dns.TypeAAAA)
+		r, err := tun.ExchangeOnce(ctx, m, network)
+		if err != nil || len(r.Answer) != 1 {
+			t.Fatalf("%s: %v %v", network, r, err)
+		}
+		if got := e.gw.tcpQueries.Load() > tcpBefore; got != (network == "tcp") {
+			t.Errorf("%s: the gateway saw a TCP query: %v", network, got)
+		}
+	}
+	if _, err := tun.ExchangeOnce(ctx, new(dns.Msg), "sctp"); err == nil {
+		t.Error("ExchangeOnce accepted network sctp")
+	}
+
+	cfg := e.cfg
+	other, _ := wgtypes.GeneratePrivateKey()
+	cfg.PublicKey = other.PublicKey()
+	dead, err := Up(context.Background(), cfg, Options{Bind: &loopbackBind{}, DNSTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	if dead.Handshaked() {
+		t.Error("Handshaked is true with a gateway that never answers")
+	}
+	m := new(dns.Msg)
+	m.SetQuestion("web.internal.", dns.TypeAAAA)
+	if _, err := dead.ExchangeOnce(ctx, m, "udp"); err == nil {
+		t.Error("ExchangeOnce through a dead tunnel succeeded")
+	}
+}
