@@ -2,6 +2,7 @@ package netns
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -72,13 +73,13 @@ func (w *world) keyedHosts(n int, opts func(i int, extra []string) hostOpts) (fi
 // TestDoctor: green on a healthy cluster (warnings allowed: the upstream resolver
 // is deliberately dead), then each broken thing shows up as the failing check that
 // names it: a key file readable by others, a host whose WireGuard port is blocked,
-// a stopped host.
+// a stopped host, and on a gateway an input firewall that drops developers' DNS.
 func TestDoctor(t *testing.T) {
 	requireEnv(t)
 	w := newWorld(t, "dr")
 	key, _ := os.ReadFile(w.key)
 	k2, x2 := w.ownKeyFile(2, string(key))
-	h1 := w.addHost(1, hostOpts{region: "ord"})
+	h1 := w.addHost(1, hostOpts{region: "ord", gateway: true, publicEndpoint: "198.18.0.1"})
 	h2 := w.addHost(2, hostOpts{region: "ord", extra: x2})
 	h3 := w.addHost(3, hostOpts{region: "ord"})
 	hosts := []*host{h1, h2, h3}
@@ -112,6 +113,11 @@ func TestDoctor(t *testing.T) {
 	if err != nil || !strings.Contains(out, "0 failed") {
 		t.Fatalf("doctor on a healthy host: %v\n%s", err, out)
 	}
+
+	if cs, _ := w.doctor(h2); !strings.Contains(cs["dns from peers"].Detail, "not a gateway") {
+		t.Errorf("dns from peers on a host that is no gateway: %+v", cs["dns from peers"])
+	}
+	doctorPeerDNS(t, w, h1, h2)
 
 	// A key file others can read.
 	os.Chmod(k2, 0o644)
@@ -173,6 +179,116 @@ func TestDoctor(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Errorf("stopped host: %v", err)
+	}
+}
+
+// doctorPeerDNS: on gateway gw, the README's default-deny firewall with DNS let
+// in from everywhere but the WireGuard interface (machines resolve, developers'
+// peers do not) makes doctor fail "dns from peers" with the rule to add; the
+// README's rule makes it pass; doctor's test peer is visible while it runs and
+// gone afterwards, also when the CLI is killed halfway.
+func doctorPeerDNS(t *testing.T, w *world, gw, other *host) {
+	t.Helper()
+	const name = "dns from peers"
+	cs, _ := w.doctor(gw)
+	if c := cs[name]; c.Status != "pass" || !strings.Contains(c.Detail, "no org has a network") {
+		t.Errorf("%s without any org: %+v", name, c)
+	}
+	w.cli(gw, "orgs", "create", "drorg")
+
+	fw := operatorBlocks(t)["firewall"]
+	var readmeRule string
+	for _, l := range strings.Split(fw, "\n") {
+		if strings.Contains(l, "th dport 53 accept") {
+			readmeRule = strings.TrimSpace(strings.SplitN(l, "#", 2)[0])
+		}
+	}
+	if readmeRule == "" {
+		t.Fatalf("the README's firewall block has no DNS rule:\n%s", fw)
+	}
+	// Machines (veths) still get DNS: only what arrives on the WireGuard
+	// interface is dropped, as a firewall written for machines alone would.
+	noPeers := strings.Replace(fw, readmeRule, fmt.Sprintf("iifname != %q %s", gw.iface, readmeRule), 1)
+	w.runBlockIn(gw.ns, "firewall without DNS from peers", noPeers)
+	defer e2eproc.NSRun(10*time.Second, gw.ns, "nft", "delete", "table", "inet", "host_firewall")
+
+	peersLeft := func(h *host) []string {
+		var ps []struct {
+			Org  string `json:"org"`
+			Name string `json:"name"`
+		}
+		w.cliJSON(h, &ps, "wireguard", "list")
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Org+"/"+p.Name)
+		}
+		return out
+	}
+	start := time.Now()
+	cs, err := w.doctor(gw)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cs[name]
+	if c.Status != "fail" || !strings.Contains(c.Next, "th dport 53 accept") || !strings.Contains(c.Next, "ip6tables") ||
+		!strings.Contains(c.Detail, "on "+gw.iface) || !strings.Contains(c.Detail, "::3]:53 gets no answer") {
+		t.Errorf("%s with peers' DNS dropped: %+v", name, c)
+	}
+	if f := failures(cs); len(f) != 1 {
+		t.Errorf("peers' DNS dropped: want only %q to fail, got %v", name, f)
+	}
+	t.Logf("doctor with peers' DNS dropped took %v: %s", took, c.Detail)
+	if took > 10*time.Second {
+		t.Errorf("doctor took %v with peers' DNS dropped; the check is bounded by 5 s", took)
+	}
+	noneLeft := func() error {
+		for _, h := range []*host{gw, other} {
+			if left := peersLeft(h); len(left) != 0 {
+				return fmt.Errorf("on %s: %v", h.name, left)
+			}
+		}
+		return nil
+	}
+	if err := e2eproc.Eventually(5*time.Second, 200*time.Millisecond, noneLeft); err != nil {
+		t.Errorf("doctor's test peer remains after a failing check: %v", err)
+	}
+
+	// The CLI killed while the check waits for answers: the agent still
+	// removes its peer.
+	p := w.track(startProc(t, filepath.Join(w.dir, "doctor-killed.log"), "doctor", []string{"DOGWOOD_AGENT=" + gw.sock}, gw.binary(), "doctor"))
+	if err := e2eproc.Eventually(10*time.Second, 50*time.Millisecond, func() error {
+		for _, pn := range peersLeft(gw) {
+			if strings.HasPrefix(pn, "drorg/doctor-") {
+				return nil
+			}
+		}
+		return errors.New("no doctor test peer in `wireguard list`")
+	}); err != nil {
+		t.Errorf("while doctor runs: %v", err)
+	}
+	p.kill()
+	if err := e2eproc.Eventually(10*time.Second, 200*time.Millisecond, noneLeft); err != nil {
+		t.Errorf("doctor's test peer remains after the CLI was killed: %v", err)
+	}
+
+	// The README's rule, as an operator adds it to the running firewall.
+	nsMust(t, gw.ns, "nft", "add rule inet host_firewall input "+readmeRule)
+	start = time.Now()
+	cs, err = w.doctor(gw)
+	took = time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cs[name]; c.Status != "pass" || !strings.Contains(c.Detail, "UDP") || !strings.Contains(c.Detail, "TCP") {
+		t.Errorf("%s after adding the README's rule: %+v", name, c)
+	}
+	if f := failures(cs); len(f) != 0 {
+		t.Errorf("after adding the README's rule: %v", f)
+	}
+	t.Logf("doctor with the README's firewall took %v: %s", took, cs[name].Detail)
+	if err := e2eproc.Eventually(5*time.Second, 200*time.Millisecond, noneLeft); err != nil {
+		t.Errorf("doctor's test peer remains after a passing check: %v", err)
 	}
 }
 
