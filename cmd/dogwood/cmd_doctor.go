@@ -30,8 +30,10 @@ func doctorCommand(e *env) *cli.Command {
 		Usage: "check this host and its agent: pass/warn/fail with the next step for each",
 		Description: `Checks the gossip key file's mode, the data dir, the listeners, every member's
 gossip port, the WireGuard interface and a fresh handshake with every live host, the
-DNS listeners, the upstream resolvers, clock skew against the other members, the
-nftables table and the MTU on the underlay path. Exit status 1 if any check fails.
+DNS listeners, DNS as a machine on this host asks it and, on a gateway, as a
+developer's peer does (through a test peer that doctor removes), the upstream
+resolvers, clock skew against the other members, the nftables table and the MTU on
+the underlay path. Exit status 1 if any check fails.
 
 Example:
   dogwood doctor
