@@ -64,19 +64,17 @@ func (t *Tunnel) exchange(ctx context.Context, m *dns.Msg, server netip.Addr, ne
 	defer cancel()
 	addr := netip.AddrPortFrom(server, 53)
 	co := new(dns.Conn)
+	var err error
 	switch network {
 	case "udp":
-		c, err := t.currentStack().DialUDP(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		co.Conn = c
+		co.Conn, err = t.currentStack().DialUDP(ctx, addr)
 	default:
-		c, err := t.currentStack().DialTCP(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		co.Conn = c
+		// Through a tunnel whose packets are dropped, the TCP handshake is what
+		// times out: say which query it was for.
+		co.Conn, err = t.currentStack().DialTCP(ctx, addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s query to %s: %w", strings.ToUpper(network), addr, err)
 	}
 	defer co.Close()
 	client := &dns.Client{Net: network, Timeout: t.opts.DNSTimeout}
