@@ -3,8 +3,11 @@ package meshbench
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,6 +105,55 @@ type propResult struct {
 	started, members time.Duration
 	// treeBytes: broadcast-tree bytes all hosts sent during the creates, by kind.
 	treeBytes map[string]float64
+	// cpu is the CPU time the whole process (every agent) used during the creates:
+	// unlike latency, it does not depend on how busy the rest of the machine is.
+	cpu time.Duration
+	// load is the machine's load average (1, 5, 15 min) when the creates ended.
+	load string
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAvg is the machine's load average as /proc/loadavg gives it ("" if unknown):
+// the latencies of agents sharing the CPU with other work mean little without it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// profileCreates starts a CPU profile of the creates alone (not the cluster's start)
+// when DOGWOOD_BENCH_CPUPROFILE names a file; it returns the function that stops it.
+func profileCreates(t testing.TB) func() {
+	path := os.Getenv("DOGWOOD_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatalf("cpu profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Fatalf("cpu profile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 var treeKinds = []string{"gossip", "ihave", "graft", "prune", "join"}
@@ -134,6 +186,8 @@ func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, 
 	defer a.close()
 	tr0 := c.traffic()
 	tb0 := c.treeBytes()
+	stopProfile := profileCreates(t)
+	cpu0 := processCPU()
 	start := time.Now()
 	for k := 0; k < creates; k++ {
 		hi := k % agents
@@ -184,6 +238,9 @@ func runPropagation(t *testing.T, agents, creates int, perCreate time.Duration, 
 		res.fromCall = append(res.fromCall, max(0, last.Sub(callStart)))
 	}
 	res.wall = time.Since(start)
+	res.cpu = processCPU() - cpu0
+	res.load = loadAvg()
+	stopProfile()
 	for i, tr := range c.traffic() {
 		res.bytesOut += tr.Sub(tr0[i]).BytesOut()
 	}
@@ -210,6 +267,8 @@ func (r propResult) print() {
 		kinds = append(kinds, fmt.Sprintf("%s %s", k, Bytes(r.treeBytes[k]/float64(max(1, r.creates)))))
 	}
 	Line("%s tree bytes per create (all hosts, sealed): %s", label, strings.Join(kinds, ", "))
+	Line("%s CPU (whole process, all agents) per create=%s (%.2f cores busy over the creates); machine load average %s",
+		label, Ms(r.cpu/time.Duration(max(1, r.creates))), r.cpu.Seconds()/max(r.wall.Seconds(), 1e-9), r.load)
 	Line("%s membership: all agents started in %v, then every agent saw all %d alive after %v", label,
 		r.started.Round(time.Millisecond), r.agents, r.members.Round(time.Millisecond))
 }
@@ -230,7 +289,7 @@ func TestBenchPropagation(t *testing.T) {
 			if p99 > 300*time.Millisecond || r.timeouts > 0 {
 				verdict = "MISSED"
 			}
-			Line("propagation agents=%d target every-host p99<=300ms: %s (p99=%s)", agents, verdict, Ms(p99))
+			Line("propagation agents=%d target every-host p99<=300ms: %s (p99=%s, load average %s)", agents, verdict, Ms(p99), r.load)
 		})
 	}
 }
