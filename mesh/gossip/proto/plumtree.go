@@ -363,6 +363,10 @@ type Tree struct {
 	eagerQ   map[string]*eagerBatch
 	// lastPush is when each link last sent eager copies (EagerInterval).
 	lastPush map[string]time.Time
+	// lastCopy is when each link was last given an eager copy, and gap the
+	// smoothed time between its copies: whether it carries a stream (push).
+	lastCopy map[string]time.Time
+	gap      map[string]time.Duration
 	seq      uint64
 	out      []Send
 	Stats    TreeStats
@@ -417,6 +421,7 @@ func NewTree(cfg TreeConfig) *Tree {
 		eager: map[string]bool{}, lazy: map[string]bool{}, picked: map[string]bool{},
 		seen: map[uint64]stored{}, short: map[uint32]uint64{}, missing: map[uint64]*missing{}, lazyQ: map[string][]uint64{},
 		eagerQ: map[string]*eagerBatch{}, lastPush: map[string]time.Time{}, lastLazy: map[string]time.Time{},
+		lastCopy: map[string]time.Time{}, gap: map[string]time.Duration{},
 	}
 	t.SetCompact(cfg.Compact)
 	return t
@@ -513,6 +518,8 @@ func (t *Tree) RemovePeer(name string) {
 	delete(t.lazyQ, name)
 	delete(t.eagerQ, name)
 	delete(t.lastPush, name)
+	delete(t.lastCopy, name)
+	delete(t.gap, name)
 	delete(t.lastLazy, name)
 	for _, m := range t.missing {
 		for i, f := range m.from {
@@ -621,10 +628,18 @@ func (t *Tree) push(now time.Time, p string, m Message) {
 		t.out = append(t.out, Send{To: p, Msg: t.single(m)})
 		return
 	}
+	apart, streaming := t.noteCopy(now, p)
 	q := t.eagerQ[p]
 	if q == nil && now.Sub(t.lastPush[p]) >= t.cfg.EagerInterval {
 		// The link was quiet: no wait (a lone change is not delayed).
 		t.lastPush[p] = now
+		t.out = append(t.out, Send{To: p, Msg: t.single(m)})
+		return
+	}
+	if q == nil && !streaming && apart >= t.cfg.EagerInterval/4 {
+		// Changes too far apart for company to be worth the wait. The link's
+		// batch times stay where they were: along a stream they line up hop after
+		// hop, so a batch that arrives finds the next link's batch due.
 		t.out = append(t.out, Send{To: p, Msg: t.single(m)})
 		return
 	}
@@ -638,6 +653,38 @@ func (t *Tree) push(now time.Time, p string, m Message) {
 	}
 	q.msgs = append(q.msgs, m)
 	q.size += batchEntrySize(&m)
+}
+
+// Eager copies wait for company only on a link that carries a stream (Nagle's
+// rule, with the stream measured): a copy closer than a quarter of EagerInterval to
+// the link's last one (a burst), or on a link whose smoothed gap between copies is
+// below streamGap. Changes a few tens of milliseconds apart otherwise each waited
+// for the rest of the interval at every hop. In the simulator (300 hosts, 1-5 ms
+// links, compact messages), at 25 changes/s a host had a change in p99 145 ms with
+// every copy held, 18 ms now, for 222 B received per change instead of 214; at 100
+// changes/s links stream and batch as before (133 B per change), p99 190 -> 152 ms
+// (a copy sent alone leaves the link's batch times where they were; see push).
+const (
+	streamGap = 20 * time.Millisecond
+	// gapCap bounds one sample: after a quiet spell a link counts as streaming
+	// again within a few copies.
+	gapCap = 4 * streamGap
+)
+
+// noteCopy records an eager copy for p; it returns how long after the link's last
+// copy it came and whether the link carries a stream.
+func (t *Tree) noteCopy(now time.Time, p string) (apart time.Duration, streaming bool) {
+	apart = gapCap
+	if last, ok := t.lastCopy[p]; ok {
+		apart = max(now.Sub(last), 0)
+	}
+	g, ok := t.gap[p]
+	if !ok {
+		g = gapCap
+	}
+	g += (min(apart, gapCap) - g) / 4
+	t.lastCopy[p], t.gap[p] = now, g
+	return apart, g < streamGap
 }
 
 func (t *Tree) flushBatch(p string, q *eagerBatch) {

@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -106,13 +107,56 @@ func TestEagerBatching(t *testing.T) {
 	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Kind != KindBatch || len(out[0].Msg.Batch) != 3 {
 		t.Fatalf("sent %+v, want one batch of 3 to b", out)
 	}
+	// The first of four goes alone (19 ms after the last change, on a link that
+	// carries no stream); the next three come at once and wait together until the
+	// third would outgrow a packet.
 	big := make([]byte, 400)
-	for range 3 {
-		tr.Publish(now.Add(25*time.Millisecond), big)
+	for range 4 {
+		tr.Publish(now.Add(22*time.Millisecond), big)
 	}
 	out = tr.Outbox()
-	if len(out) != 1 || out[0].Msg.Kind != KindBatch || len(out[0].Msg.Batch) != 2 || out[0].Msg.Size() > batchLimit {
-		t.Fatalf("sent %+v, want a full batch of 2 at once", out)
+	if len(out) != 2 || out[0].Msg.Kind != KindGossip || out[1].Msg.Kind != KindBatch || len(out[1].Msg.Batch) != 2 || out[1].Msg.Size() > batchLimit {
+		t.Fatalf("sent %+v, want one copy, then a full batch of 2 at once", out)
+	}
+}
+
+// Copies wait for company only on a link that carries a stream: changes 40 ms
+// apart each go at once although the link sent within the 70 ms interval; changes
+// 10 ms apart (100/s) leave in batches, one packet per interval.
+func TestEagerBatchingOnlyStreams(t *testing.T) {
+	now := time.Unix(0, 0)
+	tr := NewTree(TreeConfig{Self: "a", EagerInterval: 70 * time.Millisecond})
+	tr.SetLinks([]string{"b"})
+	at := now
+	for i := range 20 {
+		tr.Publish(at, []byte("change"))
+		if out := tr.Outbox(); len(out) != 1 || out[0].Msg.Kind != KindGossip {
+			t.Fatalf("change %d, 40 ms after the last, waited: %+v", i, out)
+		}
+		at = at.Add(40 * time.Millisecond)
+	}
+	packets, copies := 0, 0
+	count := func(out []Send) {
+		for _, s := range out {
+			packets++
+			copies += max(1, len(s.Msg.Batch))
+		}
+	}
+	for i := range 100 {
+		at = at.Add(10 * time.Millisecond)
+		if d := tr.Deadline(); !d.IsZero() && !at.Before(d) {
+			tr.Tick(d)
+			count(tr.Outbox())
+		}
+		tr.Publish(at, []byte(fmt.Sprint("stream", i)))
+		count(tr.Outbox())
+	}
+	tr.Tick(at.Add(time.Second))
+	count(tr.Outbox())
+	// 1 s at 100/s with a 70 ms interval: about 15 packets, a few more while the
+	// link's gap estimate comes down from the quiet spell.
+	if copies != 100 || packets > 20 {
+		t.Fatalf("a stream of 100 changes 10 ms apart left as %d copies in %d packets, want batches", copies, packets)
 	}
 }
 
