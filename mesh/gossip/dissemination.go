@@ -274,7 +274,7 @@ func (b *broadcast) send(out []proto.Send) {
 		}
 		buf := seal(time.Now(), treeFrame(g.cfg.Name, &s.Msg))
 		g.send(n, msgTree, buf)
-		g.metrics.treeBytes.WithLabelValues(treeKind(s.Msg.Kind)).Add(float64(len(buf)))
+		g.metrics.treeBytesBy.of(s.Msg.Kind).Add(float64(len(buf)))
 	}
 }
 

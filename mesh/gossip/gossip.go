@@ -282,9 +282,9 @@ func (g *Gossip) receive(buf []byte) {
 		g.drop("malformed", err)
 		return
 	}
-	g.metrics.received.WithLabelValues(t.String()).Inc()
+	g.metrics.receivedBy.of(t).Inc()
 	if (t >= msgAERoot && t <= msgAEWant) || t == msgAESubs {
-		g.metrics.aeBytes.WithLabelValues("received").Add(float64(len(buf)))
+		g.metrics.aeReceived.of(0).Add(float64(len(buf)))
 	}
 	switch t {
 	case msgRecords:

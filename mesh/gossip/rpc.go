@@ -107,7 +107,7 @@ func (r *rpcs) Call(ctx context.Context, host, op string, req, resp any) error {
 	case <-ctx.Done():
 		return fmt.Errorf("host %q did not take %s: %w", host, op, ctx.Err())
 	}
-	g.metrics.sent.WithLabelValues(msgRPCReq.String()).Inc()
+	g.metrics.sentBy.of(msgRPCReq).Inc()
 	select {
 	case <-ctx.Done():
 		return fmt.Errorf("host %q did not answer %s%s: %w", host, op, g.versions.describe(host), ctx.Err())
@@ -157,7 +157,7 @@ func (r *rpcs) serve(m rpcRequest) {
 	msg, err := encode(msgRPCResp, resp)
 	if err == nil {
 		if err := g.ml.SendReliable(n, msg); err == nil {
-			g.metrics.sent.WithLabelValues(msgRPCResp.String()).Inc()
+			g.metrics.sentBy.of(msgRPCResp).Inc()
 		}
 	}
 }

@@ -53,12 +53,12 @@ var errTooManySends = errors.New("too many reliable sends in flight")
 func (g *Gossip) sent(to string, t msgType, msg []byte, err error) {
 	if err != nil {
 		g.log.Debug("send failed", "to", to, "type", t, "err", err)
-		g.metrics.sendErrors.WithLabelValues(t.String()).Inc()
+		g.metrics.sendErrorsBy.of(t).Inc()
 		return
 	}
-	g.metrics.sent.WithLabelValues(t.String()).Inc()
+	g.metrics.sentBy.of(t).Inc()
 	if (t >= msgAERoot && t <= msgAEWant) || t == msgAESubs {
-		g.metrics.aeBytes.WithLabelValues("sent").Add(float64(len(msg)))
+		g.metrics.aeSent.of(0).Add(float64(len(msg)))
 	}
 }
 
