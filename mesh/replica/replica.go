@@ -86,7 +86,7 @@ type Config struct {
 // spent 16 % of their CPU on a transaction per change each. A crash loses at most
 // this window of remote records, which anti-entropy brings back; Close writes what is
 // pending.
-const Window = 100 * time.Millisecond
+const Window = 500 * time.Millisecond
 
 // Replica is the write path. Build it with New, call Start once the Publisher can
 // publish, StartGC once the host's identity stands, and Close last.
