@@ -2,10 +2,15 @@
 
 package server
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 func freebind(network, address string, c syscall.RawConn) error { return nil }
 
 const msgTrunc = 0
 
 func reusePort(c syscall.RawConn) error { return nil }
+
+func newPacketBatch(pc net.PacketConn) (packetBatch, error) { return newXNetBatch(pc), nil }

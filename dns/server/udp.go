@@ -29,10 +29,20 @@ const (
 	maxSlow  = 256
 )
 
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn have in common.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+// packetBatch reads datagrams and sends replies a batch at a time. read returns
+// what the socket has queued, up to batchSize, without waiting for more; the
+// datagrams of one read stay valid until the next, and reply queues an answer to
+// the sender of datagram i until flush sends them all.
+type packetBatch interface {
+	read() (int, error)
+	// datagram is datagram i of the last read and its sender's address; ok is
+	// false for one that was cut (MSG_TRUNC).
+	datagram(i int) (pkt []byte, src netip.Addr, ok bool)
+	// from is the sender of datagram i as a net.Addr, for the unpacked path
+	// (allocates).
+	from(i int) net.Addr
+	reply(i int, out []byte)
+	flush() error
 }
 
 // udpServer serves one UDP socket.
@@ -40,7 +50,6 @@ type udpServer struct {
 	s    *Server
 	l    Listener
 	pc   net.PacketConn
-	bc   batchConn
 	log  *slog.Logger
 	slow chan struct{} // semaphore of goroutines on the unpacked path
 	wg   sync.WaitGroup
@@ -48,13 +57,7 @@ type udpServer struct {
 }
 
 func newUDPServer(s *Server, l Listener, pc net.PacketConn) *udpServer {
-	u := &udpServer{s: s, l: l, pc: pc, log: s.log, slow: make(chan struct{}, maxSlow), done: make(chan struct{})}
-	if l.Addr.Is4() || l.Addr.Is4In6() {
-		u.bc = ipv4.NewPacketConn(pc)
-	} else {
-		u.bc = ipv6.NewPacketConn(pc)
-	}
-	return u
+	return &udpServer{s: s, l: l, pc: pc, log: s.log, slow: make(chan struct{}, maxSlow), done: make(chan struct{})}
 }
 
 func (u *udpServer) start() {
@@ -73,21 +76,17 @@ func (u *udpServer) close() {
 }
 
 func (u *udpServer) run() {
-	var (
-		rms  [batchSize]ipv4.Message
-		wms  [batchSize]ipv4.Message
-		rbuf [batchSize][1][]byte
-		wbuf [batchSize][1][]byte
-		scr  [batchSize]scratch
-	)
-	for i := range rms {
-		rbuf[i][0] = make([]byte, readSize)
-		rms[i].Buffers = rbuf[i][:]
-		wms[i].Buffers = wbuf[i][:]
+	b, err := newPacketBatch(u.pc)
+	if err != nil {
+		u.log.Warn("dns udp socket failed", "addr", u.l.Addr.String(), "err", err)
+		return
+	}
+	var scr [batchSize]scratch
+	for i := range scr {
 		scr[i].buf = make([]byte, 0, 1536)
 	}
 	for {
-		n, err := u.bc.ReadBatch(rms[:], 0)
+		n, err := b.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -100,52 +99,110 @@ func (u *udpServer) run() {
 			return
 		}
 		start := time.Now()
-		w := 0
 		for i := 0; i < n; i++ {
-			m := &rms[i]
-			if m.Flags&msgTrunc != 0 || m.N < headerLen {
+			pkt, src, ok := b.datagram(i)
+			if !ok || len(pkt) < headerLen {
 				u.s.met.malformed.Inc()
 				continue
 			}
-			pkt := rbuf[i][0][:m.N]
-			src := addrOf(m.Addr)
 			sc := &scr[i]
 			if pkt[2]&0x80 == 0 { // a query: response-rate limiting (off by default)
 				if v := u.s.rrl.decide(src); v != answer {
 					if out := u.s.limitedPacket(sc, v, pkt); out != nil {
-						wbuf[w][0], wms[w].Addr = out, m.Addr
-						w++
+						b.reply(i, out)
 					}
 					continue
 				}
 			}
 			out, qtype, rcode, ok := u.s.respondRaw(sc, pkt, u.l, src, false)
 			if !ok {
-				u.unpacked(pkt, m.Addr, src)
+				u.unpacked(pkt, b.from(i), src)
 				continue
 			}
 			u.s.met.answered(qtype, rcode, false, start)
-			wbuf[w][0] = out
-			wms[w].Addr = m.Addr
-			w++
+			b.reply(i, out)
 			if cap(out) <= 64<<10 {
 				sc.buf = out[:0]
 			}
 		}
-		for k := 0; k < w; {
-			sent, err := u.bc.WriteBatch(wms[k:w], 0)
-			if err != nil {
-				u.log.Debug("dns write", "err", err)
-				if sent <= 0 {
-					sent = 1 // skip the response that failed
-				}
-			}
-			k += sent
-		}
-		for i := 0; i < w; i++ {
-			wbuf[i][0], wms[i].Addr = nil, nil
+		if err := b.flush(); err != nil {
+			u.log.Debug("dns write", "err", err)
 		}
 	}
+}
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn have in common.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// xnetBatch is packetBatch through x/net's ReadBatch and WriteBatch, for sockets
+// without a descriptor of their own and systems other than Linux (where they read
+// one datagram a call). Each datagram's sender is a fresh *net.UDPAddr.
+type xnetBatch struct {
+	bc   batchConn
+	rms  [batchSize]ipv4.Message
+	wms  [batchSize]ipv4.Message
+	rbuf [batchSize][1][]byte
+	wbuf [batchSize][1][]byte
+	w    int
+}
+
+func newXNetBatch(pc net.PacketConn) *xnetBatch {
+	b := &xnetBatch{}
+	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
+		b.bc = ipv4.NewPacketConn(pc)
+	} else {
+		b.bc = ipv6.NewPacketConn(pc)
+	}
+	for i := range b.rms {
+		b.rbuf[i][0] = make([]byte, readSize)
+		b.rms[i].Buffers = b.rbuf[i][:]
+		b.wms[i].Buffers = b.wbuf[i][:]
+	}
+	return b
+}
+
+func (b *xnetBatch) read() (int, error) { return b.bc.ReadBatch(b.rms[:], 0) }
+
+func (b *xnetBatch) datagram(i int) ([]byte, netip.Addr, bool) {
+	m := &b.rms[i]
+	if m.Flags&msgTrunc != 0 {
+		return nil, netip.Addr{}, false
+	}
+	return b.rbuf[i][0][:m.N], addrOf(m.Addr), true
+}
+
+func (b *xnetBatch) from(i int) net.Addr { return b.rms[i].Addr }
+
+func (b *xnetBatch) reply(i int, out []byte) {
+	b.wbuf[b.w][0], b.wms[b.w].Addr = out, b.rms[i].Addr
+	b.w++
+}
+
+func (b *xnetBatch) flush() error {
+	var first error
+	for k := 0; k < b.w; {
+		sent, err := b.bc.WriteBatch(b.wms[k:b.w], 0)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			if errors.Is(err, net.ErrClosed) {
+				break
+			}
+			if sent <= 0 {
+				sent = 1 // skip the response that failed
+			}
+		}
+		k += sent
+	}
+	for i := 0; i < b.w; i++ {
+		b.wbuf[i][0], b.wms[i].Addr = nil, nil
+	}
+	b.w = 0
+	return first
 }
 
 // unpacked answers a query on the unpacked path, off the loop: it may wait for an
