@@ -9,6 +9,8 @@
 //	bench serve  -addr 127.0.0.1:P serve until SIGTERM or SIGINT
 //	bench mem                      heap of the DNS index per 100,000 records
 //	bench verify -ours A -knot B   compare answers for a sample of queries
+//	bench verify -ours A -self     the same against the resolver in process
+//	                               (for -health, whose answers Knot's zone lacks)
 //	bench freeport                 print a loopback port free for UDP and TCP
 package main
 
@@ -56,6 +58,8 @@ func main() {
 	queries := fs.Int("queries", 30000, "lines in the query file (gen)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile while serving (serve)")
 	records := fs.Int("records", 0, "custom DNS records in the network (gen: also writes queries-records.txt)")
+	health := fs.Bool("health", false, "health filtering (serve, verify -self): a tenth of the machines critical, host-"+cutHost+" unreachable")
+	self := fs.Bool("self", false, "verify against the resolver in process instead of Knot")
 	fs.Parse(os.Args[2:])
 	l := dnstest.Large{Apps: *apps, PerApp: *per, Regions: regions, Records: *records}
 	var err error
@@ -72,11 +76,15 @@ func main() {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
-		err = serve(l, *addr)
+		err = serve(l, *health, *addr)
 	case "mem":
 		err = mem(l)
 	case "verify":
-		err = verify(l, *ours, *knot, *sample)
+		if *self {
+			err = verifySelf(l, *health, *ours, *sample)
+		} else {
+			err = verify(l, *ours, *knot, *sample)
+		}
 	case "freeport":
 		err = freeport()
 	default:
@@ -179,19 +187,51 @@ func gen(l dnstest.Large, dir string, nq int) error {
 	return q.Close()
 }
 
+// cutHost is the host -health makes unreachable: a quarter of every app's machines.
+const cutHost = "syd"
+
+// unreachable is a Reachability that never changes.
+type unreachable struct{ set *resolve.HostSet }
+
+func (u unreachable) Unreachable() *resolve.HostSet { return u.set }
+
+// build is the benchmark catalog; with health, every tenth machine is critical and
+// the resolver is told host-syd is unreachable, as the agent's health checks and
+// WireGuard handshakes would (the same filtering as resolve's
+// BenchmarkAnswerFiltering "filtering" mode). Filtering is decided when an app's
+// index is built, so the query path does the same work; the answers are shorter.
+func build(l dnstest.Large, health bool) (*catalog.Snapshot, resolve.Reachability) {
+	snap := l.Build()
+	if !health {
+		return snap, nil
+	}
+	i := 0
+	for _, name := range snap.Networks[dnstest.NetA].AppNames {
+		for _, m := range snap.Networks[dnstest.NetA].Apps[name].Machines {
+			if i++; i%10 == 0 {
+				attrs := *m.MachineAttrs
+				attrs.Health = catalog.HealthCritical
+				m.MachineAttrs = &attrs
+			}
+		}
+	}
+	return snap, unreachable{resolve.NewHostSet("host-" + cutHost)}
+}
+
 // serve runs the real server with the catalog on a static loopback listener; the
 // queries carry ECS for the network, so scoping runs exactly as in production.
-func serve(l dnstest.Large, addr string) error {
+func serve(l dnstest.Large, health bool, addr string) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return err
 	}
-	snap := l.Build()
+	snap, reach := build(l, health)
 	s, err := server.New(server.Config{
-		Source:     resolve.StaticSource{Snap: snap},
-		Listen:     []netip.AddrPort{ap},
-		Upstreams:  []string{"127.0.0.1:9"}, // never used: every benchmark name is ours
-		ResolvConf: os.DevNull,
+		Source:       resolve.StaticSource{Snap: snap},
+		Reachability: reach,
+		Listen:       []netip.AddrPort{ap},
+		Upstreams:    []string{"127.0.0.1:9"}, // never used: every benchmark name is ours
+		ResolvConf:   os.DevNull,
 	})
 	if err != nil {
 		return err
@@ -264,6 +304,54 @@ func verify(l dnstest.Large, ours, knot string, n int) error {
 		}
 	}
 	fmt.Printf("verified %d queries: %d differ\n", len(names), bad)
+	if bad > 0 {
+		return fmt.Errorf("%d answers differ", bad)
+	}
+	return nil
+}
+
+// verifySelf asks the server at ours the same sample over UDP and compares each
+// answer with what a resolver in this process, over the same catalog and filter,
+// gives (as sets, with the response code): for a server whose answers Knot's zone
+// does not have.
+func verifySelf(l dnstest.Large, health bool, ours string, n int) error {
+	snap, reach := build(l, health)
+	r := resolve.New(resolve.StaticSource{Snap: snap}, nil)
+	if reach != nil {
+		r.SetReachability(reach)
+	}
+	// The same catalog unfiltered, to count the answers filtering changed.
+	plain := resolve.New(resolve.StaticSource{Snap: l.Build()}, nil)
+	names := sampleQueries(snap, n)
+	c := &dns.Client{Net: "udp", UDPSize: 65535, Timeout: 3 * time.Second}
+	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 48, Address: netip.MustParseAddr("fdaa:0:18::").AsSlice()}
+	bad, filtered := 0, 0
+	for _, q := range names {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		m.SetEdns0(4096, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, ecs)
+		a, _, err := c.Exchange(m, ours)
+		if err != nil {
+			return fmt.Errorf("ours %s: %w", q.name, err)
+		}
+		b, ok := r.Query(dnstest.NetA, q.name, q.qtype)
+		if !ok {
+			return fmt.Errorf("resolver: %s is not ours", q.name)
+		}
+		ka, kb := canon(a), canon(b)
+		if p, _ := plain.Query(dnstest.NetA, q.name, q.qtype); p != nil && canon(p) != kb {
+			filtered++
+		}
+		if ka != kb || a.Rcode != b.Rcode {
+			bad++
+			if bad <= 5 {
+				fmt.Printf("DIFF %s %s\n ours: %s %s\n self: %s %s\n", q.name, dns.TypeToString[q.qtype],
+					dns.RcodeToString[a.Rcode], ka, dns.RcodeToString[b.Rcode], kb)
+			}
+		}
+	}
+	fmt.Printf("verified %d queries against the resolver in process: %d differ (%d answers filtered)\n", len(names), bad, filtered)
 	if bad > 0 {
 		return fmt.Errorf("%d answers differ", bad)
 	}

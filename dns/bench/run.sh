@@ -16,12 +16,20 @@
 # other work on the machine hits both alike.
 #
 # A third server, Dogwood with RECORDS custom records (`dogwood dns add`: AAAA, TXT,
-# ALIAS, CNAME, wildcards) in the same network, runs in the same rounds, so the cost
-# of custom records is measured against the same Knot. The machine's load average is
-# printed before and after: on a shared machine, read the ratios, not the qps.
+# ALIAS, CNAME, wildcards) in the same network and, with HEALTH=1, health filtering
+# (a tenth of the machines critical, one host of four unreachable: `bench serve
+# -health`), runs in the same rounds, so the cost of both is measured against the
+# same Knot. Filtered answers are not in Knot's zone, so that server is verified
+# against the resolver in process instead. The machine's load average is printed
+# before and after: on a shared machine, read the ratios, not the qps.
+#
+# Latency: each server at half of its own peak (the median of the throughput
+# rounds), ROUNDS alternating runs, median p50 and p99; each run also reads the
+# server's CPU time from /proc, so the CPU each one spends per query at that load
+# is printed too (a figure the machine's load moves much less than latency).
 #
 # Knobs: DURATION (s per run, 5), ROUNDS (3), CLIENTS (dnsperf -c, 4), PIN (1),
-# RECORDS (10000; 0 skips the third server).
+# RECORDS (10000; 0 skips the third server), HEALTH (1).
 set -euo pipefail
 
 DURATION=${DURATION:-5}
@@ -29,6 +37,9 @@ ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-4}
 PIN=${PIN:-1}
 RECORDS=${RECORDS:-10000}
+HEALTH=${HEALTH:-1}
+RECS_NAME="with $RECORDS records"
+[ "$HEALTH" = 1 ] && RECS_NAME="$RECS_NAME + health filtering"
 ECS="8:00023000fdaa00000018" # family 2, source /48, scope 0, fdaa:0000:0018
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -111,8 +122,11 @@ PIDS+=("$KNOT_PID")
 OURS_PID=$!
 PIDS+=("$OURS_PID")
 if [ "$RECORDS" -gt 0 ]; then
-	"${SRV_PIN[@]}" "$B" serve -records "$RECORDS" -addr "127.0.0.1:$RECS_PORT" >"$TMP/recs.log" 2>&1 &
-	PIDS+=("$!")
+	HFLAG=()
+	[ "$HEALTH" = 1 ] && HFLAG=(-health)
+	"${SRV_PIN[@]}" "$B" serve -records "$RECORDS" "${HFLAG[@]}" -addr "127.0.0.1:$RECS_PORT" >"$TMP/recs.log" 2>&1 &
+	RECS_PID=$!
+	PIDS+=("$RECS_PID")
 fi
 
 ready() { # port, extra dig args
@@ -133,7 +147,13 @@ ready "$OURS_PORT" +subnet=fdaa:0:18::/48
 
 echo "== verifying answers (sample, TCP, compared as sets)"
 "$B" verify -ours "127.0.0.1:$OURS_PORT" -knot "127.0.0.1:$KNOT_PORT" -n 500 | sed 's/^/   /'
-[ "$RECORDS" -gt 0 ] && "$B" verify -ours "127.0.0.1:$RECS_PORT" -knot "127.0.0.1:$KNOT_PORT" -n 500 | sed 's/^/   (with records) /'
+if [ "$RECORDS" -gt 0 ]; then
+	if [ "$HEALTH" = 1 ]; then
+		"$B" verify -self -records "$RECORDS" -health -ours "127.0.0.1:$RECS_PORT" -n 500 | sed "s/^/   ($RECS_NAME) /"
+	else
+		"$B" verify -ours "127.0.0.1:$RECS_PORT" -knot "127.0.0.1:$KNOT_PORT" -n 500 | sed "s/^/   ($RECS_NAME) /"
+	fi
+fi
 
 perf() { # port, extra args...
 	local port=$1; shift
@@ -159,15 +179,37 @@ done
 KQ=$(median <"$TMP/knot.qps"); OQ=$(median <"$TMP/ours.qps")
 RQ=$( [ "$RECORDS" -gt 0 ] && median <"$TMP/recs.qps" || echo 0)
 
-p99() { # port, rate
-	perf "$1" -l "$DURATION" -Q "$2" -v | awk '/^> / {print $NF}' | sort -g |
-		awk '{a[NR]=$1} END {if (NR == 0) {print "n/a"} else {i=int(NR*0.99); if (i < 1) i=1; printf "%.3f ms (p50 %.3f ms, %d queries)\n", a[i]*1000, a[int(NR/2)]*1000, NR}}'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# One latency run: port, rate, server pid. Prints "p99_ms p50_ms queries cpu_us_per_query".
+latency() {
+	local c0 c1
+	c0=$(cpu_ticks "$3")
+	perf "$1" -l "$DURATION" -Q "$2" -v | awk '/^> / {print $NF}' | sort -g >"$TMP/lat"
+	c1=$(cpu_ticks "$3")
+	awk -v ticks=$(( c1 - c0 )) -v hz="$(getconf CLK_TCK)" '{a[NR]=$1} END {
+		if (NR == 0) {print "n/a n/a 0 n/a"; exit}
+		i=int(NR*0.99); if (i < 1) i=1
+		printf "%.3f %.3f %d %.2f\n", a[i]*1000, a[int((NR+1)/2)]*1000, NR, ticks/hz*1e6/NR}' "$TMP/lat"
 }
-echo "== latency at half of each server's peak"
-KL=$(p99 "$KNOT_PORT" $(( KQ / 2 )))
-OL=$(p99 "$OURS_PORT" $(( OQ / 2 )))
+col() { awk -v c="$1" '{print $c}' "$2" | median; }
+echo "== latency at half of each server's peak: $ROUNDS alternating rounds of ${DURATION}s"
+: >"$TMP/knot.lat"; : >"$TMP/ours.lat"; : >"$TMP/recs.lat"
+for r in $(seq "$ROUNDS"); do
+	k=$(latency "$KNOT_PORT" $(( KQ / 2 )) "$KNOT_PID"); echo "$k" >>"$TMP/knot.lat"
+	o=$(latency "$OURS_PORT" $(( OQ / 2 )) "$OURS_PID"); echo "$o" >>"$TMP/ours.lat"
+	line="   round $r (load $(cut -d' ' -f1 /proc/loadavg)): p99 knot $(cut -d' ' -f1 <<<"$k") ms, dogwood $(cut -d' ' -f1 <<<"$o") ms"
+	if [ "$RECORDS" -gt 0 ]; then
+		c=$(latency "$RECS_PORT" $(( RQ / 2 )) "$RECS_PID"); echo "$c" >>"$TMP/recs.lat"
+		line="$line, dogwood $RECS_NAME $(cut -d' ' -f1 <<<"$c") ms"
+	fi
+	echo "$line"
+done
+lat_line() { # file
+	echo "$(col 1 "$1") ms (p50 $(col 2 "$1") ms, CPU $(col 4 "$1") us/query, $(col 3 "$1") queries; medians of $ROUNDS)"
+}
+KL=$(lat_line "$TMP/knot.lat"); OL=$(lat_line "$TMP/ours.lat")
 RL="n/a"
-[ "$RECORDS" -gt 0 ] && RL=$(p99 "$RECS_PORT" $(( RQ / 2 )))
+[ "$RECORDS" -gt 0 ] && RL=$(lat_line "$TMP/recs.lat")
 ms() { awk '{print $1}' <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0 && a != "n/a") printf "%.2f", a/b; else print "n/a"}'; }
 
@@ -188,7 +230,10 @@ ratio             $(ratio "$OQ" "$KQ") x Knot (target >= 1.00)
 p99 @ half peak   knot $KL
                   dogwood $OL
 p99 ratio         $(ratio "$(ms "$OL")" "$(ms "$KL")") x Knot (target <= 1.00)
-with $RECORDS records  dogwood $RQ qps = $(ratio "$RQ" "$KQ") x Knot, $(ratio "$RQ" "$OQ") x without; p99 $RL = $(ratio "$(ms "$RL")" "$(ms "$KL")") x Knot
+$RECS_NAME
+                  dogwood $RQ qps = $(ratio "$RQ" "$KQ") x Knot, $(ratio "$RQ" "$OQ") x without (target: within 5 % of without)
+                  p99 $RL
+                  p99 $(ratio "$(ms "$RL")" "$(ms "$KL")") x Knot, $(ratio "$(ms "$RL")" "$(ms "$OL")") x without
 rss after runs    knot $(rss "$KNOT_PID"), dogwood $(rss "$OURS_PID")
 dogwood index     $(echo "$MEM" | tail -1)
   at 10x scale    $(echo "$MEM_BIG" | tail -1)
