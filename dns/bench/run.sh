@@ -26,7 +26,9 @@
 # Latency: each server at half of its own peak (the median of the throughput
 # rounds), ROUNDS alternating runs, median p50 and p99; each run also reads the
 # server's CPU time from /proc, so the CPU each one spends per query at that load
-# is printed too (a figure the machine's load moves much less than latency).
+# is printed too (a figure the machine's load moves much less than latency). The
+# faster server is asked more at half of its own peak, so each round also runs
+# Dogwood at half of Knot's peak: the same rate for both.
 #
 # Knobs: DURATION (s per run, 5), ROUNDS (3), CLIENTS (dnsperf -c, 4), PIN (1),
 # RECORDS (10000; 0 skips the third server), HEALTH (1).
@@ -193,7 +195,7 @@ latency() {
 }
 col() { awk -v c="$1" '{print $c}' "$2" | median; }
 echo "== latency at half of each server's peak: $ROUNDS alternating rounds of ${DURATION}s"
-: >"$TMP/knot.lat"; : >"$TMP/ours.lat"; : >"$TMP/recs.lat"
+: >"$TMP/knot.lat"; : >"$TMP/ours.lat"; : >"$TMP/recs.lat"; : >"$TMP/same.lat"
 for r in $(seq "$ROUNDS"); do
 	k=$(latency "$KNOT_PORT" $(( KQ / 2 )) "$KNOT_PID"); echo "$k" >>"$TMP/knot.lat"
 	o=$(latency "$OURS_PORT" $(( OQ / 2 )) "$OURS_PID"); echo "$o" >>"$TMP/ours.lat"
@@ -202,12 +204,13 @@ for r in $(seq "$ROUNDS"); do
 		c=$(latency "$RECS_PORT" $(( RQ / 2 )) "$RECS_PID"); echo "$c" >>"$TMP/recs.lat"
 		line="$line, dogwood $RECS_NAME $(cut -d' ' -f1 <<<"$c") ms"
 	fi
-	echo "$line"
+	s=$(latency "$OURS_PORT" $(( KQ / 2 )) "$OURS_PID"); echo "$s" >>"$TMP/same.lat"
+	echo "$line; dogwood at knot's rate $(cut -d' ' -f1 <<<"$s") ms"
 done
 lat_line() { # file
 	echo "$(col 1 "$1") ms (p50 $(col 2 "$1") ms, CPU $(col 4 "$1") us/query, $(col 3 "$1") queries; medians of $ROUNDS)"
 }
-KL=$(lat_line "$TMP/knot.lat"); OL=$(lat_line "$TMP/ours.lat")
+KL=$(lat_line "$TMP/knot.lat"); OL=$(lat_line "$TMP/ours.lat"); SL=$(lat_line "$TMP/same.lat")
 RL="n/a"
 [ "$RECORDS" -gt 0 ] && RL=$(lat_line "$TMP/recs.lat")
 ms() { awk '{print $1}' <<<"$1"; }
@@ -230,6 +233,8 @@ ratio             $(ratio "$OQ" "$KQ") x Knot (target >= 1.00)
 p99 @ half peak   knot $KL
                   dogwood $OL
 p99 ratio         $(ratio "$(ms "$OL")" "$(ms "$KL")") x Knot (target <= 1.00)
+p99 @ knot's rate dogwood $SL
+                  $(ratio "$(ms "$SL")" "$(ms "$KL")") x Knot, both at $(( KQ / 2 )) qps
 $RECS_NAME
                   dogwood $RQ qps = $(ratio "$RQ" "$KQ") x Knot, $(ratio "$RQ" "$OQ") x without (target: within 5 % of without)
                   p99 $RL
