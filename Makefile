@@ -76,6 +76,7 @@ bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, 
 	bash dns/bench/records.sh
 	bash testdata/bench/iperf.sh
 	bash testdata/bench/peer_create.sh
+	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -tags agent -count=1 -run 'TestAsymmetricLinkNamedCreates' -v ./cmd/dogwood/e2e/chaos/ | grep -E '^(BENCH|--- |ok|FAIL)'
 
 upgrade-test: deps build ## rolling upgrades from v0.2.0 (5 hosts, 20 s apart, workload, downgrade) and v0.1.0; make test runs them 4 s apart
 	DOGWOOD_UPGRADE_SPACING=$${DOGWOOD_UPGRADE_SPACING:-20s} DOGWOOD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -run '^TestUpgrade' ./cmd/dogwood/e2e/netns/

@@ -41,6 +41,7 @@ import (
 	"log/slog"
 	"math/rand"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dogwood/dogwood/mesh/quorum"
@@ -204,8 +205,11 @@ func (c *Claimer) round(r *record.Record) round {
 // every host has the record when the create returns (so a create on another host
 // right after can use it). Arbiters remembered as slow or unreachable are not
 // waited for (the broadcast tree carries the record to them, and to everyone
-// else), unless a majority needs them: one bad link costs at most one RPC timeout,
-// on the first create that meets it.
+// else), unless a majority needs them; and once a majority holds the record, the
+// others are waited for only slowArbiter longer: one that takes more is slow by
+// definition, is remembered as such when its answer comes, and gets the record
+// anyway. So one bad link or one starved host costs at most one RPC timeout, on the
+// first create that meets it, and usually not even that.
 func (c *Claimer) Written(ctx context.Context, r *record.Record) {
 	hosts := c.cfg.Members.AliveNames()
 	var wg sync.WaitGroup
@@ -220,13 +224,21 @@ func (c *Claimer) Written(ctx context.Context, r *record.Record) {
 					fast++
 				}
 			}
-			quorum.Poll(ctx, arbs, max(quorum.Need(len(arbs)), fast), c.slow, c.cfg.Timeout,
+			pctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var held atomic.Int32
+			majority := int32(quorum.Need(len(arbs)))
+			quorum.Poll(pctx, arbs, max(quorum.Need(len(arbs)), fast), c.slow, c.cfg.Timeout,
 				func(ctx context.Context, h string) (struct{}, error) {
-					if h == c.cfg.Self {
-						return struct{}{}, nil
+					err := error(nil)
+					if h != c.cfg.Self {
+						// Portable: an arbiter of the previous release keeps fields it does not know.
+						err = c.cfg.Caller.Call(ctx, h, opWritten, []*record.Record{r.Portable()}, nil)
 					}
-					// Portable: an arbiter of the previous release keeps fields it does not know.
-					return struct{}{}, c.cfg.Caller.Call(ctx, h, opWritten, []*record.Record{r.Portable()}, nil)
+					if err == nil && held.Add(1) == majority {
+						time.AfterFunc(slowArbiter, cancel)
+					}
+					return struct{}{}, err
 				},
 				func(_ struct{}, err error) bool { return err == nil },
 				func(v quorum.Result[struct{}]) {
