@@ -273,14 +273,16 @@ func (r propResult) print() {
 		r.started.Round(time.Millisecond), r.agents, r.members.Round(time.Millisecond))
 }
 
-// TestBenchPropagation: SPEC §3 speed, issue target p99 <= 300 ms at 50 agents.
+// TestBenchPropagation: SPEC §3 speed; issue 24's target is every-host p99 <= 300 ms
+// at 500 agents over 200 creates, reported with the machine's load average (the
+// agents share its CPU with whatever else runs).
 func TestBenchPropagation(t *testing.T) {
 	benchOn(t)
 	creates := envInts("DOGWOOD_BENCH_CREATES", []int{200})[0]
 	Section("Propagation", fmt.Sprintf("Agents in one process, real memberlist on loopback (own 127.0.x.y each), gossip key set, "+
 		"mesh.Config defaults (AEInterval 1s, memberlist DefaultLANConfig). %d CreateMachine calls round-robin over the hosts, "+
-		"one at a time; arrival stamped by a Catalog().Watch() goroutine per host. Target: every-host p99 <= 300ms at 50 agents.", creates))
-	for _, agents := range envInts("DOGWOOD_BENCH_AGENTS", []int{5, 50}) {
+		"one at a time; arrival stamped by a Catalog().Watch() goroutine per host. Target: every-host p99 <= 300ms at 500 agents, with the load average next to it.", creates))
+	for _, agents := range envInts("DOGWOOD_BENCH_AGENTS", []int{5, 50, 500}) {
 		t.Run(fmt.Sprintf("agents=%d", agents), func(t *testing.T) {
 			r := runPropagation(t, agents, creates, 5*time.Second, true)
 			r.print()
@@ -289,7 +291,8 @@ func TestBenchPropagation(t *testing.T) {
 			if p99 > 300*time.Millisecond || r.timeouts > 0 {
 				verdict = "MISSED"
 			}
-			Line("propagation agents=%d target every-host p99<=300ms: %s (p99=%s, load average %s)", agents, verdict, Ms(p99), r.load)
+			Line("propagation agents=%d target every-host p99<=300ms: %s (p99=%s, %.2fx the target; load average %s)",
+				agents, verdict, Ms(p99), float64(p99)/float64(300*time.Millisecond), r.load)
 		})
 	}
 }
