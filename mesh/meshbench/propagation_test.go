@@ -35,6 +35,11 @@ func watchArrivals(nodes []*benchNode) *arrivals {
 		go func() {
 			defer a.wg.Done()
 			defer stop()
+			// The goroutine's own view of what it stamped, so finding new machines
+			// needs no lock shared with 499 others: snapshots share an unchanged
+			// app's view, and a view seen already has nothing new.
+			var last *catalog.AppView
+			known := map[string]bool{}
 			for {
 				select {
 				case <-ch:
@@ -43,23 +48,28 @@ func watchArrivals(nodes []*benchNode) *arrivals {
 				}
 				now := time.Now()
 				app := n.Catalog().Latest().Apps[catalog.AppKey("bench", "bench")]
-				if app == nil {
+				if app == nil || app == last {
 					continue
 				}
-				added := false
-				a.mu.Lock()
+				last = app
+				var fresh []string
 				for _, m := range app.Machines {
-					if _, ok := a.seen[i][m.ID]; !ok {
-						a.seen[i][m.ID] = now
-						added = true
+					if !known[m.ID] {
+						known[m.ID] = true
+						fresh = append(fresh, m.ID)
 					}
 				}
+				if len(fresh) == 0 {
+					continue
+				}
+				a.mu.Lock()
+				for _, id := range fresh {
+					a.seen[i][id] = now
+				}
 				a.mu.Unlock()
-				if added {
-					select {
-					case a.wake <- struct{}{}:
-					default:
-					}
+				select {
+				case a.wake <- struct{}{}:
+				default:
 				}
 			}
 		}()
