@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -64,11 +63,10 @@ type Catalog struct {
 
 	watchers map[chan struct{}]struct{}
 
-	horizon    func() time.Time // tombstones deleted before it are collected; nil: never
-	requests   map[string]ID    // kind byte + client request id -> record (tombstones too)
-	onConflict func(Conflict)
-	conflicts  []Conflict // decided under mu, reported after it is released
-	latest     atomic.Pointer[Snapshot]
+	horizon   func() time.Time // tombstones deleted before it are collected; nil: never
+	requests  map[string]ID    // kind byte + client request id -> record (tombstones too)
+	conflicts conflictQueue
+	latest    atomic.Pointer[Snapshot]
 }
 
 type netIndex struct {
@@ -243,17 +241,7 @@ func (c *Catalog) Len() (live map[Kind]int, tombstones int) {
 
 // Apply merges r. It returns true when r replaced what the catalog had (and so must be
 // persisted and may be passed on). r must not be modified afterwards.
-func (c *Catalog) Apply(r *Record) bool {
-	c.mu.Lock()
-	changed := c.applyLocked(r)
-	conflicts := c.takeConflicts()
-	c.mu.Unlock()
-	c.report(conflicts)
-	if changed {
-		c.notify()
-	}
-	return changed
-}
+func (c *Catalog) Apply(r *Record) bool { return len(c.ApplyAll([]*Record{r})) > 0 }
 
 // Conflict is two different creates of one key (two live records with different
 // identities) that the merge order decided between.
@@ -266,28 +254,34 @@ type Conflict struct {
 // must not block. Set it before records arrive.
 func (c *Catalog) OnConflict(f func(Conflict)) {
 	c.mu.Lock()
-	c.onConflict = f
+	c.conflicts.report = f
 	c.mu.Unlock()
 }
 
-func (c *Catalog) takeConflicts() []Conflict {
-	out := c.conflicts
-	c.conflicts = nil
-	if c.onConflict == nil {
-		return nil
-	}
-	return out
+// conflictQueue holds the conflicts a merge decided under the catalog's lock until
+// the lock is released, so the report function never runs with it held. Its fields
+// are guarded by the catalog's mu.
+type conflictQueue struct {
+	report  func(Conflict)
+	pending []Conflict
 }
 
-func (c *Catalog) report(cs []Conflict) {
-	if len(cs) == 0 {
-		return
-	}
-	c.mu.Lock()
-	f := c.onConflict
-	c.mu.Unlock()
-	for _, x := range cs {
-		f(x)
+func (q *conflictQueue) add(kept, lost *Record) {
+	q.pending = append(q.pending, Conflict{Kept: kept, Lost: lost})
+}
+
+// take empties the queue (under the catalog's lock) and returns a function that
+// reports what it held, to call once the lock is released.
+func (q *conflictQueue) take() func() {
+	cs, f := q.pending, q.report
+	q.pending = nil
+	return func() {
+		if f == nil {
+			return
+		}
+		for _, x := range cs {
+			f(x)
+		}
 	}
 }
 
@@ -300,9 +294,9 @@ func (c *Catalog) ApplyAll(rs []*Record) []*Record {
 			changed = append(changed, r)
 		}
 	}
-	conflicts := c.takeConflicts()
+	report := c.conflicts.take()
 	c.mu.Unlock()
-	c.report(conflicts)
+	report()
 	if len(changed) > 0 {
 		c.notify()
 	}
@@ -329,9 +323,9 @@ func (c *Catalog) applyLocked(r *Record) bool {
 	win := r.Wins(old)
 	if old != nil && !old.Deleted && !r.Deleted && !old.SameIdentity(r) {
 		if win {
-			c.conflicts = append(c.conflicts, Conflict{Kept: r, Lost: old})
+			c.conflicts.add(r, old)
 		} else {
-			c.conflicts = append(c.conflicts, Conflict{Kept: old, Lost: r})
+			c.conflicts.add(old, r)
 		}
 	}
 	if !win {
@@ -567,27 +561,6 @@ func (c *Catalog) FieldUsed(host, field uint32) bool {
 		used = used || (!e.bodyless && e.m.HostID == host && e.m.Field == field)
 	})
 	return used
-}
-
-// addressOwner returns the live record owning a 6PN address. It walks the peers and
-// machines: for tests and diagnostics, not for hot paths (an index cost a map entry
-// per record for a question only they ask).
-func (c *Catalog) addressOwner(a netip.Addr) (ID, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range c.byKind[KindPeer] {
-		if r.Peer.Address == a {
-			return r.ID(), true
-		}
-	}
-	var out ID
-	var found bool
-	c.eachMachine(func(_ int, e *mentry) {
-		if !found && e.live() && !e.bodyless && e.m.Address == a {
-			out, found = ID{Kind: KindMachine, Key: e.m.ID}, true
-		}
-	})
-	return out, found
 }
 
 // FreePeerIndex returns the lowest peer index on gateway gw in network net that no live

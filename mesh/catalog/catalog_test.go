@@ -140,7 +140,7 @@ func TestSnapshotIncremental(t *testing.T) {
 	if !c.FieldUsed(2, 0x10002) {
 		t.Error("tombstoned field forgotten")
 	}
-	if _, ok := c.addressOwner(sixpn.MachineAddr(0x18, 2, 0x10002)); ok {
+	if _, ok := addressOwner(c, sixpn.MachineAddr(0x18, 2, 0x10002)); ok {
 		t.Error("deleted machine still owns its address")
 	}
 	// Status changes reach the host views.
@@ -173,4 +173,25 @@ func TestPeerIndexAllocation(t *testing.T) {
 		t.Error("local peers")
 	}
 	_ = netip.Addr{}
+}
+
+// addressOwner returns the live record owning a 6PN address. It walks the peers and
+// machines: a test's question, which an index would have cost a map entry per record
+// to answer.
+func addressOwner(c *Catalog, a netip.Addr) (ID, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.byKind[KindPeer] {
+		if r.Peer.Address == a {
+			return r.ID(), true
+		}
+	}
+	var out ID
+	var found bool
+	c.eachMachine(func(_ int, e *mentry) {
+		if !found && e.live() && !e.bodyless && e.m.Address == a {
+			out, found = ID{Kind: KindMachine, Key: e.m.ID}, true
+		}
+	})
+	return out, found
 }

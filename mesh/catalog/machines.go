@@ -331,9 +331,9 @@ func (c *Catalog) applyMachineLocked(r *Record) bool {
 		win = r.Wins(o)
 		if old.live() && !r.Deleted && !o.SameIdentity(r) {
 			if win {
-				c.conflicts = append(c.conflicts, Conflict{Kept: r, Lost: old.record()})
+				c.conflicts.add(r, old.record())
 			} else {
-				c.conflicts = append(c.conflicts, Conflict{Kept: old.record(), Lost: r})
+				c.conflicts.add(old.record(), r)
 			}
 		}
 	}
