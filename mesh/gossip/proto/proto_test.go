@@ -107,16 +107,21 @@ func TestEagerBatching(t *testing.T) {
 	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Kind != KindBatch || len(out[0].Msg.Batch) != 3 {
 		t.Fatalf("sent %+v, want one batch of 3 to b", out)
 	}
-	// The first of four goes alone (19 ms after the last change, on a link that
-	// carries no stream); the next three come at once and wait together until the
-	// third would outgrow a packet.
+	// Four made at once (a pack that arrived, forwarded entry by entry): the first
+	// leaves at once (19 ms after the last change, on a link that carries no
+	// stream) and the second joins it, up to what a packet holds; the other two
+	// wait together for the interval.
 	big := make([]byte, 400)
-	for range 4 {
-		tr.Publish(now.Add(22*time.Millisecond), big)
+	for i := range 4 {
+		tr.Publish(now.Add(22*time.Millisecond), append(big[:len(big):len(big)], byte(i)))
 	}
 	out = tr.Outbox()
-	if len(out) != 2 || out[0].Msg.Kind != KindGossip || out[1].Msg.Kind != KindBatch || len(out[1].Msg.Batch) != 2 || out[1].Msg.Size() > batchLimit {
-		t.Fatalf("sent %+v, want one copy, then a full batch of 2 at once", out)
+	if len(out) != 1 || out[0].Msg.Kind != KindBatch || len(out[0].Msg.Batch) != 2 || out[0].Msg.Size() > batchLimit {
+		t.Fatalf("sent %+v, want a batch of 2 at once", out)
+	}
+	tr.Tick(now.Add(40 * time.Millisecond))
+	if out = tr.Outbox(); len(out) != 1 || len(out[0].Msg.Batch) != 2 {
+		t.Fatalf("sent %+v at the interval, want the other 2", out)
 	}
 }
 
@@ -315,5 +320,80 @@ func TestCompactRepair(t *testing.T) {
 		if k == KindIHave || k == KindGraft || k == KindGossip || k == KindBatch {
 			t.Errorf("compact tree sent %v", k)
 		}
+	}
+}
+
+// A pack that arrives is forwarded in one packet per link, at once: its entries
+// reach Receive one by one, but the copies they make join the message already
+// leaving for each link until the caller takes the Outbox. Ids asked for in one
+// graft are answered in one message, too.
+func TestForwardsAPackWhole(t *testing.T) {
+	now := time.Unix(0, 0)
+	tr := NewTree(TreeConfig{Self: "b", Compact: true})
+	tr.SetLinks([]string{"a", "c", "d"})
+	var pack Message
+	for i := range 5 {
+		pack.Batch = append(pack.Batch, Message{Kind: KindGossip, Round: 1, Payload: []byte(fmt.Sprint("change ", i))})
+	}
+	// The link to c sent a moment ago, so copies for it would wait for company.
+	tr.Receive(now, "a", Message{Kind: KindGossip, ID: 1, Payload: []byte("earlier")})
+	tr.Outbox()
+	now = now.Add(30 * time.Millisecond)
+	wire, err := Decode((&Message{Kind: KindPack, Batch: pack.Batch}).Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range wire.Entries() {
+		tr.Receive(now, "a", m)
+	}
+	out := tr.Outbox()
+	got := map[string]int{}
+	for _, s := range out {
+		if s.Msg.Kind != KindPack {
+			t.Fatalf("sent %v to %s", s.Msg.Kind, s.To)
+		}
+		got[s.To] += len(s.Msg.Batch)
+	}
+	if len(out) != 2 || got["c"] != 5 || got["d"] != 5 {
+		t.Fatalf("forwarded a pack of 5 as %d messages (%v), want one pack of 5 to c and to d", len(out), got)
+	}
+	var ids []uint64
+	for _, m := range wire.Batch[:3] {
+		ids = append(ids, m.ID)
+	}
+	tr.Receive(now, "d", Message{Kind: KindGraftShort, IDs: ids})
+	if out := tr.Outbox(); len(out) != 1 || len(out[0].Msg.Batch) != 3 {
+		t.Fatalf("answered a graft of 3 with %+v, want one pack of 3", out)
+	}
+}
+
+// On a lazy link, the first end to announce an id speaks for both: the other end
+// drops it from its own queue if it has it, and does not announce it back when it
+// arrives after the announcement.
+func TestAnnouncesAnIdOncePerLazyLink(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := NewTree(TreeConfig{Self: "b", Compact: true})
+	b.SetLinks([]string{"p"})
+	b.Receive(now, "a", Message{Kind: KindJoin}) // a is a lazy neighbor
+	change := func(s string) Message {
+		return Message{Kind: KindGossip, ID: ContentID([]byte(s)), Round: 1, Payload: []byte(s)}
+	}
+	x, y, z := change("x"), change("y"), change("z")
+	// x and y arrive from the tree and wait in b's announcements to a.
+	b.Receive(now, "p", x)
+	b.Receive(now, "p", y)
+	b.Outbox()
+	// a announces x (it has it) and z, which b has not got yet.
+	b.Receive(now.Add(10*time.Millisecond), "a", Message{Kind: KindIHaveShort, IDs: []uint64{x.ID, z.ID}})
+	b.Receive(now.Add(20*time.Millisecond), "p", z)
+	b.Tick(now.Add(time.Second))
+	var announced []uint64
+	for _, s := range b.Outbox() {
+		if s.To == "a" && s.Msg.Kind == KindIHaveShort {
+			announced = append(announced, s.Msg.IDs...)
+		}
+	}
+	if len(announced) != 1 || announced[0] != y.ID {
+		t.Fatalf("b announced %x to a, want only y (%x): a announced x and z itself", announced, y.ID)
 	}
 }
