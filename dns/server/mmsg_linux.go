@@ -77,22 +77,18 @@ func (b *mmsgBatch) recv(fd uintptr) bool {
 		b.rhdr[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		b.rhdr[i].Hdr.Flags = 0
 	}
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdr[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		b.got, b.errno = int(r), e
-		return true
-	}
+	return b.call(unix.SYS_RECVMMSG, fd, &b.rhdr[0], batchSize)
 }
 
 func (b *mmsgBatch) send(fd uintptr) bool {
+	return b.call(unix.SYS_SENDMMSG, fd, &b.whdr[b.k], b.w-b.k)
+}
+
+// call makes one recvmmsg or sendmmsg (trap) that does not block, again if a
+// signal interrupted it; false means the socket would block.
+func (b *mmsgBatch) call(trap, fd uintptr, hdr *unix.Mmsghdr, n int) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.whdr[b.k])), uintptr(b.w-b.k), unix.MSG_DONTWAIT, 0, 0)
+		r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(hdr)), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue
