@@ -45,6 +45,18 @@ func TestBenchSimFleet(t *testing.T) {
 		start := time.Now()
 		r := Run(cfg)
 		line("%s: %s (wall %v)", c.name, r, time.Since(start).Round(time.Second))
+		if cfg.Compact {
+			// Issue 24's targets: bytes a host receives per change in the steady
+			// stream ≤ 1.5x the record (the no-loss run), per-host p99 ≤ 1 s, ≤ 2 s
+			// with 1 % loss.
+			want := time.Second
+			if cfg.Loss > 0 {
+				want = 2 * time.Second
+			}
+			ratio := r.Steady.Total() / max(1, r.RecordBytes)
+			line("%s: bytes per change %.2fx the record (target ≤ 1.50x without loss), per-host p99 %s = %.2fx the %s target",
+				c.name, ratio, ms(r.P99), float64(r.P99)/float64(want), ms(want))
+		}
 		if r.Missing > 0 || !r.Converged {
 			t.Errorf("%s: %d deliveries missing, converged=%v", c.name, r.Missing, r.Converged)
 		}
