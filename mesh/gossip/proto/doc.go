@@ -11,7 +11,9 @@
 //     timing as in the paper (a duplicate prunes its link, a graft adds one), which
 //     did not settle with many sources. Each host sends a change to about one tree
 //     neighbor on average and announces it to a bounded number of others, so the
-//     cost per host does not grow with the fleet.
+//     cost per host does not grow with the fleet. Its eager copies leave through
+//     eagerLinks and outbox (eager.go): at once on a quiet link, batched on a
+//     busy one, and copies made together for one link in one packet.
 //   - AntiEntropy (antientropy.go) is the safety net: a digest exchange with one
 //     random member at a time that repairs whatever the tree missed (loss,
 //     partitions, a host that was away).

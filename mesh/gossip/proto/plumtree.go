@@ -363,27 +363,13 @@ type Tree struct {
 	lazyQ   map[string][]uint64
 	// lastLazy is when each link last sent announcements (LazyInterval).
 	lastLazy map[string]time.Time
-	eagerQ   map[string]*eagerBatch
-	// lastPush is when each link last sent eager copies (EagerInterval).
-	lastPush map[string]time.Time
-	// lastCopy is when each link was last given an eager copy, and gap the
-	// smoothed time between its copies: whether it carries a stream (push).
-	lastCopy map[string]time.Time
-	gap      map[string]time.Duration
-	seq      uint64
-	out      []Send
-	// leaving is the eager message to each link in out, which copies made before
-	// the next Outbox join (see sendNow).
-	leaving map[string]int
-	Stats   TreeStats
+	// links decides when eager copies leave; out holds what leaves.
+	links eagerLinks
+	out   outbox
+	seq   uint64
+	Stats TreeStats
 	// The intervals the caller left to us follow the mode (SetCompact).
 	lazyDefault, eagerDefault bool
-}
-
-type eagerBatch struct {
-	due  time.Time
-	msgs []Message
-	size int
 }
 
 // Default intervals. Compact mode spends a little latency on bytes: eager copies
@@ -395,10 +381,6 @@ const (
 	compactEagerInterval = 70 * time.Millisecond
 	compactLazyInterval  = 500 * time.Millisecond
 )
-
-// batchLimit keeps a batch inside one UDP packet (gossip.bestEffortLimit, less the
-// sender frame).
-const batchLimit = 1000
 
 type seenAt struct {
 	id uint64
@@ -426,9 +408,11 @@ func NewTree(cfg TreeConfig) *Tree {
 		cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
 		eager: map[string]bool{}, lazy: map[string]bool{}, picked: map[string]bool{},
 		seen: map[uint64]stored{}, short: map[uint32]uint64{}, missing: map[uint64]*missing{}, lazyQ: map[string][]uint64{},
-		eagerQ: map[string]*eagerBatch{}, lastPush: map[string]time.Time{}, lastLazy: map[string]time.Time{},
-		lastCopy: map[string]time.Time{}, gap: map[string]time.Duration{}, leaving: map[string]int{},
+		lastLazy: map[string]time.Time{},
 	}
+	t.out = outbox{cfg: &t.cfg, leaving: map[string]int{}}
+	t.links = eagerLinks{cfg: &t.cfg, out: &t.out, queued: map[string]*eagerBatch{},
+		lastPush: map[string]time.Time{}, lastCopy: map[string]time.Time{}, gap: map[string]time.Duration{}}
 	t.SetCompact(cfg.Compact)
 	return t
 }
@@ -512,7 +496,7 @@ func (t *Tree) AddPeers(candidates []string) {
 		} else {
 			t.eager[c] = true
 		}
-		t.out = append(t.out, Send{To: c, Msg: Message{Kind: KindJoin}})
+		t.out.add(c, Message{Kind: KindJoin})
 	}
 }
 
@@ -522,10 +506,7 @@ func (t *Tree) RemovePeer(name string) {
 	delete(t.lazy, name)
 	delete(t.picked, name)
 	delete(t.lazyQ, name)
-	delete(t.eagerQ, name)
-	delete(t.lastPush, name)
-	delete(t.lastCopy, name)
-	delete(t.gap, name)
+	t.links.forget(name)
 	delete(t.lastLazy, name)
 	for _, m := range t.missing {
 		for i, f := range m.from {
@@ -602,7 +583,7 @@ func (t *Tree) forward(now time.Time, from string, id uint64, round uint16, payl
 	}
 	for _, p := range slices.Sorted(maps.Keys(t.eager)) {
 		if p != from {
-			t.push(now, p, Message{Kind: KindGossip, ID: id, Round: round + 1, Payload: payload})
+			t.links.push(now, p, Message{Kind: KindGossip, ID: id, Round: round + 1, Payload: payload})
 		}
 	}
 	for _, p := range slices.Sorted(maps.Keys(t.lazy)) {
@@ -629,136 +610,6 @@ func (t *Tree) graftWait(peer string) time.Duration {
 		}
 	}
 	return t.cfg.GraftTimeout
-}
-
-// push sends an eager copy now, or queues it in p's batch.
-func (t *Tree) push(now time.Time, p string, m Message) {
-	if t.cfg.EagerInterval <= 0 {
-		t.out = append(t.out, Send{To: p, Msg: t.single(m)})
-		return
-	}
-	apart, streaming := t.noteCopy(now, p)
-	if t.join(p, m) {
-		return
-	}
-	q := t.eagerQ[p]
-	if q == nil && now.Sub(t.lastPush[p]) >= t.cfg.EagerInterval {
-		// The link was quiet: no wait (a lone change is not delayed).
-		t.lastPush[p] = now
-		t.sendNow(p, m)
-		return
-	}
-	if q == nil && !streaming && apart >= t.cfg.EagerInterval/4 {
-		// Changes too far apart for company to be worth the wait. The link's
-		// batch times stay where they were: along a stream they line up hop after
-		// hop, so a batch that arrives finds the next link's batch due.
-		t.sendNow(p, m)
-		return
-	}
-	if q != nil && q.size+batchEntrySize(&m) > batchLimit {
-		t.flushBatch(p, q)
-		q = nil
-	}
-	if q == nil {
-		q = &eagerBatch{due: t.lastPush[p].Add(t.cfg.EagerInterval), size: 4}
-		t.eagerQ[p] = q
-	}
-	q.msgs = append(q.msgs, m)
-	q.size += batchEntrySize(&m)
-}
-
-// Eager copies wait for company only on a link that carries a stream (Nagle's
-// rule, with the stream measured): a copy closer than a quarter of EagerInterval to
-// the link's last one (a burst), or on a link whose smoothed gap between copies is
-// below streamGap. Changes a few tens of milliseconds apart otherwise each waited
-// for the rest of the interval at every hop. In the simulator (300 hosts, 1-5 ms
-// links, compact messages), at 25 changes/s a host had a change in p99 145 ms with
-// every copy held, 18 ms now, for 222 B received per change instead of 214; at 100
-// changes/s links stream and batch as before (133 B per change), p99 190 -> 152 ms
-// (a copy sent alone leaves the link's batch times where they were; see push).
-const (
-	streamGap = 20 * time.Millisecond
-	// gapCap bounds one sample: after a quiet spell a link counts as streaming
-	// again within a few copies.
-	gapCap = 4 * streamGap
-)
-
-// noteCopy records an eager copy for p; it returns how long after the link's last
-// copy it came and whether the link carries a stream.
-func (t *Tree) noteCopy(now time.Time, p string) (apart time.Duration, streaming bool) {
-	apart = gapCap
-	if last, ok := t.lastCopy[p]; ok {
-		apart = max(now.Sub(last), 0)
-	}
-	g, ok := t.gap[p]
-	if !ok {
-		g = gapCap
-	}
-	g += (min(apart, gapCap) - g) / 4
-	t.lastCopy[p], t.gap[p] = now, g
-	return apart, g < streamGap
-}
-
-// sendNow sends copy m to p with the copies already leaving for p (join), or in a
-// message of its own that later ones may join.
-func (t *Tree) sendNow(p string, m Message) {
-	if t.join(p, m) {
-		return
-	}
-	t.leaving[p] = len(t.out)
-	t.out = append(t.out, Send{To: p, Msg: t.single(m)})
-}
-
-// join adds copy m to the eager message already leaving for p, if there is one
-// with room. Copies made before the caller's next Outbox leave together: the
-// entries of a pack that arrives are forwarded in the same instant, and each went
-// on in a packet of its own (a burst's first copy alone, the rest in a batch a
-// whole interval later); at 10,000 simulated hosts that cost 12 bytes per change
-// per host. Grafted ids are answered in one message, too.
-func (t *Tree) join(p string, m Message) bool {
-	i, ok := t.leaving[p]
-	if !ok {
-		return false
-	}
-	s := &t.out[i].Msg
-	if s.Size()+batchEntrySize(&m) > batchLimit {
-		return false
-	}
-	switch s.Kind {
-	case KindPack, KindBatch:
-		s.Batch = append(s.Batch, m)
-	case KindGossip:
-		*s = Message{Kind: KindBatch, Batch: []Message{*s, m}}
-	default:
-		return false
-	}
-	return true
-}
-
-func (t *Tree) flushBatch(p string, q *eagerBatch) {
-	delete(t.eagerQ, p)
-	if q.due.After(t.lastPush[p]) {
-		t.lastPush[p] = q.due
-	}
-	t.leaving[p] = len(t.out)
-	if t.cfg.Compact {
-		t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindPack, Batch: q.msgs}})
-		return
-	}
-	if len(q.msgs) == 1 {
-		t.out = append(t.out, Send{To: p, Msg: q.msgs[0]})
-		return
-	}
-	t.out = append(t.out, Send{To: p, Msg: Message{Kind: KindBatch, Batch: q.msgs}})
-}
-
-// single is how one eager copy travels: a Gossip message, or in compact mode a
-// pack of one (2 bytes of framing instead of 10).
-func (t *Tree) single(m Message) Message {
-	if t.cfg.Compact {
-		return Message{Kind: KindPack, Batch: []Message{m}}
-	}
-	return m
 }
 
 // makeEager puts p in the tree (timing-shaped trees only).
@@ -799,7 +650,7 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 			if t.eager[from] {
 				t.makeLazy(from)
 				t.Stats.Prunes++
-				t.out = append(t.out, Send{To: from, Msg: Message{Kind: KindPrune}})
+				t.out.add(from, Message{Kind: KindPrune})
 			} else if !t.IsNeighbor(from) {
 				t.lazy[from] = true
 			}
@@ -863,7 +714,7 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 			}
 			if s, ok := t.seen[id]; ok {
 				t.Stats.Answered++
-				t.sendNow(from, Message{Kind: KindGossip, ID: id, Round: s.round + 1, Payload: s.payload})
+				t.out.copy(from, Message{Kind: KindGossip, ID: id, Round: s.round + 1, Payload: s.payload})
 			}
 		}
 	case KindPrune:
@@ -952,15 +803,11 @@ func (t *Tree) Tick(now time.Time) {
 				full = append(full, id)
 			}
 		}
-		t.sendIDs(p, KindGraft, full)
-		t.sendIDs(p, KindGraftShort, short)
+		t.out.ids(p, KindGraft, full)
+		t.out.ids(p, KindGraftShort, short)
 	}
 	// Eager batches due.
-	for _, p := range slices.Sorted(maps.Keys(t.eagerQ)) {
-		if q := t.eagerQ[p]; !now.Before(q.due) {
-			t.flushBatch(p, q)
-		}
-	}
+	t.links.flushDue(now)
 	// Announcements due.
 	for _, p := range slices.Sorted(maps.Keys(t.lazyQ)) {
 		if now.Before(t.lastLazy[p].Add(t.cfg.LazyInterval)) {
@@ -970,18 +817,9 @@ func (t *Tree) Tick(now time.Time) {
 		if t.cfg.Compact {
 			kind = KindIHaveShort
 		}
-		t.sendIDs(p, kind, t.lazyQ[p])
+		t.out.ids(p, kind, t.lazyQ[p])
 		delete(t.lazyQ, p)
 		t.lastLazy[p] = now
-	}
-}
-
-// sendIDs queues ids for p in messages of kind of at most maxIDs each.
-func (t *Tree) sendIDs(p string, kind Kind, ids []uint64) {
-	for len(ids) > 0 {
-		n := min(len(ids), maxIDs)
-		t.out = append(t.out, Send{To: p, Msg: Message{Kind: kind, IDs: ids[:n]}})
-		ids = ids[n:]
 	}
 }
 
@@ -1001,18 +839,13 @@ func (t *Tree) Deadline() time.Time {
 			d = ms.deadline
 		}
 	}
-	for _, q := range t.eagerQ {
-		if d.IsZero() || q.due.Before(d) {
-			d = q.due
-		}
+	if due := t.links.deadline(); !due.IsZero() && (d.IsZero() || due.Before(d)) {
+		d = due
 	}
 	return d
 }
 
 // Outbox returns and clears the messages queued since the last call.
 func (t *Tree) Outbox() []Send {
-	out := t.out
-	t.out = nil
-	clear(t.leaving)
-	return out
+	return t.out.take()
 }
