@@ -66,7 +66,7 @@ test-unit: ## tests that need no root and no tools
 
 bench: deps build ## benchmarks: propagation, memory, idle gossip, DNS vs Knot, WireGuard reconcile, health checks, DNS filtering, iperf3, peer create
 	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'Bench' -v -timeout 45m ./mesh/meshbench/ | grep -E '^(BENCH|--- |ok|FAIL)'
-	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'BenchSim' -v -timeout 30m ./mesh/gossip/sim/ | grep -E '^(BENCH|--- |ok|FAIL)'
+	set -o pipefail; DOGWOOD_BENCH=1 $(GO) test -count=1 -run 'BenchSim' -v -timeout 60m ./mesh/gossip/sim/ | grep -E '^(BENCH|--- |ok|FAIL)'
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 20x ./peers/wgsync ./peers/device
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkChecks' -benchtime 20x ./mesh/health
 	$(GO) test -count=3 -run '^$$' -bench 'BenchmarkAnswerFilteringPaired' -benchtime 100x ./dns/resolve
