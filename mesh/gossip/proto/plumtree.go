@@ -337,11 +337,19 @@ type stored struct {
 
 type missing struct {
 	deadline time.Time
-	from     []string // announcers not asked yet
-	// announced is every link that announced the id: they have it, so it is not
-	// announced back to them when it arrives.
+	// announced is every link that announced the id, in order: the ones to ask,
+	// and, since they have it, not to announce it back to when it arrives.
 	announced []string
+	grafts    int // rounds of grafts sent for it
 }
+
+// graftRounds is how many rounds of grafts a missing id gets before it is left to
+// anti-entropy: the first asks the first announcer, the others every announcer at
+// once. Asking one announcer after another, a lost graft or a lost answer used one
+// up; at 10,000 simulated hosts with 1 % loss a host with two announcers lost a
+// pack, the answer to its first graft and its second graft, and waited 1.7 s more
+// for anti-entropy.
+const graftRounds = 3
 
 // Tree is one host's Plumtree state. It is not safe for concurrent use; the caller
 // serializes calls.
@@ -509,12 +517,7 @@ func (t *Tree) RemovePeer(name string) {
 	t.links.forget(name)
 	delete(t.lastLazy, name)
 	for _, m := range t.missing {
-		for i, f := range m.from {
-			if f == name {
-				m.from = append(m.from[:i], m.from[i+1:]...)
-				break
-			}
-		}
+		m.announced = slices.DeleteFunc(m.announced, func(f string) bool { return f == name })
 	}
 }
 
@@ -693,11 +696,12 @@ func (t *Tree) Receive(now time.Time, from string, m Message) ([]byte, bool) {
 				continue
 			}
 			if ms := t.missing[key]; ms != nil {
-				ms.from = append(ms.from, from)
-				ms.announced = append(ms.announced, from)
+				if !slices.Contains(ms.announced, from) {
+					ms.announced = append(ms.announced, from)
+				}
 				continue
 			}
-			t.missing[key] = &missing{deadline: now.Add(t.graftWait(from)), from: []string{from}, announced: []string{from}}
+			t.missing[key] = &missing{deadline: now.Add(t.graftWait(from)), announced: []string{from}}
 		}
 		t.dropAnnounced(from, had)
 	case KindGraft, KindGraftShort:
@@ -772,19 +776,24 @@ func (t *Tree) Tick(now time.Time) {
 		if now.Before(ms.deadline) {
 			continue
 		}
-		if len(ms.from) == 0 {
+		if len(ms.announced) == 0 || ms.grafts >= graftRounds {
 			// Nobody left to ask: anti-entropy will bring it.
 			t.Stats.Missed++
 			delete(t.missing, id)
 			continue
 		}
-		p := ms.from[0]
-		ms.from = ms.from[1:]
+		ask := ms.announced
+		if ms.grafts == 0 {
+			ask = ask[:1]
+		}
+		ms.grafts++
 		ms.deadline = now.Add(t.cfg.GraftTimeout) // the graft's answer takes a round trip too
 		if grafts == nil {
 			grafts = map[string][]uint64{}
 		}
-		grafts[p] = append(grafts[p], id)
+		for _, p := range ask {
+			grafts[p] = append(grafts[p], id)
+		}
 	}
 	for _, p := range slices.Sorted(maps.Keys(grafts)) {
 		ids := grafts[p]

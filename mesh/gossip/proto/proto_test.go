@@ -397,3 +397,44 @@ func TestAnnouncesAnIdOncePerLazyLink(t *testing.T) {
 		t.Fatalf("b announced %x to a, want only y (%x): a announced x and z itself", announced, y.ID)
 	}
 }
+
+// A missing id is asked of its first announcer; when no answer comes within
+// GraftTimeout (the graft or the answer was lost), of every announcer at once, for
+// graftRounds rounds in all, and only then left to anti-entropy.
+func TestGraftRoundsAskEveryAnnouncer(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := NewTree(TreeConfig{Self: "b", Compact: true, GraftTimeout: 300 * time.Millisecond})
+	b.SetLinks([]string{"p"})
+	id := ContentID([]byte("lost"))
+	b.Receive(now, "a1", Message{Kind: KindIHaveShort, IDs: []uint64{id}})
+	b.Receive(now.Add(10*time.Millisecond), "a2", Message{Kind: KindIHaveShort, IDs: []uint64{id}})
+	b.Receive(now.Add(20*time.Millisecond), "a2", Message{Kind: KindIHaveShort, IDs: []uint64{id}})
+	asked := func(at time.Duration) []string {
+		b.Tick(now.Add(at))
+		var to []string
+		for _, s := range b.Outbox() {
+			if s.Msg.Kind == KindGraftShort {
+				to = append(to, s.To)
+			}
+		}
+		return to
+	}
+	if to := asked(300 * time.Millisecond); !slices.Equal(to, []string{"a1"}) {
+		t.Fatalf("first round asked %v, want a1", to)
+	}
+	for round := 2; round <= graftRounds; round++ {
+		if to := asked(time.Duration(round) * 300 * time.Millisecond); !slices.Equal(to, []string{"a1", "a2"}) {
+			t.Fatalf("round %d asked %v, want a1 and a2 (once each)", round, to)
+		}
+	}
+	if to := asked(time.Duration(graftRounds+1) * 300 * time.Millisecond); len(to) != 0 || b.Stats.Missed != 1 {
+		t.Fatalf("after %d rounds asked %v again, missed %d; want it left to anti-entropy", graftRounds, to, b.Stats.Missed)
+	}
+	// An announcer that leaves is not asked.
+	b.Receive(now, "a1", Message{Kind: KindIHaveShort, IDs: []uint64{id + 1}})
+	b.Receive(now, "a2", Message{Kind: KindIHaveShort, IDs: []uint64{id + 1}})
+	b.RemovePeer("a1")
+	if to := asked(5 * time.Second); !slices.Equal(to, []string{"a2"}) {
+		t.Fatalf("asked %v after a1 left, want a2", to)
+	}
+}
