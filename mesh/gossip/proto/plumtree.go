@@ -347,8 +347,8 @@ type missing struct {
 // anti-entropy: the first asks the first announcer, the others every announcer at
 // once. Asking one announcer after another, a lost graft or a lost answer used one
 // up; at 10,000 simulated hosts with 1 % loss a host with two announcers lost a
-// pack, the answer to its first graft and its second graft, and waited 1.7 s more
-// for anti-entropy.
+// pack, the answer to its first graft and its second graft, and had the pack's
+// changes from anti-entropy 1.7 s after the loss.
 const graftRounds = 3
 
 // Tree is one host's Plumtree state. It is not safe for concurrent use; the caller
