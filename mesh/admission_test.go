@@ -64,10 +64,16 @@ func (w *memWriter) RecordAny(rs ...*catalog.Record) error {
 }
 func (w *memWriter) Flush() {}
 func (w *memWriter) Tombstones(rs ...*catalog.Record) []*catalog.Record {
+	return tombstonesAt(w.cat, rs)
+}
+
+// tombstonesAt is what the replica's Tombstones makes, stamped by cat's clock (the
+// test writers' shared piece).
+func tombstonesAt(cat *catalog.Catalog, rs []*catalog.Record) []*catalog.Record {
 	var out []*catalog.Record
 	for _, r := range rs {
 		t := *r
-		t.Deleted, t.Version, t.DeletedAt = true, w.cat.Tick(), 1
+		t.Deleted, t.Version, t.DeletedAt = true, cat.Tick(), 1
 		out = append(out, &t)
 	}
 	return out

@@ -58,13 +58,7 @@ func (w *fakeWriter) Commit(rs ...*catalog.Record) error {
 }
 
 func (w *fakeWriter) Tombstones(rs ...*catalog.Record) []*catalog.Record {
-	var out []*catalog.Record
-	for _, r := range rs {
-		t := *r
-		t.Deleted, t.Version, t.DeletedAt = true, w.cat.Tick(), 1
-		out = append(out, &t)
-	}
-	return out
+	return tombstonesAt(w.cat, rs)
 }
 
 func (w *fakeWriter) log() []*catalog.Record {
